@@ -1,0 +1,196 @@
+//! The one error type of the crate. Each variant names the object it is
+//! about, and OS failures keep their errno, so that a binding can map them
+//! to its own exceptions without parsing messages.
+
+use std::fmt;
+use std::io;
+
+/// What kind of object an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ObjectKind {
+    /// A POSIX named semaphore.
+    Semaphore,
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Semaphore => "semaphore",
+        })
+    }
+}
+
+/// Everything that can go wrong in namedipc.
+///
+/// ```
+/// use namedipc::{Error, Semaphore};
+///
+/// match Semaphore::open("/namedipc-doc-error-missing") {
+///     Err(Error::NotFound { name, .. }) => assert_eq!(name, "/namedipc-doc-error-missing"),
+///     other => panic!("expected NotFound, got {other:?}"),
+/// }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The object was to be created, but the name is taken.
+    #[error("{kind} '{name}' already exists; open it instead, remove it, or choose another name")]
+    AlreadyExists {
+        /// The kind of object.
+        kind: ObjectKind,
+        /// The name as given.
+        name: String,
+    },
+    /// The object was to be opened, but nothing has that name.
+    #[error("{kind} '{name}' does not exist; create it first, or check the name")]
+    NotFound {
+        /// The kind of object.
+        kind: ObjectKind,
+        /// The name as given.
+        name: String,
+    },
+    /// The OS refused access (EACCES or EPERM).
+    #[error("permission denied for {kind} '{name}': it belongs to another user or its mode forbids this access")]
+    PermissionDenied {
+        /// The kind of object.
+        kind: ObjectKind,
+        /// The name as given.
+        name: String,
+        /// The errno the OS reported.
+        errno: i32,
+    },
+    /// A wait ended at its deadline, or a non-blocking attempt found the object busy.
+    #[error("{kind} '{name}' is busy: it could not be acquired in the time allowed")]
+    Busy {
+        /// The kind of object.
+        kind: ObjectKind,
+        /// The name as given.
+        name: String,
+    },
+    /// A signal handler ran during a wait (EINTR).
+    #[error("the wait on {kind} '{name}' was interrupted by a signal")]
+    Interrupted {
+        /// The kind of object.
+        kind: ObjectKind,
+        /// The name as given.
+        name: String,
+    },
+    /// The name breaks the rules for names of this kind of object.
+    #[error("invalid {kind} name {name:?}: {rule}")]
+    InvalidName {
+        /// The kind of object.
+        kind: ObjectKind,
+        /// The name as given.
+        name: String,
+        /// What a valid name looks like.
+        rule: String,
+    },
+    /// An argument is outside what is allowed; the message says what is.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The file behind the name is not a valid object of this kind.
+    #[error("{kind} '{name}' is corrupt or not a {kind}: {reason}; remove it and create it again")]
+    Corrupt {
+        /// The kind of object.
+        kind: ObjectKind,
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Releasing would raise a semaphore's value past its maximum (EOVERFLOW).
+    #[error("{kind} '{name}' is at its maximum value ({max}); it cannot be released further")]
+    Overflow {
+        /// The kind of object.
+        kind: ObjectKind,
+        /// The name as given.
+        name: String,
+        /// The maximum value.
+        max: u32,
+    },
+    /// Any other failure of the OS.
+    #[error("{operation} on {kind} '{name}' failed: {source}")]
+    Os {
+        /// The failing operation, e.g. `sem_open`.
+        operation: &'static str,
+        /// The kind of object.
+        kind: ObjectKind,
+        /// The name as given.
+        name: String,
+        /// The OS error, with its errno.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// The errno behind the error, where the OS reported one.
+    #[must_use]
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Self::AlreadyExists { .. } => Some(libc::EEXIST),
+            Self::NotFound { .. } => Some(libc::ENOENT),
+            Self::PermissionDenied { errno, .. } => Some(*errno),
+            Self::Busy { .. } => Some(libc::EAGAIN),
+            Self::Interrupted { .. } => Some(libc::EINTR),
+            Self::Overflow { .. } => Some(libc::EOVERFLOW),
+            Self::Os { source, .. } => source.raw_os_error(),
+            Self::InvalidName { .. } | Self::InvalidArgument(_) | Self::Corrupt { .. } => None,
+        }
+    }
+
+    /// The name of the object the error is about, if it is about one.
+    #[must_use]
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Self::AlreadyExists { name, .. }
+            | Self::NotFound { name, .. }
+            | Self::PermissionDenied { name, .. }
+            | Self::Busy { name, .. }
+            | Self::Interrupted { name, .. }
+            | Self::InvalidName { name, .. }
+            | Self::Corrupt { name, .. }
+            | Self::Overflow { name, .. }
+            | Self::Os { name, .. } => Some(name),
+            Self::InvalidArgument(_) => None,
+        }
+    }
+
+    /// Classifies an OS error from `operation` on the object `name`.
+    pub(crate) fn from_os(
+        operation: &'static str,
+        kind: ObjectKind,
+        name: &str,
+        source: io::Error,
+    ) -> Self {
+        let name = name.to_owned();
+        match source.raw_os_error() {
+            Some(libc::EEXIST) => Self::AlreadyExists { kind, name },
+            Some(libc::ENOENT) => Self::NotFound { kind, name },
+            Some(errno @ (libc::EACCES | libc::EPERM)) => {
+                Self::PermissionDenied { kind, name, errno }
+            }
+            Some(libc::EINTR) => Self::Interrupted { kind, name },
+            Some(libc::ELOOP) => Self::Corrupt {
+                kind,
+                name,
+                reason: "the name is a symbolic link".to_owned(),
+            },
+            Some(libc::EISDIR) => Self::Corrupt {
+                kind,
+                name,
+                reason: "the name is a directory".to_owned(),
+            },
+            _ => Self::Os {
+                operation,
+                kind,
+                name,
+                source,
+            },
+        }
+    }
+}
+
+/// The result type of namedipc.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

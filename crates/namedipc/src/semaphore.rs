@@ -1,0 +1,408 @@
+//! POSIX named semaphores: a counter in the kernel's shared memory that
+//! unrelated processes find by name, compatible with C programs that call
+//! `sem_open` on the same name.
+
+use std::ffi::CString;
+use std::time::Duration;
+
+use crate::error::{Error, ObjectKind, Result};
+use crate::name;
+use crate::sys;
+use crate::sys::sem::{OpenFlags, RawSemaphore};
+
+const KIND: ObjectKind = ObjectKind::Semaphore;
+
+/// How many times a racing open-or-create is retried before giving up. Each
+/// retry means another process removed or created the name in between.
+const RACE_RETRIES: usize = 1000;
+
+/// The largest value a semaphore can hold (`SEM_VALUE_MAX`).
+pub const VALUE_MAX: u32 = sys::sem::VALUE_MAX;
+
+/// What to do when a semaphore with the name does, or does not, exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Existence {
+    /// Create it; fail with [`Error::AlreadyExists`] if the name is taken.
+    RaiseIfExists,
+    /// Open it if it exists, else create it. Race-free: when several
+    /// processes do this at once, exactly one creates it.
+    #[default]
+    LinkOrCreate,
+    /// Open it; fail with [`Error::NotFound`] if it does not exist.
+    RaiseIfNotExists,
+    /// Remove any semaphore with the name, then create a new one.
+    UnlinkAndCreate,
+}
+
+/// Options for opening or creating a [`Semaphore`].
+///
+/// ```
+/// use namedipc::{Existence, Semaphore};
+///
+/// let sem = Semaphore::options()
+///     .existence(Existence::RaiseIfExists)
+///     .initial_value(2)
+///     .mode(0o600)
+///     .unlink_on_drop(true)
+///     .open("/namedipc-doc-options")?;
+/// assert_eq!(sem.value()?, 2);
+/// # Ok::<(), namedipc::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct SemaphoreOptions {
+    existence: Existence,
+    mode: u32,
+    initial_value: u32,
+    unlink_on_drop: bool,
+}
+
+impl Default for SemaphoreOptions {
+    fn default() -> Self {
+        Self {
+            existence: Existence::LinkOrCreate,
+            mode: 0o600,
+            initial_value: 1,
+            unlink_on_drop: false,
+        }
+    }
+}
+
+impl SemaphoreOptions {
+    /// What to do if the semaphore does or does not exist (default: [`Existence::LinkOrCreate`]).
+    #[must_use]
+    pub fn existence(mut self, existence: Existence) -> Self {
+        self.existence = existence;
+        self
+    }
+
+    /// Permission bits for a new semaphore, before the umask (default `0o600`).
+    #[must_use]
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The value of a new semaphore (default 1); at most [`VALUE_MAX`].
+    #[must_use]
+    pub fn initial_value(mut self, value: u32) -> Self {
+        self.initial_value = value;
+        self
+    }
+
+    /// Whether dropping a handle that *created* the semaphore also removes
+    /// its name (default `false`). A handle that only opened it never does.
+    ///
+    /// Hazard: once the name is removed, processes that still have the
+    /// semaphore open keep using the old one, while a newcomer that creates
+    /// the name gets a new, separate semaphore. Use this only when every
+    /// user is gone by the time the creator drops its handle.
+    #[must_use]
+    pub fn unlink_on_drop(mut self, unlink: bool) -> Self {
+        self.unlink_on_drop = unlink;
+        self
+    }
+
+    /// Opens or creates the semaphore `name`, as [`Self::existence`] says.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::InvalidArgument`] (mode or value out
+    /// of range), [`Error::AlreadyExists`], [`Error::NotFound`],
+    /// [`Error::PermissionDenied`], [`Error::Corrupt`] (the file at the name
+    /// is not a semaphore), or [`Error::Os`].
+    pub fn open(&self, name: &str) -> Result<Semaphore> {
+        let c_name = name::to_c_name(KIND, name)?;
+        self.check_arguments()?;
+        match self.existence {
+            Existence::RaiseIfNotExists => {
+                let raw = self.open_existing(name, &c_name)?;
+                Ok(self.handle(raw, name, c_name, false))
+            }
+            Existence::RaiseIfExists => self.create(name, c_name),
+            Existence::LinkOrCreate => self.link_or_create(name, c_name),
+            Existence::UnlinkAndCreate => self.unlink_and_create(name, c_name),
+        }
+    }
+
+    /// Creates a semaphore under a fresh random name, `prefix` followed by
+    /// 16 random characters taken from the OS's CSPRNG.
+    ///
+    /// # Errors
+    /// As [`Self::open`].
+    pub fn create_random(&self, prefix: &str) -> Result<Semaphore> {
+        self.check_arguments()?;
+        for _ in 0..RACE_RETRIES {
+            let name = name::random_name(prefix)?;
+            let c_name = name::to_c_name(KIND, &name)?;
+            match self.create(&name, c_name) {
+                Err(Error::AlreadyExists { .. }) => {}
+                other => return other,
+            }
+        }
+        Err(Error::InvalidArgument(format!(
+            "found no free random name with prefix {prefix:?} in {RACE_RETRIES} tries"
+        )))
+    }
+
+    fn check_arguments(&self) -> Result<()> {
+        if self.initial_value > VALUE_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "initial_value must be between 0 and {VALUE_MAX}, not {}",
+                self.initial_value
+            )));
+        }
+        if self.mode > 0o7777 {
+            return Err(Error::InvalidArgument(format!(
+                "mode must be permission bits between 0 and 0o7777, not {:#o}",
+                self.mode
+            )));
+        }
+        Ok(())
+    }
+
+    fn handle(&self, raw: RawSemaphore, name: &str, c_name: CString, created: bool) -> Semaphore {
+        Semaphore {
+            raw,
+            name: name.to_owned(),
+            c_name,
+            created,
+            unlink_on_drop: self.unlink_on_drop && created,
+        }
+    }
+
+    fn open_existing(&self, name: &str, c_name: &CString) -> Result<RawSemaphore> {
+        sys::sem::check_file(name).map_err(|reason| Error::Corrupt {
+            kind: KIND,
+            name: name.to_owned(),
+            reason,
+        })?;
+        RawSemaphore::open(c_name, OpenFlags::Existing)
+            .map_err(|e| Error::from_os("sem_open", KIND, name, e))
+    }
+
+    fn create(&self, name: &str, c_name: CString) -> Result<Semaphore> {
+        let flags = OpenFlags::CreateExclusive {
+            mode: self.mode,
+            value: self.initial_value,
+        };
+        let raw = RawSemaphore::open(&c_name, flags)
+            .map_err(|e| Error::from_os("sem_open", KIND, name, e))?;
+        Ok(self.handle(raw, name, c_name, true))
+    }
+
+    fn link_or_create(&self, name: &str, c_name: CString) -> Result<Semaphore> {
+        for _ in 0..RACE_RETRIES {
+            match self.create(name, c_name.clone()) {
+                Err(Error::AlreadyExists { .. }) => {}
+                other => return other,
+            }
+            match self.open_existing(name, &c_name) {
+                Ok(raw) => return Ok(self.handle(raw, name, c_name, false)),
+                // Removed between our create and our open: try again.
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::InvalidArgument(format!(
+            "semaphore '{name}' was created and removed by other processes {RACE_RETRIES} times while opening it; giving up"
+        )))
+    }
+
+    fn unlink_and_create(&self, name: &str, c_name: CString) -> Result<Semaphore> {
+        for _ in 0..RACE_RETRIES {
+            match sys::sem::unlink(&c_name) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(Error::from_os("sem_unlink", KIND, name, e)),
+            }
+            match self.create(name, c_name.clone()) {
+                // Another process created it after our unlink: go round again.
+                Err(Error::AlreadyExists { .. }) => {}
+                other => return other,
+            }
+        }
+        Err(Error::InvalidArgument(format!(
+            "semaphore '{name}' kept being re-created by other processes; giving up after {RACE_RETRIES} tries"
+        )))
+    }
+}
+
+/// A POSIX named semaphore.
+///
+/// Any number of threads may share one handle (`&Semaphore` is enough for
+/// every operation); dropping the handle closes it.
+///
+/// ```
+/// use namedipc::{Existence, Semaphore};
+///
+/// let sem = Semaphore::create("/namedipc-doc-sem", 1)?;
+/// assert!(sem.try_wait()?);           // took the one slot
+/// assert!(!sem.try_wait()?);          // none left
+/// sem.post()?;
+/// assert_eq!(sem.value()?, 1);
+/// sem.unlink()?;
+/// # Ok::<(), namedipc::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Semaphore {
+    raw: RawSemaphore,
+    name: String,
+    c_name: CString,
+    created: bool,
+    unlink_on_drop: bool,
+}
+
+impl Semaphore {
+    /// Options for opening or creating a semaphore.
+    #[must_use]
+    pub fn options() -> SemaphoreOptions {
+        SemaphoreOptions::default()
+    }
+
+    /// Opens the existing semaphore `name`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if it does not exist; see [`SemaphoreOptions::open`].
+    pub fn open(name: &str) -> Result<Self> {
+        Self::options()
+            .existence(Existence::RaiseIfNotExists)
+            .open(name)
+    }
+
+    /// Creates the semaphore `name` with `value` free slots and mode `0o600`.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] if the name is taken; see [`SemaphoreOptions::open`].
+    pub fn create(name: &str, value: u32) -> Result<Self> {
+        Self::options()
+            .existence(Existence::RaiseIfExists)
+            .initial_value(value)
+            .open(name)
+    }
+
+    /// The name, as given when the semaphore was opened.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether this handle created the semaphore (rather than opening an existing one).
+    #[must_use]
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    /// Takes one slot if one is free, without waiting: `Ok(true)` if taken.
+    ///
+    /// # Errors
+    /// [`Error::Os`] only if the OS fails unexpectedly.
+    pub fn try_wait(&self) -> Result<bool> {
+        self.raw.try_wait().map_err(|e| self.os("sem_trywait", e))
+    }
+
+    /// Waits as long as it takes to take one slot. Signals do not end the wait.
+    ///
+    /// # Errors
+    /// [`Error::Os`] only if the OS fails unexpectedly.
+    pub fn wait(&self) -> Result<()> {
+        loop {
+            match self.wait_interruptible(None) {
+                Err(Error::Interrupted { .. }) => {}
+                other => return other.map(drop),
+            }
+        }
+    }
+
+    /// Waits at most `timeout` to take one slot: `Ok(true)` if taken,
+    /// `Ok(false)` when the time is up. Signals do not end the wait early.
+    ///
+    /// # Errors
+    /// [`Error::Os`] only if the OS fails unexpectedly.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
+        let deadline = sys::monotonic_now().saturating_add(timeout);
+        loop {
+            if self.try_wait()? {
+                return Ok(true);
+            }
+            match self.raw.wait_until(Some(deadline)) {
+                Ok(taken) => return Ok(taken),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.os("sem_clockwait", e)),
+            }
+        }
+    }
+
+    /// Waits to take one slot for at most `timeout` (`None`: no limit) and
+    /// returns [`Error::Interrupted`] as soon as a signal handler has run, so
+    /// that the caller can act on the signal and then call again with the
+    /// time that is left. `Ok(false)` means the time is up.
+    ///
+    /// # Errors
+    /// [`Error::Interrupted`], or [`Error::Os`] if the OS fails unexpectedly.
+    pub fn wait_interruptible(&self, timeout: Option<Duration>) -> Result<bool> {
+        let deadline = timeout.map(|t| sys::monotonic_now().saturating_add(t));
+        self.raw
+            .wait_until(deadline)
+            .map_err(|e| self.os("sem_wait", e))
+    }
+
+    /// Gives one slot back.
+    ///
+    /// # Errors
+    /// [`Error::Overflow`] if the value is already [`VALUE_MAX`].
+    pub fn post(&self) -> Result<()> {
+        self.raw.post().map_err(|e| {
+            if e.raw_os_error() == Some(libc::EOVERFLOW) {
+                Error::Overflow {
+                    kind: KIND,
+                    name: self.name.clone(),
+                    max: VALUE_MAX,
+                }
+            } else {
+                self.os("sem_post", e)
+            }
+        })
+    }
+
+    /// The number of free slots now (it may change at any moment).
+    ///
+    /// # Errors
+    /// [`Error::Os`] only if the OS fails unexpectedly.
+    pub fn value(&self) -> Result<u32> {
+        self.raw.value().map_err(|e| self.os("sem_getvalue", e))
+    }
+
+    /// Removes the name; processes that have the semaphore open keep using
+    /// it, and it is destroyed when the last of them closes it.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the name was already removed.
+    pub fn unlink(&self) -> Result<()> {
+        unlink_c(&self.name, &self.c_name)
+    }
+
+    fn os(&self, operation: &'static str, e: std::io::Error) -> Error {
+        Error::from_os(operation, KIND, &self.name, e)
+    }
+}
+
+impl Drop for Semaphore {
+    fn drop(&mut self) {
+        if self.unlink_on_drop {
+            // Someone else may have removed it already; nothing to report then.
+            let _ = sys::sem::unlink(&self.c_name);
+        }
+    }
+}
+
+/// Removes the semaphore `name` without opening it.
+///
+/// # Errors
+/// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`].
+pub fn unlink(name: &str) -> Result<()> {
+    let c_name = name::to_c_name(KIND, name)?;
+    unlink_c(name, &c_name)
+}
+
+fn unlink_c(name: &str, c_name: &CString) -> Result<()> {
+    sys::sem::unlink(c_name).map_err(|e| Error::from_os("sem_unlink", KIND, name, e))
+}

@@ -1,0 +1,75 @@
+//! The only module with `unsafe` code and libc calls. Everything above it is
+//! safe Rust; each function here wraps one OS facility and returns
+//! `io::Result`, leaving the meaning of an errno to the caller.
+#![allow(unsafe_code)]
+
+pub(crate) mod sem;
+
+use std::io;
+use std::time::Duration;
+
+/// Turns a C-style `-1 means errno` return value into an `io::Result`.
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Fills `buf` from the kernel's CSPRNG (getrandom(2)), retrying on EINTR
+/// and on short reads.
+pub(crate) fn fill_random(buf: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: `rest` is a valid, writable buffer of `rest.len()` bytes for
+        // the duration of the call; flags 0 means "block until seeded".
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        } else {
+            filled += n.unsigned_abs();
+        }
+    }
+    Ok(())
+}
+
+/// The size of a memory page, in bytes.
+pub(crate) fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions; _SC_PAGESIZE is always supported.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096)
+}
+
+/// Time on CLOCK_MONOTONIC, the clock every deadline in this crate uses, so
+/// that a change of the wall clock neither shortens nor stretches a wait.
+pub(crate) fn monotonic_now() -> Duration {
+    clock_now(libc::CLOCK_MONOTONIC)
+}
+
+fn clock_now(clock: libc::clockid_t) -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; callers pass clocks that always exist.
+    let ret = unsafe { libc::clock_gettime(clock, &raw mut ts) };
+    debug_assert_eq!(ret, 0, "clock_gettime cannot fail for a standard clock");
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// Converts a point on the monotonic clock to a `timespec`, saturating far
+/// in the future (a deadline of centuries is as good as none).
+fn to_timespec(at: Duration) -> libc::timespec {
+    libc::timespec {
+        tv_sec: libc::time_t::try_from(at.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: at.subsec_nanos() as libc::c_long,
+    }
+}
