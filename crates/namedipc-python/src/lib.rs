@@ -1,1 +1,46 @@
+//! PyO3 bindings: `namedipc._namedipc`. Converts arguments, manages the
+//! interpreter lock around waits, and maps errors in one place
+//! (`errors.rs`); everything else lives in the `namedipc` core crate.
 
+mod args;
+mod errors;
+mod handle;
+mod named_semaphore;
+mod semaphore;
+
+use pyo3::prelude::*;
+
+/// Removes the semaphore `name`; ExistentialError if there is none.
+#[pyfunction]
+fn unlink_semaphore(name: &Bound<'_, PyAny>) -> PyResult<()> {
+    namedipc::semaphore::unlink(&args::name(name)?).map_err(errors::to_py_err)
+}
+
+#[pymodule]
+fn _namedipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    use namedipc::flags;
+
+    m.add_class::<semaphore::PySemaphore>()?;
+    m.add_class::<named_semaphore::PyNamedSemaphore>()?;
+    m.add_function(wrap_pyfunction!(unlink_semaphore, m)?)?;
+    m.add_function(wrap_pyfunction!(semaphore::_reopen_semaphore, m)?)?;
+    m.add_function(wrap_pyfunction!(
+        named_semaphore::_reopen_named_semaphore,
+        m
+    )?)?;
+
+    m.add("O_CREAT", flags::O_CREAT)?;
+    m.add("O_EXCL", flags::O_EXCL)?;
+    m.add("O_CREX", flags::O_CREX)?;
+    m.add("O_TRUNC", flags::O_TRUNC)?;
+    m.add("O_RDONLY", flags::O_RDONLY)?;
+    m.add("O_WRONLY", flags::O_WRONLY)?;
+    m.add("O_RDWR", flags::O_RDWR)?;
+    m.add("O_NONBLOCK", flags::O_NONBLOCK)?;
+    m.add("PAGE_SIZE", namedipc::page_size())?;
+    m.add("SEMAPHORE_TIMEOUT_SUPPORTED", true)?;
+    m.add("SEMAPHORE_VALUE_SUPPORTED", true)?;
+    m.add("SEMAPHORE_VALUE_MAX", namedipc::semaphore::VALUE_MAX)?;
+    m.add("VERSION", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -34,3 +34,23 @@ pub use semaphore::{Existence, Semaphore, SemaphoreOptions};
 pub fn page_size() -> usize {
     sys::page_size()
 }
+
+/// The OS's `open(2)` flag values, for APIs that take posix_ipc-style flags.
+pub mod flags {
+    /// Create the object if it does not exist.
+    pub const O_CREAT: i32 = libc::O_CREAT;
+    /// With `O_CREAT`: fail if the object exists.
+    pub const O_EXCL: i32 = libc::O_EXCL;
+    /// `O_CREAT | O_EXCL`.
+    pub const O_CREX: i32 = libc::O_CREAT | libc::O_EXCL;
+    /// Truncate (shared memory).
+    pub const O_TRUNC: i32 = libc::O_TRUNC;
+    /// Open for reading only.
+    pub const O_RDONLY: i32 = libc::O_RDONLY;
+    /// Open for writing only.
+    pub const O_WRONLY: i32 = libc::O_WRONLY;
+    /// Open for reading and writing.
+    pub const O_RDWR: i32 = libc::O_RDWR;
+    /// Do not block (message queues).
+    pub const O_NONBLOCK: i32 = libc::O_NONBLOCK;
+}

@@ -1,0 +1,122 @@
+//! Conversion of Python arguments, with messages that say what is allowed.
+//! PyO3's own conversions would raise OverflowError or a generic TypeError.
+
+use std::time::Duration;
+
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyFloat, PyInt, PyString};
+
+/// An object's name: a str, or bytes that are UTF-8.
+pub(crate) fn name(obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    let name = if let Ok(s) = obj.cast::<PyString>() {
+        s.to_str()?.to_owned()
+    } else if let Ok(b) = obj.cast::<PyBytes>() {
+        String::from_utf8(b.as_bytes().to_vec())
+            .map_err(|_| PyValueError::new_err("a bytes name must be valid UTF-8"))?
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "name must be a str such as '/jobs', not {}",
+            type_name(obj)
+        )));
+    };
+    if name.contains('\0') {
+        return Err(PyValueError::new_err(format!(
+            "name must not contain NUL characters: {name:?}"
+        )));
+    }
+    Ok(name)
+}
+
+/// An optional int argument: `default` when omitted, else as [`int_in_range`].
+pub(crate) fn int_or(
+    obj: Option<&Bound<'_, PyAny>>,
+    default: i64,
+    what: &str,
+    lo: i64,
+    hi: i64,
+) -> PyResult<i64> {
+    obj.map_or(Ok(default), |obj| int_in_range(obj, what, lo, hi))
+}
+
+/// An int in `lo..=hi`; `what` names the argument in messages.
+pub(crate) fn int_in_range(obj: &Bound<'_, PyAny>, what: &str, lo: i64, hi: i64) -> PyResult<i64> {
+    if !obj.is_instance_of::<PyInt>() {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be an int between {lo} and {hi}, not {}",
+            type_name(obj)
+        )));
+    }
+    let out_of_range =
+        || PyValueError::new_err(format!("{what} must be between {lo} and {hi}, not {obj}"));
+    match obj.extract::<i64>() {
+        Ok(v) if (lo..=hi).contains(&v) => Ok(v),
+        Ok(_) => Err(out_of_range()),
+        Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => Err(out_of_range()),
+        Err(e) => Err(e),
+    }
+}
+
+/// How long a wait may last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Timeout {
+    /// Never wait.
+    NoWait,
+    /// Wait at most this long.
+    For(Duration),
+    /// Wait as long as it takes.
+    Forever,
+}
+
+/// What a negative timeout means.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Negative {
+    /// posix_ipc: a TypeError.
+    Reject,
+    /// threading: do not wait.
+    NoWait,
+}
+
+/// A timeout in seconds: None, or a finite real number. Absurdly large
+/// finite values (beyond what a Duration holds) mean "wait forever".
+pub(crate) fn timeout(obj: Option<&Bound<'_, PyAny>>, negative: Negative) -> PyResult<Timeout> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        return Ok(Timeout::Forever);
+    };
+    let allowed =
+        "timeout must be None (wait as long as it takes) or a finite number of seconds >= 0";
+    if !(obj.is_instance_of::<PyFloat>() || obj.is_instance_of::<PyInt>()) {
+        // Other real numbers (Decimal, Fraction, numpy floats) convert through __float__.
+        if !obj.hasattr("__float__")? {
+            return Err(PyTypeError::new_err(format!(
+                "{allowed}, not {}",
+                type_name(obj)
+            )));
+        }
+    }
+    let seconds: f64 = match obj.extract() {
+        Ok(s) => s,
+        // An int too large for a float is a very long wait.
+        Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => return Ok(Timeout::Forever),
+        Err(e) => return Err(e),
+    };
+    if seconds.is_nan() || seconds.is_infinite() {
+        return Err(PyValueError::new_err(format!("{allowed}, not {seconds}")));
+    }
+    if seconds < 0.0 {
+        return match negative {
+            Negative::Reject => Err(PyTypeError::new_err(format!("{allowed}, not {seconds}"))),
+            Negative::NoWait => Ok(Timeout::NoWait),
+        };
+    }
+    if seconds == 0.0 {
+        return Ok(Timeout::NoWait);
+    }
+    Ok(Duration::try_from_secs_f64(seconds).map_or(Timeout::Forever, Timeout::For))
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map_or_else(|_| "?".to_owned(), |n| n.to_string())
+}

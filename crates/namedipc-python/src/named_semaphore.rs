@@ -1,0 +1,223 @@
+//! `namedipc.NamedSemaphore`: a named semaphore with threading.Semaphore's
+//! manners (acquire returns a bool, release takes n) and explicit
+//! ownership: the handle that created it removes it when closed.
+
+use namedipc::{Existence, Semaphore};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple, PyType};
+
+use crate::args::{self, Negative, Timeout};
+use crate::errors::to_py_err;
+use crate::handle::{OnSignal, SemSlot};
+use crate::semaphore::{instance_dict, qualified_name};
+
+const WHAT: &str = "semaphore";
+
+/// The values of `NamedSemaphore.Flags` (an IntEnum in Python).
+fn existence(flag: i64) -> PyResult<Existence> {
+    Ok(match flag {
+        0 => Existence::RaiseIfExists,
+        1 => Existence::LinkOrCreate,
+        2 => Existence::RaiseIfNotExists,
+        3 => Existence::UnlinkAndCreate,
+        _ => {
+            return Err(PyValueError::new_err(format!(
+                "handle_existence must be a NamedSemaphore.Flags member (RAISE_IF_EXISTS, \
+                 LINK_OR_CREATE, RAISE_IF_NOT_EXISTS or UNLINK_AND_CREATE), not {flag}"
+            )))
+        }
+    })
+}
+
+#[pyclass(
+    module = "namedipc",
+    name = "NamedSemaphore",
+    frozen,
+    subclass,
+    weakref
+)]
+pub(crate) struct PyNamedSemaphore {
+    slot: SemSlot,
+}
+
+impl PyNamedSemaphore {
+    fn open(
+        &self,
+        name: &str,
+        initial_value: u32,
+        existence: Existence,
+        mode: u32,
+        unlink_on_close: bool,
+    ) -> PyResult<()> {
+        let sem = Semaphore::options()
+            .existence(existence)
+            .initial_value(initial_value)
+            .mode(mode)
+            .unlink_on_drop(unlink_on_close)
+            .open(name)
+            .map_err(to_py_err)?;
+        self.slot.install(sem, mode);
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl PyNamedSemaphore {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs), text_signature = "(name, initial_value=1, handle_existence=NamedSemaphore.Flags.LINK_OR_CREATE, mode=0o600, unlink_on_close=True)")]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+        Self {
+            slot: SemSlot::new(WHAT),
+        }
+    }
+
+    #[pyo3(
+        signature = (name, initial_value = None, handle_existence = None, mode = None, unlink_on_close = true)
+    )]
+    fn __init__(
+        &self,
+        name: &Bound<'_, PyAny>,
+        initial_value: Option<&Bound<'_, PyAny>>,
+        handle_existence: Option<&Bound<'_, PyAny>>,
+        mode: Option<&Bound<'_, PyAny>>,
+        unlink_on_close: bool,
+    ) -> PyResult<()> {
+        let name = args::name(name)?;
+        let initial_value = args::int_or(
+            initial_value,
+            1,
+            "initial_value",
+            0,
+            i64::from(namedipc::semaphore::VALUE_MAX),
+        )?;
+        let existence = existence(args::int_or(handle_existence, 1, "handle_existence", 0, 3)?)?;
+        let mode = args::int_or(mode, 0o600, "mode", 0, 0o7777)?;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // ranges checked above
+        self.open(
+            &name,
+            initial_value as u32,
+            existence,
+            mode as u32,
+            unlink_on_close,
+        )
+    }
+
+    /// Takes one slot, as threading.Semaphore.acquire does: True when taken,
+    /// False when blocking=False and none is free, or when timeout passes.
+    #[pyo3(signature = (blocking = true, timeout = None))]
+    fn acquire(
+        &self,
+        py: Python<'_>,
+        blocking: bool,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let timeout = match (blocking, timeout.filter(|t| !t.is_none())) {
+            (false, Some(_)) => {
+                return Err(PyValueError::new_err(
+                    "can't specify timeout for non-blocking acquire",
+                ))
+            }
+            (false, None) => Timeout::NoWait,
+            (true, t) => args::timeout(t, Negative::NoWait)?,
+        };
+        self.slot.acquire(py, timeout, OnSignal::Resume)
+    }
+
+    /// Gives back n slots (n >= 1).
+    #[pyo3(signature = (n = None), text_signature = "(self, n=1)")]
+    fn release(&self, py: Python<'_>, n: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let n = args::int_or(n, 1, "n", 1, i64::from(namedipc::semaphore::VALUE_MAX))?;
+        self.slot
+            .with(py, |sem| (0..n).try_for_each(|_| sem.post()))?
+            .map_err(to_py_err)
+    }
+
+    /// Closes this handle. If it created the semaphore (and unlink_on_close
+    /// was left True), the semaphore's name is removed too. Closing twice is harmless.
+    fn close(&self) {
+        self.slot.close();
+    }
+
+    /// Removes the semaphore's name now; handles already open keep working.
+    fn unlink(&self) -> PyResult<()> {
+        namedipc::semaphore::unlink(&self.slot.name()?).map_err(to_py_err)
+    }
+
+    #[getter]
+    fn name(&self) -> PyResult<String> {
+        self.slot.name()
+    }
+
+    /// Free slots now (it may change at any moment).
+    #[getter]
+    fn value(&self, py: Python<'_>) -> PyResult<u32> {
+        self.slot.with(py, |sem| sem.value())?.map_err(to_py_err)
+    }
+
+    /// Whether this handle created the semaphore.
+    #[getter]
+    fn created(&self, py: Python<'_>) -> PyResult<bool> {
+        self.slot.with(py, |sem| sem.created())
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        !self.slot.is_open()
+    }
+
+    fn __enter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Self>> {
+        slf.get()
+            .slot
+            .acquire(slf.py(), Timeout::Forever, OnSignal::Resume)?;
+        Ok(slf.clone())
+    }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __exit__(&self, py: Python<'_>, _exc_info: &Bound<'_, PyTuple>) -> PyResult<()> {
+        self.slot.with(py, |sem| sem.post())?.map_err(to_py_err)
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let this = slf.get();
+        let state = match this.slot.with(slf.py(), |sem| sem.value()) {
+            Ok(Ok(value)) => format!("value={value}"),
+            Ok(Err(_)) => "value=?".to_owned(),
+            Err(_) => "closed".to_owned(),
+        };
+        let name = pyo3::types::PyString::new(slf.py(), &this.slot.name()?).repr()?;
+        Ok(format!(
+            "<{} {name} at {:#x}: {state}>",
+            qualified_name(&slf.get_type())?,
+            slf.as_ptr() as usize
+        ))
+    }
+
+    /// Pickles by name: unpickling opens the same semaphore (value
+    /// untouched), as a handle that did not create it.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let py = slf.py();
+        let reopen = py
+            .import("namedipc._namedipc")?
+            .getattr("_reopen_named_semaphore")?;
+        let state = instance_dict(slf.as_any())?;
+        (reopen, (slf.get_type(), slf.get().slot.name()?), state).into_pyobject(py)
+    }
+}
+
+/// Unpickling helper: a `cls` instance opened on the existing semaphore `name`.
+#[pyfunction]
+pub(crate) fn _reopen_named_semaphore<'py>(
+    cls: &Bound<'py, PyType>,
+    name: String,
+) -> PyResult<Bound<'py, PyAny>> {
+    let obj = cls.call_method1("__new__", (cls,))?;
+    obj.cast::<PyNamedSemaphore>()?.get().open(
+        &name,
+        0,
+        Existence::RaiseIfNotExists,
+        0o600,
+        false,
+    )?;
+    Ok(obj)
+}

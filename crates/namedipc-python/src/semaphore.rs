@@ -1,0 +1,202 @@
+//! `namedipc.Semaphore`: posix_ipc 1.3's Semaphore, argument for argument,
+//! minus its crashes.
+
+use namedipc::flags::{O_CREAT, O_EXCL};
+use namedipc::{Existence, Semaphore};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple, PyType};
+
+use crate::args::{self, Negative};
+use crate::errors::{self, to_py_err};
+use crate::handle::{OnSignal, SemSlot};
+
+const WHAT: &str = "semaphore";
+
+/// Prefix of names picked for `Semaphore(None, O_CREX)`.
+pub(crate) const RANDOM_PREFIX: &str = "/namedipc-";
+
+#[pyclass(module = "namedipc", name = "Semaphore", frozen, subclass, weakref)]
+pub(crate) struct PySemaphore {
+    slot: SemSlot,
+}
+
+impl PySemaphore {
+    fn open(
+        &self,
+        name: Option<String>,
+        flags: i64,
+        mode: u32,
+        initial_value: u32,
+    ) -> PyResult<()> {
+        let create = flags & i64::from(O_CREAT) != 0;
+        let exclusive = flags & i64::from(O_EXCL) != 0;
+        let options = Semaphore::options().mode(mode).initial_value(initial_value);
+        let sem =
+            match name {
+                None if exclusive => options.create_random(RANDOM_PREFIX),
+                None => return Err(PyValueError::new_err(
+                    "name can be None only with flags=O_CREX (a new semaphore under a random name)",
+                )),
+                Some(name) => {
+                    let existence = match (create, exclusive) {
+                        (true, true) => Existence::RaiseIfExists,
+                        (true, false) => Existence::LinkOrCreate,
+                        (false, _) => Existence::RaiseIfNotExists,
+                    };
+                    options.existence(existence).open(&name)
+                }
+            }
+            .map_err(to_py_err)?;
+        self.slot.install(sem, mode);
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl PySemaphore {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs), text_signature = "(name, flags=0, mode=0o600, initial_value=0)")]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+        Self {
+            slot: SemSlot::new(WHAT),
+        }
+    }
+
+    #[pyo3(
+        signature = (name, flags = None, mode = None, initial_value = None)
+    )]
+    fn __init__(
+        &self,
+        name: &Bound<'_, PyAny>,
+        flags: Option<&Bound<'_, PyAny>>,
+        mode: Option<&Bound<'_, PyAny>>,
+        initial_value: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let name = if name.is_none() {
+            None
+        } else {
+            Some(args::name(name)?)
+        };
+        let flags = args::int_or(flags, 0, "flags", 0, i64::from(i32::MAX))?;
+        let mode = args::int_or(mode, 0o600, "mode", 0, 0o7777)?;
+        let initial_value = args::int_or(
+            initial_value,
+            0,
+            "initial_value",
+            0,
+            i64::from(namedipc::semaphore::VALUE_MAX),
+        )?;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // ranges checked above
+        self.open(name, flags, mode as u32, initial_value as u32)
+    }
+
+    /// Takes the semaphore. timeout None waits as long as it takes, 0 never
+    /// waits, > 0 waits at most that many seconds; BusyError when it cannot.
+    #[pyo3(signature = (timeout = None))]
+    fn acquire(&self, py: Python<'_>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let timeout = args::timeout(timeout, Negative::Reject)?;
+        if self.slot.acquire(py, timeout, OnSignal::Raise)? {
+            Ok(())
+        } else {
+            Err(errors::busy(py, WHAT, &self.slot.name()?))
+        }
+    }
+
+    /// Gives the semaphore back (adds one to its value).
+    fn release(&self, py: Python<'_>) -> PyResult<()> {
+        self.slot.with(py, |sem| sem.post())?.map_err(to_py_err)
+    }
+
+    /// Closes this handle; the semaphore itself lives on until unlinked.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        if self.slot.close() {
+            Ok(())
+        } else {
+            Err(errors::closed(py, WHAT, &self.slot.name()?))
+        }
+    }
+
+    /// Removes the semaphore's name; handles already open keep working.
+    fn unlink(&self) -> PyResult<()> {
+        namedipc::semaphore::unlink(&self.slot.name()?).map_err(to_py_err)
+    }
+
+    #[getter]
+    fn name(&self) -> PyResult<String> {
+        self.slot.name()
+    }
+
+    #[getter]
+    fn mode(&self) -> PyResult<u32> {
+        self.slot.name()?;
+        Ok(self.slot.mode())
+    }
+
+    #[getter]
+    fn value(&self, py: Python<'_>) -> PyResult<u32> {
+        self.slot.with(py, |sem| sem.value())?.map_err(to_py_err)
+    }
+
+    fn __enter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Self>> {
+        slf.get().acquire(slf.py(), None)?;
+        Ok(slf.clone())
+    }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __exit__(&self, py: Python<'_>, _exc_info: &Bound<'_, PyTuple>) -> PyResult<()> {
+        self.release(py)
+    }
+
+    fn __str__(&self) -> PyResult<String> {
+        self.slot.name()
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let this = slf.get();
+        Ok(format!(
+            "{}({:?}, mode={:04o})",
+            qualified_name(&slf.get_type())?,
+            this.slot.name()?,
+            this.slot.mode()
+        ))
+    }
+
+    /// Pickles by name: unpickling opens the same semaphore, value untouched.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let py = slf.py();
+        let reopen = py
+            .import("namedipc._namedipc")?
+            .getattr("_reopen_semaphore")?;
+        let state = instance_dict(slf.as_any())?;
+        (reopen, (slf.get_type(), slf.get().slot.name()?), state).into_pyobject(py)
+    }
+}
+
+/// Unpickling helper: a `cls` instance opened on the existing semaphore
+/// `name`, without calling a subclass's `__init__` (whose signature may differ).
+#[pyfunction]
+pub(crate) fn _reopen_semaphore<'py>(
+    cls: &Bound<'py, PyType>,
+    name: String,
+) -> PyResult<Bound<'py, PyAny>> {
+    let obj = cls.call_method1("__new__", (cls,))?;
+    let mode = 0o600;
+    obj.cast::<PySemaphore>()?
+        .get()
+        .open(Some(name), 0, mode, 0)?;
+    Ok(obj)
+}
+
+/// `module.QualName` for reprs, so subclasses show their own name.
+pub(crate) fn qualified_name(cls: &Bound<'_, PyType>) -> PyResult<String> {
+    Ok(format!("{}.{}", cls.module()?, cls.qualname()?))
+}
+
+/// A subclass instance's `__dict__` (pickled as its state), or None.
+pub(crate) fn instance_dict<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    match obj.getattr("__dict__") {
+        Ok(d) if d.len()? > 0 => Ok(Some(d)),
+        _ => Ok(None),
+    }
+}

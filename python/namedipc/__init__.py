@@ -1,0 +1,85 @@
+"""namedipc: named semaphores for processes that coordinate by name.
+
+Two faces over one Rust core:
+
+- ``Semaphore``, ``unlink_semaphore`` and the constants are posix_ipc 1.3's
+  API, so ``import namedipc as posix_ipc`` works, without posix_ipc's crashes.
+- ``NamedSemaphore`` behaves like ``threading.Semaphore`` across processes.
+"""
+
+import enum
+
+from namedipc._errors import (
+    BusyError,
+    CorruptError,
+    Error,
+    ExistentialError,
+    ExistsError,
+    NotFoundError,
+    PermissionsError,
+    SignalError,
+)
+from namedipc._namedipc import (
+    O_CREAT,
+    O_CREX,
+    O_EXCL,
+    O_NONBLOCK,
+    O_RDONLY,
+    O_RDWR,
+    O_TRUNC,
+    O_WRONLY,
+    PAGE_SIZE,
+    SEMAPHORE_TIMEOUT_SUPPORTED,
+    SEMAPHORE_VALUE_MAX,
+    SEMAPHORE_VALUE_SUPPORTED,
+    VERSION,
+    NamedSemaphore,
+    Semaphore,
+    unlink_semaphore,
+)
+
+__version__ = VERSION
+
+
+class Flags(enum.IntEnum):
+    """What ``NamedSemaphore`` does when the name does, or does not, exist."""
+
+    RAISE_IF_EXISTS = 0
+    """Create it; raise ExistsError (a FileExistsError) if the name is taken."""
+    LINK_OR_CREATE = 1
+    """Open it if it exists, else create it; race-free across processes."""
+    RAISE_IF_NOT_EXISTS = 2
+    """Open it; raise NotFoundError (a FileNotFoundError) if it is missing."""
+    UNLINK_AND_CREATE = 3
+    """Remove any semaphore with the name, then create a new one."""
+
+
+NamedSemaphore.Flags = Flags  # type: ignore[attr-defined]
+
+__all__ = [
+    "BusyError",
+    "CorruptError",
+    "Error",
+    "ExistentialError",
+    "ExistsError",
+    "NamedSemaphore",
+    "NotFoundError",
+    "O_CREAT",
+    "O_CREX",
+    "O_EXCL",
+    "O_NONBLOCK",
+    "O_RDONLY",
+    "O_RDWR",
+    "O_TRUNC",
+    "O_WRONLY",
+    "PAGE_SIZE",
+    "PermissionsError",
+    "SEMAPHORE_TIMEOUT_SUPPORTED",
+    "SEMAPHORE_VALUE_MAX",
+    "SEMAPHORE_VALUE_SUPPORTED",
+    "Semaphore",
+    "SignalError",
+    "VERSION",
+    "__version__",
+    "unlink_semaphore",
+]
