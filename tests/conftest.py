@@ -1,0 +1,134 @@
+"""Shared fixtures: unique object names that are always removed, and
+independent helper processes (separate scripts, not forked copies)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import namedipc
+
+HELPERS = Path(__file__).parent / "helpers"
+
+# Every wait in a test is bounded by this many seconds.
+WAIT = 10.0
+
+
+class Names:
+    """Hands out unique semaphore names and removes them all at teardown."""
+
+    def __init__(self, test_name: str) -> None:
+        self._prefix = f"/namedipc-test-{os.getpid()}-{secrets.token_hex(4)}"
+        self._made: list[str] = []
+
+    def __call__(self, label: str = "sem") -> str:
+        name = f"{self._prefix}-{label}-{len(self._made)}"
+        self._made.append(name)
+        return name
+
+    def track(self, name: str) -> str:
+        """Registers a name chosen elsewhere (e.g. a random one) for removal."""
+        self._made.append(name)
+        return name
+
+    def cleanup(self) -> None:
+        for name in self._made:
+            try:
+                namedipc.unlink_semaphore(name)
+            except namedipc.ExistentialError:
+                pass
+            # A test may plant a file at the name that is not a semaphore.
+            path = Path("/dev/shm") / f"sem.{name.lstrip('/')}"
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+            elif path.is_dir():
+                path.rmdir()
+
+
+@pytest.fixture
+def names(request: pytest.FixtureRequest) -> Iterator[Names]:
+    made = Names(request.node.name)
+    try:
+        yield made
+    finally:
+        made.cleanup()
+
+
+@pytest.fixture
+def sem_name(names: Names) -> str:
+    """One unique semaphore name, removed after the test."""
+    return names()
+
+
+class Helper:
+    """An independent Python process running tests/helpers/semctl.py, spoken
+    to line by line over its stdin and stdout."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HELPERS / "semctl.py"), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def expect(self, wanted: str) -> str:
+        """Reads the next line and checks that it starts with `wanted`."""
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith(wanted):
+            self.proc.kill()
+            _, err = self.proc.communicate(timeout=WAIT)
+            raise AssertionError(f"helper said {line!r}, expected {wanted!r}; stderr:\n{err}")
+        return line
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def finish(self) -> str:
+        """Waits for the helper to exit successfully; returns the rest of its output."""
+        out, err = self.proc.communicate(timeout=WAIT)
+        assert self.proc.returncode == 0, f"helper failed ({self.proc.returncode}): {err}"
+        return out
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate(timeout=WAIT)
+
+
+@pytest.fixture
+def helper() -> Iterator[type[Helper]]:
+    """Starts helper processes; any still running at teardown are killed."""
+    started: list[Helper] = []
+
+    class Tracked(Helper):
+        def __init__(self, *args: str) -> None:
+            super().__init__(*args)
+            started.append(self)
+
+    try:
+        yield Tracked
+    finally:
+        for h in started:
+            h.kill()
+
+
+def run_helper(*args: str, timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
+    """Runs semctl.py to completion and returns its result."""
+    return subprocess.run(
+        [sys.executable, str(HELPERS / "semctl.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
