@@ -132,3 +132,39 @@ def run_helper(*args: str, timeout: float = WAIT) -> subprocess.CompletedProcess
         timeout=timeout,
         check=False,
     )
+
+
+def blocked_waiters(name: str) -> int:
+    """How many threads are blocked in a wait on the semaphore `name`: glibc
+    keeps the count in the high half of the first 64-bit word of the file."""
+    data = (Path("/dev/shm") / f"sem.{name.lstrip('/')}").read_bytes()
+    return int.from_bytes(data[4:8], sys.byteorder)
+
+
+def wait_until_blocked(name: str, count: int = 1, timeout: float = WAIT) -> None:
+    """Returns once `count` waiters are blocked on `name` (a test waits for
+    the state of the semaphore itself, not for time to pass)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while blocked_waiters(name) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{count} waiter(s) never blocked on {name}")
+        time.sleep(0.0005)
+
+
+def run_as_other_user(code: str) -> subprocess.CompletedProcess[str]:
+    """Runs Python `code` in a process of another, unprivileged user. Root
+    ignores permission bits, so when the tests run as root the process
+    imports namedipc first (the interpreter lives under /root) and then
+    drops to the user "nobody"."""
+    preamble = "import namedipc\n"
+    if os.geteuid() == 0:
+        preamble += "import os\nos.setgroups([])\nos.setgid(65534)\nos.setuid(65534)\n"
+    return subprocess.run(
+        [sys.executable, "-c", preamble + code],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=False,
+    )
