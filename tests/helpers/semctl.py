@@ -5,7 +5,8 @@ semaphore and reports on stdout, one line per event.
     semctl.py acquire NAME TIMEOUT        NamedSemaphore.acquire; print "acquired" or "timeout"
     semctl.py release NAME [N]            release N slots
     semctl.py hold NAME                   acquire, print "held", wait for a stdin line, release
-    semctl.py link-or-create NAME         LINK_OR_CREATE; print "created" or "linked", wait for a stdin line
+    semctl.py link-or-create NAME [GATE]  (after taking a slot of GATE) LINK_OR_CREATE NAME;
+                                          print "created" or "linked", wait for a stdin line
     semctl.py count NAME FILE ROUNDS      ROUNDS times: acquire, increment the number in FILE, release
 """
 
@@ -41,6 +42,10 @@ def main(argv: list[str]) -> int:
         sem.release()
         print("released", flush=True)
     elif command == "link-or-create":
+        if rest:
+            print("at the gate", flush=True)
+            if not opened(rest[0]).acquire(timeout=10):
+                return 3
         sem = namedipc.NamedSemaphore(name, 0, Flags.LINK_OR_CREATE, unlink_on_close=False)
         print("created" if sem.created else "linked", flush=True)
         sys.stdin.readline()

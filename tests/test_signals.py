@@ -1,0 +1,132 @@
+"""Signals during a blocking wait: Ctrl-C always gets through quickly;
+posix_ipc's Semaphore raises SignalError for other signals, NamedSemaphore
+resumes its wait (PEP 475)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import namedipc
+from conftest import WAIT, wait_until_blocked
+
+# A child that blocks on the semaphore in its main thread and reports.
+CHILD = """
+import signal, sys, time, namedipc
+name, face, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
+handled = []
+signal.signal(signal.SIGUSR1, lambda *_: handled.append(time.monotonic()))
+if face == "Semaphore":
+    sem = namedipc.Semaphore(name)
+else:
+    sem = namedipc.NamedSemaphore(name, handle_existence=namedipc.NamedSemaphore.Flags.RAISE_IF_NOT_EXISTS)
+started = time.monotonic()
+try:
+    if face == "Semaphore":
+        sem.acquire(timeout)
+        outcome = "acquired"
+    else:
+        outcome = "acquired" if sem.acquire(timeout=timeout) else "timeout"
+except KeyboardInterrupt:
+    outcome = f"KeyboardInterrupt at {time.monotonic()!r}"
+except namedipc.SignalError:
+    outcome = "SignalError"
+print(outcome, f"handled={len(handled)}", f"elapsed={time.monotonic() - started!r}", flush=True)
+"""
+
+
+def start_child(name: str, face: str, timeout: float) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, name, face, str(timeout)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def outcome(child: subprocess.Popen[str]) -> list[str]:
+    out, err = child.communicate(timeout=WAIT)
+    assert child.returncode == 0, err
+    return out.split()
+
+
+@pytest.mark.parametrize("face", ["Semaphore", "NamedSemaphore"])
+def test_sigint_raises_keyboard_interrupt_within_50_ms(sem_name: str, face: str) -> None:
+    keep = namedipc.NamedSemaphore(sem_name, 0)  # noqa: F841 - the creating handle keeps the name alive
+    child = start_child(sem_name, face, 30)
+    try:
+        wait_until_blocked(sem_name)
+        sent = time.monotonic()
+        os.kill(child.pid, signal.SIGINT)
+        words = outcome(child)
+    finally:
+        child.kill()
+    assert words[0] == "KeyboardInterrupt", words
+    latency = float(words[2]) - sent
+    assert 0 <= latency < 0.05, f"KeyboardInterrupt took {latency * 1000:.1f} ms"
+
+
+def test_other_signal_raises_signal_error_for_semaphore(sem_name: str) -> None:
+    keep = namedipc.NamedSemaphore(sem_name, 0)  # noqa: F841 - the creating handle keeps the name alive
+    child = start_child(sem_name, "Semaphore", 30)
+    try:
+        wait_until_blocked(sem_name)
+        os.kill(child.pid, signal.SIGUSR1)
+        words = outcome(child)
+    finally:
+        child.kill()
+    assert words[:2] == ["SignalError", "handled=1"], words
+
+
+def test_other_signal_resumes_the_wait_for_named_semaphore(sem_name: str) -> None:
+    sem = namedipc.NamedSemaphore(sem_name, 0)
+    child = start_child(sem_name, "NamedSemaphore", 30)
+    try:
+        wait_until_blocked(sem_name)
+        os.kill(child.pid, signal.SIGUSR1)
+        # The handler ran and the child went back to waiting.
+        wait_until_blocked(sem_name)
+        sem.release()
+        words = outcome(child)
+    finally:
+        child.kill()
+    assert words[:2] == ["acquired", "handled=1"], words
+
+
+def test_resumed_wait_keeps_its_deadline(sem_name: str) -> None:
+    keep = namedipc.NamedSemaphore(sem_name, 0)  # noqa: F841 - the creating handle keeps the name alive
+    child = start_child(sem_name, "NamedSemaphore", 0.5)
+    try:
+        wait_until_blocked(sem_name)
+        os.kill(child.pid, signal.SIGUSR1)
+        words = outcome(child)
+    finally:
+        child.kill()
+    assert words[:2] == ["timeout", "handled=1"], words
+    elapsed = float(words[2].removeprefix("elapsed="))
+    assert 0.5 <= elapsed < 2.0, elapsed
+
+
+def test_exception_from_a_signal_handler_propagates(sem_name: str) -> None:
+    code = (
+        "import signal, namedipc, sys\n"
+        "def boom(*_): raise RuntimeError('from handler')\n"
+        "signal.signal(signal.SIGUSR1, boom)\n"
+        "sem = namedipc.NamedSemaphore(sys.argv[1], handle_existence=2)\n"
+        "try:\n    sem.acquire(timeout=30)\n"
+        "except RuntimeError as e:\n    print('propagated', e)\n"
+    )
+    keep = namedipc.NamedSemaphore(sem_name, 0)  # noqa: F841 - the creating handle keeps the name alive
+    child = subprocess.Popen([sys.executable, "-c", code, sem_name], stdout=subprocess.PIPE, text=True)
+    try:
+        wait_until_blocked(sem_name)
+        os.kill(child.pid, signal.SIGUSR1)
+        out, _ = child.communicate(timeout=WAIT)
+    finally:
+        child.kill()
+    assert out.strip() == "propagated from handler"
