@@ -1,0 +1,635 @@
+//! Integration tests of named semaphores through the public API only, on
+//! real kernel objects. Every name is unique (pid + random) and is removed
+//! by a guard when the test ends, pass or fail.
+
+use std::fs;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use namedipc::semaphore::{unlink, VALUE_MAX};
+use namedipc::{Error, Existence, Semaphore, SemaphoreOptions};
+
+/// Upper bound for every wait that only a bug could make long.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A unique semaphore name, removed (as a semaphore, and as whatever file a
+/// test planted there) when the guard drops, even if the test panics.
+struct Name {
+    name: String,
+    /// Names picked elsewhere (e.g. by `create_random`) to remove as well.
+    extra: Vec<String>,
+}
+
+impl Name {
+    fn new(label: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        Self {
+            name: format!(
+                "/namedipc-rtest-{}-{:016x}-{label}-{n}",
+                std::process::id(),
+                random_u64()
+            ),
+            extra: Vec::new(),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        &self.name
+    }
+
+    fn track(&mut self, name: &str) {
+        self.extra.push(name.to_owned());
+    }
+}
+
+impl Drop for Name {
+    fn drop(&mut self) {
+        for name in std::iter::once(&self.name).chain(&self.extra) {
+            let _ = unlink(name);
+            // A test may have planted a file there that is not a semaphore.
+            let _ = fs::remove_file(shm_path(name));
+        }
+    }
+}
+
+fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("read /dev/urandom");
+    u64::from_ne_bytes(bytes)
+}
+
+/// The file glibc keeps behind a semaphore name.
+fn shm_path(name: &str) -> PathBuf {
+    PathBuf::from(format!("/dev/shm/sem.{}", name.trim_start_matches('/')))
+}
+
+fn opts(existence: Existence) -> SemaphoreOptions {
+    Semaphore::options().existence(existence)
+}
+
+// ---------------------------------------------------------------- existence
+
+#[test]
+fn raise_if_exists_on_a_taken_name_is_already_exists() {
+    let name = Name::new("rie");
+    let first = opts(Existence::RaiseIfExists)
+        .initial_value(3)
+        .open(name.as_str())
+        .unwrap();
+    assert!(first.created());
+    assert_eq!(first.name(), name.as_str());
+
+    let err = opts(Existence::RaiseIfExists)
+        .initial_value(5)
+        .open(name.as_str())
+        .unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists { .. }), "{err:?}");
+    assert_eq!(err.errno(), Some(libc::EEXIST));
+    assert_eq!(err.name(), Some(name.as_str()));
+    // The failed create left the existing semaphore alone.
+    assert_eq!(first.value().unwrap(), 3);
+}
+
+#[test]
+fn raise_if_not_exists_on_a_missing_name_is_not_found() {
+    let name = Name::new("rine");
+    let err = opts(Existence::RaiseIfNotExists)
+        .open(name.as_str())
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    assert_eq!(err.errno(), Some(libc::ENOENT));
+    assert_eq!(err.name(), Some(name.as_str()));
+    assert!(err.to_string().contains(name.as_str()), "{err}");
+    // It did not create anything on the way.
+    assert!(!shm_path(name.as_str()).exists());
+    assert!(matches!(
+        Semaphore::open(name.as_str()),
+        Err(Error::NotFound { .. })
+    ));
+}
+
+#[test]
+fn raise_if_not_exists_opens_an_existing_semaphore() {
+    let name = Name::new("rine-ok");
+    let creator = Semaphore::create(name.as_str(), 4).unwrap();
+    let opener = opts(Existence::RaiseIfNotExists)
+        .initial_value(0)
+        .open(name.as_str())
+        .unwrap();
+    assert!(!opener.created());
+    assert_eq!(opener.value().unwrap(), 4, "initial_value ignored on open");
+    assert!(opener.try_wait().unwrap());
+    assert_eq!(creator.value().unwrap(), 3);
+}
+
+#[test]
+fn link_or_create_creates_then_links() {
+    let name = Name::new("loc");
+    let first = opts(Existence::LinkOrCreate)
+        .initial_value(2)
+        .open(name.as_str())
+        .unwrap();
+    assert!(first.created());
+    assert_eq!(first.value().unwrap(), 2);
+
+    let second = opts(Existence::LinkOrCreate)
+        .initial_value(7)
+        .open(name.as_str())
+        .unwrap();
+    assert!(!second.created());
+    // Linked to the same semaphore: its initial_value was not used and the
+    // two handles share one value.
+    assert_eq!(second.value().unwrap(), 2);
+    assert!(second.try_wait().unwrap());
+    assert_eq!(first.value().unwrap(), 1);
+    first.post().unwrap();
+    first.post().unwrap();
+    assert_eq!(second.value().unwrap(), 3);
+}
+
+#[test]
+fn unlink_and_create_replaces_an_existing_semaphore() {
+    let name = Name::new("uac");
+    let old = Semaphore::create(name.as_str(), 5).unwrap();
+
+    let new = opts(Existence::UnlinkAndCreate)
+        .initial_value(2)
+        .open(name.as_str())
+        .unwrap();
+    assert!(new.created());
+    assert_eq!(new.value().unwrap(), 2);
+    assert_eq!(old.value().unwrap(), 5);
+
+    // The old handle still works, but on a semaphore of its own.
+    old.post().unwrap();
+    assert_eq!(old.value().unwrap(), 6);
+    assert_eq!(new.value().unwrap(), 2);
+    assert!(new.try_wait().unwrap());
+    assert_eq!(new.value().unwrap(), 1);
+    assert_eq!(old.value().unwrap(), 6);
+
+    // Whoever opens the name now gets the new one.
+    let reopened = Semaphore::open(name.as_str()).unwrap();
+    assert_eq!(reopened.value().unwrap(), 1);
+}
+
+#[test]
+fn unlink_and_create_on_a_missing_name_creates() {
+    let name = Name::new("uac-missing");
+    let sem = opts(Existence::UnlinkAndCreate)
+        .initial_value(3)
+        .open(name.as_str())
+        .unwrap();
+    assert!(sem.created());
+    assert_eq!(Semaphore::open(name.as_str()).unwrap().value().unwrap(), 3);
+}
+
+// ------------------------------------------------------------- operations
+
+#[test]
+fn try_wait_post_and_value() {
+    let name = Name::new("ops");
+    let sem = Semaphore::create(name.as_str(), 2).unwrap();
+    assert_eq!(sem.value().unwrap(), 2);
+    assert!(sem.try_wait().unwrap());
+    assert_eq!(sem.value().unwrap(), 1);
+    assert!(sem.try_wait().unwrap());
+    assert_eq!(sem.value().unwrap(), 0);
+    assert!(!sem.try_wait().unwrap(), "no slot left");
+    assert_eq!(sem.value().unwrap(), 0);
+    sem.post().unwrap();
+    assert_eq!(sem.value().unwrap(), 1);
+    sem.post().unwrap();
+    sem.post().unwrap();
+    assert_eq!(sem.value().unwrap(), 3);
+}
+
+#[test]
+fn default_initial_value_is_one() {
+    let name = Name::new("default");
+    let sem = Semaphore::options().open(name.as_str()).unwrap();
+    assert!(sem.created());
+    assert_eq!(sem.value().unwrap(), 1);
+}
+
+#[test]
+fn wait_timeout_takes_a_free_slot_at_once() {
+    let name = Name::new("wt-free");
+    let sem = Semaphore::create(name.as_str(), 1).unwrap();
+    let start = Instant::now();
+    assert!(sem.wait_timeout(WAIT).unwrap());
+    assert!(start.elapsed() < WAIT / 2, "took {:?}", start.elapsed());
+    assert_eq!(sem.value().unwrap(), 0);
+}
+
+#[test]
+fn wait_timeout_on_a_taken_semaphore_times_out_on_time() {
+    let name = Name::new("wt-busy");
+    let sem = Semaphore::create(name.as_str(), 0).unwrap();
+    for timeout in [Duration::from_millis(1), Duration::from_millis(300)] {
+        let start = Instant::now();
+        assert!(!sem.wait_timeout(timeout).unwrap());
+        let elapsed = start.elapsed();
+        assert!(
+            elapsed >= timeout,
+            "returned after {elapsed:?} < {timeout:?}"
+        );
+        assert!(
+            elapsed < timeout + Duration::from_secs(2),
+            "returned after {elapsed:?}, far beyond {timeout:?}"
+        );
+    }
+    assert!(!sem.wait_timeout(Duration::ZERO).unwrap());
+    assert_eq!(sem.value().unwrap(), 0);
+}
+
+#[test]
+fn wait_interruptible_times_out_on_time() {
+    let name = Name::new("wi");
+    let sem = Semaphore::create(name.as_str(), 0).unwrap();
+    let timeout = Duration::from_millis(200);
+    let start = Instant::now();
+    assert!(!sem.wait_interruptible(Some(timeout)).unwrap());
+    let elapsed = start.elapsed();
+    assert!(elapsed >= timeout, "returned after {elapsed:?}");
+    assert!(elapsed < timeout + Duration::from_secs(2), "{elapsed:?}");
+    sem.post().unwrap();
+    assert!(sem.wait_interruptible(Some(WAIT)).unwrap());
+    assert_eq!(sem.value().unwrap(), 0);
+}
+
+/// Runs `wait` in another thread on a semaphore at 0, posts, and checks that
+/// the waiter was woken and took the slot.
+fn assert_post_wakes(label: &str, wait: fn(&Semaphore) -> namedipc::Result<bool>) {
+    let name = Name::new(label);
+    let sem = Arc::new(Semaphore::create(name.as_str(), 0).unwrap());
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel();
+    let waiter = {
+        let sem = Arc::clone(&sem);
+        thread::spawn(move || {
+            ready_tx.send(()).unwrap();
+            done_tx.send(wait(&sem)).unwrap();
+        })
+    };
+    ready_rx.recv_timeout(WAIT).expect("waiter thread started");
+    // With the value at 0 the waiter cannot have got through yet.
+    assert!(
+        done_rx.try_recv().is_err(),
+        "{label}: returned without a slot"
+    );
+
+    sem.post().unwrap();
+    match done_rx.recv_timeout(WAIT) {
+        Ok(result) => assert!(result.unwrap(), "{label}: reported a timeout"),
+        Err(e) => {
+            // Unblock the thread so that it does not outlive the test, then fail.
+            sem.post().unwrap();
+            panic!("{label}: not woken by post() within {WAIT:?}: {e}");
+        }
+    }
+    waiter.join().unwrap();
+    assert_eq!(sem.value().unwrap(), 0, "{label}: the waiter took the slot");
+}
+
+#[test]
+fn a_post_from_another_thread_wakes_wait() {
+    assert_post_wakes("wake", |sem| sem.wait().map(|()| true));
+}
+
+#[test]
+fn a_post_wakes_waits_with_long_or_unbounded_timeouts() {
+    assert_post_wakes("wake-timeout", |sem| sem.wait_timeout(WAIT));
+    // Deadlines past what a timespec can hold saturate rather than fail.
+    assert_post_wakes("wake-max", |sem| sem.wait_timeout(Duration::MAX));
+    assert_post_wakes("wake-intr", |sem| sem.wait_interruptible(None));
+    assert_post_wakes("wake-intr-max", |sem| {
+        sem.wait_interruptible(Some(Duration::MAX))
+    });
+}
+
+#[test]
+fn link_or_create_raced_from_many_threads_creates_exactly_once() {
+    const THREADS: usize = 8;
+    for round in 0..20 {
+        let name = Name::new("race");
+        let barrier = Arc::new(Barrier::new(THREADS));
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let barrier = Arc::clone(&barrier);
+                let name = name.as_str().to_owned();
+                thread::spawn(move || {
+                    barrier.wait();
+                    let sem = opts(Existence::LinkOrCreate)
+                        .initial_value(0)
+                        .open(&name)
+                        .unwrap();
+                    sem.post().unwrap();
+                    sem.created()
+                })
+            })
+            .collect();
+        let created = handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|&c| c)
+            .count();
+        assert_eq!(created, 1, "round {round}: {created} threads created it");
+        // All eight handles were on one semaphore.
+        let sem = Semaphore::open(name.as_str()).unwrap();
+        assert_eq!(sem.value().unwrap(), THREADS as u32, "round {round}");
+    }
+}
+
+// ----------------------------------------------------------------- limits
+
+#[test]
+fn post_at_value_max_is_overflow() {
+    let name = Name::new("overflow");
+    let sem = Semaphore::create(name.as_str(), VALUE_MAX).unwrap();
+    assert_eq!(sem.value().unwrap(), VALUE_MAX);
+    let err = sem.post().unwrap_err();
+    match &err {
+        Error::Overflow { max, name: n, .. } => {
+            assert_eq!(*max, VALUE_MAX);
+            assert_eq!(n, name.as_str());
+        }
+        other => panic!("expected Overflow, got {other:?}"),
+    }
+    assert_eq!(err.errno(), Some(libc::EOVERFLOW));
+    assert_eq!(err.name(), Some(name.as_str()));
+    assert_eq!(sem.value().unwrap(), VALUE_MAX, "value unchanged");
+    // One below the maximum, a post is fine again.
+    assert!(sem.try_wait().unwrap());
+    sem.post().unwrap();
+    assert_eq!(sem.value().unwrap(), VALUE_MAX);
+}
+
+#[test]
+fn initial_value_above_value_max_is_invalid_argument() {
+    let name = Name::new("toobig");
+    for existence in [
+        Existence::RaiseIfExists,
+        Existence::LinkOrCreate,
+        Existence::UnlinkAndCreate,
+    ] {
+        let err = opts(existence)
+            .initial_value(VALUE_MAX + 1)
+            .open(name.as_str())
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidArgument(_)),
+            "{existence:?}: {err:?}"
+        );
+        assert_eq!(err.errno(), None);
+        assert_eq!(err.name(), None);
+        assert!(err.to_string().contains(&VALUE_MAX.to_string()), "{err}");
+    }
+    let err = Semaphore::options()
+        .initial_value(u32::MAX)
+        .create_random("/namedipc-rtest-")
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    // Nothing was created.
+    assert!(matches!(
+        Semaphore::open(name.as_str()),
+        Err(Error::NotFound { .. })
+    ));
+    // VALUE_MAX itself is allowed.
+    let sem = opts(Existence::RaiseIfExists)
+        .initial_value(VALUE_MAX)
+        .open(name.as_str())
+        .unwrap();
+    assert_eq!(sem.value().unwrap(), VALUE_MAX);
+}
+
+#[test]
+fn invalid_names_are_invalid_name() {
+    let too_long = format!("/{}", "x".repeat(252));
+    let bad: [&str; 7] = ["", "/", "//", "/a/b", "/a\0b", "a/", &too_long];
+    for name in bad {
+        for existence in [
+            Existence::RaiseIfExists,
+            Existence::LinkOrCreate,
+            Existence::RaiseIfNotExists,
+            Existence::UnlinkAndCreate,
+        ] {
+            let err = opts(existence).open(name).unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidName { .. }),
+                "{name:?} {existence:?}: {err:?}"
+            );
+            assert_eq!(err.errno(), None);
+            assert_eq!(err.name(), Some(name));
+        }
+        let err = unlink(name).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidName { .. }),
+            "{name:?}: {err:?}"
+        );
+        assert_eq!(err.name(), Some(name));
+    }
+}
+
+#[test]
+fn longest_valid_name_works() {
+    let mut name = Name::new("long");
+    // Pad the unique name to the longest body glibc accepts (251 bytes).
+    let body_len = name.as_str().len() - 1;
+    name.name.push_str(&"y".repeat(251 - body_len));
+    assert_eq!(name.as_str().len(), 252);
+    let sem = Semaphore::create(name.as_str(), 1).unwrap();
+    assert!(sem.try_wait().unwrap());
+    let longer = format!("{}y", name.as_str());
+    assert!(matches!(
+        Semaphore::create(&longer, 1),
+        Err(Error::InvalidName { .. })
+    ));
+}
+
+// ---------------------------------------------------------------- corrupt
+
+/// Writes `bytes` as the file behind the semaphore name.
+fn plant(name: &str, bytes: &[u8]) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(shm_path(name))
+        .unwrap();
+    file.write_all(bytes).unwrap();
+}
+
+#[test]
+fn a_corrupt_file_at_the_name_is_corrupt_not_sigbus() {
+    let mut big_value = vec![0u8; 32];
+    big_value[..4].copy_from_slice(&0xFFFF_FFFFu32.to_ne_bytes());
+    let cases: [(&str, Vec<u8>); 3] = [
+        ("empty", Vec::new()),
+        ("seven", vec![0u8; 7]),
+        ("badvalue", big_value),
+    ];
+    for (label, bytes) in &cases {
+        let name = Name::new(label);
+        plant(name.as_str(), bytes);
+        for existence in [Existence::RaiseIfNotExists, Existence::LinkOrCreate] {
+            let err = opts(existence).open(name.as_str()).unwrap_err();
+            assert!(
+                matches!(err, Error::Corrupt { .. }),
+                "{label} {existence:?}: {err:?}"
+            );
+            assert_eq!(err.errno(), None);
+            assert_eq!(err.name(), Some(name.as_str()));
+            assert!(err.to_string().contains("corrupt"), "{err}");
+        }
+        assert!(matches!(
+            Semaphore::open(name.as_str()),
+            Err(Error::Corrupt { .. })
+        ));
+        // Nothing replaced or touched the file.
+        assert_eq!(
+            &fs::read(shm_path(name.as_str())).unwrap(),
+            bytes,
+            "{label}"
+        );
+
+        // UnlinkAndCreate replaces it with a working semaphore.
+        let sem = opts(Existence::UnlinkAndCreate)
+            .initial_value(1)
+            .open(name.as_str())
+            .unwrap();
+        assert!(sem.created());
+        assert!(sem.try_wait().unwrap());
+        assert_eq!(Semaphore::open(name.as_str()).unwrap().value().unwrap(), 0);
+    }
+}
+
+// ---------------------------------------------------------- unlink & drop
+
+#[test]
+fn unlink_on_drop_removes_the_name_only_for_the_creator() {
+    let name = Name::new("uod");
+    let creator = Semaphore::options()
+        .existence(Existence::RaiseIfExists)
+        .unlink_on_drop(true)
+        .open(name.as_str())
+        .unwrap();
+    let opener = opts(Existence::RaiseIfNotExists)
+        .unlink_on_drop(true)
+        .open(name.as_str())
+        .unwrap();
+    let linker = opts(Existence::LinkOrCreate)
+        .unlink_on_drop(true)
+        .open(name.as_str())
+        .unwrap();
+    assert!(!linker.created());
+
+    drop(opener);
+    drop(linker);
+    assert!(
+        Semaphore::open(name.as_str()).is_ok(),
+        "removed by a non-creator"
+    );
+
+    drop(creator);
+    assert!(matches!(
+        Semaphore::open(name.as_str()),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(!shm_path(name.as_str()).exists());
+}
+
+#[test]
+fn without_unlink_on_drop_the_name_outlives_the_creator() {
+    let name = Name::new("keep");
+    drop(Semaphore::create(name.as_str(), 3).unwrap());
+    let reopened = Semaphore::open(name.as_str()).unwrap();
+    assert_eq!(reopened.value().unwrap(), 3);
+}
+
+#[test]
+fn unlink_removes_the_name_and_open_handles_keep_working() {
+    let name = Name::new("unlink");
+    let sem = Semaphore::create(name.as_str(), 1).unwrap();
+    sem.unlink().unwrap();
+    assert!(matches!(
+        Semaphore::open(name.as_str()),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(sem.try_wait().unwrap());
+    sem.post().unwrap();
+    assert_eq!(sem.value().unwrap(), 1);
+
+    let err = sem.unlink().unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    let err = unlink(name.as_str()).unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    assert_eq!(err.errno(), Some(libc::ENOENT));
+    assert_eq!(err.name(), Some(name.as_str()));
+
+    // The name is free for a new, separate semaphore.
+    let fresh = Semaphore::create(name.as_str(), 0).unwrap();
+    assert_eq!(fresh.value().unwrap(), 0);
+    assert_eq!(sem.value().unwrap(), 1);
+    unlink(name.as_str()).unwrap();
+}
+
+// ------------------------------------------------------------------ random
+
+#[test]
+fn create_random_gives_distinct_valid_names() {
+    let mut guard = Name::new("random");
+    let prefix = format!("/namedipc-rtest-{}-", std::process::id());
+    let sems: Vec<Semaphore> = (0..16)
+        .map(|_| {
+            let sem = Semaphore::options()
+                .initial_value(2)
+                .create_random(&prefix)
+                .unwrap();
+            guard.track(sem.name());
+            sem
+        })
+        .collect();
+    let mut names: Vec<&str> = sems.iter().map(Semaphore::name).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), sems.len(), "duplicate random names");
+    for sem in &sems {
+        assert!(sem.created());
+        let suffix = sem.name().strip_prefix(prefix.as_str()).unwrap();
+        assert_eq!(suffix.len(), 16, "{}", sem.name());
+        assert!(
+            suffix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()),
+            "{}",
+            sem.name()
+        );
+        // A real semaphore under that name, with the options' value.
+        let other = Semaphore::open(sem.name()).unwrap();
+        assert_eq!(other.value().unwrap(), 2);
+        assert!(other.try_wait().unwrap());
+        assert_eq!(sem.value().unwrap(), 1);
+    }
+}
+
+#[test]
+fn errors_display_their_name() {
+    let name = Name::new("display");
+    let _sem = Semaphore::create(name.as_str(), 0).unwrap();
+    let err = Semaphore::create(name.as_str(), 0).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(name.as_str()) && text.contains("already exists"),
+        "{text}"
+    );
+}

@@ -1,0 +1,213 @@
+"""A C program using the C library's own sem_open/sem_wait/sem_timedwait/
+sem_post/sem_getvalue and namedipc work on one named semaphore, both ways.
+
+The C peer (tests/helpers/sem_c_peer.c) is compiled once per session with
+gcc; every C process is a separate, real process."""
+
+from __future__ import annotations
+
+import errno
+import select
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+import namedipc
+from conftest import HELPERS, WAIT, Names, wait_until_blocked
+
+SOURCE = HELPERS / "sem_c_peer.c"
+
+
+@pytest.fixture(scope="session")
+def c_peer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The compiled C peer."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.fail(
+            "gcc is not installed, but the C interop tests need it to compile "
+            f"{SOURCE.name}; install it (./dev.sh test does: apt-get install gcc libc6-dev)"
+        )
+    binary = tmp_path_factory.mktemp("c_peer") / "sem_c_peer"
+    build = subprocess.run(
+        [gcc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-o", str(binary), str(SOURCE), "-pthread"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert build.returncode == 0, f"gcc failed to compile {SOURCE}:\n{build.stderr}"
+    return binary
+
+
+def run_c(peer: Path, *args: str, timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(peer), *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def c_ok(peer: Path, *args: str) -> str:
+    """Runs the C peer, checks that it succeeded, and returns its stdout line."""
+    done = run_c(peer, *args)
+    assert done.returncode == 0, f"sem_c_peer {' '.join(args)} failed ({done.returncode}): {done.stderr}"
+    return done.stdout.strip()
+
+
+def read_line(proc: subprocess.Popen[str], timeout: float = WAIT) -> str:
+    """The next line the process prints, waiting at most `timeout` seconds
+    (readline alone would block for ever if the process hung). For
+    protocols where the process prints one line and then waits for us."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        proc.kill()
+        _, err = proc.communicate(timeout=WAIT)
+        raise AssertionError(f"no output within {timeout} s; stderr:\n{err}")
+    return proc.stdout.readline().strip()
+
+
+def test_python_opens_a_semaphore_c_created(c_peer: Path, sem_name: str) -> None:
+    assert c_ok(c_peer, "create", sem_name, "3") == "created"
+
+    sem = namedipc.Semaphore(sem_name)  # flags=0: open an existing one
+    try:
+        assert sem.name == sem_name
+        assert sem.value == 3
+        sem.acquire(0)
+        assert c_ok(c_peer, "value", sem_name) == "2"
+        sem.release()
+        sem.release()
+        assert c_ok(c_peer, "value", sem_name) == "4"
+    finally:
+        sem.close()
+
+    named = namedipc.NamedSemaphore(
+        sem_name, handle_existence=namedipc.NamedSemaphore.Flags.RAISE_IF_NOT_EXISTS
+    )
+    try:
+        assert not named.created
+        assert named.value == 4
+    finally:
+        named.close()
+
+
+def test_c_sees_values_python_sets(c_peer: Path, sem_name: str) -> None:
+    sem = namedipc.Semaphore(sem_name, namedipc.O_CREX, initial_value=5)
+    try:
+        assert c_ok(c_peer, "value", sem_name) == "5"
+        for _ in range(3):
+            sem.acquire(0)
+        assert c_ok(c_peer, "value", sem_name) == "2"
+        assert c_ok(c_peer, "post", sem_name) == "posted"
+        assert sem.value == 3
+    finally:
+        sem.close()
+
+
+def test_python_release_wakes_a_c_waiter(c_peer: Path, sem_name: str) -> None:
+    sem = namedipc.Semaphore(sem_name, namedipc.O_CREX, initial_value=0)
+    try:
+        # Nothing free: C times out, and takes nothing.
+        assert c_ok(c_peer, "wait", sem_name, "0.2") == "timeout"
+        assert sem.value == 0
+
+        waiter = subprocess.Popen(
+            [str(c_peer), "wait", sem_name, str(WAIT)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_until_blocked(sem_name)
+            sem.release()
+            out, err = waiter.communicate(timeout=WAIT + 5)
+        finally:
+            if waiter.poll() is None:
+                waiter.kill()
+                waiter.communicate(timeout=WAIT)
+        assert waiter.returncode == 0, err
+        assert out.strip() == "acquired"
+        assert sem.value == 0, "the C waiter took the released slot"
+    finally:
+        sem.close()
+
+
+def test_c_post_wakes_a_python_acquire(c_peer: Path, sem_name: str) -> None:
+    assert c_ok(c_peer, "create", sem_name, "0") == "created"
+    sem = namedipc.Semaphore(sem_name)
+    try:
+        with pytest.raises(namedipc.BusyError):
+            sem.acquire(0)
+        with pytest.raises(namedipc.BusyError):
+            sem.acquire(0.1)
+
+        outcome: list[BaseException | None] = []
+
+        def acquire() -> None:
+            try:
+                sem.acquire(WAIT)
+                outcome.append(None)
+            except BaseException as e:  # reported by the main thread
+                outcome.append(e)
+
+        thread = threading.Thread(target=acquire, daemon=True)
+        thread.start()
+        try:
+            wait_until_blocked(sem_name)
+            assert c_ok(c_peer, "post", sem_name) == "posted"
+        finally:
+            thread.join(WAIT + 5)
+        assert not thread.is_alive(), "Python acquire was not woken by the C post"
+        assert outcome == [None], outcome
+        assert c_ok(c_peer, "value", sem_name) == "0"
+    finally:
+        sem.close()
+
+
+def test_c_holder_and_python_exclude_each_other(c_peer: Path, sem_name: str) -> None:
+    sem = namedipc.Semaphore(sem_name, namedipc.O_CREX, initial_value=1)
+    holder = subprocess.Popen(
+        [str(c_peer), "hold", sem_name],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # Returns once C's sem_wait has taken the one slot (or C died: "" then).
+        assert read_line(holder) == "held"
+        assert sem.value == 0
+        with pytest.raises(namedipc.BusyError):
+            sem.acquire(0.1)
+        out, err = holder.communicate("go\n", timeout=WAIT)
+        assert holder.returncode == 0, err
+        assert out.strip() == "released"
+        sem.acquire(WAIT)
+        assert sem.value == 0
+        sem.release()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.communicate(timeout=WAIT)
+        sem.close()
+
+
+def test_unlink_from_python_is_seen_by_c(c_peer: Path, names: Names) -> None:
+    name = names("unlinked")
+    assert c_ok(c_peer, "create", name, "1") == "created"
+    # C's O_EXCL create on a taken name fails with EEXIST.
+    again = run_c(c_peer, "create", name, "1")
+    assert again.returncode == 1
+    assert f"(errno {errno.EEXIST})" in again.stderr, again.stderr
+    # posix_ipc's create-exclusive from Python fails the same way.
+    with pytest.raises(namedipc.ExistsError):
+        namedipc.Semaphore(name, namedipc.O_CREX)
+
+    namedipc.unlink_semaphore(name)
+    gone = run_c(c_peer, "value", name)
+    assert gone.returncode == 1
+    assert f"(errno {errno.ENOENT})" in gone.stderr, gone.stderr
+    with pytest.raises(namedipc.ExistentialError):
+        namedipc.Semaphore(name)

@@ -1,0 +1,200 @@
+"""A Rust program (the core crate's `semctl` example) and Python work on one
+named semaphore, both ways. Every Rust process is a separate, real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+import namedipc
+from conftest import WAIT, Helper, Names, wait_until_blocked
+
+ROOT = Path(__file__).resolve().parent.parent
+Flags = namedipc.NamedSemaphore.Flags  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def semctl() -> Path:
+    """The `semctl` example, built once per session."""
+    cargo = shutil.which("cargo")
+    if cargo is None:
+        pytest.fail("cargo is not on PATH, but the Rust interop tests build the semctl example with it")
+    build = subprocess.run(
+        [cargo, "build", "-q", "-p", "namedipc", "--example", "semctl", "--message-format=json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert build.returncode == 0, f"cargo build of the semctl example failed:\n{build.stderr}"
+    executables = [
+        message["executable"]
+        for message in map(json.loads, build.stdout.splitlines())
+        if message.get("reason") == "compiler-artifact"
+        and message["target"]["name"] == "semctl"
+        and message.get("executable")
+    ]
+    assert len(executables) == 1, f"cargo reported no single semctl executable: {executables}"
+    binary = Path(executables[0])
+    assert binary.name == "semctl" and binary.parent.name == "examples", binary
+    assert os.access(binary, os.X_OK), binary
+    return binary
+
+
+def run_rust(binary: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(binary), *args], capture_output=True, text=True, timeout=WAIT + 5, check=False
+    )
+
+
+def rust_ok(binary: Path, *args: str) -> str:
+    """Runs semctl, checks that it succeeded, and returns its stdout line."""
+    done = run_rust(binary, *args)
+    assert done.returncode == 0, f"semctl {' '.join(args)} failed ({done.returncode}): {done.stderr}"
+    return done.stdout.strip()
+
+
+def read_line(proc: subprocess.Popen[str], timeout: float = WAIT) -> str:
+    """The next line the process prints, waiting at most `timeout` seconds
+    (readline alone would block for ever if the process hung). For
+    protocols where the process prints one line and then waits for us."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        proc.kill()
+        _, err = proc.communicate(timeout=WAIT)
+        raise AssertionError(f"no output within {timeout} s; stderr:\n{err}")
+    return proc.stdout.readline().strip()
+
+
+def opened(name: str) -> namedipc.NamedSemaphore:
+    return namedipc.NamedSemaphore(name, handle_existence=Flags.RAISE_IF_NOT_EXISTS)
+
+
+def test_python_sees_the_value_rust_created(semctl: Path, sem_name: str) -> None:
+    assert rust_ok(semctl, "create", sem_name, "3") == "created"
+    # The Rust process has exited; the semaphore lives on under its name.
+    sem = opened(sem_name)
+    try:
+        assert not sem.created
+        assert sem.value == 3
+        assert sem.acquire(blocking=False)
+        assert rust_ok(semctl, "value", sem_name) == "2"
+        sem.release(2)
+        assert rust_ok(semctl, "value", sem_name) == "4"
+        assert rust_ok(semctl, "post", sem_name) == "posted"
+        assert sem.value == 5
+    finally:
+        sem.close()
+    # Closing a handle that did not create it leaves the name in place.
+    assert rust_ok(semctl, "value", sem_name) == "5"
+
+
+def test_rust_wait_sees_python_hold_and_release(semctl: Path, sem_name: str) -> None:
+    sem = namedipc.NamedSemaphore(sem_name, 1, Flags.RAISE_IF_EXISTS)
+    try:
+        assert sem.created
+        assert sem.acquire(timeout=WAIT)
+        # Python holds the only slot: Rust cannot get it.
+        assert rust_ok(semctl, "wait", sem_name, "0.2") == "timeout"
+        assert rust_ok(semctl, "value", sem_name) == "0"
+        sem.release()
+        # Released: Rust gets it at once, and it is gone for Python.
+        assert rust_ok(semctl, "wait", sem_name, str(WAIT)) == "acquired"
+        assert sem.value == 0
+        assert not sem.acquire(blocking=False)
+    finally:
+        sem.close()
+
+
+def test_python_release_wakes_a_blocked_rust_waiter(semctl: Path, sem_name: str) -> None:
+    sem = namedipc.NamedSemaphore(sem_name, 0, Flags.RAISE_IF_EXISTS)
+    waiter = subprocess.Popen(
+        [str(semctl), "wait", sem_name, str(WAIT)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until_blocked(sem_name)
+        sem.release()
+        out, err = waiter.communicate(timeout=WAIT + 5)
+        assert waiter.returncode == 0, err
+        assert out.strip() == "acquired"
+        assert sem.value == 0, "the Rust waiter took the released slot"
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+            waiter.communicate(timeout=WAIT)
+        sem.close()
+
+
+def test_rust_post_wakes_a_python_acquire(semctl: Path, sem_name: str) -> None:
+    assert rust_ok(semctl, "create", sem_name, "0") == "created"
+    sem = opened(sem_name)
+    try:
+        assert not sem.acquire(timeout=0.1)
+        outcome: list[bool | BaseException] = []
+
+        def acquire() -> None:
+            try:
+                outcome.append(sem.acquire(timeout=WAIT))
+            except BaseException as e:  # reported by the main thread
+                outcome.append(e)
+
+        thread = threading.Thread(target=acquire, daemon=True)
+        thread.start()
+        try:
+            wait_until_blocked(sem_name)
+            assert rust_ok(semctl, "post", sem_name) == "posted"
+        finally:
+            thread.join(WAIT + 5)
+        assert not thread.is_alive(), "Python acquire did not return"
+        assert outcome == [True], outcome
+        assert rust_ok(semctl, "value", sem_name) == "0"
+    finally:
+        sem.close()
+
+
+def test_rust_waits_for_an_independent_python_holder(
+    semctl: Path, sem_name: str, helper: type[Helper]
+) -> None:
+    assert rust_ok(semctl, "create", sem_name, "1") == "created"
+    holder = helper("hold", sem_name)
+    assert read_line(holder.proc) == "held"
+    assert rust_ok(semctl, "wait", sem_name, "0.2") == "timeout"
+    holder.send("go")
+    assert read_line(holder.proc) == "released"
+    holder.finish()
+    assert rust_ok(semctl, "wait", sem_name, str(WAIT)) == "acquired"
+    assert rust_ok(semctl, "value", sem_name) == "0"
+
+
+def test_rust_errors_are_clear_and_exit_1(semctl: Path, names: Names) -> None:
+    missing = names("missing")
+    done = run_rust(semctl, "value", missing)
+    assert done.returncode == 1
+    assert missing in done.stderr and "does not exist" in done.stderr, done.stderr
+    assert done.stdout == ""
+
+    taken = names("taken")
+    with namedipc.NamedSemaphore(taken, 1, Flags.RAISE_IF_EXISTS):
+        done = run_rust(semctl, "create", taken, "1")
+        assert done.returncode == 1
+        assert taken in done.stderr and "already exists" in done.stderr, done.stderr
+
+    done = run_rust(semctl, "wait", missing, "not-a-number")
+    assert done.returncode == 1
+    assert "TIMEOUT_SECS" in done.stderr, done.stderr
+
+    done = run_rust(semctl, "frobnicate")
+    assert done.returncode == 1
+    assert "usage" in done.stderr, done.stderr
