@@ -79,10 +79,14 @@ class Helper:
             text=True,
         )
 
-    def expect(self, wanted: str) -> str:
-        """Reads the next line and checks that it starts with `wanted`."""
+    def expect(self, wanted: str, timeout: float = WAIT) -> str:
+        """Reads the next line (waiting at most `timeout` seconds for it) and
+        checks that it starts with `wanted`."""
+        import select
+
         assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().strip()
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline().strip() if ready else "<no line in time>"
         if not line.startswith(wanted):
             self.proc.kill()
             _, err = self.proc.communicate(timeout=WAIT)

@@ -183,3 +183,12 @@ def test_subclass(sem_name: str) -> None:
 
     sem = Gpu(sem_name)
     assert sem.value == 2 and repr(sem).startswith(f"<{__name__}.")
+
+
+def test_creator_close_leaves_a_replacement_alone(sem_name: str) -> None:
+    creator = NamedSemaphore(sem_name, 1)
+    replacement = NamedSemaphore(sem_name, 7, Flags.UNLINK_AND_CREATE, unlink_on_close=False)
+    creator.close()
+    assert exists(sem_name)
+    assert NamedSemaphore(sem_name, handle_existence=Flags.RAISE_IF_NOT_EXISTS).value == 7
+    replacement.unlink()

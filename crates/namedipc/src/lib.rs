@@ -6,11 +6,12 @@
 //! ```
 //! use namedipc::{Existence, Semaphore};
 //!
+//! # let name = format!("/namedipc-doc-gpu-{}", std::process::id());
 //! // Every process runs the same line; the first one creates the semaphore.
 //! let gpu = Semaphore::options()
 //!     .existence(Existence::LinkOrCreate)
 //!     .initial_value(2)
-//!     .open("/namedipc-doc-gpu")?;
+//!     .open(&name)?;
 //! gpu.wait()?;
 //! // ... at most two processes are here at once ...
 //! gpu.post()?;

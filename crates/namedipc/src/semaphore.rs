@@ -39,12 +39,13 @@ pub enum Existence {
 /// ```
 /// use namedipc::{Existence, Semaphore};
 ///
+/// # let name = format!("/namedipc-doc-options-{}", std::process::id());
 /// let sem = Semaphore::options()
 ///     .existence(Existence::RaiseIfExists)
 ///     .initial_value(2)
 ///     .mode(0o600)
 ///     .unlink_on_drop(true)
-///     .open("/namedipc-doc-options")?;
+///     .open(&name)?;
 /// assert_eq!(sem.value()?, 2);
 /// # Ok::<(), namedipc::Error>(())
 /// ```
@@ -91,6 +92,11 @@ impl SemaphoreOptions {
 
     /// Whether dropping a handle that *created* the semaphore also removes
     /// its name (default `false`). A handle that only opened it never does.
+    ///
+    /// The name is removed only if it still refers to the semaphore this
+    /// handle created (same file identity), so a semaphore that another
+    /// process has since put under the name is left alone — barring a
+    /// replacement in the instant between that check and the removal.
     ///
     /// Hazard: once the name is removed, processes that still have the
     /// semaphore open keep using the old one, while a newcomer that creates
@@ -160,12 +166,16 @@ impl SemaphoreOptions {
     }
 
     fn handle(&self, raw: RawSemaphore, name: &str, c_name: CString, created: bool) -> Semaphore {
+        // Taken right after creation, to recognise our own file at drop.
+        let unlink_on_drop = (self.unlink_on_drop && created)
+            .then(|| sys::sem::file_identity(name))
+            .flatten();
         Semaphore {
             raw,
             name: name.to_owned(),
             c_name,
             created,
-            unlink_on_drop: self.unlink_on_drop && created,
+            unlink_on_drop,
         }
     }
 
@@ -232,9 +242,10 @@ impl SemaphoreOptions {
 /// every operation); dropping the handle closes it.
 ///
 /// ```
-/// use namedipc::{Existence, Semaphore};
+/// use namedipc::Semaphore;
 ///
-/// let sem = Semaphore::create("/namedipc-doc-sem", 1)?;
+/// # let name = format!("/namedipc-doc-sem-{}", std::process::id());
+/// let sem = Semaphore::create(&name, 1)?;
 /// assert!(sem.try_wait()?);           // took the one slot
 /// assert!(!sem.try_wait()?);          // none left
 /// sem.post()?;
@@ -248,7 +259,8 @@ pub struct Semaphore {
     name: String,
     c_name: CString,
     created: bool,
-    unlink_on_drop: bool,
+    /// The identity of the file this handle created, when dropping it should remove the name.
+    unlink_on_drop: Option<sys::sem::FileIdentity>,
 }
 
 impl Semaphore {
@@ -387,9 +399,12 @@ impl Semaphore {
 
 impl Drop for Semaphore {
     fn drop(&mut self) {
-        if self.unlink_on_drop {
-            // Someone else may have removed it already; nothing to report then.
-            let _ = sys::sem::unlink(&self.c_name);
+        if let Some(ours) = self.unlink_on_drop {
+            // Remove the name only while it still is ours; someone else may
+            // have removed or replaced it, and there is nothing to report then.
+            if sys::sem::file_identity(&self.name) == Some(ours) {
+                let _ = sys::sem::unlink(&self.c_name);
+            }
         }
     }
 }

@@ -149,6 +149,23 @@ pub(crate) fn unlink(name: &CStr) -> io::Result<()> {
     check(unsafe { libc::sem_unlink(name.as_ptr()) }).map(drop)
 }
 
+/// Where glibc keeps the semaphore `name`.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn file_path(name: &str) -> String {
+    format!("/dev/shm/sem.{}", name.trim_start_matches('/'))
+}
+
+/// Which file a name refers to: (device, inode).
+pub(crate) type FileIdentity = (u64, u64);
+
+/// The identity of the file behind the semaphore `name`, if there is one.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub(crate) fn file_identity(name: &str) -> Option<FileIdentity> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(file_path(name)).ok()?;
+    Some((meta.dev(), meta.ino()))
+}
+
 /// Checks the file glibc keeps for the semaphore `name` before it is mapped:
 /// glibc maps whatever file is there, and touching a truncated one kills the
 /// process with SIGBUS. `Err(reason)` says what is wrong; a missing or
@@ -158,7 +175,7 @@ pub(crate) fn check_file(name: &str) -> Result<(), String> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
 
-    let path = format!("/dev/shm/sem.{}", name.trim_start_matches('/'));
+    let path = file_path(name);
     let Ok(mut file) = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -180,6 +197,10 @@ pub(crate) fn check_file(name: &str) -> Result<(), String> {
             meta.len()
         ));
     }
+    if cfg!(not(target_pointer_width = "64")) {
+        // The field layout below is glibc's 64-bit one; elsewhere the size check must do.
+        return Ok(());
+    }
     let mut bytes = [0u8; 16];
     if file.read_exact(&mut bytes).is_err() {
         return Ok(());
@@ -194,6 +215,11 @@ pub(crate) fn check_file(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub(crate) fn file_identity(_name: &str) -> Option<FileIdentity> {
+    None
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
