@@ -1,0 +1,595 @@
+"""namedipc vs posix_ipc vs a floor (the bare interpreter, or C), side by side
+in one run, with interleaved rounds so that a noisy machine hits all alike.
+Run from the repository root: `.venv/bin/python bench/bench.py [--quick]`;
+bench/README.md says what each row measures and how to read the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import importlib
+import os
+import platform
+import secrets
+import select
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import types
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+OUT_DIR = BENCH_DIR / "out"  # gitignored
+FLOOR_SOURCE = BENCH_DIR / "floor.c"
+PARTNER = BENCH_DIR / "pingpong_partner.py"
+POSIX_IPC_VERSION = "1.3.2"
+
+# A helper that has not answered in this long is stuck (its partner died
+# while it waited on a semaphore, say): better to fail than to hang.
+REPLY_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much work a run does. Every sample times a loop of many
+    iterations, so the timer's own cost and resolution vanish in it."""
+
+    rounds: int
+    warmup_rounds: int
+    uncontended_iters: int
+    nonblocking_iters: int
+    pingpong_trips: int
+
+
+DEFAULT_PLAN = Plan(
+    rounds=51,
+    warmup_rounds=2,
+    uncontended_iters=200_000,
+    nonblocking_iters=100_000,
+    pingpong_trips=20_000,
+)
+QUICK_PLAN = Plan(
+    rounds=9,
+    warmup_rounds=1,
+    uncontended_iters=100_000,
+    nonblocking_iters=50_000,
+    pingpong_trips=10_000,
+)
+
+# The goals this benchmark checks: (row, numerator, denominator, limit).
+TARGETS = [
+    ("1", "namedipc", "posix_ipc", 0.55),
+    ("2", "namedipc", "posix_ipc", 0.20),
+    ("3", "namedipc", "floor", 1.10),
+]
+
+
+# --------------------------------------------------------------------------
+# Timed loops. Each is a plain function, so that its loop variables are fast
+# locals; the caller binds methods once, so what is timed is the call itself,
+# the same way for every library and for the floor.
+
+
+def pair_loop(first: Callable[[], object], second: Callable[[], object], n: int) -> int:
+    start = time.perf_counter_ns()
+    for _ in range(n):
+        first()
+        second()
+    return time.perf_counter_ns() - start
+
+
+def nonblocking_loop(acquire: Callable[..., object], n: int) -> int:
+    start = time.perf_counter_ns()
+    for _ in range(n):
+        acquire(blocking=False)
+    return time.perf_counter_ns() - start
+
+
+def keyword_floor_loop(noop: Callable[..., object], n: int) -> int:
+    # nonblocking_loop's shape, with a keyword that the no-op accepts.
+    start = time.perf_counter_ns()
+    for _ in range(n):
+        noop(reverse=False)
+    return time.perf_counter_ns() - start
+
+
+def busy_loop(acquire: Callable[[int], object], busy: type[BaseException], n: int) -> int:
+    start = time.perf_counter_ns()
+    for _ in range(n):
+        try:
+            acquire(0)
+        except busy:
+            pass
+    return time.perf_counter_ns() - start
+
+
+def private_copy(loop: Callable[..., int]) -> Callable[..., int]:
+    """`loop` with a code object of its own. CPython >= 3.11 specialises each
+    call site for the callable it last saw: subjects sharing one loop would
+    undo each other's specialisation, favouring whichever ran last."""
+    return types.FunctionType(loop.__code__.replace(), loop.__globals__, loop.__name__)
+
+
+# --------------------------------------------------------------------------
+# Samples and what is printed from them.
+
+
+@dataclass
+class Row:
+    key: str  # "1", "2", "3" as in the README
+    title: str
+    iters: int  # iterations per sample: a sample / iters is ns per iteration
+    floor_label: str  # what the floor column holds: "py" or "C"
+    samples: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, subject: str, elapsed_ns: int) -> None:
+        self.samples.setdefault(subject, []).append(elapsed_ns / self.iters)
+
+    def median(self, subject: str) -> float | None:
+        values = self.samples.get(subject)
+        return statistics.median(values) if values else None
+
+    def ratios(self, top: str, bottom: str) -> list[float]:
+        # Per-round ratios of samples taken moments apart: a slow drift in
+        # machine load or clock speed hits both sides and cancels, which it
+        # would not in a ratio of two medians taken over the whole run.
+        tops, bottoms = self.samples.get(top, []), self.samples.get(bottom, [])
+        if len(tops) != len(bottoms):
+            return []
+        return [t / b for t, b in zip(tops, bottoms)]
+
+
+def ratio_text(values: list[float], spread: bool = False) -> str:
+    if not values:
+        return "n/a"
+    text = f"{statistics.median(values):.2f}x"
+    if spread and len(values) >= 4:
+        q1, _, q3 = statistics.quantiles(values, n=4)
+        text += f" [{q1:.2f}-{q3:.2f}]"
+    return text
+
+
+def ns_text(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f} ns"
+
+
+def report(rows: list[Row], c_pair: Row) -> None:
+    header = (
+        f"{'row':<38} {'namedipc':>10} {'posix_ipc':>10} {'floor':>13}   "
+        f"{'namedipc/posix_ipc':<20} {'namedipc/floor':>14} {'posix_ipc/floor':>15}"
+    )
+    print("medians over rounds; ratio = median of per-round ratios [interquartile range]")
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        floor = row.median("floor")
+        floor_text = "n/a" if floor is None else f"{ns_text(floor)} ({row.floor_label})"
+        print(
+            f"{row.title:<38} {ns_text(row.median('namedipc')):>10} "
+            f"{ns_text(row.median('posix_ipc')):>10} {floor_text:>13}   "
+            f"{ratio_text(row.ratios('namedipc', 'posix_ipc'), spread=True):<20} "
+            f"{ratio_text(row.ratios('namedipc', 'floor')):>14} "
+            f"{ratio_text(row.ratios('posix_ipc', 'floor')):>15}"
+        )
+
+    # Row 1 in the terms that matter for a binding: what it adds on top of
+    # the cheapest possible call, and how much room is left below it.
+    row1 = rows[0]
+    nd, pi, floor = row1.median("namedipc"), row1.median("posix_ipc"), row1.median("floor")
+    assert nd is not None and pi is not None and floor is not None
+    print("\nrow 1 against the interpreter:")
+    print(
+        f"  above the py floor, namedipc adds {nd - floor:,.0f} ns per pair, "
+        f"posix_ipc {pi - floor:,.0f} ns ({(nd - floor) / (pi - floor):.2f}x)"
+    )
+    c_cost = c_pair.median("floor")
+    if c_cost is not None:
+        best = floor + c_cost
+        print(
+            f"  sem_wait+sem_post cost {c_cost:,.0f} ns in C: a binding that added nothing "
+            f"would take ~{best:,.0f} ns, {best / pi:.2f}x posix_ipc"
+        )
+
+
+def report_targets(rows: list[Row]) -> bool:
+    """Prints each target's verdict; True if any was missed."""
+    by_key = {row.key: row for row in rows}
+    print("\ntargets (median of per-round ratios):")
+    missed = False
+    for key, top, bottom, limit in TARGETS:
+        values = by_key[key].ratios(top, bottom)
+        label = f"{key}. {top} / {'C floor' if key == '3' else bottom}"
+        if not values:
+            print(f"  {label:<26} <= {limit:.2f}x   n/a")
+            continue
+        value = statistics.median(values)
+        met = value <= limit
+        missed |= not met
+        print(f"  {label:<26} <= {limit:.2f}x   {value:.2f}x   {'met' if met else 'NOT MET'}")
+    return missed
+
+
+# --------------------------------------------------------------------------
+# Resources that must not outlive the run.
+
+
+class Helper:
+    """A long-lived child process (a ping-pong side, or the C floor) that
+    answers one line per command line. A process per sample would put
+    process start-up, page faults and cold caches into every sample."""
+
+    def __init__(self, label: str, argv: Sequence[str]) -> None:
+        self.label = label
+        # A session of its own keeps a terminal's Ctrl-C away from the
+        # helper: the harness gets it and closes the helpers in order.
+        self._proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+            start_new_session=True,
+        )
+        self._pending = b""
+
+    def ask(self, count: int) -> str:
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        try:
+            self._proc.stdin.write(f"{count}\n".encode())
+        except BrokenPipeError:
+            raise RuntimeError(f"{self.label}: exited with status {self._proc.wait()}") from None
+        # Raw reads with a deadline rather than readline(), so that a helper
+        # that hangs or dies is reported instead of stalling the run.
+        fd = self._proc.stdout.fileno()
+        deadline = time.monotonic() + REPLY_TIMEOUT_S
+        while b"\n" not in self._pending:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise RuntimeError(f"{self.label}: no answer in {REPLY_TIMEOUT_S:.0f} s")
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise RuntimeError(f"{self.label}: exited with status {self._proc.wait()}")
+            self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        return line.decode()
+
+    def close(self) -> None:
+        # EOF on stdin tells the helper to exit; one stuck in a semaphore
+        # wait cannot see it, so it is killed after a grace period. Its
+        # stdout stays open until it is gone: a helper interrupted mid-sample
+        # still writes its answer, and must not die of a broken pipe.
+        if self._proc.stdin is not None:
+            try:
+                self._proc.stdin.close()
+            except OSError:
+                pass
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+
+class Session:
+    """Every semaphore and helper process a run creates, so that close()
+    releases all of them, whatever went wrong. Names carry the pid and a
+    random part: two runs at once, or a crashed earlier one, never collide."""
+
+    def __init__(self, posix_ipc: Any) -> None:
+        self._posix_ipc = posix_ipc
+        self.prefix = f"/namedipc-bench-{os.getpid()}-{secrets.token_hex(4)}"
+        self._names: list[str] = []
+        self._handles: list[tuple[Any, int]] = []  # (handle, value it must end with)
+        self._helpers: list[Helper] = []
+
+    def name(self, tag: str) -> str:
+        # Listed before the semaphore exists: a failure right after it is
+        # created still leaves its name on the list to unlink.
+        name = f"{self.prefix}-{tag}"
+        self._names.append(name)
+        return name
+
+    def semaphore(self, lib: Any, tag: str, value: int) -> Any:
+        """A new `lib.Semaphore` (namedipc's or posix_ipc's) with `value`."""
+        sem = lib.Semaphore(self.name(tag), lib.O_CREX, initial_value=value)
+        self._handles.append((sem, value))
+        return sem
+
+    def named_semaphore(self, namedipc: Any, tag: str, value: int) -> Any:
+        flags = namedipc.NamedSemaphore.Flags.RAISE_IF_EXISTS
+        sem = namedipc.NamedSemaphore(self.name(tag), value, flags)
+        self._handles.append((sem, value))
+        return sem
+
+    def helper(self, label: str, argv: Sequence[str]) -> Helper:
+        helper = Helper(label, argv)
+        self._helpers.append(helper)
+        return helper
+
+    def check_values(self) -> None:
+        # Every loop gives back what it takes; a semaphore whose value moved
+        # means a loop did not measure what it claims to.
+        for sem, value in self._handles:
+            if sem.value != value:
+                raise RuntimeError(f"{sem.name}: value {sem.value} at the end, not {value}")
+
+    def close(self) -> None:
+        for helper in self._helpers:
+            helper.close()
+        for sem, _ in self._handles:
+            try:
+                sem.close()
+            except Exception:  # noqa: BLE001 - already closed; unlinking is what matters
+                pass
+        for name in self._names:
+            try:
+                self._posix_ipc.unlink_semaphore(name)
+            except self._posix_ipc.ExistentialError:
+                pass  # never created, or already removed
+
+    def leftovers(self) -> list[str]:
+        # glibc keeps the semaphore "/x" as the file /dev/shm/sem.x.
+        return sorted(p.name for p in Path("/dev/shm").glob(f"sem.{self.prefix[1:]}*"))
+
+
+# --------------------------------------------------------------------------
+# Set-up.
+
+
+def import_or_exit(module: str, how_to_install: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        sys.exit(
+            f"bench: cannot import {module} in {sys.executable} ({e}).\n"
+            f"Install it into this Python first: {how_to_install}"
+        )
+
+
+def looks_like_debug_build(extension: Path) -> bool:
+    """A debug build (maturin develop without --release) is several times
+    slower and makes every namedipc figure meaningless. Rust's debug profile
+    keeps integer overflow checks, whose panic message a release build of
+    this crate does not contain."""
+    try:
+        return b"attempt to add with overflow" in extension.read_bytes()
+    except OSError:
+        return False
+
+
+def build_floor() -> Path | None:
+    """Compiles floor.c into bench/out/ when the source is newer than the
+    binary; None if there is no C compiler."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        return None
+    binary = OUT_DIR / "floor"
+    if binary.exists() and binary.stat().st_mtime >= FLOOR_SOURCE.stat().st_mtime:
+        return binary
+    OUT_DIR.mkdir(exist_ok=True)
+    # Compiled under a private name and renamed, so that a run started
+    # meanwhile never executes a half-written binary.
+    partial = OUT_DIR / f"floor.{os.getpid()}.tmp"
+    try:
+        subprocess.run(
+            [gcc, "-O2", "-pthread", "-Wall", "-o", str(partial), str(FLOOR_SOURCE)],
+            check=True,
+        )
+        os.replace(partial, binary)
+    finally:
+        partial.unlink(missing_ok=True)
+    return binary
+
+
+# --------------------------------------------------------------------------
+# The run.
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One thing to time: `job` runs one sample and returns the elapsed ns."""
+
+    row: Row
+    name: str  # "namedipc", "posix_ipc" or "floor"
+    job: Callable[[], int]
+
+
+def in_process_subjects(
+    session: Session, namedipc: Any, posix_ipc: Any, plan: Plan, row1: Row, row2: Row
+) -> tuple[list[Subject], list[Subject]]:
+    """Rows 1 and 2, timed in this process."""
+    # Row 1: the same kind of object from each library, value 1.
+    nd_free = session.semaphore(namedipc, "free-nd", 1)
+    pi_free = session.semaphore(posix_ipc, "free-pi", 1)
+    # Row 2: value 0, so every acquire finds it unavailable.
+    nd_busy = session.named_semaphore(namedipc, "busy-nd", 0)
+    pi_busy = session.semaphore(posix_ipc, "busy-pi", 0)
+    if nd_busy.acquire(blocking=False) is not False:
+        raise RuntimeError("row 2: the namedipc semaphore is not unavailable")
+
+    nd_pair, pi_pair, floor_pair = (private_copy(pair_loop) for _ in range(3))
+    n1, n2 = plan.uncontended_iters, plan.nonblocking_iters
+    # C methods of an empty list, which do nothing: what any call of a
+    # C-implemented method costs the interpreter, so the floor of these rows.
+    clear: Callable[[], object] = [].clear
+    sort: Callable[..., object] = [].sort
+    busy_error: type[BaseException] = posix_ipc.BusyError
+    first = [
+        Subject(row1, "namedipc", lambda: nd_pair(nd_free.acquire, nd_free.release, n1)),
+        Subject(row1, "posix_ipc", lambda: pi_pair(pi_free.acquire, pi_free.release, n1)),
+        Subject(row1, "floor", lambda: floor_pair(clear, clear, n1)),
+    ]
+    second = [
+        Subject(row2, "namedipc", lambda: nonblocking_loop(nd_busy.acquire, n2)),
+        Subject(row2, "posix_ipc", lambda: busy_loop(pi_busy.acquire, busy_error, n2)),
+        Subject(row2, "floor", lambda: keyword_floor_loop(sort, n2)),
+    ]
+    return first, second
+
+
+def pingpong_subject(
+    session: Session,
+    posix_ipc: Any,
+    plan: Plan,
+    row3: Row,
+    subject: str,
+    argv: list[str],
+    cpu: int,
+) -> Subject:
+    """Row 3 for one implementation: two helper processes, sides a and b,
+    on a fresh pair of semaphores, so that a stray post in one
+    implementation's run cannot leak into another's."""
+    s1 = session.semaphore(posix_ipc, f"ping-{subject}-1", 0)
+    s2 = session.semaphore(posix_ipc, f"ping-{subject}-2", 0)
+    roles = ("pingpong-a", "pingpong-b") if subject == "floor" else ("a", "b")
+    side_a, side_b = (
+        session.helper(f"{subject} ping-pong {role}", [*argv, role, s1.name, s2.name, str(cpu)])
+        for role in roles
+    )
+
+    def job() -> int:
+        # b answers before it starts serving, so its stdin read is not timed.
+        if side_b.ask(plan.pingpong_trips) != "ready":
+            raise RuntimeError(f"{side_b.label}: unexpected answer")
+        return int(side_a.ask(plan.pingpong_trips))
+
+    return Subject(row3, subject, job)
+
+
+def measure(groups: list[list[Subject]], plan: Plan) -> None:
+    # The cycle collector is kept out of the timed loops, as timeit does.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        total = plan.warmup_rounds + plan.rounds
+        for r in range(total):
+            # Every row in every round, so that a burst of load from other
+            # users of the machine spreads over all rows instead of spoiling
+            # one; within a row, a different subject goes first each round,
+            # so that none always follows the same neighbour.
+            for group in groups:
+                shift = r % len(group)
+                for subject in group[shift:] + group[:shift]:
+                    elapsed = subject.job()
+                    if r >= plan.warmup_rounds:
+                        subject.row.add(subject.name, elapsed)
+            if sys.stderr.isatty():
+                print(f"\rround {r + 1}/{total}", end="", file=sys.stderr, flush=True)
+        if sys.stderr.isatty():
+            print("\r" + " " * 20 + "\r", end="", file=sys.stderr, flush=True)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def run(plan: Plan, cpu: int, check: bool) -> int:
+    posix_ipc = import_or_exit(
+        "posix_ipc", f"{sys.executable} -m pip install posix_ipc=={POSIX_IPC_VERSION}"
+    )
+    namedipc = import_or_exit("namedipc", "maturin develop --release (from the repository root)")
+    extension = Path(importlib.import_module("namedipc._namedipc").__file__ or "")
+    floor_binary = build_floor()
+
+    print(
+        f"namedipc {namedipc.__version__} vs posix_ipc {posix_ipc.VERSION} | "
+        f"CPython {platform.python_version()}, Linux {platform.release()}, {os.cpu_count()} CPUs"
+    )
+    print(
+        f"{plan.rounds} rounds (+{plan.warmup_rounds} warm-up), interleaved; "
+        f"ping-pong processes pinned to CPU {cpu}"
+    )
+    if posix_ipc.VERSION != POSIX_IPC_VERSION:
+        print(f"WARNING: posix_ipc is {posix_ipc.VERSION}; the targets assume {POSIX_IPC_VERSION}")
+    if looks_like_debug_build(extension):
+        print(f"WARNING: {extension} looks like a debug build: use maturin develop --release")
+    if floor_binary is None:
+        print("WARNING: gcc not found, so there is no C floor")
+    print(flush=True)
+
+    rows = [
+        Row("1", "1. acquire()+release(), uncontended", plan.uncontended_iters, "py"),
+        Row("2", "2. non-blocking acquire, unavailable", plan.nonblocking_iters, "py"),
+        Row("3", "3. ping-pong round trip, 1 CPU", plan.pingpong_trips, "C"),
+    ]
+    c_pair = Row("1c", "C sem_wait+sem_post", plan.uncontended_iters, "C")
+    session = Session(posix_ipc)
+    try:
+        first, second = in_process_subjects(session, namedipc, posix_ipc, plan, rows[0], rows[1])
+        partner = [sys.executable, str(PARTNER)]
+        third = [
+            pingpong_subject(session, posix_ipc, plan, rows[2], lib, [*partner, lib], cpu)
+            for lib in ("namedipc", "posix_ipc")
+        ]
+        if floor_binary is not None:
+            floor = str(floor_binary)
+            third.append(pingpong_subject(session, posix_ipc, plan, rows[2], "floor", [floor], cpu))
+            c_sem = session.semaphore(posix_ipc, "free-c", 1)
+            c_helper = session.helper("C uncontended", [floor, "uncontended", c_sem.name])
+            n1 = plan.uncontended_iters
+            first.append(Subject(c_pair, "floor", lambda: int(c_helper.ask(n1))))
+        measure([first, second, third], plan)
+        session.check_values()
+    finally:
+        session.close()
+
+    report(rows, c_pair)
+    missed = report_targets(rows)
+    leftovers = session.leftovers()
+    if leftovers:
+        print(f"\nERROR: left behind in /dev/shm: {', '.join(leftovers)}")
+        return 1
+    print(f"\ncleanup: no {session.prefix[1:]}* semaphore left in /dev/shm")
+    return 1 if check and missed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer rounds and iterations (a few seconds)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, help=f"measured rounds (default {DEFAULT_PLAN.rounds}, "
+        f"or {QUICK_PLAN.rounds} with --quick)"
+    )
+    parser.add_argument(
+        "--cpu",
+        type=int,
+        default=min(os.sched_getaffinity(0)),
+        help="the CPU both ping-pong processes share (default: the first one allowed)",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="exit with status 1 if a target is missed"
+    )
+    args = parser.parse_args(argv)
+
+    plan = QUICK_PLAN if args.quick else DEFAULT_PLAN
+    if args.rounds is not None:
+        if args.rounds < 1:
+            parser.error("--rounds must be at least 1")
+        plan = dataclasses.replace(plan, rounds=args.rounds)
+    if args.cpu not in os.sched_getaffinity(0):
+        parser.error(f"--cpu {args.cpu} is not a CPU this process may run on")
+    try:
+        return run(plan, args.cpu, args.check)
+    except KeyboardInterrupt:
+        print("\ninterrupted; every semaphore of this run was unlinked", file=sys.stderr)
+        return 130
+    except RuntimeError as e:
+        # A helper failed or a sanity check did not hold: the figures would
+        # be wrong, so there are none.
+        print(f"\nbench: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
