@@ -192,3 +192,10 @@ def test_creator_close_leaves_a_replacement_alone(sem_name: str) -> None:
     assert exists(sem_name)
     assert NamedSemaphore(sem_name, handle_existence=Flags.RAISE_IF_NOT_EXISTS).value == 7
     replacement.unlink()
+
+
+def test_init_twice_is_refused(sem_name: str) -> None:
+    sem = NamedSemaphore(sem_name)
+    with pytest.raises(TypeError, match="already initialised"):
+        sem.__init__(sem_name)  # type: ignore[misc]
+    assert sem.value == 1

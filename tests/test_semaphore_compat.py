@@ -300,3 +300,33 @@ def test_pickle_reopens_by_name_with_value_untouched(sem_name: str) -> None:
     assert copy.name == sem_name and copy.value == 2
     copy.acquire(0)
     assert sem.value == 1
+
+
+def test_close_while_another_thread_waits_without_timeout(sem_name: str) -> None:
+    # A wait without a deadline sleeps in one piece; when it is woken after
+    # its handle was closed, it gives the slot back and raises.
+    sem = posix_ipc.Semaphore(sem_name, posix_ipc.O_CREX, initial_value=0)
+    other = posix_ipc.Semaphore(sem_name)
+    outcome: list[BaseException | None] = []
+
+    def waiter() -> None:
+        try:
+            sem.acquire()
+            outcome.append(None)
+        except BaseException as e:  # noqa: BLE001 - recorded for the assertion
+            outcome.append(e)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    try:
+        wait_until_blocked(sem_name)
+        sem.close()
+        other.release()
+        t.join(10)
+    finally:
+        if t.is_alive():
+            other.release()
+            t.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], posix_ipc.ExistentialError)
+    assert "closed by another thread" in str(outcome[0])
+    assert other.value == 1  # the slot came back

@@ -1,20 +1,25 @@
 //! The state behind a Python semaphore handle, and the one blocking-wait
-//! loop. A handle can be closed by one thread while another waits on it, so
-//! the open semaphore is shared through an `Arc`: a waiter keeps it mapped
-//! until its wait ends, and notices the close within one wait slice.
+//! loop. The semaphore opened by `__init__` stays mapped for the life of the
+//! Python object, so a thread that waits on it can never touch freed memory;
+//! `close()` only marks the handle closed (and gives up a creator's name),
+//! which every later call, and every waiter when it wakes, checks.
 
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use namedipc::Semaphore;
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
 use crate::args::Timeout;
 use crate::errors;
 
-/// How long one blocking wait lasts before the waiter checks, with the
-/// interpreter attached, whether its handle was closed or a signal arrived
-/// unnoticed (one that landed between the free-slot check and the wait).
+/// A wait with a deadline sleeps at most this long at a time, then checks,
+/// with the interpreter attached, whether its handle was closed or a signal
+/// arrived unnoticed (one that landed between the free-slot check and the
+/// wait). Waits without a deadline sleep in one piece: a timed sleep costs a
+/// kernel timer each time the thread blocks, which shows in ping-pong.
 const WAIT_SLICE: Duration = Duration::from_millis(20);
 
 /// What a signal that interrupts a wait does.
@@ -26,81 +31,78 @@ pub(crate) enum OnSignal {
     Resume,
 }
 
-#[derive(Default)]
-struct State {
-    /// The open semaphore; `None` once closed.
-    sem: Option<Arc<Semaphore>>,
-    /// The name given to `__init__`; `None` until it has run.
-    name: Option<String>,
+struct Opened {
+    sem: Semaphore,
     mode: u32,
 }
 
-/// A handle's state: what `__init__` opened, until `close()`.
+/// A handle's state: what `__init__` opened, and whether it is still open.
 pub(crate) struct SemSlot {
-    state: RwLock<State>,
-    /// "Semaphore" or "NamedSemaphore", for messages.
+    opened: OnceLock<Opened>,
+    open: AtomicBool,
+    /// "semaphore", for messages.
     what: &'static str,
 }
 
 impl SemSlot {
     pub(crate) fn new(what: &'static str) -> Self {
         Self {
-            state: RwLock::default(),
+            opened: OnceLock::new(),
+            open: AtomicBool::new(false),
             what,
         }
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    /// Installs the semaphore `__init__` opened; a handle is initialised once.
+    pub(crate) fn install(&self, sem: Semaphore, mode: u32) -> PyResult<()> {
+        self.opened.set(Opened { sem, mode }).map_err(|_| {
+            PyTypeError::new_err(format!(
+                "this {} handle is already initialised; create a new object instead of calling __init__ again",
+                self.what
+            ))
+        })?;
+        self.open.store(true, Ordering::Release);
+        Ok(())
     }
 
-    /// Installs a newly opened semaphore, closing any earlier one.
-    pub(crate) fn install(&self, sem: Semaphore, mode: u32) {
-        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
-        state.name = Some(sem.name().to_owned());
-        state.mode = mode;
-        state.sem = Some(Arc::new(sem));
-    }
-
-    /// Closes the handle; `false` if it was already closed.
+    /// Closes the handle (a creator also gives up the name, if it owns it);
+    /// `false` if it was already closed.
     pub(crate) fn close(&self) -> bool {
-        let taken = self
-            .state
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .sem
-            .take();
-        taken.is_some()
+        let was_open = self.open.swap(false, Ordering::AcqRel);
+        if was_open {
+            if let Some(opened) = self.opened.get() {
+                opened.sem.unlink_if_owner();
+            }
+        }
+        was_open
     }
 
     /// The name, or a TypeError if `__init__` never ran.
-    pub(crate) fn name(&self) -> PyResult<String> {
-        self.read()
-            .name
-            .clone()
-            .ok_or_else(|| errors::uninitialised(self.what))
+    pub(crate) fn name(&self) -> PyResult<&str> {
+        Ok(self.opened()?.sem.name())
     }
 
-    pub(crate) fn mode(&self) -> u32 {
-        self.read().mode
+    pub(crate) fn mode(&self) -> PyResult<u32> {
+        Ok(self.opened()?.mode)
     }
 
     pub(crate) fn is_open(&self) -> bool {
-        self.read().sem.is_some()
+        self.open.load(Ordering::Acquire)
     }
 
-    /// Runs `f` on the open semaphore without taking a reference count: the
-    /// fast path for operations that never block.
-    pub(crate) fn with<R>(
-        &self,
-        py: Python<'_>,
-        f: impl FnOnce(&Arc<Semaphore>) -> R,
-    ) -> PyResult<R> {
-        let state = self.read();
-        match (&state.sem, &state.name) {
-            (Some(sem), _) => Ok(f(sem)),
-            (None, Some(name)) => Err(errors::closed(py, self.what, name)),
-            (None, None) => Err(errors::uninitialised(self.what)),
+    fn opened(&self) -> PyResult<&Opened> {
+        self.opened
+            .get()
+            .ok_or_else(|| errors::uninitialised(self.what))
+    }
+
+    /// Runs `f` on the semaphore if the handle is open.
+    pub(crate) fn with<R>(&self, py: Python<'_>, f: impl FnOnce(&Semaphore) -> R) -> PyResult<R> {
+        let opened = self.opened()?;
+        if self.is_open() {
+            Ok(f(&opened.sem))
+        } else {
+            Err(errors::closed(py, self.what, opened.sem.name()))
         }
     }
 
@@ -112,6 +114,7 @@ impl SemSlot {
         timeout: Timeout,
         on_signal: OnSignal,
     ) -> PyResult<bool> {
+        let sem = &self.opened()?.sem;
         if self
             .with(py, |sem| sem.try_wait())?
             .map_err(errors::to_py_err)?
@@ -123,13 +126,12 @@ impl SemSlot {
             Timeout::For(d) => Instant::now().checked_add(d),
             Timeout::Forever => None,
         };
-        let sem = self.with(py, Arc::clone)?;
         loop {
-            let slice = limit.map_or(WAIT_SLICE, |at| {
-                at.saturating_duration_since(Instant::now()).min(WAIT_SLICE)
-            });
-            match py.detach(|| sem.wait_interruptible(Some(slice))) {
-                Ok(true) => return Ok(true),
+            // No deadline (or one beyond what the clock holds): sleep in one piece.
+            let slice =
+                limit.map(|at| at.saturating_duration_since(Instant::now()).min(WAIT_SLICE));
+            match py.detach(|| sem.wait_interruptible(slice)) {
+                Ok(true) => break,
                 Ok(false) => {}
                 Err(namedipc::Error::Interrupted { .. }) => {
                     py.check_signals()?;
@@ -147,5 +149,12 @@ impl SemSlot {
                 return Ok(false);
             }
         }
+        if !self.is_open() {
+            // Taken through a handle that was closed meanwhile: nobody could
+            // release it through this handle, so give it back.
+            sem.post().map_err(errors::to_py_err)?;
+            return Err(errors::closed_while_waiting(py, self.what, sem.name()));
+        }
+        Ok(true)
     }
 }

@@ -57,8 +57,7 @@ impl PyNamedSemaphore {
             .unlink_on_drop(unlink_on_close)
             .open(name)
             .map_err(to_py_err)?;
-        self.slot.install(sem, mode);
-        Ok(())
+        self.slot.install(sem, mode)
     }
 }
 
@@ -141,11 +140,11 @@ impl PyNamedSemaphore {
 
     /// Removes the semaphore's name now; handles already open keep working.
     fn unlink(&self) -> PyResult<()> {
-        namedipc::semaphore::unlink(&self.slot.name()?).map_err(to_py_err)
+        namedipc::semaphore::unlink(self.slot.name()?).map_err(to_py_err)
     }
 
     #[getter]
-    fn name(&self) -> PyResult<String> {
+    fn name(&self) -> PyResult<&str> {
         self.slot.name()
     }
 
@@ -185,7 +184,7 @@ impl PyNamedSemaphore {
             Ok(Err(_)) => "value=?".to_owned(),
             Err(_) => "closed".to_owned(),
         };
-        let name = pyo3::types::PyString::new(slf.py(), &this.slot.name()?).repr()?;
+        let name = pyo3::types::PyString::new(slf.py(), this.slot.name()?).repr()?;
         Ok(format!(
             "<{} {name} at {:#x}: {state}>",
             qualified_name(&slf.get_type())?,

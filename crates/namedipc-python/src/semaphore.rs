@@ -48,8 +48,7 @@ impl PySemaphore {
                 }
             }
             .map_err(to_py_err)?;
-        self.slot.install(sem, mode);
-        Ok(())
+        self.slot.install(sem, mode)
     }
 }
 
@@ -99,7 +98,7 @@ impl PySemaphore {
         if self.slot.acquire(py, timeout, OnSignal::Raise)? {
             Ok(())
         } else {
-            Err(errors::busy(py, WHAT, &self.slot.name()?))
+            Err(errors::busy(py, WHAT, self.slot.name()?))
         }
     }
 
@@ -113,24 +112,23 @@ impl PySemaphore {
         if self.slot.close() {
             Ok(())
         } else {
-            Err(errors::closed(py, WHAT, &self.slot.name()?))
+            Err(errors::closed(py, WHAT, self.slot.name()?))
         }
     }
 
     /// Removes the semaphore's name; handles already open keep working.
     fn unlink(&self) -> PyResult<()> {
-        namedipc::semaphore::unlink(&self.slot.name()?).map_err(to_py_err)
+        namedipc::semaphore::unlink(self.slot.name()?).map_err(to_py_err)
     }
 
     #[getter]
-    fn name(&self) -> PyResult<String> {
+    fn name(&self) -> PyResult<&str> {
         self.slot.name()
     }
 
     #[getter]
     fn mode(&self) -> PyResult<u32> {
-        self.slot.name()?;
-        Ok(self.slot.mode())
+        self.slot.mode()
     }
 
     #[getter]
@@ -148,7 +146,7 @@ impl PySemaphore {
         self.release(py)
     }
 
-    fn __str__(&self) -> PyResult<String> {
+    fn __str__(&self) -> PyResult<&str> {
         self.slot.name()
     }
 
@@ -158,7 +156,7 @@ impl PySemaphore {
             "{}({:?}, mode={:04o})",
             qualified_name(&slf.get_type())?,
             this.slot.name()?,
-            this.slot.mode()
+            this.slot.mode()?
         ))
     }
 

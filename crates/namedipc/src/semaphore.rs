@@ -3,6 +3,7 @@
 //! `sem_open` on the same name.
 
 use std::ffi::CString;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::error::{Error, ObjectKind, Result};
@@ -176,6 +177,7 @@ impl SemaphoreOptions {
             c_name,
             created,
             unlink_on_drop,
+            name_released: AtomicBool::new(false),
         }
     }
 
@@ -261,6 +263,8 @@ pub struct Semaphore {
     created: bool,
     /// The identity of the file this handle created, when dropping it should remove the name.
     unlink_on_drop: Option<sys::sem::FileIdentity>,
+    /// Set once [`Semaphore::unlink_if_owner`] has run.
+    name_released: AtomicBool,
 }
 
 impl Semaphore {
@@ -392,6 +396,21 @@ impl Semaphore {
         unlink_c(&self.name, &self.c_name)
     }
 
+    /// What dropping the handle does early: if this handle created the
+    /// semaphore with [`SemaphoreOptions::unlink_on_drop`], removes the name
+    /// — but only while it still refers to the semaphore this handle
+    /// created. Runs at most once; returns whether it removed the name.
+    pub fn unlink_if_owner(&self) -> bool {
+        let Some(ours) = self.unlink_on_drop else {
+            return false;
+        };
+        if self.name_released.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        // Someone else may have removed or replaced it: nothing to report then.
+        sys::sem::file_identity(&self.name) == Some(ours) && sys::sem::unlink(&self.c_name).is_ok()
+    }
+
     fn os(&self, operation: &'static str, e: std::io::Error) -> Error {
         Error::from_os(operation, KIND, &self.name, e)
     }
@@ -399,13 +418,7 @@ impl Semaphore {
 
 impl Drop for Semaphore {
     fn drop(&mut self) {
-        if let Some(ours) = self.unlink_on_drop {
-            // Remove the name only while it still is ours; someone else may
-            // have removed or replaced it, and there is nothing to report then.
-            if sys::sem::file_identity(&self.name) == Some(ours) {
-                let _ = sys::sem::unlink(&self.c_name);
-            }
-        }
+        self.unlink_if_owner();
     }
 }
 
