@@ -31,6 +31,10 @@ pub use error::{Error, ObjectKind, Result};
 pub use semaphore::{Existence, Semaphore, SemaphoreOptions};
 
 /// The size of a memory page on this machine, in bytes.
+///
+/// ```
+/// assert!(namedipc::page_size().is_power_of_two());
+/// ```
 #[must_use]
 pub fn page_size() -> usize {
     sys::page_size()

@@ -276,6 +276,17 @@ impl Semaphore {
 
     /// Opens the existing semaphore `name`.
     ///
+    /// ```
+    /// # use namedipc::Semaphore;
+    /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
+    /// let sem = Semaphore::create(&name, 3)?;
+    /// let same = Semaphore::open(&name)?;
+    /// assert_eq!(same.value()?, 3);
+    /// assert!(!same.created());
+    /// # sem.unlink()?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::NotFound`] if it does not exist; see [`SemaphoreOptions::open`].
     pub fn open(name: &str) -> Result<Self> {
@@ -285,6 +296,16 @@ impl Semaphore {
     }
 
     /// Creates the semaphore `name` with `value` free slots and mode `0o600`.
+    ///
+    /// ```
+    /// # use namedipc::Semaphore;
+    /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
+    /// let sem = Semaphore::create(&name, 2)?;
+    /// assert!(sem.created());
+    /// assert!(matches!(Semaphore::create(&name, 2), Err(namedipc::Error::AlreadyExists { .. })));
+    /// # sem.unlink()?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::AlreadyExists`] if the name is taken; see [`SemaphoreOptions::open`].
@@ -296,18 +317,46 @@ impl Semaphore {
     }
 
     /// The name, as given when the semaphore was opened.
+    ///
+    /// ```
+    /// # use namedipc::Semaphore;
+    /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
+    /// let sem = Semaphore::create(&name, 0)?;
+    /// assert_eq!(sem.name(), name);
+    /// # sem.unlink()?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
     #[must_use]
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// Whether this handle created the semaphore (rather than opening an existing one).
+    ///
+    /// ```
+    /// # use namedipc::Semaphore;
+    /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
+    /// let sem = Semaphore::create(&name, 0)?;
+    /// assert!(sem.created());
+    /// # sem.unlink()?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
     #[must_use]
     pub fn created(&self) -> bool {
         self.created
     }
 
     /// Takes one slot if one is free, without waiting: `Ok(true)` if taken.
+    ///
+    /// ```
+    /// # use namedipc::Semaphore;
+    /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
+    /// let sem = Semaphore::create(&name, 1)?;
+    /// assert!(sem.try_wait()?);
+    /// assert!(!sem.try_wait()?);
+    /// # sem.unlink()?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::Os`] only if the OS fails unexpectedly.
@@ -316,6 +365,16 @@ impl Semaphore {
     }
 
     /// Waits as long as it takes to take one slot. Signals do not end the wait.
+    ///
+    /// ```
+    /// # use namedipc::Semaphore;
+    /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
+    /// let sem = Semaphore::create(&name, 1)?;
+    /// sem.wait()?; // a slot is free: returns at once
+    /// assert_eq!(sem.value()?, 0);
+    /// # sem.unlink()?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::Os`] only if the OS fails unexpectedly.
@@ -330,6 +389,18 @@ impl Semaphore {
 
     /// Waits at most `timeout` to take one slot: `Ok(true)` if taken,
     /// `Ok(false)` when the time is up. Signals do not end the wait early.
+    ///
+    /// ```
+    /// # use namedipc::Semaphore;
+    /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
+    /// use std::time::Duration;
+    /// let sem = Semaphore::create(&name, 0)?;
+    /// assert!(!sem.wait_timeout(Duration::from_millis(10))?); // nobody posted
+    /// sem.post()?;
+    /// assert!(sem.wait_timeout(Duration::from_secs(1))?);
+    /// # sem.unlink()?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::Os`] only if the OS fails unexpectedly.
@@ -352,6 +423,23 @@ impl Semaphore {
     /// that the caller can act on the signal and then call again with the
     /// time that is left. `Ok(false)` means the time is up.
     ///
+    /// ```
+    /// # use namedipc::Semaphore;
+    /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
+    /// use std::time::Duration;
+    /// use namedipc::Error;
+    /// let sem = Semaphore::create(&name, 0)?;
+    /// let taken = loop {
+    ///     match sem.wait_interruptible(Some(Duration::from_millis(10))) {
+    ///         Err(Error::Interrupted { .. }) => continue, // act on the signal, then wait again
+    ///         other => break other?,
+    ///     }
+    /// };
+    /// assert!(!taken);
+    /// # sem.unlink()?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::Interrupted`], or [`Error::Os`] if the OS fails unexpectedly.
     pub fn wait_interruptible(&self, timeout: Option<Duration>) -> Result<bool> {
@@ -362,6 +450,16 @@ impl Semaphore {
     }
 
     /// Gives one slot back.
+    ///
+    /// ```
+    /// # use namedipc::Semaphore;
+    /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
+    /// let sem = Semaphore::create(&name, 0)?;
+    /// sem.post()?;
+    /// assert_eq!(sem.value()?, 1);
+    /// # sem.unlink()?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::Overflow`] if the value is already [`VALUE_MAX`].
@@ -381,6 +479,15 @@ impl Semaphore {
 
     /// The number of free slots now (it may change at any moment).
     ///
+    /// ```
+    /// # use namedipc::Semaphore;
+    /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
+    /// let sem = Semaphore::create(&name, 5)?;
+    /// assert_eq!(sem.value()?, 5);
+    /// # sem.unlink()?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::Os`] only if the OS fails unexpectedly.
     pub fn value(&self) -> Result<u32> {
@@ -389,6 +496,16 @@ impl Semaphore {
 
     /// Removes the name; processes that have the semaphore open keep using
     /// it, and it is destroyed when the last of them closes it.
+    ///
+    /// ```
+    /// # use namedipc::Semaphore;
+    /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
+    /// let sem = Semaphore::create(&name, 1)?;
+    /// sem.unlink()?;
+    /// assert!(sem.try_wait()?); // the handle still works
+    /// assert!(Semaphore::open(&name).is_err());
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::NotFound`] if the name was already removed.
@@ -400,6 +517,17 @@ impl Semaphore {
     /// semaphore with [`SemaphoreOptions::unlink_on_drop`], removes the name
     /// — but only while it still refers to the semaphore this handle
     /// created. Runs at most once; returns whether it removed the name.
+    ///
+    /// ```
+    /// # use namedipc::Semaphore;
+    /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
+    /// let sem = Semaphore::options().unlink_on_drop(true).open(&name)?;
+    /// let other = Semaphore::open(&name)?;
+    /// assert!(!other.unlink_if_owner()); // only the creator owns the name
+    /// assert!(sem.unlink_if_owner());
+    /// assert!(Semaphore::open(&name).is_err());
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
     pub fn unlink_if_owner(&self) -> bool {
         let Some(ours) = self.unlink_on_drop else {
             return false;
@@ -423,6 +551,14 @@ impl Drop for Semaphore {
 }
 
 /// Removes the semaphore `name` without opening it.
+///
+/// ```
+/// # let name = format!("/namedipc-doc-unlink-{}", std::process::id());
+/// namedipc::Semaphore::create(&name, 1)?;
+/// namedipc::semaphore::unlink(&name)?;
+/// assert!(namedipc::semaphore::unlink(&name).is_err());
+/// # Ok::<(), namedipc::Error>(())
+/// ```
 ///
 /// # Errors
 /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`].
