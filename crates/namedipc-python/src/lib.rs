@@ -5,8 +5,10 @@
 mod args;
 mod errors;
 mod handle;
+mod message_queue;
 mod named_semaphore;
 mod semaphore;
+mod shared_memory;
 
 use pyo3::prelude::*;
 

@@ -11,12 +11,18 @@ use std::io;
 pub enum ObjectKind {
     /// A POSIX named semaphore.
     Semaphore,
+    /// A POSIX shared memory segment.
+    SharedMemory,
+    /// A POSIX message queue.
+    MessageQueue,
 }
 
 impl fmt::Display for ObjectKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Semaphore => "semaphore",
+            Self::SharedMemory => "shared memory segment",
+            Self::MessageQueue => "message queue",
         })
     }
 }

@@ -23,8 +23,10 @@
 //! safe Rust.
 
 mod error;
+pub mod mqueue;
 mod name;
 pub mod semaphore;
+pub mod shm;
 mod sys;
 
 pub use error::{Error, ObjectKind, Result};

@@ -9,6 +9,8 @@ use crate::sys;
 
 /// The longest name glibc accepts for a semaphore (NAME_MAX less "sem.").
 const SEMAPHORE_NAME_MAX: usize = 251;
+/// The longest name for a shared memory segment or message queue (NAME_MAX).
+const NAME_MAX: usize = 255;
 
 const RANDOM_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 
@@ -20,6 +22,7 @@ const RANDOM_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 pub(crate) fn to_c_name(kind: ObjectKind, name: &str) -> Result<CString> {
     let max = match kind {
         ObjectKind::Semaphore => SEMAPHORE_NAME_MAX,
+        ObjectKind::SharedMemory | ObjectKind::MessageQueue => NAME_MAX,
     };
     let invalid = || Error::InvalidName {
         kind,

@@ -3,7 +3,9 @@
 //! `io::Result`, leaving the meaning of an errno to the caller.
 #![allow(unsafe_code)]
 
+pub(crate) mod mq;
 pub(crate) mod sem;
+pub(crate) mod shm;
 
 use std::io;
 use std::time::Duration;

@@ -1,0 +1,2 @@
+//! POSIX message queues: prioritised messages between unrelated processes,
+//! found by name.

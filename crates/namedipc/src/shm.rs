@@ -1,0 +1,2 @@
+//! POSIX shared memory segments: a block of memory that unrelated processes
+//! map by name.

@@ -1,0 +1,1 @@
+//! mq_open, mq_timedsend, mq_timedreceive, mq_notify and friends.

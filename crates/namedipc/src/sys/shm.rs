@@ -1,0 +1,1 @@
+//! shm_open, ftruncate, mmap and friends.
