@@ -30,6 +30,8 @@ fn _namedipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
         named_semaphore::_reopen_named_semaphore,
         m
     )?)?;
+    shared_memory::register(m)?;
+    message_queue::register(m)?;
 
     m.add("O_CREAT", flags::O_CREAT)?;
     m.add("O_EXCL", flags::O_EXCL)?;
