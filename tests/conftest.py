@@ -127,6 +127,33 @@ def helper() -> Iterator[type[Helper]]:
             h.kill()
 
 
+def read_line(proc: subprocess.Popen[str], timeout: float = WAIT) -> str:
+    """The next line `proc` prints, waiting at most `timeout` seconds
+    (readline alone would block for ever if the process hung)."""
+    import select
+
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        proc.kill()
+        _, err = proc.communicate(timeout=WAIT)
+        raise AssertionError(f"no output within {timeout} s; stderr:\n{err}")
+    return proc.stdout.readline().strip()
+
+
+def run_program(*argv: str | Path, timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
+    """Runs a program to completion, bounded by `timeout`."""
+    return subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def program_ok(*argv: str | Path, timeout: float = WAIT) -> str:
+    """Runs a program, checks that it succeeded, and returns its stdout, stripped."""
+    done = run_program(*argv, timeout=timeout)
+    command = " ".join(str(a) for a in argv)
+    assert done.returncode == 0, f"{command} failed ({done.returncode}): {done.stderr}"
+    return done.stdout.strip()
+
+
 def run_helper(*args: str, timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
     """Runs semctl.py to completion and returns its result."""
     return subprocess.run(

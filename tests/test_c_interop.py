@@ -7,7 +7,6 @@ gcc; every C process is a separate, real process."""
 from __future__ import annotations
 
 import errno
-import select
 import shutil
 import subprocess
 import threading
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import namedipc
-from conftest import HELPERS, WAIT, Names, wait_until_blocked
+from conftest import HELPERS, WAIT, Names, program_ok, read_line, run_program, wait_until_blocked
 
 SOURCE = HELPERS / "sem_c_peer.c"
 
@@ -42,44 +41,18 @@ def c_peer(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return binary
 
 
-def run_c(peer: Path, *args: str, timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(peer), *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
-def c_ok(peer: Path, *args: str) -> str:
-    """Runs the C peer, checks that it succeeded, and returns its stdout line."""
-    done = run_c(peer, *args)
-    assert done.returncode == 0, f"sem_c_peer {' '.join(args)} failed ({done.returncode}): {done.stderr}"
-    return done.stdout.strip()
-
-
-def read_line(proc: subprocess.Popen[str], timeout: float = WAIT) -> str:
-    """The next line the process prints, waiting at most `timeout` seconds
-    (readline alone would block for ever if the process hung). For
-    protocols where the process prints one line and then waits for us."""
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    if not ready:
-        proc.kill()
-        _, err = proc.communicate(timeout=WAIT)
-        raise AssertionError(f"no output within {timeout} s; stderr:\n{err}")
-    return proc.stdout.readline().strip()
-
-
 def test_python_opens_a_semaphore_c_created(c_peer: Path, sem_name: str) -> None:
-    assert c_ok(c_peer, "create", sem_name, "3") == "created"
+    assert program_ok(c_peer, "create", sem_name, "3") == "created"
 
     sem = namedipc.Semaphore(sem_name)  # flags=0: open an existing one
     try:
         assert sem.name == sem_name
         assert sem.value == 3
         sem.acquire(0)
-        assert c_ok(c_peer, "value", sem_name) == "2"
+        assert program_ok(c_peer, "value", sem_name) == "2"
         sem.release()
         sem.release()
-        assert c_ok(c_peer, "value", sem_name) == "4"
+        assert program_ok(c_peer, "value", sem_name) == "4"
     finally:
         sem.close()
 
@@ -96,11 +69,11 @@ def test_python_opens_a_semaphore_c_created(c_peer: Path, sem_name: str) -> None
 def test_c_sees_values_python_sets(c_peer: Path, sem_name: str) -> None:
     sem = namedipc.Semaphore(sem_name, namedipc.O_CREX, initial_value=5)
     try:
-        assert c_ok(c_peer, "value", sem_name) == "5"
+        assert program_ok(c_peer, "value", sem_name) == "5"
         for _ in range(3):
             sem.acquire(0)
-        assert c_ok(c_peer, "value", sem_name) == "2"
-        assert c_ok(c_peer, "post", sem_name) == "posted"
+        assert program_ok(c_peer, "value", sem_name) == "2"
+        assert program_ok(c_peer, "post", sem_name) == "posted"
         assert sem.value == 3
     finally:
         sem.close()
@@ -110,7 +83,7 @@ def test_python_release_wakes_a_c_waiter(c_peer: Path, sem_name: str) -> None:
     sem = namedipc.Semaphore(sem_name, namedipc.O_CREX, initial_value=0)
     try:
         # Nothing free: C times out, and takes nothing.
-        assert c_ok(c_peer, "wait", sem_name, "0.2") == "timeout"
+        assert program_ok(c_peer, "wait", sem_name, "0.2") == "timeout"
         assert sem.value == 0
 
         waiter = subprocess.Popen(
@@ -135,7 +108,7 @@ def test_python_release_wakes_a_c_waiter(c_peer: Path, sem_name: str) -> None:
 
 
 def test_c_post_wakes_a_python_acquire(c_peer: Path, sem_name: str) -> None:
-    assert c_ok(c_peer, "create", sem_name, "0") == "created"
+    assert program_ok(c_peer, "create", sem_name, "0") == "created"
     sem = namedipc.Semaphore(sem_name)
     try:
         with pytest.raises(namedipc.BusyError):
@@ -156,12 +129,12 @@ def test_c_post_wakes_a_python_acquire(c_peer: Path, sem_name: str) -> None:
         thread.start()
         try:
             wait_until_blocked(sem_name)
-            assert c_ok(c_peer, "post", sem_name) == "posted"
+            assert program_ok(c_peer, "post", sem_name) == "posted"
         finally:
             thread.join(WAIT + 5)
         assert not thread.is_alive(), "Python acquire was not woken by the C post"
         assert outcome == [None], outcome
-        assert c_ok(c_peer, "value", sem_name) == "0"
+        assert program_ok(c_peer, "value", sem_name) == "0"
     finally:
         sem.close()
 
@@ -196,9 +169,9 @@ def test_c_holder_and_python_exclude_each_other(c_peer: Path, sem_name: str) -> 
 
 def test_unlink_from_python_is_seen_by_c(c_peer: Path, names: Names) -> None:
     name = names("unlinked")
-    assert c_ok(c_peer, "create", name, "1") == "created"
+    assert program_ok(c_peer, "create", name, "1") == "created"
     # C's O_EXCL create on a taken name fails with EEXIST.
-    again = run_c(c_peer, "create", name, "1")
+    again = run_program(c_peer, "create", name, "1")
     assert again.returncode == 1
     assert f"(errno {errno.EEXIST})" in again.stderr, again.stderr
     # posix_ipc's create-exclusive from Python fails the same way.
@@ -206,7 +179,7 @@ def test_unlink_from_python_is_seen_by_c(c_peer: Path, names: Names) -> None:
         namedipc.Semaphore(name, namedipc.O_CREX)
 
     namedipc.unlink_semaphore(name)
-    gone = run_c(c_peer, "value", name)
+    gone = run_program(c_peer, "value", name)
     assert gone.returncode == 1
     assert f"(errno {errno.ENOENT})" in gone.stderr, gone.stderr
     with pytest.raises(namedipc.ExistentialError):

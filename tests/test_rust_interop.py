@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import shutil
 import subprocess
 import threading
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import namedipc
-from conftest import WAIT, Helper, Names, wait_until_blocked
+from conftest import WAIT, Helper, Names, program_ok, read_line, run_program, wait_until_blocked
 
 ROOT = Path(__file__).resolve().parent.parent
 Flags = namedipc.NamedSemaphore.Flags  # type: ignore[attr-defined]
@@ -49,53 +48,27 @@ def semctl() -> Path:
     return binary
 
 
-def run_rust(binary: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(binary), *args], capture_output=True, text=True, timeout=WAIT + 5, check=False
-    )
-
-
-def rust_ok(binary: Path, *args: str) -> str:
-    """Runs semctl, checks that it succeeded, and returns its stdout line."""
-    done = run_rust(binary, *args)
-    assert done.returncode == 0, f"semctl {' '.join(args)} failed ({done.returncode}): {done.stderr}"
-    return done.stdout.strip()
-
-
-def read_line(proc: subprocess.Popen[str], timeout: float = WAIT) -> str:
-    """The next line the process prints, waiting at most `timeout` seconds
-    (readline alone would block for ever if the process hung). For
-    protocols where the process prints one line and then waits for us."""
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    if not ready:
-        proc.kill()
-        _, err = proc.communicate(timeout=WAIT)
-        raise AssertionError(f"no output within {timeout} s; stderr:\n{err}")
-    return proc.stdout.readline().strip()
-
-
 def opened(name: str) -> namedipc.NamedSemaphore:
     return namedipc.NamedSemaphore(name, handle_existence=Flags.RAISE_IF_NOT_EXISTS)
 
 
 def test_python_sees_the_value_rust_created(semctl: Path, sem_name: str) -> None:
-    assert rust_ok(semctl, "create", sem_name, "3") == "created"
+    assert program_ok(semctl, "create", sem_name, "3") == "created"
     # The Rust process has exited; the semaphore lives on under its name.
     sem = opened(sem_name)
     try:
         assert not sem.created
         assert sem.value == 3
         assert sem.acquire(blocking=False)
-        assert rust_ok(semctl, "value", sem_name) == "2"
+        assert program_ok(semctl, "value", sem_name) == "2"
         sem.release(2)
-        assert rust_ok(semctl, "value", sem_name) == "4"
-        assert rust_ok(semctl, "post", sem_name) == "posted"
+        assert program_ok(semctl, "value", sem_name) == "4"
+        assert program_ok(semctl, "post", sem_name) == "posted"
         assert sem.value == 5
     finally:
         sem.close()
     # Closing a handle that did not create it leaves the name in place.
-    assert rust_ok(semctl, "value", sem_name) == "5"
+    assert program_ok(semctl, "value", sem_name) == "5"
 
 
 def test_rust_wait_sees_python_hold_and_release(semctl: Path, sem_name: str) -> None:
@@ -104,11 +77,11 @@ def test_rust_wait_sees_python_hold_and_release(semctl: Path, sem_name: str) -> 
         assert sem.created
         assert sem.acquire(timeout=WAIT)
         # Python holds the only slot: Rust cannot get it.
-        assert rust_ok(semctl, "wait", sem_name, "0.2") == "timeout"
-        assert rust_ok(semctl, "value", sem_name) == "0"
+        assert program_ok(semctl, "wait", sem_name, "0.2") == "timeout"
+        assert program_ok(semctl, "value", sem_name) == "0"
         sem.release()
         # Released: Rust gets it at once, and it is gone for Python.
-        assert rust_ok(semctl, "wait", sem_name, str(WAIT)) == "acquired"
+        assert program_ok(semctl, "wait", sem_name, str(WAIT)) == "acquired"
         assert sem.value == 0
         assert not sem.acquire(blocking=False)
     finally:
@@ -138,7 +111,7 @@ def test_python_release_wakes_a_blocked_rust_waiter(semctl: Path, sem_name: str)
 
 
 def test_rust_post_wakes_a_python_acquire(semctl: Path, sem_name: str) -> None:
-    assert rust_ok(semctl, "create", sem_name, "0") == "created"
+    assert program_ok(semctl, "create", sem_name, "0") == "created"
     sem = opened(sem_name)
     try:
         assert not sem.acquire(timeout=0.1)
@@ -154,12 +127,12 @@ def test_rust_post_wakes_a_python_acquire(semctl: Path, sem_name: str) -> None:
         thread.start()
         try:
             wait_until_blocked(sem_name)
-            assert rust_ok(semctl, "post", sem_name) == "posted"
+            assert program_ok(semctl, "post", sem_name) == "posted"
         finally:
             thread.join(WAIT + 5)
         assert not thread.is_alive(), "Python acquire did not return"
         assert outcome == [True], outcome
-        assert rust_ok(semctl, "value", sem_name) == "0"
+        assert program_ok(semctl, "value", sem_name) == "0"
     finally:
         sem.close()
 
@@ -167,34 +140,34 @@ def test_rust_post_wakes_a_python_acquire(semctl: Path, sem_name: str) -> None:
 def test_rust_waits_for_an_independent_python_holder(
     semctl: Path, sem_name: str, helper: type[Helper]
 ) -> None:
-    assert rust_ok(semctl, "create", sem_name, "1") == "created"
+    assert program_ok(semctl, "create", sem_name, "1") == "created"
     holder = helper("hold", sem_name)
     assert read_line(holder.proc) == "held"
-    assert rust_ok(semctl, "wait", sem_name, "0.2") == "timeout"
+    assert program_ok(semctl, "wait", sem_name, "0.2") == "timeout"
     holder.send("go")
     assert read_line(holder.proc) == "released"
     holder.finish()
-    assert rust_ok(semctl, "wait", sem_name, str(WAIT)) == "acquired"
-    assert rust_ok(semctl, "value", sem_name) == "0"
+    assert program_ok(semctl, "wait", sem_name, str(WAIT)) == "acquired"
+    assert program_ok(semctl, "value", sem_name) == "0"
 
 
 def test_rust_errors_are_clear_and_exit_1(semctl: Path, names: Names) -> None:
     missing = names("missing")
-    done = run_rust(semctl, "value", missing)
+    done = run_program(semctl, "value", missing)
     assert done.returncode == 1
     assert missing in done.stderr and "does not exist" in done.stderr, done.stderr
     assert done.stdout == ""
 
     taken = names("taken")
     with namedipc.NamedSemaphore(taken, 1, Flags.RAISE_IF_EXISTS):
-        done = run_rust(semctl, "create", taken, "1")
+        done = run_program(semctl, "create", taken, "1")
         assert done.returncode == 1
         assert taken in done.stderr and "already exists" in done.stderr, done.stderr
 
-    done = run_rust(semctl, "wait", missing, "not-a-number")
+    done = run_program(semctl, "wait", missing, "not-a-number")
     assert done.returncode == 1
     assert "TIMEOUT_SECS" in done.stderr, done.stderr
 
-    done = run_rust(semctl, "frobnicate")
+    done = run_program(semctl, "frobnicate")
     assert done.returncode == 1
     assert "usage" in done.stderr, done.stderr
