@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's one entry point, used by the README and by CI:
 #   ./dev.sh demo    build, then run the demo (two processes sharing a named semaphore)
-#   ./dev.sh test    every check: rustfmt, clippy, cargo test, pytest
+#   ./dev.sh test    every check: rustfmt, clippy, cargo test, stubtest, pytest
 #   ./dev.sh bench   namedipc vs posix_ipc vs a C floor, side by side
 # It needs only Rust and Python >= 3.11 with pip; it installs what else it
 # needs (Debian packages when missing, Python packages into .venv).
@@ -73,6 +73,8 @@ cmd_test() {
     log "cargo test"
     cargo test -q --workspace
     build
+    log "mypy.stubtest (the hand-written stubs match the module)"
+    python -m mypy.stubtest namedipc
     log "pytest"
     python -m pytest
 }

@@ -1,8 +1,29 @@
 # Hand-written stubs for the compiled module namedipc._namedipc.
 from types import TracebackType
-from typing import Any, ClassVar, SupportsFloat
+from typing import Any, ClassVar, Self, SupportsFloat
 
-from typing import Self
+from typing_extensions import disjoint_base
+
+__all__ = [
+    "Semaphore",
+    "NamedSemaphore",
+    "unlink_semaphore",
+    "_reopen_semaphore",
+    "_reopen_named_semaphore",
+    "O_CREAT",
+    "O_EXCL",
+    "O_CREX",
+    "O_TRUNC",
+    "O_RDONLY",
+    "O_WRONLY",
+    "O_RDWR",
+    "O_NONBLOCK",
+    "PAGE_SIZE",
+    "SEMAPHORE_TIMEOUT_SUPPORTED",
+    "SEMAPHORE_VALUE_SUPPORTED",
+    "SEMAPHORE_VALUE_MAX",
+    "VERSION",
+]
 
 O_CREAT: int
 O_EXCL: int
@@ -20,6 +41,7 @@ VERSION: str
 
 def unlink_semaphore(name: str | bytes) -> None: ...
 
+@disjoint_base
 class Semaphore:
     """A POSIX named semaphore with posix_ipc 1.3's API."""
 
@@ -42,6 +64,7 @@ class Semaphore:
     ) -> None: ...
     def __reduce__(self) -> tuple[Any, ...]: ...
 
+@disjoint_base
 class NamedSemaphore:
     """A named semaphore with threading.Semaphore's manners."""
 
@@ -50,7 +73,7 @@ class NamedSemaphore:
         self,
         name: str | bytes,
         initial_value: int = 1,
-        handle_existence: int = 1,
+        handle_existence: int = ...,  # NamedSemaphore.Flags.LINK_OR_CREATE
         mode: int = 0o600,
         unlink_on_close: bool = True,
     ) -> None: ...
