@@ -181,6 +181,8 @@ def test_attributes_and_formats_match_posix_ipc(shm_names: ShmNames) -> None:
         assert str(ours) == ours_name
         assert repr(ours) == repr(theirs).replace("posix_ipc.", "namedipc.").replace(theirs_name, ours_name)
         assert repr(ours) == f'namedipc.SharedMemory("{ours_name}", mode=0600)'
+        positional = SharedMemory(ours_name, O_CREAT, 0o600, 200, False)  # posix_ipc's order
+        assert (positional.size, ours.size) == (200, 200)
         assert stat.S_IMODE(shm_path(ours_name).stat().st_mode) == 0o600
         # The mode attribute is the constructor's argument, as in posix_ipc.
         assert SharedMemory(ours_name, mode=0o644).mode == 0o644
@@ -564,10 +566,19 @@ def test_symbolic_link_at_the_name_is_not_followed(shm_name: str, tmp_path: Path
 
 def test_fifo_at_the_name_does_not_block(shm_name: str) -> None:
     os.mkfifo(shm_path(shm_name))
-    # Opening a FIFO for reading would wait for a writer; the test timeout
-    # would catch a hang.
-    with pytest.raises(namedipc.CorruptError, match="the name is a FIFO"):
-        SharedMemory(shm_name, read_only=True)
+    # Opening a FIFO for reading waits for a writer, in the kernel, where
+    # no test timeout reaches: try it in a process that can be killed.
+    code = (
+        "import namedipc\n"
+        "from namedipc._namedipc import SharedMemory\n"
+        "try:\n"
+        f"    SharedMemory({shm_name!r}, read_only=True)\n"
+        "except namedipc.CorruptError as e:\n"
+        "    print(e)\n"
+    )
+    done = run_python(code)
+    assert done.returncode == 0, done.stderr
+    assert "the name is a FIFO, not a regular file" in done.stdout, done.stdout
 
 
 # ---------------------------------------------------------------- subclasses and pickling
@@ -633,7 +644,12 @@ def test_pickled_into_a_spawn_child(shm_names: ShmNames) -> None:
     view = seg.buf
     p = multiprocessing.get_context("spawn").Process(target=child_writes, args=(seg,))
     p.start()
-    p.join(60)
+    try:
+        p.join(60)
+    finally:
+        if p.is_alive():
+            p.kill()
+            p.join(WAIT)
     assert p.exitcode == 0
     assert bytes(view[:5]) == b"child"
     view.release()

@@ -10,6 +10,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
 
 use namedipc::shm::{unlink, SharedMemory, SharedMemoryOptions, MAX_SIZE};
 use namedipc::{Error, Existence};
@@ -72,6 +75,9 @@ fn random_u64() -> u64 {
 fn shm_path(name: &str) -> PathBuf {
     PathBuf::from(format!("/dev/shm/{}", name.trim_start_matches('/')))
 }
+
+/// Upper bound for every wait that only a bug could make long.
+const WAIT: Duration = Duration::from_secs(10);
 
 fn opts(existence: Existence) -> SharedMemoryOptions {
     SharedMemory::options().existence(existence)
@@ -401,10 +407,20 @@ fn a_fifo_at_the_name_is_reported_without_blocking() {
     let name = Name::new("fifo");
     let status = Command::new("mkfifo").arg(name.path()).status().unwrap();
     assert!(status.success());
-    // Opening a FIFO for reading blocks until a writer comes: not here.
-    let err = opts(Existence::RaiseIfNotExists)
-        .read_only(true)
-        .open(name.as_str())
+    // Opening a FIFO for reading blocks until a writer comes; should that
+    // regress, the open hangs in a thread and the test fails in bounded time.
+    let (tx, rx) = mpsc::channel();
+    let fifo = name.as_str().to_owned();
+    thread::spawn(move || {
+        let _ = tx.send(
+            opts(Existence::RaiseIfNotExists)
+                .read_only(true)
+                .open(&fifo),
+        );
+    });
+    let err = rx
+        .recv_timeout(WAIT)
+        .expect("opening a FIFO at the name blocked")
         .unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains("a FIFO"), "{err}");
