@@ -1,8 +1,424 @@
-//! `namedipc.SharedMemory`: posix_ipc 1.3's SharedMemory, plus `.buf`.
+//! `namedipc.SharedMemory`: posix_ipc 1.3's SharedMemory, plus `.buf`, a
+//! memoryview of one mapping made through Python's own mmap module (whose
+//! export count refuses to unmap while a view is alive), `close()` and `with`.
 
+use std::os::fd::AsRawFd;
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+
+use namedipc::flags::{O_CREAT, O_EXCL, O_TRUNC};
+use namedipc::shm::SharedMemory;
+use namedipc::{Existence, ObjectKind};
+use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::sync::MutexExt;
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyInt, PyMemoryView, PyTuple, PyType};
+
+use crate::args;
+use crate::errors::{self, to_py_err, Class};
+use crate::semaphore::{instance_dict, qualified_name, RANDOM_PREFIX};
+
+const WHAT: &str = "shared memory segment";
+
+/// What `__init__` settled, readable for the life of the object.
+struct Opened {
+    name: String,
+    mode: u32,
+    read_only: bool,
+}
+
+/// What `close_fd()` and `close()` take away.
+#[derive(Default)]
+struct State {
+    /// The open segment; `None` after `close_fd()` or `close()`.
+    shm: Option<SharedMemory>,
+    /// The `mmap.mmap` behind `.buf`, made by the first `.buf` that found
+    /// the segment non-empty; it holds its own duplicate of the descriptor.
+    mapping: Option<Py<PyAny>>,
+    closed: bool,
+}
+
+/// A POSIX shared memory segment with posix_ipc 1.3's API, plus `buf` (a
+/// memoryview of the whole segment), `close()` and `with`.
+#[pyclass(module = "namedipc", name = "SharedMemory", frozen, subclass, weakref)]
+pub(crate) struct PySharedMemory {
+    opened: OnceLock<Opened>,
+    state: Mutex<State>,
+}
+
+impl PySharedMemory {
+    fn open(
+        &self,
+        py: Python<'_>,
+        name: Option<String>,
+        flags: i64,
+        mode: u32,
+        size: u64,
+        read_only: bool,
+    ) -> PyResult<()> {
+        if self.opened.get().is_some() {
+            // Checked before opening, so a second __init__ creates nothing.
+            return Err(PyTypeError::new_err(
+                "this shared memory handle is already initialised; create a new object instead of calling __init__ again",
+            ));
+        }
+        let create = flags & i64::from(O_CREAT) != 0;
+        let exclusive = flags & i64::from(O_EXCL) != 0;
+        if exclusive && !create {
+            return Err(PyValueError::new_err(
+                "O_EXCL must be combined with O_CREAT: pass flags=O_CREX to create a new segment and fail if the name is taken",
+            ));
+        }
+        let mut options = SharedMemory::options()
+            .mode(mode)
+            .read_only(read_only)
+            .truncate(flags & i64::from(O_TRUNC) != 0);
+        // posix_ipc: size 0 leaves the size alone.
+        if size > 0 {
+            options = options.size(size);
+        }
+        let shm =
+            match name {
+                None if exclusive => options.create_random(RANDOM_PREFIX),
+                None => return Err(PyValueError::new_err(
+                    "name can be None only with flags=O_CREX (a new segment under a random name)",
+                )),
+                Some(name) => {
+                    let existence = if !create {
+                        Existence::RaiseIfNotExists
+                    } else if exclusive {
+                        Existence::RaiseIfExists
+                    } else {
+                        Existence::LinkOrCreate
+                    };
+                    options.existence(existence).open(&name)
+                }
+            }
+            .map_err(to_py_err)?;
+        let name = shm.name().to_owned();
+        self.opened
+            .set(Opened {
+                name,
+                mode,
+                read_only,
+            })
+            .map_err(|_| {
+                PyTypeError::new_err("this shared memory handle is already initialised")
+            })?;
+        self.lock(py).shm = Some(shm);
+        Ok(())
+    }
+
+    fn opened(&self) -> PyResult<&Opened> {
+        self.opened
+            .get()
+            .ok_or_else(|| errors::uninitialised("shared memory handle"))
+    }
+
+    /// The state, locked without ever blocking while attached to the
+    /// interpreter: a thread holding the lock may be inside mmap with the
+    /// GIL released. A panic cannot leave the state half-changed, so a
+    /// poisoned lock is still good.
+    fn lock(&self, py: Python<'_>) -> MutexGuard<'_, State> {
+        self.state
+            .lock_py_attached(py)
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the open segment; ExistentialError after `close()` or `close_fd()`.
+    fn with_segment<R>(
+        &self,
+        py: Python<'_>,
+        consequence: &str,
+        f: impl FnOnce(&SharedMemory) -> R,
+    ) -> PyResult<R> {
+        let opened = self.opened()?;
+        let state = self.lock(py);
+        match &state.shm {
+            Some(shm) => Ok(f(shm)),
+            None if state.closed => Err(errors::closed(py, WHAT, &opened.name)),
+            None => Err(fd_closed(py, &opened.name, consequence)),
+        }
+    }
+}
+
+/// The error for a use that needs the descriptor `close_fd()` gave up;
+/// `consequence` says what cannot be done.
+fn fd_closed(py: Python<'_>, name: &str, consequence: &str) -> PyErr {
+    errors::new_error(
+        py,
+        Class::Existential,
+        format!(
+            "the file descriptor of {WHAT} '{name}' was closed by close_fd(), so {consequence}; open the segment again"
+        ),
+        None,
+    )
+}
+
+/// A bool argument: True/False, or an int as posix_ipc accepts.
+fn flag(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<bool> {
+    let Some(obj) = obj else { return Ok(false) };
+    if let Ok(b) = obj.cast::<PyBool>() {
+        return Ok(b.is_true());
+    }
+    if obj.is_instance_of::<PyInt>() {
+        return obj.is_truthy();
+    }
+    Err(PyTypeError::new_err(format!(
+        "{what} must be True or False, not {}",
+        obj.get_type().name()?
+    )))
+}
+
+/// Maps the whole segment with Python's mmap (read-only if the handle is).
+fn map(py: Python<'_>, shm: &SharedMemory, len: u64) -> PyResult<Py<PyAny>> {
+    let mmap = py.import("mmap")?;
+    let access = mmap.getattr(if shm.read_only() {
+        "ACCESS_READ"
+    } else {
+        "ACCESS_WRITE"
+    })?;
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("access", access)?;
+    match mmap
+        .getattr("mmap")?
+        .call((shm.as_raw_fd(), len), Some(&kwargs))
+    {
+        Ok(mapping) => Ok(mapping.unbind()),
+        Err(err) => {
+            // An OSError (e.g. ENOMEM for a segment larger than the address
+            // space) becomes the core's error, naming the segment.
+            let errno = err
+                .value(py)
+                .getattr("errno")
+                .ok()
+                .and_then(|e| e.extract::<i32>().ok());
+            match errno {
+                Some(errno) => Err(to_py_err(namedipc::Error::Os {
+                    operation: "mmap",
+                    kind: ObjectKind::SharedMemory,
+                    name: shm.name().to_owned(),
+                    source: std::io::Error::from_raw_os_error(errno),
+                })),
+                None => Err(err),
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl PySharedMemory {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs), text_signature = "(name, flags=0, mode=0o600, size=0, read_only=False)")]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+        Self {
+            opened: OnceLock::new(),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    #[pyo3(signature = (name, flags = None, mode = None, size = None, read_only = None))]
+    fn __init__(
+        &self,
+        py: Python<'_>,
+        name: &Bound<'_, PyAny>,
+        flags: Option<&Bound<'_, PyAny>>,
+        mode: Option<&Bound<'_, PyAny>>,
+        size: Option<&Bound<'_, PyAny>>,
+        read_only: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let name = if name.is_none() {
+            None
+        } else {
+            Some(args::name(name)?)
+        };
+        let flags = args::int_or(flags, 0, "flags", 0, i64::from(i32::MAX))?;
+        let mode = args::int_or(mode, 0o600, "mode", 0, 0o7777)?;
+        let size = args::int_or(size, 0, "size", 0, i64::MAX)?;
+        let read_only = flag(read_only, "read_only")?;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // ranges checked above
+        self.open(py, name, flags, mode as u32, size as u64, read_only)
+    }
+
+    #[getter]
+    fn name(&self) -> PyResult<&str> {
+        Ok(&self.opened()?.name)
+    }
+
+    /// The mode given to the constructor (as posix_ipc reports it).
+    #[getter]
+    fn mode(&self) -> PyResult<u32> {
+        Ok(self.opened()?.mode)
+    }
+
+    /// The file descriptor; -1 after close_fd() or close().
+    #[getter]
+    fn fd(&self, py: Python<'_>) -> PyResult<i32> {
+        self.opened()?;
+        Ok(self.lock(py).shm.as_ref().map_or(-1, AsRawFd::as_raw_fd))
+    }
+
+    /// The segment's size now, in bytes (any process may change it).
+    #[getter]
+    fn size(&self, py: Python<'_>) -> PyResult<u64> {
+        self.with_segment(py, "its size cannot be read", SharedMemory::size)?
+            .map_err(to_py_err)
+    }
+
+    /// A memoryview of the whole segment (read-only if the handle is),
+    /// mapped once: as long as the segment was at the first access that
+    /// found it non-empty.
+    #[getter]
+    fn buf<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyMemoryView>> {
+        let opened = self.opened()?;
+        let mut state = self.lock(py);
+        if let Some(mapping) = &state.mapping {
+            return PyMemoryView::from(mapping.bind(py));
+        }
+        if state.closed {
+            return Err(errors::closed(py, WHAT, &opened.name));
+        }
+        let Some(shm) = &state.shm else {
+            return Err(fd_closed(
+                py,
+                &opened.name,
+                ".buf cannot map it (read .buf before close_fd() to keep a mapping)",
+            ));
+        };
+        let len = shm.size().map_err(to_py_err)?;
+        if len == 0 {
+            // mmap cannot map 0 bytes. Nothing is cached, so that a later
+            // access maps the segment once someone has given it a size.
+            return if opened.read_only {
+                PyMemoryView::from(PyBytes::new(py, b"").as_any())
+            } else {
+                PyMemoryView::from(PyByteArray::new(py, b"").as_any())
+            };
+        }
+        let mapping = map(py, shm, len)?;
+        let view = PyMemoryView::from(mapping.bind(py));
+        state.mapping = Some(mapping);
+        view
+    }
+
+    /// Returns the file descriptor (same as the fd property).
+    fn fileno(&self, py: Python<'_>) -> PyResult<i32> {
+        self.fd(py)
+    }
+
+    /// Closes the file descriptor; .buf, if already read, stays usable.
+    /// Closing it twice is harmless, as in posix_ipc.
+    fn close_fd(&self, py: Python<'_>) -> PyResult<()> {
+        self.opened()?;
+        self.lock(py).shm = None;
+        Ok(())
+    }
+
+    /// Unmaps .buf and closes the file descriptor; the segment itself lives
+    /// on until unlinked. BufferError while memoryviews of .buf exist.
+    /// Closing twice is harmless.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let opened = self.opened()?;
+        let mut state = self.lock(py);
+        if state.closed {
+            return Ok(());
+        }
+        if let Some(mapping) = &state.mapping {
+            if let Err(err) = mapping.bind(py).call_method0("close") {
+                if err.is_instance_of::<PyBufferError>(py) {
+                    let refused = PyBufferError::new_err(format!(
+                        "cannot close {WHAT} '{}': memoryviews of its .buf (or objects made from them, \
+                         such as numpy arrays) still exist; release them first (view.release() or del), \
+                         then call close() again",
+                        opened.name
+                    ));
+                    refused.set_cause(py, Some(err));
+                    return Err(refused);
+                }
+                return Err(err);
+            }
+        }
+        state.mapping = None;
+        state.shm = None;
+        state.closed = true;
+        Ok(())
+    }
+
+    /// Removes the segment's name; handles and mappings that exist keep working.
+    fn unlink(&self) -> PyResult<()> {
+        namedipc::shm::unlink(&self.opened()?.name).map_err(to_py_err)
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __exit__(&self, py: Python<'_>, _exc_info: &Bound<'_, PyTuple>) -> PyResult<()> {
+        self.close(py)
+    }
+
+    fn __str__(&self) -> PyResult<&str> {
+        self.name()
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let opened = slf.get().opened()?;
+        Ok(format!(
+            "{}({:?}, mode={:04o})",
+            qualified_name(&slf.get_type())?,
+            opened.name,
+            opened.mode
+        ))
+    }
+
+    /// Pickles by name: unpickling opens the same segment, size untouched.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let py = slf.py();
+        let reopen = py
+            .import("namedipc._namedipc")?
+            .getattr("_reopen_shared_memory")?;
+        let opened = slf.get().opened()?;
+        let state = instance_dict(slf.as_any())?;
+        (
+            reopen,
+            (
+                slf.get_type(),
+                opened.name.as_str(),
+                opened.mode,
+                opened.read_only,
+            ),
+            state,
+        )
+            .into_pyobject(py)
+    }
+}
+
+/// Unpickling helper: a `cls` instance opened on the existing segment
+/// `name`, without calling a subclass's `__init__` (whose signature may differ).
+#[pyfunction]
+fn _reopen_shared_memory<'py>(
+    cls: &Bound<'py, PyType>,
+    name: String,
+    mode: u32,
+    read_only: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let obj = cls.call_method1("__new__", (cls,))?;
+    obj.cast::<PySharedMemory>()?
+        .get()
+        .open(cls.py(), Some(name), 0, mode, 0, read_only)?;
+    Ok(obj)
+}
+
+/// Removes the shared memory segment `name`; ExistentialError if there is none.
+#[pyfunction]
+fn unlink_shared_memory(name: &Bound<'_, PyAny>) -> PyResult<()> {
+    namedipc::shm::unlink(&args::name(name)?).map_err(to_py_err)
+}
 
 /// Adds the shared memory classes, functions and constants to the module.
-pub(crate) fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PySharedMemory>()?;
+    m.add_function(wrap_pyfunction!(unlink_shared_memory, m)?)?;
+    m.add_function(wrap_pyfunction!(_reopen_shared_memory, m)?)?;
     Ok(())
 }

@@ -1,2 +1,825 @@
 //! POSIX shared memory segments: a block of memory that unrelated processes
-//! map by name.
+//! map by name, compatible with C programs that call `shm_open` on the same
+//! name, and safe mappings of it whose lifetime is tied to the handle.
+
+use std::ffi::CString;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use crate::error::{Error, ObjectKind, Result};
+use crate::name;
+use crate::semaphore::Existence;
+use crate::sys;
+use crate::sys::shm::RawMapping;
+
+const KIND: ObjectKind = ObjectKind::SharedMemory;
+
+/// How many times a racing open-or-create is retried before giving up. Each
+/// retry means another process removed or created the name in between.
+const RACE_RETRIES: usize = 1000;
+
+/// The largest size a segment can have: what the OS's `off_t` holds.
+pub const MAX_SIZE: u64 = i64::MAX.unsigned_abs();
+
+/// Options for opening or creating a [`SharedMemory`] segment.
+///
+/// ```
+/// use namedipc::Existence;
+/// use namedipc::shm::SharedMemory;
+///
+/// # let name = format!("/namedipc-doc-shm-options-{}", std::process::id());
+/// let shm = SharedMemory::options()
+///     .existence(Existence::RaiseIfExists)
+///     .mode(0o600)
+///     .size(4096)
+///     .open(&name)?;
+/// assert_eq!(shm.size()?, 4096);
+/// # shm.unlink()?;
+/// # Ok::<(), namedipc::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct SharedMemoryOptions {
+    existence: Existence,
+    mode: u32,
+    size: Option<u64>,
+    read_only: bool,
+    truncate: bool,
+}
+
+impl Default for SharedMemoryOptions {
+    fn default() -> Self {
+        Self {
+            existence: Existence::LinkOrCreate,
+            mode: 0o600,
+            size: None,
+            read_only: false,
+            truncate: false,
+        }
+    }
+}
+
+impl SharedMemoryOptions {
+    /// What to do if the segment does or does not exist (default:
+    /// [`Existence::LinkOrCreate`]).
+    ///
+    /// ```
+    /// # use namedipc::{Error, Existence};
+    /// # use namedipc::shm::SharedMemory;
+    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
+    /// let missing = SharedMemory::options().existence(Existence::RaiseIfNotExists).open(&name);
+    /// assert!(matches!(missing, Err(Error::NotFound { .. })));
+    /// ```
+    #[must_use]
+    pub fn existence(mut self, existence: Existence) -> Self {
+        self.existence = existence;
+        self
+    }
+
+    /// Permission bits for a new segment, before the umask (default `0o600`).
+    ///
+    /// ```
+    /// # use namedipc::shm::SharedMemory;
+    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
+    /// let shm = SharedMemory::options().mode(0o640).open(&name)?;
+    /// # shm.unlink()?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    #[must_use]
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Sets the segment's size to `len` bytes once it is open, whether this
+    /// handle created it or opened an existing one (default: leave the size
+    /// alone). At most [`MAX_SIZE`]; needs read-write access.
+    ///
+    /// ```
+    /// # use namedipc::shm::SharedMemory;
+    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
+    /// let shm = SharedMemory::options().size(100).open(&name)?;
+    /// assert_eq!(shm.size()?, 100);
+    /// # shm.unlink()?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    #[must_use]
+    pub fn size(mut self, len: u64) -> Self {
+        self.size = Some(len);
+        self
+    }
+
+    /// Opens the segment for reading only (default `false`). Such a handle
+    /// can [`SharedMemory::map`] but not [`SharedMemory::map_mut`] or resize.
+    ///
+    /// ```
+    /// # use namedipc::shm::SharedMemory;
+    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
+    /// # let creator = SharedMemory::create(&name, 8)?;
+    /// let reader = SharedMemory::options().read_only(true).open(&name)?;
+    /// assert!(reader.read_only());
+    /// # creator.unlink()?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    #[must_use]
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Truncates an existing segment to 0 bytes on opening (`O_TRUNC`),
+    /// before [`Self::size`] applies (default `false`).
+    ///
+    /// ```
+    /// # use namedipc::shm::SharedMemory;
+    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
+    /// let first = SharedMemory::create(&name, 64)?;
+    /// let again = SharedMemory::options().truncate(true).open(&name)?;
+    /// assert_eq!(first.size()?, 0);
+    /// # first.unlink()?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    #[must_use]
+    pub fn truncate(mut self, truncate: bool) -> Self {
+        self.truncate = truncate;
+        self
+    }
+
+    /// Opens or creates the segment `name`, as [`Self::existence`] says,
+    /// then sets its size if [`Self::size`] asks for one.
+    ///
+    /// If setting the size fails, a segment this call created is removed
+    /// again (only while the name still refers to it); an existing segment
+    /// is left exactly as it was.
+    ///
+    /// ```
+    /// # use namedipc::Existence;
+    /// # use namedipc::shm::SharedMemory;
+    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
+    /// let shm = SharedMemory::options()
+    ///     .existence(Existence::LinkOrCreate)
+    ///     .size(16)
+    ///     .open(&name)?;
+    /// assert!(shm.created());
+    /// # shm.unlink()?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::InvalidArgument`] (mode or size out
+    /// of range, a size with read-only access), [`Error::AlreadyExists`],
+    /// [`Error::NotFound`], [`Error::PermissionDenied`], [`Error::Corrupt`]
+    /// (a directory, symbolic link or other non-regular file at the name),
+    /// or [`Error::Os`].
+    pub fn open(&self, name: &str) -> Result<SharedMemory> {
+        let c_name = name::to_c_name(KIND, name)?;
+        self.check_arguments(name)?;
+        let (fd, created) = match self.existence {
+            Existence::RaiseIfNotExists => (self.open_existing(name, &c_name)?, false),
+            Existence::RaiseIfExists => (self.create(name, &c_name)?, true),
+            Existence::LinkOrCreate => self.link_or_create(name, &c_name)?,
+            Existence::UnlinkAndCreate => (self.unlink_and_create(name, &c_name)?, true),
+        };
+        self.finish(fd, name, c_name, created)
+    }
+
+    /// Creates a segment under a fresh random name, `prefix` followed by 16
+    /// random characters taken from the OS's CSPRNG.
+    ///
+    /// ```
+    /// # use namedipc::shm::SharedMemory;
+    /// let shm = SharedMemory::options().size(32).create_random("/namedipc-doc-")?;
+    /// assert!(shm.name().starts_with("/namedipc-doc-") && shm.created());
+    /// # shm.unlink()?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Self::open`].
+    pub fn create_random(&self, prefix: &str) -> Result<SharedMemory> {
+        for _ in 0..RACE_RETRIES {
+            let name = name::random_name(prefix)?;
+            let c_name = name::to_c_name(KIND, &name)?;
+            self.check_arguments(&name)?;
+            match self.create(&name, &c_name) {
+                Err(Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+                Ok(fd) => return self.finish(fd, &name, c_name, true),
+            }
+        }
+        Err(Error::InvalidArgument(format!(
+            "found no free random name with prefix {prefix:?} in {RACE_RETRIES} tries"
+        )))
+    }
+
+    fn check_arguments(&self, name: &str) -> Result<()> {
+        if self.mode > 0o7777 {
+            return Err(Error::InvalidArgument(format!(
+                "mode must be permission bits between 0 and 0o7777, not {:#o}",
+                self.mode
+            )));
+        }
+        if let Some(len) = self.size {
+            if len > MAX_SIZE {
+                return Err(Error::InvalidArgument(format!(
+                    "size must be between 0 and {MAX_SIZE} bytes, not {len}"
+                )));
+            }
+            if self.read_only {
+                return Err(read_only_resize(name, len));
+            }
+        }
+        Ok(())
+    }
+
+    fn open_existing(&self, name: &str, c_name: &CString) -> Result<OwnedFd> {
+        sys::shm::open(c_name, None, self.read_only, self.truncate).map_err(|e| open_error(name, e))
+    }
+
+    fn create(&self, name: &str, c_name: &CString) -> Result<OwnedFd> {
+        sys::shm::open(c_name, Some(self.mode), self.read_only, self.truncate)
+            .map_err(|e| open_error(name, e))
+    }
+
+    fn link_or_create(&self, name: &str, c_name: &CString) -> Result<(OwnedFd, bool)> {
+        // Exclusive create first, so that `created` is known for certain
+        // (plain O_CREAT would not say whether it created the segment).
+        for _ in 0..RACE_RETRIES {
+            match self.create(name, c_name) {
+                Err(Error::AlreadyExists { .. }) => {}
+                other => return other.map(|fd| (fd, true)),
+            }
+            match self.open_existing(name, c_name) {
+                Ok(fd) => return Ok((fd, false)),
+                // Removed between our create and our open: try again.
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::InvalidArgument(format!(
+            "shared memory segment '{name}' was created and removed by other processes {RACE_RETRIES} times while opening it; giving up"
+        )))
+    }
+
+    fn unlink_and_create(&self, name: &str, c_name: &CString) -> Result<OwnedFd> {
+        for _ in 0..RACE_RETRIES {
+            match sys::shm::unlink(c_name) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(Error::from_os("shm_unlink", KIND, name, e)),
+            }
+            match self.create(name, c_name) {
+                // Another process created it after our unlink: go round again.
+                Err(Error::AlreadyExists { .. }) => {}
+                other => return other,
+            }
+        }
+        Err(Error::InvalidArgument(format!(
+            "shared memory segment '{name}' kept being re-created by other processes; giving up after {RACE_RETRIES} tries"
+        )))
+    }
+
+    /// Checks what was opened and applies the size.
+    fn finish(
+        &self,
+        fd: OwnedFd,
+        name: &str,
+        c_name: CString,
+        created: bool,
+    ) -> Result<SharedMemory> {
+        let stat =
+            sys::shm::stat(fd.as_fd()).map_err(|e| Error::from_os("fstat", KIND, name, e))?;
+        if let Some(what) = stat.not_regular {
+            // Only a read-only open gets this far with a directory; a FIFO,
+            // socket or device gets here either way.
+            return Err(not_regular(name, what));
+        }
+        if let Some(len) = self.size {
+            if let Err(e) = sys::shm::truncate(fd.as_fd(), len) {
+                // posix_ipc removes the segment here, even one that another
+                // process created and uses. Only our own new segment goes.
+                if created && sys::shm::name_identity(name) == Some(stat.identity) {
+                    let _ = sys::shm::unlink(&c_name);
+                }
+                return Err(Error::from_os("ftruncate", KIND, name, e));
+            }
+        }
+        Ok(SharedMemory {
+            fd,
+            name: name.to_owned(),
+            c_name,
+            read_only: self.read_only,
+            created,
+        })
+    }
+}
+
+fn open_error(name: &str, e: std::io::Error) -> Error {
+    // The name is valid by now, so glibc's EINVAL means a directory there.
+    if e.raw_os_error() == Some(libc::EINVAL) {
+        if let Some(what) = sys::shm::non_regular_at(name) {
+            return not_regular(name, what);
+        }
+    }
+    Error::from_os("shm_open", KIND, name, e)
+}
+
+fn not_regular(name: &str, what: &str) -> Error {
+    Error::Corrupt {
+        kind: KIND,
+        name: name.to_owned(),
+        reason: format!("the name is {what}, not a regular file"),
+    }
+}
+
+fn read_only_resize(name: &str, len: u64) -> Error {
+    Error::InvalidArgument(format!(
+        "cannot set the size of shared memory segment '{name}' to {len} bytes through a read-only handle; open it read-write to resize it (the segment was left as it was)"
+    ))
+}
+
+/// A POSIX shared memory segment: an open handle on it.
+///
+/// The segment lives on after the handle is dropped, until [`Self::unlink`]
+/// (or [`unlink`]) removes its name and the last handle and mapping are gone.
+///
+/// ```
+/// use namedipc::shm::SharedMemory;
+///
+/// # let name = format!("/namedipc-doc-shm-{}", std::process::id());
+/// let mut writer = SharedMemory::create(&name, 4096)?;
+/// writer.map_mut()?[..5].copy_from_slice(b"hello");
+///
+/// let reader = SharedMemory::open(&name)?; // e.g. in another process
+/// assert_eq!(&reader.map()?[..5], b"hello");
+/// reader.unlink()?;
+/// # Ok::<(), namedipc::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct SharedMemory {
+    fd: OwnedFd,
+    name: String,
+    c_name: CString,
+    read_only: bool,
+    created: bool,
+}
+
+impl SharedMemory {
+    /// Options for opening or creating a segment.
+    ///
+    /// ```
+    /// # use namedipc::shm::SharedMemory;
+    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
+    /// let shm = SharedMemory::options().size(10).open(&name)?;
+    /// # shm.unlink()?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    #[must_use]
+    pub fn options() -> SharedMemoryOptions {
+        SharedMemoryOptions::default()
+    }
+
+    /// Opens the existing segment `name` for reading and writing.
+    ///
+    /// ```
+    /// # use namedipc::shm::SharedMemory;
+    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
+    /// let shm = SharedMemory::create(&name, 12)?;
+    /// let same = SharedMemory::open(&name)?;
+    /// assert_eq!(same.size()?, 12);
+    /// assert!(!same.created());
+    /// # shm.unlink()?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if it does not exist; see [`SharedMemoryOptions::open`].
+    pub fn open(name: &str) -> Result<Self> {
+        Self::options()
+            .existence(Existence::RaiseIfNotExists)
+            .open(name)
+    }
+
+    /// Creates the segment `name`, `len` bytes long (zero-filled), with mode `0o600`.
+    ///
+    /// ```
+    /// # use namedipc::shm::SharedMemory;
+    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
+    /// let shm = SharedMemory::create(&name, 1024)?;
+    /// assert!(shm.created());
+    /// assert!(matches!(SharedMemory::create(&name, 1), Err(namedipc::Error::AlreadyExists { .. })));
+    /// # shm.unlink()?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] if the name is taken; see [`SharedMemoryOptions::open`].
+    pub fn create(name: &str, len: u64) -> Result<Self> {
+        Self::options()
+            .existence(Existence::RaiseIfExists)
+            .size(len)
+            .open(name)
+    }
+
+    /// The name, as given when the segment was opened.
+    ///
+    /// ```
+    /// # use namedipc::shm::SharedMemory;
+    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
+    /// let shm = SharedMemory::create(&name, 0)?;
+    /// assert_eq!(shm.name(), name);
+    /// # shm.unlink()?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether this handle created the segment (rather than opening an existing one).
+    ///
+    /// ```
+    /// # use namedipc::shm::SharedMemory;
+    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
+    /// let shm = SharedMemory::create(&name, 0)?;
+    /// assert!(shm.created());
+    /// assert!(!SharedMemory::open(&name)?.created());
+    /// # shm.unlink()?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    #[must_use]
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    /// Whether the handle was opened for reading only.
+    ///
+    /// ```
+    /// # use namedipc::shm::SharedMemory;
+    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
+    /// let shm = SharedMemory::create(&name, 0)?;
+    /// assert!(!shm.read_only());
+    /// # shm.unlink()?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    #[must_use]
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// The segment's size now, in bytes. Any process may resize it at any
+    /// moment, so this can differ from the length of an earlier mapping.
+    ///
+    /// ```
+    /// # use namedipc::shm::SharedMemory;
+    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
+    /// let shm = SharedMemory::create(&name, 10)?;
+    /// let mut other = SharedMemory::open(&name)?;
+    /// other.resize(20)?;
+    /// assert_eq!(shm.size()?, 20);
+    /// # shm.unlink()?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Os`] only if the OS fails unexpectedly.
+    pub fn size(&self) -> Result<u64> {
+        Ok(self.stat()?.size)
+    }
+
+    /// Sets the segment's size to `len` bytes (new bytes are zero).
+    ///
+    /// It takes `&mut self` so that no mapping made through this handle can
+    /// be alive while the segment shrinks under it. Mappings made through
+    /// *other* handles or processes have no such protection: touching bytes
+    /// past the new end kills the process with SIGBUS.
+    ///
+    /// ```
+    /// # use namedipc::shm::SharedMemory;
+    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
+    /// let mut shm = SharedMemory::create(&name, 0)?;
+    /// shm.resize(4096)?;
+    /// assert_eq!(shm.map()?.len(), 4096);
+    /// # shm.unlink()?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    ///
+    /// ```compile_fail,E0502
+    /// # use namedipc::shm::SharedMemory;
+    /// # let mut shm = SharedMemory::create("/never-made", 10).unwrap();
+    /// let bytes = shm.map().unwrap();
+    /// shm.resize(0).unwrap(); // error: `shm` is borrowed by `bytes`
+    /// let _ = bytes[9];
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a read-only handle or a `len` above
+    /// [`MAX_SIZE`]; [`Error::Os`] if the OS refuses (e.g. EFBIG over a
+    /// file size limit).
+    pub fn resize(&mut self, len: u64) -> Result<()> {
+        if self.read_only {
+            return Err(read_only_resize(&self.name, len));
+        }
+        if len > MAX_SIZE {
+            return Err(Error::InvalidArgument(format!(
+                "size must be between 0 and {MAX_SIZE} bytes, not {len}"
+            )));
+        }
+        sys::shm::truncate(self.fd.as_fd(), len).map_err(|e| self.os("ftruncate", e))
+    }
+
+    /// Maps the whole segment, as long as it is now, for reading.
+    ///
+    /// The mapping cannot outlive this handle, and while it lives the handle
+    /// cannot be resized; see [`Mapping`] for what other processes can do.
+    ///
+    /// ```
+    /// # use namedipc::shm::SharedMemory;
+    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
+    /// let shm = SharedMemory::create(&name, 8)?;
+    /// let bytes = shm.map()?;
+    /// assert_eq!(&bytes[..], &[0; 8]);
+    /// # shm.unlink()?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if the segment is larger than this
+    /// process's address space; [`Error::Os`] if mmap fails (e.g. ENOMEM).
+    pub fn map(&self) -> Result<Mapping<'_>> {
+        Ok(Mapping {
+            raw: self.map_raw(false)?,
+            _handle: PhantomData,
+        })
+    }
+
+    /// Maps the whole segment, as long as it is now, for reading and writing.
+    /// Needs a read-write handle.
+    ///
+    /// It takes `&mut self` so that one handle never hands out two mutable
+    /// slices of the same bytes.
+    ///
+    /// ```
+    /// # use namedipc::shm::SharedMemory;
+    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
+    /// let mut shm = SharedMemory::create(&name, 8)?;
+    /// let mut bytes = shm.map_mut()?;
+    /// bytes[0] = 42;
+    /// drop(bytes);
+    /// assert_eq!(SharedMemory::open(&name)?.map()?[0], 42);
+    /// # shm.unlink()?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    ///
+    /// ```compile_fail,E0597
+    /// # use namedipc::shm::SharedMemory;
+    /// let bytes = {
+    ///     let mut shm = SharedMemory::create("/never-made", 10).unwrap();
+    ///     shm.map_mut().unwrap() // error: `shm` does not live long enough
+    /// };
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a read-only handle; as [`Self::map`].
+    pub fn map_mut(&mut self) -> Result<MappingMut<'_>> {
+        if self.read_only {
+            return Err(Error::InvalidArgument(format!(
+                "shared memory segment '{}' was opened read-only; open it read-write to map it for writing",
+                self.name
+            )));
+        }
+        Ok(MappingMut {
+            raw: self.map_raw(true)?,
+            _handle: PhantomData,
+        })
+    }
+
+    /// Removes the name; handles and mappings that exist keep working, and
+    /// the memory is freed when the last of them is gone.
+    ///
+    /// ```
+    /// # use namedipc::shm::SharedMemory;
+    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
+    /// let shm = SharedMemory::create(&name, 4)?;
+    /// shm.unlink()?;
+    /// assert_eq!(shm.map()?.len(), 4); // the handle still works
+    /// assert!(SharedMemory::open(&name).is_err());
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the name was already removed.
+    pub fn unlink(&self) -> Result<()> {
+        unlink_c(&self.name, &self.c_name)
+    }
+
+    fn map_raw(&self, writable: bool) -> Result<RawMapping> {
+        let size = self.size()?;
+        let len = usize::try_from(size).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "shared memory segment '{}' is {size} bytes long, more than this process can map",
+                self.name
+            ))
+        })?;
+        RawMapping::new(self.fd.as_fd(), len, writable).map_err(|e| self.os("mmap", e))
+    }
+
+    fn stat(&self) -> Result<sys::shm::FileStat> {
+        sys::shm::stat(self.fd.as_fd()).map_err(|e| self.os("fstat", e))
+    }
+
+    fn os(&self, operation: &'static str, e: std::io::Error) -> Error {
+        Error::from_os(operation, KIND, &self.name, e)
+    }
+}
+
+/// The segment's file descriptor, e.g. for `fstat` or another mmap.
+///
+/// ```
+/// # use namedipc::shm::SharedMemory;
+/// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
+/// use std::os::fd::AsFd;
+/// let shm = SharedMemory::create(&name, 3)?;
+/// let file = std::fs::File::from(shm.as_fd().try_clone_to_owned().unwrap());
+/// assert_eq!(file.metadata().unwrap().len(), 3);
+/// # shm.unlink()?;
+/// # Ok::<(), namedipc::Error>(())
+/// ```
+impl AsFd for SharedMemory {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// The segment's file descriptor as a number, valid while the handle lives.
+///
+/// ```
+/// # use namedipc::shm::SharedMemory;
+/// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
+/// use std::os::fd::AsRawFd;
+/// let shm = SharedMemory::create(&name, 0)?;
+/// assert!(shm.as_raw_fd() >= 0);
+/// # shm.unlink()?;
+/// # Ok::<(), namedipc::Error>(())
+/// ```
+impl AsRawFd for SharedMemory {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Gives up the handle, keeping its file descriptor open.
+///
+/// ```
+/// # use namedipc::shm::SharedMemory;
+/// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
+/// use std::os::fd::OwnedFd;
+/// let shm = SharedMemory::create(&name, 5)?;
+/// # shm.unlink()?;
+/// let file = std::fs::File::from(OwnedFd::from(shm));
+/// assert_eq!(file.metadata().unwrap().len(), 5);
+/// # Ok::<(), namedipc::Error>(())
+/// ```
+impl From<SharedMemory> for OwnedFd {
+    fn from(shm: SharedMemory) -> Self {
+        shm.fd
+    }
+}
+
+/// A read-only mapping of a whole segment, made by [`SharedMemory::map`];
+/// unmapped when dropped. It dereferences to `[u8]`.
+///
+/// **Shared means shared.** Other processes (and other handles in this
+/// one) may write these bytes at any moment, even while you hold a `&[u8]`
+/// of them, so two reads of the same byte can differ; use the bytes as
+/// untrusted input and agree on a protocol (e.g. a semaphore) with the other
+/// side. If another process *shrinks* the segment, touching bytes past the
+/// new end kills this process with SIGBUS. The `memmap2` crate marks its
+/// constructors `unsafe` for these reasons; namedipc documents them instead,
+/// as the multiprocessing module does for Python.
+///
+/// ```
+/// # use namedipc::shm::SharedMemory;
+/// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
+/// let shm = SharedMemory::create(&name, 16)?;
+/// let bytes = shm.map()?;
+/// assert_eq!(bytes.len(), 16);
+/// assert!(bytes.iter().all(|&b| b == 0));
+/// # drop(bytes);
+/// # shm.unlink()?;
+/// # Ok::<(), namedipc::Error>(())
+/// ```
+///
+/// It cannot outlive the handle it was made from:
+///
+/// ```compile_fail,E0505
+/// # use namedipc::shm::SharedMemory;
+/// let shm = SharedMemory::create("/never-made", 16).unwrap();
+/// let bytes = shm.map().unwrap();
+/// drop(shm); // error: cannot move out of `shm` because it is borrowed
+/// let _ = bytes[0];
+/// ```
+pub struct Mapping<'a> {
+    raw: RawMapping,
+    _handle: PhantomData<&'a SharedMemory>,
+}
+
+impl Deref for Mapping<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.raw.as_slice()
+    }
+}
+
+impl AsRef<[u8]> for Mapping<'_> {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl fmt::Debug for Mapping<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mapping")
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A read-write mapping of a whole segment, made by
+/// [`SharedMemory::map_mut`]; unmapped when dropped. It dereferences to
+/// `[u8]`, mutably too. The caveats of [`Mapping`] apply: other processes
+/// may read and write the same bytes at any moment.
+///
+/// ```
+/// # use namedipc::shm::SharedMemory;
+/// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
+/// let mut shm = SharedMemory::create(&name, 4)?;
+/// let mut bytes = shm.map_mut()?;
+/// bytes.copy_from_slice(b"ping");
+/// assert_eq!(&bytes[..], b"ping");
+/// # drop(bytes);
+/// # shm.unlink()?;
+/// # Ok::<(), namedipc::Error>(())
+/// ```
+pub struct MappingMut<'a> {
+    raw: RawMapping,
+    _handle: PhantomData<&'a mut SharedMemory>,
+}
+
+impl Deref for MappingMut<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.raw.as_slice()
+    }
+}
+
+impl DerefMut for MappingMut<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        self.raw.as_mut_slice()
+    }
+}
+
+impl AsRef<[u8]> for MappingMut<'_> {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl AsMut<[u8]> for MappingMut<'_> {
+    fn as_mut(&mut self) -> &mut [u8] {
+        self
+    }
+}
+
+impl fmt::Debug for MappingMut<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MappingMut")
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Removes the segment `name` without opening it. Processes that have it
+/// open or mapped keep using it.
+///
+/// ```
+/// # let name = format!("/namedipc-doc-shm-unlink-{}", std::process::id());
+/// namedipc::shm::SharedMemory::create(&name, 1)?;
+/// namedipc::shm::unlink(&name)?;
+/// assert!(namedipc::shm::unlink(&name).is_err());
+/// # Ok::<(), namedipc::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`].
+pub fn unlink(name: &str) -> Result<()> {
+    let c_name = name::to_c_name(KIND, name)?;
+    unlink_c(name, &c_name)
+}
+
+fn unlink_c(name: &str, c_name: &CString) -> Result<()> {
+    sys::shm::unlink(c_name).map_err(|e| Error::from_os("shm_unlink", KIND, name, e))
+}

@@ -1,1 +1,243 @@
-//! shm_open, ftruncate, mmap and friends.
+//! POSIX shared memory: shm_open, shm_unlink, ftruncate, fstat, and an owned
+//! mmap region that is unmapped on drop. Callers above this module never see
+//! a raw pointer: they get slices whose lifetime is that of the region.
+
+use std::ffi::CStr;
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+
+use super::check;
+
+/// Runs `f` again while it fails with EINTR: none of the calls here has
+/// anything useful to do when a signal handler ran.
+fn retry_on_interrupt<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
+/// Opens the segment `name`: an existing one when `create_mode` is `None`,
+/// else a new one with those permission bits (EEXIST if the name is taken).
+pub(crate) fn open(
+    name: &CStr,
+    create_mode: Option<u32>,
+    read_only: bool,
+    truncate: bool,
+) -> io::Result<OwnedFd> {
+    let mut oflag = if read_only {
+        libc::O_RDONLY
+    } else {
+        libc::O_RDWR
+    };
+    // A FIFO or device node planted at the name would make open() block for
+    // ever; with O_NONBLOCK it returns and the caller rejects the file type
+    // (musl's shm_open always adds it, for the same reason). On a regular
+    // file the flag changes nothing.
+    oflag |= libc::O_NONBLOCK;
+    if truncate {
+        oflag |= libc::O_TRUNC;
+    }
+    let mode = match create_mode {
+        Some(mode) => {
+            oflag |= libc::O_CREAT | libc::O_EXCL;
+            mode
+        }
+        None => 0,
+    };
+    retry_on_interrupt(|| {
+        // SAFETY: `name` is a valid NUL-terminated string; the libc crate
+        // declares shm_open with a fixed mode_t argument, which is what we pass
+        // (it is read only with O_CREAT). glibc adds O_NOFOLLOW and O_CLOEXEC.
+        let fd = check(unsafe { libc::shm_open(name.as_ptr(), oflag, mode as libc::mode_t) })?;
+        // SAFETY: shm_open just returned this descriptor, so nothing else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    })
+}
+
+/// Removes the name `name`.
+pub(crate) fn unlink(name: &CStr) -> io::Result<()> {
+    // SAFETY: `name` is a valid NUL-terminated string.
+    check(unsafe { libc::shm_unlink(name.as_ptr()) }).map(drop)
+}
+
+/// Sets the size of the segment behind `fd` to `len` bytes.
+pub(crate) fn truncate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    retry_on_interrupt(|| {
+        // SAFETY: `fd` is open for the duration of the borrow; ftruncate takes
+        // no pointers.
+        check(unsafe { libc::ftruncate(fd.as_raw_fd(), len) }).map(drop)
+    })
+}
+
+/// What `fstat` says about a segment's file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FileStat {
+    /// Size in bytes.
+    pub(crate) size: u64,
+    /// `None` for a regular file, else what kind of file it is.
+    pub(crate) not_regular: Option<&'static str>,
+    /// (device, inode): which file it is.
+    pub(crate) identity: (u64, u64),
+}
+
+pub(crate) fn stat(fd: BorrowedFd<'_>) -> io::Result<FileStat> {
+    let mut st = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `fd` is open for the duration of the borrow and `st` is valid,
+    // writable memory for one `struct stat`.
+    check(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: fstat succeeded, so it filled in the whole struct.
+    let st = unsafe { st.assume_init() };
+    let not_regular = match st.st_mode & libc::S_IFMT {
+        libc::S_IFREG => None,
+        libc::S_IFDIR => Some("a directory"),
+        libc::S_IFIFO => Some("a FIFO"),
+        libc::S_IFSOCK => Some("a socket"),
+        libc::S_IFCHR | libc::S_IFBLK => Some("a device"),
+        _ => Some("not a regular file"),
+    };
+    #[allow(clippy::useless_conversion)] // the field types differ between platforms
+    let identity = (u64::from(st.st_dev), u64::from(st.st_ino));
+    Ok(FileStat {
+        // A regular file never has a negative size.
+        size: u64::try_from(st.st_size).unwrap_or(0),
+        not_regular,
+        identity,
+    })
+}
+
+/// Where Linux keeps the segment `name`.
+#[cfg(target_os = "linux")]
+fn path(name: &str) -> String {
+    format!("/dev/shm/{}", name.trim_start_matches('/'))
+}
+
+/// The (device, inode) of the file the segment `name` refers to now, if any.
+#[cfg(target_os = "linux")]
+pub(crate) fn name_identity(name: &str) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path(name)).ok()?;
+    Some((meta.dev(), meta.ino()))
+}
+
+/// What is at the name if it is not a regular file (glibc's shm_open
+/// reports a directory as EINVAL, which says nothing useful).
+#[cfg(target_os = "linux")]
+pub(crate) fn non_regular_at(name: &str) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = std::fs::symlink_metadata(path(name)).ok()?.file_type();
+    if kind.is_file() {
+        None
+    } else if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_symlink() {
+        Some("a symbolic link")
+    } else if kind.is_fifo() {
+        Some("a FIFO")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else if kind.is_block_device() || kind.is_char_device() {
+        Some("a device")
+    } else {
+        Some("not a regular file")
+    }
+}
+
+/// Elsewhere the segment's file is not reachable by path: unknown.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn name_identity(_name: &str) -> Option<(u64, u64)> {
+    None
+}
+
+/// Elsewhere the segment's file is not reachable by path: unknown.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn non_regular_at(_name: &str) -> Option<&'static str> {
+    None
+}
+
+/// A shared mapping of a whole segment, unmapped on drop.
+#[derive(Debug)]
+pub(crate) struct RawMapping {
+    /// Start of the mapping; dangling (and never unmapped) when `len` is 0,
+    /// since mmap refuses zero-length mappings.
+    ptr: NonNull<u8>,
+    len: usize,
+    writable: bool,
+}
+
+// SAFETY: the region is plain memory owned by this value until drop; shared
+// access from several threads is through `&[u8]`, mutable access needs
+// `&mut self`.
+unsafe impl Send for RawMapping {}
+// SAFETY: as above; `&RawMapping` only hands out shared slices.
+unsafe impl Sync for RawMapping {}
+
+impl RawMapping {
+    /// Maps the first `len` bytes of `fd` shared, for reading, and for
+    /// writing too if `writable` (which needs a descriptor open read-write).
+    pub(crate) fn new(fd: BorrowedFd<'_>, len: usize, writable: bool) -> io::Result<Self> {
+        if len == 0 {
+            return Ok(Self {
+                ptr: NonNull::dangling(),
+                len,
+                writable,
+            });
+        }
+        let prot = if writable {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
+        // SAFETY: a null address lets the kernel choose where, so no existing
+        // mapping is replaced; `fd` is open for the call; the result is
+        // checked against MAP_FAILED before use.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        NonNull::new(ptr.cast::<u8>())
+            .map(|ptr| Self { ptr, len, writable })
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        // SAFETY: `ptr` is valid for reads of `len` bytes (or dangling and
+        // well aligned with `len == 0`) until drop, which cannot happen while
+        // the returned borrow lives. Other processes may write these bytes at
+        // any time; the public mapping types document that caveat.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The bytes, writable. Panics on a read-only mapping, where a write
+    /// would kill the process with SIGSEGV.
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        assert!(self.writable, "a read-only mapping cannot be written");
+        // SAFETY: as in `as_slice`, and the mapping is PROT_WRITE; `&mut self`
+        // makes this the only slice of this mapping alive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for RawMapping {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: `ptr`/`len` are exactly what mmap returned, and no slice
+            // of the region can outlive `self`.
+            unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        }
+    }
+}
