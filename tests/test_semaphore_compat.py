@@ -330,3 +330,12 @@ def test_close_while_another_thread_waits_without_timeout(sem_name: str) -> None
     assert len(outcome) == 1 and isinstance(outcome[0], posix_ipc.ExistentialError)
     assert "closed by another thread" in str(outcome[0])
     assert other.value == 1  # the slot came back
+
+
+def test_init_twice_creates_nothing(names: Names) -> None:
+    first, second = names("first"), names("second")
+    sem = posix_ipc.Semaphore(first, posix_ipc.O_CREX)
+    with pytest.raises(TypeError, match="already initialised"):
+        sem.__init__(second, posix_ipc.O_CREX)  # type: ignore[misc]
+    assert not sem_file(second).exists()
+    assert sem.name == first

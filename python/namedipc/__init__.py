@@ -2,8 +2,9 @@
 
 Two faces over one Rust core:
 
-- ``Semaphore``, ``unlink_semaphore`` and the constants are posix_ipc 1.3's
-  API, so ``import namedipc as posix_ipc`` works, without posix_ipc's crashes.
+- ``Semaphore``, ``SharedMemory``, the ``unlink_*`` functions and the
+  constants are posix_ipc 1.3's API, so ``import namedipc as posix_ipc``
+  works, without posix_ipc's crashes.
 - ``NamedSemaphore`` behaves like ``threading.Semaphore`` across processes.
 """
 
@@ -35,7 +36,9 @@ from namedipc._namedipc import (
     VERSION,
     NamedSemaphore,
     Semaphore,
+    SharedMemory,
     unlink_semaphore,
+    unlink_shared_memory,
 )
 
 __version__ = VERSION
@@ -78,8 +81,10 @@ __all__ = [
     "SEMAPHORE_VALUE_MAX",
     "SEMAPHORE_VALUE_SUPPORTED",
     "Semaphore",
+    "SharedMemory",
     "SignalError",
     "VERSION",
     "__version__",
     "unlink_semaphore",
+    "unlink_shared_memory",
 ]

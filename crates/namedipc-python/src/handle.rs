@@ -53,13 +53,22 @@ impl SemSlot {
         }
     }
 
-    /// Installs the semaphore `__init__` opened; a handle is initialised once.
-    pub(crate) fn install(&self, sem: Semaphore, mode: u32) -> PyResult<()> {
-        self.opened.set(Opened { sem, mode }).map_err(|_| {
-            PyTypeError::new_err(format!(
+    /// Refuses a second `__init__` before it opens (or creates) anything.
+    pub(crate) fn ensure_uninitialised(&self) -> PyResult<()> {
+        match self.opened.get() {
+            None => Ok(()),
+            Some(_) => Err(PyTypeError::new_err(format!(
                 "this {} handle is already initialised; create a new object instead of calling __init__ again",
                 self.what
-            ))
+            ))),
+        }
+    }
+
+    /// Installs the semaphore `__init__` opened; a handle is initialised once.
+    pub(crate) fn install(&self, sem: Semaphore, mode: u32) -> PyResult<()> {
+        self.ensure_uninitialised()?;
+        self.opened.set(Opened { sem, mode }).map_err(|_| {
+            PyTypeError::new_err(format!("this {} handle is already initialised", self.what))
         })?;
         self.open.store(true, Ordering::Release);
         Ok(())

@@ -82,6 +82,7 @@ impl PyNamedSemaphore {
         mode: Option<&Bound<'_, PyAny>>,
         unlink_on_close: bool,
     ) -> PyResult<()> {
+        self.slot.ensure_uninitialised()?;
         let name = args::name(name)?;
         let initial_value = args::int_or(
             initial_value,

@@ -72,6 +72,7 @@ impl PySemaphore {
         mode: Option<&Bound<'_, PyAny>>,
         initial_value: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
+        self.slot.ensure_uninitialised()?;
         let name = if name.is_none() {
             None
         } else {

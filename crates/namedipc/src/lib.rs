@@ -1,4 +1,5 @@
-//! namedipc: named POSIX semaphores for processes that coordinate by name.
+//! namedipc: named POSIX semaphores and shared memory for processes that
+//! coordinate by name.
 //!
 //! Unrelated processes on one machine — a cron job, a web worker, a C
 //! program — find the same object by its name:
@@ -31,6 +32,7 @@ mod sys;
 
 pub use error::{Error, ObjectKind, Result};
 pub use semaphore::{Existence, Semaphore, SemaphoreOptions};
+pub use shm::{SharedMemory, SharedMemoryOptions};
 
 /// The size of a memory page on this machine, in bytes.
 ///
