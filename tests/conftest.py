@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -66,13 +67,12 @@ def sem_name(names: Names) -> str:
     return names()
 
 
-class Helper:
-    """An independent Python process running tests/helpers/semctl.py, spoken
-    to line by line over its stdin and stdout."""
+class Peer:
+    """An independent process, spoken to line by line over its stdin and stdout."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *argv: str | Path) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(HELPERS / "semctl.py"), *args],
+            [str(a) for a in argv],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -90,7 +90,7 @@ class Helper:
         if not line.startswith(wanted):
             self.proc.kill()
             _, err = self.proc.communicate(timeout=WAIT)
-            raise AssertionError(f"helper said {line!r}, expected {wanted!r}; stderr:\n{err}")
+            raise AssertionError(f"peer said {line!r}, expected {wanted!r}; stderr:\n{err}")
         return line
 
     def send(self, line: str) -> None:
@@ -98,10 +98,15 @@ class Helper:
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
 
+    def ask(self, request: str, wanted: str) -> str:
+        """Sends a line and checks the answer."""
+        self.send(request)
+        return self.expect(wanted)
+
     def finish(self) -> str:
-        """Waits for the helper to exit successfully; returns the rest of its output."""
+        """Waits for the process to exit successfully; returns the rest of its output."""
         out, err = self.proc.communicate(timeout=WAIT)
-        assert self.proc.returncode == 0, f"helper failed ({self.proc.returncode}): {err}"
+        assert self.proc.returncode == 0, f"peer failed ({self.proc.returncode}): {err}"
         return out
 
     def kill(self) -> None:
@@ -110,21 +115,37 @@ class Helper:
         self.proc.communicate(timeout=WAIT)
 
 
-@pytest.fixture
-def helper() -> Iterator[type[Helper]]:
-    """Starts helper processes; any still running at teardown are killed."""
-    started: list[Helper] = []
+class Helper(Peer):
+    """An independent Python process running tests/helpers/semctl.py."""
 
-    class Tracked(Helper):
-        def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str) -> None:
+        super().__init__(sys.executable, HELPERS / "semctl.py", *args)
+
+
+P = TypeVar("P", bound=Peer)
+
+
+def tracking(cls: type[P]) -> Iterator[type[P]]:
+    """For a fixture: yields a subclass of `cls` whose processes are all
+    killed at teardown, whatever the test did."""
+    started: list[Peer] = []
+
+    class Tracked(cls):  # type: ignore[valid-type,misc]
+        def __init__(self, *args: Any) -> None:
             super().__init__(*args)
             started.append(self)
 
     try:
         yield Tracked
     finally:
-        for h in started:
-            h.kill()
+        for peer in started:
+            peer.kill()
+
+
+@pytest.fixture
+def helper() -> Iterator[type[Helper]]:
+    """Starts semctl.py helper processes; any still running at teardown are killed."""
+    yield from tracking(Helper)
 
 
 def read_line(proc: subprocess.Popen[str], timeout: float = WAIT) -> str:

@@ -24,7 +24,7 @@ import posix_ipc
 import pytest
 
 import namedipc
-from conftest import HELPERS, WAIT, Helper, run_as_other_user
+from conftest import HELPERS, WAIT, Peer, run_as_other_user, tracking
 
 # Imported from the compiled module until the package re-exports them.
 from namedipc._namedipc import O_CREAT, O_CREX, O_EXCL, O_TRUNC, SharedMemory, unlink_shared_memory
@@ -88,18 +88,9 @@ def exported(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(namedipc, "SharedMemory", SharedMemory, raising=False)
 
 
-class Peer(Helper):
+class ShmPeer(Peer):
     """An independent process that maps a segment and serves the line
     protocol of tests/helpers/shm_peer.py (the C peer speaks it too)."""
-
-    def __init__(self, *argv: str) -> None:
-        self.proc = subprocess.Popen(
-            list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-
-    def ask(self, request: str, wanted: str) -> str:
-        self.send(request)
-        return self.expect(wanted)
 
     def quit(self) -> None:
         """Ends the peer and checks it said nothing on stderr: neither an
@@ -111,20 +102,9 @@ class Peer(Helper):
 
 
 @pytest.fixture
-def peers() -> Iterator[type[Peer]]:
+def peers() -> Iterator[type[ShmPeer]]:
     """Starts peers; any still running at teardown are killed."""
-    started: list[Peer] = []
-
-    class Tracked(Peer):
-        def __init__(self, *argv: str) -> None:
-            super().__init__(*argv)
-            started.append(self)
-
-    try:
-        yield Tracked
-    finally:
-        for peer in started:
-            peer.kill()
+    yield from tracking(ShmPeer)
 
 
 def python_peer(*args: str) -> list[str]:
@@ -669,7 +649,7 @@ def peer_command(kind: str, c_peer: Path, action: str, name: str, *rest: str) ->
 
 @pytest.mark.parametrize("kind", ["namedipc", "multiprocessing", "c"])
 def test_a_peer_maps_a_segment_namedipc_created(
-    kind: str, shm_name: str, peers: type[Peer], c_peer: Path
+    kind: str, shm_name: str, peers: type[ShmPeer], c_peer: Path
 ) -> None:
     shm = SharedMemory(shm_name, O_CREX, size=64)
     view = shm.buf
@@ -691,7 +671,7 @@ def test_a_peer_maps_a_segment_namedipc_created(
 
 @pytest.mark.parametrize("kind", ["multiprocessing", "c"])
 def test_namedipc_maps_a_segment_a_peer_created(
-    kind: str, shm_name: str, peers: type[Peer], c_peer: Path
+    kind: str, shm_name: str, peers: type[ShmPeer], c_peer: Path
 ) -> None:
     peer = peers(*peer_command(kind, c_peer, "create", shm_name, "32"))
     ready = peer.expect("ready").split()
