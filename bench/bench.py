@@ -1,5 +1,6 @@
-"""namedipc vs posix_ipc vs a floor (the bare interpreter, or C), side by side
-in one run, with interleaved rounds so that a noisy machine hits all alike.
+"""namedipc vs posix_ipc vs a floor (the bare interpreter, C, or a plain mmap),
+side by side in one run, with interleaved rounds so that a noisy machine hits
+all alike.
 Run from the repository root: `.venv/bin/python bench/bench.py [--quick]`;
 bench/README.md says what each row measures and how to read the table.
 """
@@ -25,11 +26,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shm_partner import MARKER, PATTERN  # bench/ is sys.path[0]
+
 BENCH_DIR = Path(__file__).resolve().parent
 OUT_DIR = BENCH_DIR / "out"  # gitignored
 FLOOR_SOURCE = BENCH_DIR / "floor.c"
 PARTNER = BENCH_DIR / "pingpong_partner.py"
+SHM_PARTNER = BENCH_DIR / "shm_partner.py"
 POSIX_IPC_VERSION = "1.3.2"
+
+GIB = 1 << 30
+MIB = 1 << 20
 
 # A helper that has not answered in this long is stuck (its partner died
 # while it waited on a semaphore, say): better to fail than to hang.
@@ -46,6 +53,13 @@ class Plan:
     uncontended_iters: int
     nonblocking_iters: int
     pingpong_trips: int
+    shm_passes: int  # read+write passes over the whole segment
+    shm_create_cycles: int
+    shm_open_cycles: int
+    # The same in every plan: the size the goal is stated for, and far
+    # beyond any CPU cache, so that memory bandwidth is what is measured.
+    shm_bandwidth_size: int = 64 * MIB
+    shm_cycle_size: int = 4096
 
 
 DEFAULT_PLAN = Plan(
@@ -54,6 +68,9 @@ DEFAULT_PLAN = Plan(
     uncontended_iters=200_000,
     nonblocking_iters=100_000,
     pingpong_trips=20_000,
+    shm_passes=4,
+    shm_create_cycles=5_000,
+    shm_open_cycles=20_000,
 )
 QUICK_PLAN = Plan(
     rounds=9,
@@ -61,13 +78,21 @@ QUICK_PLAN = Plan(
     uncontended_iters=100_000,
     nonblocking_iters=50_000,
     pingpong_trips=10_000,
+    shm_passes=2,
+    shm_create_cycles=2_000,
+    shm_open_cycles=5_000,
 )
 
-# The goals this benchmark checks: (row, numerator, denominator, limit).
+# The goals this benchmark checks: (row, numerator, denominator, comparison,
+# limit). Ratios of times for most rows, so "<=" (namedipc at most that much
+# slower); row 4's is a ratio of throughputs, so ">=".
 TARGETS = [
-    ("1", "namedipc", "posix_ipc", 0.55),
-    ("2", "namedipc", "posix_ipc", 0.20),
-    ("3", "namedipc", "floor", 1.10),
+    ("1", "namedipc", "posix_ipc", "<=", 0.55),
+    ("2", "namedipc", "posix_ipc", "<=", 0.20),
+    ("3", "namedipc", "floor", "<=", 1.10),
+    ("4", "namedipc", "floor", ">=", 0.95),
+    ("5", "namedipc", "floor", "<=", 1.10),
+    ("6", "namedipc", "floor", "<=", 1.10),
 ]
 
 
@@ -110,6 +135,32 @@ def busy_loop(acquire: Callable[[int], object], busy: type[BaseException], n: in
     return time.perf_counter_ns() - start
 
 
+def create_cycle_loop(
+    make: Callable[..., Any],
+    args: tuple[Any, ...],
+    close: Callable[[Any], object],
+    unlink: Callable[[Any], object],
+    n: int,
+) -> int:
+    # make is the class itself and close/unlink its unbound methods, so the
+    # loop holds no Python-level wrapper that the C floor does not pay for.
+    start = time.perf_counter_ns()
+    for _ in range(n):
+        obj = make(*args)
+        close(obj)
+        unlink(obj)
+    return time.perf_counter_ns() - start
+
+
+def open_cycle_loop(
+    make: Callable[..., Any], args: tuple[Any, ...], close: Callable[[Any], object], n: int
+) -> int:
+    start = time.perf_counter_ns()
+    for _ in range(n):
+        close(make(*args))
+    return time.perf_counter_ns() - start
+
+
 def private_copy(loop: Callable[..., int]) -> Callable[..., int]:
     """`loop` with a code object of its own. CPython >= 3.11 specialises each
     call site for the callable it last saw: subjects sharing one loop would
@@ -123,14 +174,25 @@ def private_copy(loop: Callable[..., int]) -> Callable[..., int]:
 
 @dataclass
 class Row:
-    key: str  # "1", "2", "3" as in the README
+    key: str  # "1", "2", ... as in the README
     title: str
-    iters: int  # iterations per sample: a sample / iters is ns per iteration
-    floor_label: str  # what the floor column holds: "py" or "C"
+    iters: int  # iterations per sample
+    floor_label: str  # what the floor column holds: "py", "C" or "mmap"
+    # Non-zero for a throughput row: bytes each iteration moves. Its samples
+    # are then GiB/s (higher is better); otherwise ns per iteration.
+    bytes_per_iter: int = 0
     samples: dict[str, list[float]] = field(default_factory=dict)
 
+    @property
+    def throughput(self) -> bool:
+        return self.bytes_per_iter > 0
+
     def add(self, subject: str, elapsed_ns: int) -> None:
-        self.samples.setdefault(subject, []).append(elapsed_ns / self.iters)
+        if self.throughput:
+            value = self.bytes_per_iter * self.iters / elapsed_ns * 1e9 / GIB
+        else:
+            value = elapsed_ns / self.iters
+        self.samples.setdefault(subject, []).append(value)
 
     def median(self, subject: str) -> float | None:
         values = self.samples.get(subject)
@@ -145,6 +207,14 @@ class Row:
             return []
         return [t / b for t, b in zip(tops, bottoms)]
 
+    def value_text(self, value: float | None) -> str:
+        if value is None:
+            return "n/a"
+        return f"{value:.2f} GiB/s" if self.throughput else f"{value:,.0f} ns"
+
+    def floor_name(self) -> str:
+        return {"py": "py floor", "C": "C floor", "mmap": "plain mmap"}[self.floor_label]
+
 
 def ratio_text(values: list[float], spread: bool = False) -> str:
     if not values:
@@ -156,28 +226,33 @@ def ratio_text(values: list[float], spread: bool = False) -> str:
     return text
 
 
-def ns_text(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:,.0f} ns"
-
-
-def report(rows: list[Row], c_pair: Row) -> None:
+def print_table(rows: list[Row], what: str) -> None:
     header = (
-        f"{'row':<38} {'namedipc':>10} {'posix_ipc':>10} {'floor':>13}   "
+        f"{'row':<38} {'namedipc':>11} {'posix_ipc':>11} {'floor':>18}   "
         f"{'namedipc/posix_ipc':<20} {'namedipc/floor':>14} {'posix_ipc/floor':>15}"
     )
-    print("medians over rounds; ratio = median of per-round ratios [interquartile range]")
+    print(f"\n{what}")
     print(header)
     print("-" * len(header))
     for row in rows:
         floor = row.median("floor")
-        floor_text = "n/a" if floor is None else f"{ns_text(floor)} ({row.floor_label})"
+        floor_text = "n/a" if floor is None else f"{row.value_text(floor)} ({row.floor_label})"
         print(
-            f"{row.title:<38} {ns_text(row.median('namedipc')):>10} "
-            f"{ns_text(row.median('posix_ipc')):>10} {floor_text:>13}   "
+            f"{row.title:<38} {row.value_text(row.median('namedipc')):>11} "
+            f"{row.value_text(row.median('posix_ipc')):>11} {floor_text:>18}   "
             f"{ratio_text(row.ratios('namedipc', 'posix_ipc'), spread=True):<20} "
-            f"{ratio_text(row.ratios('namedipc', 'floor')):>14} "
+            f"{ratio_text(row.ratios('namedipc', 'floor'), spread=row.throughput):>14} "
             f"{ratio_text(row.ratios('posix_ipc', 'floor')):>15}"
         )
+
+
+def report(rows: list[Row], c_pair: Row) -> None:
+    print("medians over rounds; ratio = median of per-round ratios [interquartile range]")
+    print_table([r for r in rows if not r.throughput], "time per iteration (lower is better)")
+    print_table(
+        [r for r in rows if r.throughput],
+        "throughput, bytes read + bytes written (higher is better)",
+    )
 
     # Row 1 in the terms that matter for a binding: what it adds on top of
     # the cheapest possible call, and how much room is left below it.
@@ -206,16 +281,20 @@ def report_targets(rows: list[Row]) -> bool:
     by_key = {row.key: row for row in rows}
     print("\ntargets (median of per-round ratios):")
     missed = False
-    for key, top, bottom, limit in TARGETS:
-        values = by_key[key].ratios(top, bottom)
-        label = f"{key}. {top} / {'C floor' if key == '3' else bottom}"
+    for key, top, bottom, comparison, limit in TARGETS:
+        row = by_key[key]
+        values = row.ratios(top, bottom)
+        label = f"{key}. {top} / {row.floor_name() if bottom == 'floor' else bottom}"
         if not values:
-            print(f"  {label:<26} <= {limit:.2f}x   n/a")
+            print(f"  {label:<27} {comparison} {limit:.2f}x   n/a")
             continue
         value = statistics.median(values)
-        met = value <= limit
+        met = value <= limit if comparison == "<=" else value >= limit
         missed |= not met
-        print(f"  {label:<26} <= {limit:.2f}x   {value:.2f}x   {'met' if met else 'NOT MET'}")
+        print(
+            f"  {label:<27} {comparison} {limit:.2f}x   {value:.2f}x   "
+            f"{'met' if met else 'NOT MET'}"
+        )
     return missed
 
 
@@ -224,9 +303,10 @@ def report_targets(rows: list[Row]) -> bool:
 
 
 class Helper:
-    """A long-lived child process (a ping-pong side, or the C floor) that
-    answers one line per command line. A process per sample would put
-    process start-up, page faults and cold caches into every sample."""
+    """A long-lived child process (a ping-pong side, the shm partner, or the
+    C floor) that answers one line per command line. A process per sample
+    would put process start-up, page faults and cold caches into every
+    sample."""
 
     def __init__(self, label: str, argv: Sequence[str]) -> None:
         self.label = label
@@ -241,10 +321,10 @@ class Helper:
         )
         self._pending = b""
 
-    def ask(self, count: int) -> str:
+    def ask(self, command: int | str) -> str:
         assert self._proc.stdin is not None and self._proc.stdout is not None
         try:
-            self._proc.stdin.write(f"{count}\n".encode())
+            self._proc.stdin.write(f"{command}\n".encode())
         except BrokenPipeError:
             raise RuntimeError(f"{self.label}: exited with status {self._proc.wait()}") from None
         # Raw reads with a deadline rather than readline(), so that a helper
@@ -282,23 +362,36 @@ class Helper:
 
 
 class Session:
-    """Every semaphore and helper process a run creates, so that close()
-    releases all of them, whatever went wrong. Names carry the pid and a
-    random part: two runs at once, or a crashed earlier one, never collide."""
+    """Every named object, file and helper process a run creates, so that
+    close() releases all of them, whatever went wrong. Names carry the pid
+    and a random part: two runs at once, or a crashed earlier one, never
+    collide. Every name lies under /dev/shm/<prefix>*: glibc keeps the
+    semaphore "/x" as /dev/shm/sem.x and the segment "/x" as /dev/shm/x."""
 
     def __init__(self, posix_ipc: Any) -> None:
         self._posix_ipc = posix_ipc
         self.prefix = f"/namedipc-bench-{os.getpid()}-{secrets.token_hex(4)}"
-        self._names: list[str] = []
-        self._handles: list[tuple[Any, int]] = []  # (handle, value it must end with)
+        # (name, function removing it); the function raises
+        # posix_ipc.ExistentialError or FileNotFoundError if it is gone.
+        self._names: list[tuple[str, Callable[[str], None]]] = []
+        self._handles: list[tuple[Any, int]] = []  # (semaphore, value it must end with)
+        self._checks: list[Callable[[], None]] = []
         self._helpers: list[Helper] = []
 
-    def name(self, tag: str) -> str:
-        # Listed before the semaphore exists: a failure right after it is
-        # created still leaves its name on the list to unlink.
+    def name(self, tag: str, remove: Callable[[str], None] | None = None) -> str:
+        """A new name, removed by `remove` at the end (default: a semaphore's).
+        Listed before the object exists: a failure right after it is created
+        still leaves its name on the list to remove."""
         name = f"{self.prefix}-{tag}"
-        self._names.append(name)
+        self._names.append((name, remove or self._posix_ipc.unlink_semaphore))
         return name
+
+    def shm_name(self, tag: str) -> str:
+        return self.name(tag, self._posix_ipc.unlink_shared_memory)
+
+    def plain_file(self, tag: str) -> Path:
+        """A path in /dev/shm for an ordinary file (not made by shm_open)."""
+        return shm_path(self.name(tag, lambda name: os.unlink(shm_path(name))))
 
     def semaphore(self, lib: Any, tag: str, value: int) -> Any:
         """A new `lib.Semaphore` (namedipc's or posix_ipc's) with `value`."""
@@ -317,12 +410,19 @@ class Session:
         self._helpers.append(helper)
         return helper
 
-    def check_values(self) -> None:
-        # Every loop gives back what it takes; a semaphore whose value moved
-        # means a loop did not measure what it claims to.
+    def after_run(self, check: Callable[[], None]) -> None:
+        """`check` runs once the rounds are done and raises RuntimeError if a
+        loop did not do what it claims to."""
+        self._checks.append(check)
+
+    def check(self) -> None:
+        # Every semaphore loop gives back what it takes; a semaphore whose
+        # value moved means a loop did not measure what it claims to.
         for sem, value in self._handles:
             if sem.value != value:
                 raise RuntimeError(f"{sem.name}: value {sem.value} at the end, not {value}")
+        for check in self._checks:
+            check()
 
     def close(self) -> None:
         for helper in self._helpers:
@@ -332,15 +432,16 @@ class Session:
                 sem.close()
             except Exception:  # noqa: BLE001 - already closed; unlinking is what matters
                 pass
-        for name in self._names:
+        for name, remove in self._names:
             try:
-                self._posix_ipc.unlink_semaphore(name)
-            except self._posix_ipc.ExistentialError:
+                remove(name)
+            except (self._posix_ipc.ExistentialError, FileNotFoundError):
                 pass  # never created, or already removed
 
     def leftovers(self) -> list[str]:
-        # glibc keeps the semaphore "/x" as the file /dev/shm/sem.x.
-        return sorted(p.name for p in Path("/dev/shm").glob(f"sem.{self.prefix[1:]}*"))
+        shm = Path("/dev/shm")
+        stem = self.prefix[1:]
+        return sorted(p.name for p in [*shm.glob(f"sem.{stem}*"), *shm.glob(f"{stem}*")])
 
 
 # --------------------------------------------------------------------------
@@ -383,7 +484,8 @@ def build_floor() -> Path | None:
     partial = OUT_DIR / f"floor.{os.getpid()}.tmp"
     try:
         subprocess.run(
-            [gcc, "-O2", "-pthread", "-Wall", "-o", str(partial), str(FLOOR_SOURCE)],
+            # -lrt: shm_open and mq_open live there before glibc 2.34.
+            [gcc, "-O2", "-pthread", "-Wall", "-o", str(partial), str(FLOOR_SOURCE), "-lrt"],
             check=True,
         )
         os.replace(partial, binary)
@@ -473,6 +575,195 @@ def pingpong_subject(
     return Subject(row3, subject, job)
 
 
+def shm_path(name: str) -> Path:
+    """Where glibc (and namedipc) keep the shared memory segment `name`."""
+    return Path("/dev/shm") / name.lstrip("/")
+
+
+def fill(fd: int, size: int) -> None:
+    """Writes shm_partner's PATTERN over the first `size` bytes of `fd`."""
+    chunk = PATTERN * (MIB // len(PATTERN))
+    offset = 0
+    while offset < size:
+        # Byte i of the file is PATTERN[i % 256], also after a short write.
+        start = offset % len(chunk)
+        offset += os.pwrite(fd, chunk[start : start + size - offset], offset)
+
+
+def shm_bandwidth_subjects(
+    session: Session, namedipc: Any, posix_ipc: Any, plan: Plan, row: Row, cpu: int
+) -> list[Subject]:
+    """Row 4: one partner process (shm_partner.py) holding three segments of
+    the same size, and copying all of one of them in and out per sample."""
+    size = plan.shm_bandwidth_size
+    # Each segment made by its own library, the floor's as an ordinary file
+    # (open + ftruncate), and all filled here: their pages then exist in
+    # tmpfs before the partner maps them, so no side pays for allocating
+    # them. The partner's own page faults are taken in an untimed pass.
+    nd = namedipc.SharedMemory(session.shm_name("bw-nd"), namedipc.O_CREX, size=size)
+    try:
+        fill(nd.fd, size)
+    finally:
+        nd.close()
+    pi = posix_ipc.SharedMemory(session.shm_name("bw-pi"), posix_ipc.O_CREX, size=size)
+    try:
+        fill(pi.fd, size)
+    finally:
+        pi.close_fd()
+    floor_path = session.plain_file("bw-floor")
+    fd = os.open(floor_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.ftruncate(fd, size)
+        fill(fd, size)
+    finally:
+        os.close(fd)
+
+    partner = session.helper(
+        "shm partner",
+        [sys.executable, str(SHM_PARTNER), str(size), str(cpu), nd.name, pi.name, str(floor_path)],
+    )
+
+    def check() -> None:
+        # The passes write back what they read, and the partner stamped
+        # MARKER through each mapping: anything else in a segment means a
+        # copy went wrong, or writes through a mapping never reached it.
+        expected = MARKER + (PATTERN * (size // len(PATTERN)))[len(MARKER) :]
+        for path in (shm_path(nd.name), shm_path(pi.name), floor_path):
+            if path.read_bytes() != expected:
+                raise RuntimeError(f"row 4: {path} does not hold what the partner wrote")
+
+    session.after_run(check)
+
+    def subject(name: str) -> Subject:
+        command = f"{name} {plan.shm_passes}"
+        return Subject(row, name, lambda: int(partner.ask(command)))
+
+    return [subject(name) for name in ("namedipc", "posix_ipc", "floor")]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A type of IPC object, as the create and open cycle rows use it: both
+    libraries have a class of the same name, made with (name, O_CREX,
+    *create_args), closed by a method each, and removed with .unlink().
+    A message queue row is one more Kind, plus its two floor.c modes."""
+
+    tag: str  # in names, and floor.c's modes "<tag>-create" and "<tag>-open"
+    class_name: str
+    create_args: tuple[Any, ...]  # after (name, O_CREX)
+    floor_create_args: tuple[str, ...]  # after floor.c's "<tag>-create NAME"
+    close_method: dict[str, str]  # library -> the method that closes a handle
+    unlink_function: str  # posix_ipc's function removing a name, for cleanup
+
+
+def shm_kind(plan: Plan) -> Kind:
+    size = plan.shm_cycle_size
+    return Kind(
+        tag="shm",
+        class_name="SharedMemory",
+        create_args=(0o600, size),
+        floor_create_args=(str(size),),
+        # posix_ipc has no close(); close_fd() is all a handle holds there.
+        close_method={"namedipc": "close", "posix_ipc": "close_fd"},
+        unlink_function="unlink_shared_memory",
+    )
+
+
+def create_job(
+    make: Callable[..., Any],
+    args: tuple[Any, ...],
+    close: Callable[[Any], object],
+    unlink: Callable[[Any], object],
+    n: int,
+) -> Callable[[], int]:
+    loop = private_copy(create_cycle_loop)
+    return lambda: loop(make, args, close, unlink, n)
+
+
+def open_job(
+    make: Callable[..., Any], args: tuple[Any, ...], close: Callable[[Any], object], n: int
+) -> Callable[[], int]:
+    loop = private_copy(open_cycle_loop)
+    return lambda: loop(make, args, close, n)
+
+
+def cycle_subjects(
+    session: Session,
+    libs: dict[str, Any],
+    floor_binary: Path | None,
+    kind: Kind,
+    create_row: Row,
+    create_cycles: int,
+    open_row: Row,
+    open_cycles: int,
+) -> tuple[list[Subject], list[Subject]]:
+    """The create+close+unlink and open+close cycle rows for `kind`, timed
+    in this process for each library in `libs`, and in C by floor.c."""
+    posix_ipc = libs["posix_ipc"]
+    remove = getattr(posix_ipc, kind.unlink_function)
+
+    def exists(name: str) -> bool:
+        try:
+            handle = getattr(posix_ipc, kind.class_name)(name)
+        except posix_ipc.ExistentialError:
+            return False
+        getattr(handle, kind.close_method["posix_ipc"])()
+        return True
+
+    def make_existing(lib: Any, label: str, tag: str) -> str:
+        """A new object for an open cycle to open, made by `lib`."""
+        name = session.name(tag, remove)
+        handle = getattr(lib, kind.class_name)(name, lib.O_CREX, *kind.create_args)
+        getattr(handle, kind.close_method[label])()
+        return name
+
+    create: list[Subject] = []
+    reopen: list[Subject] = []
+    create_names: list[str] = []
+    open_names: list[str] = []
+    for label, lib in libs.items():
+        cls = getattr(lib, kind.class_name)
+        # Unbound methods: the same call for every handle, looked up once.
+        close = getattr(cls, kind.close_method[label])
+        unlink = cls.unlink
+        name = session.name(f"{kind.tag}-create-{label}", remove)
+        create_args = (name, lib.O_CREX, *kind.create_args)
+        existing = make_existing(lib, label, f"{kind.tag}-open-{label}")
+        create.append(
+            Subject(create_row, label, create_job(cls, create_args, close, unlink, create_cycles))
+        )
+        reopen.append(Subject(open_row, label, open_job(cls, (existing,), close, open_cycles)))
+        create_names.append(name)
+        open_names.append(existing)
+
+    if floor_binary is not None:
+        floor = str(floor_binary)
+        name = session.name(f"{kind.tag}-create-floor", remove)
+        existing = make_existing(posix_ipc, "posix_ipc", f"{kind.tag}-open-floor")
+        c_create = session.helper(
+            f"C {kind.tag} create cycle",
+            [floor, f"{kind.tag}-create", name, *kind.floor_create_args],
+        )
+        c_open = session.helper(f"C {kind.tag} open cycle", [floor, f"{kind.tag}-open", existing])
+        create.append(Subject(create_row, "floor", lambda: int(c_create.ask(create_cycles))))
+        reopen.append(Subject(open_row, "floor", lambda: int(c_open.ask(open_cycles))))
+        create_names.append(name)
+        open_names.append(existing)
+
+    def check() -> None:
+        # Every create cycle removes what it made; every open cycle leaves
+        # alone what it opened.
+        for name in create_names:
+            if exists(name):
+                raise RuntimeError(f"row {create_row.key}: {name} still exists after the run")
+        for name in open_names:
+            if not exists(name):
+                raise RuntimeError(f"row {open_row.key}: {name} is gone after the run")
+
+    session.after_run(check)
+    return create, reopen
+
+
 def measure(groups: list[list[Subject]], plan: Plan) -> None:
     # The cycle collector is kept out of the timed loops, as timeit does.
     gc_was_enabled = gc.isenabled()
@@ -513,7 +804,7 @@ def run(plan: Plan, cpu: int, check: bool) -> int:
     )
     print(
         f"{plan.rounds} rounds (+{plan.warmup_rounds} warm-up), interleaved; "
-        f"ping-pong processes pinned to CPU {cpu}"
+        f"ping-pong processes and the shm partner pinned to CPU {cpu}"
     )
     if posix_ipc.VERSION != POSIX_IPC_VERSION:
         print(f"WARNING: posix_ipc is {posix_ipc.VERSION}; the targets assume {POSIX_IPC_VERSION}")
@@ -527,6 +818,20 @@ def run(plan: Plan, cpu: int, check: bool) -> int:
         Row("1", "1. acquire()+release(), uncontended", plan.uncontended_iters, "py"),
         Row("2", "2. non-blocking acquire, unavailable", plan.nonblocking_iters, "py"),
         Row("3", "3. ping-pong round trip, 1 CPU", plan.pingpong_trips, "C"),
+        Row(
+            "4",
+            f"4. shm {plan.shm_bandwidth_size // MIB} MiB read+write, 2nd process",
+            plan.shm_passes,
+            "mmap",
+            bytes_per_iter=2 * plan.shm_bandwidth_size,
+        ),
+        Row(
+            "5",
+            f"5. shm create+close+unlink, {plan.shm_cycle_size // 1024} KiB",
+            plan.shm_create_cycles,
+            "C",
+        ),
+        Row("6", "6. shm open+close", plan.shm_open_cycles, "C"),
     ]
     c_pair = Row("1c", "C sem_wait+sem_post", plan.uncontended_iters, "C")
     session = Session(posix_ipc)
@@ -544,8 +849,19 @@ def run(plan: Plan, cpu: int, check: bool) -> int:
             c_helper = session.helper("C uncontended", [floor, "uncontended", c_sem.name])
             n1 = plan.uncontended_iters
             first.append(Subject(c_pair, "floor", lambda: int(c_helper.ask(n1))))
-        measure([first, second, third], plan)
-        session.check_values()
+        fourth = shm_bandwidth_subjects(session, namedipc, posix_ipc, plan, rows[3], cpu)
+        fifth, sixth = cycle_subjects(
+            session,
+            {"namedipc": namedipc, "posix_ipc": posix_ipc},
+            floor_binary,
+            shm_kind(plan),
+            rows[4],
+            plan.shm_create_cycles,
+            rows[5],
+            plan.shm_open_cycles,
+        )
+        measure([first, second, third, fourth, fifth, sixth], plan)
+        session.check()
     finally:
         session.close()
 
@@ -555,7 +871,7 @@ def run(plan: Plan, cpu: int, check: bool) -> int:
     if leftovers:
         print(f"\nERROR: left behind in /dev/shm: {', '.join(leftovers)}")
         return 1
-    print(f"\ncleanup: no {session.prefix[1:]}* semaphore left in /dev/shm")
+    print(f"\ncleanup: nothing named {session.prefix[1:]}* left in /dev/shm")
     return 1 if check and missed else 0
 
 
@@ -591,7 +907,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(plan, args.cpu, args.check)
     except KeyboardInterrupt:
-        print("\ninterrupted; every semaphore of this run was unlinked", file=sys.stderr)
+        print("\ninterrupted; everything this run created was removed", file=sys.stderr)
         return 130
     except RuntimeError as e:
         # A helper failed or a sanity check did not hold: the figures would
