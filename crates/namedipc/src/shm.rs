@@ -288,19 +288,28 @@ impl SharedMemoryOptions {
         c_name: CString,
         created: bool,
     ) -> Result<SharedMemory> {
-        let stat =
-            sys::shm::stat(fd.as_fd()).map_err(|e| Error::from_os("fstat", KIND, name, e))?;
-        if let Some(what) = stat.not_regular {
-            // Only a read-only open gets this far with a directory; a FIFO,
-            // socket or device gets here either way.
-            return Err(not_regular(name, what));
+        if !created {
+            // What an exclusive create made is a new regular file; what was
+            // already at the name may be anything. The fstat is skipped on
+            // create because it is a measurable share of a create cycle.
+            let stat =
+                sys::shm::stat(fd.as_fd()).map_err(|e| Error::from_os("fstat", KIND, name, e))?;
+            if let Some(what) = stat.not_regular {
+                // Only a read-only open gets this far with a directory; a FIFO,
+                // socket or device gets here either way.
+                return Err(not_regular(name, what));
+            }
         }
         if let Some(len) = self.size {
             if let Err(e) = sys::shm::truncate(fd.as_fd(), len) {
                 // posix_ipc removes the segment here, even one that another
-                // process created and uses. Only our own new segment goes.
-                if created && sys::shm::name_identity(name) == Some(stat.identity) {
-                    let _ = sys::shm::unlink(&c_name);
+                // process created and uses. Only our own new segment goes,
+                // and only while the name still refers to it.
+                if created {
+                    let ours = sys::shm::stat(fd.as_fd()).ok().map(|stat| stat.identity);
+                    if ours.is_some() && sys::shm::name_identity(name) == ours {
+                        let _ = sys::shm::unlink(&c_name);
+                    }
                 }
                 return Err(Error::from_os("ftruncate", KIND, name, e));
             }
