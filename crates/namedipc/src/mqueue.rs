@@ -905,8 +905,9 @@ impl MessageQueue {
     /// Runs `callback` in a new thread when a message arrives in the empty
     /// queue (and no receiver is waiting for it). A request fires once; it
     /// replaces this process's earlier request for the queue. `callback` is
-    /// dropped without running if the request is cancelled or replaced, or
-    /// any handle on the queue is closed in this process.
+    /// dropped without running if, before a message arrives, the request is
+    /// cancelled or replaced, or any handle on the queue is closed in this
+    /// process (closing ends the request in the kernel).
     ///
     /// ```
     /// # use namedipc::mqueue::MessageQueue;
@@ -931,8 +932,9 @@ impl MessageQueue {
     }
 
     /// Cancels this process's notification request for the queue, whichever
-    /// handle made it; a thread callback is dropped without running. Does
-    /// nothing if there is none, or if another process made it.
+    /// handle made it; a thread callback is dropped without running, unless
+    /// its message has already arrived. Does nothing if there is no request,
+    /// or if another process made it.
     ///
     /// ```
     /// # use namedipc::mqueue::MessageQueue;

@@ -490,6 +490,34 @@ fn cancelling_replacing_or_closing_drops_the_callback_unrun() {
 }
 
 #[test]
+fn a_callback_whose_message_arrived_runs_even_if_the_handle_closes_at_once() {
+    let name = Name::new("arrived");
+    let (tx, rx) = mpsc::channel();
+    let queue = MessageQueue::create(name.as_str()).unwrap();
+    let first = tx.clone();
+    queue
+        .notify_by_thread(move || first.send("first").unwrap())
+        .unwrap();
+    // Another handle sends and is closed at once, before the callback's
+    // thread can have started: the message already used the request up.
+    MessageQueue::open(name.as_str())
+        .unwrap()
+        .send(b"one", 0)
+        .unwrap();
+    assert_eq!(rx.recv_timeout(WAIT), Ok("first"));
+
+    let mut buf = queue.new_buffer();
+    queue.try_receive(&mut buf).unwrap().unwrap();
+    queue
+        .notify_by_thread(move || tx.send("second").unwrap())
+        .unwrap();
+    queue.send(b"two", 0).unwrap();
+    queue.cancel_notification();
+    drop(queue);
+    assert_eq!(rx.recv_timeout(WAIT), Ok("second"));
+}
+
+#[test]
 fn a_callback_may_ask_for_the_next_notification() {
     let name = Name::new("rearm");
     let queue = Arc::new(MessageQueue::create(name.as_str()).unwrap());

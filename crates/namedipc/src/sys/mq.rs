@@ -215,8 +215,7 @@ impl RawQueue {
         let event = NotifyEvent::signal(signal);
         let (result, replaced) = {
             let mut pending = pending();
-            self.cancel_kernel_request();
-            let replaced = take_for_queue(&mut pending, self.identity);
+            let replaced = self.end_request(&mut pending);
             (self.request(&event), replaced)
         };
         // Dropped outside the lock: a callback may own anything, even a
@@ -228,14 +227,14 @@ impl RawQueue {
     /// Asks for `callback` to run in a new thread when a message arrives in
     /// the empty queue, replacing this process's earlier request for the
     /// queue. The callback is dropped unrun if the request is cancelled or
-    /// replaced, or a descriptor of the queue is closed in this process.
+    /// replaced, or a descriptor of the queue is closed in this process,
+    /// before a message arrives.
     pub(crate) fn notify_thread(&self, callback: Callback) -> io::Result<()> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let event = NotifyEvent::thread(id);
         let (result, replaced, failed) = {
             let mut pending = pending();
-            self.cancel_kernel_request();
-            let replaced = take_for_queue(&mut pending, self.identity);
+            let replaced = self.end_request(&mut pending);
             // Registered before the kernel request, so that a notification
             // firing at once finds it (the dispatcher waits for the lock).
             pending.push(Pending {
@@ -253,14 +252,39 @@ impl RawQueue {
     }
 
     /// Cancels this process's request for the queue, whichever descriptor
-    /// made it, as the kernel keeps one request per queue.
+    /// made it, as the kernel keeps one request per queue. A callback whose
+    /// message has already arrived still runs.
     pub(crate) fn cancel_notification(&self) {
-        let cancelled = {
-            let mut pending = pending();
-            self.cancel_kernel_request();
-            take_for_queue(&mut pending, self.identity)
-        };
+        let cancelled = self.end_request(&mut pending());
         drop(cancelled);
+    }
+
+    /// Ends this process's kernel request for the queue and takes its
+    /// callback out of `pending`, unless a message already used the request
+    /// up: then the callback is on its way to the dispatcher and stays.
+    fn end_request(&self, pending: &mut Vec<Pending>) -> Option<Callback> {
+        let waiting = has_callback(pending, self.identity) && self.request_registered();
+        self.cancel_kernel_request();
+        if waiting {
+            take_latest(pending, self.identity)
+        } else {
+            None
+        }
+    }
+
+    /// Whether the kernel holds a notification request for the queue. With
+    /// one of our callbacks pending it is ours: another process can only
+    /// register after ours is used up, in the instant before it is dispatched.
+    fn request_registered(&self) -> bool {
+        // SIGEV_NONE registers a request that notifies nobody: EBUSY if one
+        // is registered; else it took the free slot, which we give back.
+        match self.request(&NotifyEvent::none()) {
+            Ok(()) => {
+                self.cancel_kernel_request();
+                false
+            }
+            Err(_) => true,
+        }
     }
 
     fn request(&self, event: &NotifyEvent) -> io::Result<()> {
@@ -283,13 +307,14 @@ impl Drop for RawQueue {
     fn drop(&mut self) {
         let cancelled = {
             let mut pending = pending();
-            // Closing any descriptor of a queue ends the process's
-            // notification request on it (mqueue_flush_file): forget the
-            // callback in the same step, so the registry matches the kernel.
+            // Closing any descriptor of a queue ends the process's request
+            // on it (the kernel's mqueue_flush_file): settle the callback in
+            // the same step, so that the registry matches the kernel.
+            let cancelled = self.end_request(&mut pending);
             // SAFETY: the descriptor came from a successful mq_open and, as
             // we own it exclusively here, no other thread can be using it.
             unsafe { libc::mq_close(self.mqd) };
-            take_for_queue(&mut pending, self.identity)
+            cancelled
         };
         drop(cancelled);
     }
@@ -337,8 +362,8 @@ struct Pending {
     callback: Callback,
 }
 
-/// Callbacks by id. The kernel holds one request per queue, so this holds
-/// at most one entry per queue; a handful of entries in all, hence a Vec.
+/// Callbacks by id: per queue, the one the kernel may hold a request for,
+/// and any used up but not yet dispatched. A handful in all, hence a Vec.
 static PENDING: Mutex<Vec<Pending>> = Mutex::new(Vec::new());
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
 
@@ -348,8 +373,16 @@ fn pending() -> MutexGuard<'static, Vec<Pending>> {
     PENDING.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn take_for_queue(pending: &mut Vec<Pending>, queue: QueueIdentity) -> Option<Callback> {
-    let index = pending.iter().position(|p| p.queue == queue)?;
+fn has_callback(pending: &[Pending], queue: QueueIdentity) -> bool {
+    pending.iter().any(|p| p.queue == queue)
+}
+
+/// Takes the queue's newest callback, the only one the kernel may still
+/// hold a request for; older ones were used up and await the dispatcher.
+fn take_latest(pending: &mut Vec<Pending>, queue: QueueIdentity) -> Option<Callback> {
+    let index = (0..pending.len())
+        .filter(|&i| pending[i].queue == queue)
+        .max_by_key(|&i| pending[i].id)?;
     Some(pending.swap_remove(index).callback)
 }
 
@@ -405,6 +438,13 @@ const _: () = {
 };
 
 impl NotifyEvent {
+    fn none() -> Self {
+        Self {
+            notify: libc::SIGEV_NONE,
+            ..Self::signal(0)
+        }
+    }
+
     fn signal(signal: libc::c_int) -> Self {
         Self {
             value: libc::sigval {
