@@ -1,8 +1,750 @@
-//! `namedipc.MessageQueue`: posix_ipc 1.3's MessageQueue, without its crashes.
+//! `namedipc.MessageQueue`: posix_ipc 1.3's MessageQueue, without its
+//! crashes: any bad message raises, a pending callback notification keeps
+//! what it needs alive, and a received message holds only its own bytes.
 
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use namedipc::flags::{O_CREAT, O_EXCL, O_NONBLOCK};
+use namedipc::mqueue::{self, Limits, MessageQueue, PRIORITY_MAX};
+use namedipc::{Error, Existence};
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyInt, PyMemoryView, PySlice, PyString, PyTuple, PyType};
+
+use crate::args::{self, Negative, Timeout};
+use crate::errors::{self, to_py_err, Class};
+use crate::semaphore::{instance_dict, qualified_name, RANDOM_PREFIX};
+
+const WHAT: &str = "message queue";
+
+/// A wait with a deadline sleeps at most this long at a time, then checks,
+/// with the interpreter attached, for a close() or a signal that arrived
+/// just before the sleep (as `handle.rs` does for semaphores).
+const WAIT_SLICE: Duration = Duration::from_millis(20);
+
+/// The system's defaults for new queues, read once when the module loads
+/// (posix_ipc bakes in the values of the machine it was built on).
+static DEFAULTS: OnceLock<Limits> = OnceLock::new();
+
+fn defaults() -> &'static Limits {
+    DEFAULTS.get_or_init(mqueue::system_limits)
+}
+
+/// What `__init__` settled, kept after `close()` for `name`, `repr` and the like.
+struct Opened {
+    name: String,
+    mode: u32,
+    read: bool,
+    write: bool,
+    max_messages: usize,
+    max_message_size: usize,
+}
+
+#[pyclass(module = "namedipc", name = "MessageQueue", frozen, subclass, weakref)]
+pub(crate) struct PyMessageQueue {
+    opened: OnceLock<Opened>,
+    /// `None` once closed. Each call works on its own clone, so `close()`
+    /// closes the descriptor only when the last call using it has returned:
+    /// a descriptor number is never reused under a thread still waiting on it.
+    queue: Mutex<Option<Arc<MessageQueue>>>,
+    /// A max_message_size buffer reused by receives; the bytes returned are
+    /// copied out at their exact length.
+    scratch: Mutex<Vec<u8>>,
+}
+
+/// Locks a mutex that guards plain data (a panic cannot leave it half-updated).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Which way a message moves, for messages about a full or empty queue.
+#[derive(Clone, Copy)]
+enum Direction {
+    Send,
+    Receive,
+}
+
+/// Why a send or receive gave up.
+#[derive(Clone, Copy)]
+enum GaveUp {
+    /// timeout=0.
+    NoWait,
+    /// The timeout ran out.
+    TimedOut(Duration),
+    /// The handle does not block (block is False).
+    NonBlocking,
+}
+
+/// One attempt of a send or receive.
+#[derive(Clone, Copy)]
+enum Attempt {
+    /// Without waiting (with the interpreter attached).
+    Now,
+    /// Waiting at most this long (`None`: no limit), detached.
+    Wait(Option<Duration>),
+}
+
+#[allow(clippy::too_many_arguments)] // posix_ipc's constructor
+impl PyMessageQueue {
+    fn open(
+        &self,
+        name: Option<String>,
+        flags: i64,
+        mode: u32,
+        max_messages: usize,
+        max_message_size: usize,
+        read: bool,
+        write: bool,
+    ) -> PyResult<()> {
+        if self.opened.get().is_some() {
+            // Checked before opening too, so that a second __init__ never creates a queue.
+            return Err(already_initialised());
+        }
+        let create = flags & i64::from(O_CREAT) != 0;
+        let exclusive = flags & i64::from(O_EXCL) != 0;
+        if exclusive && !create {
+            return Err(PyValueError::new_err(
+                "O_EXCL must be combined with O_CREAT; flags=O_CREX creates a new message queue",
+            ));
+        }
+        if !read && !write {
+            return Err(PyValueError::new_err(
+                "at least one of read or write must be True",
+            ));
+        }
+        let options = MessageQueue::options()
+            .mode(mode)
+            .max_messages(max_messages)
+            .max_message_size(max_message_size)
+            .read(read)
+            .write(write)
+            .blocking(flags & i64::from(O_NONBLOCK) == 0);
+        let queue = match name {
+            None if exclusive => options.create_random(RANDOM_PREFIX),
+            None => return Err(PyValueError::new_err(
+                "name can be None only with flags=O_CREX (a new message queue under a random name)",
+            )),
+            Some(name) => {
+                let existence = match (create, exclusive) {
+                    (true, true) => Existence::RaiseIfExists,
+                    (true, false) => Existence::LinkOrCreate,
+                    (false, _) => Existence::RaiseIfNotExists,
+                };
+                options.existence(existence).open(&name)
+            }
+        }
+        .map_err(to_py_err)?;
+        let opened = Opened {
+            name: queue.name().to_owned(),
+            mode,
+            read,
+            write,
+            max_messages: queue.max_messages(),
+            max_message_size: queue.max_message_size(),
+        };
+        self.opened.set(opened).map_err(|_| already_initialised())?;
+        *lock(&self.queue) = Some(Arc::new(queue));
+        Ok(())
+    }
+
+    fn opened(&self) -> PyResult<&Opened> {
+        self.opened.get().ok_or_else(|| errors::uninitialised(WHAT))
+    }
+
+    /// The open queue, or ExistentialError after `close()`.
+    fn queue(&self, py: Python<'_>) -> PyResult<Arc<MessageQueue>> {
+        let opened = self.opened()?;
+        lock(&self.queue)
+            .clone()
+            .ok_or_else(|| errors::closed(py, WHAT, &opened.name))
+    }
+
+    fn is_open(&self) -> bool {
+        lock(&self.queue).is_some()
+    }
+
+    /// The open queue, if this handle may `direction` on it.
+    fn queue_for(&self, py: Python<'_>, direction: Direction) -> PyResult<Arc<MessageQueue>> {
+        let queue = self.queue(py)?;
+        let opened = self.opened()?;
+        let (allowed, flag, verb) = match direction {
+            Direction::Send => (opened.write, "write", "send"),
+            Direction::Receive => (opened.read, "read", "receive"),
+        };
+        if allowed {
+            Ok(queue)
+        } else {
+            Err(errors::new_error(
+                py,
+                Class::Permissions,
+                format!(
+                    "message queue '{}' was opened with {flag}=False; open it with {flag}=True to {verb}",
+                    opened.name
+                ),
+                None,
+            ))
+        }
+    }
+
+    /// Runs `attempt` until it moves a message: at once if it can, else
+    /// waiting as `timeout` says, detached from the interpreter.
+    fn transfer<T: Send>(
+        &self,
+        py: Python<'_>,
+        timeout: Timeout,
+        direction: Direction,
+        mut attempt: impl FnMut(Attempt) -> namedipc::Result<Option<T>> + Send,
+    ) -> PyResult<T> {
+        let name = &self.opened()?.name;
+        if let Some(done) = attempt(Attempt::Now).map_err(to_py_err)? {
+            return Ok(done);
+        }
+        let (limit, timeout) = match timeout {
+            Timeout::NoWait => return Err(busy(py, name, direction, GaveUp::NoWait)),
+            Timeout::For(d) => (Instant::now().checked_add(d), d),
+            Timeout::Forever => (None, Duration::MAX),
+        };
+        loop {
+            // No deadline (or one beyond what the clock holds): sleep in one piece.
+            let slice =
+                limit.map(|at| at.saturating_duration_since(Instant::now()).min(WAIT_SLICE));
+            match py.detach(|| attempt(Attempt::Wait(slice))) {
+                Ok(Some(done)) => return Ok(done),
+                Ok(None) => {}
+                Err(Error::Interrupted { .. }) => {
+                    py.check_signals()?;
+                    return Err(errors::interrupted(py, WHAT, name));
+                }
+                Err(Error::Busy { .. }) => {
+                    return Err(busy(py, name, direction, GaveUp::NonBlocking))
+                }
+                Err(e) => return Err(to_py_err(e)),
+            }
+            py.check_signals()?;
+            if !self.is_open() {
+                return Err(errors::closed_while_waiting(py, WHAT, name));
+            }
+            if limit.is_some_and(|at| Instant::now() >= at) {
+                return Err(busy(py, name, direction, GaveUp::TimedOut(timeout)));
+            }
+        }
+    }
+
+    /// Receives one message into the reusable buffer and hands it to `deliver`.
+    fn receive_with<R>(
+        &self,
+        py: Python<'_>,
+        timeout: Option<&Bound<'_, PyAny>>,
+        deliver: impl FnOnce(&[u8], u32) -> PyResult<R>,
+    ) -> PyResult<R> {
+        let timeout = args::timeout(timeout, Negative::Reject)?;
+        let queue = self.queue_for(py, Direction::Receive)?;
+        let mut buf = std::mem::take(&mut *lock(&self.scratch));
+        if buf.len() < queue.max_message_size() {
+            // The first receive, or another thread is using the cached buffer.
+            buf = queue.new_buffer();
+        }
+        let received = self.transfer(py, timeout, Direction::Receive, |attempt| match attempt {
+            Attempt::Now => queue.try_receive(&mut buf),
+            Attempt::Wait(limit) => queue.receive_interruptible(&mut buf, limit),
+        });
+        let result = received.and_then(|got| deliver(&buf[..got.len], got.priority));
+        let mut scratch = lock(&self.scratch);
+        if scratch.is_empty() && self.is_open() {
+            *scratch = buf;
+        }
+        result
+    }
+}
+
+#[pymethods]
+impl PyMessageQueue {
+    #[new]
+    #[pyo3(
+        signature = (*_args, **_kwargs),
+        text_signature = "(name, flags=0, mode=0o600, max_messages=namedipc._namedipc.QUEUE_MESSAGES_MAX_DEFAULT, max_message_size=namedipc._namedipc.QUEUE_MESSAGE_SIZE_MAX_DEFAULT, read=True, write=True)"
+    )]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+        Self {
+            opened: OnceLock::new(),
+            queue: Mutex::new(None),
+            scratch: Mutex::new(Vec::new()),
+        }
+    }
+
+    #[pyo3(signature = (
+        name, flags = None, mode = None, max_messages = None, max_message_size = None,
+        read = None, write = None
+    ))]
+    #[allow(clippy::too_many_arguments)] // posix_ipc's constructor
+    fn __init__(
+        &self,
+        name: &Bound<'_, PyAny>,
+        flags: Option<&Bound<'_, PyAny>>,
+        mode: Option<&Bound<'_, PyAny>>,
+        max_messages: Option<&Bound<'_, PyAny>>,
+        max_message_size: Option<&Bound<'_, PyAny>>,
+        read: Option<&Bound<'_, PyAny>>,
+        write: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let name = if name.is_none() {
+            None
+        } else {
+            Some(args::name(name)?)
+        };
+        let limit = i64::from(i32::MAX);
+        let flags = args::int_or(flags, 0, "flags", 0, limit)?;
+        let mode = args::int_or(mode, 0o600, "mode", 0, 0o7777)?;
+        let defaults = defaults();
+        let max_messages = args::int_or(
+            max_messages,
+            i64::try_from(defaults.default_max_messages).unwrap_or(limit),
+            "max_messages",
+            1,
+            limit,
+        )?;
+        let max_message_size = args::int_or(
+            max_message_size,
+            i64::try_from(defaults.default_max_message_size).unwrap_or(limit),
+            "max_message_size",
+            1,
+            limit,
+        )?;
+        let read = read.map_or(Ok(true), |r| r.is_truthy())?;
+        let write = write.map_or(Ok(true), |w| w.is_truthy())?;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // ranges checked above
+        self.open(
+            name,
+            flags,
+            mode as u32,
+            max_messages as usize,
+            max_message_size as usize,
+            read,
+            write,
+        )
+    }
+
+    /// Sends a message (bytes, a str as UTF-8, or any bytes-like object)
+    /// with a priority from 0 to QUEUE_PRIORITY_MAX; higher priorities are
+    /// received first. timeout None waits for room as long as it takes, 0
+    /// never waits, > 0 waits at most that many seconds; BusyError when the
+    /// queue stays full.
+    #[pyo3(signature = (message, timeout = None, priority = None))]
+    fn send(
+        &self,
+        py: Python<'_>,
+        message: &Bound<'_, PyAny>,
+        timeout: Option<&Bound<'_, PyAny>>,
+        priority: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let converted;
+        let bytes: &[u8] = if let Ok(b) = message.cast::<PyBytes>() {
+            b.as_bytes()
+        } else if let Ok(s) = message.cast::<PyString>() {
+            s.to_str()?.as_bytes()
+        } else {
+            converted = bytes_like(message)?;
+            converted.as_bytes()
+        };
+        let timeout = args::timeout(timeout, Negative::Reject)?;
+        let priority = args::int_or(priority, 0, "priority", 0, i64::from(PRIORITY_MAX))?;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // range checked above
+        let priority = priority as u32;
+        let queue = self.queue_for(py, Direction::Send)?;
+        self.transfer(py, timeout, Direction::Send, |attempt| {
+            let sent = match attempt {
+                Attempt::Now => queue.try_send(bytes, priority),
+                Attempt::Wait(limit) => queue.send_interruptible(bytes, priority, limit),
+            };
+            sent.map(|sent| sent.then_some(()))
+        })
+    }
+
+    /// Receives the oldest message of the highest priority as (bytes,
+    /// priority). timeout as for send(); BusyError when the queue stays empty.
+    #[pyo3(signature = (timeout = None))]
+    fn receive<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<(Bound<'py, PyBytes>, u32)> {
+        self.receive_with(py, timeout, |message, priority| {
+            Ok((PyBytes::new(py, message), priority))
+        })
+    }
+
+    /// Receives a message into `buffer` (a writable bytes-like object of at
+    /// least max_message_size bytes, e.g. a bytearray) and returns (nbytes,
+    /// priority): the message is buffer[:nbytes]. timeout as for receive().
+    #[pyo3(signature = (buffer, timeout = None))]
+    fn receive_into(
+        &self,
+        py: Python<'_>,
+        buffer: &Bound<'_, PyAny>,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<(usize, u32)> {
+        let opened = self.opened()?;
+        // Checked before a message is taken from the queue, so that a buffer
+        // that cannot hold it never costs one.
+        let view = writable_view(buffer, opened.max_message_size, &opened.name)?;
+        self.receive_with(py, timeout, |message, priority| {
+            let stop = isize::try_from(message.len()).unwrap_or(isize::MAX);
+            let part = view.get_item(PySlice::new(py, 0, stop, 1))?;
+            PyBuffer::<u8>::get(&part)?.copy_from_slice(py, message)?;
+            Ok((message.len(), priority))
+        })
+    }
+
+    /// Asks for notification when a message arrives in the empty queue:
+    /// None cancels, an int is a signal number to send to this process, a
+    /// (callable, param) tuple calls callable(param) in a new thread. A
+    /// request fires once; the kernel keeps one per queue.
+    #[pyo3(signature = (notification = None))]
+    fn request_notification(
+        &self,
+        py: Python<'_>,
+        notification: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let queue = self.queue(py)?;
+        let name = queue.name();
+        let Some(notification) = notification.filter(|n| !n.is_none()) else {
+            queue.cancel_notification();
+            return Ok(());
+        };
+        let requested = if notification.is_instance_of::<PyInt>() {
+            let max = *mqueue::user_signals().end();
+            let signal = args::int_in_range(notification, "a notification signal", 1, max.into())?;
+            #[allow(clippy::cast_possible_truncation)] // range checked above
+            queue.notify_by_signal(signal as i32)
+        } else {
+            let (callable, param) = callback_and_param(notification)?;
+            let keep = Arc::clone(&queue);
+            queue.notify_by_thread(move || run_callback(callable, param, keep))
+        };
+        requested.map_err(|e| match e {
+            Error::Busy { .. } => errors::new_error(
+                py,
+                Class::Busy,
+                format!(
+                    "message queue '{name}' already notifies another process; the OS keeps one notification request per queue"
+                ),
+                None,
+            ),
+            e => to_py_err(e),
+        })
+    }
+
+    /// Closes this handle; the queue itself lives on until unlinked. Ends
+    /// this process's notification request on the queue, as closing any
+    /// descriptor of it does.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let opened = self.opened()?;
+        let Some(queue) = lock(&self.queue).take() else {
+            return Err(errors::closed(py, WHAT, &opened.name));
+        };
+        // A pending callback holds the queue open: cancel it first, so that
+        // the descriptor closes now (or when the last waiter returns).
+        queue.cancel_notification();
+        drop(queue);
+        *lock(&self.scratch) = Vec::new();
+        Ok(())
+    }
+
+    /// Removes the queue's name; handles already open keep working.
+    fn unlink(&self) -> PyResult<()> {
+        mqueue::unlink(&self.opened()?.name).map_err(to_py_err)
+    }
+
+    /// The queue descriptor, for select/poll; -1 once closed (as posix_ipc).
+    fn fileno(&self) -> PyResult<i32> {
+        self.mqd()
+    }
+
+    #[getter]
+    fn mqd(&self) -> PyResult<i32> {
+        self.opened()?;
+        Ok(lock(&self.queue).as_ref().map_or(-1, |q| {
+            use std::os::fd::AsRawFd;
+            q.as_raw_fd()
+        }))
+    }
+
+    #[getter]
+    fn name(&self) -> PyResult<&str> {
+        Ok(&self.opened()?.name)
+    }
+
+    #[getter]
+    fn mode(&self) -> PyResult<u32> {
+        Ok(self.opened()?.mode)
+    }
+
+    #[getter]
+    fn max_messages(&self) -> PyResult<usize> {
+        Ok(self.opened()?.max_messages)
+    }
+
+    #[getter]
+    fn max_message_size(&self) -> PyResult<usize> {
+        Ok(self.opened()?.max_message_size)
+    }
+
+    #[getter]
+    fn current_messages(&self, py: Python<'_>) -> PyResult<usize> {
+        self.queue(py)?.current_messages().map_err(to_py_err)
+    }
+
+    /// Whether send() and receive() may wait (False: they raise BusyError
+    /// at once instead).
+    #[getter]
+    fn get_block(&self, py: Python<'_>) -> PyResult<bool> {
+        self.queue(py)?.is_blocking().map_err(to_py_err)
+    }
+
+    #[setter]
+    fn set_block(&self, py: Python<'_>, block: &Bound<'_, PyAny>) -> PyResult<()> {
+        let block = block.is_truthy()?;
+        self.queue(py)?.set_blocking(block).map_err(to_py_err)
+    }
+
+    fn __str__(&self) -> PyResult<&str> {
+        self.name()
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let opened = slf.get().opened()?;
+        let python_bool = |b: bool| if b { "True" } else { "False" };
+        Ok(format!(
+            "{}({:?}, mode={:04o}, max_message_size={}, max_messages={}, read={}, write={})",
+            qualified_name(&slf.get_type())?,
+            opened.name,
+            opened.mode,
+            opened.max_message_size,
+            opened.max_messages,
+            python_bool(opened.read),
+            python_bool(opened.write),
+        ))
+    }
+
+    /// Pickles by name: unpickling opens the same queue, with the same
+    /// read/write access.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let py = slf.py();
+        let opened = slf.get().opened()?;
+        let reopen = py
+            .import("namedipc._namedipc")?
+            .getattr("_reopen_message_queue")?;
+        let state = instance_dict(slf.as_any())?;
+        (
+            reopen,
+            (
+                slf.get_type(),
+                opened.name.as_str(),
+                opened.read,
+                opened.write,
+            ),
+            state,
+        )
+            .into_pyobject(py)
+    }
+}
+
+/// Unpickling helper: a `cls` instance opened on the existing queue `name`,
+/// without calling a subclass's `__init__` (whose signature may differ).
+#[pyfunction]
+pub(crate) fn _reopen_message_queue<'py>(
+    cls: &Bound<'py, PyType>,
+    name: String,
+    read: bool,
+    write: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let obj = cls.call_method1("__new__", (cls,))?;
+    let defaults = defaults();
+    obj.cast::<PyMessageQueue>()?.get().open(
+        Some(name),
+        0,
+        0o600,
+        defaults.default_max_messages,
+        defaults.default_max_message_size,
+        read,
+        write,
+    )?;
+    Ok(obj)
+}
+
+/// Removes the message queue `name`; ExistentialError if there is none.
+#[pyfunction]
+fn unlink_message_queue(name: &Bound<'_, PyAny>) -> PyResult<()> {
+    mqueue::unlink(&args::name(name)?).map_err(to_py_err)
+}
+
+/// The bytes of a bytes-like object other than bytes itself.
+fn bytes_like<'py>(message: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    let view = PyMemoryView::from(message).map_err(|e| {
+        if e.is_instance_of::<PyTypeError>(message.py()) {
+            PyTypeError::new_err(format!(
+                "message must be bytes, a str (sent as UTF-8) or another bytes-like object such as a bytearray or memoryview, not {}",
+                type_name(message)
+            ))
+        } else {
+            e
+        }
+    })?;
+    // tobytes() copies any layout, contiguous or not, in C order.
+    Ok(view.call_method0("tobytes")?.cast_into::<PyBytes>()?)
+}
+
+/// `buffer` as a flat, writable memoryview of bytes, at least `needed` long.
+fn writable_view<'py>(
+    buffer: &Bound<'py, PyAny>,
+    needed: usize,
+    name: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let allowed =
+        "buffer must be a writable bytes-like object such as a bytearray or a memoryview of one";
+    let view = PyMemoryView::from(buffer).map_err(|e| {
+        if e.is_instance_of::<PyTypeError>(buffer.py()) {
+            PyTypeError::new_err(format!("{allowed}, not {}", type_name(buffer)))
+        } else {
+            e
+        }
+    })?;
+    if view.getattr("readonly")?.is_truthy()? {
+        return Err(PyTypeError::new_err(format!(
+            "{allowed}; this {} is read-only",
+            type_name(buffer)
+        )));
+    }
+    if !view.getattr("c_contiguous")?.is_truthy()? {
+        return Err(PyValueError::new_err(format!(
+            "{allowed}, contiguous in memory; this {} is not",
+            type_name(buffer)
+        )));
+    }
+    let nbytes: usize = view.getattr("nbytes")?.extract()?;
+    if nbytes < needed {
+        return Err(PyValueError::new_err(format!(
+            "a buffer of {nbytes} bytes is too small for message queue '{name}': receive_into needs at least max_message_size ({needed}) bytes"
+        )));
+    }
+    let flat = view.getattr("format")?.extract::<String>()? == "B"
+        && view.getattr("ndim")?.extract::<usize>()? == 1;
+    if flat {
+        Ok(view.into_any())
+    } else {
+        view.call_method1("cast", ("B",))
+    }
+}
+
+/// The parts of a (callable, param) notification.
+fn callback_and_param(notification: &Bound<'_, PyAny>) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+    let allowed = || {
+        PyValueError::new_err(format!(
+            "notification must be None (cancel), a signal number, or a (callable, param) tuple, not {}",
+            notification
+                .repr()
+                .map_or_else(|_| type_name(notification), |r| r.to_string())
+        ))
+    };
+    let tuple = notification.cast::<PyTuple>().map_err(|_| allowed())?;
+    if tuple.len() != 2 {
+        return Err(allowed());
+    }
+    let callable = tuple.get_item(0)?;
+    if !callable.is_callable() {
+        return Err(allowed());
+    }
+    Ok((callable.unbind(), tuple.get_item(1)?.unbind()))
+}
+
+/// What a thread notification runs, in the thread the OS started for it.
+/// `queue` keeps the handle, and so the kernel's request, alive until now,
+/// even if the Python object was deleted.
+fn run_callback(callable: Py<PyAny>, param: Py<PyAny>, queue: Arc<MessageQueue>) {
+    // During interpreter shutdown nothing can run; the references are then
+    // released whenever Python next runs, if ever.
+    Python::try_attach(move |py| {
+        if let Err(err) = callable.call1(py, (param,)) {
+            report_callback_error(py, err, callable.bind(py));
+        }
+        // Released while attached, where dropping a reference is immediate.
+        drop(callable);
+        drop(queue);
+    });
+}
+
+/// Reports an exception that a notification callback raised, as an
+/// exception in a thread: through `threading.excepthook`, or, should that
+/// fail, `sys.unraisablehook`.
+fn report_callback_error(py: Python<'_>, err: PyErr, callable: &Bound<'_, PyAny>) {
+    let hook = || -> PyResult<()> {
+        let threading = py.import("threading")?;
+        let hook_args = threading.getattr("ExceptHookArgs")?.call1(((
+            err.get_type(py),
+            err.value(py),
+            err.traceback(py),
+            py.None(),
+        ),))?;
+        threading.getattr("excepthook")?.call1((hook_args,))?;
+        Ok(())
+    };
+    if let Err(hook_err) = hook() {
+        err.write_unraisable(py, Some(callable));
+        hook_err.write_unraisable(py, None);
+    }
+}
+
+fn already_initialised() -> PyErr {
+    PyTypeError::new_err(
+        "this message queue handle is already initialised; create a new object instead of calling __init__ again",
+    )
+}
+
+/// The error for a send to a full queue or a receive from an empty one.
+fn busy(py: Python<'_>, name: &str, direction: Direction, why: GaveUp) -> PyErr {
+    let state = match direction {
+        Direction::Send => "full",
+        Direction::Receive => "empty",
+    };
+    let detail = match why {
+        GaveUp::NoWait => "and timeout=0 does not wait".to_owned(),
+        GaveUp::TimedOut(timeout) => format!(
+            "and stayed {state} for the whole timeout ({:.3} s)",
+            timeout.as_secs_f64()
+        ),
+        GaveUp::NonBlocking => "and this handle does not wait (block is False)".to_owned(),
+    };
+    errors::new_error(
+        py,
+        Class::Busy,
+        format!("message queue '{name}' is {state} {detail}"),
+        None,
+    )
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map_or_else(|_| "?".to_owned(), |n| n.to_string())
+}
 
 /// Adds the message queue classes, functions and constants to the module.
-pub(crate) fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let defaults = defaults();
+    let signals = mqueue::user_signals();
+    m.add_class::<PyMessageQueue>()?;
+    m.add_function(wrap_pyfunction!(unlink_message_queue, m)?)?;
+    m.add_function(wrap_pyfunction!(_reopen_message_queue, m)?)?;
+    m.add("MESSAGE_QUEUES_SUPPORTED", true)?;
+    m.add("QUEUE_MESSAGES_MAX_DEFAULT", defaults.default_max_messages)?;
+    m.add(
+        "QUEUE_MESSAGE_SIZE_MAX_DEFAULT",
+        defaults.default_max_message_size,
+    )?;
+    m.add("QUEUE_PRIORITY_MAX", PRIORITY_MAX)?;
+    m.add("USER_SIGNAL_MIN", *signals.start())?;
+    m.add("USER_SIGNAL_MAX", *signals.end())?;
     Ok(())
 }

@@ -1,0 +1,595 @@
+//! Integration tests of message queues through the public API only, on real
+//! kernel objects. Every name is unique (pid + random) and is removed by a
+//! guard when the test ends, pass or fail.
+
+use std::fs;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use namedipc::mqueue::{system_limits, unlink, MessageQueue, MessageQueueOptions, PRIORITY_MAX};
+use namedipc::{Error, Existence};
+
+/// Upper bound for every wait that only a bug could make long.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A unique queue name, removed when the guard drops, even if the test panics.
+struct Name {
+    name: String,
+    extra: Vec<String>,
+}
+
+impl Name {
+    fn new(label: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        Self {
+            name: format!(
+                "/namedipc-rtest-mq-{}-{:016x}-{label}-{n}",
+                std::process::id(),
+                random_u64()
+            ),
+            extra: Vec::new(),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        &self.name
+    }
+
+    fn track(&mut self, name: &str) {
+        self.extra.push(name.to_owned());
+    }
+}
+
+impl Drop for Name {
+    fn drop(&mut self) {
+        for name in std::iter::once(&self.name).chain(&self.extra) {
+            let _ = unlink(name);
+        }
+    }
+}
+
+fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("read /dev/urandom");
+    u64::from_ne_bytes(bytes)
+}
+
+fn opts(existence: Existence) -> MessageQueueOptions {
+    MessageQueue::options().existence(existence)
+}
+
+/// Receives one message at once, as (bytes, priority).
+fn take(queue: &MessageQueue) -> (Vec<u8>, u32) {
+    let mut buf = queue.new_buffer();
+    let got = queue
+        .try_receive(&mut buf)
+        .expect("receive")
+        .expect("a message is waiting");
+    (buf[..got.len].to_vec(), got.priority)
+}
+
+/// Sends a value over a channel when dropped: tells a test when a
+/// notification callback has been released, run or not.
+struct DropSignal(mpsc::Sender<&'static str>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        let _ = self.0.send("dropped");
+    }
+}
+
+// ---------------------------------------------------------------- existence
+
+#[test]
+fn existence_modes() {
+    let name = Name::new("existence");
+    assert!(matches!(
+        MessageQueue::open(name.as_str()),
+        Err(Error::NotFound { .. })
+    ));
+    let first = MessageQueue::create(name.as_str()).unwrap();
+    assert!(matches!(
+        MessageQueue::create(name.as_str()),
+        Err(Error::AlreadyExists { .. })
+    ));
+    first.send(b"kept", 0).unwrap();
+    let linked = opts(Existence::LinkOrCreate).open(name.as_str()).unwrap();
+    assert_eq!(linked.current_messages().unwrap(), 1);
+    // A fresh queue under the same name: the old message is not in it.
+    let fresh = opts(Existence::UnlinkAndCreate)
+        .open(name.as_str())
+        .unwrap();
+    assert_eq!(fresh.current_messages().unwrap(), 0);
+    assert_eq!(first.current_messages().unwrap(), 1);
+}
+
+#[test]
+fn names_without_a_leading_slash_mean_the_same_queue() {
+    let name = Name::new("slash");
+    let queue = MessageQueue::create(name.as_str()).unwrap();
+    let plain = MessageQueue::open(name.as_str().trim_start_matches('/')).unwrap();
+    assert_eq!(plain.name(), name.as_str().trim_start_matches('/'));
+    plain.send(b"x", 0).unwrap();
+    assert_eq!(queue.current_messages().unwrap(), 1);
+}
+
+#[test]
+fn invalid_names_are_rejected_with_the_rule() {
+    for bad in ["", "/", "/a/b", "/a\0b", &format!("/{}", "x".repeat(256))] {
+        let err = MessageQueue::create(bad).unwrap_err();
+        assert!(matches!(err, Error::InvalidName { .. }), "{bad:?}: {err}");
+        assert!(
+            err.to_string().contains("followed by 1 to 255 bytes"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn random_names_are_fresh() {
+    let mut name = Name::new("random");
+    let a = MessageQueue::options()
+        .create_random("/namedipc-rtest-mq-")
+        .unwrap();
+    name.track(a.name());
+    let b = MessageQueue::options()
+        .create_random("/namedipc-rtest-mq-")
+        .unwrap();
+    name.track(b.name());
+    assert_ne!(a.name(), b.name());
+    assert!(MessageQueue::open(a.name()).is_ok());
+}
+
+#[test]
+fn unlink_removes_the_name_but_not_the_queue() {
+    let name = Name::new("unlink");
+    let queue = MessageQueue::create(name.as_str()).unwrap();
+    queue.unlink().unwrap();
+    assert!(matches!(queue.unlink(), Err(Error::NotFound { .. })));
+    assert!(matches!(unlink(name.as_str()), Err(Error::NotFound { .. })));
+    queue.send(b"still here", 3).unwrap();
+    assert_eq!(take(&queue), (b"still here".to_vec(), 3));
+}
+
+// ---------------------------------------------------------------- messages
+
+#[test]
+fn highest_priority_first_and_fifo_within_a_priority() {
+    let name = Name::new("order");
+    let queue = MessageQueue::create(name.as_str()).unwrap();
+    let sent: [(&[u8], u32); 6] = [
+        (b"low-1", 1),
+        (b"high-1", 7),
+        (b"zero", 0),
+        (b"low-2", 1),
+        (b"high-2", 7),
+        (b"top", PRIORITY_MAX),
+    ];
+    for (message, priority) in sent {
+        queue.send(message, priority).unwrap();
+    }
+    let order: Vec<(Vec<u8>, u32)> = (0..sent.len()).map(|_| take(&queue)).collect();
+    let expected: Vec<(Vec<u8>, u32)> = [
+        (&b"top"[..], PRIORITY_MAX),
+        (b"high-1", 7),
+        (b"high-2", 7),
+        (b"low-1", 1),
+        (b"low-2", 1),
+        (b"zero", 0),
+    ]
+    .iter()
+    .map(|(m, p)| (m.to_vec(), *p))
+    .collect();
+    assert_eq!(order, expected);
+}
+
+#[test]
+fn empty_and_binary_messages_round_trip() {
+    let name = Name::new("binary");
+    let queue = MessageQueue::options()
+        .max_message_size(16)
+        .open(name.as_str())
+        .unwrap();
+    queue.send(b"", 0).unwrap();
+    queue.send(b"\0a\0\xff\0", 0).unwrap();
+    queue.send(&[7u8; 16], 0).unwrap();
+    assert_eq!(take(&queue), (Vec::new(), 0));
+    assert_eq!(take(&queue), (b"\0a\0\xff\0".to_vec(), 0));
+    assert_eq!(take(&queue), (vec![7u8; 16], 0));
+}
+
+#[test]
+fn limits_are_enforced_with_messages_that_say_what_is_allowed() {
+    let name = Name::new("limits");
+    let queue = MessageQueue::options()
+        .max_messages(2)
+        .max_message_size(8)
+        .open(name.as_str())
+        .unwrap();
+    assert_eq!((queue.max_messages(), queue.max_message_size()), (2, 8));
+
+    let err = queue.send(&[0; 9], 0).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidArgument(m) if m.contains("9 bytes is too long") && m.contains("max_message_size is 8")),
+        "{err}"
+    );
+    let err = queue.send(b"x", PRIORITY_MAX + 1).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("priority must be between 0 and 32767, not 32768"),
+        "{err}"
+    );
+    let mut small = [0u8; 7];
+    let err = queue.receive(&mut small).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("at least max_message_size (8) bytes"),
+        "{err}"
+    );
+
+    assert!(queue.try_send(b"1", 0).unwrap());
+    assert!(queue.try_send(b"2", 0).unwrap());
+    assert!(!queue.try_send(b"3", 0).unwrap(), "the queue holds two");
+    assert_eq!(queue.current_messages().unwrap(), 2);
+}
+
+#[test]
+fn an_existing_queue_keeps_its_limits() {
+    let name = Name::new("keeps");
+    let _queue = MessageQueue::options()
+        .max_messages(3)
+        .max_message_size(50)
+        .open(name.as_str())
+        .unwrap();
+    let other = MessageQueue::options()
+        .max_messages(5)
+        .max_message_size(100)
+        .open(name.as_str())
+        .unwrap();
+    assert_eq!((other.max_messages(), other.max_message_size()), (3, 50));
+}
+
+#[test]
+fn impossible_limits_are_invalid_arguments() {
+    let name = Name::new("impossible");
+    for options in [
+        MessageQueue::options().max_messages(0),
+        MessageQueue::options().max_message_size(0),
+    ] {
+        let err = options.open(name.as_str()).unwrap_err();
+        assert!(err.to_string().contains("must be at least 1"), "{err}");
+    }
+    // Beyond even a privileged process's hard limit (65536 messages).
+    let err = MessageQueue::options()
+        .max_messages(1 << 20)
+        .open(name.as_str())
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidArgument(m) if m.contains("max_messages=1048576") && m.contains("msg_max")),
+        "{err}"
+    );
+    assert!(matches!(
+        MessageQueue::open(name.as_str()),
+        Err(Error::NotFound { .. })
+    ));
+}
+
+#[test]
+fn access_modes_are_enforced() {
+    let name = Name::new("access");
+    let queue = MessageQueue::create(name.as_str()).unwrap();
+    let reader = MessageQueue::options()
+        .write(false)
+        .open(name.as_str())
+        .unwrap();
+    let writer = MessageQueue::options()
+        .read(false)
+        .open(name.as_str())
+        .unwrap();
+    let err = reader.send(b"x", 0).unwrap_err();
+    assert!(err.to_string().contains("without write access"), "{err}");
+    writer.send(b"from writer", 0).unwrap();
+    let mut buf = writer.new_buffer();
+    let err = writer.try_receive(&mut buf).unwrap_err();
+    assert!(err.to_string().contains("without read access"), "{err}");
+    assert_eq!(take(&reader), (b"from writer".to_vec(), 0));
+    let err = MessageQueue::options()
+        .read(false)
+        .write(false)
+        .open(name.as_str())
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    drop(queue);
+}
+
+// ---------------------------------------------------------------- waiting
+
+#[test]
+fn timed_waits_are_never_shorter_than_asked() {
+    let name = Name::new("timeouts");
+    let queue = MessageQueue::options()
+        .max_messages(1)
+        .open(name.as_str())
+        .unwrap();
+    let mut buf = queue.new_buffer();
+    let started = Instant::now();
+    assert_eq!(
+        queue
+            .receive_timeout(&mut buf, Duration::from_millis(200))
+            .unwrap(),
+        None
+    );
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(200) && elapsed < WAIT,
+        "{elapsed:?}"
+    );
+
+    queue.send(b"fill", 0).unwrap();
+    let started = Instant::now();
+    assert!(!queue
+        .send_timeout(b"more", 0, Duration::from_millis(200))
+        .unwrap());
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(200) && elapsed < WAIT,
+        "{elapsed:?}"
+    );
+}
+
+#[test]
+fn a_blocked_receiver_wakes_when_a_message_arrives() {
+    let name = Name::new("wake");
+    let queue = Arc::new(MessageQueue::create(name.as_str()).unwrap());
+    let receiver = {
+        let queue = Arc::clone(&queue);
+        thread::spawn(move || {
+            let mut buf = queue.new_buffer();
+            let got = queue.receive_timeout(&mut buf, WAIT).unwrap();
+            got.map(|got| (buf[..got.len].to_vec(), got.priority))
+        })
+    };
+    let sender = MessageQueue::open(name.as_str()).unwrap();
+    sender.send(b"wake up", 5).unwrap();
+    assert_eq!(
+        receiver.join().unwrap(),
+        Some((b"wake up".to_vec(), 5)),
+        "the receiver timed out instead of taking the message"
+    );
+}
+
+#[test]
+fn a_blocked_sender_wakes_when_room_appears() {
+    let name = Name::new("room");
+    let queue = Arc::new(
+        MessageQueue::options()
+            .max_messages(1)
+            .open(name.as_str())
+            .unwrap(),
+    );
+    queue.send(b"first", 0).unwrap();
+    let sender = {
+        let queue = Arc::clone(&queue);
+        thread::spawn(move || queue.send_timeout(b"second", 0, WAIT).unwrap())
+    };
+    // Only a sender that got in after the first message left can make the
+    // queue non-empty again; the receive below waits for that.
+    assert_eq!(take(&queue), (b"first".to_vec(), 0));
+    let mut buf = queue.new_buffer();
+    let got = queue
+        .receive_timeout(&mut buf, WAIT)
+        .unwrap()
+        .expect("the blocked sender's message");
+    assert_eq!(&buf[..got.len], b"second");
+    assert!(sender.join().unwrap());
+}
+
+#[test]
+fn a_non_blocking_handle_never_waits() {
+    let name = Name::new("nonblocking");
+    let queue = MessageQueue::options()
+        .max_messages(1)
+        .blocking(false)
+        .open(name.as_str())
+        .unwrap();
+    assert!(!queue.is_blocking().unwrap());
+    let mut buf = queue.new_buffer();
+    let started = Instant::now();
+    assert!(matches!(queue.receive(&mut buf), Err(Error::Busy { .. })));
+    assert!(matches!(
+        queue.receive_interruptible(&mut buf, None),
+        Err(Error::Busy { .. })
+    ));
+    assert!(matches!(
+        queue.receive_timeout(&mut buf, WAIT),
+        Ok(None) | Err(Error::Busy { .. })
+    ));
+    queue.send(b"only", 0).unwrap();
+    assert!(matches!(queue.send(b"more", 0), Err(Error::Busy { .. })));
+    assert!(!queue.try_send(b"more", 0).unwrap());
+    assert!(started.elapsed() < WAIT / 2, "a non-blocking handle waited");
+
+    // Blocking is per handle: another handle on the same queue waits.
+    let other = MessageQueue::open(name.as_str()).unwrap();
+    assert!(other.is_blocking().unwrap());
+    queue.set_blocking(true).unwrap();
+    assert!(queue.is_blocking().unwrap());
+}
+
+// ---------------------------------------------------------------- notification
+
+#[test]
+fn a_thread_notification_runs_once_when_a_message_arrives() {
+    let name = Name::new("notify");
+    let queue = MessageQueue::create(name.as_str()).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let guard = DropSignal(tx.clone());
+    queue
+        .notify_by_thread(move || {
+            let _guard = guard;
+            tx.send("ran").unwrap();
+        })
+        .unwrap();
+    let sender = MessageQueue::open(name.as_str()).unwrap();
+    sender.send(b"hello", 0).unwrap();
+    assert_eq!(rx.recv_timeout(WAIT), Ok("ran"));
+    assert_eq!(rx.recv_timeout(WAIT), Ok("dropped"));
+    // One-shot: the request was used up, so a new one can be made.
+    queue.notify_by_thread(|| {}).unwrap();
+    queue.cancel_notification();
+}
+
+#[test]
+fn cancelling_replacing_or_closing_drops_the_callback_unrun() {
+    let name = Name::new("cancel");
+    let queue = MessageQueue::create(name.as_str()).unwrap();
+    let (tx, rx) = mpsc::channel::<&'static str>();
+
+    let register = |queue: &MessageQueue| {
+        let (guard, tx) = (DropSignal(tx.clone()), tx.clone());
+        queue
+            .notify_by_thread(move || {
+                let _guard = guard;
+                tx.send("ran").unwrap();
+            })
+            .unwrap();
+    };
+
+    register(&queue);
+    queue.cancel_notification();
+    assert_eq!(rx.try_recv(), Ok("dropped"));
+
+    register(&queue);
+    register(&queue); // replaces the first
+    assert_eq!(rx.try_recv(), Ok("dropped"));
+    queue.cancel_notification();
+    assert_eq!(rx.try_recv(), Ok("dropped"));
+
+    // Closing any handle on the queue in this process ends the request,
+    // as the kernel does.
+    register(&queue);
+    drop(MessageQueue::open(name.as_str()).unwrap());
+    assert_eq!(rx.try_recv(), Ok("dropped"));
+
+    register(&queue);
+    drop(queue);
+    assert_eq!(rx.try_recv(), Ok("dropped"));
+    // Nothing ran: a message now finds no request.
+    MessageQueue::open(name.as_str())
+        .unwrap()
+        .send(b"late", 0)
+        .unwrap();
+    assert_eq!(rx.try_recv(), Err(mpsc::TryRecvError::Empty));
+}
+
+#[test]
+fn a_callback_whose_message_arrived_runs_even_if_the_handle_closes_at_once() {
+    let name = Name::new("arrived");
+    let (tx, rx) = mpsc::channel();
+    let queue = MessageQueue::create(name.as_str()).unwrap();
+    let first = tx.clone();
+    queue
+        .notify_by_thread(move || first.send("first").unwrap())
+        .unwrap();
+    // Another handle sends and is closed at once, before the callback's
+    // thread can have started: the message already used the request up.
+    MessageQueue::open(name.as_str())
+        .unwrap()
+        .send(b"one", 0)
+        .unwrap();
+    assert_eq!(rx.recv_timeout(WAIT), Ok("first"));
+
+    let mut buf = queue.new_buffer();
+    queue.try_receive(&mut buf).unwrap().unwrap();
+    queue
+        .notify_by_thread(move || tx.send("second").unwrap())
+        .unwrap();
+    queue.send(b"two", 0).unwrap();
+    queue.cancel_notification();
+    drop(queue);
+    assert_eq!(rx.recv_timeout(WAIT), Ok("second"));
+}
+
+#[test]
+fn a_callback_may_ask_for_the_next_notification() {
+    let name = Name::new("rearm");
+    let queue = Arc::new(MessageQueue::create(name.as_str()).unwrap());
+    let (tx, rx) = mpsc::channel();
+
+    fn arm(queue: Arc<MessageQueue>, tx: mpsc::Sender<usize>, round: usize) {
+        let again = Arc::clone(&queue);
+        queue
+            .notify_by_thread(move || {
+                // Drain, then ask again: the usual notification loop.
+                let mut buf = again.new_buffer();
+                while again.try_receive(&mut buf).unwrap().is_some() {}
+                if round < 2 {
+                    arm(Arc::clone(&again), tx.clone(), round + 1);
+                }
+                tx.send(round).unwrap();
+            })
+            .unwrap();
+    }
+
+    arm(Arc::clone(&queue), tx, 0);
+    let sender = MessageQueue::open(name.as_str()).unwrap();
+    for round in 0..3 {
+        sender.send(b"tick", 0).unwrap();
+        assert_eq!(rx.recv_timeout(WAIT), Ok(round));
+    }
+    queue.cancel_notification();
+}
+
+#[test]
+fn bad_signal_numbers_are_invalid_arguments() {
+    let name = Name::new("signal");
+    let queue = MessageQueue::create(name.as_str()).unwrap();
+    let max = *namedipc::mqueue::user_signals().end();
+    for bad in [0, -1, max + 1] {
+        let err = queue.notify_by_signal(bad).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("between 1 and {max}, not {bad}")),
+            "{err}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- misc
+
+#[test]
+fn each_handle_is_its_own_descriptor() {
+    let name = Name::new("fd");
+    let a = MessageQueue::create(name.as_str()).unwrap();
+    let b = MessageQueue::open(name.as_str()).unwrap();
+    assert!(a.as_raw_fd() >= 0 && b.as_raw_fd() >= 0);
+    assert_ne!(a.as_raw_fd(), b.as_raw_fd());
+}
+
+#[test]
+fn system_limits_come_from_proc() {
+    let read = |file: &str| -> usize {
+        fs::read_to_string(format!("/proc/sys/fs/mqueue/{file}"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let limits = system_limits();
+    assert_eq!(limits.default_max_messages, read("msg_default"));
+    assert_eq!(limits.default_max_message_size, read("msgsize_default"));
+    assert_eq!(limits.max_messages, read("msg_max"));
+    assert_eq!(limits.max_message_size, read("msgsize_max"));
+    // A queue created without limits gets the defaults.
+    let name = Name::new("defaults");
+    let queue = MessageQueue::create(name.as_str()).unwrap();
+    assert_eq!(queue.max_messages(), limits.default_max_messages);
+    assert_eq!(queue.max_message_size(), limits.default_max_message_size);
+}
