@@ -1,8 +1,9 @@
-"""namedipc: named semaphores for processes that coordinate by name.
+"""namedipc: named semaphores, shared memory and message queues for
+processes that coordinate by name.
 
 Two faces over one Rust core:
 
-- ``Semaphore``, ``SharedMemory``, the ``unlink_*`` functions and the
+- ``Semaphore``, ``SharedMemory``, ``MessageQueue``, the ``unlink_*`` functions and the
   constants are posix_ipc 1.3's API, so ``import namedipc as posix_ipc``
   works, without posix_ipc's crashes.
 - ``NamedSemaphore`` behaves like ``threading.Semaphore`` across processes.
@@ -21,6 +22,7 @@ from namedipc._errors import (
     SignalError,
 )
 from namedipc._namedipc import (
+    MESSAGE_QUEUES_SUPPORTED,
     O_CREAT,
     O_CREX,
     O_EXCL,
@@ -30,13 +32,20 @@ from namedipc._namedipc import (
     O_TRUNC,
     O_WRONLY,
     PAGE_SIZE,
+    QUEUE_MESSAGE_SIZE_MAX_DEFAULT,
+    QUEUE_MESSAGES_MAX_DEFAULT,
+    QUEUE_PRIORITY_MAX,
     SEMAPHORE_TIMEOUT_SUPPORTED,
     SEMAPHORE_VALUE_MAX,
     SEMAPHORE_VALUE_SUPPORTED,
+    USER_SIGNAL_MAX,
+    USER_SIGNAL_MIN,
     VERSION,
+    MessageQueue,
     NamedSemaphore,
     Semaphore,
     SharedMemory,
+    unlink_message_queue,
     unlink_semaphore,
     unlink_shared_memory,
 )
@@ -60,6 +69,14 @@ class Flags(enum.IntEnum):
 NamedSemaphore.Flags = Flags  # type: ignore[attr-defined]
 
 __all__ = [
+    "MESSAGE_QUEUES_SUPPORTED",
+    "MessageQueue",
+    "QUEUE_MESSAGES_MAX_DEFAULT",
+    "QUEUE_MESSAGE_SIZE_MAX_DEFAULT",
+    "QUEUE_PRIORITY_MAX",
+    "USER_SIGNAL_MAX",
+    "USER_SIGNAL_MIN",
+    "unlink_message_queue",
     "BusyError",
     "CorruptError",
     "Error",

@@ -1,8 +1,9 @@
 # Hand-written stubs for the compiled module namedipc._namedipc.
 from types import TracebackType
+from collections.abc import Callable
 from typing import Any, ClassVar, Self, SupportsFloat
 
-from typing_extensions import disjoint_base
+from typing_extensions import Buffer, disjoint_base
 
 __all__ = [
     "Semaphore",
@@ -13,6 +14,15 @@ __all__ = [
     "SharedMemory",
     "unlink_shared_memory",
     "_reopen_shared_memory",
+    "MessageQueue",
+    "unlink_message_queue",
+    "_reopen_message_queue",
+    "MESSAGE_QUEUES_SUPPORTED",
+    "QUEUE_MESSAGES_MAX_DEFAULT",
+    "QUEUE_MESSAGE_SIZE_MAX_DEFAULT",
+    "QUEUE_PRIORITY_MAX",
+    "USER_SIGNAL_MIN",
+    "USER_SIGNAL_MAX",
     "O_CREAT",
     "O_EXCL",
     "O_CREX",
@@ -137,3 +147,60 @@ class SharedMemory:
 def _reopen_shared_memory(
     cls: type[SharedMemory], name: str, mode: int, read_only: bool
 ) -> SharedMemory: ...
+
+MESSAGE_QUEUES_SUPPORTED: bool
+QUEUE_MESSAGES_MAX_DEFAULT: int
+QUEUE_MESSAGE_SIZE_MAX_DEFAULT: int
+QUEUE_PRIORITY_MAX: int
+USER_SIGNAL_MIN: int
+USER_SIGNAL_MAX: int
+
+def unlink_message_queue(name: str | bytes) -> None: ...
+@disjoint_base
+class MessageQueue:
+    """A POSIX message queue with posix_ipc 1.3's API."""
+
+    def __init__(
+        self,
+        name: str | bytes | None,
+        flags: int = 0,
+        mode: int = 0o600,
+        max_messages: int = ...,
+        max_message_size: int = ...,
+        read: bool = True,
+        write: bool = True,
+    ) -> None: ...
+    def send(
+        self, message: str | Buffer, timeout: SupportsFloat | None = None, priority: int = 0
+    ) -> None: ...
+    def receive(self, timeout: SupportsFloat | None = None) -> tuple[bytes, int]: ...
+    def receive_into(
+        self, buffer: Buffer, timeout: SupportsFloat | None = None
+    ) -> tuple[int, int]: ...
+    def request_notification(
+        self, notification: int | tuple[Callable[[Any], object], Any] | None = None
+    ) -> None: ...
+    def close(self) -> None: ...
+    def unlink(self) -> None: ...
+    def fileno(self) -> int: ...
+    @property
+    def block(self) -> bool: ...
+    @block.setter
+    def block(self, value: object) -> None: ...
+    @property
+    def mqd(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def mode(self) -> int: ...
+    @property
+    def max_messages(self) -> int: ...
+    @property
+    def max_message_size(self) -> int: ...
+    @property
+    def current_messages(self) -> int: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+
+def _reopen_message_queue(
+    cls: type[MessageQueue], name: str, read: bool, write: bool
+) -> MessageQueue: ...

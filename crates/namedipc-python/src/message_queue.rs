@@ -331,7 +331,10 @@ impl PyMessageQueue {
     /// received first. timeout None waits for room as long as it takes, 0
     /// never waits, > 0 waits at most that many seconds; BusyError when the
     /// queue stays full.
-    #[pyo3(signature = (message, timeout = None, priority = None))]
+    #[pyo3(
+        signature = (message, timeout = None, priority = None),
+        text_signature = "(self, /, message, timeout=None, priority=0)"
+    )]
     fn send(
         &self,
         py: Python<'_>,
