@@ -7,7 +7,7 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,15 +21,47 @@ HELPERS = Path(__file__).parent / "helpers"
 WAIT = 10.0
 
 
-class Names:
-    """Hands out unique semaphore names and removes them all at teardown."""
+def _remove_planted(path: Path) -> None:
+    """Removes whatever a test left at `path`: a file, link, FIFO or directory."""
+    if path.is_dir() and not path.is_symlink():
+        path.rmdir()
+    else:
+        path.unlink(missing_ok=True)
 
-    def __init__(self, test_name: str) -> None:
+
+def remove_semaphore(name: str) -> None:
+    try:
+        namedipc.unlink_semaphore(name)
+    except namedipc.ExistentialError:
+        pass
+    # A test may plant a file at the name that is not a semaphore.
+    _remove_planted(Path("/dev/shm") / f"sem.{name.lstrip('/')}")
+
+
+def remove_segment(name: str) -> None:
+    # A segment is a file in /dev/shm; so is anything a test planted instead.
+    _remove_planted(Path("/dev/shm") / name.lstrip("/"))
+
+
+def remove_queue(name: str) -> None:
+    try:
+        namedipc.unlink_message_queue(name)
+    except namedipc.ExistentialError:
+        pass
+
+
+class Names:
+    """Hands out unique names (pid + random) and removes whatever is at
+    them at teardown, also when the test fails."""
+
+    def __init__(self, remove: Callable[[str], None], label: str) -> None:
         self._prefix = f"/namedipc-test-{os.getpid()}-{secrets.token_hex(4)}"
+        self._remove = remove
+        self._label = label
         self._made: list[str] = []
 
-    def __call__(self, label: str = "sem") -> str:
-        name = f"{self._prefix}-{label}-{len(self._made)}"
+    def __call__(self, label: str | None = None) -> str:
+        name = f"{self._prefix}-{label or self._label}-{len(self._made)}"
         self._made.append(name)
         return name
 
@@ -40,21 +72,11 @@ class Names:
 
     def cleanup(self) -> None:
         for name in self._made:
-            try:
-                namedipc.unlink_semaphore(name)
-            except namedipc.ExistentialError:
-                pass
-            # A test may plant a file at the name that is not a semaphore.
-            path = Path("/dev/shm") / f"sem.{name.lstrip('/')}"
-            if path.is_symlink() or path.is_file():
-                path.unlink()
-            elif path.is_dir():
-                path.rmdir()
+            self._remove(name)
 
 
-@pytest.fixture
-def names(request: pytest.FixtureRequest) -> Iterator[Names]:
-    made = Names(request.node.name)
+def _names(remove: Callable[[str], None], label: str) -> Iterator[Names]:
+    made = Names(remove, label)
     try:
         yield made
     finally:
@@ -62,9 +84,39 @@ def names(request: pytest.FixtureRequest) -> Iterator[Names]:
 
 
 @pytest.fixture
+def names() -> Iterator[Names]:
+    """Unique semaphore names, removed after the test."""
+    yield from _names(remove_semaphore, "sem")
+
+
+@pytest.fixture
 def sem_name(names: Names) -> str:
     """One unique semaphore name, removed after the test."""
     return names()
+
+
+@pytest.fixture
+def shm_names() -> Iterator[Names]:
+    """Unique shared memory names, removed after the test."""
+    yield from _names(remove_segment, "shm")
+
+
+@pytest.fixture
+def shm_name(shm_names: Names) -> str:
+    """One unique shared memory name, removed after the test."""
+    return shm_names()
+
+
+@pytest.fixture
+def mq_names() -> Iterator[Names]:
+    """Unique message queue names, removed after the test."""
+    yield from _names(remove_queue, "mq")
+
+
+@pytest.fixture
+def mq_name(mq_names: Names) -> str:
+    """One unique message queue name, removed after the test."""
+    return mq_names()
 
 
 class Peer:
@@ -173,6 +225,29 @@ def program_ok(*argv: str | Path, timeout: float = WAIT) -> str:
     command = " ".join(str(a) for a in argv)
     assert done.returncode == 0, f"{command} failed ({done.returncode}): {done.stderr}"
     return done.stdout.strip()
+
+
+def compile_c(source: Path, out_dir: Path) -> Path:
+    """Compiles one of the C peers in tests/helpers with gcc (strict warnings),
+    failing the test with a clear message if gcc is missing."""
+    import shutil
+
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.fail(
+            f"gcc is not installed, but the C interop tests need it to compile {source.name}; "
+            "install it (./dev.sh test does: apt-get install gcc libc6-dev)"
+        )
+    binary = out_dir / source.stem
+    build = subprocess.run(
+        [gcc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-o", str(binary), str(source), "-pthread", "-lrt"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert build.returncode == 0, f"gcc failed to compile {source}:\n{build.stderr}"
+    return binary
 
 
 def run_helper(*args: str, timeout: float = WAIT) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,6 @@ gcc; every C process is a separate, real process."""
 from __future__ import annotations
 
 import errno
-import shutil
 import subprocess
 import threading
 from pathlib import Path
@@ -15,30 +14,15 @@ from pathlib import Path
 import pytest
 
 import namedipc
-from conftest import HELPERS, WAIT, Names, program_ok, read_line, run_program, wait_until_blocked
+from conftest import HELPERS, Names, WAIT, compile_c, program_ok, read_line, run_program, wait_until_blocked
 
 SOURCE = HELPERS / "sem_c_peer.c"
 
 
 @pytest.fixture(scope="session")
 def c_peer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The compiled C peer."""
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.fail(
-            "gcc is not installed, but the C interop tests need it to compile "
-            f"{SOURCE.name}; install it (./dev.sh test does: apt-get install gcc libc6-dev)"
-        )
-    binary = tmp_path_factory.mktemp("c_peer") / "sem_c_peer"
-    build = subprocess.run(
-        [gcc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-o", str(binary), str(SOURCE), "-pthread"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert build.returncode == 0, f"gcc failed to compile {SOURCE}:\n{build.stderr}"
-    return binary
+    """The compiled C peer (sem_open and friends)."""
+    return compile_c(SOURCE, tmp_path_factory.mktemp("c_peer"))
 
 
 def test_python_opens_a_semaphore_c_created(c_peer: Path, sem_name: str) -> None:

@@ -10,8 +10,6 @@ import gc
 import os
 import pickle
 import re
-import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import namedipc
-from conftest import HELPERS, WAIT, Helper
+from conftest import HELPERS, Names, Peer, WAIT, compile_c, program_ok, tracking
 from namedipc._namedipc import (
     MESSAGE_QUEUES_SUPPORTED,
     O_CREAT,
@@ -44,74 +42,17 @@ from namedipc._namedipc import (
 MQ_PROC = Path("/proc/sys/fs/mqueue")
 
 
-class QueueNames:
-    """Hands out unique queue names and removes every queue at teardown."""
-
-    def __init__(self) -> None:
-        self._prefix = f"/namedipc-test-mq-{os.getpid()}-{secrets.token_hex(4)}"
-        self._made: list[str] = []
-
-    def __call__(self, label: str = "mq") -> str:
-        name = f"{self._prefix}-{label}-{len(self._made)}"
-        self._made.append(name)
-        return name
-
-    def track(self, name: str) -> str:
-        """Registers a name chosen elsewhere (e.g. a random one) for removal."""
-        self._made.append(name)
-        return name
-
-    def cleanup(self) -> None:
-        for name in self._made:
-            try:
-                unlink_message_queue(name)
-            except namedipc.ExistentialError:
-                pass
-
-
-@pytest.fixture
-def mq_names() -> Iterator[QueueNames]:
-    made = QueueNames()
-    try:
-        yield made
-    finally:
-        made.cleanup()
-
-
-@pytest.fixture
-def mq_name(mq_names: QueueNames) -> str:
-    """One unique queue name, removed after the test."""
-    return mq_names()
-
-
-class Peer(Helper):
+class MqPeer(Peer):
     """An independent process running tests/helpers/mq_peer.py."""
 
     def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HELPERS / "mq_peer.py"), *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        super().__init__(sys.executable, HELPERS / "mq_peer.py", *args)
 
 
 @pytest.fixture
-def peer() -> Iterator[type[Peer]]:
+def peer() -> Iterator[type[MqPeer]]:
     """Starts peer processes; any still running at teardown are killed."""
-    started: list[Peer] = []
-
-    class Tracked(Peer):
-        def __init__(self, *args: str) -> None:
-            super().__init__(*args)
-            started.append(self)
-
-    try:
-        yield Tracked
-    finally:
-        for p in started:
-            p.kill()
+    yield from tracking(MqPeer)
 
 
 def run_peer(*args: str) -> list[str]:
@@ -187,7 +128,7 @@ def test_attributes_repr_and_defaults(mq_name: str) -> None:
         mq.mode = 0o644  # type: ignore[misc]
 
 
-def test_existence(mq_names: QueueNames) -> None:
+def test_existence(mq_names: Names) -> None:
     name = mq_names()
     with pytest.raises(namedipc.ExistentialError, match="does not exist") as missing:
         MessageQueue(name)
@@ -210,7 +151,7 @@ def test_existence(mq_names: QueueNames) -> None:
         MessageQueue(None, O_CREAT)
 
 
-def test_random_names(mq_names: QueueNames) -> None:
+def test_random_names(mq_names: Names) -> None:
     a = MessageQueue(None, O_CREX)
     b = MessageQueue(None, O_CREX)
     mq_names.track(a.name)
@@ -220,7 +161,7 @@ def test_random_names(mq_names: QueueNames) -> None:
     assert a.receive(0) == (b"found by name", 0)
 
 
-def test_name_rules(mq_names: QueueNames) -> None:
+def test_name_rules(mq_names: Names) -> None:
     with pytest.raises(ValueError, match="NUL"):
         MessageQueue("/bad\0name", O_CREAT)
     for bad in ["", "/", "/a/b", "/" + "x" * 256]:
@@ -374,7 +315,7 @@ def test_a_blocked_receive_is_woken_by_another_process(mq_name: str) -> None:
     assert outcome == [(b"wake", 4)]
 
 
-def test_a_blocked_send_in_another_process_is_woken_by_a_receive(mq_name: str, peer: type[Peer]) -> None:
+def test_a_blocked_send_in_another_process_is_woken_by_a_receive(mq_name: str, peer: type[MqPeer]) -> None:
     mq = MessageQueue(mq_name, O_CREX, max_messages=2)
     mq.send(b"one")
     mq.send(b"two")
@@ -515,7 +456,7 @@ def test_receive_into(mq_name: str) -> None:
 # ---------------------------------------------------------------- notification
 
 
-def test_notification_by_signal_in_another_process(mq_name: str, peer: type[Peer]) -> None:
+def test_notification_by_signal_in_another_process(mq_name: str, peer: type[MqPeer]) -> None:
     mq = MessageQueue(mq_name, O_CREX)
     listener = peer("notify-signal", mq_name)
     listener.expect("registered")
@@ -524,7 +465,7 @@ def test_notification_by_signal_in_another_process(mq_name: str, peer: type[Peer
     listener.finish()
 
 
-def test_notification_by_callback_after_the_queue_object_is_deleted(mq_name: str, peer: type[Peer]) -> None:
+def test_notification_by_callback_after_the_queue_object_is_deleted(mq_name: str, peer: type[MqPeer]) -> None:
     # posix_ipc reads freed memory here: the callback fires after the queue
     # object that asked for it has been deleted.
     mq = MessageQueue(mq_name, O_CREX)
@@ -544,7 +485,7 @@ def test_notification_by_callback_after_the_queue_object_is_deleted(mq_name: str
         ("broken", "reported RuntimeError:boom-7 ValueError:the hook itself fails"),
     ],
 )
-def test_an_exception_in_a_callback_is_reported(mq_name: str, peer: type[Peer], hook: str, expected: str) -> None:
+def test_an_exception_in_a_callback_is_reported(mq_name: str, peer: type[MqPeer], hook: str, expected: str) -> None:
     mq = MessageQueue(mq_name, O_CREX)
     listener = peer("notify-raise", mq_name, hook)
     listener.expect("registered")
@@ -619,7 +560,7 @@ def test_bad_notifications(mq_name: str, bad: object) -> None:
 # ---------------------------------------------------------------- signals
 
 
-def start_waiter(action: str, name: str, timeout: str, peer: type[Peer]) -> tuple[Peer, int]:
+def start_waiter(action: str, name: str, timeout: str, peer: type[MqPeer]) -> tuple[MqPeer, int]:
     waiter = peer(f"wait-{action}", name, timeout)
     fd = int(waiter.expect("ready").split()[1])
     wait_until_waiting(waiter.proc.pid, fd)
@@ -627,7 +568,7 @@ def start_waiter(action: str, name: str, timeout: str, peer: type[Peer]) -> tupl
 
 
 @pytest.mark.parametrize("timeout", ["none", "30"])
-def test_sigint_raises_keyboard_interrupt_within_50_ms(mq_name: str, peer: type[Peer], timeout: str) -> None:
+def test_sigint_raises_keyboard_interrupt_within_50_ms(mq_name: str, peer: type[MqPeer], timeout: str) -> None:
     MessageQueue(mq_name, O_CREX)
     waiter, _ = start_waiter("receive", mq_name, timeout, peer)
     sent = time.monotonic()
@@ -638,7 +579,7 @@ def test_sigint_raises_keyboard_interrupt_within_50_ms(mq_name: str, peer: type[
 
 
 @pytest.mark.parametrize("action", ["receive", "send"])
-def test_a_handled_signal_raises_signal_error(mq_name: str, peer: type[Peer], action: str) -> None:
+def test_a_handled_signal_raises_signal_error(mq_name: str, peer: type[MqPeer], action: str) -> None:
     mq = MessageQueue(mq_name, O_CREX, max_messages=1)
     if action == "send":
         mq.send(b"fill")
@@ -660,7 +601,7 @@ class Tagged(MessageQueue):
         self.label = label
 
 
-def test_subclass_and_pickling(mq_names: QueueNames, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_subclass_and_pickling(mq_names: Names, monkeypatch: pytest.MonkeyPatch) -> None:
     # Pickle finds the class as namedipc.MessageQueue, which the package
     # does not re-export yet.
     monkeypatch.setattr(namedipc, "MessageQueue", MessageQueue, raising=False)
@@ -692,45 +633,24 @@ def test_subclass_and_pickling(mq_names: QueueNames, monkeypatch: pytest.MonkeyP
 
 @pytest.fixture(scope="session")
 def c_peer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    source = HELPERS / "mq_c_peer.c"
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.fail(
-            f"gcc is not installed, but the C interop test needs it to compile {source.name}; "
-            "install it (./dev.sh test does: apt-get install gcc libc6-dev)"
-        )
-    binary = tmp_path_factory.mktemp("mq_c_peer") / "mq_c_peer"
-    build = subprocess.run(
-        [gcc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-o", str(binary), str(source), "-lrt"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert build.returncode == 0, f"gcc failed to compile {source}:\n{build.stderr}"
-    return binary
-
-
-def c_ok(binary: Path, *args: str) -> str:
-    done = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=WAIT, check=False)
-    assert done.returncode == 0, f"mq_c_peer {' '.join(args)} failed ({done.returncode}): {done.stderr}"
-    return done.stdout.strip()
+    """The compiled C peer (mq_open and friends)."""
+    return compile_c(HELPERS / "mq_c_peer.c", tmp_path_factory.mktemp("c_peer"))
 
 
 def test_c_program_and_python_share_a_queue(c_peer: Path, mq_name: str) -> None:
-    assert c_ok(c_peer, "create", mq_name, "3", "20") == "created"
+    assert program_ok(c_peer, "create", mq_name, "3", "20") == "created"
     mq = MessageQueue(mq_name)
     assert (mq.max_messages, mq.max_message_size) == (3, 20)
-    assert c_ok(c_peer, "send", mq_name, "9", b"c\0nul".hex()) == "sent"
-    assert c_ok(c_peer, "send", mq_name, "1", "") == "sent"
+    assert program_ok(c_peer, "send", mq_name, "9", b"c\0nul".hex()) == "sent"
+    assert program_ok(c_peer, "send", mq_name, "1", "") == "sent"
     assert drain(mq) == [(b"c\0nul", 9), (b"", 1)]
 
     mq.send("from python\0".encode(), priority=4)
     mq.send(b"second", priority=8)
-    assert c_ok(c_peer, "attr", mq_name) == "3 20 2"
-    assert c_ok(c_peer, "receive", mq_name, "1") == f"8 {b'second'.hex()}"
-    assert c_ok(c_peer, "receive", mq_name, "1") == f"4 {'from python'.encode().hex()}00"
-    assert c_ok(c_peer, "receive", mq_name, "0.1") == "timeout"
+    assert program_ok(c_peer, "attr", mq_name) == "3 20 2"
+    assert program_ok(c_peer, "receive", mq_name, "1") == f"8 {b'second'.hex()}"
+    assert program_ok(c_peer, "receive", mq_name, "1") == f"4 {'from python'.encode().hex()}00"
+    assert program_ok(c_peer, "receive", mq_name, "0.1") == "timeout"
 
     # A C receiver blocked on the queue is woken by a Python send.
     receiver = subprocess.Popen([str(c_peer), "receive", mq_name, str(WAIT)], stdout=subprocess.PIPE, text=True)

@@ -11,8 +11,6 @@ import mmap
 import multiprocessing
 import os
 import pickle
-import secrets
-import shutil
 import stat
 import subprocess
 import sys
@@ -24,7 +22,7 @@ import posix_ipc
 import pytest
 
 import namedipc
-from conftest import HELPERS, WAIT, Peer, run_as_other_user, tracking
+from conftest import HELPERS, Names, Peer, WAIT, compile_c, run_as_other_user, tracking
 
 # Imported from the compiled module until the package re-exports them.
 from namedipc._namedipc import O_CREAT, O_CREX, O_EXCL, O_TRUNC, SharedMemory, unlink_shared_memory
@@ -35,49 +33,6 @@ C_SOURCE = HELPERS / "shm_c_peer.c"
 
 def shm_path(name: str) -> Path:
     return SHM / name.lstrip("/")
-
-
-class ShmNames:
-    """Hands out unique segment names (pid + random) and removes whatever
-    is at them at teardown: a segment, or a file, directory, link or FIFO
-    a test planted there."""
-
-    def __init__(self) -> None:
-        self._prefix = f"/namedipc-test-{os.getpid()}-{secrets.token_hex(4)}"
-        self._made: list[str] = []
-
-    def __call__(self, label: str = "shm") -> str:
-        name = f"{self._prefix}-{label}-{len(self._made)}"
-        self._made.append(name)
-        return name
-
-    def track(self, name: str) -> str:
-        """Registers a name chosen elsewhere (e.g. a random one) for removal."""
-        self._made.append(name)
-        return name
-
-    def cleanup(self) -> None:
-        for name in self._made:
-            path = shm_path(name)
-            if path.is_dir() and not path.is_symlink():
-                path.rmdir()
-            else:
-                path.unlink(missing_ok=True)
-
-
-@pytest.fixture
-def shm_names() -> Iterator[ShmNames]:
-    made = ShmNames()
-    try:
-        yield made
-    finally:
-        made.cleanup()
-
-
-@pytest.fixture
-def shm_name(shm_names: ShmNames) -> str:
-    """One unique segment name, removed after the test."""
-    return shm_names()
 
 
 @pytest.fixture
@@ -113,23 +68,8 @@ def python_peer(*args: str) -> list[str]:
 
 @pytest.fixture(scope="session")
 def c_peer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The compiled C peer."""
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.fail(
-            "gcc is not installed, but the shared memory C interop tests need it to compile "
-            f"{C_SOURCE.name}; install it (./dev.sh test does: apt-get install gcc libc6-dev)"
-        )
-    binary = tmp_path_factory.mktemp("shm_c_peer") / "shm_c_peer"
-    build = subprocess.run(
-        [gcc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-o", str(binary), str(C_SOURCE), "-lrt"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert build.returncode == 0, f"gcc failed to compile {C_SOURCE}:\n{build.stderr}"
-    return binary
+    """The compiled C peer (shm_open and mmap)."""
+    return compile_c(C_SOURCE, tmp_path_factory.mktemp("c_peer"))
 
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:
@@ -150,7 +90,7 @@ def test_surface_covers_posix_ipc() -> None:
     assert callable(unlink_shared_memory)
 
 
-def test_attributes_and_formats_match_posix_ipc(shm_names: ShmNames) -> None:
+def test_attributes_and_formats_match_posix_ipc(shm_names: Names) -> None:
     ours_name, theirs_name = shm_names("ours"), shm_names("theirs")
     ours = SharedMemory(ours_name, O_CREX, size=100)
     theirs = posix_ipc.SharedMemory(theirs_name, posix_ipc.O_CREX, size=100)
@@ -217,7 +157,7 @@ def test_size_resizes_new_and_existing_segments(shm_name: str) -> None:
     assert shm.size == 4096 == shm_path(shm_name).stat().st_size
 
 
-def test_random_names_need_o_crex(shm_names: ShmNames) -> None:
+def test_random_names_need_o_crex(shm_names: Names) -> None:
     with pytest.raises(ValueError, match="O_EXCL"):
         posix_ipc.SharedMemory(None, posix_ipc.O_CREAT)
     with pytest.raises(ValueError, match="name can be None only with flags=O_CREX"):
@@ -231,7 +171,7 @@ def test_random_names_need_o_crex(shm_names: ShmNames) -> None:
     assert (a.size, b.size) == (16, 0)
 
 
-def test_close_fd_as_posix_ipc(shm_names: ShmNames) -> None:
+def test_close_fd_as_posix_ipc(shm_names: Names) -> None:
     ours_name, theirs_name = shm_names("ours"), shm_names("theirs")
     theirs = posix_ipc.SharedMemory(theirs_name, posix_ipc.O_CREX, size=4)
     theirs.close_fd()
@@ -437,7 +377,7 @@ def test_a_refused_size_leaves_another_process_segment_alone(
     assert shm_path(shm_name).read_bytes() == b"precious"
 
 
-def test_a_failed_resize_removes_only_a_segment_it_created(shm_names: ShmNames) -> None:
+def test_a_failed_resize_removes_only_a_segment_it_created(shm_names: Names) -> None:
     # A file size limit makes ftruncate fail with EFBIG in a real kernel.
     existing, fresh, theirs = shm_names("existing"), shm_names("fresh"), shm_names("theirs")
     make_segment_elsewhere(existing, b"keep me")
@@ -517,7 +457,7 @@ def test_wrong_type_for_unlink_shared_memory() -> None:
         unlink_shared_memory(1)  # type: ignore[arg-type]
 
 
-def test_name_without_a_slash_is_kept_as_given(shm_names: ShmNames) -> None:
+def test_name_without_a_slash_is_kept_as_given(shm_names: Names) -> None:
     plain = shm_names.track(shm_names().lstrip("/"))
     shm = SharedMemory(plain, O_CREX, size=1)
     assert shm.name == plain and shm_path(plain).exists()
@@ -572,7 +512,7 @@ class Segment(SharedMemory):
         self.label = label
 
 
-def test_subclass_with_its_own_init(shm_names: ShmNames) -> None:
+def test_subclass_with_its_own_init(shm_names: Names) -> None:
     seg = Segment("frames", 32)
     shm_names.track(seg.name)
     assert (seg.label, seg.size, len(seg.buf)) == ("frames", 32, 32)
@@ -591,7 +531,7 @@ def test_subclass_that_skips_init_gets_a_clear_error() -> None:
             action(Lazy())
 
 
-def test_init_twice_is_refused_and_creates_nothing(shm_names: ShmNames) -> None:
+def test_init_twice_is_refused_and_creates_nothing(shm_names: Names) -> None:
     first, second = shm_names("first"), shm_names("second")
     shm = SharedMemory(first, O_CREX)
     with pytest.raises(TypeError, match="already initialised"):
@@ -618,7 +558,7 @@ def child_writes(seg: Segment) -> None:
     seg.close()
 
 
-def test_pickled_into_a_spawn_child(shm_names: ShmNames) -> None:
+def test_pickled_into_a_spawn_child(shm_names: Names) -> None:
     seg = Segment("spawned", 8)
     shm_names.track(seg.name)
     view = seg.buf
