@@ -9,18 +9,27 @@
  *   floor shm-create NAME SIZE       shm_open(O_CREAT|O_EXCL) + ftruncate(SIZE)
  *                                    + close + shm_unlink
  *   floor shm-open NAME              shm_open of an existing segment + close
- * The semaphores, and the segment of shm-open, must already exist; shm-create
- * leaves nothing behind (bench.py creates and unlinks everything, and
- * unlinks NAME on failure).
+ *   floor mq-pingpong-a Q1 Q2 CPU SIZE
+ *                                    send SIZE bytes on Q1, receive the echo
+ *                                    from Q2 (the timed side)
+ *   floor mq-pingpong-b Q1 Q2 CPU    receive from Q1, send it back on Q2
+ *   floor mq-create NAME MAXMSG MSGSIZE
+ *                                    mq_open(O_CREAT|O_EXCL) with those limits
+ *                                    + mq_close + mq_unlink
+ *   floor mq-open NAME               mq_open of an existing queue + mq_close
+ * The semaphores, queues, and the segment of shm-open, must already exist;
+ * shm-create and mq-create leave nothing behind (bench.py creates and unlinks
+ * everything, and unlinks NAME on failure).
  *
  * Protocol, the same as bench/pingpong_partner.py's: read a count N per line
- * from stdin; every mode but "pingpong-b" runs N iterations and answers with
- * the elapsed nanoseconds; "pingpong-b" answers "ready" and then serves N
- * round trips. EOF on stdin ends the process.
+ * from stdin; every mode but the b sides runs N iterations and answers with
+ * the elapsed nanoseconds; "pingpong-b" and "mq-pingpong-b" answer "ready"
+ * and then serve N round trips. EOF on stdin ends the process.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <mqueue.h>
 #include <sched.h>
 #include <semaphore.h>
 #include <stdio.h>
@@ -78,6 +87,39 @@ static void pin(const char *cpu_arg) {
 static sem_t *s1, *s2;
 static const char *shm_name;
 static off_t shm_size;
+static mqd_t q1, q2;
+static const char *mq_name;
+static struct mq_attr mq_limits;
+static char *message; /* what side a sends; both sides receive into it */
+static size_t message_size;
+static long message_capacity; /* the queues' mq_msgsize */
+
+static mqd_t open_mq(const char *name) {
+    mqd_t mqd = mq_open(name, O_RDWR);
+    if (mqd == (mqd_t)-1) {
+        die("mq_open", name);
+    }
+    return mqd;
+}
+
+/* mq_receive into `message`; retried on EINTR as wait_sem is. */
+static ssize_t receive_mq(mqd_t mqd) {
+    ssize_t got;
+    while ((got = mq_receive(mqd, message, message_capacity, NULL)) < 0) {
+        if (errno != EINTR) {
+            die("mq_receive", "");
+        }
+    }
+    return got;
+}
+
+static void send_mq(mqd_t mqd, size_t size) {
+    while (mq_send(mqd, message, size, 0) != 0) {
+        if (errno != EINTR) {
+            die("mq_send", "");
+        }
+    }
+}
 
 static void uncontended(long n) {
     for (long i = 0; i < n; i++) {
@@ -90,6 +132,13 @@ static void ping(long n) {
     for (long i = 0; i < n; i++) {
         post_sem(s1);
         wait_sem(s2);
+    }
+}
+
+static void pong(long n) {
+    for (long i = 0; i < n; i++) {
+        wait_sem(s1);
+        post_sem(s2);
     }
 }
 
@@ -123,15 +172,66 @@ static void shm_reopen(long n) {
     }
 }
 
+/* One request/response per iteration: the Python side a's
+ * send(message) + receive(). */
+static void mq_ping(long n) {
+    for (long i = 0; i < n; i++) {
+        send_mq(q1, message_size);
+        if ((size_t)receive_mq(q2) != message_size) {
+            fputs("floor: mq-pingpong-a: the echo has the wrong length\n", stderr);
+            exit(2);
+        }
+    }
+    /* The echo came back into the buffer it was sent from: once per sample,
+     * check that it still holds what was sent. */
+    for (size_t i = 0; i < message_size; i++) {
+        if (message[i] != 'x') {
+            fputs("floor: mq-pingpong-a: the echo differs from the message\n", stderr);
+            exit(2);
+        }
+    }
+}
+
+/* The Python side b's send(receive()[0]): the message goes back as it came. */
+static void mq_pong(long n) {
+    for (long i = 0; i < n; i++) {
+        send_mq(q2, (size_t)receive_mq(q1));
+    }
+}
+
+/* MessageQueue(name, O_CREX, 0o600, MAXMSG, MSGSIZE) + close + unlink. */
+static void mq_create(long n) {
+    for (long i = 0; i < n; i++) {
+        mqd_t mqd = mq_open(mq_name, O_RDWR | O_CREAT | O_EXCL, 0600, &mq_limits);
+        if (mqd == (mqd_t)-1) {
+            die("mq_open", mq_name);
+        }
+        mq_close(mqd);
+        if (mq_unlink(mq_name) != 0) {
+            die("mq_unlink", mq_name);
+        }
+    }
+}
+
+/* MessageQueue(name) + close on a queue that exists. */
+static void mq_reopen(long n) {
+    for (long i = 0; i < n; i++) {
+        mq_close(open_mq(mq_name));
+    }
+}
+
 static int usage(void) {
     fputs("usage: floor uncontended SEM | floor pingpong-a|pingpong-b S1 S2 CPU\n"
-          "     | floor shm-create NAME SIZE | floor shm-open NAME\n",
+          "     | floor shm-create NAME SIZE | floor shm-open NAME\n"
+          "     | floor mq-pingpong-a Q1 Q2 CPU SIZE | floor mq-pingpong-b Q1 Q2 CPU\n"
+          "     | floor mq-create NAME MAXMSG MSGSIZE | floor mq-open NAME\n",
           stderr);
     return 2;
 }
 
 int main(int argc, char **argv) {
-    void (*timed)(long) = NULL; /* NULL: pingpong-b, which serves untimed */
+    void (*timed)(long) = NULL; /* NULL: a b side, which serves untimed */
+    void (*serve)(long) = NULL; /* what a b side serves */
     char line[64];
 
     if (argc == 3 && strcmp(argv[1], "uncontended") == 0) {
@@ -144,7 +244,42 @@ int main(int argc, char **argv) {
         pin(argv[4]);
         if (strcmp(argv[1], "pingpong-a") == 0) {
             timed = ping;
+        } else {
+            serve = pong;
         }
+    } else if ((argc == 6 && strcmp(argv[1], "mq-pingpong-a") == 0) ||
+               (argc == 5 && strcmp(argv[1], "mq-pingpong-b") == 0)) {
+        struct mq_attr attr;
+        q1 = open_mq(argv[2]);
+        q2 = open_mq(argv[3]);
+        pin(argv[4]);
+        if (mq_getattr(q1, &attr) != 0) {
+            die("mq_getattr", argv[2]);
+        }
+        message_capacity = attr.mq_msgsize;
+        message = calloc(1, (size_t)message_capacity);
+        if (message == NULL) {
+            die("calloc", argv[2]);
+        }
+        if (argc == 6) {
+            message_size = (size_t)atol(argv[5]);
+            if (message_size > (size_t)message_capacity) {
+                errno = EMSGSIZE;
+                die("mq-pingpong-a", argv[5]);
+            }
+            memset(message, 'x', message_size);
+            timed = mq_ping;
+        } else {
+            serve = mq_pong;
+        }
+    } else if (argc == 5 && strcmp(argv[1], "mq-create") == 0) {
+        mq_name = argv[2];
+        mq_limits.mq_maxmsg = atol(argv[3]);
+        mq_limits.mq_msgsize = atol(argv[4]);
+        timed = mq_create;
+    } else if (argc == 3 && strcmp(argv[1], "mq-open") == 0) {
+        mq_name = argv[2];
+        timed = mq_reopen;
     } else if (argc == 4 && strcmp(argv[1], "shm-create") == 0) {
         shm_name = argv[2];
         shm_size = (off_t)atoll(argv[3]);
@@ -164,10 +299,7 @@ int main(int argc, char **argv) {
              * side is past its stdin read, so the read is not timed. */
             printf("ready\n");
             fflush(stdout);
-            for (long i = 0; i < n; i++) {
-                wait_sem(s1);
-                post_sem(s2);
-            }
+            serve(n);
             continue;
         }
         start = now_ns();
