@@ -32,6 +32,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 OUT_DIR = BENCH_DIR / "out"  # gitignored
 FLOOR_SOURCE = BENCH_DIR / "floor.c"
 PARTNER = BENCH_DIR / "pingpong_partner.py"
+MQ_PARTNER = BENCH_DIR / "mq_partner.py"
 SHM_PARTNER = BENCH_DIR / "shm_partner.py"
 POSIX_IPC_VERSION = "1.3.2"
 
@@ -56,10 +57,21 @@ class Plan:
     shm_passes: int  # read+write passes over the whole segment
     shm_create_cycles: int
     shm_open_cycles: int
+    mq_trips: int  # message queue round trips, per message size
+    mq_create_cycles: int
+    mq_open_cycles: int
     # The same in every plan: the size the goal is stated for, and far
     # beyond any CPU cache, so that memory bandwidth is what is measured.
     shm_bandwidth_size: int = 64 * MIB
     shm_cycle_size: int = 4096
+    # Rows 7 and 8: the message sizes, and the queues' max_message_size,
+    # Linux's default msgsize_max (the most an unprivileged process may ask
+    # for unless /proc/sys/fs/mqueue says otherwise).
+    mq_message_sizes: tuple[int, int] = (64, 8192)
+    mq_max_message_size: int = 8192
+    # Rows 9 and 10 create and open queues with Linux's default limits,
+    # given explicitly: what MessageQueue(name, O_CREX) asks for.
+    mq_cycle_limits: tuple[int, int] = (10, 8192)
 
 
 DEFAULT_PLAN = Plan(
@@ -71,6 +83,9 @@ DEFAULT_PLAN = Plan(
     shm_passes=4,
     shm_create_cycles=5_000,
     shm_open_cycles=20_000,
+    mq_trips=5_000,
+    mq_create_cycles=3_000,
+    mq_open_cycles=20_000,
 )
 QUICK_PLAN = Plan(
     rounds=9,
@@ -81,6 +96,9 @@ QUICK_PLAN = Plan(
     shm_passes=2,
     shm_create_cycles=2_000,
     shm_open_cycles=5_000,
+    mq_trips=2_000,
+    mq_create_cycles=1_000,
+    mq_open_cycles=5_000,
 )
 
 # The goals this benchmark checks: (row, numerator, denominator, comparison,
@@ -93,6 +111,10 @@ TARGETS = [
     ("4", "namedipc", "floor", ">=", 0.95),
     ("5", "namedipc", "floor", "<=", 1.10),
     ("6", "namedipc", "floor", "<=", 1.10),
+    ("7", "namedipc", "floor", "<=", 1.10),
+    ("8", "namedipc", "floor", "<=", 1.10),
+    ("9", "namedipc", "floor", "<=", 1.10),
+    ("10", "namedipc", "floor", "<=", 1.10),
 ]
 
 
@@ -365,8 +387,11 @@ class Session:
     """Every named object, file and helper process a run creates, so that
     close() releases all of them, whatever went wrong. Names carry the pid
     and a random part: two runs at once, or a crashed earlier one, never
-    collide. Every name lies under /dev/shm/<prefix>*: glibc keeps the
-    semaphore "/x" as /dev/shm/sem.x and the segment "/x" as /dev/shm/x."""
+    collide. Semaphores and segments lie under /dev/shm/<prefix>*: glibc
+    keeps the semaphore "/x" as /dev/shm/sem.x and the segment "/x" as
+    /dev/shm/x. Message queues live in the kernel's mqueue file system,
+    which need not be mounted anywhere, so each queue name is checked by
+    trying to open it."""
 
     def __init__(self, posix_ipc: Any) -> None:
         self._posix_ipc = posix_ipc
@@ -374,6 +399,9 @@ class Session:
         # (name, function removing it); the function raises
         # posix_ipc.ExistentialError or FileNotFoundError if it is gone.
         self._names: list[tuple[str, Callable[[str], None]]] = []
+        # (name, function telling whether it exists) for names that no
+        # directory listing shows: message queues.
+        self._probes: list[tuple[str, Callable[[str], bool]]] = []
         self._handles: list[tuple[Any, int]] = []  # (semaphore, value it must end with)
         self._checks: list[Callable[[], None]] = []
         self._helpers: list[Helper] = []
@@ -388,6 +416,26 @@ class Session:
 
     def shm_name(self, tag: str) -> str:
         return self.name(tag, self._posix_ipc.unlink_shared_memory)
+
+    def probed_name(
+        self, tag: str, remove: Callable[[str], None], exists: Callable[[str], bool]
+    ) -> str:
+        """A new name that leftovers() checks with `exists`, since no
+        directory shows it (a message queue's)."""
+        name = self.name(tag, remove)
+        self._probes.append((name, exists))
+        return name
+
+    def mq_name(self, tag: str) -> str:
+        return self.probed_name(tag, self._posix_ipc.unlink_message_queue, self.mq_exists)
+
+    def mq_exists(self, name: str) -> bool:
+        try:
+            queue = self._posix_ipc.MessageQueue(name)
+        except self._posix_ipc.ExistentialError:
+            return False
+        queue.close()
+        return True
 
     def plain_file(self, tag: str) -> Path:
         """A path in /dev/shm for an ordinary file (not made by shm_open)."""
@@ -439,9 +487,24 @@ class Session:
                 pass  # never created, or already removed
 
     def leftovers(self) -> list[str]:
-        shm = Path("/dev/shm")
+        """Whatever this run made that still exists: anything under its
+        prefix in /dev/shm (and in /dev/mqueue, where that is mounted), and
+        every queue name that still opens."""
         stem = self.prefix[1:]
-        return sorted(p.name for p in [*shm.glob(f"sem.{stem}*"), *shm.glob(f"{stem}*")])
+        found = {
+            p.name
+            for p in [
+                *Path("/dev/shm").glob(f"sem.{stem}*"),
+                *Path("/dev/shm").glob(f"{stem}*"),
+                *Path("/dev/mqueue").glob(f"{stem}*"),
+            ]
+        }
+        found.update(name[1:] for name, exists in self._probes if exists(name))
+        return sorted(found)
+
+    def probed(self) -> int:
+        """How many names leftovers() checks by opening them."""
+        return len(self._probes)
 
 
 # --------------------------------------------------------------------------
@@ -566,13 +629,78 @@ def pingpong_subject(
         for role in roles
     )
 
+    return Subject(row3, subject, round_trips(side_a, side_b, plan.pingpong_trips))
+
+
+def round_trips(side_a: Helper, side_b: Helper, n: int) -> Callable[[], int]:
+    """One sample of a ping-pong row: n round trips, timed inside side a."""
+
     def job() -> int:
         # b answers before it starts serving, so its stdin read is not timed.
-        if side_b.ask(plan.pingpong_trips) != "ready":
+        if side_b.ask(n) != "ready":
             raise RuntimeError(f"{side_b.label}: unexpected answer")
-        return int(side_a.ask(plan.pingpong_trips))
+        return int(side_a.ask(n))
 
-    return Subject(row3, subject, job)
+    return job
+
+
+def mq_pingpong_subjects(
+    session: Session,
+    posix_ipc: Any,
+    plan: Plan,
+    row: Row,
+    size: int,
+    floor_binary: Path | None,
+    cpus: tuple[int, int],
+) -> list[Subject]:
+    """Rows 7 and 8: side a (on cpus[0]) sends a message of `size` bytes on
+    Q1 and receives it back from Q2; side b (on cpus[1]) receives from Q1
+    and sends what it got on Q2. A fresh pair of queues per implementation
+    and size, so that a stray message in one's run cannot reach another's."""
+    cpu_a, cpu_b = (str(cpu) for cpu in cpus)
+    # Ping-pong never has more than one message in a queue; room for one
+    # keeps the twelve queues of these rows far below RLIMIT_MSGQUEUE
+    # (800 KiB by default), which counts max_messages * max_message_size.
+    limits = {"max_messages": 1, "max_message_size": plan.mq_max_message_size}
+    subjects = []
+    for subject in ("namedipc", "posix_ipc", "floor"):
+        if subject == "floor" and floor_binary is None:
+            continue
+        queues = []
+        for tag in ("1", "2"):
+            name = session.mq_name(f"mq-ping-{size}-{subject}-{tag}")
+            posix_ipc.MessageQueue(name, posix_ipc.O_CREX, **limits).close()
+            queues.append(name)
+        if subject == "floor":
+            argv_a = [str(floor_binary), "mq-pingpong-a", *queues, cpu_a, str(size)]
+            argv_b = [str(floor_binary), "mq-pingpong-b", *queues, cpu_b]
+        else:
+            partner = [sys.executable, str(MQ_PARTNER), subject]
+            argv_a = [*partner, "a", *queues, cpu_a, str(size)]
+            argv_b = [*partner, "b", *queues, cpu_b]
+        side_a = session.helper(f"{subject} mq ping-pong a, {size} B", argv_a)
+        side_b = session.helper(f"{subject} mq ping-pong b, {size} B", argv_b)
+        subjects.append(Subject(row, subject, round_trips(side_a, side_b, plan.mq_trips)))
+
+        def check(queues: list[str] = queues) -> None:
+            # Every round trip takes out what it put in.
+            for name in queues:
+                queue = posix_ipc.MessageQueue(name)
+                try:
+                    if queue.current_messages:
+                        raise RuntimeError(
+                            f"row {row.key}: {name} holds {queue.current_messages} "
+                            "message(s) after the run"
+                        )
+                finally:
+                    queue.close()
+
+        session.after_run(check)
+    return subjects
+
+
+def size_text(size: int) -> str:
+    return f"{size // 1024} KiB" if size >= 1024 and size % 1024 == 0 else f"{size} B"
 
 
 def shm_path(name: str) -> Path:
@@ -645,8 +773,7 @@ def shm_bandwidth_subjects(
 class Kind:
     """A type of IPC object, as the create and open cycle rows use it: both
     libraries have a class of the same name, made with (name, O_CREX,
-    *create_args), closed by a method each, and removed with .unlink().
-    A message queue row is one more Kind, plus its two floor.c modes."""
+    *create_args), closed by a method each, and removed with .unlink()."""
 
     tag: str  # in names, and floor.c's modes "<tag>-create" and "<tag>-open"
     class_name: str
@@ -666,6 +793,18 @@ def shm_kind(plan: Plan) -> Kind:
         # posix_ipc has no close(); close_fd() is all a handle holds there.
         close_method={"namedipc": "close", "posix_ipc": "close_fd"},
         unlink_function="unlink_shared_memory",
+    )
+
+
+def mq_kind(plan: Plan) -> Kind:
+    max_messages, max_message_size = plan.mq_cycle_limits
+    return Kind(
+        tag="mq",
+        class_name="MessageQueue",
+        create_args=(0o600, max_messages, max_message_size),
+        floor_create_args=(str(max_messages), str(max_message_size)),
+        close_method={"namedipc": "close", "posix_ipc": "close"},
+        unlink_function="unlink_message_queue",
     )
 
 
@@ -710,9 +849,14 @@ def cycle_subjects(
         getattr(handle, kind.close_method["posix_ipc"])()
         return True
 
+    def new_name(tag: str) -> str:
+        # Checked by opening it after the run, as well: a message queue's
+        # name shows up in no directory.
+        return session.probed_name(tag, remove, exists)
+
     def make_existing(lib: Any, label: str, tag: str) -> str:
         """A new object for an open cycle to open, made by `lib`."""
-        name = session.name(tag, remove)
+        name = new_name(tag)
         handle = getattr(lib, kind.class_name)(name, lib.O_CREX, *kind.create_args)
         getattr(handle, kind.close_method[label])()
         return name
@@ -726,7 +870,7 @@ def cycle_subjects(
         # Unbound methods: the same call for every handle, looked up once.
         close = getattr(cls, kind.close_method[label])
         unlink = cls.unlink
-        name = session.name(f"{kind.tag}-create-{label}", remove)
+        name = new_name(f"{kind.tag}-create-{label}")
         create_args = (name, lib.O_CREX, *kind.create_args)
         existing = make_existing(lib, label, f"{kind.tag}-open-{label}")
         create.append(
@@ -738,7 +882,7 @@ def cycle_subjects(
 
     if floor_binary is not None:
         floor = str(floor_binary)
-        name = session.name(f"{kind.tag}-create-floor", remove)
+        name = new_name(f"{kind.tag}-create-floor")
         existing = make_existing(posix_ipc, "posix_ipc", f"{kind.tag}-open-floor")
         c_create = session.helper(
             f"C {kind.tag} create cycle",
@@ -790,7 +934,7 @@ def measure(groups: list[list[Subject]], plan: Plan) -> None:
             gc.enable()
 
 
-def run(plan: Plan, cpu: int, check: bool) -> int:
+def run(plan: Plan, cpu: int, mq_cpus: tuple[int, int] | None, check: bool) -> int:
     posix_ipc = import_or_exit(
         "posix_ipc", f"{sys.executable} -m pip install posix_ipc=={POSIX_IPC_VERSION}"
     )
@@ -805,6 +949,7 @@ def run(plan: Plan, cpu: int, check: bool) -> int:
     print(
         f"{plan.rounds} rounds (+{plan.warmup_rounds} warm-up), interleaved; "
         f"ping-pong processes and the shm partner pinned to CPU {cpu}"
+        + ("" if mq_cpus is None else f"; queue ping-pong sides to CPUs {mq_cpus[0]} and {mq_cpus[1]}")
     )
     if posix_ipc.VERSION != POSIX_IPC_VERSION:
         print(f"WARNING: posix_ipc is {posix_ipc.VERSION}; the targets assume {POSIX_IPC_VERSION}")
@@ -812,6 +957,8 @@ def run(plan: Plan, cpu: int, check: bool) -> int:
         print(f"WARNING: {extension} looks like a debug build: use maturin develop --release")
     if floor_binary is None:
         print("WARNING: gcc not found, so there is no C floor")
+    if mq_cpus is None:
+        print("WARNING: this process may run on one CPU only, so rows 7 and 8 are not run")
     print(flush=True)
 
     rows = [
@@ -832,6 +979,12 @@ def run(plan: Plan, cpu: int, check: bool) -> int:
             "C",
         ),
         Row("6", "6. shm open+close", plan.shm_open_cycles, "C"),
+        *(
+            Row(key, f"{key}. mq round trip, {size_text(size)}, 2 CPUs", plan.mq_trips, "C")
+            for key, size in zip(("7", "8"), plan.mq_message_sizes)
+        ),
+        Row("9", "9. mq create+close+unlink", plan.mq_create_cycles, "C"),
+        Row("10", "10. mq open+close", plan.mq_open_cycles, "C"),
     ]
     c_pair = Row("1c", "C sem_wait+sem_post", plan.uncontended_iters, "C")
     session = Session(posix_ipc)
@@ -860,7 +1013,24 @@ def run(plan: Plan, cpu: int, check: bool) -> int:
             rows[5],
             plan.shm_open_cycles,
         )
-        measure([first, second, third, fourth, fifth, sixth], plan)
+        if mq_cpus is None:
+            queue_rounds: list[list[Subject]] = []
+        else:
+            queue_rounds = [
+                mq_pingpong_subjects(session, posix_ipc, plan, row, size, floor_binary, mq_cpus)
+                for row, size in zip(rows[6:8], plan.mq_message_sizes)
+            ]
+        ninth, tenth = cycle_subjects(
+            session,
+            {"namedipc": namedipc, "posix_ipc": posix_ipc},
+            floor_binary,
+            mq_kind(plan),
+            rows[8],
+            plan.mq_create_cycles,
+            rows[9],
+            plan.mq_open_cycles,
+        )
+        measure([first, second, third, fourth, fifth, sixth, *queue_rounds, ninth, tenth], plan)
         session.check()
     finally:
         session.close()
@@ -869,9 +1039,12 @@ def run(plan: Plan, cpu: int, check: bool) -> int:
     missed = report_targets(rows)
     leftovers = session.leftovers()
     if leftovers:
-        print(f"\nERROR: left behind in /dev/shm: {', '.join(leftovers)}")
+        print(f"\nERROR: left behind: {', '.join(leftovers)}")
         return 1
-    print(f"\ncleanup: nothing named {session.prefix[1:]}* left in /dev/shm")
+    print(
+        f"\ncleanup: nothing named {session.prefix[1:]}* left in /dev/shm, and none "
+        f"of the {session.probed()} queue and segment names used opens any more"
+    )
     return 1 if check and missed else 0
 
 
@@ -893,6 +1066,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the CPU both ping-pong processes share (default: the first one allowed)",
     )
     parser.add_argument(
+        "--mq-cpus",
+        metavar="A,B",
+        help="the two CPUs of the message queue ping-pong, one per side "
+        "(default: the first two allowed)",
+    )
+    parser.add_argument(
         "--check", action="store_true", help="exit with status 1 if a target is missed"
     )
     args = parser.parse_args(argv)
@@ -902,10 +1081,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.rounds < 1:
             parser.error("--rounds must be at least 1")
         plan = dataclasses.replace(plan, rounds=args.rounds)
-    if args.cpu not in os.sched_getaffinity(0):
+    allowed = os.sched_getaffinity(0)
+    if args.cpu not in allowed:
         parser.error(f"--cpu {args.cpu} is not a CPU this process may run on")
+    mq_cpus: tuple[int, int] | None
+    if args.mq_cpus is not None:
+        try:
+            cpu_a, cpu_b = (int(cpu) for cpu in args.mq_cpus.split(","))
+        except ValueError:
+            parser.error("--mq-cpus takes two CPU numbers, such as 0,1")
+        if cpu_a == cpu_b or not {cpu_a, cpu_b} <= allowed:
+            parser.error(f"--mq-cpus {args.mq_cpus}: two different CPUs this process may run on")
+        mq_cpus = (cpu_a, cpu_b)
+    else:
+        first_two = sorted(allowed)[:2]
+        mq_cpus = (first_two[0], first_two[1]) if len(first_two) == 2 else None
     try:
-        return run(plan, args.cpu, args.check)
+        return run(plan, args.cpu, mq_cpus, args.check)
     except KeyboardInterrupt:
         print("\ninterrupted; everything this run created was removed", file=sys.stderr)
         return 130
