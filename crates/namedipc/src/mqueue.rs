@@ -23,14 +23,14 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
 use crate::error::{Error, ObjectKind, Result};
+use crate::existence::{Existence, Object};
 use crate::name;
-use crate::semaphore::Existence;
 use crate::sys;
 use crate::sys::mq::{Create, RawQueue, Wait};
 
 const KIND: ObjectKind = ObjectKind::MessageQueue;
 
-/// How many times a racing unlink-and-create or random-name create is retried.
+/// How many times a random-name create is retried.
 const RACE_RETRIES: usize = 1000;
 
 /// The highest priority a message can have (`MQ_PRIO_MAX - 1`, 32767 on Linux).
@@ -211,12 +211,21 @@ impl MessageQueueOptions {
     pub fn open(&self, name: &str) -> Result<MessageQueue> {
         let c_name = c_name(name)?;
         self.check_arguments()?;
-        match self.existence {
-            Existence::RaiseIfNotExists => self.open_raw(name, &c_name, None),
-            Existence::RaiseIfExists => self.open_raw(name, &c_name, Some(true)),
-            Existence::LinkOrCreate => self.open_raw(name, &c_name, Some(false)),
-            Existence::UnlinkAndCreate => self.unlink_and_create(name, &c_name),
+        if self.existence == Existence::LinkOrCreate {
+            // One mq_open with plain O_CREAT, race-free in the kernel: a queue
+            // handle does not report whether it created the queue, so the
+            // shared loop's exclusive create first would only cost a call.
+            return self.open_raw(name, &c_name, Some(false));
         }
+        let (queue, _created) = Object {
+            kind: KIND,
+            name,
+            create: || self.open_raw(name, &c_name, Some(true)),
+            open: || self.open_raw(name, &c_name, None),
+            unlink: || unlink_c(name, &c_name),
+        }
+        .open(self.existence)?;
+        Ok(queue)
     }
 
     /// Creates a queue under a fresh random name, `prefix` followed by 16
@@ -336,24 +345,6 @@ impl MessageQueueOptions {
              process may exceed them)",
             system.max_messages, system.max_message_size
         ))
-    }
-
-    fn unlink_and_create(&self, name: &str, c_name: &CString) -> Result<MessageQueue> {
-        for _ in 0..RACE_RETRIES {
-            match sys::mq::unlink(c_name) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(e) => return Err(Error::from_os("mq_unlink", KIND, name, e)),
-            }
-            match self.open_raw(name, c_name, Some(true)) {
-                // Another process created it after our unlink: go round again.
-                Err(Error::AlreadyExists { .. }) => {}
-                other => return other,
-            }
-        }
-        Err(Error::InvalidArgument(format!(
-            "message queue '{name}' kept being re-created by other processes; giving up after {RACE_RETRIES} tries"
-        )))
     }
 }
 
@@ -1081,8 +1072,11 @@ impl AsRawFd for MessageQueue {
 /// # Errors
 /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`].
 pub fn unlink(name: &str) -> Result<()> {
-    let c_name = c_name(name)?;
-    sys::mq::unlink(&c_name).map_err(|e| Error::from_os("mq_unlink", KIND, name, e))
+    unlink_c(name, &c_name(name)?)
+}
+
+fn unlink_c(name: &str, c_name: &CString) -> Result<()> {
+    sys::mq::unlink(c_name).map_err(|e| Error::from_os("mq_unlink", KIND, name, e))
 }
 
 /// Checks `name` and returns the C name glibc's mq_open wants: exactly one
