@@ -7,6 +7,7 @@
 //! of what was opened, clean-up after a failed create) to itself.
 
 use crate::error::{Error, ObjectKind, Result};
+use crate::name;
 
 /// How many times a racing open-or-create, unlink-and-create or random-name
 /// create is retried before giving up. Each retry means another process
@@ -120,4 +121,23 @@ impl<Create, Open, Unlink> Object<'_, Create, Open, Unlink> {
             self.kind, self.name
         )))
     }
+}
+
+/// Creates an object under a fresh random name, `prefix` followed by 16
+/// random characters taken from the OS's CSPRNG: calls `create` with one
+/// name after another until one is free.
+pub(crate) fn create_random<T>(
+    prefix: &str,
+    mut create: impl FnMut(&str) -> Result<T>,
+) -> Result<T> {
+    for _ in 0..RACE_RETRIES {
+        let name = name::random_name(prefix)?;
+        match create(&name) {
+            Err(Error::AlreadyExists { .. }) => {}
+            other => return other,
+        }
+    }
+    Err(Error::InvalidArgument(format!(
+        "found no free random name with prefix {prefix:?} in {RACE_RETRIES} tries"
+    )))
 }

@@ -23,15 +23,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
 use crate::error::{Error, ObjectKind, Result};
-use crate::existence::{Existence, Object};
+use crate::existence::{self, Existence, Object};
 use crate::name;
 use crate::sys;
 use crate::sys::mq::{Create, RawQueue, Wait};
 
 const KIND: ObjectKind = ObjectKind::MessageQueue;
-
-/// How many times a random-name create is retried.
-const RACE_RETRIES: usize = 1000;
 
 /// The highest priority a message can have (`MQ_PRIO_MAX - 1`, 32767 on Linux).
 /// Higher priorities are received first.
@@ -243,17 +240,9 @@ impl MessageQueueOptions {
     /// As [`Self::open`].
     pub fn create_random(&self, prefix: &str) -> Result<MessageQueue> {
         self.check_arguments()?;
-        for _ in 0..RACE_RETRIES {
-            let name = name::random_name(prefix)?;
-            let c_name = c_name(&name)?;
-            match self.open_raw(&name, &c_name, Some(true)) {
-                Err(Error::AlreadyExists { .. }) => {}
-                other => return other,
-            }
-        }
-        Err(Error::InvalidArgument(format!(
-            "found no free random name with prefix {prefix:?} in {RACE_RETRIES} tries"
-        )))
+        existence::create_random(prefix, |name| {
+            self.open_raw(name, &c_name(name)?, Some(true))
+        })
     }
 
     fn check_arguments(&self) -> Result<()> {

@@ -8,15 +8,12 @@ use std::time::Duration;
 
 use crate::error::{Error, ObjectKind, Result};
 pub use crate::existence::Existence;
-use crate::existence::Object;
+use crate::existence::{self, Object};
 use crate::name;
 use crate::sys;
 use crate::sys::sem::{OpenFlags, RawSemaphore};
 
 const KIND: ObjectKind = ObjectKind::Semaphore;
-
-/// How many times a random-name create is retried before giving up.
-const RACE_RETRIES: usize = 1000;
 
 /// The largest value a semaphore can hold (`SEM_VALUE_MAX`).
 pub const VALUE_MAX: u32 = sys::sem::VALUE_MAX;
@@ -123,20 +120,11 @@ impl SemaphoreOptions {
     /// As [`Self::open`].
     pub fn create_random(&self, prefix: &str) -> Result<Semaphore> {
         self.check_arguments()?;
-        for _ in 0..RACE_RETRIES {
-            let name = name::random_name(prefix)?;
-            let c_name = name::to_c_name(KIND, &name)?;
-            let created = self
-                .create_raw(&name, &c_name)
-                .map(|raw| self.handle(raw, &name, c_name, true));
-            match created {
-                Err(Error::AlreadyExists { .. }) => {}
-                other => return other,
-            }
-        }
-        Err(Error::InvalidArgument(format!(
-            "found no free random name with prefix {prefix:?} in {RACE_RETRIES} tries"
-        )))
+        existence::create_random(prefix, |name| {
+            let c_name = name::to_c_name(KIND, name)?;
+            let raw = self.create_raw(name, &c_name)?;
+            Ok(self.handle(raw, name, c_name, true))
+        })
     }
 
     fn check_arguments(&self) -> Result<()> {

@@ -9,15 +9,12 @@ use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use crate::error::{Error, ObjectKind, Result};
-use crate::existence::{Existence, Object};
+use crate::existence::{self, Existence, Object};
 use crate::name;
 use crate::sys;
 use crate::sys::shm::RawMapping;
 
 const KIND: ObjectKind = ObjectKind::SharedMemory;
-
-/// How many times a random-name create is retried before giving up.
-const RACE_RETRIES: usize = 1000;
 
 /// The largest size a segment can have: what the OS's `off_t` holds.
 pub const MAX_SIZE: u64 = i64::MAX.unsigned_abs();
@@ -199,19 +196,12 @@ impl SharedMemoryOptions {
     /// # Errors
     /// As [`Self::open`].
     pub fn create_random(&self, prefix: &str) -> Result<SharedMemory> {
-        for _ in 0..RACE_RETRIES {
-            let name = name::random_name(prefix)?;
-            let c_name = name::to_c_name(KIND, &name)?;
-            self.check_arguments(&name)?;
-            match self.create(&name, &c_name) {
-                Err(Error::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e),
-                Ok(fd) => return self.finish(fd, &name, c_name, true),
-            }
-        }
-        Err(Error::InvalidArgument(format!(
-            "found no free random name with prefix {prefix:?} in {RACE_RETRIES} tries"
-        )))
+        existence::create_random(prefix, |name| {
+            let c_name = name::to_c_name(KIND, name)?;
+            self.check_arguments(name)?;
+            let fd = self.create(name, &c_name)?;
+            self.finish(fd, name, c_name, true)
+        })
     }
 
     fn check_arguments(&self, name: &str) -> Result<()> {
