@@ -4,7 +4,9 @@
 //!
 //! A kind of object supplies its own steps as closures — create exclusively,
 //! open what exists, remove the name — and keeps its special cases (checks
-//! of what was opened, clean-up after a failed create) to itself.
+//! of what was opened, clean-up after a failed create) to itself. The
+//! module also holds what creating any object shares: the loop over random
+//! names and the check of permission bits.
 
 use crate::error::{Error, ObjectKind, Result};
 use crate::name;
@@ -140,4 +142,14 @@ pub(crate) fn create_random<T>(
     Err(Error::InvalidArgument(format!(
         "found no free random name with prefix {prefix:?} in {RACE_RETRIES} tries"
     )))
+}
+
+/// Checks the permission bits for a new object.
+pub(crate) fn check_mode(mode: u32) -> Result<()> {
+    if mode > 0o7777 {
+        return Err(Error::InvalidArgument(format!(
+            "mode must be permission bits between 0 and 0o7777, not {mode:#o}"
+        )));
+    }
+    Ok(())
 }

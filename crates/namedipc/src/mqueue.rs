@@ -251,12 +251,7 @@ impl MessageQueueOptions {
                 "a message queue handle must be open for reading, writing or both; read and write cannot both be false".to_owned(),
             ));
         }
-        if self.mode > 0o7777 {
-            return Err(Error::InvalidArgument(format!(
-                "mode must be permission bits between 0 and 0o7777, not {:#o}",
-                self.mode
-            )));
-        }
+        existence::check_mode(self.mode)?;
         for (what, value) in [
             ("max_messages", self.max_messages),
             ("max_message_size", self.max_message_size),

@@ -134,13 +134,7 @@ impl SemaphoreOptions {
                 self.initial_value
             )));
         }
-        if self.mode > 0o7777 {
-            return Err(Error::InvalidArgument(format!(
-                "mode must be permission bits between 0 and 0o7777, not {:#o}",
-                self.mode
-            )));
-        }
-        Ok(())
+        existence::check_mode(self.mode)
     }
 
     fn handle(&self, raw: RawSemaphore, name: &str, c_name: CString, created: bool) -> Semaphore {

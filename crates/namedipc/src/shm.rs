@@ -205,12 +205,7 @@ impl SharedMemoryOptions {
     }
 
     fn check_arguments(&self, name: &str) -> Result<()> {
-        if self.mode > 0o7777 {
-            return Err(Error::InvalidArgument(format!(
-                "mode must be permission bits between 0 and 0o7777, not {:#o}",
-                self.mode
-            )));
-        }
+        existence::check_mode(self.mode)?;
         if let Some(len) = self.size {
             if len > MAX_SIZE {
                 return Err(Error::InvalidArgument(format!(
