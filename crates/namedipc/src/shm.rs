@@ -207,11 +207,7 @@ impl SharedMemoryOptions {
     fn check_arguments(&self, name: &str) -> Result<()> {
         existence::check_mode(self.mode)?;
         if let Some(len) = self.size {
-            if len > MAX_SIZE {
-                return Err(Error::InvalidArgument(format!(
-                    "size must be between 0 and {MAX_SIZE} bytes, not {len}"
-                )));
-            }
+            check_size(len)?;
             if self.read_only {
                 return Err(read_only_resize(name, len));
             }
@@ -288,6 +284,15 @@ fn not_regular(name: &str, what: &str) -> Error {
         name: name.to_owned(),
         reason: format!("the name is {what}, not a regular file"),
     }
+}
+
+fn check_size(len: u64) -> Result<()> {
+    if len > MAX_SIZE {
+        return Err(Error::InvalidArgument(format!(
+            "size must be between 0 and {MAX_SIZE} bytes, not {len}"
+        )));
+    }
+    Ok(())
 }
 
 fn read_only_resize(name: &str, len: u64) -> Error {
@@ -478,11 +483,7 @@ impl SharedMemory {
         if self.read_only {
             return Err(read_only_resize(&self.name, len));
         }
-        if len > MAX_SIZE {
-            return Err(Error::InvalidArgument(format!(
-                "size must be between 0 and {MAX_SIZE} bytes, not {len}"
-            )));
-        }
+        check_size(len)?;
         sys::shm::truncate(self.fd.as_fd(), len).map_err(|e| self.os("ftruncate", e))
     }
 
