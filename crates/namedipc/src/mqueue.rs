@@ -594,12 +594,8 @@ impl MessageQueue {
     /// handle does not block and the queue is full.
     pub fn send(&self, message: &[u8], priority: u32) -> Result<()> {
         self.check_send(message, priority)?;
-        loop {
-            match self.raw.send(message, priority, Wait::Forever) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                other => return self.sent(other).map(drop),
-            }
-        }
+        let sent = sys::retry_on_interrupt(|| self.raw.send(message, priority, Wait::Forever));
+        self.sent(sent).map(drop)
     }
 
     /// Sends `message` if there is room now: `Ok(false)` if the queue is full.
@@ -618,12 +614,9 @@ impl MessageQueue {
     /// As [`Self::send`], except that a full queue is `Ok(false)`.
     pub fn try_send(&self, message: &[u8], priority: u32) -> Result<bool> {
         self.check_send(message, priority)?;
-        loop {
-            match self.raw.send(message, priority, Wait::Never) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Ok(false),
-                other => return self.sent(other),
-            }
+        match sys::retry_on_interrupt(|| self.raw.send(message, priority, Wait::Never)) {
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(false),
+            other => self.sent(other),
         }
     }
 
@@ -743,12 +736,8 @@ impl MessageQueue {
     /// block and the queue is empty.
     pub fn receive(&self, buf: &mut [u8]) -> Result<Received> {
         self.check_receive(buf)?;
-        loop {
-            match self.raw.receive(buf, Wait::Forever) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                other => return self.received(other)?.ok_or_else(|| self.busy()),
-            }
-        }
+        let received = sys::retry_on_interrupt(|| self.raw.receive(buf, Wait::Forever));
+        self.received(received)?.ok_or_else(|| self.busy())
     }
 
     /// Receives a message if there is one now: `Ok(None)` if the queue is empty.
@@ -767,12 +756,9 @@ impl MessageQueue {
     /// As [`Self::receive`], except that an empty queue is `Ok(None)`.
     pub fn try_receive(&self, buf: &mut [u8]) -> Result<Option<Received>> {
         self.check_receive(buf)?;
-        loop {
-            match self.raw.receive(buf, Wait::Never) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Ok(None),
-                other => return self.received(other),
-            }
+        match sys::retry_on_interrupt(|| self.raw.receive(buf, Wait::Never)) {
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(None),
+            other => self.received(other),
         }
     }
 

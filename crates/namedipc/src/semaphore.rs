@@ -312,12 +312,9 @@ impl Semaphore {
     /// # Errors
     /// [`Error::Os`] only if the OS fails unexpectedly.
     pub fn wait(&self) -> Result<()> {
-        loop {
-            match self.wait_interruptible(None) {
-                Err(Error::Interrupted { .. }) => {}
-                other => return other.map(drop),
-            }
-        }
+        sys::retry_on_interrupt(|| self.raw.wait_until(None))
+            .map(drop)
+            .map_err(|e| self.os("sem_wait", e))
     }
 
     /// Waits at most `timeout` to take one slot: `Ok(true)` if taken,
