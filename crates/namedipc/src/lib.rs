@@ -24,6 +24,7 @@
 //! safe Rust.
 
 mod error;
+mod existence;
 pub mod mqueue;
 mod name;
 pub mod semaphore;
@@ -31,7 +32,8 @@ pub mod shm;
 mod sys;
 
 pub use error::{Error, ObjectKind, Result};
-pub use semaphore::{Existence, Semaphore, SemaphoreOptions};
+pub use existence::Existence;
+pub use semaphore::{Semaphore, SemaphoreOptions};
 pub use shm::{SharedMemory, SharedMemoryOptions};
 
 /// The size of a memory page on this machine, in bytes.

@@ -23,15 +23,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
 use crate::error::{Error, ObjectKind, Result};
+use crate::existence::{self, Existence, Object};
 use crate::name;
-use crate::semaphore::Existence;
 use crate::sys;
 use crate::sys::mq::{Create, RawQueue, Wait};
 
 const KIND: ObjectKind = ObjectKind::MessageQueue;
-
-/// How many times a racing unlink-and-create or random-name create is retried.
-const RACE_RETRIES: usize = 1000;
 
 /// The highest priority a message can have (`MQ_PRIO_MAX - 1`, 32767 on Linux).
 /// Higher priorities are received first.
@@ -211,12 +208,21 @@ impl MessageQueueOptions {
     pub fn open(&self, name: &str) -> Result<MessageQueue> {
         let c_name = c_name(name)?;
         self.check_arguments()?;
-        match self.existence {
-            Existence::RaiseIfNotExists => self.open_raw(name, &c_name, None),
-            Existence::RaiseIfExists => self.open_raw(name, &c_name, Some(true)),
-            Existence::LinkOrCreate => self.open_raw(name, &c_name, Some(false)),
-            Existence::UnlinkAndCreate => self.unlink_and_create(name, &c_name),
+        if self.existence == Existence::LinkOrCreate {
+            // One mq_open with plain O_CREAT, race-free in the kernel: a queue
+            // handle does not report whether it created the queue, so the
+            // shared loop's exclusive create first would only cost a call.
+            return self.open_raw(name, &c_name, Some(false));
         }
+        let (queue, _created) = Object {
+            kind: KIND,
+            name,
+            create: || self.open_raw(name, &c_name, Some(true)),
+            open: || self.open_raw(name, &c_name, None),
+            unlink: || unlink_c(name, &c_name),
+        }
+        .open(self.existence)?;
+        Ok(queue)
     }
 
     /// Creates a queue under a fresh random name, `prefix` followed by 16
@@ -234,17 +240,9 @@ impl MessageQueueOptions {
     /// As [`Self::open`].
     pub fn create_random(&self, prefix: &str) -> Result<MessageQueue> {
         self.check_arguments()?;
-        for _ in 0..RACE_RETRIES {
-            let name = name::random_name(prefix)?;
-            let c_name = c_name(&name)?;
-            match self.open_raw(&name, &c_name, Some(true)) {
-                Err(Error::AlreadyExists { .. }) => {}
-                other => return other,
-            }
-        }
-        Err(Error::InvalidArgument(format!(
-            "found no free random name with prefix {prefix:?} in {RACE_RETRIES} tries"
-        )))
+        existence::create_random(prefix, |name| {
+            self.open_raw(name, &c_name(name)?, Some(true))
+        })
     }
 
     fn check_arguments(&self) -> Result<()> {
@@ -253,12 +251,7 @@ impl MessageQueueOptions {
                 "a message queue handle must be open for reading, writing or both; read and write cannot both be false".to_owned(),
             ));
         }
-        if self.mode > 0o7777 {
-            return Err(Error::InvalidArgument(format!(
-                "mode must be permission bits between 0 and 0o7777, not {:#o}",
-                self.mode
-            )));
-        }
+        existence::check_mode(self.mode)?;
         for (what, value) in [
             ("max_messages", self.max_messages),
             ("max_message_size", self.max_message_size),
@@ -336,24 +329,6 @@ impl MessageQueueOptions {
              process may exceed them)",
             system.max_messages, system.max_message_size
         ))
-    }
-
-    fn unlink_and_create(&self, name: &str, c_name: &CString) -> Result<MessageQueue> {
-        for _ in 0..RACE_RETRIES {
-            match sys::mq::unlink(c_name) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(e) => return Err(Error::from_os("mq_unlink", KIND, name, e)),
-            }
-            match self.open_raw(name, c_name, Some(true)) {
-                // Another process created it after our unlink: go round again.
-                Err(Error::AlreadyExists { .. }) => {}
-                other => return other,
-            }
-        }
-        Err(Error::InvalidArgument(format!(
-            "message queue '{name}' kept being re-created by other processes; giving up after {RACE_RETRIES} tries"
-        )))
     }
 }
 
@@ -619,12 +594,8 @@ impl MessageQueue {
     /// handle does not block and the queue is full.
     pub fn send(&self, message: &[u8], priority: u32) -> Result<()> {
         self.check_send(message, priority)?;
-        loop {
-            match self.raw.send(message, priority, Wait::Forever) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                other => return self.sent(other).map(drop),
-            }
-        }
+        let sent = sys::retry_on_interrupt(|| self.raw.send(message, priority, Wait::Forever));
+        self.sent(sent).map(drop)
     }
 
     /// Sends `message` if there is room now: `Ok(false)` if the queue is full.
@@ -643,12 +614,9 @@ impl MessageQueue {
     /// As [`Self::send`], except that a full queue is `Ok(false)`.
     pub fn try_send(&self, message: &[u8], priority: u32) -> Result<bool> {
         self.check_send(message, priority)?;
-        loop {
-            match self.raw.send(message, priority, Wait::Never) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Ok(false),
-                other => return self.sent(other),
-            }
+        match sys::retry_on_interrupt(|| self.raw.send(message, priority, Wait::Never)) {
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(false),
+            other => self.sent(other),
         }
     }
 
@@ -768,12 +736,8 @@ impl MessageQueue {
     /// block and the queue is empty.
     pub fn receive(&self, buf: &mut [u8]) -> Result<Received> {
         self.check_receive(buf)?;
-        loop {
-            match self.raw.receive(buf, Wait::Forever) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                other => return self.received(other)?.ok_or_else(|| self.busy()),
-            }
-        }
+        let received = sys::retry_on_interrupt(|| self.raw.receive(buf, Wait::Forever));
+        self.received(received)?.ok_or_else(|| self.busy())
     }
 
     /// Receives a message if there is one now: `Ok(None)` if the queue is empty.
@@ -792,12 +756,9 @@ impl MessageQueue {
     /// As [`Self::receive`], except that an empty queue is `Ok(None)`.
     pub fn try_receive(&self, buf: &mut [u8]) -> Result<Option<Received>> {
         self.check_receive(buf)?;
-        loop {
-            match self.raw.receive(buf, Wait::Never) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Ok(None),
-                other => return self.received(other),
-            }
+        match sys::retry_on_interrupt(|| self.raw.receive(buf, Wait::Never)) {
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(None),
+            other => self.received(other),
         }
     }
 
@@ -1081,8 +1042,11 @@ impl AsRawFd for MessageQueue {
 /// # Errors
 /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`].
 pub fn unlink(name: &str) -> Result<()> {
-    let c_name = c_name(name)?;
-    sys::mq::unlink(&c_name).map_err(|e| Error::from_os("mq_unlink", KIND, name, e))
+    unlink_c(name, &c_name(name)?)
+}
+
+fn unlink_c(name: &str, c_name: &CString) -> Result<()> {
+    sys::mq::unlink(c_name).map_err(|e| Error::from_os("mq_unlink", KIND, name, e))
 }
 
 /// Checks `name` and returns the C name glibc's mq_open wants: exactly one

@@ -7,33 +7,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::error::{Error, ObjectKind, Result};
+pub use crate::existence::Existence;
+use crate::existence::{self, Object};
 use crate::name;
 use crate::sys;
 use crate::sys::sem::{OpenFlags, RawSemaphore};
 
 const KIND: ObjectKind = ObjectKind::Semaphore;
 
-/// How many times a racing open-or-create is retried before giving up. Each
-/// retry means another process removed or created the name in between.
-const RACE_RETRIES: usize = 1000;
-
 /// The largest value a semaphore can hold (`SEM_VALUE_MAX`).
 pub const VALUE_MAX: u32 = sys::sem::VALUE_MAX;
-
-/// What to do when a semaphore with the name does, or does not, exist.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Existence {
-    /// Create it; fail with [`Error::AlreadyExists`] if the name is taken.
-    RaiseIfExists,
-    /// Open it if it exists, else create it. Race-free: when several
-    /// processes do this at once, exactly one creates it.
-    #[default]
-    LinkOrCreate,
-    /// Open it; fail with [`Error::NotFound`] if it does not exist.
-    RaiseIfNotExists,
-    /// Remove any semaphore with the name, then create a new one.
-    UnlinkAndCreate,
-}
 
 /// Options for opening or creating a [`Semaphore`].
 ///
@@ -119,15 +102,15 @@ impl SemaphoreOptions {
     pub fn open(&self, name: &str) -> Result<Semaphore> {
         let c_name = name::to_c_name(KIND, name)?;
         self.check_arguments()?;
-        match self.existence {
-            Existence::RaiseIfNotExists => {
-                let raw = self.open_existing(name, &c_name)?;
-                Ok(self.handle(raw, name, c_name, false))
-            }
-            Existence::RaiseIfExists => self.create(name, c_name),
-            Existence::LinkOrCreate => self.link_or_create(name, c_name),
-            Existence::UnlinkAndCreate => self.unlink_and_create(name, c_name),
+        let (raw, created) = Object {
+            kind: KIND,
+            name,
+            create: || self.create_raw(name, &c_name),
+            open: || self.open_existing(name, &c_name),
+            unlink: || unlink_c(name, &c_name),
         }
+        .open(self.existence)?;
+        Ok(self.handle(raw, name, c_name, created))
     }
 
     /// Creates a semaphore under a fresh random name, `prefix` followed by
@@ -137,17 +120,11 @@ impl SemaphoreOptions {
     /// As [`Self::open`].
     pub fn create_random(&self, prefix: &str) -> Result<Semaphore> {
         self.check_arguments()?;
-        for _ in 0..RACE_RETRIES {
-            let name = name::random_name(prefix)?;
-            let c_name = name::to_c_name(KIND, &name)?;
-            match self.create(&name, c_name) {
-                Err(Error::AlreadyExists { .. }) => {}
-                other => return other,
-            }
-        }
-        Err(Error::InvalidArgument(format!(
-            "found no free random name with prefix {prefix:?} in {RACE_RETRIES} tries"
-        )))
+        existence::create_random(prefix, |name| {
+            let c_name = name::to_c_name(KIND, name)?;
+            let raw = self.create_raw(name, &c_name)?;
+            Ok(self.handle(raw, name, c_name, true))
+        })
     }
 
     fn check_arguments(&self) -> Result<()> {
@@ -157,13 +134,7 @@ impl SemaphoreOptions {
                 self.initial_value
             )));
         }
-        if self.mode > 0o7777 {
-            return Err(Error::InvalidArgument(format!(
-                "mode must be permission bits between 0 and 0o7777, not {:#o}",
-                self.mode
-            )));
-        }
-        Ok(())
+        existence::check_mode(self.mode)
     }
 
     fn handle(&self, raw: RawSemaphore, name: &str, c_name: CString, created: bool) -> Semaphore {
@@ -191,50 +162,12 @@ impl SemaphoreOptions {
             .map_err(|e| Error::from_os("sem_open", KIND, name, e))
     }
 
-    fn create(&self, name: &str, c_name: CString) -> Result<Semaphore> {
+    fn create_raw(&self, name: &str, c_name: &CString) -> Result<RawSemaphore> {
         let flags = OpenFlags::CreateExclusive {
             mode: self.mode,
             value: self.initial_value,
         };
-        let raw = RawSemaphore::open(&c_name, flags)
-            .map_err(|e| Error::from_os("sem_open", KIND, name, e))?;
-        Ok(self.handle(raw, name, c_name, true))
-    }
-
-    fn link_or_create(&self, name: &str, c_name: CString) -> Result<Semaphore> {
-        for _ in 0..RACE_RETRIES {
-            match self.create(name, c_name.clone()) {
-                Err(Error::AlreadyExists { .. }) => {}
-                other => return other,
-            }
-            match self.open_existing(name, &c_name) {
-                Ok(raw) => return Ok(self.handle(raw, name, c_name, false)),
-                // Removed between our create and our open: try again.
-                Err(Error::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::InvalidArgument(format!(
-            "semaphore '{name}' was created and removed by other processes {RACE_RETRIES} times while opening it; giving up"
-        )))
-    }
-
-    fn unlink_and_create(&self, name: &str, c_name: CString) -> Result<Semaphore> {
-        for _ in 0..RACE_RETRIES {
-            match sys::sem::unlink(&c_name) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(e) => return Err(Error::from_os("sem_unlink", KIND, name, e)),
-            }
-            match self.create(name, c_name.clone()) {
-                // Another process created it after our unlink: go round again.
-                Err(Error::AlreadyExists { .. }) => {}
-                other => return other,
-            }
-        }
-        Err(Error::InvalidArgument(format!(
-            "semaphore '{name}' kept being re-created by other processes; giving up after {RACE_RETRIES} tries"
-        )))
+        RawSemaphore::open(c_name, flags).map_err(|e| Error::from_os("sem_open", KIND, name, e))
     }
 }
 
@@ -379,12 +312,9 @@ impl Semaphore {
     /// # Errors
     /// [`Error::Os`] only if the OS fails unexpectedly.
     pub fn wait(&self) -> Result<()> {
-        loop {
-            match self.wait_interruptible(None) {
-                Err(Error::Interrupted { .. }) => {}
-                other => return other.map(drop),
-            }
-        }
+        sys::retry_on_interrupt(|| self.raw.wait_until(None))
+            .map(drop)
+            .map_err(|e| self.os("sem_wait", e))
     }
 
     /// Waits at most `timeout` to take one slot: `Ok(true)` if taken,

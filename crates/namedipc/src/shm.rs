@@ -9,16 +9,12 @@ use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use crate::error::{Error, ObjectKind, Result};
+use crate::existence::{self, Existence, Object};
 use crate::name;
-use crate::semaphore::Existence;
 use crate::sys;
 use crate::sys::shm::RawMapping;
 
 const KIND: ObjectKind = ObjectKind::SharedMemory;
-
-/// How many times a racing open-or-create is retried before giving up. Each
-/// retry means another process removed or created the name in between.
-const RACE_RETRIES: usize = 1000;
 
 /// The largest size a segment can have: what the OS's `off_t` holds.
 pub const MAX_SIZE: u64 = i64::MAX.unsigned_abs();
@@ -175,12 +171,14 @@ impl SharedMemoryOptions {
     pub fn open(&self, name: &str) -> Result<SharedMemory> {
         let c_name = name::to_c_name(KIND, name)?;
         self.check_arguments(name)?;
-        let (fd, created) = match self.existence {
-            Existence::RaiseIfNotExists => (self.open_existing(name, &c_name)?, false),
-            Existence::RaiseIfExists => (self.create(name, &c_name)?, true),
-            Existence::LinkOrCreate => self.link_or_create(name, &c_name)?,
-            Existence::UnlinkAndCreate => (self.unlink_and_create(name, &c_name)?, true),
-        };
+        let (fd, created) = Object {
+            kind: KIND,
+            name,
+            create: || self.create(name, &c_name),
+            open: || self.open_existing(name, &c_name),
+            unlink: || unlink_c(name, &c_name),
+        }
+        .open(self.existence)?;
         self.finish(fd, name, c_name, created)
     }
 
@@ -198,34 +196,18 @@ impl SharedMemoryOptions {
     /// # Errors
     /// As [`Self::open`].
     pub fn create_random(&self, prefix: &str) -> Result<SharedMemory> {
-        for _ in 0..RACE_RETRIES {
-            let name = name::random_name(prefix)?;
-            let c_name = name::to_c_name(KIND, &name)?;
-            self.check_arguments(&name)?;
-            match self.create(&name, &c_name) {
-                Err(Error::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e),
-                Ok(fd) => return self.finish(fd, &name, c_name, true),
-            }
-        }
-        Err(Error::InvalidArgument(format!(
-            "found no free random name with prefix {prefix:?} in {RACE_RETRIES} tries"
-        )))
+        existence::create_random(prefix, |name| {
+            let c_name = name::to_c_name(KIND, name)?;
+            self.check_arguments(name)?;
+            let fd = self.create(name, &c_name)?;
+            self.finish(fd, name, c_name, true)
+        })
     }
 
     fn check_arguments(&self, name: &str) -> Result<()> {
-        if self.mode > 0o7777 {
-            return Err(Error::InvalidArgument(format!(
-                "mode must be permission bits between 0 and 0o7777, not {:#o}",
-                self.mode
-            )));
-        }
+        existence::check_mode(self.mode)?;
         if let Some(len) = self.size {
-            if len > MAX_SIZE {
-                return Err(Error::InvalidArgument(format!(
-                    "size must be between 0 and {MAX_SIZE} bytes, not {len}"
-                )));
-            }
+            check_size(len)?;
             if self.read_only {
                 return Err(read_only_resize(name, len));
             }
@@ -240,44 +222,6 @@ impl SharedMemoryOptions {
     fn create(&self, name: &str, c_name: &CString) -> Result<OwnedFd> {
         sys::shm::open(c_name, Some(self.mode), self.read_only, self.truncate)
             .map_err(|e| open_error(name, e))
-    }
-
-    fn link_or_create(&self, name: &str, c_name: &CString) -> Result<(OwnedFd, bool)> {
-        // Exclusive create first, so that `created` is known for certain
-        // (plain O_CREAT would not say whether it created the segment).
-        for _ in 0..RACE_RETRIES {
-            match self.create(name, c_name) {
-                Err(Error::AlreadyExists { .. }) => {}
-                other => return other.map(|fd| (fd, true)),
-            }
-            match self.open_existing(name, c_name) {
-                Ok(fd) => return Ok((fd, false)),
-                // Removed between our create and our open: try again.
-                Err(Error::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::InvalidArgument(format!(
-            "shared memory segment '{name}' was created and removed by other processes {RACE_RETRIES} times while opening it; giving up"
-        )))
-    }
-
-    fn unlink_and_create(&self, name: &str, c_name: &CString) -> Result<OwnedFd> {
-        for _ in 0..RACE_RETRIES {
-            match sys::shm::unlink(c_name) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(e) => return Err(Error::from_os("shm_unlink", KIND, name, e)),
-            }
-            match self.create(name, c_name) {
-                // Another process created it after our unlink: go round again.
-                Err(Error::AlreadyExists { .. }) => {}
-                other => return other,
-            }
-        }
-        Err(Error::InvalidArgument(format!(
-            "shared memory segment '{name}' kept being re-created by other processes; giving up after {RACE_RETRIES} tries"
-        )))
     }
 
     /// Checks what was opened and applies the size.
@@ -340,6 +284,15 @@ fn not_regular(name: &str, what: &str) -> Error {
         name: name.to_owned(),
         reason: format!("the name is {what}, not a regular file"),
     }
+}
+
+fn check_size(len: u64) -> Result<()> {
+    if len > MAX_SIZE {
+        return Err(Error::InvalidArgument(format!(
+            "size must be between 0 and {MAX_SIZE} bytes, not {len}"
+        )));
+    }
+    Ok(())
 }
 
 fn read_only_resize(name: &str, len: u64) -> Error {
@@ -530,11 +483,7 @@ impl SharedMemory {
         if self.read_only {
             return Err(read_only_resize(&self.name, len));
         }
-        if len > MAX_SIZE {
-            return Err(Error::InvalidArgument(format!(
-                "size must be between 0 and {MAX_SIZE} bytes, not {len}"
-            )));
-        }
+        check_size(len)?;
         sys::shm::truncate(self.fd.as_fd(), len).map_err(|e| self.os("ftruncate", e))
     }
 

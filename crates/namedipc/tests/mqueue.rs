@@ -3,9 +3,7 @@
 //! guard when the test ends, pass or fail.
 
 use std::fs;
-use std::io::Read;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -13,53 +11,21 @@ use std::time::{Duration, Instant};
 use namedipc::mqueue::{system_limits, unlink, MessageQueue, MessageQueueOptions, PRIORITY_MAX};
 use namedipc::{Error, Existence};
 
-/// Upper bound for every wait that only a bug could make long.
-const WAIT: Duration = Duration::from_secs(10);
+mod common;
+use common::WAIT;
 
-/// A unique queue name, removed when the guard drops, even if the test panics.
-struct Name {
-    name: String,
-    extra: Vec<String>,
-}
+/// Queue names.
+struct Queues;
 
-impl Name {
-    fn new(label: &str) -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        Self {
-            name: format!(
-                "/namedipc-rtest-mq-{}-{:016x}-{label}-{n}",
-                std::process::id(),
-                random_u64()
-            ),
-            extra: Vec::new(),
-        }
-    }
+impl common::Kind for Queues {
+    const TAG: &'static str = "mq";
 
-    fn as_str(&self) -> &str {
-        &self.name
-    }
-
-    fn track(&mut self, name: &str) {
-        self.extra.push(name.to_owned());
+    fn remove(name: &str) {
+        let _ = unlink(name);
     }
 }
 
-impl Drop for Name {
-    fn drop(&mut self) {
-        for name in std::iter::once(&self.name).chain(&self.extra) {
-            let _ = unlink(name);
-        }
-    }
-}
-
-fn random_u64() -> u64 {
-    let mut bytes = [0u8; 8];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .expect("read /dev/urandom");
-    u64::from_ne_bytes(bytes)
-}
+type Name = common::Name<Queues>;
 
 fn opts(existence: Existence) -> MessageQueueOptions {
     MessageQueue::options().existence(existence)

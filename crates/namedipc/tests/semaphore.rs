@@ -3,9 +3,7 @@
 //! by a guard when the test ends, pass or fail.
 
 use std::fs;
-use std::io::Read;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -13,57 +11,23 @@ use std::time::{Duration, Instant};
 use namedipc::semaphore::{unlink, VALUE_MAX};
 use namedipc::{Error, Existence, Semaphore, SemaphoreOptions};
 
-/// Upper bound for every wait that only a bug could make long.
-const WAIT: Duration = Duration::from_secs(10);
+mod common;
+use common::WAIT;
 
-/// A unique semaphore name, removed (as a semaphore, and as whatever file a
-/// test planted there) when the guard drops, even if the test panics.
-struct Name {
-    name: String,
-    /// Names picked elsewhere (e.g. by `create_random`) to remove as well.
-    extra: Vec<String>,
-}
+/// Semaphore names; the guard also removes whatever file a test planted there.
+struct Semaphores;
 
-impl Name {
-    fn new(label: &str) -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        Self {
-            name: format!(
-                "/namedipc-rtest-{}-{:016x}-{label}-{n}",
-                std::process::id(),
-                random_u64()
-            ),
-            extra: Vec::new(),
-        }
-    }
+impl common::Kind for Semaphores {
+    const TAG: &'static str = "sem";
 
-    fn as_str(&self) -> &str {
-        &self.name
-    }
-
-    fn track(&mut self, name: &str) {
-        self.extra.push(name.to_owned());
+    fn remove(name: &str) {
+        let _ = unlink(name);
+        // A test may have planted a file there that is not a semaphore.
+        let _ = fs::remove_file(shm_path(name));
     }
 }
 
-impl Drop for Name {
-    fn drop(&mut self) {
-        for name in std::iter::once(&self.name).chain(&self.extra) {
-            let _ = unlink(name);
-            // A test may have planted a file there that is not a semaphore.
-            let _ = fs::remove_file(shm_path(name));
-        }
-    }
-}
-
-fn random_u64() -> u64 {
-    let mut bytes = [0u8; 8];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .expect("read /dev/urandom");
-    u64::from_ne_bytes(bytes)
-}
+type Name = common::Name<Semaphores>;
 
 /// The file glibc keeps behind a semaphore name.
 fn shm_path(name: &str) -> PathBuf {
@@ -443,7 +407,7 @@ fn longest_valid_name_works() {
     let mut name = Name::new("long");
     // Pad the unique name to the longest body glibc accepts (251 bytes).
     let body_len = name.as_str().len() - 1;
-    name.name.push_str(&"y".repeat(251 - body_len));
+    name.push_str(&"y".repeat(251 - body_len));
     assert_eq!(name.as_str().len(), 252);
     let sem = Semaphore::create(name.as_str(), 1).unwrap();
     assert!(sem.try_wait().unwrap());

@@ -4,80 +4,45 @@
 //! removed by a guard when the test ends, pass or fail.
 
 use std::fs;
-use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
 
 use namedipc::shm::{unlink, SharedMemory, SharedMemoryOptions, MAX_SIZE};
 use namedipc::{Error, Existence};
 
-/// A unique segment name, removed (as a segment, and as whatever a test
-/// planted at its path) when the guard drops, even if the test panics.
-struct Name {
-    name: String,
-    /// Names picked elsewhere (e.g. by `create_random`) to remove as well.
-    extra: Vec<String>,
+mod common;
+use common::WAIT;
+
+/// Segment names; the guard also removes whatever a test planted at the path.
+struct Segments;
+
+impl common::Kind for Segments {
+    const TAG: &'static str = "shm";
+
+    fn remove(name: &str) {
+        let _ = unlink(name);
+        let path = shm_path(name);
+        let _ = fs::remove_file(&path);
+        let _ = fs::remove_dir(&path);
+    }
 }
+
+type Name = common::Name<Segments>;
 
 impl Name {
-    fn new(label: &str) -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        Self {
-            name: format!(
-                "/namedipc-rtest-shm-{}-{:016x}-{label}-{n}",
-                std::process::id(),
-                random_u64()
-            ),
-            extra: Vec::new(),
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        &self.name
-    }
-
     fn path(&self) -> PathBuf {
-        shm_path(&self.name)
+        shm_path(self.as_str())
     }
-
-    fn track(&mut self, name: &str) {
-        self.extra.push(name.to_owned());
-    }
-}
-
-impl Drop for Name {
-    fn drop(&mut self) {
-        for name in std::iter::once(&self.name).chain(&self.extra) {
-            let _ = unlink(name);
-            let path = shm_path(name);
-            let _ = fs::remove_file(&path);
-            let _ = fs::remove_dir(&path);
-        }
-    }
-}
-
-fn random_u64() -> u64 {
-    let mut bytes = [0u8; 8];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .expect("read /dev/urandom");
-    u64::from_ne_bytes(bytes)
 }
 
 /// Where Linux keeps the segment `name`.
 fn shm_path(name: &str) -> PathBuf {
     PathBuf::from(format!("/dev/shm/{}", name.trim_start_matches('/')))
 }
-
-/// Upper bound for every wait that only a bug could make long.
-const WAIT: Duration = Duration::from_secs(10);
 
 fn opts(existence: Existence) -> SharedMemoryOptions {
     SharedMemory::options().existence(existence)

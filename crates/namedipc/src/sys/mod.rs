@@ -19,23 +19,30 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// Runs `f` again while it fails with EINTR, for calls that have nothing
+/// useful to do when a signal handler ran. The one place EINTR is retried.
+pub(crate) fn retry_on_interrupt<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
 /// Fills `buf` from the kernel's CSPRNG (getrandom(2)), retrying on EINTR
 /// and on short reads.
 pub(crate) fn fill_random(buf: &mut [u8]) -> io::Result<()> {
     let mut filled = 0;
     while filled < buf.len() {
         let rest = &mut buf[filled..];
-        // SAFETY: `rest` is a valid, writable buffer of `rest.len()` bytes for
-        // the duration of the call; flags 0 means "block until seeded".
-        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
-            }
-        } else {
-            filled += n.unsigned_abs();
-        }
+        filled += retry_on_interrupt(|| {
+            // SAFETY: `rest` is a valid, writable buffer of `rest.len()` bytes
+            // for the duration of the call; flags 0 means "block until seeded".
+            let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+            // Negative (-1) exactly when the call failed.
+            usize::try_from(n).map_err(|_| io::Error::last_os_error())
+        })?;
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::io;
 use std::ptr::NonNull;
 use std::time::Duration;
 
-use super::{check, to_timespec};
+use super::{check, retry_on_interrupt, to_timespec};
 
 /// The largest value a semaphore can hold: SEM_VALUE_MAX, which glibc and
 /// musl define as INT_MAX (the libc crate does not export it for Linux).
@@ -74,14 +74,14 @@ impl RawSemaphore {
 
     /// Takes the semaphore if it is free; `Ok(false)` if it is not.
     pub(crate) fn try_wait(&self) -> io::Result<bool> {
-        loop {
+        let taken = retry_on_interrupt(|| {
             // SAFETY: `self.sem` is a live semaphore until drop.
-            match check(unsafe { libc::sem_trywait(self.sem.as_ptr()) }) {
-                Ok(_) => return Ok(true),
-                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+            check(unsafe { libc::sem_trywait(self.sem.as_ptr()) })
+        });
+        match taken {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 

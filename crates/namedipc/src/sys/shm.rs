@@ -8,18 +8,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 
-use super::check;
-
-/// Runs `f` again while it fails with EINTR: none of the calls here has
-/// anything useful to do when a signal handler ran.
-fn retry_on_interrupt<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-    loop {
-        match f() {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            other => return other,
-        }
-    }
-}
+use super::{check, retry_on_interrupt};
 
 /// Opens the segment `name`: an existing one when `create_mode` is `None`,
 /// else a new one with those permission bits (EEXIST if the name is taken).
