@@ -9,7 +9,6 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use namedipc::Semaphore;
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
 use crate::args::Timeout;
@@ -57,19 +56,16 @@ impl SemSlot {
     pub(crate) fn ensure_uninitialised(&self) -> PyResult<()> {
         match self.opened.get() {
             None => Ok(()),
-            Some(_) => Err(PyTypeError::new_err(format!(
-                "this {} handle is already initialised; create a new object instead of calling __init__ again",
-                self.what
-            ))),
+            Some(_) => Err(errors::already_initialised(self.what)),
         }
     }
 
     /// Installs the semaphore `__init__` opened; a handle is initialised once.
     pub(crate) fn install(&self, sem: Semaphore, mode: u32) -> PyResult<()> {
         self.ensure_uninitialised()?;
-        self.opened.set(Opened { sem, mode }).map_err(|_| {
-            PyTypeError::new_err(format!("this {} handle is already initialised", self.what))
-        })?;
+        self.opened
+            .set(Opened { sem, mode })
+            .map_err(|_| errors::already_initialised(self.what))?;
         self.open.store(true, Ordering::Release);
         Ok(())
     }

@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyMemoryView, PySlice, PyString, PyTuple, PyType};
 
 use crate::args::{self, Negative, Timeout};
-use crate::errors::{self, to_py_err, Class};
+use crate::errors::{self, to_py_err, Direction, GaveUp};
 use crate::semaphore::{instance_dict, qualified_name, RANDOM_PREFIX};
 
 const WHAT: &str = "message queue";
@@ -59,24 +59,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Which way a message moves, for messages about a full or empty queue.
-#[derive(Clone, Copy)]
-enum Direction {
-    Send,
-    Receive,
-}
-
-/// Why a send or receive gave up.
-#[derive(Clone, Copy)]
-enum GaveUp {
-    /// timeout=0.
-    NoWait,
-    /// The timeout ran out.
-    TimedOut(Duration),
-    /// The handle does not block (block is False).
-    NonBlocking,
-}
-
 /// One attempt of a send or receive.
 #[derive(Clone, Copy)]
 enum Attempt {
@@ -100,7 +82,7 @@ impl PyMessageQueue {
     ) -> PyResult<()> {
         if self.opened.get().is_some() {
             // Checked before opening too, so that a second __init__ never creates a queue.
-            return Err(already_initialised());
+            return Err(errors::already_initialised(WHAT));
         }
         let create = flags & i64::from(O_CREAT) != 0;
         let exclusive = flags & i64::from(O_EXCL) != 0;
@@ -144,7 +126,9 @@ impl PyMessageQueue {
             max_messages: queue.max_messages(),
             max_message_size: queue.max_message_size(),
         };
-        self.opened.set(opened).map_err(|_| already_initialised())?;
+        self.opened
+            .set(opened)
+            .map_err(|_| errors::already_initialised(WHAT))?;
         *lock(&self.queue) = Some(Arc::new(queue));
         Ok(())
     }
@@ -169,22 +153,14 @@ impl PyMessageQueue {
     fn queue_for(&self, py: Python<'_>, direction: Direction) -> PyResult<Arc<MessageQueue>> {
         let queue = self.queue(py)?;
         let opened = self.opened()?;
-        let (allowed, flag, verb) = match direction {
-            Direction::Send => (opened.write, "write", "send"),
-            Direction::Receive => (opened.read, "read", "receive"),
+        let allowed = match direction {
+            Direction::Send => opened.write,
+            Direction::Receive => opened.read,
         };
         if allowed {
             Ok(queue)
         } else {
-            Err(errors::new_error(
-                py,
-                Class::Permissions,
-                format!(
-                    "message queue '{}' was opened with {flag}=False; open it with {flag}=True to {verb}",
-                    opened.name
-                ),
-                None,
-            ))
+            Err(errors::queue_not_open_for(py, &opened.name, direction))
         }
     }
 
@@ -202,7 +178,7 @@ impl PyMessageQueue {
             return Ok(done);
         }
         let (limit, timeout) = match timeout {
-            Timeout::NoWait => return Err(busy(py, name, direction, GaveUp::NoWait)),
+            Timeout::NoWait => return Err(errors::queue_busy(py, name, direction, GaveUp::NoWait)),
             Timeout::For(d) => (Instant::now().checked_add(d), d),
             Timeout::Forever => (None, Duration::MAX),
         };
@@ -218,7 +194,7 @@ impl PyMessageQueue {
                     return Err(errors::interrupted(py, WHAT, name));
                 }
                 Err(Error::Busy { .. }) => {
-                    return Err(busy(py, name, direction, GaveUp::NonBlocking))
+                    return Err(errors::queue_busy(py, name, direction, GaveUp::NonBlocking))
                 }
                 Err(e) => return Err(to_py_err(e)),
             }
@@ -227,7 +203,12 @@ impl PyMessageQueue {
                 return Err(errors::closed_while_waiting(py, WHAT, name));
             }
             if limit.is_some_and(|at| Instant::now() >= at) {
-                return Err(busy(py, name, direction, GaveUp::TimedOut(timeout)));
+                return Err(errors::queue_busy(
+                    py,
+                    name,
+                    direction,
+                    GaveUp::TimedOut(timeout),
+                ));
             }
         }
     }
@@ -427,14 +408,7 @@ impl PyMessageQueue {
             queue.notify_by_thread(move || run_callback(callable, param, keep))
         };
         requested.map_err(|e| match e {
-            Error::Busy { .. } => errors::new_error(
-                py,
-                Class::Busy,
-                format!(
-                    "message queue '{name}' already notifies another process; the OS keeps one notification request per queue"
-                ),
-                None,
-            ),
+            Error::Busy { .. } => errors::queue_notification_taken(py, name),
             e => to_py_err(e),
         })
     }
@@ -697,34 +671,6 @@ fn report_callback_error(py: Python<'_>, err: PyErr, callable: &Bound<'_, PyAny>
         err.write_unraisable(py, Some(callable));
         hook_err.write_unraisable(py, None);
     }
-}
-
-fn already_initialised() -> PyErr {
-    PyTypeError::new_err(
-        "this message queue handle is already initialised; create a new object instead of calling __init__ again",
-    )
-}
-
-/// The error for a send to a full queue or a receive from an empty one.
-fn busy(py: Python<'_>, name: &str, direction: Direction, why: GaveUp) -> PyErr {
-    let state = match direction {
-        Direction::Send => "full",
-        Direction::Receive => "empty",
-    };
-    let detail = match why {
-        GaveUp::NoWait => "and timeout=0 does not wait".to_owned(),
-        GaveUp::TimedOut(timeout) => format!(
-            "and stayed {state} for the whole timeout ({:.3} s)",
-            timeout.as_secs_f64()
-        ),
-        GaveUp::NonBlocking => "and this handle does not wait (block is False)".to_owned(),
-    };
-    errors::new_error(
-        py,
-        Class::Busy,
-        format!("message queue '{name}' is {state} {detail}"),
-        None,
-    )
 }
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {

@@ -14,10 +14,12 @@ use pyo3::sync::MutexExt;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyInt, PyMemoryView, PyTuple, PyType};
 
 use crate::args;
-use crate::errors::{self, to_py_err, Class};
+use crate::errors::{self, to_py_err};
 use crate::semaphore::{instance_dict, qualified_name, RANDOM_PREFIX};
 
 const WHAT: &str = "shared memory segment";
+/// "shared memory", for messages about the Python handle itself.
+const HANDLE: &str = "shared memory";
 
 /// What `__init__` settled, readable for the life of the object.
 struct Opened {
@@ -57,9 +59,7 @@ impl PySharedMemory {
     ) -> PyResult<()> {
         if self.opened.get().is_some() {
             // Checked before opening, so a second __init__ creates nothing.
-            return Err(PyTypeError::new_err(
-                "this shared memory handle is already initialised; create a new object instead of calling __init__ again",
-            ));
+            return Err(errors::already_initialised(HANDLE));
         }
         let create = flags & i64::from(O_CREAT) != 0;
         let exclusive = flags & i64::from(O_EXCL) != 0;
@@ -101,9 +101,7 @@ impl PySharedMemory {
                 mode,
                 read_only,
             })
-            .map_err(|_| {
-                PyTypeError::new_err("this shared memory handle is already initialised")
-            })?;
+            .map_err(|_| errors::already_initialised(HANDLE))?;
         self.lock(py).shm = Some(shm);
         Ok(())
     }
@@ -136,22 +134,9 @@ impl PySharedMemory {
         match &state.shm {
             Some(shm) => Ok(f(shm)),
             None if state.closed => Err(errors::closed(py, WHAT, &opened.name)),
-            None => Err(fd_closed(py, &opened.name, consequence)),
+            None => Err(errors::fd_closed(py, WHAT, &opened.name, consequence)),
         }
     }
-}
-
-/// The error for a use that needs the descriptor `close_fd()` gave up;
-/// `consequence` says what cannot be done.
-fn fd_closed(py: Python<'_>, name: &str, consequence: &str) -> PyErr {
-    errors::new_error(
-        py,
-        Class::Existential,
-        format!(
-            "the file descriptor of {WHAT} '{name}' was closed by close_fd(), so {consequence}; open the segment again"
-        ),
-        None,
-    )
 }
 
 /// A bool argument: True/False, or an int as posix_ipc accepts.
@@ -278,8 +263,9 @@ impl PySharedMemory {
             return Err(errors::closed(py, WHAT, &opened.name));
         }
         let Some(shm) = &state.shm else {
-            return Err(fd_closed(
+            return Err(errors::fd_closed(
                 py,
+                WHAT,
                 &opened.name,
                 ".buf cannot map it (read .buf before close_fd() to keep a mapping)",
             ));
@@ -325,14 +311,7 @@ impl PySharedMemory {
         if let Some(mapping) = &state.mapping {
             if let Err(err) = mapping.bind(py).call_method0("close") {
                 if err.is_instance_of::<PyBufferError>(py) {
-                    let refused = PyBufferError::new_err(format!(
-                        "cannot close {WHAT} '{}': memoryviews of its .buf (or objects made from them, \
-                         such as numpy arrays) still exist; release them first (view.release() or del), \
-                         then call close() again",
-                        opened.name
-                    ));
-                    refused.set_cause(py, Some(err));
-                    return Err(refused);
+                    return Err(errors::views_alive(py, WHAT, &opened.name, err));
                 }
                 return Err(err);
             }
