@@ -7,15 +7,15 @@ use std::time::{Duration, Instant};
 
 use namedipc::flags::{O_CREAT, O_EXCL, O_NONBLOCK};
 use namedipc::mqueue::{self, Limits, MessageQueue, PRIORITY_MAX};
-use namedipc::{Error, Existence};
+use namedipc::Error;
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyMemoryView, PySlice, PyString, PyTuple, PyType};
 
-use crate::args::{self, Negative, Timeout};
+use crate::args::{self, type_name, Negative, Target, Timeout, RANDOM_PREFIX};
 use crate::errors::{self, to_py_err, Direction, GaveUp};
-use crate::semaphore::{instance_dict, qualified_name, RANDOM_PREFIX};
+use crate::semaphore::{instance_dict, qualified_name};
 
 const WHAT: &str = "message queue";
 
@@ -103,19 +103,9 @@ impl PyMessageQueue {
             .read(read)
             .write(write)
             .blocking(flags & i64::from(O_NONBLOCK) == 0);
-        let queue = match name {
-            None if exclusive => options.create_random(RANDOM_PREFIX),
-            None => return Err(PyValueError::new_err(
-                "name can be None only with flags=O_CREX (a new message queue under a random name)",
-            )),
-            Some(name) => {
-                let existence = match (create, exclusive) {
-                    (true, true) => Existence::RaiseIfExists,
-                    (true, false) => Existence::LinkOrCreate,
-                    (false, _) => Existence::RaiseIfNotExists,
-                };
-                options.existence(existence).open(&name)
-            }
+        let queue = match args::target(name, flags, WHAT)? {
+            Target::Random => options.create_random(RANDOM_PREFIX),
+            Target::Named(name, existence) => options.existence(existence).open(&name),
         }
         .map_err(to_py_err)?;
         let opened = Opened {
@@ -270,11 +260,7 @@ impl PyMessageQueue {
         read: Option<&Bound<'_, PyAny>>,
         write: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let name = if name.is_none() {
-            None
-        } else {
-            Some(args::name(name)?)
-        };
+        let name = args::optional_name(name)?;
         let limit = i64::from(i32::MAX);
         let flags = args::int_or(flags, 0, "flags", 0, limit)?;
         let mode = args::int_or(mode, 0o600, "mode", 0, 0o7777)?;
@@ -671,12 +657,6 @@ fn report_callback_error(py: Python<'_>, err: PyErr, callable: &Bound<'_, PyAny>
         err.write_unraisable(py, Some(callable));
         hook_err.write_unraisable(py, None);
     }
-}
-
-fn type_name(obj: &Bound<'_, PyAny>) -> String {
-    obj.get_type()
-        .name()
-        .map_or_else(|_| "?".to_owned(), |n| n.to_string())
 }
 
 /// Adds the message queue classes, functions and constants to the module.

@@ -1,20 +1,15 @@
 //! `namedipc.Semaphore`: posix_ipc 1.3's Semaphore, argument for argument,
 //! minus its crashes.
 
-use namedipc::flags::{O_CREAT, O_EXCL};
-use namedipc::{Existence, Semaphore};
-use pyo3::exceptions::PyValueError;
+use namedipc::Semaphore;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple, PyType};
 
-use crate::args::{self, Negative};
+use crate::args::{self, Negative, Target, RANDOM_PREFIX};
 use crate::errors::{self, to_py_err};
 use crate::handle::{OnSignal, SemSlot};
 
 const WHAT: &str = "semaphore";
-
-/// Prefix of names picked for `Semaphore(None, O_CREX)`.
-pub(crate) const RANDOM_PREFIX: &str = "/namedipc-";
 
 #[pyclass(module = "namedipc", name = "Semaphore", frozen, subclass, weakref)]
 pub(crate) struct PySemaphore {
@@ -29,25 +24,12 @@ impl PySemaphore {
         mode: u32,
         initial_value: u32,
     ) -> PyResult<()> {
-        let create = flags & i64::from(O_CREAT) != 0;
-        let exclusive = flags & i64::from(O_EXCL) != 0;
         let options = Semaphore::options().mode(mode).initial_value(initial_value);
-        let sem =
-            match name {
-                None if exclusive => options.create_random(RANDOM_PREFIX),
-                None => return Err(PyValueError::new_err(
-                    "name can be None only with flags=O_CREX (a new semaphore under a random name)",
-                )),
-                Some(name) => {
-                    let existence = match (create, exclusive) {
-                        (true, true) => Existence::RaiseIfExists,
-                        (true, false) => Existence::LinkOrCreate,
-                        (false, _) => Existence::RaiseIfNotExists,
-                    };
-                    options.existence(existence).open(&name)
-                }
-            }
-            .map_err(to_py_err)?;
+        let sem = match args::target(name, flags, WHAT)? {
+            Target::Random => options.create_random(RANDOM_PREFIX),
+            Target::Named(name, existence) => options.existence(existence).open(&name),
+        }
+        .map_err(to_py_err)?;
         self.slot.install(sem, mode)
     }
 }
@@ -73,11 +55,7 @@ impl PySemaphore {
         initial_value: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         self.slot.ensure_uninitialised()?;
-        let name = if name.is_none() {
-            None
-        } else {
-            Some(args::name(name)?)
-        };
+        let name = args::optional_name(name)?;
         let flags = args::int_or(flags, 0, "flags", 0, i64::from(i32::MAX))?;
         let mode = args::int_or(mode, 0o600, "mode", 0, 0o7777)?;
         let initial_value = args::int_or(

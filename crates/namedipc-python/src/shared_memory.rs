@@ -7,15 +7,15 @@ use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 use namedipc::flags::{O_CREAT, O_EXCL, O_TRUNC};
 use namedipc::shm::SharedMemory;
-use namedipc::{Existence, ObjectKind};
-use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
+use namedipc::ObjectKind;
+use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
-use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyInt, PyMemoryView, PyTuple, PyType};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyTuple, PyType};
 
-use crate::args;
+use crate::args::{self, Target, RANDOM_PREFIX};
 use crate::errors::{self, to_py_err};
-use crate::semaphore::{instance_dict, qualified_name, RANDOM_PREFIX};
+use crate::semaphore::{instance_dict, qualified_name};
 
 const WHAT: &str = "shared memory segment";
 /// "shared memory", for messages about the Python handle itself.
@@ -76,24 +76,11 @@ impl PySharedMemory {
         if size > 0 {
             options = options.size(size);
         }
-        let shm =
-            match name {
-                None if exclusive => options.create_random(RANDOM_PREFIX),
-                None => return Err(PyValueError::new_err(
-                    "name can be None only with flags=O_CREX (a new segment under a random name)",
-                )),
-                Some(name) => {
-                    let existence = if !create {
-                        Existence::RaiseIfNotExists
-                    } else if exclusive {
-                        Existence::RaiseIfExists
-                    } else {
-                        Existence::LinkOrCreate
-                    };
-                    options.existence(existence).open(&name)
-                }
-            }
-            .map_err(to_py_err)?;
+        let shm = match args::target(name, flags, "segment")? {
+            Target::Random => options.create_random(RANDOM_PREFIX),
+            Target::Named(name, existence) => options.existence(existence).open(&name),
+        }
+        .map_err(to_py_err)?;
         let name = shm.name().to_owned();
         self.opened
             .set(Opened {
@@ -137,21 +124,6 @@ impl PySharedMemory {
             None => Err(errors::fd_closed(py, WHAT, &opened.name, consequence)),
         }
     }
-}
-
-/// A bool argument: True/False, or an int as posix_ipc accepts.
-fn flag(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<bool> {
-    let Some(obj) = obj else { return Ok(false) };
-    if let Ok(b) = obj.cast::<PyBool>() {
-        return Ok(b.is_true());
-    }
-    if obj.is_instance_of::<PyInt>() {
-        return obj.is_truthy();
-    }
-    Err(PyTypeError::new_err(format!(
-        "{what} must be True or False, not {}",
-        obj.get_type().name()?
-    )))
 }
 
 /// Maps the whole segment with Python's mmap (read-only if the handle is).
@@ -211,15 +183,11 @@ impl PySharedMemory {
         size: Option<&Bound<'_, PyAny>>,
         read_only: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let name = if name.is_none() {
-            None
-        } else {
-            Some(args::name(name)?)
-        };
+        let name = args::optional_name(name)?;
         let flags = args::int_or(flags, 0, "flags", 0, i64::from(i32::MAX))?;
         let mode = args::int_or(mode, 0o600, "mode", 0, 0o7777)?;
         let size = args::int_or(size, 0, "size", 0, i64::MAX)?;
-        let read_only = flag(read_only, "read_only")?;
+        let read_only = args::flag(read_only, "read_only")?;
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // ranges checked above
         self.open(py, name, flags, mode as u32, size as u64, read_only)
     }
