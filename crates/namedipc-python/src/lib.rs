@@ -7,6 +7,7 @@ mod errors;
 mod handle;
 mod message_queue;
 mod named_semaphore;
+mod pickling;
 mod semaphore;
 mod shared_memory;
 

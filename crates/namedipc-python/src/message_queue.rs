@@ -15,7 +15,7 @@ use pyo3::types::{PyBytes, PyDict, PyInt, PyMemoryView, PySlice, PyString, PyTup
 
 use crate::args::{self, type_name, Negative, Target, Timeout, RANDOM_PREFIX};
 use crate::errors::{self, to_py_err, Direction, GaveUp};
-use crate::semaphore::{instance_dict, qualified_name};
+use crate::pickling::{self, qualified_name};
 
 const WHAT: &str = "message queue";
 
@@ -494,23 +494,12 @@ impl PyMessageQueue {
     /// Pickles by name: unpickling opens the same queue, with the same
     /// read/write access.
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
-        let py = slf.py();
         let opened = slf.get().opened()?;
-        let reopen = py
-            .import("namedipc._namedipc")?
-            .getattr("_reopen_message_queue")?;
-        let state = instance_dict(slf.as_any())?;
-        (
-            reopen,
-            (
-                slf.get_type(),
-                opened.name.as_str(),
-                opened.read,
-                opened.write,
-            ),
-            state,
+        pickling::reduce(
+            slf,
+            "_reopen_message_queue",
+            (opened.name.as_str(), opened.read, opened.write),
         )
-            .into_pyobject(py)
     }
 }
 
@@ -523,18 +512,18 @@ pub(crate) fn _reopen_message_queue<'py>(
     read: bool,
     write: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let obj = cls.call_method1("__new__", (cls,))?;
     let defaults = defaults();
-    obj.cast::<PyMessageQueue>()?.get().open(
-        Some(name),
-        0,
-        0o600,
-        defaults.default_max_messages,
-        defaults.default_max_message_size,
-        read,
-        write,
-    )?;
-    Ok(obj)
+    pickling::reopen(cls, |obj| {
+        obj.cast::<PyMessageQueue>()?.get().open(
+            Some(name),
+            0,
+            0o600,
+            defaults.default_max_messages,
+            defaults.default_max_message_size,
+            read,
+            write,
+        )
+    })
 }
 
 /// Removes the message queue `name`; ExistentialError if there is none.

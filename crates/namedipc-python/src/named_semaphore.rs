@@ -10,7 +10,7 @@ use pyo3::types::{PyDict, PyTuple, PyType};
 use crate::args::{self, Negative, Timeout};
 use crate::errors::to_py_err;
 use crate::handle::{OnSignal, SemSlot};
-use crate::semaphore::{instance_dict, qualified_name};
+use crate::pickling::{self, qualified_name};
 
 const WHAT: &str = "semaphore";
 
@@ -196,12 +196,7 @@ impl PyNamedSemaphore {
     /// Pickles by name: unpickling opens the same semaphore (value
     /// untouched), as a handle that did not create it.
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
-        let py = slf.py();
-        let reopen = py
-            .import("namedipc._namedipc")?
-            .getattr("_reopen_named_semaphore")?;
-        let state = instance_dict(slf.as_any())?;
-        (reopen, (slf.get_type(), slf.get().slot.name()?), state).into_pyobject(py)
+        pickling::reduce(slf, "_reopen_named_semaphore", (slf.get().slot.name()?,))
     }
 }
 
@@ -211,13 +206,13 @@ pub(crate) fn _reopen_named_semaphore<'py>(
     cls: &Bound<'py, PyType>,
     name: String,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let obj = cls.call_method1("__new__", (cls,))?;
-    obj.cast::<PyNamedSemaphore>()?.get().open(
-        &name,
-        0,
-        Existence::RaiseIfNotExists,
-        0o600,
-        false,
-    )?;
-    Ok(obj)
+    pickling::reopen(cls, |obj| {
+        obj.cast::<PyNamedSemaphore>()?.get().open(
+            &name,
+            0,
+            Existence::RaiseIfNotExists,
+            0o600,
+            false,
+        )
+    })
 }

@@ -8,6 +8,7 @@ use pyo3::types::{PyDict, PyTuple, PyType};
 use crate::args::{self, Negative, Target, RANDOM_PREFIX};
 use crate::errors::{self, to_py_err};
 use crate::handle::{OnSignal, SemSlot};
+use crate::pickling::{self, qualified_name};
 
 const WHAT: &str = "semaphore";
 
@@ -141,12 +142,7 @@ impl PySemaphore {
 
     /// Pickles by name: unpickling opens the same semaphore, value untouched.
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
-        let py = slf.py();
-        let reopen = py
-            .import("namedipc._namedipc")?
-            .getattr("_reopen_semaphore")?;
-        let state = instance_dict(slf.as_any())?;
-        (reopen, (slf.get_type(), slf.get().slot.name()?), state).into_pyobject(py)
+        pickling::reduce(slf, "_reopen_semaphore", (slf.get().slot.name()?,))
     }
 }
 
@@ -157,23 +153,9 @@ pub(crate) fn _reopen_semaphore<'py>(
     cls: &Bound<'py, PyType>,
     name: String,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let obj = cls.call_method1("__new__", (cls,))?;
-    let mode = 0o600;
-    obj.cast::<PySemaphore>()?
-        .get()
-        .open(Some(name), 0, mode, 0)?;
-    Ok(obj)
-}
-
-/// `module.QualName` for reprs, so subclasses show their own name.
-pub(crate) fn qualified_name(cls: &Bound<'_, PyType>) -> PyResult<String> {
-    Ok(format!("{}.{}", cls.module()?, cls.qualname()?))
-}
-
-/// A subclass instance's `__dict__` (pickled as its state), or None.
-pub(crate) fn instance_dict<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
-    match obj.getattr("__dict__") {
-        Ok(d) if d.len()? > 0 => Ok(Some(d)),
-        _ => Ok(None),
-    }
+    pickling::reopen(cls, |obj| {
+        obj.cast::<PySemaphore>()?
+            .get()
+            .open(Some(name), 0, 0o600, 0)
+    })
 }

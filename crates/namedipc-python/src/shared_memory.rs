@@ -15,7 +15,7 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyTuple, PyType};
 
 use crate::args::{self, Target, RANDOM_PREFIX};
 use crate::errors::{self, to_py_err};
-use crate::semaphore::{instance_dict, qualified_name};
+use crate::pickling::{self, qualified_name};
 
 const WHAT: &str = "shared memory segment";
 /// "shared memory", for messages about the Python handle itself.
@@ -320,23 +320,12 @@ impl PySharedMemory {
 
     /// Pickles by name: unpickling opens the same segment, size untouched.
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
-        let py = slf.py();
-        let reopen = py
-            .import("namedipc._namedipc")?
-            .getattr("_reopen_shared_memory")?;
         let opened = slf.get().opened()?;
-        let state = instance_dict(slf.as_any())?;
-        (
-            reopen,
-            (
-                slf.get_type(),
-                opened.name.as_str(),
-                opened.mode,
-                opened.read_only,
-            ),
-            state,
+        pickling::reduce(
+            slf,
+            "_reopen_shared_memory",
+            (opened.name.as_str(), opened.mode, opened.read_only),
         )
-            .into_pyobject(py)
     }
 }
 
@@ -349,11 +338,11 @@ fn _reopen_shared_memory<'py>(
     mode: u32,
     read_only: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let obj = cls.call_method1("__new__", (cls,))?;
-    obj.cast::<PySharedMemory>()?
-        .get()
-        .open(cls.py(), Some(name), 0, mode, 0, read_only)?;
-    Ok(obj)
+    pickling::reopen(cls, |obj| {
+        obj.cast::<PySharedMemory>()?
+            .get()
+            .open(obj.py(), Some(name), 0, mode, 0, read_only)
+    })
 }
 
 /// Removes the shared memory segment `name`; ExistentialError if there is none.
