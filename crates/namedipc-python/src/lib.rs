@@ -10,6 +10,7 @@ mod named_semaphore;
 mod pickling;
 mod semaphore;
 mod shared_memory;
+mod wait;
 
 use pyo3::prelude::*;
 

@@ -3,7 +3,7 @@
 //! what it needs alive, and a received message holds only its own bytes.
 
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use namedipc::flags::{O_CREAT, O_EXCL, O_NONBLOCK};
 use namedipc::mqueue::{self, Limits, MessageQueue, PRIORITY_MAX};
@@ -16,13 +16,9 @@ use pyo3::types::{PyBytes, PyDict, PyInt, PyMemoryView, PySlice, PyString, PyTup
 use crate::args::{self, type_name, Negative, Target, Timeout, RANDOM_PREFIX};
 use crate::errors::{self, to_py_err, Direction, GaveUp};
 use crate::pickling::{self, qualified_name};
+use crate::wait::{Attempt, IfClosed, OnSignal, Wait};
 
 const WHAT: &str = "message queue";
-
-/// A wait with a deadline sleeps at most this long at a time, then checks,
-/// with the interpreter attached, for a close() or a signal that arrived
-/// just before the sleep (as `handle.rs` does for semaphores).
-const WAIT_SLICE: Duration = Duration::from_millis(20);
 
 /// The system's defaults for new queues, read once when the module loads
 /// (posix_ipc bakes in the values of the machine it was built on).
@@ -57,15 +53,6 @@ pub(crate) struct PyMessageQueue {
 /// Locks a mutex that guards plain data (a panic cannot leave it half-updated).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// One attempt of a send or receive.
-#[derive(Clone, Copy)]
-enum Attempt {
-    /// Without waiting (with the interpreter attached).
-    Now,
-    /// Waiting at most this long (`None`: no limit), detached.
-    Wait(Option<Duration>),
 }
 
 #[allow(clippy::too_many_arguments)] // posix_ipc's constructor
@@ -161,46 +148,31 @@ impl PyMessageQueue {
         py: Python<'_>,
         timeout: Timeout,
         direction: Direction,
-        mut attempt: impl FnMut(Attempt) -> namedipc::Result<Option<T>> + Send,
+        attempt: impl FnMut(Attempt) -> namedipc::Result<Option<T>> + Send,
     ) -> PyResult<T> {
         let name = &self.opened()?.name;
-        if let Some(done) = attempt(Attempt::Now).map_err(to_py_err)? {
-            return Ok(done);
+        let moved = Wait {
+            what: WHAT,
+            name,
+            on_signal: OnSignal::Raise,
+            is_open: || self.is_open(),
+            fail: |e| match e {
+                // Only a wait through a handle with block=False ends so.
+                Error::Busy { .. } => errors::queue_busy(py, name, direction, GaveUp::NonBlocking),
+                e => to_py_err(e),
+            },
+            // A message that moved has moved: the caller gets it.
+            if_closed: IfClosed::KEEP,
         }
-        let (limit, timeout) = match timeout {
-            Timeout::NoWait => return Err(errors::queue_busy(py, name, direction, GaveUp::NoWait)),
-            Timeout::For(d) => (Instant::now().checked_add(d), d),
-            Timeout::Forever => (None, Duration::MAX),
-        };
-        loop {
-            // No deadline (or one beyond what the clock holds): sleep in one piece.
-            let slice =
-                limit.map(|at| at.saturating_duration_since(Instant::now()).min(WAIT_SLICE));
-            match py.detach(|| attempt(Attempt::Wait(slice))) {
-                Ok(Some(done)) => return Ok(done),
-                Ok(None) => {}
-                Err(Error::Interrupted { .. }) => {
-                    py.check_signals()?;
-                    return Err(errors::interrupted(py, WHAT, name));
-                }
-                Err(Error::Busy { .. }) => {
-                    return Err(errors::queue_busy(py, name, direction, GaveUp::NonBlocking))
-                }
-                Err(e) => return Err(to_py_err(e)),
-            }
-            py.check_signals()?;
-            if !self.is_open() {
-                return Err(errors::closed_while_waiting(py, WHAT, name));
-            }
-            if limit.is_some_and(|at| Instant::now() >= at) {
-                return Err(errors::queue_busy(
-                    py,
-                    name,
-                    direction,
-                    GaveUp::TimedOut(timeout),
-                ));
-            }
-        }
+        .run(py, timeout, attempt)?;
+        moved.ok_or_else(|| {
+            let why = match timeout {
+                Timeout::NoWait => GaveUp::NoWait,
+                Timeout::For(d) => GaveUp::TimedOut(d),
+                Timeout::Forever => GaveUp::TimedOut(Duration::MAX),
+            };
+            errors::queue_busy(py, name, direction, why)
+        })
     }
 
     /// Receives one message into the reusable buffer and hands it to `deliver`.

@@ -9,8 +9,9 @@ use pyo3::types::{PyDict, PyTuple, PyType};
 
 use crate::args::{self, Negative, Timeout};
 use crate::errors::to_py_err;
-use crate::handle::{OnSignal, SemSlot};
+use crate::handle::SemSlot;
 use crate::pickling::{self, qualified_name};
+use crate::wait::OnSignal;
 
 const WHAT: &str = "semaphore";
 

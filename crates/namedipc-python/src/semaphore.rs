@@ -7,8 +7,9 @@ use pyo3::types::{PyDict, PyTuple, PyType};
 
 use crate::args::{self, Negative, Target, RANDOM_PREFIX};
 use crate::errors::{self, to_py_err};
-use crate::handle::{OnSignal, SemSlot};
+use crate::handle::SemSlot;
 use crate::pickling::{self, qualified_name};
+use crate::wait::OnSignal;
 
 const WHAT: &str = "semaphore";
 
