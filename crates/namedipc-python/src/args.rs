@@ -71,6 +71,26 @@ pub(crate) fn target(name: Option<String>, flags: i64, new_what: &str) -> PyResu
     }
 }
 
+/// posix_ipc's `flags` argument (O_CREAT, O_EXCL, ...): 0 when omitted.
+pub(crate) fn flags(obj: Option<&Bound<'_, PyAny>>) -> PyResult<i64> {
+    int_or(obj, 0, "flags", 0, i64::from(i32::MAX))
+}
+
+/// A `mode` argument, the permission bits of a new object: 0o600 when omitted.
+pub(crate) fn mode(obj: Option<&Bound<'_, PyAny>>) -> PyResult<u32> {
+    let mode = int_or(obj, 0o600, "mode", 0, 0o7777)?;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // range checked above
+    Ok(mode as u32)
+}
+
+/// A semaphore's `initial_value`: `default` when omitted.
+pub(crate) fn initial_value(obj: Option<&Bound<'_, PyAny>>, default: u32) -> PyResult<u32> {
+    let max = namedipc::semaphore::VALUE_MAX;
+    let value = int_or(obj, default.into(), "initial_value", 0, max.into())?;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // range checked above
+    Ok(value as u32)
+}
+
 /// An optional int argument: `default` when omitted, else as [`int_in_range`].
 pub(crate) fn int_or(
     obj: Option<&Bound<'_, PyAny>>,

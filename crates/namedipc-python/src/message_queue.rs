@@ -234,8 +234,8 @@ impl PyMessageQueue {
     ) -> PyResult<()> {
         let name = args::optional_name(name)?;
         let limit = i64::from(i32::MAX);
-        let flags = args::int_or(flags, 0, "flags", 0, limit)?;
-        let mode = args::int_or(mode, 0o600, "mode", 0, 0o7777)?;
+        let flags = args::flags(flags)?;
+        let mode = args::mode(mode)?;
         let defaults = defaults();
         let max_messages = args::int_or(
             max_messages,
@@ -257,7 +257,7 @@ impl PyMessageQueue {
         self.open(
             name,
             flags,
-            mode as u32,
+            mode,
             max_messages as usize,
             max_message_size as usize,
             read,

@@ -85,23 +85,10 @@ impl PyNamedSemaphore {
     ) -> PyResult<()> {
         self.slot.ensure_uninitialised()?;
         let name = args::name(name)?;
-        let initial_value = args::int_or(
-            initial_value,
-            1,
-            "initial_value",
-            0,
-            i64::from(namedipc::semaphore::VALUE_MAX),
-        )?;
+        let initial_value = args::initial_value(initial_value, 1)?;
         let existence = existence(args::int_or(handle_existence, 1, "handle_existence", 0, 3)?)?;
-        let mode = args::int_or(mode, 0o600, "mode", 0, 0o7777)?;
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // ranges checked above
-        self.open(
-            &name,
-            initial_value as u32,
-            existence,
-            mode as u32,
-            unlink_on_close,
-        )
+        let mode = args::mode(mode)?;
+        self.open(&name, initial_value, existence, mode, unlink_on_close)
     }
 
     /// Takes one slot, as threading.Semaphore.acquire does: True when taken,

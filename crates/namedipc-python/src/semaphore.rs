@@ -58,17 +58,10 @@ impl PySemaphore {
     ) -> PyResult<()> {
         self.slot.ensure_uninitialised()?;
         let name = args::optional_name(name)?;
-        let flags = args::int_or(flags, 0, "flags", 0, i64::from(i32::MAX))?;
-        let mode = args::int_or(mode, 0o600, "mode", 0, 0o7777)?;
-        let initial_value = args::int_or(
-            initial_value,
-            0,
-            "initial_value",
-            0,
-            i64::from(namedipc::semaphore::VALUE_MAX),
-        )?;
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // ranges checked above
-        self.open(name, flags, mode as u32, initial_value as u32)
+        let flags = args::flags(flags)?;
+        let mode = args::mode(mode)?;
+        let initial_value = args::initial_value(initial_value, 0)?;
+        self.open(name, flags, mode, initial_value)
     }
 
     /// Takes the semaphore. timeout None waits as long as it takes, 0 never

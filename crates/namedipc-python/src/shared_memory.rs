@@ -184,12 +184,12 @@ impl PySharedMemory {
         read_only: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let name = args::optional_name(name)?;
-        let flags = args::int_or(flags, 0, "flags", 0, i64::from(i32::MAX))?;
-        let mode = args::int_or(mode, 0o600, "mode", 0, 0o7777)?;
+        let flags = args::flags(flags)?;
+        let mode = args::mode(mode)?;
         let size = args::int_or(size, 0, "size", 0, i64::MAX)?;
         let read_only = args::flag(read_only, "read_only")?;
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // ranges checked above
-        self.open(py, name, flags, mode as u32, size as u64, read_only)
+        self.open(py, name, flags, mode, size as u64, read_only)
     }
 
     #[getter]
