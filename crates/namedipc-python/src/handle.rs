@@ -100,6 +100,21 @@ impl SemSlot {
         Ok(f(self.sem(py)?))
     }
 
+    /// Gives one slot back.
+    pub(crate) fn post(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, Semaphore::post)?.map_err(errors::to_py_err)
+    }
+
+    /// Free slots now.
+    pub(crate) fn value(&self, py: Python<'_>) -> PyResult<u32> {
+        self.with(py, Semaphore::value)?.map_err(errors::to_py_err)
+    }
+
+    /// Removes the semaphore's name; handles already open keep working.
+    pub(crate) fn unlink(&self) -> PyResult<()> {
+        namedipc::semaphore::unlink(self.name()?).map_err(errors::to_py_err)
+    }
+
     /// Takes one slot: at once if one is free, else waiting as `timeout`
     /// says, detached from the interpreter. `Ok(false)` when the time is up.
     pub(crate) fn acquire(

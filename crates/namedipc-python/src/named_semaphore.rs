@@ -129,7 +129,7 @@ impl PyNamedSemaphore {
 
     /// Removes the semaphore's name now; handles already open keep working.
     fn unlink(&self) -> PyResult<()> {
-        namedipc::semaphore::unlink(self.slot.name()?).map_err(to_py_err)
+        self.slot.unlink()
     }
 
     #[getter]
@@ -140,7 +140,7 @@ impl PyNamedSemaphore {
     /// Free slots now (it may change at any moment).
     #[getter]
     fn value(&self, py: Python<'_>) -> PyResult<u32> {
-        self.slot.with(py, |sem| sem.value())?.map_err(to_py_err)
+        self.slot.value(py)
     }
 
     /// Whether this handle created the semaphore.
@@ -163,7 +163,7 @@ impl PyNamedSemaphore {
 
     #[pyo3(signature = (*_exc_info))]
     fn __exit__(&self, py: Python<'_>, _exc_info: &Bound<'_, PyTuple>) -> PyResult<()> {
-        self.slot.with(py, |sem| sem.post())?.map_err(to_py_err)
+        self.slot.post(py)
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {

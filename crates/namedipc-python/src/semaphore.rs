@@ -78,7 +78,7 @@ impl PySemaphore {
 
     /// Gives the semaphore back (adds one to its value).
     fn release(&self, py: Python<'_>) -> PyResult<()> {
-        self.slot.with(py, |sem| sem.post())?.map_err(to_py_err)
+        self.slot.post(py)
     }
 
     /// Closes this handle; the semaphore itself lives on until unlinked.
@@ -92,7 +92,7 @@ impl PySemaphore {
 
     /// Removes the semaphore's name; handles already open keep working.
     fn unlink(&self) -> PyResult<()> {
-        namedipc::semaphore::unlink(self.slot.name()?).map_err(to_py_err)
+        self.slot.unlink()
     }
 
     #[getter]
@@ -107,7 +107,7 @@ impl PySemaphore {
 
     #[getter]
     fn value(&self, py: Python<'_>) -> PyResult<u32> {
-        self.slot.with(py, |sem| sem.value())?.map_err(to_py_err)
+        self.slot.value(py)
     }
 
     fn __enter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Self>> {
