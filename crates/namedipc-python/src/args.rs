@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
+use namedipc::flags::{O_CREAT, O_EXCL};
+use namedipc::Existence;
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyFloat, PyInt, PyString};
+use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyString};
 
 /// An object's name: a str, or bytes that are UTF-8.
 pub(crate) fn name(obj: &Bound<'_, PyAny>) -> PyResult<String> {
@@ -26,6 +28,67 @@ pub(crate) fn name(obj: &Bound<'_, PyAny>) -> PyResult<String> {
         )));
     }
     Ok(name)
+}
+
+/// A name that may be None (posix_ipc's "pick a random name" with O_CREX).
+pub(crate) fn optional_name(obj: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+    if obj.is_none() {
+        Ok(None)
+    } else {
+        name(obj).map(Some)
+    }
+}
+
+/// Prefix of the names picked for `name=None, flags=O_CREX`.
+pub(crate) const RANDOM_PREFIX: &str = "/namedipc-";
+
+/// What posix_ipc's `name` and `flags` ask to open.
+pub(crate) enum Target {
+    /// A new object under a random name starting with [`RANDOM_PREFIX`].
+    Random,
+    /// The object with this name, created or not as the flags say.
+    Named(String, Existence),
+}
+
+/// Reads posix_ipc's `name` and `flags` (O_CREAT, O_EXCL); `new_what`
+/// names what O_CREX without a name creates, for the message.
+pub(crate) fn target(name: Option<String>, flags: i64, new_what: &str) -> PyResult<Target> {
+    let create = flags & i64::from(O_CREAT) != 0;
+    let exclusive = flags & i64::from(O_EXCL) != 0;
+    match name {
+        None if exclusive => Ok(Target::Random),
+        None => Err(PyValueError::new_err(format!(
+            "name can be None only with flags=O_CREX (a new {new_what} under a random name)"
+        ))),
+        Some(name) => {
+            let existence = match (create, exclusive) {
+                (true, true) => Existence::RaiseIfExists,
+                (true, false) => Existence::LinkOrCreate,
+                (false, _) => Existence::RaiseIfNotExists,
+            };
+            Ok(Target::Named(name, existence))
+        }
+    }
+}
+
+/// posix_ipc's `flags` argument (O_CREAT, O_EXCL, ...): 0 when omitted.
+pub(crate) fn flags(obj: Option<&Bound<'_, PyAny>>) -> PyResult<i64> {
+    int_or(obj, 0, "flags", 0, i64::from(i32::MAX))
+}
+
+/// A `mode` argument, the permission bits of a new object: 0o600 when omitted.
+pub(crate) fn mode(obj: Option<&Bound<'_, PyAny>>) -> PyResult<u32> {
+    let mode = int_or(obj, 0o600, "mode", 0, 0o7777)?;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // range checked above
+    Ok(mode as u32)
+}
+
+/// A semaphore's `initial_value`: `default` when omitted.
+pub(crate) fn initial_value(obj: Option<&Bound<'_, PyAny>>, default: u32) -> PyResult<u32> {
+    let max = namedipc::semaphore::VALUE_MAX;
+    let value = int_or(obj, default.into(), "initial_value", 0, max.into())?;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // range checked above
+    Ok(value as u32)
 }
 
 /// An optional int argument: `default` when omitted, else as [`int_in_range`].
@@ -55,6 +118,22 @@ pub(crate) fn int_in_range(obj: &Bound<'_, PyAny>, what: &str, lo: i64, hi: i64)
         Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => Err(out_of_range()),
         Err(e) => Err(e),
     }
+}
+
+/// A bool argument: True/False, or an int as posix_ipc accepts; False when
+/// omitted.
+pub(crate) fn flag(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<bool> {
+    let Some(obj) = obj else { return Ok(false) };
+    if let Ok(b) = obj.cast::<PyBool>() {
+        return Ok(b.is_true());
+    }
+    if obj.is_instance_of::<PyInt>() {
+        return obj.is_truthy();
+    }
+    Err(PyTypeError::new_err(format!(
+        "{what} must be True or False, not {}",
+        type_name(obj)
+    )))
 }
 
 /// How long a wait may last.
@@ -115,7 +194,8 @@ pub(crate) fn timeout(obj: Option<&Bound<'_, PyAny>>, negative: Negative) -> PyR
     Ok(Duration::try_from_secs_f64(seconds).map_or(Timeout::Forever, Timeout::For))
 }
 
-fn type_name(obj: &Bound<'_, PyAny>) -> String {
+/// The name of `obj`'s type, for messages ("?" if it has none).
+pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type()
         .name()
         .map_or_else(|_| "?".to_owned(), |n| n.to_string())

@@ -2,15 +2,17 @@
 //! exception classes are defined in `namedipc/_errors.py`, where multiple
 //! inheritance (ExistsError is also a FileExistsError) is natural.
 
+use std::time::Duration;
+
 use namedipc::Error;
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 
 /// The Python exception classes, by the name they have in `namedipc._errors`.
 #[derive(Clone, Copy)]
-pub(crate) enum Class {
+enum Class {
     Error,
     Existential,
     Exists,
@@ -40,12 +42,7 @@ static ERRORS_MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
 /// Builds an exception of `class` with `message`; `errno` is set on the
 /// classes that derive from OSError, so `e.errno` works as users expect.
-pub(crate) fn new_error(
-    py: Python<'_>,
-    class: Class,
-    message: String,
-    errno: Option<i32>,
-) -> PyErr {
+fn new_error(py: Python<'_>, class: Class, message: String, errno: Option<i32>) -> PyErr {
     let build = || -> PyResult<PyErr> {
         let module = ERRORS_MODULE
             .get_or_try_init(py, || py.import("namedipc._errors").map(Bound::unbind))?;
@@ -95,6 +92,13 @@ pub(crate) fn closed(py: Python<'_>, what: &str, name: &str) -> PyErr {
     )
 }
 
+/// The error for a second `__init__` on a handle.
+pub(crate) fn already_initialised(what: &str) -> PyErr {
+    PyTypeError::new_err(format!(
+        "this {what} handle is already initialised; create a new object instead of calling __init__ again"
+    ))
+}
+
 /// The error for a handle whose `__init__` never ran (a subclass that did
 /// not call it, or `cls.__new__(cls)` alone).
 pub(crate) fn uninitialised(what: &str) -> PyErr {
@@ -129,6 +133,101 @@ pub(crate) fn closed_while_waiting(py: Python<'_>, what: &str, name: &str) -> Py
         py,
         Class::Existential,
         format!("{what} '{name}' was closed by another thread while this one waited on it"),
+        None,
+    )
+}
+
+/// The error for a use of a shared memory segment that needs the descriptor
+/// `close_fd()` gave up; `consequence` says what cannot be done.
+pub(crate) fn fd_closed(py: Python<'_>, what: &str, name: &str, consequence: &str) -> PyErr {
+    new_error(
+        py,
+        Class::Existential,
+        format!(
+            "the file descriptor of {what} '{name}' was closed by close_fd(), so {consequence}; open the segment again"
+        ),
+        None,
+    )
+}
+
+/// The error for `close()` on a shared memory segment whose `.buf` is still
+/// exported; `cause` is the BufferError that mmap raised.
+pub(crate) fn views_alive(py: Python<'_>, what: &str, name: &str, cause: PyErr) -> PyErr {
+    let refused = PyBufferError::new_err(format!(
+        "cannot close {what} '{name}': memoryviews of its .buf (or objects made from them, \
+         such as numpy arrays) still exist; release them first (view.release() or del), \
+         then call close() again"
+    ));
+    refused.set_cause(py, Some(cause));
+    refused
+}
+
+/// Which way a message moves, for the wording of message queue errors.
+#[derive(Clone, Copy)]
+pub(crate) enum Direction {
+    Send,
+    Receive,
+}
+
+/// Why a send or receive gave up.
+#[derive(Clone, Copy)]
+pub(crate) enum GaveUp {
+    /// timeout=0.
+    NoWait,
+    /// The timeout ran out.
+    TimedOut(Duration),
+    /// The handle does not block (block is False).
+    NonBlocking,
+}
+
+/// The error for a send to a full queue or a receive from an empty one.
+pub(crate) fn queue_busy(py: Python<'_>, name: &str, direction: Direction, why: GaveUp) -> PyErr {
+    let state = match direction {
+        Direction::Send => "full",
+        Direction::Receive => "empty",
+    };
+    let detail = match why {
+        GaveUp::NoWait => "and timeout=0 does not wait".to_owned(),
+        GaveUp::TimedOut(timeout) => format!(
+            "and stayed {state} for the whole timeout ({:.3} s)",
+            timeout.as_secs_f64()
+        ),
+        GaveUp::NonBlocking => "and this handle does not wait (block is False)".to_owned(),
+    };
+    new_error(
+        py,
+        Class::Busy,
+        format!("message queue '{name}' is {state} {detail}"),
+        None,
+    )
+}
+
+/// The error for a send through a handle opened with write=False, or a
+/// receive through one opened with read=False.
+pub(crate) fn queue_not_open_for(py: Python<'_>, name: &str, direction: Direction) -> PyErr {
+    let (flag, verb) = match direction {
+        Direction::Send => ("write", "send"),
+        Direction::Receive => ("read", "receive"),
+    };
+    new_error(
+        py,
+        Class::Permissions,
+        format!(
+            "message queue '{name}' was opened with {flag}=False; open it with {flag}=True to {verb}"
+        ),
+        None,
+    )
+}
+
+/// The error for a notification request on a queue for which another
+/// process already has one.
+pub(crate) fn queue_notification_taken(py: Python<'_>, name: &str) -> PyErr {
+    new_error(
+        py,
+        Class::Busy,
+        format!(
+            "message queue '{name}' already notifies another process; the OS keeps one notification request per queue"
+        ),
         None,
     )
 }

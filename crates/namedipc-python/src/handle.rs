@@ -1,35 +1,18 @@
-//! The state behind a Python semaphore handle, and the one blocking-wait
-//! loop. The semaphore opened by `__init__` stays mapped for the life of the
-//! Python object, so a thread that waits on it can never touch freed memory;
-//! `close()` only marks the handle closed (and gives up a creator's name),
-//! which every later call, and every waiter when it wakes, checks.
+//! The state behind a Python semaphore handle. The semaphore opened by
+//! `__init__` stays mapped for the life of the Python object, so a thread
+//! that waits on it can never touch freed memory; `close()` only marks the
+//! handle closed (and gives up a creator's name), which every later call,
+//! and every waiter when it wakes (see `wait.rs`), checks.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use namedipc::Semaphore;
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
 use crate::args::Timeout;
 use crate::errors;
-
-/// A wait with a deadline sleeps at most this long at a time, then checks,
-/// with the interpreter attached, whether its handle was closed or a signal
-/// arrived unnoticed (one that landed between the free-slot check and the
-/// wait). Waits without a deadline sleep in one piece: a timed sleep costs a
-/// kernel timer each time the thread blocks, which shows in ping-pong.
-const WAIT_SLICE: Duration = Duration::from_millis(20);
-
-/// What a signal that interrupts a wait does.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum OnSignal {
-    /// Run the Python handlers, then raise SignalError (posix_ipc).
-    Raise,
-    /// Run the Python handlers, then wait for the time that is left (PEP 475).
-    Resume,
-}
+use crate::wait::{Attempt, IfClosed, OnSignal, Wait};
 
 struct Opened {
     sem: Semaphore,
@@ -57,19 +40,16 @@ impl SemSlot {
     pub(crate) fn ensure_uninitialised(&self) -> PyResult<()> {
         match self.opened.get() {
             None => Ok(()),
-            Some(_) => Err(PyTypeError::new_err(format!(
-                "this {} handle is already initialised; create a new object instead of calling __init__ again",
-                self.what
-            ))),
+            Some(_) => Err(errors::already_initialised(self.what)),
         }
     }
 
     /// Installs the semaphore `__init__` opened; a handle is initialised once.
     pub(crate) fn install(&self, sem: Semaphore, mode: u32) -> PyResult<()> {
         self.ensure_uninitialised()?;
-        self.opened.set(Opened { sem, mode }).map_err(|_| {
-            PyTypeError::new_err(format!("this {} handle is already initialised", self.what))
-        })?;
+        self.opened
+            .set(Opened { sem, mode })
+            .map_err(|_| errors::already_initialised(self.what))?;
         self.open.store(true, Ordering::Release);
         Ok(())
     }
@@ -105,14 +85,34 @@ impl SemSlot {
             .ok_or_else(|| errors::uninitialised(self.what))
     }
 
-    /// Runs `f` on the semaphore if the handle is open.
-    pub(crate) fn with<R>(&self, py: Python<'_>, f: impl FnOnce(&Semaphore) -> R) -> PyResult<R> {
+    /// The semaphore, if the handle is open.
+    fn sem(&self, py: Python<'_>) -> PyResult<&Semaphore> {
         let opened = self.opened()?;
         if self.is_open() {
-            Ok(f(&opened.sem))
+            Ok(&opened.sem)
         } else {
             Err(errors::closed(py, self.what, opened.sem.name()))
         }
+    }
+
+    /// Runs `f` on the semaphore if the handle is open.
+    pub(crate) fn with<R>(&self, py: Python<'_>, f: impl FnOnce(&Semaphore) -> R) -> PyResult<R> {
+        Ok(f(self.sem(py)?))
+    }
+
+    /// Gives one slot back.
+    pub(crate) fn post(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, Semaphore::post)?.map_err(errors::to_py_err)
+    }
+
+    /// Free slots now.
+    pub(crate) fn value(&self, py: Python<'_>) -> PyResult<u32> {
+        self.with(py, Semaphore::value)?.map_err(errors::to_py_err)
+    }
+
+    /// Removes the semaphore's name; handles already open keep working.
+    pub(crate) fn unlink(&self) -> PyResult<()> {
+        namedipc::semaphore::unlink(self.name()?).map_err(errors::to_py_err)
     }
 
     /// Takes one slot: at once if one is free, else waiting as `timeout`
@@ -123,47 +123,24 @@ impl SemSlot {
         timeout: Timeout,
         on_signal: OnSignal,
     ) -> PyResult<bool> {
-        let sem = &self.opened()?.sem;
-        if self
-            .with(py, |sem| sem.try_wait())?
-            .map_err(errors::to_py_err)?
-        {
-            return Ok(true);
-        }
-        let limit = match timeout {
-            Timeout::NoWait => return Ok(false),
-            Timeout::For(d) => Instant::now().checked_add(d),
-            Timeout::Forever => None,
-        };
-        loop {
-            // No deadline (or one beyond what the clock holds): sleep in one piece.
-            let slice =
-                limit.map(|at| at.saturating_duration_since(Instant::now()).min(WAIT_SLICE));
-            match py.detach(|| sem.wait_interruptible(slice)) {
-                Ok(true) => break,
-                Ok(false) => {}
-                Err(namedipc::Error::Interrupted { .. }) => {
-                    py.check_signals()?;
-                    if let OnSignal::Raise = on_signal {
-                        return Err(errors::interrupted(py, self.what, sem.name()));
-                    }
-                }
-                Err(e) => return Err(errors::to_py_err(e)),
-            }
-            py.check_signals()?;
-            if !self.is_open() {
-                return Err(errors::closed_while_waiting(py, self.what, sem.name()));
-            }
-            if limit.is_some_and(|at| Instant::now() >= at) {
-                return Ok(false);
-            }
-        }
-        if !self.is_open() {
+        let sem = self.sem(py)?;
+        let taken = Wait {
+            what: self.what,
+            name: sem.name(),
+            on_signal,
+            is_open: || self.is_open(),
+            fail: errors::to_py_err,
             // Taken through a handle that was closed meanwhile: nobody could
             // release it through this handle, so give it back.
-            sem.post().map_err(errors::to_py_err)?;
-            return Err(errors::closed_while_waiting(py, self.what, sem.name()));
+            if_closed: IfClosed::GiveBack(|()| sem.post()),
         }
-        Ok(true)
+        .run(py, timeout, |attempt| {
+            let taken = match attempt {
+                Attempt::Now => sem.try_wait(),
+                Attempt::Wait(limit) => sem.wait_interruptible(limit),
+            };
+            taken.map(|taken| taken.then_some(()))
+        })?;
+        Ok(taken.is_some())
     }
 }

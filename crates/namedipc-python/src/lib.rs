@@ -7,8 +7,10 @@ mod errors;
 mod handle;
 mod message_queue;
 mod named_semaphore;
+mod pickling;
 mod semaphore;
 mod shared_memory;
+mod wait;
 
 use pyo3::prelude::*;
 

@@ -3,26 +3,22 @@
 //! what it needs alive, and a received message holds only its own bytes.
 
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use namedipc::flags::{O_CREAT, O_EXCL, O_NONBLOCK};
 use namedipc::mqueue::{self, Limits, MessageQueue, PRIORITY_MAX};
-use namedipc::{Error, Existence};
+use namedipc::Error;
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyMemoryView, PySlice, PyString, PyTuple, PyType};
 
-use crate::args::{self, Negative, Timeout};
-use crate::errors::{self, to_py_err, Class};
-use crate::semaphore::{instance_dict, qualified_name, RANDOM_PREFIX};
+use crate::args::{self, type_name, Negative, Target, Timeout, RANDOM_PREFIX};
+use crate::errors::{self, to_py_err, Direction, GaveUp};
+use crate::pickling::{self, qualified_name};
+use crate::wait::{Attempt, IfClosed, OnSignal, Wait};
 
 const WHAT: &str = "message queue";
-
-/// A wait with a deadline sleeps at most this long at a time, then checks,
-/// with the interpreter attached, for a close() or a signal that arrived
-/// just before the sleep (as `handle.rs` does for semaphores).
-const WAIT_SLICE: Duration = Duration::from_millis(20);
 
 /// The system's defaults for new queues, read once when the module loads
 /// (posix_ipc bakes in the values of the machine it was built on).
@@ -59,33 +55,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Which way a message moves, for messages about a full or empty queue.
-#[derive(Clone, Copy)]
-enum Direction {
-    Send,
-    Receive,
-}
-
-/// Why a send or receive gave up.
-#[derive(Clone, Copy)]
-enum GaveUp {
-    /// timeout=0.
-    NoWait,
-    /// The timeout ran out.
-    TimedOut(Duration),
-    /// The handle does not block (block is False).
-    NonBlocking,
-}
-
-/// One attempt of a send or receive.
-#[derive(Clone, Copy)]
-enum Attempt {
-    /// Without waiting (with the interpreter attached).
-    Now,
-    /// Waiting at most this long (`None`: no limit), detached.
-    Wait(Option<Duration>),
-}
-
 #[allow(clippy::too_many_arguments)] // posix_ipc's constructor
 impl PyMessageQueue {
     fn open(
@@ -100,7 +69,7 @@ impl PyMessageQueue {
     ) -> PyResult<()> {
         if self.opened.get().is_some() {
             // Checked before opening too, so that a second __init__ never creates a queue.
-            return Err(already_initialised());
+            return Err(errors::already_initialised(WHAT));
         }
         let create = flags & i64::from(O_CREAT) != 0;
         let exclusive = flags & i64::from(O_EXCL) != 0;
@@ -121,19 +90,9 @@ impl PyMessageQueue {
             .read(read)
             .write(write)
             .blocking(flags & i64::from(O_NONBLOCK) == 0);
-        let queue = match name {
-            None if exclusive => options.create_random(RANDOM_PREFIX),
-            None => return Err(PyValueError::new_err(
-                "name can be None only with flags=O_CREX (a new message queue under a random name)",
-            )),
-            Some(name) => {
-                let existence = match (create, exclusive) {
-                    (true, true) => Existence::RaiseIfExists,
-                    (true, false) => Existence::LinkOrCreate,
-                    (false, _) => Existence::RaiseIfNotExists,
-                };
-                options.existence(existence).open(&name)
-            }
+        let queue = match args::target(name, flags, WHAT)? {
+            Target::Random => options.create_random(RANDOM_PREFIX),
+            Target::Named(name, existence) => options.existence(existence).open(&name),
         }
         .map_err(to_py_err)?;
         let opened = Opened {
@@ -144,7 +103,9 @@ impl PyMessageQueue {
             max_messages: queue.max_messages(),
             max_message_size: queue.max_message_size(),
         };
-        self.opened.set(opened).map_err(|_| already_initialised())?;
+        self.opened
+            .set(opened)
+            .map_err(|_| errors::already_initialised(WHAT))?;
         *lock(&self.queue) = Some(Arc::new(queue));
         Ok(())
     }
@@ -169,22 +130,14 @@ impl PyMessageQueue {
     fn queue_for(&self, py: Python<'_>, direction: Direction) -> PyResult<Arc<MessageQueue>> {
         let queue = self.queue(py)?;
         let opened = self.opened()?;
-        let (allowed, flag, verb) = match direction {
-            Direction::Send => (opened.write, "write", "send"),
-            Direction::Receive => (opened.read, "read", "receive"),
+        let allowed = match direction {
+            Direction::Send => opened.write,
+            Direction::Receive => opened.read,
         };
         if allowed {
             Ok(queue)
         } else {
-            Err(errors::new_error(
-                py,
-                Class::Permissions,
-                format!(
-                    "message queue '{}' was opened with {flag}=False; open it with {flag}=True to {verb}",
-                    opened.name
-                ),
-                None,
-            ))
+            Err(errors::queue_not_open_for(py, &opened.name, direction))
         }
     }
 
@@ -195,41 +148,31 @@ impl PyMessageQueue {
         py: Python<'_>,
         timeout: Timeout,
         direction: Direction,
-        mut attempt: impl FnMut(Attempt) -> namedipc::Result<Option<T>> + Send,
+        attempt: impl FnMut(Attempt) -> namedipc::Result<Option<T>> + Send,
     ) -> PyResult<T> {
         let name = &self.opened()?.name;
-        if let Some(done) = attempt(Attempt::Now).map_err(to_py_err)? {
-            return Ok(done);
+        let moved = Wait {
+            what: WHAT,
+            name,
+            on_signal: OnSignal::Raise,
+            is_open: || self.is_open(),
+            fail: |e| match e {
+                // Only a wait through a handle with block=False ends so.
+                Error::Busy { .. } => errors::queue_busy(py, name, direction, GaveUp::NonBlocking),
+                e => to_py_err(e),
+            },
+            // A message that moved has moved: the caller gets it.
+            if_closed: IfClosed::KEEP,
         }
-        let (limit, timeout) = match timeout {
-            Timeout::NoWait => return Err(busy(py, name, direction, GaveUp::NoWait)),
-            Timeout::For(d) => (Instant::now().checked_add(d), d),
-            Timeout::Forever => (None, Duration::MAX),
-        };
-        loop {
-            // No deadline (or one beyond what the clock holds): sleep in one piece.
-            let slice =
-                limit.map(|at| at.saturating_duration_since(Instant::now()).min(WAIT_SLICE));
-            match py.detach(|| attempt(Attempt::Wait(slice))) {
-                Ok(Some(done)) => return Ok(done),
-                Ok(None) => {}
-                Err(Error::Interrupted { .. }) => {
-                    py.check_signals()?;
-                    return Err(errors::interrupted(py, WHAT, name));
-                }
-                Err(Error::Busy { .. }) => {
-                    return Err(busy(py, name, direction, GaveUp::NonBlocking))
-                }
-                Err(e) => return Err(to_py_err(e)),
-            }
-            py.check_signals()?;
-            if !self.is_open() {
-                return Err(errors::closed_while_waiting(py, WHAT, name));
-            }
-            if limit.is_some_and(|at| Instant::now() >= at) {
-                return Err(busy(py, name, direction, GaveUp::TimedOut(timeout)));
-            }
-        }
+        .run(py, timeout, attempt)?;
+        moved.ok_or_else(|| {
+            let why = match timeout {
+                Timeout::NoWait => GaveUp::NoWait,
+                Timeout::For(d) => GaveUp::TimedOut(d),
+                Timeout::Forever => GaveUp::TimedOut(Duration::MAX),
+            };
+            errors::queue_busy(py, name, direction, why)
+        })
     }
 
     /// Receives one message into the reusable buffer and hands it to `deliver`.
@@ -289,14 +232,10 @@ impl PyMessageQueue {
         read: Option<&Bound<'_, PyAny>>,
         write: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let name = if name.is_none() {
-            None
-        } else {
-            Some(args::name(name)?)
-        };
+        let name = args::optional_name(name)?;
         let limit = i64::from(i32::MAX);
-        let flags = args::int_or(flags, 0, "flags", 0, limit)?;
-        let mode = args::int_or(mode, 0o600, "mode", 0, 0o7777)?;
+        let flags = args::flags(flags)?;
+        let mode = args::mode(mode)?;
         let defaults = defaults();
         let max_messages = args::int_or(
             max_messages,
@@ -318,7 +257,7 @@ impl PyMessageQueue {
         self.open(
             name,
             flags,
-            mode as u32,
+            mode,
             max_messages as usize,
             max_message_size as usize,
             read,
@@ -427,14 +366,7 @@ impl PyMessageQueue {
             queue.notify_by_thread(move || run_callback(callable, param, keep))
         };
         requested.map_err(|e| match e {
-            Error::Busy { .. } => errors::new_error(
-                py,
-                Class::Busy,
-                format!(
-                    "message queue '{name}' already notifies another process; the OS keeps one notification request per queue"
-                ),
-                None,
-            ),
+            Error::Busy { .. } => errors::queue_notification_taken(py, name),
             e => to_py_err(e),
         })
     }
@@ -534,23 +466,12 @@ impl PyMessageQueue {
     /// Pickles by name: unpickling opens the same queue, with the same
     /// read/write access.
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
-        let py = slf.py();
         let opened = slf.get().opened()?;
-        let reopen = py
-            .import("namedipc._namedipc")?
-            .getattr("_reopen_message_queue")?;
-        let state = instance_dict(slf.as_any())?;
-        (
-            reopen,
-            (
-                slf.get_type(),
-                opened.name.as_str(),
-                opened.read,
-                opened.write,
-            ),
-            state,
+        pickling::reduce(
+            slf,
+            "_reopen_message_queue",
+            (opened.name.as_str(), opened.read, opened.write),
         )
-            .into_pyobject(py)
     }
 }
 
@@ -563,18 +484,18 @@ pub(crate) fn _reopen_message_queue<'py>(
     read: bool,
     write: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let obj = cls.call_method1("__new__", (cls,))?;
     let defaults = defaults();
-    obj.cast::<PyMessageQueue>()?.get().open(
-        Some(name),
-        0,
-        0o600,
-        defaults.default_max_messages,
-        defaults.default_max_message_size,
-        read,
-        write,
-    )?;
-    Ok(obj)
+    pickling::reopen(cls, |obj| {
+        obj.cast::<PyMessageQueue>()?.get().open(
+            Some(name),
+            0,
+            0o600,
+            defaults.default_max_messages,
+            defaults.default_max_message_size,
+            read,
+            write,
+        )
+    })
 }
 
 /// Removes the message queue `name`; ExistentialError if there is none.
@@ -697,40 +618,6 @@ fn report_callback_error(py: Python<'_>, err: PyErr, callable: &Bound<'_, PyAny>
         err.write_unraisable(py, Some(callable));
         hook_err.write_unraisable(py, None);
     }
-}
-
-fn already_initialised() -> PyErr {
-    PyTypeError::new_err(
-        "this message queue handle is already initialised; create a new object instead of calling __init__ again",
-    )
-}
-
-/// The error for a send to a full queue or a receive from an empty one.
-fn busy(py: Python<'_>, name: &str, direction: Direction, why: GaveUp) -> PyErr {
-    let state = match direction {
-        Direction::Send => "full",
-        Direction::Receive => "empty",
-    };
-    let detail = match why {
-        GaveUp::NoWait => "and timeout=0 does not wait".to_owned(),
-        GaveUp::TimedOut(timeout) => format!(
-            "and stayed {state} for the whole timeout ({:.3} s)",
-            timeout.as_secs_f64()
-        ),
-        GaveUp::NonBlocking => "and this handle does not wait (block is False)".to_owned(),
-    };
-    errors::new_error(
-        py,
-        Class::Busy,
-        format!("message queue '{name}' is {state} {detail}"),
-        None,
-    )
-}
-
-fn type_name(obj: &Bound<'_, PyAny>) -> String {
-    obj.get_type()
-        .name()
-        .map_or_else(|_| "?".to_owned(), |n| n.to_string())
 }
 
 /// Adds the message queue classes, functions and constants to the module.

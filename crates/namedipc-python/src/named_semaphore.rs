@@ -9,8 +9,9 @@ use pyo3::types::{PyDict, PyTuple, PyType};
 
 use crate::args::{self, Negative, Timeout};
 use crate::errors::to_py_err;
-use crate::handle::{OnSignal, SemSlot};
-use crate::semaphore::{instance_dict, qualified_name};
+use crate::handle::SemSlot;
+use crate::pickling::{self, qualified_name};
+use crate::wait::OnSignal;
 
 const WHAT: &str = "semaphore";
 
@@ -84,23 +85,10 @@ impl PyNamedSemaphore {
     ) -> PyResult<()> {
         self.slot.ensure_uninitialised()?;
         let name = args::name(name)?;
-        let initial_value = args::int_or(
-            initial_value,
-            1,
-            "initial_value",
-            0,
-            i64::from(namedipc::semaphore::VALUE_MAX),
-        )?;
+        let initial_value = args::initial_value(initial_value, 1)?;
         let existence = existence(args::int_or(handle_existence, 1, "handle_existence", 0, 3)?)?;
-        let mode = args::int_or(mode, 0o600, "mode", 0, 0o7777)?;
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // ranges checked above
-        self.open(
-            &name,
-            initial_value as u32,
-            existence,
-            mode as u32,
-            unlink_on_close,
-        )
+        let mode = args::mode(mode)?;
+        self.open(&name, initial_value, existence, mode, unlink_on_close)
     }
 
     /// Takes one slot, as threading.Semaphore.acquire does: True when taken,
@@ -141,7 +129,7 @@ impl PyNamedSemaphore {
 
     /// Removes the semaphore's name now; handles already open keep working.
     fn unlink(&self) -> PyResult<()> {
-        namedipc::semaphore::unlink(self.slot.name()?).map_err(to_py_err)
+        self.slot.unlink()
     }
 
     #[getter]
@@ -152,7 +140,7 @@ impl PyNamedSemaphore {
     /// Free slots now (it may change at any moment).
     #[getter]
     fn value(&self, py: Python<'_>) -> PyResult<u32> {
-        self.slot.with(py, |sem| sem.value())?.map_err(to_py_err)
+        self.slot.value(py)
     }
 
     /// Whether this handle created the semaphore.
@@ -175,7 +163,7 @@ impl PyNamedSemaphore {
 
     #[pyo3(signature = (*_exc_info))]
     fn __exit__(&self, py: Python<'_>, _exc_info: &Bound<'_, PyTuple>) -> PyResult<()> {
-        self.slot.with(py, |sem| sem.post())?.map_err(to_py_err)
+        self.slot.post(py)
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
@@ -196,12 +184,7 @@ impl PyNamedSemaphore {
     /// Pickles by name: unpickling opens the same semaphore (value
     /// untouched), as a handle that did not create it.
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
-        let py = slf.py();
-        let reopen = py
-            .import("namedipc._namedipc")?
-            .getattr("_reopen_named_semaphore")?;
-        let state = instance_dict(slf.as_any())?;
-        (reopen, (slf.get_type(), slf.get().slot.name()?), state).into_pyobject(py)
+        pickling::reduce(slf, "_reopen_named_semaphore", (slf.get().slot.name()?,))
     }
 }
 
@@ -211,13 +194,13 @@ pub(crate) fn _reopen_named_semaphore<'py>(
     cls: &Bound<'py, PyType>,
     name: String,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let obj = cls.call_method1("__new__", (cls,))?;
-    obj.cast::<PyNamedSemaphore>()?.get().open(
-        &name,
-        0,
-        Existence::RaiseIfNotExists,
-        0o600,
-        false,
-    )?;
-    Ok(obj)
+    pickling::reopen(cls, |obj| {
+        obj.cast::<PyNamedSemaphore>()?.get().open(
+            &name,
+            0,
+            Existence::RaiseIfNotExists,
+            0o600,
+            false,
+        )
+    })
 }

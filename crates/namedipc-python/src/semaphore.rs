@@ -1,20 +1,17 @@
 //! `namedipc.Semaphore`: posix_ipc 1.3's Semaphore, argument for argument,
 //! minus its crashes.
 
-use namedipc::flags::{O_CREAT, O_EXCL};
-use namedipc::{Existence, Semaphore};
-use pyo3::exceptions::PyValueError;
+use namedipc::Semaphore;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple, PyType};
 
-use crate::args::{self, Negative};
+use crate::args::{self, Negative, Target, RANDOM_PREFIX};
 use crate::errors::{self, to_py_err};
-use crate::handle::{OnSignal, SemSlot};
+use crate::handle::SemSlot;
+use crate::pickling::{self, qualified_name};
+use crate::wait::OnSignal;
 
 const WHAT: &str = "semaphore";
-
-/// Prefix of names picked for `Semaphore(None, O_CREX)`.
-pub(crate) const RANDOM_PREFIX: &str = "/namedipc-";
 
 #[pyclass(module = "namedipc", name = "Semaphore", frozen, subclass, weakref)]
 pub(crate) struct PySemaphore {
@@ -29,25 +26,12 @@ impl PySemaphore {
         mode: u32,
         initial_value: u32,
     ) -> PyResult<()> {
-        let create = flags & i64::from(O_CREAT) != 0;
-        let exclusive = flags & i64::from(O_EXCL) != 0;
         let options = Semaphore::options().mode(mode).initial_value(initial_value);
-        let sem =
-            match name {
-                None if exclusive => options.create_random(RANDOM_PREFIX),
-                None => return Err(PyValueError::new_err(
-                    "name can be None only with flags=O_CREX (a new semaphore under a random name)",
-                )),
-                Some(name) => {
-                    let existence = match (create, exclusive) {
-                        (true, true) => Existence::RaiseIfExists,
-                        (true, false) => Existence::LinkOrCreate,
-                        (false, _) => Existence::RaiseIfNotExists,
-                    };
-                    options.existence(existence).open(&name)
-                }
-            }
-            .map_err(to_py_err)?;
+        let sem = match args::target(name, flags, WHAT)? {
+            Target::Random => options.create_random(RANDOM_PREFIX),
+            Target::Named(name, existence) => options.existence(existence).open(&name),
+        }
+        .map_err(to_py_err)?;
         self.slot.install(sem, mode)
     }
 }
@@ -73,22 +57,11 @@ impl PySemaphore {
         initial_value: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         self.slot.ensure_uninitialised()?;
-        let name = if name.is_none() {
-            None
-        } else {
-            Some(args::name(name)?)
-        };
-        let flags = args::int_or(flags, 0, "flags", 0, i64::from(i32::MAX))?;
-        let mode = args::int_or(mode, 0o600, "mode", 0, 0o7777)?;
-        let initial_value = args::int_or(
-            initial_value,
-            0,
-            "initial_value",
-            0,
-            i64::from(namedipc::semaphore::VALUE_MAX),
-        )?;
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // ranges checked above
-        self.open(name, flags, mode as u32, initial_value as u32)
+        let name = args::optional_name(name)?;
+        let flags = args::flags(flags)?;
+        let mode = args::mode(mode)?;
+        let initial_value = args::initial_value(initial_value, 0)?;
+        self.open(name, flags, mode, initial_value)
     }
 
     /// Takes the semaphore. timeout None waits as long as it takes, 0 never
@@ -105,7 +78,7 @@ impl PySemaphore {
 
     /// Gives the semaphore back (adds one to its value).
     fn release(&self, py: Python<'_>) -> PyResult<()> {
-        self.slot.with(py, |sem| sem.post())?.map_err(to_py_err)
+        self.slot.post(py)
     }
 
     /// Closes this handle; the semaphore itself lives on until unlinked.
@@ -119,7 +92,7 @@ impl PySemaphore {
 
     /// Removes the semaphore's name; handles already open keep working.
     fn unlink(&self) -> PyResult<()> {
-        namedipc::semaphore::unlink(self.slot.name()?).map_err(to_py_err)
+        self.slot.unlink()
     }
 
     #[getter]
@@ -134,7 +107,7 @@ impl PySemaphore {
 
     #[getter]
     fn value(&self, py: Python<'_>) -> PyResult<u32> {
-        self.slot.with(py, |sem| sem.value())?.map_err(to_py_err)
+        self.slot.value(py)
     }
 
     fn __enter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Self>> {
@@ -163,12 +136,7 @@ impl PySemaphore {
 
     /// Pickles by name: unpickling opens the same semaphore, value untouched.
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
-        let py = slf.py();
-        let reopen = py
-            .import("namedipc._namedipc")?
-            .getattr("_reopen_semaphore")?;
-        let state = instance_dict(slf.as_any())?;
-        (reopen, (slf.get_type(), slf.get().slot.name()?), state).into_pyobject(py)
+        pickling::reduce(slf, "_reopen_semaphore", (slf.get().slot.name()?,))
     }
 }
 
@@ -179,23 +147,9 @@ pub(crate) fn _reopen_semaphore<'py>(
     cls: &Bound<'py, PyType>,
     name: String,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let obj = cls.call_method1("__new__", (cls,))?;
-    let mode = 0o600;
-    obj.cast::<PySemaphore>()?
-        .get()
-        .open(Some(name), 0, mode, 0)?;
-    Ok(obj)
-}
-
-/// `module.QualName` for reprs, so subclasses show their own name.
-pub(crate) fn qualified_name(cls: &Bound<'_, PyType>) -> PyResult<String> {
-    Ok(format!("{}.{}", cls.module()?, cls.qualname()?))
-}
-
-/// A subclass instance's `__dict__` (pickled as its state), or None.
-pub(crate) fn instance_dict<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
-    match obj.getattr("__dict__") {
-        Ok(d) if d.len()? > 0 => Ok(Some(d)),
-        _ => Ok(None),
-    }
+    pickling::reopen(cls, |obj| {
+        obj.cast::<PySemaphore>()?
+            .get()
+            .open(Some(name), 0, 0o600, 0)
+    })
 }

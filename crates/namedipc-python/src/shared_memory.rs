@@ -7,17 +7,19 @@ use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 use namedipc::flags::{O_CREAT, O_EXCL, O_TRUNC};
 use namedipc::shm::SharedMemory;
-use namedipc::{Existence, ObjectKind};
-use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
+use namedipc::ObjectKind;
+use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
-use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyInt, PyMemoryView, PyTuple, PyType};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyTuple, PyType};
 
-use crate::args;
-use crate::errors::{self, to_py_err, Class};
-use crate::semaphore::{instance_dict, qualified_name, RANDOM_PREFIX};
+use crate::args::{self, Target, RANDOM_PREFIX};
+use crate::errors::{self, to_py_err};
+use crate::pickling::{self, qualified_name};
 
 const WHAT: &str = "shared memory segment";
+/// "shared memory", for messages about the Python handle itself.
+const HANDLE: &str = "shared memory";
 
 /// What `__init__` settled, readable for the life of the object.
 struct Opened {
@@ -57,9 +59,7 @@ impl PySharedMemory {
     ) -> PyResult<()> {
         if self.opened.get().is_some() {
             // Checked before opening, so a second __init__ creates nothing.
-            return Err(PyTypeError::new_err(
-                "this shared memory handle is already initialised; create a new object instead of calling __init__ again",
-            ));
+            return Err(errors::already_initialised(HANDLE));
         }
         let create = flags & i64::from(O_CREAT) != 0;
         let exclusive = flags & i64::from(O_EXCL) != 0;
@@ -76,24 +76,11 @@ impl PySharedMemory {
         if size > 0 {
             options = options.size(size);
         }
-        let shm =
-            match name {
-                None if exclusive => options.create_random(RANDOM_PREFIX),
-                None => return Err(PyValueError::new_err(
-                    "name can be None only with flags=O_CREX (a new segment under a random name)",
-                )),
-                Some(name) => {
-                    let existence = if !create {
-                        Existence::RaiseIfNotExists
-                    } else if exclusive {
-                        Existence::RaiseIfExists
-                    } else {
-                        Existence::LinkOrCreate
-                    };
-                    options.existence(existence).open(&name)
-                }
-            }
-            .map_err(to_py_err)?;
+        let shm = match args::target(name, flags, "segment")? {
+            Target::Random => options.create_random(RANDOM_PREFIX),
+            Target::Named(name, existence) => options.existence(existence).open(&name),
+        }
+        .map_err(to_py_err)?;
         let name = shm.name().to_owned();
         self.opened
             .set(Opened {
@@ -101,9 +88,7 @@ impl PySharedMemory {
                 mode,
                 read_only,
             })
-            .map_err(|_| {
-                PyTypeError::new_err("this shared memory handle is already initialised")
-            })?;
+            .map_err(|_| errors::already_initialised(HANDLE))?;
         self.lock(py).shm = Some(shm);
         Ok(())
     }
@@ -136,37 +121,9 @@ impl PySharedMemory {
         match &state.shm {
             Some(shm) => Ok(f(shm)),
             None if state.closed => Err(errors::closed(py, WHAT, &opened.name)),
-            None => Err(fd_closed(py, &opened.name, consequence)),
+            None => Err(errors::fd_closed(py, WHAT, &opened.name, consequence)),
         }
     }
-}
-
-/// The error for a use that needs the descriptor `close_fd()` gave up;
-/// `consequence` says what cannot be done.
-fn fd_closed(py: Python<'_>, name: &str, consequence: &str) -> PyErr {
-    errors::new_error(
-        py,
-        Class::Existential,
-        format!(
-            "the file descriptor of {WHAT} '{name}' was closed by close_fd(), so {consequence}; open the segment again"
-        ),
-        None,
-    )
-}
-
-/// A bool argument: True/False, or an int as posix_ipc accepts.
-fn flag(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<bool> {
-    let Some(obj) = obj else { return Ok(false) };
-    if let Ok(b) = obj.cast::<PyBool>() {
-        return Ok(b.is_true());
-    }
-    if obj.is_instance_of::<PyInt>() {
-        return obj.is_truthy();
-    }
-    Err(PyTypeError::new_err(format!(
-        "{what} must be True or False, not {}",
-        obj.get_type().name()?
-    )))
 }
 
 /// Maps the whole segment with Python's mmap (read-only if the handle is).
@@ -226,17 +183,13 @@ impl PySharedMemory {
         size: Option<&Bound<'_, PyAny>>,
         read_only: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let name = if name.is_none() {
-            None
-        } else {
-            Some(args::name(name)?)
-        };
-        let flags = args::int_or(flags, 0, "flags", 0, i64::from(i32::MAX))?;
-        let mode = args::int_or(mode, 0o600, "mode", 0, 0o7777)?;
+        let name = args::optional_name(name)?;
+        let flags = args::flags(flags)?;
+        let mode = args::mode(mode)?;
         let size = args::int_or(size, 0, "size", 0, i64::MAX)?;
-        let read_only = flag(read_only, "read_only")?;
+        let read_only = args::flag(read_only, "read_only")?;
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // ranges checked above
-        self.open(py, name, flags, mode as u32, size as u64, read_only)
+        self.open(py, name, flags, mode, size as u64, read_only)
     }
 
     #[getter]
@@ -278,8 +231,9 @@ impl PySharedMemory {
             return Err(errors::closed(py, WHAT, &opened.name));
         }
         let Some(shm) = &state.shm else {
-            return Err(fd_closed(
+            return Err(errors::fd_closed(
                 py,
+                WHAT,
                 &opened.name,
                 ".buf cannot map it (read .buf before close_fd() to keep a mapping)",
             ));
@@ -325,14 +279,7 @@ impl PySharedMemory {
         if let Some(mapping) = &state.mapping {
             if let Err(err) = mapping.bind(py).call_method0("close") {
                 if err.is_instance_of::<PyBufferError>(py) {
-                    let refused = PyBufferError::new_err(format!(
-                        "cannot close {WHAT} '{}': memoryviews of its .buf (or objects made from them, \
-                         such as numpy arrays) still exist; release them first (view.release() or del), \
-                         then call close() again",
-                        opened.name
-                    ));
-                    refused.set_cause(py, Some(err));
-                    return Err(refused);
+                    return Err(errors::views_alive(py, WHAT, &opened.name, err));
                 }
                 return Err(err);
             }
@@ -373,23 +320,12 @@ impl PySharedMemory {
 
     /// Pickles by name: unpickling opens the same segment, size untouched.
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
-        let py = slf.py();
-        let reopen = py
-            .import("namedipc._namedipc")?
-            .getattr("_reopen_shared_memory")?;
         let opened = slf.get().opened()?;
-        let state = instance_dict(slf.as_any())?;
-        (
-            reopen,
-            (
-                slf.get_type(),
-                opened.name.as_str(),
-                opened.mode,
-                opened.read_only,
-            ),
-            state,
+        pickling::reduce(
+            slf,
+            "_reopen_shared_memory",
+            (opened.name.as_str(), opened.mode, opened.read_only),
         )
-            .into_pyobject(py)
     }
 }
 
@@ -402,11 +338,11 @@ fn _reopen_shared_memory<'py>(
     mode: u32,
     read_only: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let obj = cls.call_method1("__new__", (cls,))?;
-    obj.cast::<PySharedMemory>()?
-        .get()
-        .open(cls.py(), Some(name), 0, mode, 0, read_only)?;
-    Ok(obj)
+    pickling::reopen(cls, |obj| {
+        obj.cast::<PySharedMemory>()?
+            .get()
+            .open(obj.py(), Some(name), 0, mode, 0, read_only)
+    })
 }
 
 /// Removes the shared memory segment `name`; ExistentialError if there is none.

@@ -1,0 +1,150 @@
+//! The one blocking-wait loop, shared by semaphore acquires and message
+//! queue sends and receives: try at once with the interpreter attached,
+//! then wait detached from it, in one piece or in slices, handling
+//! signals, a `close()` from another thread, and the deadline.
+
+use std::time::{Duration, Instant};
+
+use pyo3::prelude::*;
+
+use crate::args::Timeout;
+use crate::errors;
+
+/// A wait with a deadline sleeps at most this long at a time, then checks,
+/// with the interpreter attached, whether its handle was closed or a signal
+/// arrived unnoticed (one that landed between the failed try and the wait).
+/// Waits without a deadline sleep in one piece: a timed sleep costs a
+/// kernel timer each time the thread blocks, which shows in ping-pong.
+const WAIT_SLICE: Duration = Duration::from_millis(20);
+
+/// What a signal that interrupts a wait does.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum OnSignal {
+    /// Run the Python handlers, then raise SignalError (posix_ipc).
+    Raise,
+    /// Run the Python handlers, then wait for the time that is left (PEP 475).
+    Resume,
+}
+
+/// One try, as a wait asks its `attempt` closure for it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Attempt {
+    /// Without blocking, with the interpreter attached.
+    Now,
+    /// Blocking at most this long (`None`: as long as it takes), detached
+    /// from the interpreter. EINTR ends it early with `Error::Interrupted`.
+    Wait(Option<Duration>),
+}
+
+/// What a wait does with what it took, when it finds on waking that
+/// another thread closed the handle meanwhile.
+pub(crate) enum IfClosed<G> {
+    /// Return it all the same: it cannot be undone (a message sent or
+    /// received has moved, and the caller should have it).
+    Keep,
+    /// Give it back with `G` (nobody could release it through the closed
+    /// handle), then raise the "closed while waiting" error.
+    GiveBack(G),
+}
+
+impl<T> IfClosed<fn(T) -> namedipc::Result<()>> {
+    /// [`IfClosed::Keep`], with a type for the give-back it never calls.
+    pub(crate) const KEEP: Self = Self::Keep;
+}
+
+/// A wait on one handle. Build it with the handle's details, then [`Wait::run`] it.
+pub(crate) struct Wait<'a, O, F, G> {
+    /// "semaphore", "message queue", for messages.
+    pub(crate) what: &'static str,
+    /// The object's name, for messages.
+    pub(crate) name: &'a str,
+    pub(crate) on_signal: OnSignal,
+    /// Whether the handle is still open, asked after each wake.
+    pub(crate) is_open: O,
+    /// The Python exception for an error that ends the wait, other than a
+    /// signal's.
+    pub(crate) fail: F,
+    pub(crate) if_closed: IfClosed<G>,
+}
+
+impl<O, F, G> Wait<'_, O, F, G>
+where
+    O: Fn() -> bool,
+    F: Fn(namedipc::Error) -> PyErr,
+{
+    /// Runs `attempt` until it takes something (`Ok(Some(taken))`): at once
+    /// if it can, else waiting as `timeout` says. `Ok(None)` when the time
+    /// is up (at once for `Timeout::NoWait`). The caller checks beforehand
+    /// that the handle is open.
+    #[inline]
+    pub(crate) fn run<T: Send>(
+        self,
+        py: Python<'_>,
+        timeout: Timeout,
+        mut attempt: impl FnMut(Attempt) -> namedipc::Result<Option<T>> + Send,
+    ) -> PyResult<Option<T>>
+    where
+        G: FnOnce(T) -> namedipc::Result<()>,
+    {
+        if let Some(taken) = attempt(Attempt::Now).map_err(&self.fail)? {
+            return Ok(Some(taken));
+        }
+        let limit = match timeout {
+            Timeout::NoWait => return Ok(None),
+            Timeout::For(d) => Instant::now().checked_add(d),
+            Timeout::Forever => None,
+        };
+        self.blocking(py, limit, attempt)
+    }
+
+    /// The waiting part of [`Wait::run`], until `limit` (`None`: no limit);
+    /// out of line, so that the path that takes at once stays small.
+    #[inline(never)]
+    fn blocking<T: Send>(
+        self,
+        py: Python<'_>,
+        limit: Option<Instant>,
+        mut attempt: impl FnMut(Attempt) -> namedipc::Result<Option<T>> + Send,
+    ) -> PyResult<Option<T>>
+    where
+        G: FnOnce(T) -> namedipc::Result<()>,
+    {
+        loop {
+            // No deadline (or one beyond what the clock holds): sleep in one piece.
+            let slice =
+                limit.map(|at| at.saturating_duration_since(Instant::now()).min(WAIT_SLICE));
+            match py.detach(|| attempt(Attempt::Wait(slice))) {
+                Ok(Some(taken)) => return self.taken(py, taken),
+                Ok(None) => {}
+                Err(namedipc::Error::Interrupted { .. }) => {
+                    py.check_signals()?;
+                    if let OnSignal::Raise = self.on_signal {
+                        return Err(errors::interrupted(py, self.what, self.name));
+                    }
+                }
+                Err(e) => return Err((self.fail)(e)),
+            }
+            py.check_signals()?;
+            if !(self.is_open)() {
+                return Err(errors::closed_while_waiting(py, self.what, self.name));
+            }
+            if limit.is_some_and(|at| Instant::now() >= at) {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// What a wait that took `taken` returns, as `if_closed` says.
+    fn taken<T>(self, py: Python<'_>, taken: T) -> PyResult<Option<T>>
+    where
+        G: FnOnce(T) -> namedipc::Result<()>,
+    {
+        match self.if_closed {
+            IfClosed::GiveBack(give_back) if !(self.is_open)() => {
+                give_back(taken).map_err(&self.fail)?;
+                Err(errors::closed_while_waiting(py, self.what, self.name))
+            }
+            _ => Ok(Some(taken)),
+        }
+    }
+}
