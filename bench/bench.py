@@ -1055,7 +1055,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--quick", action="store_true", help="fewer rounds and iterations (a few seconds)"
+        "--quick", action="store_true", help="fewer rounds and iterations (about 20 s)"
     )
     parser.add_argument(
         "--rounds", type=int, help=f"measured rounds (default {DEFAULT_PLAN.rounds}, "
