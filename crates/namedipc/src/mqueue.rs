@@ -300,16 +300,20 @@ impl MessageQueueOptions {
     }
 
     /// The limits to pass to mq_open: none when neither was set (the kernel
-    /// then applies its defaults), else both, the missing one from /proc.
+    /// then applies its defaults), else both, the missing one from /proc
+    /// (read only then: four /proc reads cost more than the queue's creation).
     fn limits(&self) -> Option<(i64, i64)> {
-        if self.max_messages.is_none() && self.max_message_size.is_none() {
-            return None;
-        }
-        let defaults = system_limits();
-        let max_messages = self.max_messages.unwrap_or(defaults.default_max_messages);
-        let max_message_size = self
-            .max_message_size
-            .unwrap_or(defaults.default_max_message_size);
+        let (max_messages, max_message_size) = match (self.max_messages, self.max_message_size) {
+            (None, None) => return None,
+            (Some(messages), Some(size)) => (messages, size),
+            (messages, size) => {
+                let defaults = system_limits();
+                (
+                    messages.unwrap_or(defaults.default_max_messages),
+                    size.unwrap_or(defaults.default_max_message_size),
+                )
+            }
+        };
         Some((
             i64::try_from(max_messages).unwrap_or(i64::MAX),
             i64::try_from(max_message_size).unwrap_or(i64::MAX),

@@ -9,6 +9,7 @@ use std::os::fd::{BorrowedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -75,7 +76,9 @@ pub(crate) struct Create {
 #[derive(Debug)]
 pub(crate) struct RawQueue {
     mqd: libc::mqd_t,
-    identity: QueueIdentity,
+    /// Which queue this is, for the notification registry; taken (fstat) only
+    /// when a thread notification is in play, as opens and closes are hot.
+    identity: OnceLock<QueueIdentity>,
 }
 
 impl RawQueue {
@@ -120,14 +123,19 @@ impl RawQueue {
         if mqd == -1 {
             return Err(io::Error::last_os_error());
         }
-        match identity(mqd) {
-            Ok(identity) => Ok(Self { mqd, identity }),
-            Err(e) => {
-                // SAFETY: `mqd` was just opened and is owned by nobody else.
-                unsafe { libc::mq_close(mqd) };
-                Err(e)
-            }
+        Ok(Self {
+            mqd,
+            identity: OnceLock::new(),
+        })
+    }
+
+    /// The queue's identity, taken on first use.
+    fn identity(&self) -> io::Result<QueueIdentity> {
+        if let Some(identity) = self.identity.get() {
+            return Ok(*identity);
         }
+        let identity = identity(self.mqd)?;
+        Ok(*self.identity.get_or_init(|| identity))
     }
 
     pub(crate) fn raw_fd(&self) -> RawFd {
@@ -230,6 +238,7 @@ impl RawQueue {
     /// replaced, or a descriptor of the queue is closed in this process,
     /// before a message arrives.
     pub(crate) fn notify_thread(&self, callback: Callback) -> io::Result<()> {
+        let queue = self.identity()?;
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let event = NotifyEvent::thread(id);
         let (result, replaced, failed) = {
@@ -239,7 +248,7 @@ impl RawQueue {
             // firing at once finds it (the dispatcher waits for the lock).
             pending.push(Pending {
                 id,
-                queue: self.identity,
+                queue,
                 callback,
             });
             let result = self.request(&event);
@@ -255,7 +264,16 @@ impl RawQueue {
     /// made it, as the kernel keeps one request per queue. A callback whose
     /// message has already arrived still runs.
     pub(crate) fn cancel_notification(&self) {
-        let cancelled = self.end_request(&mut pending());
+        let cancelled = {
+            let mut pending = pending();
+            if pending.is_empty() {
+                // No callback anywhere in the process: at most a signal request.
+                self.cancel_kernel_request();
+                None
+            } else {
+                self.end_request(&mut pending)
+            }
+        };
         drop(cancelled);
     }
 
@@ -263,10 +281,13 @@ impl RawQueue {
     /// callback out of `pending`, unless a message already used the request
     /// up: then the callback is on its way to the dispatcher and stays.
     fn end_request(&self, pending: &mut Vec<Pending>) -> Option<Callback> {
-        let waiting = has_callback(pending, self.identity) && self.request_registered();
+        // Without an identity (fstat failed) no callback can be matched to the queue.
+        let queue = self.identity().ok();
+        let waiting =
+            queue.is_some_and(|queue| has_callback(pending, queue)) && self.request_registered();
         self.cancel_kernel_request();
         if waiting {
-            take_latest(pending, self.identity)
+            queue.and_then(|queue| take_latest(pending, queue))
         } else {
             None
         }
@@ -309,8 +330,13 @@ impl Drop for RawQueue {
             let mut pending = pending();
             // Closing any descriptor of a queue ends the process's request
             // on it (the kernel's mqueue_flush_file): settle the callback in
-            // the same step, so that the registry matches the kernel.
-            let cancelled = self.end_request(&mut pending);
+            // the same step, so that the registry matches the kernel. With
+            // no callback pending anywhere, the close alone is enough.
+            let cancelled = if pending.is_empty() {
+                None
+            } else {
+                self.end_request(&mut pending)
+            };
             // SAFETY: the descriptor came from a successful mq_open and, as
             // we own it exclusively here, no other thread can be using it.
             unsafe { libc::mq_close(self.mqd) };
