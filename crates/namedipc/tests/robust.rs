@@ -422,3 +422,59 @@ fn killed_holder_slot_goes_to_waiter_quickly() {
         "{latencies:?}"
     );
 }
+
+#[test]
+fn never_over_admits_across_handles() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const SLOTS: u32 = 2;
+    let name = Name::new("oracle");
+    let first = RobustSemaphore::options()
+        .slots(SLOTS)
+        .open(name.as_str())
+        .unwrap();
+    let inside = AtomicU32::new(0);
+    let most = AtomicU32::new(0);
+    thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let sem = RobustSemaphore::open(name.as_str()).unwrap();
+                for _ in 0..300 {
+                    assert!(sem.acquire_timeout(WAIT).unwrap());
+                    let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    sem.release().unwrap();
+                }
+            });
+        }
+    });
+    let most = most.load(Ordering::SeqCst);
+    assert!((1..=SLOTS).contains(&most), "{most} inside at once");
+    assert_eq!(first.value().unwrap(), SLOTS);
+}
+
+#[test]
+fn several_dead_holders_are_all_reclaimed() {
+    let name = Name::new("several");
+    let sem = RobustSemaphore::options()
+        .slots(3)
+        .open(name.as_str())
+        .unwrap();
+    let mut children: Vec<Child> = (0..3).map(|_| spawn_holder(name.as_str())).collect();
+    assert_eq!(sem.value().unwrap(), 0);
+    for child in &mut children {
+        kill(child);
+    }
+    for child in &mut children {
+        child.wait().unwrap();
+    }
+    for _ in 0..3 {
+        assert!(sem.acquire_timeout(WAIT).unwrap());
+    }
+    assert_eq!(sem.value().unwrap(), 0);
+    assert!(sem
+        .holders()
+        .unwrap()
+        .iter()
+        .all(|h| h.alive && h.pid == std::process::id()));
+}
