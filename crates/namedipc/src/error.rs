@@ -15,6 +15,8 @@ pub enum ObjectKind {
     SharedMemory,
     /// A POSIX message queue.
     MessageQueue,
+    /// A crash-safe semaphore ([`crate::robust::RobustSemaphore`]).
+    RobustSemaphore,
 }
 
 impl fmt::Display for ObjectKind {
@@ -23,6 +25,7 @@ impl fmt::Display for ObjectKind {
             Self::Semaphore => "semaphore",
             Self::SharedMemory => "shared memory segment",
             Self::MessageQueue => "message queue",
+            Self::RobustSemaphore => "robust semaphore",
         })
     }
 }

@@ -27,6 +27,7 @@ mod error;
 mod existence;
 pub mod mqueue;
 mod name;
+pub mod robust;
 pub mod semaphore;
 pub mod shm;
 mod sys;

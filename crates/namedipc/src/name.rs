@@ -11,6 +11,8 @@ use crate::sys;
 const SEMAPHORE_NAME_MAX: usize = 251;
 /// The longest name for a shared memory segment or message queue (NAME_MAX).
 const NAME_MAX: usize = 255;
+/// The longest name for a robust semaphore: NAME_MAX less its file prefix.
+pub(crate) const ROBUST_NAME_MAX: usize = NAME_MAX - crate::robust::FILE_PREFIX.len();
 
 const RANDOM_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 
@@ -23,6 +25,7 @@ pub(crate) fn to_c_name(kind: ObjectKind, name: &str) -> Result<CString> {
     let max = match kind {
         ObjectKind::Semaphore => SEMAPHORE_NAME_MAX,
         ObjectKind::SharedMemory | ObjectKind::MessageQueue => NAME_MAX,
+        ObjectKind::RobustSemaphore => ROBUST_NAME_MAX,
     };
     let invalid = || Error::InvalidName {
         kind,

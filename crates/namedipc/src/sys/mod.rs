@@ -4,6 +4,7 @@
 #![allow(unsafe_code)]
 
 pub(crate) mod mq;
+pub(crate) mod robust;
 pub(crate) mod sem;
 pub(crate) mod shm;
 

@@ -1,0 +1,184 @@
+//! What the crash-safe semaphore needs from the OS: a shared read-write
+//! mapping of its file (handed out only as bounds-checked atomics), open
+//! file description (OFD) byte locks, and futex wait/wake on a shared word.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::time::Duration;
+
+use super::{check, retry_on_interrupt};
+
+/// A `MAP_SHARED` read-write mapping of a whole file, unmapped on drop.
+/// Its memory is only ever reached through atomics, because other processes
+/// change it at any time.
+#[derive(Debug)]
+pub(crate) struct SharedMap {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory that is only accessed through
+// atomic types; it can be used and dropped from any thread.
+unsafe impl Send for SharedMap {}
+// SAFETY: as above: all access goes through `&AtomicU32` / `&AtomicU64`.
+unsafe impl Sync for SharedMap {}
+
+impl SharedMap {
+    /// Maps the first `len` bytes (at least 1) of the file behind `fd`.
+    pub(crate) fn new(fd: BorrowedFd<'_>, len: usize) -> io::Result<Self> {
+        if len == 0 {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        // SAFETY: a fresh mapping chosen by the kernel (address NULL) over a
+        // descriptor that is open for the duration of the borrow; nothing
+        // else in this process refers to the returned range yet.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(ptr.cast::<u8>())
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
+        Ok(Self { ptr, len })
+    }
+
+    /// The 64-bit word at byte `offset`; panics if it is not inside the
+    /// mapping or not 8-byte aligned (callers compute offsets from a layout
+    /// they checked against the mapping's length).
+    pub(crate) fn u64_at(&self, offset: usize) -> &AtomicU64 {
+        assert!(offset % 8 == 0 && offset.checked_add(8).is_some_and(|end| end <= self.len));
+        // SAFETY: the range is inside the live mapping (checked above), the
+        // mapping is page-aligned so `offset % 8 == 0` makes it 8-aligned,
+        // AtomicU64 has the size and layout of u64, and the reference cannot
+        // outlive `self`, which keeps the mapping alive.
+        unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU64>() }
+    }
+
+    /// The 32-bit word at byte `offset`; panics like [`Self::u64_at`].
+    pub(crate) fn u32_at(&self, offset: usize) -> &AtomicU32 {
+        assert!(offset % 4 == 0 && offset.checked_add(4).is_some_and(|end| end <= self.len));
+        // SAFETY: as in `u64_at`, with 4-byte size and alignment.
+        unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU32>() }
+    }
+}
+
+impl Drop for SharedMap {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` describe a mapping made by `new` and not yet
+        // unmapped; no reference into it outlives `self`.
+        let ret = unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        debug_assert_eq!(ret, 0, "munmap of our own mapping cannot fail");
+    }
+}
+
+/// What to do with an OFD byte lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lock {
+    /// Take a write (exclusive) lock.
+    Exclusive,
+    /// Drop the lock.
+    Unlock,
+}
+
+fn flock_at(offset: u64, kind: libc::c_short) -> io::Result<libc::flock> {
+    let start =
+        libc::off_t::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: flock is a plain C struct for which all-zero bytes are valid.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = start;
+    fl.l_len = 1;
+    fl.l_pid = 0; // must be 0 for OFD locks
+    Ok(fl)
+}
+
+/// Takes (without waiting) or drops the OFD lock on the byte at `offset` of
+/// the file behind `fd`. `Ok(false)` when another open file description
+/// holds a conflicting lock.
+pub(crate) fn ofd_lock(fd: BorrowedFd<'_>, offset: u64, op: Lock) -> io::Result<bool> {
+    let kind = match op {
+        Lock::Exclusive => libc::F_WRLCK,
+        Lock::Unlock => libc::F_UNLCK,
+    };
+    let fl = flock_at(offset, kind as libc::c_short)?;
+    let ret = retry_on_interrupt(|| {
+        // SAFETY: `fd` is open for the duration of the borrow and `fl` is a
+        // valid flock that the kernel only reads for F_OFD_SETLK.
+        check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &raw const fl) })
+    });
+    match ret {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether some other open file description holds a lock on the byte at
+/// `offset` (F_OFD_GETLK; a lock of `fd`'s own description does not count).
+pub(crate) fn ofd_locked_by_other(fd: BorrowedFd<'_>, offset: u64) -> io::Result<bool> {
+    let mut fl = flock_at(offset, libc::F_WRLCK as libc::c_short)?;
+    retry_on_interrupt(|| {
+        // SAFETY: `fd` is open for the duration of the borrow and `fl` is a
+        // valid, writable flock that the kernel fills in.
+        check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_GETLK, &raw mut fl) })
+    })?;
+    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+/// Sleeps while `word` holds `expected`, for at most `timeout`, or until a
+/// [`futex_wake`] on the same word from any process. Returns on wake,
+/// timeout, signal or a changed value alike: callers re-check their condition.
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
+    let ts = libc::timespec {
+        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `word` is a valid, aligned 32-bit word for the duration of the
+    // call (shared futex: no FUTEX_PRIVATE_FLAG, as the word is in a
+    // MAP_SHARED file mapping); `ts` is a valid relative timeout.
+    let _ = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            &raw const ts,
+            std::ptr::null::<u32>(),
+            0u32,
+        )
+    };
+}
+
+/// Wakes up to `n` processes sleeping in [`futex_wait`] on `word`.
+pub(crate) fn futex_wake(word: &AtomicU32, n: i32) {
+    // SAFETY: `word` is a valid, aligned 32-bit word; FUTEX_WAKE reads no
+    // other argument.
+    let _ = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            n,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0u32,
+        )
+    };
+}
+
+/// The real user id of this process.
+pub(crate) fn uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}

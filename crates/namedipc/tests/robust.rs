@@ -1,0 +1,480 @@
+//! Integration tests of the crash-safe semaphore through the public API,
+//! with real processes that are SIGKILLed while holding a slot. The worker
+//! process is this test binary itself, re-run with an environment variable
+//! that makes `worker_process` hold a slot and report over its stdout pipe.
+//! Every name is unique and removed by a guard when the test ends.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use namedipc::robust::RobustSemaphore;
+use namedipc::{Error, Existence};
+
+mod common;
+use common::WAIT;
+
+struct Robust;
+
+impl common::Kind for Robust {
+    const TAG: &'static str = "robust";
+
+    fn remove(name: &str) {
+        let _ = RobustSemaphore::remove(name);
+        let _ = fs::remove_file(path(name));
+    }
+}
+
+type Name = common::Name<Robust>;
+
+fn path(name: &str) -> String {
+    format!("/dev/shm/namedipc-robust.{}", name.trim_start_matches('/'))
+}
+
+const WORKER_ENV: &str = "NAMEDIPC_ROBUST_WORKER";
+
+/// Not a test on its own: when run as a worker, it opens the semaphore named
+/// in the environment, takes a slot, says `READY <pid>` and waits for its
+/// stdin to close (or for SIGKILL).
+#[test]
+fn worker_process() {
+    let Ok(name) = std::env::var(WORKER_ENV) else {
+        return;
+    };
+    let sem = RobustSemaphore::open(&name).expect("worker: open");
+    assert!(sem.acquire_timeout(WAIT).expect("worker: acquire"));
+    let mut out = std::io::stdout();
+    writeln!(out, "READY {}", std::process::id()).unwrap();
+    out.flush().unwrap();
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+}
+
+/// Starts a worker holding a slot of `name`; returns once it holds it.
+fn spawn_holder(name: &str) -> Child {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "worker_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(WORKER_ENV, name)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn worker");
+    let stdout = child.stdout.take().unwrap();
+    // libtest writes "test worker_process ... " before it, without a newline.
+    let ready = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.contains("READY "));
+    assert!(ready, "worker exited without taking a slot");
+    child
+}
+
+fn kill(child: &mut Child) {
+    child.kill().expect("SIGKILL worker");
+}
+
+#[test]
+fn counts_slots() {
+    let name = Name::new("count");
+    let sem = RobustSemaphore::options()
+        .existence(Existence::RaiseIfExists)
+        .slots(3)
+        .open(name.as_str())
+        .unwrap();
+    assert!(sem.created());
+    assert_eq!(sem.name(), name.as_str());
+    assert_eq!(sem.value().unwrap(), 3);
+    for left in [2, 1, 0] {
+        sem.acquire().unwrap();
+        assert_eq!(sem.value().unwrap(), left);
+    }
+    assert!(!sem.try_acquire().unwrap());
+    sem.release().unwrap();
+    assert_eq!(sem.value().unwrap(), 1);
+    assert!(sem.try_acquire().unwrap());
+    for _ in 0..3 {
+        sem.release().unwrap();
+    }
+    assert_eq!(sem.value().unwrap(), 3);
+    assert!(sem.release().is_err(), "released more than it held");
+}
+
+#[test]
+fn handles_share_the_count_and_drop_gives_slots_back() {
+    let name = Name::new("share");
+    let a = RobustSemaphore::options()
+        .slots(2)
+        .open(name.as_str())
+        .unwrap();
+    let b = RobustSemaphore::open(name.as_str()).unwrap();
+    assert!(!b.created());
+    assert!(a.try_acquire().unwrap());
+    assert!(b.try_acquire().unwrap());
+    assert!(!a.try_acquire().unwrap());
+    assert_eq!(b.value().unwrap(), 0);
+    drop(b);
+    assert_eq!(a.value().unwrap(), 1);
+    assert!(a.try_acquire().unwrap());
+}
+
+#[test]
+fn existence_rules() {
+    let name = Name::new("exist");
+    assert!(matches!(
+        RobustSemaphore::open(name.as_str()),
+        Err(Error::NotFound { .. })
+    ));
+    let first = RobustSemaphore::options().open(name.as_str()).unwrap();
+    assert!(matches!(
+        RobustSemaphore::options()
+            .existence(Existence::RaiseIfExists)
+            .open(name.as_str()),
+        Err(Error::AlreadyExists { .. })
+    ));
+    let linked = RobustSemaphore::options()
+        .slots(9)
+        .open(name.as_str())
+        .unwrap();
+    assert!(!linked.created());
+    assert_eq!(
+        linked.value().unwrap(),
+        1,
+        "slots of an existing semaphore are kept"
+    );
+    let fresh = RobustSemaphore::options()
+        .existence(Existence::UnlinkAndCreate)
+        .slots(4)
+        .open(name.as_str())
+        .unwrap();
+    assert_eq!(fresh.value().unwrap(), 4);
+    // The old handles' file was replaced: they say so instead of splitting.
+    assert!(matches!(first.try_acquire(), Err(Error::Corrupt { .. })));
+}
+
+#[test]
+fn removed_or_replaced_file_is_reported() {
+    let name = Name::new("replaced");
+    let sem = RobustSemaphore::options().open(name.as_str()).unwrap();
+    RobustSemaphore::remove(name.as_str()).unwrap();
+    assert!(matches!(sem.try_acquire(), Err(Error::NotFound { .. })));
+    let again = RobustSemaphore::options().open(name.as_str()).unwrap();
+    assert!(again.created());
+    let err = sem.acquire_timeout(Duration::from_millis(1)).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("another file"), "{err}");
+}
+
+#[test]
+fn timeouts_are_never_shorter_than_asked() {
+    let name = Name::new("timeout");
+    let sem = RobustSemaphore::options().open(name.as_str()).unwrap();
+    sem.acquire().unwrap();
+    for ms in [1, 3, 10, 25] {
+        let timeout = Duration::from_millis(ms);
+        let start = Instant::now();
+        assert!(!sem.acquire_timeout(timeout).unwrap());
+        let took = start.elapsed();
+        assert!(took >= timeout, "asked {timeout:?}, waited {took:?}");
+        assert!(took < timeout + WAIT, "{took:?}");
+    }
+}
+
+#[test]
+fn waiter_is_woken_by_release() {
+    let name = Name::new("wake");
+    let sem = RobustSemaphore::options().open(name.as_str()).unwrap();
+    let other = RobustSemaphore::open(name.as_str()).unwrap();
+    sem.acquire().unwrap();
+    thread::scope(|s| {
+        let waiter = s.spawn(|| other.acquire_timeout(WAIT).unwrap());
+        sem.release().unwrap();
+        assert!(waiter.join().unwrap());
+    });
+    assert_eq!(sem.value().unwrap(), 0);
+    assert!(
+        sem.release().is_err(),
+        "the slot belongs to the other handle"
+    );
+    other.release().unwrap();
+}
+
+#[test]
+fn release_without_holding_is_an_error() {
+    let name = Name::new("norelease");
+    let sem = RobustSemaphore::options()
+        .slots(2)
+        .open(name.as_str())
+        .unwrap();
+    let err = sem.release().unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    assert!(err.to_string().contains("holds no slot"), "{err}");
+    assert_eq!(sem.value().unwrap(), 2, "a failed release changes nothing");
+}
+
+#[test]
+fn holders_lists_this_process() {
+    let name = Name::new("holders");
+    let before = std::time::SystemTime::now() - Duration::from_secs(1);
+    let sem = RobustSemaphore::options()
+        .slots(2)
+        .open(name.as_str())
+        .unwrap();
+    assert!(sem.holders().unwrap().is_empty());
+    sem.acquire().unwrap();
+    let holders = sem.holders().unwrap();
+    assert_eq!(holders.len(), 1);
+    assert_eq!(holders[0].pid, std::process::id());
+    assert!(holders[0].alive);
+    assert!(holders[0].since >= before);
+    let uid = fs::metadata(path(name.as_str()))
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap();
+    assert_eq!(holders[0].uid, uid);
+}
+
+#[test]
+fn bad_names_and_arguments_are_rejected() {
+    let too_long = format!("/{}", "x".repeat(240));
+    assert!(matches!(
+        RobustSemaphore::options().open(&too_long),
+        Err(Error::InvalidName { .. })
+    ));
+    for bad in ["", "/", "/a/b"] {
+        assert!(matches!(
+            RobustSemaphore::options().open(bad),
+            Err(Error::InvalidName { .. })
+        ));
+    }
+    let mut name = Name::new("longest");
+    let body = name.as_str().len() - 1;
+    name.push_str(&"y".repeat(239 - body));
+    let sem = RobustSemaphore::options().open(name.as_str()).unwrap();
+    assert!(sem.try_acquire().unwrap());
+    let name = Name::new("args");
+    for options in [
+        RobustSemaphore::options().slots(0),
+        RobustSemaphore::options().records(0),
+        RobustSemaphore::options().slots(65_537),
+        RobustSemaphore::options().mode(0o10000),
+    ] {
+        assert!(matches!(
+            options.open(name.as_str()),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+    assert!(!std::path::Path::new(&path(name.as_str())).exists());
+}
+
+#[test]
+fn full_records_are_an_error_not_a_hang() {
+    let name = Name::new("records");
+    let _a = RobustSemaphore::options()
+        .records(1)
+        .open(name.as_str())
+        .unwrap();
+    let err = RobustSemaphore::open(name.as_str()).unwrap_err();
+    assert!(err.to_string().contains("process records"), "{err}");
+}
+
+fn assert_corrupt(name: &Name, what: &str) {
+    for existence in [Existence::RaiseIfNotExists, Existence::LinkOrCreate] {
+        match RobustSemaphore::options()
+            .existence(existence)
+            .open(name.as_str())
+        {
+            Err(Error::Corrupt { .. }) => {}
+            other => panic!("{what}: expected Corrupt, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn corrupt_files_are_reported() {
+    let name = Name::new("corrupt");
+    let file = path(name.as_str());
+    // A valid file to start from.
+    drop(
+        RobustSemaphore::options()
+            .slots(2)
+            .records(4)
+            .open(name.as_str())
+            .unwrap(),
+    );
+    let valid = fs::read(&file).unwrap();
+    assert_eq!(valid.len(), 64 + 4 * 32 + 2 * 32);
+
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", Vec::new()),
+        ("short", valid[..10].to_vec()),
+        ("header only", valid[..64].to_vec()),
+        ("truncated", valid[..valid.len() - 1].to_vec()),
+        ("too long", [valid.clone(), vec![0; 32]].concat()),
+        ("zeros", vec![0; valid.len()]),
+        ("foreign", b"#!/bin/sh\necho hello\n".repeat(20)),
+        ("wrong magic", {
+            let mut v = valid.clone();
+            v[0] ^= 0xff;
+            v
+        }),
+        ("wrong version", {
+            let mut v = valid.clone();
+            v[8..12].copy_from_slice(&2u32.to_ne_bytes());
+            v
+        }),
+        ("zero slots", {
+            let mut v = valid.clone();
+            v[16..20].copy_from_slice(&0u32.to_ne_bytes());
+            v
+        }),
+        ("huge records", {
+            let mut v = valid.clone();
+            v[20..24].copy_from_slice(&u32::MAX.to_ne_bytes());
+            v
+        }),
+    ];
+    for (what, bytes) in cases {
+        fs::write(&file, &bytes).unwrap();
+        assert_corrupt(&name, what);
+    }
+    fs::write(&file, &valid).unwrap();
+    assert!(
+        RobustSemaphore::open(name.as_str()).is_ok(),
+        "restored file opens"
+    );
+
+    fs::remove_file(&file).unwrap();
+    std::os::unix::fs::symlink("/dev/null", &file).unwrap();
+    assert_corrupt(&name, "symlink");
+    fs::remove_file(&file).unwrap();
+    fs::create_dir(&file).unwrap();
+    let err = RobustSemaphore::open(name.as_str()).unwrap_err();
+    fs::remove_dir(&file).unwrap();
+    assert!(matches!(err, Error::Corrupt { .. }), "directory: {err:?}");
+}
+
+#[test]
+fn dead_holder_is_shown_dead_then_reclaimed() {
+    let name = Name::new("dead");
+    let sem = RobustSemaphore::options().open(name.as_str()).unwrap();
+    let mut child = spawn_holder(name.as_str());
+    let holders = sem.holders().unwrap();
+    assert_eq!(holders.len(), 1);
+    assert_eq!(holders[0].pid, child.id());
+    assert!(holders[0].alive);
+    assert!(!sem.try_acquire().unwrap());
+    kill(&mut child);
+    child.wait().unwrap();
+    let holders = sem.holders().unwrap();
+    assert_eq!(holders.len(), 1);
+    assert!(!holders[0].alive, "{holders:?}");
+    assert!(
+        sem.try_acquire().unwrap(),
+        "slot of the dead holder comes back"
+    );
+    assert_eq!(sem.holders().unwrap()[0].pid, std::process::id());
+}
+
+#[test]
+fn killed_holder_slot_goes_to_waiter_quickly() {
+    const ROUNDS: usize = 5;
+    let name = Name::new("kill");
+    let sem = RobustSemaphore::options()
+        .slots(1)
+        .open(name.as_str())
+        .unwrap();
+    let mut latencies = Vec::new();
+    for _ in 0..ROUNDS {
+        let mut child = spawn_holder(name.as_str());
+        assert!(!sem.try_acquire().unwrap());
+        let (killed, acquired) = thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                let got = sem.acquire_timeout(WAIT).unwrap();
+                (got, Instant::now())
+            });
+            kill(&mut child);
+            let killed = Instant::now();
+            let (got, at) = waiter.join().unwrap();
+            assert!(got, "the killed holder's slot never came back");
+            (killed, at)
+        });
+        child.wait().unwrap();
+        latencies.push(acquired.saturating_duration_since(killed));
+        sem.release().unwrap();
+        assert_eq!(sem.value().unwrap(), 1);
+    }
+    latencies.sort();
+    println!(
+        "kill-to-acquire latency over {ROUNDS} rounds: min {:?}, median {:?}, max {:?}",
+        latencies[0],
+        latencies[ROUNDS / 2],
+        latencies[ROUNDS - 1]
+    );
+    assert!(
+        latencies[ROUNDS - 1] < Duration::from_millis(100),
+        "{latencies:?}"
+    );
+}
+
+#[test]
+fn never_over_admits_across_handles() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const SLOTS: u32 = 2;
+    let name = Name::new("oracle");
+    let first = RobustSemaphore::options()
+        .slots(SLOTS)
+        .open(name.as_str())
+        .unwrap();
+    let inside = AtomicU32::new(0);
+    let most = AtomicU32::new(0);
+    thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let sem = RobustSemaphore::open(name.as_str()).unwrap();
+                for _ in 0..300 {
+                    assert!(sem.acquire_timeout(WAIT).unwrap());
+                    let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    sem.release().unwrap();
+                }
+            });
+        }
+    });
+    let most = most.load(Ordering::SeqCst);
+    assert!((1..=SLOTS).contains(&most), "{most} inside at once");
+    assert_eq!(first.value().unwrap(), SLOTS);
+}
+
+#[test]
+fn several_dead_holders_are_all_reclaimed() {
+    let name = Name::new("several");
+    let sem = RobustSemaphore::options()
+        .slots(3)
+        .open(name.as_str())
+        .unwrap();
+    let mut children: Vec<Child> = (0..3).map(|_| spawn_holder(name.as_str())).collect();
+    assert_eq!(sem.value().unwrap(), 0);
+    for child in &mut children {
+        kill(child);
+    }
+    for child in &mut children {
+        child.wait().unwrap();
+    }
+    for _ in 0..3 {
+        assert!(sem.acquire_timeout(WAIT).unwrap());
+    }
+    assert_eq!(sem.value().unwrap(), 0);
+    assert!(sem
+        .holders()
+        .unwrap()
+        .iter()
+        .all(|h| h.alive && h.pid == std::process::id()));
+}
