@@ -261,6 +261,35 @@ def run_helper(*args: str, timeout: float = WAIT) -> subprocess.CompletedProcess
     )
 
 
+class Background:
+    """Runs `call` in a daemon thread and keeps what it returned or raised,
+    so that the test can act while the call blocks, then check."""
+
+    def __init__(self, call: Callable[[], object]) -> None:
+        import threading
+
+        self._outcome: list[object] = []
+
+        def run() -> None:
+            try:
+                self._outcome.append(call())
+            except BaseException as e:  # noqa: BLE001 - handed to the test by join()
+                self._outcome.append(e)
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self, timeout: float = WAIT) -> object:
+        """Waits (bounded) for the call to end; returns what it returned or raised."""
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"the call in the background did not return within {timeout} s"
+        assert len(self._outcome) == 1, self._outcome
+        return self._outcome[0]
+
+
 def blocked_waiters(name: str) -> int:
     """How many threads are blocked in a wait on the semaphore `name`: glibc
     keeps the count in the high half of the first 64-bit word of the file."""

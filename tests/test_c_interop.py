@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import errno
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 
 import namedipc
-from conftest import HELPERS, Names, WAIT, compile_c, program_ok, read_line, run_program, wait_until_blocked
+from conftest import Background, HELPERS, Names, WAIT, compile_c, program_ok, read_line, run_program, wait_until_blocked
 
 SOURCE = HELPERS / "sem_c_peer.c"
 
@@ -100,24 +99,11 @@ def test_c_post_wakes_a_python_acquire(c_peer: Path, sem_name: str) -> None:
         with pytest.raises(namedipc.BusyError):
             sem.acquire(0.1)
 
-        outcome: list[BaseException | None] = []
-
-        def acquire() -> None:
-            try:
-                sem.acquire(WAIT)
-                outcome.append(None)
-            except BaseException as e:  # reported by the main thread
-                outcome.append(e)
-
-        thread = threading.Thread(target=acquire, daemon=True)
-        thread.start()
-        try:
-            wait_until_blocked(sem_name)
-            assert program_ok(c_peer, "post", sem_name) == "posted"
-        finally:
-            thread.join(WAIT + 5)
-        assert not thread.is_alive(), "Python acquire was not woken by the C post"
-        assert outcome == [None], outcome
+        waiter = Background(lambda: sem.acquire(WAIT))
+        wait_until_blocked(sem_name)
+        assert program_ok(c_peer, "post", sem_name) == "posted"
+        outcome = waiter.join(WAIT + 5)
+        assert outcome is None, outcome
         assert program_ok(c_peer, "value", sem_name) == "0"
     finally:
         sem.close()

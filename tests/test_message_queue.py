@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import namedipc
-from conftest import HELPERS, Names, Peer, WAIT, compile_c, program_ok, tracking
+from conftest import Background, HELPERS, Names, Peer, WAIT, compile_c, program_ok, tracking
 from namedipc._namedipc import (
     MESSAGE_QUEUES_SUPPORTED,
     O_CREAT,
@@ -383,24 +383,12 @@ def test_use_after_close(mq_name: str) -> None:
 
 def test_close_while_another_thread_waits(mq_name: str) -> None:
     mq = MessageQueue(mq_name, O_CREX)
-    outcome: list[BaseException] = []
-
-    def waiter() -> None:
-        try:
-            mq.receive(WAIT)
-        except BaseException as e:  # noqa: BLE001 - recorded for the assertion
-            outcome.append(e)
-
-    thread = threading.Thread(target=waiter)
-    thread.start()
-    try:
-        wait_until_waiting(os.getpid(), mq.mqd)
-        mq.close()
-    finally:
-        thread.join(WAIT)
-    assert not thread.is_alive()
-    assert len(outcome) == 1 and isinstance(outcome[0], namedipc.ExistentialError), outcome
-    assert "closed by another thread while this one waited" in str(outcome[0])
+    waiter = Background(lambda: mq.receive(WAIT))
+    wait_until_waiting(os.getpid(), mq.mqd)
+    mq.close()
+    outcome = waiter.join(WAIT)
+    assert isinstance(outcome, namedipc.ExistentialError), outcome
+    assert "closed by another thread while this one waited" in str(outcome)
 
 
 # ---------------------------------------------------------------- receiving

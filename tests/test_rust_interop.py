@@ -7,13 +7,12 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 
 import namedipc
-from conftest import WAIT, Helper, Names, program_ok, read_line, run_program, wait_until_blocked
+from conftest import Background, Helper, Names, WAIT, program_ok, read_line, run_program, wait_until_blocked
 
 ROOT = Path(__file__).resolve().parent.parent
 Flags = namedipc.NamedSemaphore.Flags  # type: ignore[attr-defined]
@@ -115,23 +114,11 @@ def test_rust_post_wakes_a_python_acquire(semctl: Path, sem_name: str) -> None:
     sem = opened(sem_name)
     try:
         assert not sem.acquire(timeout=0.1)
-        outcome: list[bool | BaseException] = []
-
-        def acquire() -> None:
-            try:
-                outcome.append(sem.acquire(timeout=WAIT))
-            except BaseException as e:  # reported by the main thread
-                outcome.append(e)
-
-        thread = threading.Thread(target=acquire, daemon=True)
-        thread.start()
-        try:
-            wait_until_blocked(sem_name)
-            assert program_ok(semctl, "post", sem_name) == "posted"
-        finally:
-            thread.join(WAIT + 5)
-        assert not thread.is_alive(), "Python acquire did not return"
-        assert outcome == [True], outcome
+        waiter = Background(lambda: sem.acquire(timeout=WAIT))
+        wait_until_blocked(sem_name)
+        assert program_ok(semctl, "post", sem_name) == "posted"
+        outcome = waiter.join(WAIT + 5)
+        assert outcome is True, outcome
         assert program_ok(semctl, "value", sem_name) == "0"
     finally:
         sem.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import threading
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 
 import namedipc
 import namedipc as posix_ipc  # the drop-in spelling users write
-from conftest import Names, run_as_other_user, wait_until_blocked
+from conftest import Background, Names, run_as_other_user, wait_until_blocked
 
 
 def sem_file(name: str) -> Path:
@@ -249,23 +248,12 @@ def test_non_file_at_the_name_raises(sem_name: str, tmp_path: Path) -> None:
 def test_close_while_another_thread_waits(sem_name: str) -> None:
     # posix_ipc: segfault. namedipc: the waiter gets ExistentialError.
     sem = posix_ipc.Semaphore(sem_name, posix_ipc.O_CREX, initial_value=0)
-    outcome: list[BaseException | None] = []
-
-    def waiter() -> None:
-        try:
-            sem.acquire(10)
-            outcome.append(None)
-        except BaseException as e:  # noqa: BLE001 - recorded for the assertion
-            outcome.append(e)
-
-    t = threading.Thread(target=waiter)
-    t.start()
+    waiter = Background(lambda: sem.acquire(10))
     wait_until_blocked(sem_name)
     sem.close()
-    t.join(10)
-    assert not t.is_alive()
-    assert len(outcome) == 1 and isinstance(outcome[0], posix_ipc.ExistentialError)
-    assert "closed by another thread while this one waited" in str(outcome[0])
+    outcome = waiter.join(10)
+    assert isinstance(outcome, posix_ipc.ExistentialError)
+    assert "closed by another thread while this one waited" in str(outcome)
 
 
 class Flagged(posix_ipc.Semaphore):
@@ -307,28 +295,17 @@ def test_close_while_another_thread_waits_without_timeout(sem_name: str) -> None
     # its handle was closed, it gives the slot back and raises.
     sem = posix_ipc.Semaphore(sem_name, posix_ipc.O_CREX, initial_value=0)
     other = posix_ipc.Semaphore(sem_name)
-    outcome: list[BaseException | None] = []
-
-    def waiter() -> None:
-        try:
-            sem.acquire()
-            outcome.append(None)
-        except BaseException as e:  # noqa: BLE001 - recorded for the assertion
-            outcome.append(e)
-
-    t = threading.Thread(target=waiter)
-    t.start()
+    waiter = Background(sem.acquire)
     try:
         wait_until_blocked(sem_name)
         sem.close()
         other.release()
-        t.join(10)
+        outcome = waiter.join(10)
     finally:
-        if t.is_alive():
+        if waiter.is_alive():
             other.release()
-            t.join(10)
-    assert len(outcome) == 1 and isinstance(outcome[0], posix_ipc.ExistentialError)
-    assert "closed by another thread" in str(outcome[0])
+    assert isinstance(outcome, posix_ipc.ExistentialError)
+    assert "closed by another thread" in str(outcome)
     assert other.value == 1  # the slot came back
 
 
