@@ -72,6 +72,19 @@ pub(crate) fn target(name: Option<String>, flags: i64, new_what: &str) -> PyResu
 }
 
 /// posix_ipc's `flags` argument (O_CREAT, O_EXCL, ...): 0 when omitted.
+/// Refuses `O_EXCL` without `O_CREAT`, which the OS would silently ignore
+/// (posix_ipc passes it on); `new_what` names the object, e.g. "segment".
+pub(crate) fn require_creat_with_excl(flags: i64, new_what: &str) -> PyResult<()> {
+    let create = flags & i64::from(O_CREAT) != 0;
+    let exclusive = flags & i64::from(O_EXCL) != 0;
+    if exclusive && !create {
+        return Err(PyValueError::new_err(format!(
+            "O_EXCL must be combined with O_CREAT: pass flags=O_CREX to create a new {new_what} and fail if the name is taken"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn flags(obj: Option<&Bound<'_, PyAny>>) -> PyResult<i64> {
     int_or(obj, 0, "flags", 0, i64::from(i32::MAX))
 }

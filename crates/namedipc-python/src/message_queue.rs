@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
-use namedipc::flags::{O_CREAT, O_EXCL, O_NONBLOCK};
+use namedipc::flags::O_NONBLOCK;
 use namedipc::mqueue::{self, Limits, MessageQueue, PRIORITY_MAX};
 use namedipc::Error;
 use pyo3::buffer::PyBuffer;
@@ -71,13 +71,7 @@ impl PyMessageQueue {
             // Checked before opening too, so that a second __init__ never creates a queue.
             return Err(errors::already_initialised(WHAT));
         }
-        let create = flags & i64::from(O_CREAT) != 0;
-        let exclusive = flags & i64::from(O_EXCL) != 0;
-        if exclusive && !create {
-            return Err(PyValueError::new_err(
-                "O_EXCL must be combined with O_CREAT; flags=O_CREX creates a new message queue",
-            ));
-        }
+        args::require_creat_with_excl(flags, "message queue")?;
         if !read && !write {
             return Err(PyValueError::new_err(
                 "at least one of read or write must be True",

@@ -5,10 +5,10 @@
 use std::os::fd::AsRawFd;
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
-use namedipc::flags::{O_CREAT, O_EXCL, O_TRUNC};
+use namedipc::flags::O_TRUNC;
 use namedipc::shm::SharedMemory;
 use namedipc::ObjectKind;
-use pyo3::exceptions::{PyBufferError, PyValueError};
+use pyo3::exceptions::PyBufferError;
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyTuple, PyType};
@@ -61,13 +61,7 @@ impl PySharedMemory {
             // Checked before opening, so a second __init__ creates nothing.
             return Err(errors::already_initialised(HANDLE));
         }
-        let create = flags & i64::from(O_CREAT) != 0;
-        let exclusive = flags & i64::from(O_EXCL) != 0;
-        if exclusive && !create {
-            return Err(PyValueError::new_err(
-                "O_EXCL must be combined with O_CREAT: pass flags=O_CREX to create a new segment and fail if the name is taken",
-            ));
-        }
+        args::require_creat_with_excl(flags, "segment")?;
         let mut options = SharedMemory::options()
             .mode(mode)
             .read_only(read_only)
