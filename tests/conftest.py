@@ -195,6 +195,12 @@ def tracking(cls: type[P]) -> Iterator[type[P]]:
 
 
 @pytest.fixture
+def programs() -> Iterator[type[Peer]]:
+    """Starts any program as a Peer; any still running at teardown are killed."""
+    yield from tracking(Peer)
+
+
+@pytest.fixture
 def helper() -> Iterator[type[Helper]]:
     """Starts semctl.py helper processes; any still running at teardown are killed."""
     yield from tracking(Helper)

@@ -7,13 +7,12 @@ gcc; every C process is a separate, real process."""
 from __future__ import annotations
 
 import errno
-import subprocess
 from pathlib import Path
 
 import pytest
 
 import namedipc
-from conftest import Background, HELPERS, Names, WAIT, compile_c, program_ok, read_line, run_program, wait_until_blocked
+from conftest import Background, HELPERS, Names, Peer, WAIT, compile_c, program_ok, run_program, wait_until_blocked
 
 SOURCE = HELPERS / "sem_c_peer.c"
 
@@ -62,29 +61,17 @@ def test_c_sees_values_python_sets(c_peer: Path, sem_name: str) -> None:
         sem.close()
 
 
-def test_python_release_wakes_a_c_waiter(c_peer: Path, sem_name: str) -> None:
+def test_python_release_wakes_a_c_waiter(c_peer: Path, sem_name: str, programs: type[Peer]) -> None:
     sem = namedipc.Semaphore(sem_name, namedipc.O_CREX, initial_value=0)
     try:
         # Nothing free: C times out, and takes nothing.
         assert program_ok(c_peer, "wait", sem_name, "0.2") == "timeout"
         assert sem.value == 0
 
-        waiter = subprocess.Popen(
-            [str(c_peer), "wait", sem_name, str(WAIT)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            wait_until_blocked(sem_name)
-            sem.release()
-            out, err = waiter.communicate(timeout=WAIT + 5)
-        finally:
-            if waiter.poll() is None:
-                waiter.kill()
-                waiter.communicate(timeout=WAIT)
-        assert waiter.returncode == 0, err
-        assert out.strip() == "acquired"
+        waiter = programs(c_peer, "wait", sem_name, str(WAIT))
+        wait_until_blocked(sem_name)
+        sem.release()
+        assert waiter.finish().strip() == "acquired"
         assert sem.value == 0, "the C waiter took the released slot"
     finally:
         sem.close()
@@ -109,31 +96,21 @@ def test_c_post_wakes_a_python_acquire(c_peer: Path, sem_name: str) -> None:
         sem.close()
 
 
-def test_c_holder_and_python_exclude_each_other(c_peer: Path, sem_name: str) -> None:
+def test_c_holder_and_python_exclude_each_other(c_peer: Path, sem_name: str, programs: type[Peer]) -> None:
     sem = namedipc.Semaphore(sem_name, namedipc.O_CREX, initial_value=1)
-    holder = subprocess.Popen(
-        [str(c_peer), "hold", sem_name],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     try:
-        # Returns once C's sem_wait has taken the one slot (or C died: "" then).
-        assert read_line(holder) == "held"
+        holder = programs(c_peer, "hold", sem_name)
+        # Returns once C's sem_wait has taken the one slot.
+        holder.expect("held")
         assert sem.value == 0
         with pytest.raises(namedipc.BusyError):
             sem.acquire(0.1)
-        out, err = holder.communicate("go\n", timeout=WAIT)
-        assert holder.returncode == 0, err
-        assert out.strip() == "released"
+        holder.send("go")
+        assert holder.finish().strip() == "released"
         sem.acquire(WAIT)
         assert sem.value == 0
         sem.release()
     finally:
-        if holder.poll() is None:
-            holder.kill()
-            holder.communicate(timeout=WAIT)
         sem.close()
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import namedipc
-from conftest import Background, Helper, Names, WAIT, program_ok, read_line, run_program, wait_until_blocked
+from conftest import Background, Helper, Names, Peer, WAIT, program_ok, read_line, run_program, wait_until_blocked
 
 ROOT = Path(__file__).resolve().parent.parent
 Flags = namedipc.NamedSemaphore.Flags  # type: ignore[attr-defined]
@@ -87,25 +87,17 @@ def test_rust_wait_sees_python_hold_and_release(semctl: Path, sem_name: str) -> 
         sem.close()
 
 
-def test_python_release_wakes_a_blocked_rust_waiter(semctl: Path, sem_name: str) -> None:
+def test_python_release_wakes_a_blocked_rust_waiter(
+    semctl: Path, sem_name: str, programs: type[Peer]
+) -> None:
     sem = namedipc.NamedSemaphore(sem_name, 0, Flags.RAISE_IF_EXISTS)
-    waiter = subprocess.Popen(
-        [str(semctl), "wait", sem_name, str(WAIT)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     try:
+        waiter = programs(semctl, "wait", sem_name, str(WAIT))
         wait_until_blocked(sem_name)
         sem.release()
-        out, err = waiter.communicate(timeout=WAIT + 5)
-        assert waiter.returncode == 0, err
-        assert out.strip() == "acquired"
+        assert waiter.finish().strip() == "acquired"
         assert sem.value == 0, "the Rust waiter took the released slot"
     finally:
-        if waiter.poll() is None:
-            waiter.kill()
-            waiter.communicate(timeout=WAIT)
         sem.close()
 
 
