@@ -73,6 +73,8 @@ pub(crate) fn to_py_err(err: Error) -> PyErr {
             Error::Busy { .. } => Class::Busy,
             Error::Interrupted { .. } => Class::Signal,
             Error::Corrupt { .. } => Class::Corrupt,
+            // posix_ipc's choice for any use of a closed handle.
+            Error::Closed { .. } => Class::Existential,
             Error::InvalidName { .. } | Error::InvalidArgument(_) | Error::Overflow { .. } => {
                 return PyValueError::new_err(message);
             }

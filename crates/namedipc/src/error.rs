@@ -118,6 +118,14 @@ pub enum Error {
         /// The maximum value.
         max: u32,
     },
+    /// The handle was closed.
+    #[error("{kind} '{name}' has been closed; open it again to use it")]
+    Closed {
+        /// The kind of object.
+        kind: ObjectKind,
+        /// The name as given.
+        name: String,
+    },
     /// Any other failure of the OS.
     #[error("{operation} on {kind} '{name}' failed: {source}")]
     Os {
@@ -145,7 +153,10 @@ impl Error {
             Self::Interrupted { .. } => Some(libc::EINTR),
             Self::Overflow { .. } => Some(libc::EOVERFLOW),
             Self::Os { source, .. } => source.raw_os_error(),
-            Self::InvalidName { .. } | Self::InvalidArgument(_) | Self::Corrupt { .. } => None,
+            Self::InvalidName { .. }
+            | Self::InvalidArgument(_)
+            | Self::Corrupt { .. }
+            | Self::Closed { .. } => None,
         }
     }
 
@@ -161,6 +172,7 @@ impl Error {
             | Self::InvalidName { name, .. }
             | Self::Corrupt { name, .. }
             | Self::Overflow { name, .. }
+            | Self::Closed { name, .. }
             | Self::Os { name, .. } => Some(name),
             Self::InvalidArgument(_) => None,
         }

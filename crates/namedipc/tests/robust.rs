@@ -108,7 +108,7 @@ fn counts_slots() {
 }
 
 #[test]
-fn handles_share_the_count_and_drop_gives_slots_back() {
+fn handles_of_one_process_share_its_slots() {
     let name = Name::new("share");
     let a = RobustSemaphore::options()
         .slots(2)
@@ -120,9 +120,91 @@ fn handles_share_the_count_and_drop_gives_slots_back() {
     assert!(b.try_acquire().unwrap());
     assert!(!a.try_acquire().unwrap());
     assert_eq!(b.value().unwrap(), 0);
+    // Ownership is per process: closing one handle keeps the slots, and
+    // the other handle may release a slot the first one took.
     drop(b);
-    assert_eq!(a.value().unwrap(), 1);
-    assert!(a.try_acquire().unwrap());
+    assert_eq!(a.value().unwrap(), 0);
+    a.release().unwrap();
+    a.release().unwrap();
+    assert!(a.release().is_err());
+}
+
+#[test]
+fn closing_the_last_handle_gives_slots_back() {
+    let name = Name::new("lastclose");
+    let sem = RobustSemaphore::options()
+        .slots(2)
+        .persistent(true)
+        .open(name.as_str())
+        .unwrap();
+    let other = sem.clone();
+    assert!(sem.try_acquire().unwrap());
+    assert!(other.try_acquire().unwrap());
+    sem.close();
+    assert!(matches!(sem.value(), Err(Error::Closed { .. })));
+    assert_eq!(other.value().unwrap(), 0, "another handle is still open");
+    other.close();
+    let again = RobustSemaphore::open(name.as_str()).unwrap();
+    assert_eq!(again.value().unwrap(), 2);
+    assert!(again.holders().unwrap().is_empty());
+}
+
+#[test]
+fn last_process_to_detach_removes_it_unless_persistent() {
+    let name = Name::new("autoremove");
+    let sem = RobustSemaphore::options().open(name.as_str()).unwrap();
+    let mut child = spawn_holder(name.as_str());
+    drop(sem);
+    assert!(
+        fs::metadata(path(name.as_str())).is_ok(),
+        "another process is still attached"
+    );
+    // Its stdin closing ends the worker normally (its later output goes
+    // to a closed pipe, so its exit status says nothing here).
+    drop(child.stdin.take());
+    child.wait().unwrap();
+    assert!(
+        fs::metadata(path(name.as_str())).is_err(),
+        "the last process removed it"
+    );
+
+    let kept = RobustSemaphore::options()
+        .persistent(true)
+        .open(name.as_str())
+        .unwrap();
+    drop(kept);
+    let snapshot = namedipc::robust::inspect(name.as_str()).unwrap();
+    assert!(snapshot.persistent);
+    assert_eq!((snapshot.attached, snapshot.free), (0, 1));
+    assert!(namedipc::robust::remove_if_unused(name.as_str()).unwrap());
+}
+
+#[test]
+fn inspect_and_remove_if_unused_see_other_processes() {
+    let name = Name::new("inspect");
+    let sem = RobustSemaphore::options()
+        .slots(3)
+        .persistent(true)
+        .open(name.as_str())
+        .unwrap();
+    drop(sem);
+    let mut child = spawn_holder(name.as_str());
+    let seen = namedipc::robust::inspect(name.as_str()).unwrap();
+    assert_eq!((seen.slots, seen.free, seen.attached), (3, 2, 1));
+    assert_eq!(seen.holders.len(), 1);
+    assert_eq!(seen.holders[0].pid, child.id());
+    assert!(seen.holders[0].alive);
+    assert!(namedipc::robust::names()
+        .unwrap()
+        .contains(&name.as_str().to_owned()));
+    assert!(!namedipc::robust::remove_if_unused(name.as_str()).unwrap());
+    kill(&mut child);
+    child.wait().unwrap();
+    let seen = namedipc::robust::inspect(name.as_str()).unwrap();
+    assert_eq!(seen.attached, 0);
+    assert!(!seen.holders[0].alive, "{seen:?}");
+    assert!(namedipc::robust::remove_if_unused(name.as_str()).unwrap());
+    assert!(namedipc::robust::inspect(name.as_str()).is_err());
 }
 
 #[test]
@@ -155,8 +237,8 @@ fn existence_rules() {
         .open(name.as_str())
         .unwrap();
     assert_eq!(fresh.value().unwrap(), 4);
-    // The old handles' file was replaced: they say so instead of splitting.
-    assert!(matches!(first.try_acquire(), Err(Error::Corrupt { .. })));
+    // The old handles' file was removed: they say so instead of splitting.
+    assert!(matches!(first.try_acquire(), Err(Error::NotFound { .. })));
 }
 
 #[test]
@@ -167,6 +249,16 @@ fn removed_or_replaced_file_is_reported() {
     assert!(matches!(sem.try_acquire(), Err(Error::NotFound { .. })));
     let again = RobustSemaphore::options().open(name.as_str()).unwrap();
     assert!(again.created());
+    drop(sem);
+    // Removed behind namedipc's back (no flag in the file), then created
+    // again: a handle that has to wait compares the name's inode with its own.
+    let sem = RobustSemaphore::open(name.as_str()).unwrap();
+    assert!(sem.try_acquire().unwrap());
+    fs::remove_file(path(name.as_str())).unwrap();
+    let err = sem.acquire_timeout(Duration::from_millis(1)).unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    let replacement = RobustSemaphore::options().open(name.as_str()).unwrap();
+    assert!(replacement.created());
     let err = sem.acquire_timeout(Duration::from_millis(1)).unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains("another file"), "{err}");
@@ -199,11 +291,9 @@ fn waiter_is_woken_by_release() {
         assert!(waiter.join().unwrap());
     });
     assert_eq!(sem.value().unwrap(), 0);
-    assert!(
-        sem.release().is_err(),
-        "the slot belongs to the other handle"
-    );
-    other.release().unwrap();
+    // Both handles are this process's: either may give the slot back.
+    sem.release().unwrap();
+    assert!(other.release().is_err());
 }
 
 #[test]
@@ -276,11 +366,17 @@ fn bad_names_and_arguments_are_rejected() {
 #[test]
 fn full_records_are_an_error_not_a_hang() {
     let name = Name::new("records");
-    let _a = RobustSemaphore::options()
-        .records(1)
-        .open(name.as_str())
-        .unwrap();
+    drop(
+        RobustSemaphore::options()
+            .records(1)
+            .persistent(true)
+            .open(name.as_str())
+            .unwrap(),
+    );
+    let mut child = spawn_holder(name.as_str());
     let err = RobustSemaphore::open(name.as_str()).unwrap_err();
+    kill(&mut child);
+    child.wait().unwrap();
     assert!(err.to_string().contains("process records"), "{err}");
 }
 
@@ -303,6 +399,7 @@ fn corrupt_files_are_reported() {
     // A valid file to start from.
     drop(
         RobustSemaphore::options()
+            .persistent(true)
             .slots(2)
             .records(4)
             .open(name.as_str())

@@ -32,6 +32,14 @@ pub(crate) const H_SEQ: usize = 24;
 pub(crate) const H_WAITERS: usize = 28;
 /// Count of slots reclaimed from dead processes (statistics).
 pub(crate) const H_RECLAIMED: usize = 32;
+/// Flags: [`FLAG_PERSISTENT`], [`FLAG_REMOVED`] (older files: 0).
+pub(crate) const H_FLAGS: usize = 40;
+
+/// Set at creation: the file stays when the last process detaches.
+pub(crate) const FLAG_PERSISTENT: u32 = 1;
+/// Set just before the name is removed, so that handles still attached to
+/// this file notice on their next acquire without a syscall.
+pub(crate) const FLAG_REMOVED: u32 = 2;
 
 // Record fields, relative to the record.
 /// `generation << 1 | in_use`.

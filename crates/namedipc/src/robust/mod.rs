@@ -32,39 +32,32 @@
 //! # Ok::<(), namedipc::Error>(())
 //! ```
 
+mod attachment;
+mod file;
 mod layout;
 
-use std::fs::{self, File, OpenOptions};
-use std::io;
-use std::os::fd::AsFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::fs;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, ObjectKind, Result};
 use crate::existence::{self, Existence, Object};
-use crate::name;
 use crate::sys::monotonic_now;
-use crate::sys::robust::{self as os, Lock, SharedMap};
+use crate::sys::robust as os;
 
-use layout::{
-    GEN_MASK, HEADER_LEN, H_HEADER_LEN, H_MAGIC, H_RECLAIMED, H_RECORDS, H_SEQ, H_SLOTS, H_VERSION,
-    H_WAITERS, LOCK_BASE, MAGIC, MAX_RECORDS, MAX_SLOTS, R_PID, R_STATE, R_UID, S_OWNER, S_SINCE,
-    VERSION,
-};
+use attachment::{attach, AttachError, Attachment};
+pub use file::FILE_PREFIX;
+use file::{file_path, NewFile};
+use layout::{FLAG_PERSISTENT, H_RECLAIMED, LOCK_BASE, MAX_RECORDS, MAX_SLOTS, R_STATE};
 
-/// Prefix of the file name in `/dev/shm`: the semaphore `/jobs` lives in
-/// `/dev/shm/namedipc-robust.jobs`.
-pub(crate) const FILE_PREFIX: &str = "namedipc-robust.";
+pub(crate) const KIND: ObjectKind = ObjectKind::RobustSemaphore;
 
-/// Where the files live.
-const DIRECTORY: &str = "/dev/shm";
-
-/// How long a waiter sleeps before it looks for dead holders again: the
-/// bound on how late a dead holder's slot is noticed while someone waits.
-const POLL: Duration = Duration::from_millis(1);
-
-const KIND: ObjectKind = ObjectKind::RobustSemaphore;
+/// How many times an open starts again because the name was removed (by a
+/// last process detaching) between opening the file and registering in it.
+const STALE_RETRIES: usize = 100;
 
 /// One slot held at the time of a [`RobustSemaphore::holders`] call.
 ///
@@ -106,7 +99,6 @@ pub struct Holder {
 ///     .mode(0o600)
 ///     .open(&name)?;
 /// assert_eq!(sem.value()?, 3);
-/// # sem.unlink()?;
 /// # Ok::<(), namedipc::Error>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -115,6 +107,7 @@ pub struct RobustSemaphoreOptions {
     slots: u32,
     records: u32,
     mode: u32,
+    persistent: bool,
 }
 
 impl Default for RobustSemaphoreOptions {
@@ -124,6 +117,7 @@ impl Default for RobustSemaphoreOptions {
             slots: 1,
             records: 128,
             mode: 0o600,
+            persistent: false,
         }
     }
 }
@@ -156,8 +150,8 @@ impl RobustSemaphoreOptions {
         self
     }
 
-    /// How many handles (processes) a new semaphore admits at once (1 to
-    /// 65536, default 128). Ignored when an existing semaphore is opened.
+    /// How many processes a new semaphore admits at once (1 to 65536,
+    /// default 128). Ignored when an existing semaphore is opened.
     ///
     /// ```
     /// let options = namedipc::robust::RobustSemaphore::options().records(1024);
@@ -181,7 +175,21 @@ impl RobustSemaphoreOptions {
         self
     }
 
-    /// Opens or creates the semaphore `name` and registers this process in it.
+    /// Whether a new semaphore stays when the last process detaches from it
+    /// (default `false`: it is removed then, see
+    /// [`RobustSemaphore::close`]). Ignored when an existing one is opened.
+    ///
+    /// ```
+    /// let options = namedipc::robust::RobustSemaphore::options().persistent(true);
+    /// # let _ = options;
+    /// ```
+    #[must_use]
+    pub fn persistent(mut self, persistent: bool) -> Self {
+        self.persistent = persistent;
+        self
+    }
+
+    /// Opens or creates the semaphore `name` and attaches this process to it.
     ///
     /// Fails with [`Error::Corrupt`] if the file at the name is not a valid
     /// robust semaphore of this version (its size and header are checked
@@ -193,7 +201,6 @@ impl RobustSemaphoreOptions {
     /// # let name = format!("/namedipc-doc-robust-open-{}", std::process::id());
     /// let sem = RobustSemaphore::options().slots(2).open(&name)?;
     /// assert!(sem.created());
-    /// # sem.unlink()?;
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     pub fn open(&self, name: &str) -> Result<RobustSemaphore> {
@@ -211,142 +218,42 @@ impl RobustSemaphoreOptions {
             )));
         }
         existence::check_mode(self.mode)?;
-        let (file, created) = Object {
-            kind: KIND,
-            name,
-            create: || self.create_file(name, &path),
-            open: || open_file(name, &path),
-            unlink: || remove_path(name, &path),
+        let new = NewFile {
+            slots: self.slots,
+            records: self.records,
+            mode: self.mode,
+            persistent: self.persistent,
+        };
+        for _ in 0..STALE_RETRIES {
+            let (opened, created) = Object {
+                kind: KIND,
+                name,
+                create: || file::create(name, &path, &new),
+                open: || file::open(name, &path, true),
+                unlink: || file::remove(name, &path),
+            }
+            .open(self.existence)?;
+            match attach(name, &path, opened) {
+                Ok(attachment) => {
+                    return Ok(RobustSemaphore {
+                        attachment,
+                        open: AtomicBool::new(true),
+                        created,
+                    })
+                }
+                // Removed by its last user between our open and our
+                // registration: the name is free again, start over.
+                Err(AttachError::Stale) => {}
+                Err(AttachError::Failed(e)) => return Err(e),
+            }
         }
-        .open(self.existence)?;
-        RobustSemaphore::register(name.to_owned(), path, file, created)
-    }
-
-    /// Creates the file complete under a temporary name, then links it to
-    /// `path`, so that no process ever sees a half-written file at the name.
-    fn create_file(&self, name: &str, path: &str) -> Result<MappedFile> {
-        let tmp = name::random_name(&format!("{DIRECTORY}/.namedipc-robust-tmp."))?;
-        let os_err = |op, e| Error::from_os(op, KIND, name, e);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(self.mode)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&tmp)
-            .map_err(|e| os_err("open", e))?;
-        let result = (|| {
-            let len = layout::file_len(self.slots, self.records);
-            file.set_len(len as u64)
-                .map_err(|e| os_err("ftruncate", e))?;
-            let map = SharedMap::new(file.as_fd(), len).map_err(|e| os_err("mmap", e))?;
-            map.u32_at(H_VERSION).store(VERSION, Ordering::Relaxed);
-            map.u32_at(H_HEADER_LEN)
-                .store(HEADER_LEN as u32, Ordering::Relaxed);
-            map.u32_at(H_SLOTS).store(self.slots, Ordering::Relaxed);
-            map.u32_at(H_RECORDS).store(self.records, Ordering::Relaxed);
-            map.u64_at(H_MAGIC).store(MAGIC, Ordering::Release);
-            // link(2) fails with EEXIST if the name is taken: exclusive create.
-            fs::hard_link(&tmp, path).map_err(|e| os_err("link", e))?;
-            let identity = identity(&file.metadata().map_err(|e| os_err("fstat", e))?);
-            Ok(MappedFile {
-                file,
-                map,
-                slots: self.slots,
-                records: self.records,
-                identity,
-            })
-        })();
-        let _ = fs::remove_file(&tmp);
-        result
+        Err(Error::InvalidArgument(format!(
+            "robust semaphore '{name}' was removed {STALE_RETRIES} times while this process opened it; try again"
+        )))
     }
 }
 
-/// An open, checked semaphore file.
-struct MappedFile {
-    file: File,
-    map: SharedMap,
-    slots: u32,
-    records: u32,
-    identity: (u64, u64),
-}
-
-fn identity(meta: &fs::Metadata) -> (u64, u64) {
-    (meta.dev(), meta.ino())
-}
-
-/// The file of the semaphore `name`, after checking the name.
-fn file_path(name: &str) -> Result<String> {
-    name::to_c_name(KIND, name)?;
-    Ok(format!(
-        "{DIRECTORY}/{FILE_PREFIX}{}",
-        name.trim_start_matches('/')
-    ))
-}
-
-fn remove_path(name: &str, path: &str) -> Result<()> {
-    fs::remove_file(path).map_err(|e| Error::from_os("unlink", KIND, name, e))
-}
-
-fn corrupt(name: &str, reason: impl Into<String>) -> Error {
-    Error::Corrupt {
-        kind: KIND,
-        name: name.to_owned(),
-        reason: reason.into(),
-    }
-}
-
-/// Opens an existing file and checks its size and header before trusting
-/// anything in it.
-fn open_file(name: &str, path: &str) -> Result<MappedFile> {
-    let os_err = |op, e| Error::from_os(op, KIND, name, e);
-    // O_NOFOLLOW: a symlink at the name is refused (ELOOP -> Corrupt);
-    // O_NONBLOCK: a FIFO planted at the name cannot block the open.
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| os_err("open", e))?;
-    let meta = file.metadata().map_err(|e| os_err("fstat", e))?;
-    if !meta.file_type().is_file() {
-        return Err(corrupt(name, "the name is not a regular file"));
-    }
-    let len = meta.len();
-    let max = layout::file_len(MAX_SLOTS, MAX_RECORDS) as u64;
-    if len < HEADER_LEN as u64 {
-        return Err(corrupt(
-            name,
-            format!("the file has {len} bytes, fewer than the {HEADER_LEN}-byte header"),
-        ));
-    }
-    if len > max {
-        return Err(corrupt(
-            name,
-            format!("the file has {len} bytes, more than any robust semaphore"),
-        ));
-    }
-    let map_len = usize::try_from(len).map_err(|_| corrupt(name, "the file is too large"))?;
-    let map = SharedMap::new(file.as_fd(), map_len).map_err(|e| os_err("mmap", e))?;
-    let (slots, records) = layout::check_header(
-        len,
-        map.u64_at(H_MAGIC).load(Ordering::Acquire),
-        map.u32_at(H_VERSION).load(Ordering::Relaxed),
-        map.u32_at(H_HEADER_LEN).load(Ordering::Relaxed),
-        map.u32_at(H_SLOTS).load(Ordering::Relaxed),
-        map.u32_at(H_RECORDS).load(Ordering::Relaxed),
-    )
-    .map_err(|reason| corrupt(name, reason))?;
-    Ok(MappedFile {
-        file,
-        map,
-        slots,
-        records,
-        identity: identity(&meta),
-    })
-}
-
-/// A crash-safe named counting semaphore; see the [module docs](self).
+/// A crash-safe semaphore handle; see the [module docs](self).
 ///
 /// ```
 /// use namedipc::robust::RobustSemaphore;
@@ -357,28 +264,14 @@ fn open_file(name: &str, path: &str) -> Result<MappedFile> {
 /// assert!(sem.try_acquire()?);
 /// assert!(!sem.acquire_timeout(Duration::from_millis(5))?);
 /// sem.release()?;
-/// # sem.unlink()?;
 /// # Ok::<(), namedipc::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct RobustSemaphore {
-    name: String,
-    path: String,
-    /// Its open file description carries this handle's liveness lock.
-    file: File,
-    map: SharedMap,
-    /// (device, inode) of the file this handle mapped.
-    identity: (u64, u64),
-    slots: u32,
-    records: u32,
-    /// The record this handle registered, and its token.
-    record: u32,
-    token: u64,
-    /// The process that opened the handle.
-    pid: u32,
+    /// Shared by every handle of this process on the same file.
+    attachment: Arc<Attachment>,
+    open: AtomicBool,
     created: bool,
-    /// Where the last successful acquire found a free slot.
-    hint: AtomicU32,
 }
 
 impl RobustSemaphore {
@@ -403,7 +296,6 @@ impl RobustSemaphore {
     /// let first = RobustSemaphore::options().open(&name)?;
     /// let second = RobustSemaphore::open(&name)?;
     /// assert!(!second.created());
-    /// # first.unlink()?;
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     pub fn open(name: &str) -> Result<Self> {
@@ -412,186 +304,35 @@ impl RobustSemaphore {
             .open(name)
     }
 
-    /// Removes the semaphore `name` without opening it. Handles that have
-    /// it open keep working on the removed file, but report the removal.
+    /// Removes the semaphore `name` without opening it, even while
+    /// processes use it: their handles keep working on the removed file, but
+    /// their next acquire fails with [`Error::NotFound`]. Compare
+    /// [`remove_if_unused`].
     ///
     /// ```
     /// use namedipc::robust::RobustSemaphore;
     ///
     /// # let name = format!("/namedipc-doc-robust-remove-{}", std::process::id());
-    /// drop(RobustSemaphore::options().open(&name)?);
+    /// let sem = RobustSemaphore::options().open(&name)?;
     /// RobustSemaphore::remove(&name)?;
     /// assert!(RobustSemaphore::open(&name).is_err());
+    /// assert!(sem.acquire().is_err());
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     pub fn remove(name: &str) -> Result<()> {
-        remove_path(name, &file_path(name)?)
+        file::remove(name, &file_path(name)?)
     }
 
-    fn register(name: String, path: String, opened: MappedFile, created: bool) -> Result<Self> {
-        let MappedFile {
-            file,
-            map,
-            slots,
-            records,
-            identity,
-        } = opened;
-        let mut sem = Self {
-            name,
-            path,
-            file,
-            map,
-            identity,
-            slots,
-            records,
-            record: u32::MAX,
-            token: 0,
-            pid: std::process::id(),
-            created,
-            hint: AtomicU32::new(0),
-        };
-        for r in 0..records {
-            // A lock we get is a record nobody lives in (or a reclaimer
-            // briefly holds: then we move on).
-            if !os::ofd_lock(sem.file.as_fd(), LOCK_BASE + u64::from(r), Lock::Exclusive)
-                .map_err(|e| Error::from_os("fcntl", KIND, &sem.name, e))?
-            {
-                continue;
-            }
-            let state = sem.state(r).load(Ordering::Acquire);
-            let generation = state >> 1;
-            if state & 1 == 1 {
-                // Its last owner died: give back what it held.
-                sem.free_owner(r, generation);
-            }
-            let generation = (generation + 1) & GEN_MASK;
-            let rec = layout::record(r);
-            sem.map
-                .u32_at(rec + R_PID)
-                .store(sem.pid, Ordering::Relaxed);
-            sem.map
-                .u32_at(rec + R_UID)
-                .store(os::uid(), Ordering::Relaxed);
-            sem.state(r).store(generation << 1 | 1, Ordering::Release);
-            sem.record = r;
-            sem.token = layout::token(r, generation);
-            return Ok(sem);
-        }
-        Err(Error::InvalidArgument(format!(
-            "all {records} process records of robust semaphore '{}' are in use; close some handles or create it with more records",
-            sem.name
-        )))
-    }
-
-    fn state(&self, r: u32) -> &AtomicU64 {
-        self.map.u64_at(layout::record(r) + R_STATE)
-    }
-
-    fn owner(&self, i: u32) -> &AtomicU64 {
-        self.map.u64_at(layout::slot(self.records, i) + S_OWNER)
-    }
-
-    fn seq(&self) -> &AtomicU32 {
-        self.map.u32_at(H_SEQ)
-    }
-
-    fn waiters(&self) -> &AtomicU32 {
-        self.map.u32_at(H_WAITERS)
-    }
-
-    fn wake(&self, n: u32) {
-        self.seq().fetch_add(1, Ordering::SeqCst);
-        os::futex_wake(self.seq(), i32::try_from(n).unwrap_or(i32::MAX));
-    }
-
-    /// Frees every slot that holds the token of record `r` in `generation`.
-    /// Only called while holding `r`'s lock byte, i.e. when its owner is dead.
-    fn free_owner(&self, r: u32, generation: u64) -> u32 {
-        let token = layout::token(r, generation);
-        let freed = (0..self.slots)
-            .filter(|&i| {
-                self.owner(i)
-                    .compare_exchange(token, 0, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-            })
-            .count();
-        let freed = u32::try_from(freed).unwrap_or(u32::MAX);
-        if freed > 0 {
-            self.map
-                .u64_at(H_RECLAIMED)
-                .fetch_add(u64::from(freed), Ordering::Relaxed);
-            self.wake(freed);
-        }
-        freed
-    }
-
-    /// Gives back the slots of every dead registered process. Returns how many.
-    fn reclaim(&self) -> u32 {
-        let mut total = 0;
-        for r in (0..self.records).filter(|&r| r != self.record) {
-            if self.state(r).load(Ordering::Acquire) & 1 == 0 {
-                continue;
-            }
-            let byte = LOCK_BASE + u64::from(r);
-            // An error is treated like a live owner: never reclaim on doubt.
-            if !os::ofd_lock(self.file.as_fd(), byte, Lock::Exclusive).unwrap_or(false) {
-                continue;
-            }
-            let state = self.state(r).load(Ordering::Acquire);
-            if state & 1 == 1 {
-                total += self.free_owner(r, state >> 1);
-                self.state(r)
-                    .store((((state >> 1) + 1) & GEN_MASK) << 1, Ordering::Release);
-            }
-            let _ = os::ofd_lock(self.file.as_fd(), byte, Lock::Unlock);
-        }
-        total
-    }
-
-    /// Takes a free slot with one CAS, if there is one.
-    fn try_take(&self) -> bool {
-        let start = self.hint.load(Ordering::Relaxed);
-        for k in 0..self.slots {
-            let i = (start + k) % self.slots;
-            let owner = self.owner(i);
-            if owner.load(Ordering::Relaxed) == 0
-                && owner
-                    .compare_exchange(0, self.token, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-                self.map
-                    .u64_at(layout::slot(self.records, i) + S_SINCE)
-                    .store(now, Ordering::Relaxed);
-                self.hint.store(i, Ordering::Relaxed);
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Fails if this handle is used in a forked child, or if the name no
-    /// longer refers to the file this handle uses (removed or replaced).
-    fn check_usable(&self) -> Result<()> {
-        if std::process::id() != self.pid {
-            return Err(Error::InvalidArgument(format!(
-                "robust semaphore '{}' was opened by process {}; a forked child must open it again",
-                self.name, self.pid
-            )));
-        }
-        match fs::symlink_metadata(&self.path) {
-            Ok(meta) if identity(&meta) == self.identity => Ok(()),
-            Ok(_) => Err(corrupt(
-                &self.name,
-                "the name now refers to another file than the one this handle opened (it was removed and created again); open it again",
-            )),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotFound {
+    /// This handle's attachment, if the handle is open.
+    #[inline]
+    fn attachment(&self) -> Result<&Attachment> {
+        if self.open.load(Ordering::Relaxed) {
+            Ok(&self.attachment)
+        } else {
+            Err(Error::Closed {
                 kind: KIND,
-                name: self.name.clone(),
-            }),
-            Err(e) => Err(Error::from_os("stat", KIND, &self.name, e)),
+                name: self.attachment.name.clone(),
+            })
         }
     }
 
@@ -607,7 +348,6 @@ impl RobustSemaphore {
     /// let sem = RobustSemaphore::options().open(&name)?;
     /// sem.acquire()?;
     /// sem.release()?;
-    /// # sem.unlink()?;
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     pub fn acquire(&self) -> Result<()> {
@@ -621,31 +361,33 @@ impl RobustSemaphore {
     /// use namedipc::robust::RobustSemaphore;
     ///
     /// # let name = format!("/namedipc-doc-robust-try-{}", std::process::id());
-    /// let sem = RobustSemaphore::options().slots(1).open(&name)?;
+    /// let sem = RobustSemaphore::options().open(&name)?;
     /// assert!(sem.try_acquire()?);
     /// assert!(!sem.try_acquire()?);
-    /// # sem.unlink()?;
     /// # Ok::<(), namedipc::Error>(())
     /// ```
+    #[inline]
     pub fn try_acquire(&self) -> Result<bool> {
-        self.wait(Some(Duration::ZERO))
+        let attachment = self.attachment()?;
+        let token = attachment.token()?;
+        attachment.check_not_removed()?;
+        if attachment.try_take(token) {
+            return Ok(true);
+        }
+        Ok(attachment.reclaim() > 0 && attachment.try_take(token))
     }
 
-    /// Takes a slot, waiting at most `timeout` (never less); `Ok(false)` if
-    /// none became free in time. A slot held by a process that dies is
-    /// given back while this waits, within about a millisecond.
+    /// Takes a slot, waiting at most `timeout`; `Ok(false)` if none came
+    /// free in time. Never returns `false` before `timeout` has passed.
     ///
     /// ```
     /// use namedipc::robust::RobustSemaphore;
-    /// use std::time::{Duration, Instant};
+    /// use std::time::Duration;
     ///
     /// # let name = format!("/namedipc-doc-robust-timeout-{}", std::process::id());
-    /// let sem = RobustSemaphore::options().slots(1).open(&name)?;
-    /// sem.acquire()?;
-    /// let start = Instant::now();
-    /// assert!(!sem.acquire_timeout(Duration::from_millis(20))?);
-    /// assert!(start.elapsed() >= Duration::from_millis(20));
-    /// # sem.unlink()?;
+    /// let sem = RobustSemaphore::options().open(&name)?;
+    /// assert!(sem.acquire_timeout(Duration::from_millis(10))?);
+    /// assert!(!sem.acquire_timeout(Duration::from_millis(10))?);
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
@@ -653,41 +395,21 @@ impl RobustSemaphore {
     }
 
     fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
-        self.check_usable()?;
-        if self.try_take() || (self.reclaim() > 0 && self.try_take()) {
+        if self.try_acquire()? {
             return Ok(true);
         }
         if timeout == Some(Duration::ZERO) {
             return Ok(false);
         }
         let deadline = timeout.and_then(|t| monotonic_now().checked_add(t));
-        self.waiters().fetch_add(1, Ordering::SeqCst);
-        let result = (|| loop {
-            let seq = self.seq().load(Ordering::SeqCst);
-            if self.try_take() {
-                return Ok(true);
-            }
-            let slice = match deadline {
-                None => POLL,
-                Some(deadline) => {
-                    let now = monotonic_now();
-                    if now >= deadline {
-                        return Ok(false);
-                    }
-                    (deadline - now).min(POLL)
-                }
-            };
-            os::futex_wait(self.seq(), seq, slice);
-            self.reclaim();
-            self.check_usable()?;
-        })();
-        self.waiters().fetch_sub(1, Ordering::SeqCst);
-        result
+        let attachment = self.attachment()?;
+        attachment.wait(attachment.token()?, deadline)
     }
 
-    /// Gives back one slot that this handle holds; fails with
+    /// Gives back one slot that this process holds; fails with
     /// [`Error::InvalidArgument`] if it holds none (ownership is per
-    /// process: a slot taken by another process cannot be released here).
+    /// process: any handle or thread of the process may release a slot the
+    /// process took, but not a slot another process holds).
     ///
     /// ```
     /// use namedipc::robust::RobustSemaphore;
@@ -697,34 +419,19 @@ impl RobustSemaphore {
     /// assert!(sem.release().is_err());
     /// sem.acquire()?;
     /// sem.release()?;
-    /// # sem.unlink()?;
     /// # Ok::<(), namedipc::Error>(())
     /// ```
+    #[inline]
     pub fn release(&self) -> Result<()> {
-        if std::process::id() != self.pid {
-            return Err(Error::InvalidArgument(format!(
-                "robust semaphore '{}' was opened by process {}; a forked child holds none of its slots",
-                self.name, self.pid
-            )));
+        let attachment = self.attachment()?;
+        if attachment.give_back(attachment.token()?) {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(format!(
+                "this process holds no slot of robust semaphore '{}', so it cannot release one",
+                attachment.name
+            )))
         }
-        let start = self.hint.load(Ordering::Relaxed);
-        for k in 0..self.slots {
-            let i = (start + k) % self.slots;
-            if self
-                .owner(i)
-                .compare_exchange(self.token, 0, Ordering::Release, Ordering::Relaxed)
-                .is_ok()
-            {
-                if self.waiters().load(Ordering::SeqCst) != 0 {
-                    self.wake(1);
-                }
-                return Ok(());
-            }
-        }
-        Err(Error::InvalidArgument(format!(
-            "this process holds no slot of robust semaphore '{}', so it cannot release one",
-            self.name
-        )))
     }
 
     /// The number of free slots now.
@@ -736,17 +443,29 @@ impl RobustSemaphore {
     /// let sem = RobustSemaphore::options().slots(2).open(&name)?;
     /// sem.acquire()?;
     /// assert_eq!(sem.value()?, 1);
-    /// # sem.unlink()?;
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     pub fn value(&self) -> Result<u32> {
-        let free = (0..self.slots)
-            .filter(|&i| self.owner(i).load(Ordering::Acquire) == 0)
-            .count();
-        Ok(u32::try_from(free).unwrap_or(u32::MAX))
+        Ok(self.attachment()?.value())
     }
 
-    /// Who holds slots now, one entry per held slot.
+    /// The number of slots: the most processes inside at once.
+    ///
+    /// ```
+    /// use namedipc::robust::RobustSemaphore;
+    ///
+    /// # let name = format!("/namedipc-doc-robust-slots-{}", std::process::id());
+    /// let sem = RobustSemaphore::options().slots(3).open(&name)?;
+    /// assert_eq!(sem.slots(), 3);
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    #[must_use]
+    pub fn slots(&self) -> u32 {
+        self.attachment.slots
+    }
+
+    /// Who holds slots now, one entry per held slot. A holder shown dead
+    /// has died and its slot is about to be reclaimed.
     ///
     /// ```
     /// use namedipc::robust::RobustSemaphore;
@@ -756,50 +475,12 @@ impl RobustSemaphore {
     /// assert!(sem.holders()?.is_empty());
     /// sem.acquire()?;
     /// assert_eq!(sem.holders()?.len(), 1);
-    /// # sem.unlink()?;
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     pub fn holders(&self) -> Result<Vec<Holder>> {
-        let mut holders = Vec::new();
-        for i in 0..self.slots {
-            let token = self.owner(i).load(Ordering::Acquire);
-            if token == 0 {
-                continue;
-            }
-            let since = UNIX_EPOCH
-                + Duration::from_nanos(
-                    self.map
-                        .u64_at(layout::slot(self.records, i) + S_SINCE)
-                        .load(Ordering::Relaxed),
-                );
-            let (r, generation) = layout::split_token(token);
-            let Some(r) = u32::try_from(r).ok().filter(|&r| r < self.records) else {
-                // A token naming no record: nobody can release it.
-                holders.push(Holder {
-                    pid: 0,
-                    uid: 0,
-                    since,
-                    alive: false,
-                });
-                continue;
-            };
-            let rec = layout::record(r);
-            let registered = self.state(r).load(Ordering::Acquire) == (generation << 1 | 1);
-            let alive = if token == self.token {
-                true
-            } else {
-                registered
-                    && os::ofd_locked_by_other(self.file.as_fd(), LOCK_BASE + u64::from(r))
-                        .unwrap_or(true)
-            };
-            holders.push(Holder {
-                pid: self.map.u32_at(rec + R_PID).load(Ordering::Relaxed),
-                uid: self.map.u32_at(rec + R_UID).load(Ordering::Relaxed),
-                since,
-                alive,
-            });
-        }
-        Ok(holders)
+        let attachment = self.attachment()?;
+        attachment.token()?;
+        Ok(attachment.holders())
     }
 
     /// The name as given when opening.
@@ -810,12 +491,11 @@ impl RobustSemaphore {
     /// # let name = format!("/namedipc-doc-robust-name-{}", std::process::id());
     /// let sem = RobustSemaphore::options().open(&name)?;
     /// assert_eq!(sem.name(), name);
-    /// # sem.unlink()?;
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     #[must_use]
     pub fn name(&self) -> &str {
-        &self.name
+        &self.attachment.name
     }
 
     /// Whether this handle created the semaphore.
@@ -826,7 +506,6 @@ impl RobustSemaphore {
     /// # let name = format!("/namedipc-doc-robust-created-{}", std::process::id());
     /// let sem = RobustSemaphore::options().open(&name)?;
     /// assert!(sem.created());
-    /// # sem.unlink()?;
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     #[must_use]
@@ -834,49 +513,241 @@ impl RobustSemaphore {
         self.created
     }
 
-    /// Removes the name. This handle and other open ones keep the file, but
-    /// their next acquire reports [`Error::NotFound`]; a new semaphore may be
-    /// created under the name.
+    /// Removes the name if it still refers to this handle's file, even while
+    /// other processes use it (their next acquire fails with
+    /// [`Error::NotFound`]); a new semaphore may then be created under the name.
     ///
     /// ```
     /// use namedipc::robust::RobustSemaphore;
     ///
     /// # let name = format!("/namedipc-doc-robust-unlink-{}", std::process::id());
-    /// let sem = RobustSemaphore::options().open(&name)?;
+    /// let sem = RobustSemaphore::options().persistent(true).open(&name)?;
     /// sem.unlink()?;
     /// assert!(sem.acquire().is_err());
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     pub fn unlink(&self) -> Result<()> {
-        remove_path(&self.name, &self.path)
+        let attachment = &self.attachment;
+        attachment.check_identity()?;
+        file::remove(&attachment.name, &attachment.path)
+    }
+
+    /// Closes this handle. When it was this process's last open handle on
+    /// the semaphore, the process detaches: the slots it still holds are
+    /// given back, and unless the semaphore was created persistent, its
+    /// name is removed if no other process is attached — race-free: a
+    /// process that opens the name at the same moment either attaches
+    /// before (and the name stays) or finds it gone and creates a new one.
+    /// Later calls on this handle fail with [`Error::Closed`]. Dropping the
+    /// handle closes it.
+    ///
+    /// ```
+    /// use namedipc::robust::RobustSemaphore;
+    ///
+    /// # let name = format!("/namedipc-doc-robust-close-{}", std::process::id());
+    /// let sem = RobustSemaphore::options().open(&name)?;
+    /// sem.close();
+    /// assert!(sem.value().is_err());
+    /// assert!(RobustSemaphore::open(&name).is_err()); // removed: nobody was attached
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    pub fn close(&self) {
+        if self.open.swap(false, Ordering::AcqRel) {
+            self.attachment.close_handle();
+        }
+    }
+
+    /// Whether [`Self::close`] was called.
+    ///
+    /// ```
+    /// use namedipc::robust::RobustSemaphore;
+    ///
+    /// # let name = format!("/namedipc-doc-robust-closed-{}", std::process::id());
+    /// let sem = RobustSemaphore::options().open(&name)?;
+    /// assert!(!sem.is_closed());
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        !self.open.load(Ordering::Acquire)
+    }
+
+    /// A new descriptor, without close-on-exec, of the open file description
+    /// that carries this process's liveness lock. A child process that keeps
+    /// it open (also across `exec`) keeps this process's registration alive:
+    /// if this process dies first, its slots stay held until the child ends
+    /// too. Used by `namedipc run` so that the command keeps its slot even if
+    /// `namedipc` itself is killed. Close it in the parent after spawning.
+    ///
+    /// ```
+    /// use namedipc::robust::RobustSemaphore;
+    ///
+    /// # let name = format!("/namedipc-doc-robust-inherit-{}", std::process::id());
+    /// let sem = RobustSemaphore::options().open(&name)?;
+    /// let fd = sem.inheritable_lock()?;
+    /// # drop(fd);
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    pub fn inheritable_lock(&self) -> Result<OwnedFd> {
+        self.attachment()?.inheritable_lock()
+    }
+}
+
+impl Clone for RobustSemaphore {
+    /// Another handle of this process on the same semaphore (sharing its
+    /// slots); it must be closed (or dropped) too before the process detaches.
+    fn clone(&self) -> Self {
+        self.attachment.add_handle();
+        Self {
+            attachment: Arc::clone(&self.attachment),
+            open: AtomicBool::new(!self.is_closed()),
+            created: false,
+        }
     }
 }
 
 impl Drop for RobustSemaphore {
-    /// Gives back this handle's slots and its record. In a forked child it
-    /// does nothing (the record belongs to the parent).
+    /// Closes the handle ([`RobustSemaphore::close`]).
     fn drop(&mut self) {
-        // Not registered (a failed open), or a forked child: nothing is ours.
-        if self.token == 0 || std::process::id() != self.pid {
-            return;
-        }
-        let freed = (0..self.slots)
-            .filter(|&i| {
-                self.owner(i)
-                    .compare_exchange(self.token, 0, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-            })
-            .count();
-        let (_, generation) = layout::split_token(self.token);
-        self.state(self.record)
-            .store(((generation + 1) & GEN_MASK) << 1, Ordering::Release);
-        let _ = os::ofd_lock(
-            self.file.as_fd(),
-            LOCK_BASE + u64::from(self.record),
-            Lock::Unlock,
-        );
-        if freed > 0 {
-            self.wake(u32::try_from(freed).unwrap_or(u32::MAX));
-        }
+        self.close();
+    }
+}
+
+/// What [`inspect`] found in a semaphore's file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// The semaphore's name, with its leading slash.
+    pub name: String,
+    /// Its file.
+    pub path: PathBuf,
+    /// The number of slots (the most holders at once).
+    pub slots: u32,
+    /// The number of process records (the most processes attached at once).
+    pub records: u32,
+    /// Free slots.
+    pub free: u32,
+    /// Live processes attached to it now.
+    pub attached: u32,
+    /// Who holds slots.
+    pub holders: Vec<Holder>,
+    /// Whether it stays when the last process detaches.
+    pub persistent: bool,
+    /// Slots given back after their holders died, over the file's life.
+    pub reclaimed: u64,
+}
+
+/// Looks at the semaphore `name` without attaching to it (read-only if this
+/// user may not write it).
+///
+/// ```
+/// use namedipc::robust::{self, RobustSemaphore};
+///
+/// # let name = format!("/namedipc-doc-robust-inspect-{}", std::process::id());
+/// let sem = RobustSemaphore::options().slots(2).open(&name)?;
+/// sem.acquire()?;
+/// let seen = robust::inspect(&name)?;
+/// assert_eq!((seen.slots, seen.free, seen.attached), (2, 1, 1));
+/// assert_eq!(seen.holders[0].pid, std::process::id());
+/// # Ok::<(), namedipc::Error>(())
+/// ```
+pub fn inspect(name: &str) -> Result<Snapshot> {
+    let path = file_path(name)?;
+    let opened = match file::open(name, &path, true) {
+        Err(Error::PermissionDenied { .. }) => file::open(name, &path, false)?,
+        other => other?,
+    };
+    let fd = opened.file.as_fd();
+    let live = |r: u32| os::ofd_locked_by_other(fd, LOCK_BASE + u64::from(r)).unwrap_or(true);
+    let attached = (0..opened.records)
+        .filter(|&r| {
+            opened
+                .map
+                .load_u64(layout::record(r) + R_STATE, Ordering::Acquire)
+                & 1
+                == 1
+                && live(r)
+        })
+        .count();
+    let holders = attachment::holders_of(&opened.map, opened.slots, opened.records, |_, r| live(r));
+    Ok(Snapshot {
+        name: format!("/{}", name.trim_start_matches('/')),
+        path: PathBuf::from(&path),
+        slots: opened.slots,
+        records: opened.records,
+        free: opened.slots - u32::try_from(holders.len()).unwrap_or(opened.slots),
+        attached: u32::try_from(attached).unwrap_or(u32::MAX),
+        holders,
+        persistent: opened.flags() & FLAG_PERSISTENT != 0,
+        reclaimed: opened.map.load_u64(H_RECLAIMED, Ordering::Relaxed),
+    })
+}
+
+/// Removes the semaphore `name` only if no live process is attached to it;
+/// returns whether it did. Race-free: a process that opens the name at the
+/// same moment either attaches first (and the name stays) or finds it gone
+/// and creates a new one; nobody is left using a removed file.
+///
+/// ```
+/// use namedipc::robust::{self, RobustSemaphore};
+///
+/// # let name = format!("/namedipc-doc-robust-unused-{}", std::process::id());
+/// let sem = RobustSemaphore::options().persistent(true).open(&name)?;
+/// assert!(!robust::remove_if_unused(&name)?); // this process is attached
+/// drop(sem);
+/// assert!(robust::remove_if_unused(&name)?);
+/// # Ok::<(), namedipc::Error>(())
+/// ```
+pub fn remove_if_unused(name: &str) -> Result<bool> {
+    let path = file_path(name)?;
+    let opened = file::open(name, &path, true)?;
+    file::remove_if_unused(
+        name,
+        &path,
+        opened.file.as_fd(),
+        opened.records,
+        opened.identity,
+        &opened.map,
+    )
+}
+
+/// The names (with a leading slash) of the robust semaphores in `/dev/shm`,
+/// sorted.
+///
+/// ```
+/// use namedipc::robust::{self, RobustSemaphore};
+///
+/// # let name = format!("/namedipc-doc-robust-names-{}", std::process::id());
+/// let sem = RobustSemaphore::options().open(&name)?;
+/// assert!(robust::names()?.contains(&name));
+/// # Ok::<(), namedipc::Error>(())
+/// ```
+pub fn names() -> Result<Vec<String>> {
+    let entries = fs::read_dir(file::DIRECTORY).map_err(|e| Error::Os {
+        operation: "opendir",
+        kind: KIND,
+        name: file::DIRECTORY.to_owned(),
+        source: e,
+    })?;
+    let mut names: Vec<String> = entries
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter_map(|file| Some(format!("/{}", file.strip_prefix(FILE_PREFIX)?)))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Test hook: in debug builds, SIGKILLs this process when the environment
+/// variable `NAMEDIPC_CRASH_AT` names `point` (a step of the protocol, e.g.
+/// `acquire.taken`), to test that a crash there loses nothing.
+#[cfg(debug_assertions)]
+pub(crate) fn crash_at(point: &str) {
+    static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if AT
+        .get_or_init(|| std::env::var("NAMEDIPC_CRASH_AT").ok())
+        .as_deref()
+        == Some(point)
+    {
+        os::kill_self();
     }
 }

@@ -3,20 +3,22 @@
 //! file description (OFD) byte locks, and futex wait/wake on a shared word.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::{check, retry_on_interrupt};
 
-/// A `MAP_SHARED` read-write mapping of a whole file, unmapped on drop.
-/// Its memory is only ever reached through atomics, because other processes
-/// change it at any time.
+/// A `MAP_SHARED` mapping of a whole file, unmapped on drop. Its memory is
+/// only ever reached through atomics, because other processes change it at
+/// any time. A read-only mapping (for inspecting a file one may not write)
+/// hands out no atomics at all, only loaded values.
 #[derive(Debug)]
 pub(crate) struct SharedMap {
     ptr: NonNull<u8>,
     len: usize,
+    writable: bool,
 }
 
 // SAFETY: the mapping is plain shared memory that is only accessed through
@@ -26,8 +28,19 @@ unsafe impl Send for SharedMap {}
 unsafe impl Sync for SharedMap {}
 
 impl SharedMap {
-    /// Maps the first `len` bytes (at least 1) of the file behind `fd`.
+    /// Maps the first `len` bytes (at least 1) of the file behind `fd` for
+    /// reading and writing.
     pub(crate) fn new(fd: BorrowedFd<'_>, len: usize) -> io::Result<Self> {
+        Self::map(fd, len, true)
+    }
+
+    /// Maps the first `len` bytes (at least 1) of the file behind `fd` for
+    /// reading only: use [`Self::load_u64`] and [`Self::load_u32`].
+    pub(crate) fn new_read_only(fd: BorrowedFd<'_>, len: usize) -> io::Result<Self> {
+        Self::map(fd, len, false)
+    }
+
+    fn map(fd: BorrowedFd<'_>, len: usize, writable: bool) -> io::Result<Self> {
         if len == 0 {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
@@ -38,7 +51,11 @@ impl SharedMap {
             libc::mmap(
                 std::ptr::null_mut(),
                 len,
-                libc::PROT_READ | libc::PROT_WRITE,
+                if writable {
+                    libc::PROT_READ | libc::PROT_WRITE
+                } else {
+                    libc::PROT_READ
+                },
                 libc::MAP_SHARED,
                 fd.as_raw_fd(),
                 0,
@@ -49,25 +66,58 @@ impl SharedMap {
         }
         let ptr = NonNull::new(ptr.cast::<u8>())
             .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
-        Ok(Self { ptr, len })
+        Ok(Self { ptr, len, writable })
     }
 
-    /// The 64-bit word at byte `offset`; panics if it is not inside the
-    /// mapping or not 8-byte aligned (callers compute offsets from a layout
-    /// they checked against the mapping's length).
+    /// The 64-bit word at byte `offset` of a writable mapping; panics if it
+    /// is not inside the mapping or not 8-byte aligned (callers compute
+    /// offsets from a layout they checked against the mapping's length), or
+    /// if the mapping is read-only (a store there would fault).
     pub(crate) fn u64_at(&self, offset: usize) -> &AtomicU64 {
+        assert!(
+            self.writable,
+            "atomics are only handed out for writable mappings"
+        );
+        self.u64_ref(offset)
+    }
+
+    /// The 32-bit word at byte `offset` of a writable mapping; panics like
+    /// [`Self::u64_at`].
+    pub(crate) fn u32_at(&self, offset: usize) -> &AtomicU32 {
+        assert!(
+            self.writable,
+            "atomics are only handed out for writable mappings"
+        );
+        self.u32_ref(offset)
+    }
+
+    /// Loads the 64-bit word at byte `offset` (any mapping); panics if the
+    /// offset is out of bounds or misaligned.
+    pub(crate) fn load_u64(&self, offset: usize, order: Ordering) -> u64 {
+        self.u64_ref(offset).load(order)
+    }
+
+    /// Loads the 32-bit word at byte `offset` (any mapping); panics like
+    /// [`Self::load_u64`].
+    pub(crate) fn load_u32(&self, offset: usize, order: Ordering) -> u32 {
+        self.u32_ref(offset).load(order)
+    }
+
+    fn u64_ref(&self, offset: usize) -> &AtomicU64 {
         assert!(offset % 8 == 0 && offset.checked_add(8).is_some_and(|end| end <= self.len));
         // SAFETY: the range is inside the live mapping (checked above), the
         // mapping is page-aligned so `offset % 8 == 0` makes it 8-aligned,
         // AtomicU64 has the size and layout of u64, and the reference cannot
-        // outlive `self`, which keeps the mapping alive.
+        // outlive `self`, which keeps the mapping alive. Stores through it
+        // are only reachable via `u64_at`, which refuses read-only mappings.
         unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU64>() }
     }
 
-    /// The 32-bit word at byte `offset`; panics like [`Self::u64_at`].
-    pub(crate) fn u32_at(&self, offset: usize) -> &AtomicU32 {
+    fn u32_ref(&self, offset: usize) -> &AtomicU32 {
         assert!(offset % 4 == 0 && offset.checked_add(4).is_some_and(|end| end <= self.len));
-        // SAFETY: as in `u64_at`, with 4-byte size and alignment.
+        // SAFETY: as in `u64_ref`, with 4-byte size and alignment. Loads
+        // through it are fine on a read-only mapping; stores are only
+        // reachable through `u32_at`, which refuses read-only mappings.
         unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU32>() }
     }
 }
@@ -90,15 +140,16 @@ pub(crate) enum Lock {
     Unlock,
 }
 
-fn flock_at(offset: u64, kind: libc::c_short) -> io::Result<libc::flock> {
-    let start =
-        libc::off_t::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+fn flock_at(offset: u64, len: u64, kind: libc::c_short) -> io::Result<libc::flock> {
+    let invalid = |_| io::Error::from_raw_os_error(libc::EINVAL);
+    let start = libc::off_t::try_from(offset).map_err(invalid)?;
+    let len = libc::off_t::try_from(len).map_err(invalid)?;
     // SAFETY: flock is a plain C struct for which all-zero bytes are valid.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
     fl.l_type = kind;
     fl.l_whence = libc::SEEK_SET as libc::c_short;
     fl.l_start = start;
-    fl.l_len = 1;
+    fl.l_len = len;
     fl.l_pid = 0; // must be 0 for OFD locks
     Ok(fl)
 }
@@ -107,11 +158,23 @@ fn flock_at(offset: u64, kind: libc::c_short) -> io::Result<libc::flock> {
 /// the file behind `fd`. `Ok(false)` when another open file description
 /// holds a conflicting lock.
 pub(crate) fn ofd_lock(fd: BorrowedFd<'_>, offset: u64, op: Lock) -> io::Result<bool> {
+    ofd_lock_range(fd, offset, 1, op)
+}
+
+/// Like [`ofd_lock`], for the `len` bytes from `offset` at once: taking
+/// them succeeds only if no other open file description holds a lock on
+/// any of them (this description's own locks merge with the new one).
+pub(crate) fn ofd_lock_range(
+    fd: BorrowedFd<'_>,
+    offset: u64,
+    len: u64,
+    op: Lock,
+) -> io::Result<bool> {
     let kind = match op {
         Lock::Exclusive => libc::F_WRLCK,
         Lock::Unlock => libc::F_UNLCK,
     };
-    let fl = flock_at(offset, kind as libc::c_short)?;
+    let fl = flock_at(offset, len, kind as libc::c_short)?;
     let ret = retry_on_interrupt(|| {
         // SAFETY: `fd` is open for the duration of the borrow and `fl` is a
         // valid flock that the kernel only reads for F_OFD_SETLK.
@@ -127,7 +190,7 @@ pub(crate) fn ofd_lock(fd: BorrowedFd<'_>, offset: u64, op: Lock) -> io::Result<
 /// Whether some other open file description holds a lock on the byte at
 /// `offset` (F_OFD_GETLK; a lock of `fd`'s own description does not count).
 pub(crate) fn ofd_locked_by_other(fd: BorrowedFd<'_>, offset: u64) -> io::Result<bool> {
-    let mut fl = flock_at(offset, libc::F_WRLCK as libc::c_short)?;
+    let mut fl = flock_at(offset, 1, libc::F_WRLCK as libc::c_short)?;
     retry_on_interrupt(|| {
         // SAFETY: `fd` is open for the duration of the borrow and `fl` is a
         // valid, writable flock that the kernel fills in.
@@ -175,6 +238,80 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: i32) {
             0u32,
         )
     };
+}
+
+/// Registers `prepare`, `parent` and `child` to run around every `fork(2)`
+/// of this process (pthread_atfork). Call it once.
+pub(crate) fn at_fork(
+    prepare: extern "C" fn(),
+    parent: extern "C" fn(),
+    child: extern "C" fn(),
+) -> io::Result<()> {
+    // SAFETY: the three handlers are plain functions that live for the whole
+    // program; pthread_atfork only stores the pointers.
+    let ret = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(ret))
+    }
+}
+
+/// Makes the descriptor number of `fd` refer to `/dev/null` (or, if that
+/// cannot be opened, to a new eventfd) instead of its file, atomically
+/// (`dup3`), keeping it close-on-exec. The open file description it referred
+/// to loses this reference (and the locks it carries when this was the last
+/// one), while the number stays valid for whoever owns it. Meant for a
+/// forked child, whose copies must not keep its parent's locks alive.
+pub(crate) fn cover_with_null(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: a plain open of a constant, NUL-terminated path.
+    let mut null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if null < 0 {
+        // SAFETY: eventfd has no memory arguments.
+        null = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    }
+    if null < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `null` is a descriptor this function just opened and owns.
+    let null = unsafe { OwnedFd::from_raw_fd(null) };
+    replace_fd(fd, &null)
+}
+
+/// Makes the descriptor number of `target` refer to the open file
+/// description of `source` (`dup3` with close-on-exec). The number stays
+/// owned by whoever owned `target`; `source` is left to its owner.
+pub(crate) fn replace_fd(target: BorrowedFd<'_>, source: &OwnedFd) -> io::Result<()> {
+    retry_on_interrupt(|| {
+        // SAFETY: both descriptors are open for the duration of the call;
+        // dup3 atomically closes the old description behind `target`'s
+        // number and reuses the number, which its owner keeps owning.
+        check(unsafe { libc::dup3(source.as_raw_fd(), target.as_raw_fd(), libc::O_CLOEXEC) })
+    })
+    .map(drop)
+}
+
+/// A new descriptor for the open file description of `fd`, *without*
+/// close-on-exec, so that a child process keeps the description (and the
+/// locks it carries) across `exec`.
+pub(crate) fn dup_inheritable(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: `fd` is open for the duration of the call; F_DUPFD returns a
+    // new descriptor (without FD_CLOEXEC) that we own from here on.
+    let new = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD, 0) })?;
+    // SAFETY: `new` was just returned by F_DUPFD and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// Sends SIGKILL to this process: a test hook that simulates a crash at an
+/// exact point of the protocol.
+#[cfg(debug_assertions)]
+pub(crate) fn kill_self() -> ! {
+    // SAFETY: kill has no memory arguments; SIGKILL ends the process here.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+    // SIGKILL to oneself is delivered before kill returns.
+    std::process::abort()
 }
 
 /// The real user id of this process.

@@ -1,0 +1,243 @@
+//! The semaphore's file: where it lives, creating it complete, opening and
+//! checking it before anything in it is trusted, and removing it.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::sync::atomic::Ordering;
+
+use super::layout::{
+    self, FLAG_PERSISTENT, FLAG_REMOVED, HEADER_LEN, H_FLAGS, H_HEADER_LEN, H_MAGIC, H_RECORDS,
+    H_SLOTS, H_VERSION, LOCK_BASE, MAGIC, MAX_RECORDS, MAX_SLOTS, VERSION,
+};
+use super::KIND;
+use crate::error::{Error, Result};
+use crate::name;
+use crate::sys::robust::{self as os, Lock, SharedMap};
+
+/// Prefix of the file name in `/dev/shm`: the semaphore `/jobs` lives in
+/// `/dev/shm/namedipc-robust.jobs`.
+pub const FILE_PREFIX: &str = "namedipc-robust.";
+
+/// Where the files live.
+pub(crate) const DIRECTORY: &str = "/dev/shm";
+
+/// Prefix of the temporary name a new file is written under before it is
+/// linked to its real name.
+pub(crate) const TEMP_PREFIX: &str = ".namedipc-robust-tmp.";
+
+/// (device, inode): what a name refers to.
+pub(super) type Identity = (u64, u64);
+
+/// An open, checked semaphore file.
+pub(super) struct MappedFile {
+    pub(super) file: File,
+    pub(super) map: SharedMap,
+    pub(super) slots: u32,
+    pub(super) records: u32,
+    pub(super) identity: Identity,
+}
+
+impl MappedFile {
+    /// The header's flags word.
+    pub(super) fn flags(&self) -> u32 {
+        self.map.load_u32(H_FLAGS, Ordering::Acquire)
+    }
+}
+
+fn identity(meta: &fs::Metadata) -> Identity {
+    (meta.dev(), meta.ino())
+}
+
+/// What the name `path` refers to now, without following a symlink; `None`
+/// if nothing does.
+pub(super) fn name_identity(path: &str) -> io::Result<Option<Identity>> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => Ok(Some(identity(&meta))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The file of the semaphore `name`, after checking the name.
+pub(super) fn file_path(name: &str) -> Result<String> {
+    name::to_c_name(KIND, name)?;
+    Ok(format!(
+        "{DIRECTORY}/{FILE_PREFIX}{}",
+        name.trim_start_matches('/')
+    ))
+}
+
+pub(super) fn os_error(name: &str, operation: &'static str, e: io::Error) -> Error {
+    Error::from_os(operation, KIND, name, e)
+}
+
+pub(super) fn corrupt(name: &str, reason: impl Into<String>) -> Error {
+    Error::Corrupt {
+        kind: KIND,
+        name: name.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// What a new file looks like.
+pub(super) struct NewFile {
+    pub(super) slots: u32,
+    pub(super) records: u32,
+    pub(super) mode: u32,
+    pub(super) persistent: bool,
+}
+
+/// Creates the file complete under a temporary name, then links it to
+/// `path`, so that no process ever sees a half-written file at the name.
+/// [`Error::AlreadyExists`] if the name is taken.
+pub(super) fn create(name: &str, path: &str, new: &NewFile) -> Result<MappedFile> {
+    let tmp = name::random_name(&format!("{DIRECTORY}/{TEMP_PREFIX}"))?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(new.mode)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&tmp)
+        .map_err(|e| os_error(name, "open", e))?;
+    let result = (|| {
+        let len = layout::file_len(new.slots, new.records);
+        file.set_len(len as u64)
+            .map_err(|e| os_error(name, "ftruncate", e))?;
+        let map = SharedMap::new(file.as_fd(), len).map_err(|e| os_error(name, "mmap", e))?;
+        map.u32_at(H_VERSION).store(VERSION, Ordering::Relaxed);
+        map.u32_at(H_HEADER_LEN)
+            .store(HEADER_LEN as u32, Ordering::Relaxed);
+        map.u32_at(H_SLOTS).store(new.slots, Ordering::Relaxed);
+        map.u32_at(H_RECORDS).store(new.records, Ordering::Relaxed);
+        let flags = if new.persistent { FLAG_PERSISTENT } else { 0 };
+        map.u32_at(H_FLAGS).store(flags, Ordering::Relaxed);
+        map.u64_at(H_MAGIC).store(MAGIC, Ordering::Release);
+        crate::crash_point!("create.before_link");
+        // link(2) fails with EEXIST if the name is taken: exclusive create.
+        fs::hard_link(&tmp, path).map_err(|e| os_error(name, "link", e))?;
+        let identity = identity(&file.metadata().map_err(|e| os_error(name, "fstat", e))?);
+        Ok(MappedFile {
+            file,
+            map,
+            slots: new.slots,
+            records: new.records,
+            identity,
+        })
+    })();
+    let _ = fs::remove_file(&tmp);
+    result
+}
+
+/// Opens the existing file at `path` and checks its size and header before
+/// trusting anything in it. `writable: false` maps it read-only (for looking
+/// at a semaphore one may not use).
+pub(super) fn open(name: &str, path: &str, writable: bool) -> Result<MappedFile> {
+    // O_NOFOLLOW: a symlink at the name is refused (ELOOP -> Corrupt);
+    // O_NONBLOCK: a FIFO planted at the name cannot block the open.
+    let file = OpenOptions::new()
+        .read(true)
+        .write(writable)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| os_error(name, "open", e))?;
+    let meta = file.metadata().map_err(|e| os_error(name, "fstat", e))?;
+    if !meta.file_type().is_file() {
+        return Err(corrupt(name, "the name is not a regular file"));
+    }
+    let len = meta.len();
+    let max = layout::file_len(MAX_SLOTS, MAX_RECORDS) as u64;
+    if len < HEADER_LEN as u64 {
+        return Err(corrupt(
+            name,
+            format!("the file has {len} bytes, fewer than the {HEADER_LEN}-byte header"),
+        ));
+    }
+    if len > max {
+        return Err(corrupt(
+            name,
+            format!("the file has {len} bytes, more than any robust semaphore"),
+        ));
+    }
+    let map_len = usize::try_from(len).map_err(|_| corrupt(name, "the file is too large"))?;
+    let map = if writable {
+        SharedMap::new(file.as_fd(), map_len)
+    } else {
+        SharedMap::new_read_only(file.as_fd(), map_len)
+    }
+    .map_err(|e| os_error(name, "mmap", e))?;
+    let (slots, records) = layout::check_header(
+        len,
+        map.load_u64(H_MAGIC, Ordering::Acquire),
+        map.load_u32(H_VERSION, Ordering::Relaxed),
+        map.load_u32(H_HEADER_LEN, Ordering::Relaxed),
+        map.load_u32(H_SLOTS, Ordering::Relaxed),
+        map.load_u32(H_RECORDS, Ordering::Relaxed),
+    )
+    .map_err(|reason| corrupt(name, reason))?;
+    Ok(MappedFile {
+        file,
+        map,
+        slots,
+        records,
+        identity: identity(&meta),
+    })
+}
+
+/// Removes the name unconditionally, then marks the file that was there as
+/// removed, so that handles still attached to it notice at their next
+/// acquire. (In that order: a crash in between leaves at most a removed
+/// file without the mark — found by the handles' inode check when they
+/// next wait — never a marked file at the name.)
+pub(super) fn remove(name: &str, path: &str) -> Result<()> {
+    // Whatever we open here is off the name once the unlink succeeds (it
+    // was either unlinked by us or replaced before), so it may be marked.
+    let opened = open(name, path, true).ok();
+    fs::remove_file(path).map_err(|e| os_error(name, "unlink", e))?;
+    if let Some(opened) = &opened {
+        mark_removed(&opened.map);
+    }
+    Ok(())
+}
+
+/// Sets the header's "removed" flag.
+fn mark_removed(map: &SharedMap) {
+    map.u32_at(H_FLAGS).fetch_or(FLAG_REMOVED, Ordering::AcqRel);
+}
+
+/// Removes the name if no live process is attached to the file and the name
+/// still refers to it. Through `fd` (an open file description of the file),
+/// it takes the lock bytes of all `records` at once, which is granted only
+/// if no other description holds any of them (its own merge), so no
+/// process can register meanwhile; one that opened the file but has not
+/// registered yet finds the name gone when it does, and starts again. All
+/// of `fd`'s record locks are dropped on return if the range was granted.
+/// Returns whether the name was removed.
+pub(super) fn remove_if_unused(
+    name: &str,
+    path: &str,
+    fd: BorrowedFd<'_>,
+    records: u32,
+    identity: Identity,
+    map: &SharedMap,
+) -> Result<bool> {
+    let span = u64::from(records);
+    let locked = os::ofd_lock_range(fd, LOCK_BASE, span, Lock::Exclusive)
+        .map_err(|e| os_error(name, "fcntl", e))?;
+    if !locked {
+        return Ok(false);
+    }
+    let result = (|| {
+        if name_identity(path).map_err(|e| os_error(name, "stat", e))? != Some(identity) {
+            return Ok(false);
+        }
+        crate::crash_point!("remove.locked");
+        fs::remove_file(path).map_err(|e| os_error(name, "unlink", e))?;
+        mark_removed(map);
+        Ok(true)
+    })();
+    let _ = os::ofd_lock_range(fd, LOCK_BASE, span, Lock::Unlock);
+    result
+}
