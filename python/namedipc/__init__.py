@@ -7,6 +7,10 @@ Two faces over one Rust core:
   constants are posix_ipc 1.3's API, so ``import namedipc as posix_ipc``
   works, without posix_ipc's crashes.
 - ``NamedSemaphore`` behaves like ``threading.Semaphore`` across processes.
+- ``RobustSemaphore`` behaves like ``threading.BoundedSemaphore`` shared by
+  the threads of a process, across processes, and survives its holders: a
+  slot whose holder dies (even by SIGKILL) comes back within about a
+  millisecond; ``holders()`` says who holds what.
 """
 
 import enum
@@ -21,6 +25,7 @@ from namedipc._errors import (
     PermissionsError,
     SignalError,
 )
+from namedipc._robust import Holder
 from namedipc._namedipc import (
     MESSAGE_QUEUES_SUPPORTED,
     O_CREAT,
@@ -43,6 +48,7 @@ from namedipc._namedipc import (
     VERSION,
     MessageQueue,
     NamedSemaphore,
+    RobustSemaphore,
     Semaphore,
     SharedMemory,
     unlink_message_queue,
@@ -54,7 +60,8 @@ __version__ = VERSION
 
 
 class Flags(enum.IntEnum):
-    """What ``NamedSemaphore`` does when the name does, or does not, exist."""
+    """What ``NamedSemaphore`` and ``RobustSemaphore`` do when the name does,
+    or does not, exist."""
 
     RAISE_IF_EXISTS = 0
     """Create it; raise ExistsError (a FileExistsError) if the name is taken."""
@@ -67,6 +74,7 @@ class Flags(enum.IntEnum):
 
 
 NamedSemaphore.Flags = Flags  # type: ignore[attr-defined]
+RobustSemaphore.Flags = Flags  # type: ignore[attr-defined]
 
 __all__ = [
     "MESSAGE_QUEUES_SUPPORTED",
@@ -82,6 +90,7 @@ __all__ = [
     "Error",
     "ExistentialError",
     "ExistsError",
+    "Holder",
     "NamedSemaphore",
     "NotFoundError",
     "O_CREAT",
@@ -94,6 +103,7 @@ __all__ = [
     "O_WRONLY",
     "PAGE_SIZE",
     "PermissionsError",
+    "RobustSemaphore",
     "SEMAPHORE_TIMEOUT_SUPPORTED",
     "SEMAPHORE_VALUE_MAX",
     "SEMAPHORE_VALUE_SUPPORTED",

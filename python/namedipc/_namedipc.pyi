@@ -5,12 +5,16 @@ from typing import Any, ClassVar, Self, SupportsFloat
 
 from typing_extensions import Buffer, disjoint_base
 
+from namedipc._robust import Holder
+
 __all__ = [
     "Semaphore",
     "NamedSemaphore",
     "unlink_semaphore",
     "_reopen_semaphore",
     "_reopen_named_semaphore",
+    "RobustSemaphore",
+    "_reopen_robust_semaphore",
     "SharedMemory",
     "unlink_shared_memory",
     "_reopen_shared_memory",
@@ -110,6 +114,43 @@ class NamedSemaphore:
 
 def _reopen_semaphore(cls: type[Semaphore], name: str) -> Semaphore: ...
 def _reopen_named_semaphore(cls: type[NamedSemaphore], name: str) -> NamedSemaphore: ...
+@disjoint_base
+class RobustSemaphore:
+    """A crash-safe named semaphore: a dead holder's slot comes back."""
+
+    Flags: ClassVar[Any]
+    def __init__(
+        self,
+        name: str | bytes,
+        value: int = 1,
+        handle_existence: int = ...,  # RobustSemaphore.Flags.LINK_OR_CREATE
+        mode: int = 0o600,
+        *,
+        records: int = 128,
+        persistent: bool = False,
+    ) -> None: ...
+    def acquire(self, blocking: bool = True, timeout: SupportsFloat | None = None) -> bool: ...
+    def release(self) -> None: ...
+    def holders(self) -> list[Holder]: ...
+    def close(self) -> None: ...
+    def unlink(self) -> None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> int: ...
+    @property
+    def slots(self) -> int: ...
+    @property
+    def created(self) -> bool: ...
+    @property
+    def closed(self) -> bool: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+
+def _reopen_robust_semaphore(cls: type[RobustSemaphore], name: str) -> RobustSemaphore: ...
 
 def unlink_shared_memory(name: str | bytes) -> None: ...
 @disjoint_base

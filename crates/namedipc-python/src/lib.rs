@@ -8,6 +8,7 @@ mod handle;
 mod message_queue;
 mod named_semaphore;
 mod pickling;
+mod robust_semaphore;
 mod semaphore;
 mod shared_memory;
 mod wait;
@@ -34,6 +35,7 @@ fn _namedipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?)?;
     shared_memory::register(m)?;
     message_queue::register(m)?;
+    robust_semaphore::register(m)?;
 
     m.add("O_CREAT", flags::O_CREAT)?;
     m.add("O_EXCL", flags::O_EXCL)?;

@@ -15,8 +15,9 @@ use crate::wait::OnSignal;
 
 const WHAT: &str = "semaphore";
 
-/// The values of `NamedSemaphore.Flags` (an IntEnum in Python).
-fn existence(flag: i64) -> PyResult<Existence> {
+/// The values of `NamedSemaphore.Flags` (an IntEnum in Python), shared by
+/// RobustSemaphore.
+pub(crate) fn existence(flag: i64) -> PyResult<Existence> {
     Ok(match flag {
         0 => Existence::RaiseIfExists,
         1 => Existence::LinkOrCreate,

@@ -456,8 +456,14 @@ impl Attachment {
         false
     }
 
-    /// Waits for a slot until `deadline` (monotonic; `None`: for ever).
-    pub(super) fn wait(&self, token: u64, deadline: Option<Duration>) -> Result<bool> {
+    /// Waits for a slot until `deadline` (monotonic; `None`: for ever), or
+    /// until `is_open` says the waiting handle was closed ([`Error::Closed`]).
+    pub(super) fn wait(
+        &self,
+        token: u64,
+        deadline: Option<Duration>,
+        is_open: impl Fn() -> bool,
+    ) -> Result<bool> {
         self.check_identity()?;
         self.waiters().fetch_add(1, Ordering::SeqCst);
         let result = (|| loop {
@@ -476,6 +482,12 @@ impl Attachment {
                 }
             };
             os::futex_wait(self.seq(), seq, slice);
+            if !is_open() {
+                return Err(Error::Closed {
+                    kind: KIND,
+                    name: self.name.clone(),
+                });
+            }
             self.reclaim();
             self.check_identity()?;
         })();

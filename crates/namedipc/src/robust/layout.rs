@@ -13,9 +13,9 @@ pub(crate) const RECORD_LEN: usize = 32;
 /// Size of one slot in bytes.
 pub(crate) const SLOT_LEN: usize = 32;
 /// The most slots (the semaphore's maximum value) a file may have.
-pub(crate) const MAX_SLOTS: u32 = 65_536;
+pub const MAX_SLOTS: u32 = 65_536;
 /// The most process records a file may have.
-pub(crate) const MAX_RECORDS: u32 = 65_536;
+pub const MAX_RECORDS: u32 = 65_536;
 /// Liveness lock of record `r` is on byte `LOCK_BASE + r` (past the end of
 /// the file: byte locks need no data behind them).
 pub(crate) const LOCK_BASE: u64 = 1 << 40;

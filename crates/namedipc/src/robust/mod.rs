@@ -51,7 +51,8 @@ use crate::sys::robust as os;
 use attachment::{attach, AttachError, Attachment};
 pub use file::FILE_PREFIX;
 use file::{file_path, NewFile};
-use layout::{FLAG_PERSISTENT, H_RECLAIMED, LOCK_BASE, MAX_RECORDS, MAX_SLOTS, R_STATE};
+use layout::{FLAG_PERSISTENT, H_RECLAIMED, LOCK_BASE, R_STATE};
+pub use layout::{MAX_RECORDS, MAX_SLOTS};
 
 pub(crate) const KIND: ObjectKind = ObjectKind::RobustSemaphore;
 
@@ -329,17 +330,23 @@ impl RobustSemaphore {
         if self.open.load(Ordering::Relaxed) {
             Ok(&self.attachment)
         } else {
-            Err(Error::Closed {
-                kind: KIND,
-                name: self.attachment.name.clone(),
-            })
+            Err(self.closed_error())
+        }
+    }
+
+    #[cold]
+    fn closed_error(&self) -> Error {
+        Error::Closed {
+            kind: KIND,
+            name: self.attachment.name.clone(),
         }
     }
 
     /// Takes a slot, waiting as long as it takes.
     ///
     /// Fails with [`Error::NotFound`] or [`Error::Corrupt`] if the name was
-    /// removed or replaced since this handle opened it.
+    /// removed or replaced since this handle opened it, and with
+    /// [`Error::Closed`] if another thread closes the handle meanwhile.
     ///
     /// ```
     /// use namedipc::robust::RobustSemaphore;
@@ -403,7 +410,15 @@ impl RobustSemaphore {
         }
         let deadline = timeout.and_then(|t| monotonic_now().checked_add(t));
         let attachment = self.attachment()?;
-        attachment.wait(attachment.token()?, deadline)
+        let token = attachment.token()?;
+        let taken = attachment.wait(token, deadline, || !self.is_closed())?;
+        if taken && self.is_closed() {
+            // Another thread closed this handle while this one waited:
+            // nobody could release the slot through it, so give it back.
+            attachment.give_back(token);
+            return Err(self.closed_error());
+        }
+        Ok(taken)
     }
 
     /// Gives back one slot that this process holds; fails with

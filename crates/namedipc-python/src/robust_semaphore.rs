@@ -1,0 +1,291 @@
+//! `namedipc.RobustSemaphore`: the crash-safe semaphore with
+//! threading.BoundedSemaphore's manners, per process: a process releases
+//! only slots it holds, from any of its threads or handles.
+
+use std::sync::OnceLock;
+use std::time::{Duration, UNIX_EPOCH};
+
+use namedipc::robust::{Holder, RobustSemaphore};
+use namedipc::Existence;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyList, PyTuple, PyType};
+
+use crate::args::{self, Negative, Timeout};
+use crate::errors::{self, to_py_err};
+use crate::named_semaphore::existence;
+use crate::pickling::{self, qualified_name};
+use crate::wait::{Attempt, IfClosed, OnSignal, Wait};
+
+const WHAT: &str = "robust semaphore";
+
+/// A wait sleeps at most this long in the core before it comes back to
+/// check for signals (the core's wait does not return on EINTR).
+const SLICE: Duration = Duration::from_millis(20);
+
+#[pyclass(
+    module = "namedipc",
+    name = "RobustSemaphore",
+    frozen,
+    subclass,
+    weakref
+)]
+pub(crate) struct PyRobustSemaphore {
+    sem: OnceLock<RobustSemaphore>,
+}
+
+/// How a new semaphore is made (ignored when an existing one is opened).
+struct New {
+    slots: u32,
+    records: u32,
+    mode: u32,
+    persistent: bool,
+}
+
+impl PyRobustSemaphore {
+    fn open(&self, name: &str, existence: Existence, new: &New) -> PyResult<()> {
+        if self.sem.get().is_some() {
+            return Err(errors::already_initialised(WHAT));
+        }
+        let sem = RobustSemaphore::options()
+            .existence(existence)
+            .slots(new.slots)
+            .records(new.records)
+            .mode(new.mode)
+            .persistent(new.persistent)
+            .open(name)
+            .map_err(to_py_err)?;
+        self.sem
+            .set(sem)
+            .map_err(|_| errors::already_initialised(WHAT))
+    }
+
+    /// The handle, whether open or closed (calls on a closed one fail in the core).
+    fn sem(&self) -> PyResult<&RobustSemaphore> {
+        self.sem.get().ok_or_else(|| errors::uninitialised(WHAT))
+    }
+
+    fn acquire_for(&self, py: Python<'_>, timeout: Timeout) -> PyResult<bool> {
+        let sem = self.sem()?;
+        let name = sem.name();
+        let taken = Wait {
+            what: WHAT,
+            name,
+            on_signal: OnSignal::Resume,
+            is_open: || !sem.is_closed(),
+            fail: to_py_err,
+            // The core gives back a slot taken through a handle closed meanwhile.
+            if_closed: IfClosed::KEEP,
+        }
+        .run(py, timeout, |attempt| {
+            let taken = match attempt {
+                Attempt::Now => sem.try_acquire(),
+                Attempt::Wait(limit) => sem.acquire_timeout(limit.map_or(SLICE, |l| l.min(SLICE))),
+            };
+            taken.map(|taken| taken.then_some(()))
+        })?;
+        Ok(taken.is_some())
+    }
+}
+
+static HOLDER_CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// `namedipc.Holder(pid, uid, since, alive)`, a NamedTuple defined in Python.
+fn holder_tuple<'py>(py: Python<'py>, holder: &Holder) -> PyResult<Bound<'py, PyAny>> {
+    let cls = HOLDER_CLASS.get_or_try_init(py, || {
+        py.import("namedipc._robust")?
+            .getattr("Holder")?
+            .cast_into::<PyType>()
+            .map(Bound::unbind)
+            .map_err(PyErr::from)
+    })?;
+    let since = holder
+        .since
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    cls.bind(py)
+        .call1((holder.pid, holder.uid, since, holder.alive))
+}
+
+#[pymethods]
+impl PyRobustSemaphore {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs), text_signature = "(name, value=1, handle_existence=RobustSemaphore.Flags.LINK_OR_CREATE, mode=0o600, *, records=128, persistent=False)")]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+        Self {
+            sem: OnceLock::new(),
+        }
+    }
+
+    #[pyo3(
+        signature = (name, value = None, handle_existence = None, mode = None, *, records = None, persistent = None)
+    )]
+    fn __init__(
+        &self,
+        name: &Bound<'_, PyAny>,
+        value: Option<&Bound<'_, PyAny>>,
+        handle_existence: Option<&Bound<'_, PyAny>>,
+        mode: Option<&Bound<'_, PyAny>>,
+        records: Option<&Bound<'_, PyAny>>,
+        persistent: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        if self.sem.get().is_some() {
+            return Err(errors::already_initialised(WHAT));
+        }
+        let name = args::name(name)?;
+        let max = i64::from(namedipc::robust::MAX_SLOTS);
+        let new = New {
+            slots: u32::try_from(args::int_or(value, 1, "value", 1, max)?).unwrap_or(1),
+            records: u32::try_from(args::int_or(
+                records,
+                128,
+                "records",
+                1,
+                i64::from(namedipc::robust::MAX_RECORDS),
+            )?)
+            .unwrap_or(128),
+            mode: args::mode(mode)?,
+            persistent: args::flag(persistent, "persistent")?,
+        };
+        let existence = existence(args::int_or(handle_existence, 1, "handle_existence", 0, 3)?)?;
+        self.open(&name, existence, &new)
+    }
+
+    /// Takes one slot for this process, as threading.Semaphore.acquire
+    /// does: True when taken, False when blocking=False and none is free, or
+    /// when timeout passes. A slot whose holder died comes back on its own.
+    #[pyo3(signature = (blocking = true, timeout = None))]
+    fn acquire(
+        &self,
+        py: Python<'_>,
+        blocking: bool,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let timeout = match (blocking, timeout.filter(|t| !t.is_none())) {
+            (false, Some(_)) => {
+                return Err(PyValueError::new_err(
+                    "can't specify timeout for non-blocking acquire",
+                ))
+            }
+            (false, None) => Timeout::NoWait,
+            (true, t) => args::timeout(t, Negative::NoWait)?,
+        };
+        self.acquire_for(py, timeout)
+    }
+
+    /// Gives back one slot this process holds; ValueError if it holds none
+    /// (like threading.BoundedSemaphore released too often).
+    fn release(&self) -> PyResult<()> {
+        self.sem()?.release().map_err(to_py_err)
+    }
+
+    /// Who holds slots now: a list of Holder(pid, uid, since, alive).
+    fn holders<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let holders = self.sem()?.holders().map_err(to_py_err)?;
+        let items = holders
+            .iter()
+            .map(|h| holder_tuple(py, h))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, items)
+    }
+
+    /// Closes this handle. When it is the process's last handle on the
+    /// semaphore, the slots the process still holds are given back, and
+    /// (unless it was created persistent) the semaphore is removed if no
+    /// other process uses it. Closing twice is harmless.
+    fn close(&self) -> PyResult<()> {
+        self.sem()?.close();
+        Ok(())
+    }
+
+    /// Removes the semaphore's name now, even while other processes use
+    /// it (their next acquire raises NotFoundError).
+    fn unlink(&self) -> PyResult<()> {
+        self.sem()?.unlink().map_err(to_py_err)
+    }
+
+    #[getter]
+    fn name(&self) -> PyResult<&str> {
+        Ok(self.sem()?.name())
+    }
+
+    /// Free slots now (it may change at any moment).
+    #[getter]
+    fn value(&self) -> PyResult<u32> {
+        self.sem()?.value().map_err(to_py_err)
+    }
+
+    /// The number of slots: the semaphore's maximum value.
+    #[getter]
+    fn slots(&self) -> PyResult<u32> {
+        Ok(self.sem()?.slots())
+    }
+
+    /// Whether this handle created the semaphore.
+    #[getter]
+    fn created(&self) -> PyResult<bool> {
+        Ok(self.sem()?.created())
+    }
+
+    #[getter]
+    fn closed(&self) -> PyResult<bool> {
+        Ok(self.sem()?.is_closed())
+    }
+
+    fn __enter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Self>> {
+        slf.get().acquire_for(slf.py(), Timeout::Forever)?;
+        Ok(slf.clone())
+    }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __exit__(&self, _exc_info: &Bound<'_, PyTuple>) -> PyResult<()> {
+        self.release()
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let sem = slf.get().sem()?;
+        let state = match sem.value() {
+            Ok(value) => format!("value={value}/{}", sem.slots()),
+            Err(_) => "closed".to_owned(),
+        };
+        let name = pyo3::types::PyString::new(slf.py(), sem.name()).repr()?;
+        Ok(format!(
+            "<{} {name} at {:#x}: {state}>",
+            qualified_name(&slf.get_type())?,
+            slf.as_ptr() as usize
+        ))
+    }
+
+    /// Pickles by name: unpickling opens the same semaphore in the other
+    /// process (which holds none of this process's slots).
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        pickling::reduce(slf, "_reopen_robust_semaphore", (slf.get().sem()?.name(),))
+    }
+}
+
+/// Unpickling helper: a `cls` instance attached to the existing semaphore `name`.
+#[pyfunction]
+pub(crate) fn _reopen_robust_semaphore<'py>(
+    cls: &Bound<'py, PyType>,
+    name: String,
+) -> PyResult<Bound<'py, PyAny>> {
+    pickling::reopen(cls, |obj| {
+        obj.cast::<PyRobustSemaphore>()?.get().open(
+            &name,
+            Existence::RaiseIfNotExists,
+            &New {
+                slots: 1,
+                records: 1,
+                mode: 0o600,
+                persistent: false,
+            },
+        )
+    })
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyRobustSemaphore>()?;
+    m.add_function(wrap_pyfunction!(_reopen_robust_semaphore, m)?)?;
+    Ok(())
+}
