@@ -4,14 +4,16 @@
 //! the process, not to a handle.
 //!
 //! Forks: a registry of this process's attachments lets a `pthread_atfork`
-//! child handler make the child's copies of their descriptors point to
-//! `/dev/null`, so a child never keeps its parent's liveness locks alive;
-//! a child that uses an inherited handle registers itself anew.
+//! child handler give the child's copies of their descriptor *and mapping*
+//! a new open file description of the same file (the mapping holds a
+//! reference to the description too, and OFD locks live as long as the
+//! description does), so a child never keeps its parent's liveness locks
+//! alive; a child that uses an inherited handle registers itself anew.
 
 use std::cell::RefCell;
 use std::fs::File;
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
@@ -68,9 +70,7 @@ extern "C" fn after_fork_in_child() {
             .flat_map(|list| list.iter().filter_map(Weak::upgrade))
         {
             if attachment.token.load(Ordering::Relaxed) != 0 {
-                // Nothing useful to do if this fails; the parent's slots then
-                // come back when this child exits or execs.
-                let _ = os::cover_with_null(attachment.file.as_fd());
+                attachment.separate_from_parent();
             }
         }
     });
@@ -125,6 +125,9 @@ pub(super) struct Attachment {
     handles: AtomicUsize,
     /// Where the last successful acquire found a free slot.
     hint: AtomicU32,
+    /// In a forked child whose copy could not be given its own open file
+    /// description: unusable here.
+    lost: AtomicBool,
 }
 
 /// Finds this process's attachment to the file `opened`, or makes one by
@@ -167,6 +170,7 @@ pub(super) fn attach(
         fork_generation: AtomicU64::new(generation),
         handles: AtomicUsize::new(1),
         hint: AtomicU32::new(0),
+        lost: AtomicBool::new(false),
     });
     attachment.register()?;
     list.push(Arc::downgrade(&attachment));
@@ -298,18 +302,39 @@ impl Attachment {
         }
     }
 
-    /// In a forked child: point the (covered) descriptor at a new open file
-    /// description of the same file and register in it.
-    fn register_in_child(&self) -> Result<()> {
-        let reopened = file::open(&self.name, &self.path, true)?;
-        if reopened.identity != self.identity {
-            return Err(self.not_found());
+    /// Runs in a forked child, from the fork handler: gives the child's
+    /// copies of the descriptor and the mapping a new open file description
+    /// of the same file, holding no lock. If that fails, the mapping becomes
+    /// anonymous memory and the descriptor `/dev/null`, and the handle is
+    /// unusable in this child; either way the parent's description, and its
+    /// locks, no longer depend on this process.
+    fn separate_from_parent(&self) {
+        if self.reopen_in_place().is_err() {
+            self.lost.store(true, Ordering::Relaxed);
+            let _ = self.map.detach_in_place();
+            let _ = os::cover_with_null(self.file.as_fd());
         }
-        os::replace_fd(
-            self.file.as_fd(),
-            &std::os::fd::OwnedFd::from(reopened.file),
-        )
-        .map_err(|e| os_error(&self.name, "dup3", e))?;
+    }
+
+    fn reopen_in_place(&self) -> std::io::Result<()> {
+        let fresh = File::from(os::reopen(self.file.as_fd())?);
+        let meta = fresh.metadata()?;
+        if file::identity(&meta) != self.identity {
+            return Err(std::io::Error::from_raw_os_error(libc::ESTALE));
+        }
+        self.map.remap_in_place(fresh.as_fd())?;
+        os::replace_fd(self.file.as_fd(), fresh.as_fd())
+    }
+
+    /// In a forked child: register in the file (the fork handler already
+    /// gave this process its own open file description of it).
+    fn register_in_child(&self) -> Result<()> {
+        if self.lost.load(Ordering::Relaxed) {
+            return Err(Error::InvalidArgument(format!(
+                "robust semaphore '{}' could not be reopened in this forked child; open it again by name",
+                self.name
+            )));
+        }
         match self.register() {
             Ok(()) => Ok(()),
             Err(AttachError::Stale) => Err(self.not_found()),

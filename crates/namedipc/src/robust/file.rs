@@ -46,7 +46,7 @@ impl MappedFile {
     }
 }
 
-fn identity(meta: &fs::Metadata) -> Identity {
+pub(super) fn identity(meta: &fs::Metadata) -> Identity {
     (meta.dev(), meta.ino())
 }
 

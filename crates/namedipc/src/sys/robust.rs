@@ -3,7 +3,7 @@
 //! file description (OFD) byte locks, and futex wait/wake on a shared word.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -89,6 +89,66 @@ impl SharedMap {
             "atomics are only handed out for writable mappings"
         );
         self.u32_ref(offset)
+    }
+
+    /// Maps the same file range again, in place, through `fd`: another open
+    /// file description of the same file, which the caller has checked
+    /// (same device and inode). Every address keeps its meaning — the same
+    /// bytes of the same file — but the mapping no longer holds a reference
+    /// to the open file description it was made from. A forked child does
+    /// this, so that its copy of the mapping does not keep its parent's
+    /// description, and with it the parent's locks, alive.
+    pub(crate) fn remap_in_place(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let prot = if self.writable {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
+        // SAFETY: MAP_FIXED over exactly the range this SharedMap owns; the
+        // new mapping shows the same file at the same offset (the caller
+        // checked that `fd` refers to the same file), so references into
+        // the range stay valid and keep their meaning. The replacement is
+        // atomic: no other mapping can slip into the range meanwhile.
+        let ret = unsafe {
+            libc::mmap(
+                self.ptr.as_ptr().cast(),
+                self.len,
+                prot,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ret == libc::MAP_FAILED {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Replaces the mapping, in place, with zeroed anonymous memory: the
+    /// last resort of a forked child that could not reopen the file, so
+    /// that it holds no reference to its parent's open file description.
+    /// References into the range stay valid (they read zeros).
+    pub(crate) fn detach_in_place(&self) -> io::Result<()> {
+        // SAFETY: MAP_FIXED over exactly the range this SharedMap owns, with
+        // anonymous memory of the same size and protection: references into
+        // it stay valid (plain zeroed memory), and nothing else is mapped there.
+        let ret = unsafe {
+            libc::mmap(
+                self.ptr.as_ptr().cast(),
+                self.len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+        if ret == libc::MAP_FAILED {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
     }
 
     /// Loads the 64-bit word at byte `offset` (any mapping); panics if the
@@ -275,13 +335,32 @@ pub(crate) fn cover_with_null(fd: BorrowedFd<'_>) -> io::Result<()> {
     }
     // SAFETY: `null` is a descriptor this function just opened and owns.
     let null = unsafe { OwnedFd::from_raw_fd(null) };
-    replace_fd(fd, &null)
+    replace_fd(fd, null.as_fd())
+}
+
+/// A new open file description of the file behind `fd` (read-write,
+/// close-on-exec), through `/proc/self/fd`: it works even if the file's name
+/// was removed.
+pub(crate) fn reopen(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let path = std::ffi::CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let new = retry_on_interrupt(|| {
+        // SAFETY: `path` is a valid NUL-terminated string for the call.
+        check(unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK,
+            )
+        })
+    })?;
+    // SAFETY: `new` was just opened and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
 /// Makes the descriptor number of `target` refer to the open file
 /// description of `source` (`dup3` with close-on-exec). The number stays
 /// owned by whoever owned `target`; `source` is left to its owner.
-pub(crate) fn replace_fd(target: BorrowedFd<'_>, source: &OwnedFd) -> io::Result<()> {
+pub(crate) fn replace_fd(target: BorrowedFd<'_>, source: BorrowedFd<'_>) -> io::Result<()> {
     retry_on_interrupt(|| {
         // SAFETY: both descriptors are open for the duration of the call;
         // dup3 atomically closes the old description behind `target`'s

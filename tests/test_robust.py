@@ -1,0 +1,519 @@
+"""RobustSemaphore: threading.BoundedSemaphore's manners per process (in the
+style of CPython's Lib/test/lock_tests.py), holders(), and slots that come
+back when their holder dies however it dies — SIGKILL, a zombie not yet
+reaped, exec — while a forked child never keeps its parent's slots."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import pickle
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import namedipc
+from conftest import HELPERS, WAIT, Background, Names, Peer, tracking
+from namedipc import Holder, RobustSemaphore
+
+Flags = namedipc.NamedSemaphore.Flags  # type: ignore[attr-defined]
+
+
+def robust_path(name: str) -> Path:
+    return Path("/dev/shm") / f"namedipc-robust.{name.lstrip('/')}"
+
+
+def remove_robust(name: str) -> None:
+    path = robust_path(name)
+    if path.is_dir() and not path.is_symlink():
+        path.rmdir()
+    else:
+        path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def rnames() -> Iterator[Names]:
+    """Unique robust semaphore names, removed after the test."""
+    made = Names(remove_robust, "robust")
+    try:
+        yield made
+    finally:
+        made.cleanup()
+
+
+@pytest.fixture
+def rname(rnames: Names) -> str:
+    return rnames()
+
+
+class Ctl(Peer):
+    """tests/helpers/robustctl.py in its own process."""
+
+    def __init__(self, *args: str) -> None:
+        super().__init__(sys.executable, HELPERS / "robustctl.py", *args)
+
+    def pid_from(self, wanted: str) -> int:
+        return int(self.expect(wanted).split()[-1])
+
+
+@pytest.fixture
+def ctl() -> Iterator[type[Ctl]]:
+    yield from tracking(Ctl)
+
+
+def opened(name: str) -> RobustSemaphore:
+    return RobustSemaphore(name, handle_existence=Flags.RAISE_IF_NOT_EXISTS)
+
+
+# --- the handle ------------------------------------------------------------
+
+
+def test_a_new_semaphore_has_all_its_slots(rname: str) -> None:
+    sem = RobustSemaphore(rname, 3)
+    assert (sem.name, sem.slots, sem.value, sem.created, sem.closed) == (rname, 3, 3, True, False)
+    assert RobustSemaphore.Flags is Flags  # type: ignore[attr-defined]
+    other = RobustSemaphore(rname, 9)
+    assert (other.created, other.slots) == (False, 3), "an existing semaphore keeps its slots"
+    assert repr(sem).startswith(f"<namedipc.RobustSemaphore '{rname}' at 0x")
+    assert repr(sem).endswith(": value=3/3>")
+
+
+def test_acquire_and_release_count_slots(rname: str) -> None:
+    sem = RobustSemaphore(rname, 2)
+    assert sem.acquire() is True
+    assert sem.acquire(timeout=1) is True
+    assert sem.value == 0
+    assert sem.acquire(blocking=False) is False
+    assert sem.acquire(timeout=0) is False
+    assert sem.acquire(timeout=-1) is False, "a negative timeout does not wait (threading)"
+    sem.release()
+    sem.release()
+    assert sem.value == 2
+
+
+def test_releasing_more_than_the_process_holds_is_a_value_error(rname: str) -> None:
+    sem = RobustSemaphore(rname, 2)
+    with pytest.raises(ValueError, match="holds no slot"):
+        sem.release()
+    sem.acquire()
+    sem.release()
+    with pytest.raises(ValueError):
+        sem.release()
+    assert sem.value == 2
+
+
+def test_timeout_with_blocking_false_is_a_value_error(rname: str) -> None:
+    sem = RobustSemaphore(rname)
+    with pytest.raises(ValueError, match="non-blocking"):
+        sem.acquire(False, 1)
+    assert sem.value == 1
+
+
+def test_timeouts_are_never_shorter_than_asked(rname: str) -> None:
+    sem = RobustSemaphore(rname)
+    sem.acquire()
+    for timeout in (0.01, 0.05, 0.1):
+        start = time.monotonic()
+        assert sem.acquire(timeout=timeout) is False
+        took = time.monotonic() - start
+        assert timeout <= took < timeout + 1, (timeout, took)
+
+
+def test_with_acquires_and_releases_also_on_error(rname: str) -> None:
+    sem = RobustSemaphore(rname)
+    with sem as entered:
+        assert entered is sem
+        assert sem.value == 0
+    assert sem.value == 1
+    with pytest.raises(KeyError):
+        with sem:
+            raise KeyError
+    assert sem.value == 1
+
+
+def test_a_waiting_thread_is_woken_by_a_release_from_another(rname: str) -> None:
+    sem = RobustSemaphore(rname)
+    sem.acquire()
+    waiter = Background(lambda: sem.acquire(timeout=WAIT))
+    deadline = time.monotonic() + WAIT
+    while not any(h.pid == os.getpid() for h in sem.holders()) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    sem.release()
+    assert waiter.join() is True
+    sem.release()
+
+
+def test_threads_never_hold_more_than_the_slots(rname: str) -> None:
+    slots, threads, rounds = 3, 8, 200
+    sem = RobustSemaphore(rname, slots)
+    inside = 0
+    most = 0
+    lock = threading.Lock()
+
+    def work() -> None:
+        nonlocal inside, most
+        for _ in range(rounds):
+            assert sem.acquire(timeout=WAIT)
+            with lock:
+                inside += 1
+                most = max(most, inside)
+            with lock:
+                inside -= 1
+            sem.release()
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(WAIT)
+    assert 1 <= most <= slots
+    assert sem.value == slots
+
+
+def test_any_thread_or_handle_of_the_process_may_release_its_slots(rname: str) -> None:
+    sem = RobustSemaphore(rname, 2)
+    other = opened(rname)
+    taker = threading.Thread(target=sem.acquire)
+    taker.start()
+    taker.join(WAIT)
+    assert sem.value == 1
+    other.release()  # another handle, another thread: the same process
+    assert sem.value == 2
+
+
+def test_existence_flags(rname: str) -> None:
+    with pytest.raises(namedipc.NotFoundError):
+        opened(rname)
+    with pytest.raises(FileNotFoundError):
+        opened(rname)
+    first = RobustSemaphore(rname, 2, Flags.RAISE_IF_EXISTS)
+    with pytest.raises(namedipc.ExistsError):
+        RobustSemaphore(rname, 2, Flags.RAISE_IF_EXISTS)
+    with pytest.raises(FileExistsError):
+        RobustSemaphore(rname, 2, Flags.RAISE_IF_EXISTS)
+    assert opened(rname).created is False
+    fresh = RobustSemaphore(rname, 4, Flags.UNLINK_AND_CREATE)
+    assert (fresh.created, fresh.slots) == (True, 4)
+    with pytest.raises(namedipc.NotFoundError):
+        first.acquire(blocking=False)
+
+
+def test_bad_arguments_are_clear_errors(rname: str) -> None:
+    for bad_name in (b"/a\0b", "/a\0b", "", "/a/b"):
+        with pytest.raises(ValueError):
+            RobustSemaphore(bad_name)
+    with pytest.raises(TypeError):
+        RobustSemaphore(42)  # type: ignore[arg-type]
+    for value in (0, -1, 65537, 2**70):
+        with pytest.raises(ValueError, match="value must be between 1 and 65536"):
+            RobustSemaphore(rname, value)
+    for value_type in ("2", 2.0):
+        with pytest.raises(TypeError, match="value must be an int"):
+            RobustSemaphore(rname, value_type)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="records"):
+        RobustSemaphore(rname, records=0)
+    with pytest.raises(TypeError, match="persistent"):
+        RobustSemaphore(rname, persistent="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        RobustSemaphore(rname, handle_existence=7)
+    assert not robust_path(rname).exists(), "nothing was created by a refused call"
+    sem = RobustSemaphore(rname)
+    for timeout in (math.nan, math.inf):
+        with pytest.raises(ValueError, match="timeout"):
+            sem.acquire(timeout=timeout)
+    with pytest.raises(TypeError, match="timeout"):
+        sem.acquire(timeout="1")  # type: ignore[arg-type]
+    assert sem.value == 1
+
+
+def test_a_closed_handle_raises_and_closing_twice_is_harmless(rname: str) -> None:
+    sem = RobustSemaphore(rname)
+    sem.close()
+    sem.close()
+    assert sem.closed
+    for call in (sem.acquire, sem.release, sem.holders, lambda: sem.value):
+        with pytest.raises(namedipc.ExistentialError, match="closed"):
+            call()
+    assert repr(sem).endswith(": closed>")
+
+
+def test_closing_while_another_thread_waits_ends_the_wait(rname: str) -> None:
+    sem = RobustSemaphore(rname, persistent=True)
+    sem.acquire()
+    keep = opened(rname)  # the process stays attached, so the slot stays held
+    waiter = Background(lambda: sem.acquire(timeout=WAIT))
+    time.sleep(0.05)  # give it the chance to block; it must end either way
+    sem.close()
+    outcome = waiter.join()
+    assert isinstance(outcome, namedipc.ExistentialError), outcome
+    assert keep.value == 0
+    keep.release()
+    assert keep.value == 1
+
+
+def test_subclass_and_init_rules(rname: str) -> None:
+    class Gpu(RobustSemaphore):
+        def __init__(self, which: int) -> None:
+            super().__init__(f"{rname}-{which}", 2)
+
+    gpu = Gpu(1)
+    try:
+        assert gpu.slots == 2
+        assert repr(gpu).startswith("<test_robust.")
+        with pytest.raises(TypeError, match="already initialised"):
+            RobustSemaphore.__init__(gpu, rname)
+    finally:
+        gpu.close()
+
+    class Lazy(RobustSemaphore):
+        def __init__(self) -> None:
+            pass
+
+    with pytest.raises(TypeError, match="never initialised"):
+        Lazy().acquire()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"#!/bin/sh\n" * 30, b"\0" * 4096, b"NIPCRSM1" + b"\xff" * 200],
+    ids=["empty", "foreign", "zeros", "bad-header"],
+)
+def test_a_corrupt_file_at_the_name_is_a_corrupt_error(rname: str, content: bytes) -> None:
+    robust_path(rname).write_bytes(content)
+    with pytest.raises(namedipc.CorruptError, match="remove it"):
+        RobustSemaphore(rname)
+
+
+def test_a_symlink_or_directory_at_the_name_is_refused(rname: str) -> None:
+    path = robust_path(rname)
+    path.symlink_to("/dev/null")
+    with pytest.raises(namedipc.CorruptError):
+        RobustSemaphore(rname)
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(namedipc.CorruptError):
+        RobustSemaphore(rname)
+
+
+# --- holders and other processes -------------------------------------------
+
+
+def test_holders_lists_every_holder_with_pid_uid_since_and_liveness(rname: str, ctl: type[Ctl]) -> None:
+    sem = RobustSemaphore(rname, 3)
+    assert sem.holders() == []
+    before = time.time()
+    sem.acquire()
+    peer = ctl("hold", rname)
+    pid = peer.pid_from("held")
+    holders = sorted(sem.holders(), key=lambda h: h.pid != os.getpid())
+    assert [h.pid for h in holders] == [os.getpid(), pid]
+    for h in holders:
+        assert isinstance(h, Holder)
+        assert h.uid == os.getuid() and h.alive
+        assert before - 1 <= h.since <= time.time() + 1
+    assert holders[0]._asdict()["pid"] == os.getpid()
+    peer.ask("release", "released")
+    assert [h.pid for h in sem.holders()] == [os.getpid()]
+    peer.finish()
+
+
+def test_a_process_cannot_release_another_process_slot(rname: str, ctl: type[Ctl]) -> None:
+    sem = RobustSemaphore(rname)
+    peer = ctl("hold", rname)
+    peer.expect("held")
+    with pytest.raises(ValueError, match="holds no slot"):
+        sem.release()
+    assert sem.value == 0
+
+
+def wait_for_slot(sem: RobustSemaphore) -> float:
+    """Acquires within WAIT seconds; returns when (monotonic)."""
+    assert sem.acquire(timeout=WAIT), "the dead holder's slot never came back"
+    return time.monotonic()
+
+
+def test_a_sigkilled_holder_slot_goes_to_a_waiter_within_milliseconds(rname: str, ctl: type[Ctl]) -> None:
+    sem = RobustSemaphore(rname)
+    latencies = []
+    for _ in range(5):
+        peer = ctl("hold", rname)
+        pid = peer.pid_from("held")
+        assert sem.acquire(blocking=False) is False
+        got = Background(lambda: wait_for_slot(sem))
+        time.sleep(0.01)  # let the waiter block; the result must not depend on it
+        killed = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        acquired = got.join()
+        assert isinstance(acquired, float), acquired
+        latencies.append(acquired - killed)
+        peer.kill()
+        sem.release()
+    assert statistics.median(latencies) < 0.1, latencies
+
+
+def test_a_zombie_holder_counts_as_dead(rname: str) -> None:
+    sem = RobustSemaphore(rname)
+    child = subprocess.Popen(
+        [sys.executable, str(HELPERS / "robustctl.py"), "hold-exit", rname], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().startswith("held")
+        # Not reaped: wait until the kernel has made it a zombie.
+        deadline = time.monotonic() + WAIT
+        while Path(f"/proc/{child.pid}/stat").read_text().split(") ")[1][0] != "Z":
+            assert time.monotonic() < deadline, "the child never became a zombie"
+            time.sleep(0.001)
+        assert [h.alive for h in sem.holders()] == [False]
+        assert sem.acquire(timeout=WAIT) is True
+        assert Path(f"/proc/{child.pid}/stat").read_text().split(") ")[1][0] == "Z", "still a zombie"
+    finally:
+        child.wait(WAIT)
+        assert child.stdout is not None
+        child.stdout.close()
+
+
+def test_a_forked_child_does_not_inherit_or_keep_its_parents_slots(rname: str, ctl: type[Ctl]) -> None:
+    sem = RobustSemaphore(rname)
+    peer = ctl("hold-fork", rname)
+    _, parent, child, code = peer.expect("forked").split()
+    assert code == "0", "in the child: release() did not raise, or a slot looked free"
+    assert [h.pid for h in sem.holders()] == [int(parent)]
+    # The parent dies; its child lives on with copies of its descriptors
+    # and mappings, yet the parent's slot comes back.
+    os.kill(int(parent), signal.SIGKILL)
+    assert sem.acquire(timeout=WAIT) is True
+    os.kill(int(child), 0)  # still alive
+    peer.kill()  # closes the pipes: the child ends
+    deadline = time.monotonic() + WAIT
+    while Path(f"/proc/{child}").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+
+
+def test_exec_gives_the_slots_back(rname: str, ctl: type[Ctl]) -> None:
+    sem = RobustSemaphore(rname)
+    peer = ctl("hold-exec", rname)
+    pid = peer.pid_from("held")
+    assert peer.pid_from("execd") == pid
+    assert sem.acquire(timeout=WAIT) is True
+    assert peer.proc.poll() is None, "the exec'd process still runs"
+
+
+def test_a_thread_that_ends_leaves_the_slot_with_its_process(rname: str, ctl: type[Ctl]) -> None:
+    sem = RobustSemaphore(rname)
+    peer = ctl("hold-thread", rname)
+    pid = peer.pid_from("thread gone")
+    assert [(h.pid, h.alive) for h in sem.holders()] == [(pid, True)]
+    assert sem.acquire(blocking=False) is False
+    peer.ask("release it", "released")
+    assert sem.acquire(timeout=WAIT) is True
+    peer.finish()
+
+
+def test_sigint_interrupts_a_blocked_acquire_within_50_ms(rname: str, ctl: type[Ctl]) -> None:
+    sem = RobustSemaphore(rname)
+    sem.acquire()
+    peer = ctl("wait", rname)
+    peer.expect("waiting")
+    time.sleep(0.05)  # into the wait; the result must not depend on it
+    sent = time.monotonic()
+    peer.proc.send_signal(signal.SIGINT)
+    peer.expect("interrupted")
+    assert time.monotonic() - sent < 0.2
+    peer.finish()
+
+
+# --- removal ---------------------------------------------------------------
+
+
+def test_the_last_process_to_detach_removes_it(rname: str, ctl: type[Ctl]) -> None:
+    sem = RobustSemaphore(rname)
+    peer = ctl("hold", rname)
+    peer.expect("held")
+    sem.close()
+    assert robust_path(rname).exists(), "another process is still attached"
+    peer.ask("release", "released")
+    peer.finish()
+    assert not robust_path(rname).exists()
+
+
+def test_a_persistent_semaphore_stays_until_unlinked(rname: str) -> None:
+    sem = RobustSemaphore(rname, 2, persistent=True)
+    sem.close()
+    again = opened(rname)
+    assert again.slots == 2
+    again.unlink()
+    assert not robust_path(rname).exists()
+    with pytest.raises(namedipc.NotFoundError):
+        again.acquire()
+
+
+def test_a_handle_notices_when_its_semaphore_is_unlinked(rname: str) -> None:
+    sem = RobustSemaphore(rname, persistent=True)
+    opened(rname).unlink()
+    with pytest.raises(namedipc.NotFoundError):
+        sem.acquire(blocking=False)
+
+
+# --- pickling --------------------------------------------------------------
+
+
+def take_and_give_back(sem: RobustSemaphore) -> tuple[str, bool, int]:
+    got = sem.acquire(timeout=30)
+    held = sem.value
+    sem.release()
+    return sem.name, got, held
+
+
+def test_pickles_by_name_into_a_spawn_child(rname: str) -> None:
+    sem = RobustSemaphore(rname, 2)
+    sem.acquire()
+    assert pickle.loads(pickle.dumps(sem)).name == rname
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        assert pool.apply(take_and_give_back, (sem,)) == (rname, True, 0)
+    assert sem.value == 1, "the child held none of this process's slots"
+    sem.release()
+
+
+# --- the storm -------------------------------------------------------------
+
+STORM = Path(__file__).parent / "robust_storm.py"
+
+
+def run_storm(*args: str) -> dict[str, object]:
+    import json
+
+    done = subprocess.run(
+        [sys.executable, str(STORM), *args], capture_output=True, text=True, timeout=60, check=False
+    )
+    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["exit"] = done.returncode
+    result["stderr"] = done.stderr
+    return result
+
+
+def test_sigkill_storm_never_over_admits_and_loses_no_slot(rnames: Names) -> None:
+    result = run_storm("--seconds", "5", "--workers", "8", "--slots", "3", "--name", rnames("storm"))
+    assert result["violations"] == 0, result
+    assert result["slots_back_at_end"] == result["free_at_end"] == 3, result
+    assert result["other_holders_at_end"] == 0, result
+    assert result["failed_workers"] == 0, result
+    assert isinstance(result["kills"], int) and result["kills"] >= 200, result
+    assert isinstance(result["acquisitions"], int) and result["acquisitions"] >= 1000, result
+    assert result["exit"] == 0, result
+
+
+def test_the_storm_oracle_catches_over_admission(rnames: Names) -> None:
+    result = run_storm("--seconds", "1", "--workers", "8", "--slots", "2", "--no-semaphore", "--name", rnames("oracle"))
+    assert isinstance(result["violations"], int) and result["violations"] > 0, result
+    assert result["exit"] == 1, result
