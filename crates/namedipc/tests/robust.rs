@@ -575,3 +575,32 @@ fn several_dead_holders_are_all_reclaimed() {
         .iter()
         .all(|h| h.alive && h.pid == std::process::id()));
 }
+
+#[test]
+fn an_uncontended_handle_notices_a_removal_behind_its_back_within_milliseconds() {
+    let name = Name::new("rawrm");
+    let sem = RobustSemaphore::options().open(name.as_str()).unwrap();
+    assert!(sem.try_acquire().unwrap());
+    sem.release().unwrap();
+    fs::remove_file(path(name.as_str())).unwrap();
+    let _replacement = RobustSemaphore::options().open(name.as_str()).unwrap();
+    let removed = Instant::now();
+    let err = loop {
+        match sem.try_acquire() {
+            Ok(true) => sem.release().unwrap(),
+            Ok(false) => panic!("the old file's only slot was free"),
+            Err(e) => break e,
+        }
+        assert!(
+            removed.elapsed() < WAIT,
+            "the replacement was never noticed"
+        );
+    };
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    // At most every 10 ms (plus the coarse clock's tick) without waiting.
+    assert!(
+        removed.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        removed.elapsed()
+    );
+}

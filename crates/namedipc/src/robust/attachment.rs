@@ -25,11 +25,15 @@ use super::layout::{
 use super::{Holder, KIND};
 use crate::error::{Error, Result};
 use crate::sys::robust::{self as os, Lock, SharedMap};
-use crate::sys::{coarse_realtime_now, monotonic_now};
+use crate::sys::{coarse_monotonic_now, coarse_realtime_now, monotonic_now};
 
 /// How long a waiter sleeps before it looks for dead holders again: the
 /// bound on how late a dead holder's slot is noticed while someone waits.
 pub(super) const POLL: Duration = Duration::from_millis(1);
+
+/// An acquire that does not wait compares the name's inode with its file's
+/// at most this often (every wait compares it before and after sleeping).
+const RECHECK_NS: u64 = 10_000_000;
 
 type Registry = Vec<Weak<Attachment>>;
 
@@ -125,6 +129,8 @@ pub(super) struct Attachment {
     handles: AtomicUsize,
     /// Where the last successful acquire found a free slot.
     hint: AtomicU32,
+    /// When (coarse monotonic ns) the name's inode was last compared.
+    checked_at: AtomicU64,
     /// In a forked child whose copy could not be given its own open file
     /// description: unusable here.
     lost: AtomicBool,
@@ -170,6 +176,7 @@ pub(super) fn attach(
         fork_generation: AtomicU64::new(generation),
         handles: AtomicUsize::new(1),
         hint: AtomicU32::new(0),
+        checked_at: AtomicU64::new(0),
         lost: AtomicBool::new(false),
     });
     attachment.register()?;
@@ -343,21 +350,31 @@ impl Attachment {
     }
 
     /// Fails with [`Error::NotFound`] once the name was removed through
-    /// namedipc (a flag in the file: no syscall).
+    /// namedipc (a flag in the file: no syscall), and, at most every
+    /// [`RECHECK`], if the name no longer refers to this file (removed or
+    /// replaced behind namedipc's back: one `lstat`).
     #[inline]
-    pub(super) fn check_not_removed(&self) -> Result<()> {
-        if self.flags() & FLAG_REMOVED == 0 {
-            Ok(())
-        } else {
-            Err(self.not_found())
+    pub(super) fn check_still_named(&self) -> Result<()> {
+        if self.flags() & FLAG_REMOVED != 0 {
+            return Err(self.not_found());
         }
+        let now = u64::try_from(coarse_monotonic_now().as_nanos()).unwrap_or(u64::MAX);
+        let last = self.checked_at.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < RECHECK_NS {
+            return Ok(());
+        }
+        self.check_identity()?;
+        self.checked_at.store(now, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Fails if the name no longer refers to this file (removed by any
     /// means, or replaced). One `lstat`: used where a wait is about to
     /// happen anyway, and by `holders`.
     pub(super) fn check_identity(&self) -> Result<()> {
-        self.check_not_removed()?;
+        if self.flags() & FLAG_REMOVED != 0 {
+            return Err(self.not_found());
+        }
         match name_identity(&self.path).map_err(|e| os_error(&self.name, "stat", e))? {
             Some(id) if id == self.identity => Ok(()),
             Some(_) => Err(file::corrupt(

@@ -377,7 +377,7 @@ impl RobustSemaphore {
     pub fn try_acquire(&self) -> Result<bool> {
         let attachment = self.attachment()?;
         let token = attachment.token()?;
-        attachment.check_not_removed()?;
+        attachment.check_still_named()?;
         if attachment.try_take(token) {
             return Ok(true);
         }
