@@ -25,14 +25,15 @@ use super::layout::{
 use super::{Holder, KIND};
 use crate::error::{Error, Result};
 use crate::sys::robust::{self as os, Lock, SharedMap};
-use crate::sys::{coarse_monotonic_now, coarse_realtime_now, monotonic_now};
+use crate::sys::{coarse_realtime_now, monotonic_now};
 
 /// How long a waiter sleeps before it looks for dead holders again: the
 /// bound on how late a dead holder's slot is noticed while someone waits.
 pub(super) const POLL: Duration = Duration::from_millis(1);
 
 /// An acquire that does not wait compares the name's inode with its file's
-/// at most this often (every wait compares it before and after sleeping).
+/// when the coarse clock has moved this far since the last comparison
+/// (every wait compares it before and after sleeping).
 const RECHECK_NS: u64 = 10_000_000;
 
 type Registry = Vec<Weak<Attachment>>;
@@ -350,17 +351,18 @@ impl Attachment {
     }
 
     /// Fails with [`Error::NotFound`] once the name was removed through
-    /// namedipc (a flag in the file: no syscall), and, at most every
-    /// [`RECHECK`], if the name no longer refers to this file (removed or
-    /// replaced behind namedipc's back: one `lstat`).
+    /// namedipc (a flag in the file: no syscall), and, when the clock has
+    /// moved by [`RECHECK_NS`] (either way: `now` is the coarse wall clock,
+    /// read once per acquire) since the last look, if the name no longer
+    /// refers to this file (removed or replaced behind namedipc's back: one
+    /// `lstat`).
     #[inline]
-    pub(super) fn check_still_named(&self) -> Result<()> {
+    pub(super) fn check_still_named(&self, now: u64) -> Result<()> {
         if self.flags() & FLAG_REMOVED != 0 {
             return Err(self.not_found());
         }
-        let now = u64::try_from(coarse_monotonic_now().as_nanos()).unwrap_or(u64::MAX);
         let last = self.checked_at.load(Ordering::Relaxed);
-        if now.saturating_sub(last) < RECHECK_NS {
+        if now.abs_diff(last) < RECHECK_NS {
             return Ok(());
         }
         self.check_identity()?;
@@ -472,9 +474,10 @@ impl Attachment {
         }
     }
 
-    /// Takes a free slot with one CAS, if there is one.
+    /// Takes a free slot with one CAS, if there is one; `now` (the coarse
+    /// wall clock, ns) goes into its `since`.
     #[inline]
-    pub(super) fn try_take(&self, token: u64) -> bool {
+    pub(super) fn try_take(&self, token: u64, now: u64) -> bool {
         let start = self.hint.load(Ordering::Relaxed);
         for k in 0..self.slots {
             let i = (start + k) % self.slots;
@@ -485,7 +488,6 @@ impl Attachment {
                     .is_ok()
             {
                 crate::crash_point!("acquire.taken");
-                let now = u64::try_from(coarse_realtime_now().as_nanos()).unwrap_or(u64::MAX);
                 self.map
                     .u64_at(layout::slot(self.records, i) + S_SINCE)
                     .store(now, Ordering::Relaxed);
@@ -510,7 +512,7 @@ impl Attachment {
         self.waiters().fetch_add(1, Ordering::SeqCst);
         let result = (|| loop {
             let seq = self.seq().load(Ordering::SeqCst);
-            if self.try_take(token) {
+            if self.try_take(token, wall_clock_ns()) {
                 return Ok(true);
             }
             let slice = match deadline {
@@ -627,6 +629,12 @@ impl Attachment {
             self.wake(freed);
         }
     }
+}
+
+/// The coarse wall clock in ns since the Unix epoch: no syscall.
+#[inline]
+pub(super) fn wall_clock_ns() -> u64 {
+    u64::try_from(coarse_realtime_now().as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// The holders recorded in a mapped file; `alive(token, record)` says

@@ -61,12 +61,6 @@ pub(crate) fn monotonic_now() -> Duration {
     clock_now(libc::CLOCK_MONOTONIC)
 }
 
-/// Monotonic time at the resolution of the kernel tick (a few ms), read
-/// without a syscall.
-pub(crate) fn coarse_monotonic_now() -> Duration {
-    clock_now(libc::CLOCK_MONOTONIC_COARSE)
-}
-
 /// Wall-clock time at the resolution of the kernel tick (a few ms), read
 /// without a syscall: cheap enough for every acquire of a robust semaphore.
 pub(crate) fn coarse_realtime_now() -> Duration {
