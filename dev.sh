@@ -75,6 +75,8 @@ cmd_test() {
     build
     log "mypy.stubtest (the hand-written stubs match the module)"
     python -m mypy.stubtest namedipc
+    log "mypy --strict (tests and examples; see [tool.mypy] in pyproject.toml)"
+    python -m mypy
     log "pytest"
     python -m pytest
 }
