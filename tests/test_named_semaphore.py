@@ -15,7 +15,7 @@ import namedipc
 from namedipc import NamedSemaphore
 from conftest import wait_until_blocked
 
-Flags = NamedSemaphore.Flags  # type: ignore[attr-defined]
+Flags = NamedSemaphore.Flags
 
 
 def exists(name: str) -> bool:

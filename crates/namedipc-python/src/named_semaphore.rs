@@ -4,9 +4,11 @@
 
 use namedipc::{Existence, Semaphore};
 use pyo3::exceptions::PyValueError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple, PyType};
 
+use crate::aio;
 use crate::args::{self, Negative, Timeout};
 use crate::errors::to_py_err;
 use crate::handle::SemSlot;
@@ -165,6 +167,31 @@ impl PyNamedSemaphore {
     #[pyo3(signature = (*_exc_info))]
     fn __exit__(&self, py: Python<'_>, _exc_info: &Bound<'_, PyTuple>) -> PyResult<()> {
         self.slot.post(py)
+    }
+
+    /// Awaitable acquire: True when a slot is taken, False when timeout
+    /// (seconds; None: no limit) passes first. Waiting takes one thread per
+    /// semaphore object, shared by all its waiters, only while some wait;
+    /// a cancelled wait leaves no slot taken.
+    #[pyo3(signature = (timeout = None))]
+    fn acquire_async<'py>(
+        slf: &Bound<'py, Self>,
+        timeout: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let timeout = aio::seconds(args::timeout(timeout, Negative::NoWait)?);
+        aio::coroutine(intern!(slf.py(), "acquire_async"), (slf, timeout))
+    }
+
+    fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        aio::coroutine(intern!(slf.py(), "aenter"), (slf,))
+    }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __aexit__<'py>(
+        slf: &Bound<'py, Self>,
+        _exc_info: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        aio::coroutine(intern!(slf.py(), "aexit"), (slf,))
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
