@@ -24,7 +24,7 @@ import namedipc
 from conftest import HELPERS, WAIT, Background, Names, Peer, tracking
 from namedipc import Holder, RobustSemaphore
 
-Flags = namedipc.NamedSemaphore.Flags  # type: ignore[attr-defined]
+Flags = namedipc.NamedSemaphore.Flags
 
 
 def robust_path(name: str) -> Path:
@@ -79,7 +79,7 @@ def opened(name: str) -> RobustSemaphore:
 def test_a_new_semaphore_has_all_its_slots(rname: str) -> None:
     sem = RobustSemaphore(rname, 3)
     assert (sem.name, sem.slots, sem.value, sem.created, sem.closed) == (rname, 3, 3, True, False)
-    assert RobustSemaphore.Flags is Flags  # type: ignore[attr-defined]
+    assert RobustSemaphore.Flags is Flags
     other = RobustSemaphore(rname, 9)
     assert (other.created, other.slots) == (False, 3), "an existing semaphore keeps its slots"
     assert repr(sem).startswith(f"<namedipc.RobustSemaphore '{rname}' at 0x")
