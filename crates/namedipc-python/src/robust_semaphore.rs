@@ -8,10 +8,12 @@ use std::time::{Duration, UNIX_EPOCH};
 use namedipc::robust::{Holder, RobustSemaphore};
 use namedipc::Existence;
 use pyo3::exceptions::PyValueError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyTuple, PyType};
 
+use crate::aio;
 use crate::args::{self, Negative, Timeout};
 use crate::errors::{self, to_py_err};
 use crate::named_semaphore::existence;
@@ -231,6 +233,30 @@ impl PyRobustSemaphore {
     #[getter]
     fn closed(&self) -> PyResult<bool> {
         Ok(self.sem()?.is_closed())
+    }
+
+    /// Awaitable acquire: True when a slot is taken, False when timeout
+    /// (seconds; None: no limit) passes first. A slot whose holder died
+    /// comes back as in acquire(); a cancelled wait leaves no slot taken.
+    #[pyo3(signature = (timeout = None))]
+    fn acquire_async<'py>(
+        slf: &Bound<'py, Self>,
+        timeout: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let timeout = aio::seconds(args::timeout(timeout, Negative::NoWait)?);
+        aio::coroutine(intern!(slf.py(), "acquire_async"), (slf, timeout))
+    }
+
+    fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        aio::coroutine(intern!(slf.py(), "aenter"), (slf,))
+    }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __aexit__<'py>(
+        slf: &Bound<'py, Self>,
+        _exc_info: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        aio::coroutine(intern!(slf.py(), "aexit"), (slf,))
     }
 
     fn __enter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Self>> {
