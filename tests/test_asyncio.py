@@ -12,48 +12,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 import namedipc
-from conftest import HELPERS, WAIT, Helper, Names, Peer, wait_until_blocked
+from conftest import HELPERS, WAIT, Helper, Names, Peer, aio_threads, join_aio_threads, settle, wait_until_blocked
+from conftest import run_async as run
 from namedipc import MessageQueue, NamedSemaphore
-
-T = TypeVar("T")
-
-
-def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Runs a test's coroutine on a fresh loop, bounded by WAIT."""
-
-    async def bounded() -> T:
-        async with asyncio.timeout(WAIT * 3):
-            return await coroutine
-
-    return asyncio.run(bounded())
-
-
-def aio_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("namedipc-aio")]
-
-
-def join_aio_threads() -> None:
-    """Waits (bounded) for every semaphore waiter thread to end: one with no
-    waiter left must not live on."""
-    for thread in aio_threads():
-        thread.join(WAIT)
-        assert not thread.is_alive(), f"{thread.name} outlived its waiters"
-
-
-async def settle() -> None:
-    """Joins the waiter threads, then lets the loop run what they handed it
-    (a slot for a waiter that is gone goes back to the semaphore there)."""
-    join_aio_threads()
-    for _ in range(3):
-        await asyncio.sleep(0)
-
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))

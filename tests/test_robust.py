@@ -16,18 +16,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
 
 import namedipc
-from conftest import HELPERS, WAIT, Background, Names, Peer, tracking
+from conftest import HELPERS, WAIT, Background, Names, Peer, aio_threads, run_async, settle, tracking
 from namedipc import Holder, RobustSemaphore
 
 Flags = namedipc.NamedSemaphore.Flags
-T = TypeVar("T")
 
 
 def robust_path(name: str) -> Path:
@@ -491,20 +489,6 @@ def test_pickles_by_name_into_a_spawn_child(rname: str) -> None:
 # --- asyncio ---------------------------------------------------------------
 
 
-def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Runs a test's coroutine on a fresh loop, bounded by WAIT."""
-
-    async def bounded() -> T:
-        async with asyncio.timeout(WAIT * 3):
-            return await coroutine
-
-    return asyncio.run(bounded())
-
-
-def aio_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("namedipc-aio")]
-
-
 def test_async_with_and_acquire_async(rname: str) -> None:
     sem = RobustSemaphore(rname, 2)
 
@@ -517,10 +501,7 @@ def test_async_with_and_acquire_async(rname: str) -> None:
             sem.release()
         # The timed-out wait's thread may take the slot just released before
         # it sees nobody waits; it hands it back through the loop.
-        for thread in aio_threads():
-            thread.join(WAIT)
-        for _ in range(3):
-            await asyncio.sleep(0)
+        await settle()
         assert sem.value == 2
 
     run_async(main())
@@ -562,10 +543,7 @@ def test_a_cancelled_async_wait_never_keeps_a_slot(rname: str) -> None:
             acquired = False
         outcomes.append(acquired)
         # Whatever the outcome, the slot is either the waiter's or free again.
-        for thread in aio_threads():
-            thread.join(WAIT)
-        for _ in range(3):
-            await asyncio.sleep(0)
+        await settle()
         if not acquired:
             assert sem.acquire(timeout=WAIT), "a cancelled wait kept the slot"
 

@@ -4,12 +4,11 @@
 
 use namedipc::{Existence, Semaphore};
 use pyo3::exceptions::PyValueError;
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple, PyType};
 
 use crate::aio;
-use crate::args::{self, Negative, Timeout};
+use crate::args::{self, Timeout};
 use crate::errors::to_py_err;
 use crate::handle::SemSlot;
 use crate::pickling::{self, qualified_name};
@@ -103,15 +102,7 @@ impl PyNamedSemaphore {
         blocking: bool,
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        let timeout = match (blocking, timeout.filter(|t| !t.is_none())) {
-            (false, Some(_)) => {
-                return Err(PyValueError::new_err(
-                    "can't specify timeout for non-blocking acquire",
-                ))
-            }
-            (false, None) => Timeout::NoWait,
-            (true, t) => args::timeout(t, Negative::NoWait)?,
-        };
+        let timeout = args::threading_timeout(blocking, timeout)?;
         self.slot.acquire(py, timeout, OnSignal::Resume)
     }
 
@@ -178,12 +169,11 @@ impl PyNamedSemaphore {
         slf: &Bound<'py, Self>,
         timeout: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let timeout = aio::seconds(args::timeout(timeout, Negative::NoWait)?);
-        aio::coroutine(intern!(slf.py(), "acquire_async"), (slf, timeout))
+        aio::acquire_async(slf.as_any(), timeout)
     }
 
     fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        aio::coroutine(intern!(slf.py(), "aenter"), (slf,))
+        aio::aenter(slf.as_any())
     }
 
     #[pyo3(signature = (*_exc_info))]
@@ -191,7 +181,7 @@ impl PyNamedSemaphore {
         slf: &Bound<'py, Self>,
         _exc_info: &Bound<'py, PyTuple>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        aio::coroutine(intern!(slf.py(), "aexit"), (slf,))
+        aio::aexit(slf.as_any())
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {

@@ -7,14 +7,12 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use namedipc::robust::{Holder, RobustSemaphore};
 use namedipc::Existence;
-use pyo3::exceptions::PyValueError;
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyTuple, PyType};
 
 use crate::aio;
-use crate::args::{self, Negative, Timeout};
+use crate::args::{self, Timeout};
 use crate::errors::{self, to_py_err};
 use crate::named_semaphore::existence;
 use crate::pickling::{self, qualified_name};
@@ -164,15 +162,7 @@ impl PyRobustSemaphore {
         blocking: bool,
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        let timeout = match (blocking, timeout.filter(|t| !t.is_none())) {
-            (false, Some(_)) => {
-                return Err(PyValueError::new_err(
-                    "can't specify timeout for non-blocking acquire",
-                ))
-            }
-            (false, None) => Timeout::NoWait,
-            (true, t) => args::timeout(t, Negative::NoWait)?,
-        };
+        let timeout = args::threading_timeout(blocking, timeout)?;
         self.acquire_for(py, timeout)
     }
 
@@ -243,12 +233,11 @@ impl PyRobustSemaphore {
         slf: &Bound<'py, Self>,
         timeout: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let timeout = aio::seconds(args::timeout(timeout, Negative::NoWait)?);
-        aio::coroutine(intern!(slf.py(), "acquire_async"), (slf, timeout))
+        aio::acquire_async(slf.as_any(), timeout)
     }
 
     fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        aio::coroutine(intern!(slf.py(), "aenter"), (slf,))
+        aio::aenter(slf.as_any())
     }
 
     #[pyo3(signature = (*_exc_info))]
@@ -256,7 +245,7 @@ impl PyRobustSemaphore {
         slf: &Bound<'py, Self>,
         _exc_info: &Bound<'py, PyTuple>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        aio::coroutine(intern!(slf.py(), "aexit"), (slf,))
+        aio::aexit(slf.as_any())
     }
 
     fn __enter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Self>> {
