@@ -35,6 +35,7 @@ pub(crate) use crash_point;
 
 mod error;
 mod existence;
+pub mod inventory;
 pub mod mqueue;
 mod name;
 pub mod robust;
