@@ -33,6 +33,8 @@ macro_rules! crash_point {
 }
 pub(crate) use crash_point;
 
+#[cfg(feature = "cli")]
+pub mod cli;
 mod error;
 mod existence;
 pub mod inventory;
