@@ -34,6 +34,7 @@ FLOOR_SOURCE = BENCH_DIR / "floor.c"
 PARTNER = BENCH_DIR / "pingpong_partner.py"
 MQ_PARTNER = BENCH_DIR / "mq_partner.py"
 SHM_PARTNER = BENCH_DIR / "shm_partner.py"
+ROBUST_HOLDER = BENCH_DIR / "robust_holder.py"
 POSIX_IPC_VERSION = "1.3.2"
 
 GIB = 1 << 30
@@ -60,6 +61,7 @@ class Plan:
     mq_trips: int  # message queue round trips, per message size
     mq_create_cycles: int
     mq_open_cycles: int
+    robust_kills: int  # SIGKILLed holders for the kill-to-acquire latency
     # The same in every plan: the size the goal is stated for, and far
     # beyond any CPU cache, so that memory bandwidth is what is measured.
     shm_bandwidth_size: int = 64 * MIB
@@ -86,6 +88,7 @@ DEFAULT_PLAN = Plan(
     mq_trips=5_000,
     mq_create_cycles=3_000,
     mq_open_cycles=20_000,
+    robust_kills=25,
 )
 QUICK_PLAN = Plan(
     rounds=9,
@@ -99,6 +102,7 @@ QUICK_PLAN = Plan(
     mq_trips=2_000,
     mq_create_cycles=1_000,
     mq_open_cycles=5_000,
+    robust_kills=20,
 )
 
 # The goals this benchmark checks: (row, numerator, denominator, comparison,
@@ -115,7 +119,11 @@ TARGETS = [
     ("8", "namedipc", "floor", "<=", 1.10),
     ("9", "namedipc", "floor", "<=", 1.10),
     ("10", "namedipc", "floor", "<=", 1.10),
+    ("11", "namedipc", "floor", "<=", 1.20),
 ]
+# Kill-to-acquire: the median latency, in ms, from SIGKILL of the holder to
+# a waiting process taking its slot.
+KILL_TO_ACQUIRE_TARGET_MS = 1.0
 
 
 # --------------------------------------------------------------------------
@@ -199,7 +207,9 @@ class Row:
     key: str  # "1", "2", ... as in the README
     title: str
     iters: int  # iterations per sample
-    floor_label: str  # what the floor column holds: "py", "C" or "mmap"
+    # What the floor column holds: "py", "C", "mmap", or "Semaphore"
+    # (namedipc.Semaphore: row 11 compares the crash-safe semaphore with it).
+    floor_label: str
     # Non-zero for a throughput row: bytes each iteration moves. Its samples
     # are then GiB/s (higher is better); otherwise ns per iteration.
     bytes_per_iter: int = 0
@@ -235,7 +245,12 @@ class Row:
         return f"{value:.2f} GiB/s" if self.throughput else f"{value:,.0f} ns"
 
     def floor_name(self) -> str:
-        return {"py": "py floor", "C": "C floor", "mmap": "plain mmap"}[self.floor_label]
+        return {
+            "py": "py floor",
+            "C": "C floor",
+            "mmap": "plain mmap",
+            "Semaphore": "namedipc.Semaphore",
+        }[self.floor_label]
 
 
 def ratio_text(values: list[float], spread: bool = False) -> str:
@@ -349,6 +364,11 @@ class Helper:
             self._proc.stdin.write(f"{command}\n".encode())
         except BrokenPipeError:
             raise RuntimeError(f"{self.label}: exited with status {self._proc.wait()}") from None
+        return self.read_line()
+
+    def read_line(self) -> str:
+        """The helper's next line."""
+        assert self._proc.stdout is not None
         # Raw reads with a deadline rather than readline(), so that a helper
         # that hangs or dies is reported instead of stalling the run.
         fd = self._proc.stdout.fileno()
@@ -363,6 +383,11 @@ class Helper:
             self._pending += chunk
         line, _, self._pending = self._pending.partition(b"\n")
         return line.decode()
+
+    def kill(self) -> None:
+        """SIGKILLs the helper and reaps it."""
+        self._proc.kill()
+        self._proc.wait()
 
     def close(self) -> None:
         # EOF on stdin tells the helper to exit; one stuck in a semaphore
@@ -405,6 +430,7 @@ class Session:
         self._handles: list[tuple[Any, int]] = []  # (semaphore, value it must end with)
         self._checks: list[Callable[[], None]] = []
         self._helpers: list[Helper] = []
+        self._robust: list[Any] = []
 
     def name(self, tag: str, remove: Callable[[str], None] | None = None) -> str:
         """A new name, removed by `remove` at the end (default: a semaphore's).
@@ -453,6 +479,14 @@ class Session:
         self._handles.append((sem, value))
         return sem
 
+    def robust_semaphore(self, namedipc: Any, tag: str) -> Any:
+        """A new RobustSemaphore with one slot; its file is removed at the end."""
+        name = self.name(tag, lambda n: os.unlink(Path("/dev/shm") / f"namedipc-robust.{n[1:]}"))
+        flags = namedipc.NamedSemaphore.Flags.RAISE_IF_EXISTS
+        sem = namedipc.RobustSemaphore(name, 1, flags, persistent=True)
+        self._robust.append(sem)
+        return sem
+
     def helper(self, label: str, argv: Sequence[str]) -> Helper:
         helper = Helper(label, argv)
         self._helpers.append(helper)
@@ -475,6 +509,8 @@ class Session:
     def close(self) -> None:
         for helper in self._helpers:
             helper.close()
+        for sem in self._robust:
+            sem.close()
         for sem, _ in self._handles:
             try:
                 sem.close()
@@ -496,6 +532,7 @@ class Session:
             for p in [
                 *Path("/dev/shm").glob(f"sem.{stem}*"),
                 *Path("/dev/shm").glob(f"{stem}*"),
+                *Path("/dev/shm").glob(f"namedipc-robust.{stem}*"),
                 *Path("/dev/mqueue").glob(f"{stem}*"),
             ]
         }
@@ -555,6 +592,83 @@ def build_floor() -> Path | None:
     finally:
         partial.unlink(missing_ok=True)
     return binary
+
+
+# --------------------------------------------------------------------------
+# The crash-safe semaphore.
+
+
+def robust_subjects(session: Session, namedipc: Any, posix_ipc: Any, plan: Plan, row: Row) -> list[Subject]:
+    """Row 11: RobustSemaphore's uncontended pair against namedipc.Semaphore's
+    (the floor column) and posix_ipc's, in this process."""
+    robust = session.robust_semaphore(namedipc, "robust-free")
+    nd_free = session.semaphore(namedipc, "robust-row-nd", 1)
+    pi_free = session.semaphore(posix_ipc, "robust-row-pi", 1)
+    robust_pair, nd_pair, pi_pair = (private_copy(pair_loop) for _ in range(3))
+    n = plan.uncontended_iters
+
+    def check() -> None:
+        if robust.value != 1 or robust.holders():
+            raise RuntimeError("row 11: the robust semaphore did not end with its slot free")
+
+    session.after_run(check)
+    return [
+        Subject(row, "namedipc", lambda: robust_pair(robust.acquire, robust.release, n)),
+        Subject(row, "floor", lambda: nd_pair(nd_free.acquire, nd_free.release, n)),
+        Subject(row, "posix_ipc", lambda: pi_pair(pi_free.acquire, pi_free.release, n)),
+    ]
+
+
+def kill_to_acquire(session: Session, namedipc: Any, kills: int) -> tuple[list[float], list[float]]:
+    """Latencies (ms) from SIGKILL of a holder process, and from its death
+    (when waitpid returns: the kernel has torn it down, which for a Python
+    process takes about a millisecond here), to this process taking its slot
+    while it waits in acquire(). The kill lands at a random moment of the
+    waiter's 1 ms poll, as a real crash would."""
+    import random
+    import signal
+    import threading
+
+    sem = session.robust_semaphore(namedipc, "robust-kill")
+    from_kill, from_death = [], []
+    for _ in range(kills):
+        holder = session.helper("robust holder", [sys.executable, str(ROBUST_HOLDER), sem.name])
+        if holder.read_line() != "held":
+            raise RuntimeError("the robust holder did not take the slot")
+        acquired: list[float] = []
+        waiter = threading.Thread(
+            target=lambda: acquired.append(time.perf_counter() if sem.acquire(timeout=10) else -1.0)
+        )
+        waiter.start()
+        time.sleep(random.uniform(0.005, 0.015))  # the waiter is blocked by now
+        killed = time.perf_counter()
+        holder.kill()  # SIGKILL, then waitpid
+        dead = time.perf_counter()
+        waiter.join(15)
+        if not acquired or acquired[0] < 0:
+            raise RuntimeError("the killed holder's slot never came back")
+        from_kill.append((acquired[0] - killed) * 1e3)
+        from_death.append((acquired[0] - dead) * 1e3)
+        sem.release()
+    return from_kill, from_death
+
+
+def report_kill_to_acquire(from_kill: list[float], from_death: list[float]) -> bool:
+    """Prints the kill-to-acquire figures; True if the target was missed."""
+
+    def spread(values: list[float]) -> str:
+        return f"min {min(values):.2f}, median {statistics.median(values):.2f}, max {max(values):.2f} ms"
+
+    median = statistics.median(from_death)
+    met = median <= KILL_TO_ACQUIRE_TARGET_MS
+    print(f"\nRobustSemaphore: {len(from_kill)} holder processes SIGKILLed while the harness waits")
+    print(f"  kill to acquire:  {spread(from_kill)}")
+    print(f"  death to acquire: {spread(from_death)} (death: waitpid returned)")
+    print(
+        f"  target: median after death <= {KILL_TO_ACQUIRE_TARGET_MS:.1f} ms: "
+        f"{'met' if met else 'NOT MET'}"
+    )
+    return not met
 
 
 # --------------------------------------------------------------------------
@@ -987,6 +1101,7 @@ def run(plan: Plan, cpu: int, mq_cpus: tuple[int, int] | None, check: bool) -> i
         ),
         Row("9", "9. mq create+close+unlink", plan.mq_create_cycles, "C"),
         Row("10", "10. mq open+close", plan.mq_open_cycles, "C"),
+        Row("11", "11. robust acquire()+release()", plan.uncontended_iters, "Semaphore"),
     ]
     c_pair = Row("1c", "C sem_wait+sem_post", plan.uncontended_iters, "C")
     session = Session(posix_ipc)
@@ -1032,13 +1147,19 @@ def run(plan: Plan, cpu: int, mq_cpus: tuple[int, int] | None, check: bool) -> i
             rows[9],
             plan.mq_open_cycles,
         )
-        measure([first, second, third, fourth, fifth, sixth, *queue_rounds, ninth, tenth], plan)
+        eleventh = robust_subjects(session, namedipc, posix_ipc, plan, rows[10])
+        measure(
+            [first, second, third, fourth, fifth, sixth, *queue_rounds, ninth, tenth, eleventh],
+            plan,
+        )
+        from_kill, from_death = kill_to_acquire(session, namedipc, plan.robust_kills)
         session.check()
     finally:
         session.close()
 
     report(rows, c_pair)
     missed = report_targets(rows)
+    missed |= report_kill_to_acquire(from_kill, from_death)
     leftovers = session.leftovers()
     if leftovers:
         print(f"\nERROR: left behind: {', '.join(leftovers)}")
