@@ -40,6 +40,7 @@ __all__ = [
     "SEMAPHORE_VALUE_SUPPORTED",
     "SEMAPHORE_VALUE_MAX",
     "VERSION",
+    "_cli_main",
 ]
 
 O_CREAT: int
