@@ -568,7 +568,7 @@ def test_rm_of_a_robust_semaphore_in_use_warns(robust_name: str, programs: type[
     done = namedipc_cli("rm", robust_name)
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"removed robust semaphore {robust_name}\n"
-    assert "1 process(es) still had robust semaphore" in done.stderr
+    assert "1 process still had robust semaphore" in done.stderr
     assert not robust_file(robust_name).exists()
     holder.send("go")
     holder.finish()
@@ -639,11 +639,11 @@ def test_run_timeout_exits_75_or_the_chosen_code(robust_name: str, programs: typ
     assert done.returncode == 75
     assert done.stderr == (
         f"namedipc: no slot of robust semaphore '{robust_name}' came free within 0.3 s "
-        f"(1 slot(s), held by pid {holder.proc.pid}); try again later or raise --timeout\n"
+        f"(1 slot, held by pid {holder.proc.pid}); try again later or raise --timeout\n"
     )
     assert namedipc_cli("run", robust_name, "--timeout", "0", "-E", "9", "--", "true").returncode == 9
     noted = namedipc_cli("run", robust_name, "-n", "5", "--timeout", "0", "--", "true")
-    assert "already exists with 1 slot(s); -n 5 applies only when run creates it" in noted.stderr
+    assert "already exists with 1 slot; -n 5 applies only when run creates it" in noted.stderr
     holder.send("go")
     holder.finish()
     assert namedipc_cli("run", robust_name, "--timeout", "0", "--", "true").returncode == 0
@@ -743,6 +743,22 @@ def test_a_signal_while_waiting_ends_run_without_starting_cmd(
     assert waiter.proc.wait(WAIT) == 128 + signal.SIGTERM
     assert not marker.exists()
     assert only_object(robust_name)["holders"][0]["pid"] == holder.proc.pid
+    holder.send("go")
+    holder.finish()
+
+
+def test_run_says_so_when_its_semaphore_is_removed_while_it_waits(robust_name: str, programs: type[Peer]) -> None:
+    holder = programs(*script(), "run", robust_name, "--", sys.executable, "-c", HOLD)
+    holder.expect("holding")
+    waiter = programs(*script(), "run", robust_name, "--", "true")
+    wait_for(robust_name, lambda o: o["attached"] == 2, "the second run attached and waiting")
+    assert namedipc_cli("rm", robust_name).returncode == 0
+    _, err = waiter.proc.communicate(timeout=WAIT)
+    assert waiter.proc.returncode == 125
+    assert err == (
+        f"namedipc: robust semaphore '{robust_name}' was removed while this waited for a slot; "
+        "run again to create it anew\n"
+    )
     holder.send("go")
     holder.finish()
 

@@ -131,7 +131,7 @@ fn shm_file_name(kind: ObjectKind, body: &str) -> String {
     match kind {
         ObjectKind::Semaphore => format!("{SEMAPHORE_PREFIX}{body}"),
         ObjectKind::RobustSemaphore => format!("{}{body}", robust::FILE_PREFIX),
-        _ => body.to_owned(),
+        ObjectKind::SharedMemory | ObjectKind::MessageQueue => body.to_owned(),
     }
 }
 
@@ -263,7 +263,7 @@ fn kind_rank(kind: ObjectKind) -> u8 {
         ObjectKind::Semaphore => 0,
         ObjectKind::SharedMemory => 1,
         ObjectKind::MessageQueue => 2,
-        _ => 3,
+        ObjectKind::RobustSemaphore => 3,
     }
 }
 
@@ -320,7 +320,9 @@ fn describe_shm_file(kind: ObjectKind, name: &str, path: &Path) -> Option<Object
                 Details::RobustSemaphore(None)
             }
         },
-        _ => Details::SharedMemory { size: meta.len() },
+        ObjectKind::SharedMemory | ObjectKind::MessageQueue => {
+            Details::SharedMemory { size: meta.len() }
+        }
     };
     Some(Object {
         kind,
@@ -535,7 +537,7 @@ pub fn remove(kind: ObjectKind, name: &str) -> Result<()> {
     match kind {
         ObjectKind::Semaphore => crate::semaphore::unlink(name),
         ObjectKind::RobustSemaphore => RobustSemaphore::remove(name),
-        _ => crate::shm::unlink(name),
+        ObjectKind::SharedMemory | ObjectKind::MessageQueue => crate::shm::unlink(name),
     }
 }
 

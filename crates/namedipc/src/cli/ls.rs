@@ -22,7 +22,7 @@ fn type_label(kind: ObjectKind) -> &'static str {
         ObjectKind::Semaphore => "sem",
         ObjectKind::SharedMemory => "shm",
         ObjectKind::MessageQueue => "mq",
-        _ => "robust",
+        ObjectKind::RobustSemaphore => "robust",
     }
 }
 
@@ -185,9 +185,6 @@ fn object_json(object: &Object, users: &Users) -> Json {
                 }),
             ));
         }
-        // A kind added to the inventory later: the common members only.
-        #[allow(unreachable_patterns)]
-        _ => {}
     }
     Json::Object(members)
 }
@@ -219,8 +216,6 @@ fn state(object: &Object) -> String {
         },
         Details::RobustSemaphore(Some(s)) => robust_state(s),
         Details::RobustSemaphore(None) => "? slots".to_owned(),
-        #[allow(unreachable_patterns)]
-        _ => String::new(),
     };
     if let Some(problem) = &object.problem {
         text.push_str(&format!(" ({problem})"));
@@ -404,8 +399,6 @@ fn describe(out: &mut impl Write, object: &Object, users: &Users) -> io::Result<
             }
         }
         Details::RobustSemaphore(None) => {}
-        #[allow(unreachable_patterns)]
-        _ => {}
     }
     if let Some(problem) = &object.problem {
         facts.push(("problem", problem.clone()));

@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
-use super::{error, note, RmArgs, FAILURE, SUCCESS};
+use super::{error, note, show, RmArgs, FAILURE, SUCCESS};
 use crate::inventory;
 use crate::robust;
 use crate::{Error, ObjectKind};
@@ -69,7 +69,8 @@ fn remove_one(name: &str, kind: Option<ObjectKind>) -> Result<String, String> {
     inventory::remove(kind, name).map_err(|e| e.to_string())?;
     if attached > 0 {
         note(&format!(
-            "{attached} process(es) still had robust semaphore '{}' open: they keep using the removed one, and a process that opens the name now creates a new one",
+            "{} still had robust semaphore '{}' open: they keep using the removed one, and a process that opens the name now creates a new one",
+            show::count(u64::from(attached), "process", "processes"),
             slashed(name)
         ));
     }

@@ -10,10 +10,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use super::{error, note, RunArgs, RUN_FAILED};
+use super::{error, note, show, RunArgs, RUN_FAILED};
 use crate::robust::RobustSemaphore;
 use crate::sys::process::{self, BlockedSignals};
-use crate::Existence;
+use crate::{Error, Existence};
 
 /// Signals passed on to CMD. Others keep their usual effect.
 const FORWARDED: [i32; 6] = [
@@ -69,9 +69,9 @@ pub(super) fn run(args: &RunArgs) -> i32 {
     };
     if let Some(asked) = args.slots.filter(|&n| n != sem.slots()) {
         note(&format!(
-            "robust semaphore '{}' already exists with {} slot(s); -n {asked} applies only when run creates it",
+            "robust semaphore '{}' already exists with {}; -n {asked} applies only when run creates it",
             sem.name(),
-            sem.slots()
+            show::count(u64::from(sem.slots()), "slot", "slots")
         ));
     }
     match wait_for_slot(&sem, &signals, args.timeout) {
@@ -81,6 +81,12 @@ pub(super) fn run(args: &RunArgs) -> i32 {
             return i32::from(args.timeout_exit_code);
         }
         Ok(Waited::Signalled(signal)) => return signal_exit_code(signal),
+        Err(Error::NotFound { name, .. }) => {
+            error(&format!(
+                "robust semaphore '{name}' was removed while this waited for a slot; run again to create it anew"
+            ));
+            return RUN_FAILED;
+        }
         Err(e) => {
             error(&e.to_string());
             return RUN_FAILED;
@@ -222,17 +228,17 @@ fn timeout_message(sem: &RobustSemaphore, timeout: Duration) -> String {
         .holders()
         .map(|holders| {
             let pids: Vec<String> = holders.iter().map(|h| h.pid.to_string()).collect();
-            if pids.is_empty() {
-                String::new()
-            } else {
-                format!(", held by pid {}", pids.join(", "))
+            match pids.len() {
+                0 => String::new(),
+                1 => format!(", held by pid {}", pids[0]),
+                _ => format!(", held by pids {}", pids.join(", ")),
             }
         })
         .unwrap_or_default();
     format!(
-        "no slot of robust semaphore '{}' came free within {} s ({} slot(s){holders}); try again later or raise --timeout",
+        "no slot of robust semaphore '{}' came free within {} s ({}{holders}); try again later or raise --timeout",
         sem.name(),
         timeout.as_secs_f64(),
-        sem.slots()
+        show::count(u64::from(sem.slots()), "slot", "slots")
     )
 }
