@@ -823,3 +823,15 @@ def test_rm_stale_removes_only_what_no_live_process_uses(robust_names: Names, pr
     assert not robust_file(stale).exists() and robust_file(in_use).exists()
     holder.send("go")
     holder.finish()
+
+
+def test_rm_stale_keeps_a_persistent_robust_semaphore(robust_name: str) -> None:
+    namedipc.RobustSemaphore(robust_name, 2, persistent=True).close()
+    kept = only_object(robust_name)
+    assert (kept["persistent"], kept["attached"]) == (True, 0)
+    done = namedipc_cli("rm", "--stale", robust_name)
+    assert done.returncode == 0 and done.stdout == ""
+    assert f"kept robust semaphore '{robust_name}': it is persistent" in done.stderr
+    assert robust_file(robust_name).exists()
+    assert namedipc_cli("rm", robust_name).stdout == f"removed robust semaphore {robust_name}\n"
+    assert not robust_file(robust_name).exists()
