@@ -116,7 +116,7 @@ pub(super) fn run(args: &RunArgs) -> i32 {
     command.args(arguments);
     process::reset_signals_in_child(&mut command);
     let spawned = command.spawn();
-    // CMD has its copy; ours would only keep the lock after this process is gone.
+    // CMD has its copy; this process keeps the lock through its own handle.
     drop(lock);
     let mut child = match spawned {
         Ok(child) => child,
