@@ -68,6 +68,9 @@ cmd_demo() {
 cmd_test() {
     ensure_system_tools
     ensure_venv
+    # pytest's temporary directories live here, not in the /tmp/pytest-of-$USER
+    # that every run on the machine shares and prunes.
+    local target="${CARGO_TARGET_DIR:-target}"
     log "cargo fmt --check"
     cargo fmt --all -- --check
     log "cargo clippy"
@@ -77,8 +80,38 @@ cmd_test() {
     build
     log "mypy.stubtest (the hand-written stubs match the module)"
     python -m mypy.stubtest namedipc
-    log "pytest"
-    python -m pytest
+    log "mypy --strict (tests and examples; see [tool.mypy] in pyproject.toml)"
+    python -m mypy
+    log "pytest (the development build)"
+    python -m pytest --basetemp="$target/pytest"
+
+    # The same tests against what users install: the release wheel, in a
+    # new virtualenv, with the source tree's python/ nowhere on sys.path.
+    local wheels="$target/wheels-test" wheel_venv="$VENV-wheel" wheel
+    rm -rf "$wheels" "$wheel_venv"
+    log "maturin build --release (the abi3 wheel)"
+    maturin build -q --release --out "$wheels"
+    wheel="$(echo "$wheels"/namedipc-*-cp311-abi3-*.whl)"
+    [ -f "$wheel" ] || { echo "expected one cp311-abi3 wheel in $wheels, found: $(ls "$wheels")" >&2; exit 1; }
+    log "installing ${wheel##*/} into a new $wheel_venv"
+    python3 -m venv "$wheel_venv"
+    "$wheel_venv/bin/python" -m pip install -q --disable-pip-version-check -r requirements-dev.txt "$wheel"
+    # Started as pytest is below, from here: the package must come from the venv.
+    "$wheel_venv/bin/python" - "$PWD/python" <<'EOF'
+import pathlib, sys, sysconfig
+import namedipc, namedipc._namedipc
+site = pathlib.Path(sysconfig.get_paths()["platlib"]).resolve()
+for module in (namedipc, namedipc._namedipc):
+    found = pathlib.Path(module.__file__ or "?").resolve()
+    assert site in found.parents, f"{module.__name__} was imported from {found}, not from {site}"
+source = pathlib.Path(sys.argv[1]).resolve()
+assert all(pathlib.Path(p or ".").resolve() != source for p in sys.path), f"{source} is on sys.path"
+print(f"==> namedipc {namedipc.__version__} imported from {found.parent}", file=sys.stderr)
+EOF
+    log "mypy.stubtest (the stubs in the wheel)"
+    "$wheel_venv/bin/python" -m mypy.stubtest namedipc
+    log "pytest (the installed wheel)"
+    "$wheel_venv/bin/python" -m pytest --basetemp="$target/pytest-wheel"
 }
 
 cmd_bench() {

@@ -10,7 +10,7 @@ import namedipc
 
 
 def main() -> int:
-    flags = namedipc.NamedSemaphore.Flags  # type: ignore[attr-defined]
+    flags = namedipc.NamedSemaphore.Flags
     sem = namedipc.RobustSemaphore(sys.argv[1], handle_existence=flags.RAISE_IF_NOT_EXISTS)
     if not sem.acquire(timeout=60):
         return 1

@@ -7,7 +7,8 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -175,6 +176,7 @@ class Helper(Peer):
 
 
 P = TypeVar("P", bound=Peer)
+T = TypeVar("T")
 
 
 def tracking(cls: type[P]) -> Iterator[type[P]]:
@@ -330,3 +332,37 @@ def run_as_other_user(code: str) -> subprocess.CompletedProcess[str]:
         timeout=WAIT,
         check=False,
     )
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Runs a test's coroutine on a fresh event loop, bounded by 3 * WAIT."""
+    import asyncio
+
+    async def bounded() -> T:
+        async with asyncio.timeout(WAIT * 3):
+            return await coroutine
+
+    return asyncio.run(bounded())
+
+
+def aio_threads() -> list[threading.Thread]:
+    """The asyncio glue's semaphore waiter threads alive now."""
+    return [t for t in threading.enumerate() if t.name.startswith("namedipc-aio")]
+
+
+def join_aio_threads() -> None:
+    """Waits (bounded) for every semaphore waiter thread to end: one with no
+    waiter left must not live on."""
+    for thread in aio_threads():
+        thread.join(WAIT)
+        assert not thread.is_alive(), f"{thread.name} outlived its waiters"
+
+
+async def settle() -> None:
+    """Joins the waiter threads, then lets the loop run what they handed it
+    (a slot for a waiter that is gone goes back to the semaphore there)."""
+    import asyncio
+
+    join_aio_threads()
+    for _ in range(3):
+        await asyncio.sleep(0)

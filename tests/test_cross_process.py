@@ -9,7 +9,7 @@ import namedipc
 from namedipc import NamedSemaphore
 from conftest import Helper, Names, run_helper, wait_until_blocked
 
-Flags = NamedSemaphore.Flags  # type: ignore[attr-defined]
+Flags = NamedSemaphore.Flags
 
 
 def test_a_slot_held_by_another_process(sem_name: str, helper: type[Helper]) -> None:

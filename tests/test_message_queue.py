@@ -146,7 +146,7 @@ def test_existence(mq_names: Names) -> None:
     with pytest.raises(ValueError, match="O_EXCL must be combined with O_CREAT"):
         MessageQueue(name, O_EXCL)
     with pytest.raises(ValueError, match="at least one of read or write"):
-        MessageQueue(name, O_CREAT, read=False, write=0)
+        MessageQueue(name, O_CREAT, read=False, write=0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="O_CREX"):
         MessageQueue(None, O_CREAT)
 

@@ -15,7 +15,7 @@ import namedipc
 from namedipc import NamedSemaphore
 from conftest import wait_until_blocked
 
-Flags = NamedSemaphore.Flags  # type: ignore[attr-defined]
+Flags = NamedSemaphore.Flags
 
 
 def exists(name: str) -> bool:
@@ -199,3 +199,30 @@ def test_init_twice_is_refused(sem_name: str) -> None:
     with pytest.raises(TypeError, match="already initialised"):
         sem.__init__(sem_name)  # type: ignore[misc]
     assert sem.value == 1
+
+
+FORK_CHILD_CLOSES = """
+import os, sys, namedipc
+sem = namedipc.NamedSemaphore(sys.argv[1], 1, namedipc.NamedSemaphore.Flags.RAISE_IF_EXISTS)
+pid = os.fork()
+if pid == 0:
+    sem.close()  # a copy of the creator's handle, in another process
+    os._exit(0)
+os.waitpid(pid, 0)
+still = namedipc.NamedSemaphore(sys.argv[1], handle_existence=namedipc.NamedSemaphore.Flags.RAISE_IF_NOT_EXISTS)
+print("kept" if still.value == 1 else "changed")
+sem.close()
+"""
+
+
+def test_a_forked_child_closing_the_creators_handle_leaves_the_name(sem_name: str) -> None:
+    import subprocess
+    import sys
+
+    from conftest import WAIT
+
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_CHILD_CLOSES, sem_name], capture_output=True, text=True, timeout=WAIT, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "kept"

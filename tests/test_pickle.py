@@ -1,52 +1,185 @@
-"""Handles pickle by name and reopen the same semaphore, value untouched,
-in processes started with spawn (multiprocessing, ProcessPoolExecutor)."""
+"""Every handle pickles by name and reopens the same object in another
+process, whatever the start method (spawn, forkserver, fork) and whether it
+travels as a Process argument, through a pipe, or to a ProcessPoolExecutor;
+the other process's handles never remove what they did not create."""
 
 from __future__ import annotations
 
 import multiprocessing
 import pickle
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.context import ForkContext, ForkServerContext, SpawnContext
+
+import pytest
 
 import namedipc
-from namedipc import NamedSemaphore
+from conftest import WAIT, Names
+from namedipc import MessageQueue, NamedSemaphore, SharedMemory
+
+START_METHODS = ["spawn", "forkserver", "fork"]
+
+# Python 3.12+ warns when forking a process that has threads; the children
+# here only touch the handles they were given.
+fork_warning = pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 
 
-def release_and_report(sem: namedipc.Semaphore | NamedSemaphore) -> tuple[str, int, bool]:
-    created = getattr(sem, "created", False)
-    sem.release()
-    return type(sem).__name__, sem.value, created
+class TaggedSemaphore(NamedSemaphore):
+    """A subclass with state: the state travels with the handle."""
+
+    tag = ""
 
 
-def child_releases(sem: NamedSemaphore) -> None:
-    sem.release()
+@dataclass
+class Handles:
+    """One handle of each kind, plus read-only ones, on objects the parent created."""
+
+    compat: namedipc.Semaphore
+    named: TaggedSemaphore
+    shm: SharedMemory
+    shm_reader: SharedMemory
+    mq: MessageQueue
+    mq_reader: MessageQueue
+
+    def report(self) -> list[object]:
+        """What a process sees through the handles (taken by use_handles, checked by the test)."""
+        return [
+            [type(h).__name__ for h in (self.compat, self.named, self.shm, self.mq)],
+            self.named.tag,
+            self.named.created,
+            self.shm.size,
+            self.shm_reader.buf.readonly,
+        ]
 
 
-def test_named_semaphore_into_a_spawn_child(sem_name: str) -> None:
-    sem = NamedSemaphore(sem_name, 0)
-    ctx = multiprocessing.get_context("spawn")
-    p = ctx.Process(target=child_releases, args=(sem,))
-    p.start()
-    assert sem.acquire(timeout=30) is True
-    p.join(30)
-    assert p.exitcode == 0
-    # The child's handle did not create it, so its exit did not unlink it.
-    assert NamedSemaphore(sem_name, handle_existence=NamedSemaphore.Flags.RAISE_IF_NOT_EXISTS).value == 0  # type: ignore[attr-defined]
+@pytest.fixture
+def handles(names: Names, shm_names: Names, mq_names: Names) -> Iterator[Handles]:
+    named = TaggedSemaphore(names(), 0)
+    named.tag = "travels"
+    made = Handles(
+        compat=namedipc.Semaphore(names(), namedipc.O_CREX),
+        named=named,
+        shm=SharedMemory(shm_names(), namedipc.O_CREX, size=4096),
+        shm_reader=SharedMemory(None, namedipc.O_CREX, size=16),
+        mq=MessageQueue(mq_names(), namedipc.O_CREX, max_messages=2, max_message_size=64),
+        mq_reader=MessageQueue(None, namedipc.O_CREX, max_messages=1, max_message_size=16, write=False),
+    )
+    shm_names.track(made.shm_reader.name)
+    mq_names.track(made.mq_reader.name)
+    made.shm_reader = SharedMemory(made.shm_reader.name, read_only=True)
+    yield made
+    made.shm.close()
 
 
-def test_both_faces_through_a_process_pool(sem_name: str) -> None:
-    named = NamedSemaphore(sem_name, 5)
-    compat = namedipc.Semaphore(sem_name)
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        assert pool.submit(release_and_report, named).result(timeout=60) == ("NamedSemaphore", 6, False)
-        assert pool.submit(release_and_report, compat).result(timeout=60) == ("Semaphore", 7, False)
-    assert named.value == 7
+def use_handles(handles: Handles) -> list[object]:
+    """What the other process does: one visible change through each handle."""
+    handles.compat.release()
+    handles.named.release()
+    handles.shm.buf[:5] = b"hello"
+    handles.mq.send(b"from the child", priority=3)
+    try:
+        handles.mq_reader.send(b"refused")
+        refused = False
+    except namedipc.PermissionsError:
+        refused = True
+    report = handles.report() + [refused]
+    handles.shm.close()  # the child's own mapping; the segment stays
+    return report
+
+
+def child_with_args(conn: Connection, handles: Handles) -> None:
+    conn.send(use_handles(handles))
+
+
+def child_with_pipe(conn: Connection) -> None:
+    conn.send(use_handles(conn.recv()))
+
+
+def expected(start_method: str, passed_as: str) -> list[object]:
+    # A fork child given the handles as arguments has the parent's very
+    # objects (nothing is pickled): there named.created is still True.
+    inherited = start_method == "fork" and passed_as == "args"
+    return [["Semaphore", "TaggedSemaphore", "SharedMemory", "MessageQueue"], "travels", inherited, 4096, True, True]
+
+
+def check_parent_sees_the_changes(handles: Handles) -> None:
+    assert handles.compat.value == 1
+    assert handles.named.value == 1
+    assert bytes(handles.shm.buf[:5]) == b"hello"
+    assert handles.mq.receive(0) == (b"from the child", 3)
+    assert handles.mq.current_messages == 0
+    # The child's handles did not create anything, so they removed nothing.
+    assert_all_exist(handles)
+
+
+def assert_all_exist(handles: Handles) -> None:
+    for sem in (handles.compat, handles.named):
+        assert NamedSemaphore(sem.name, handle_existence=namedipc.Flags.RAISE_IF_NOT_EXISTS).value == 1
+    for shm in (handles.shm, handles.shm_reader):
+        assert SharedMemory(shm.name).size == shm.size
+    for mq in (handles.mq, handles.mq_reader):
+        MessageQueue(mq.name).close()
+
+
+def context(start_method: str) -> SpawnContext | ForkServerContext | ForkContext:
+    ctx = multiprocessing.get_context(start_method)
+    assert isinstance(ctx, (SpawnContext, ForkServerContext, ForkContext))
+    return ctx
+
+
+def run_child(process: multiprocessing.process.BaseProcess, conn: Connection) -> list[object]:
+    process.start()
+    try:
+        assert conn.poll(WAIT * 3), "the child sent no report"
+        report: list[object] = conn.recv()
+        process.join(WAIT)
+    finally:
+        if process.is_alive():
+            process.kill()
+            process.join(WAIT)
+    assert process.exitcode == 0
+    return report
+
+
+@fork_warning
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_handles_as_process_arguments(start_method: str, handles: Handles) -> None:
+    ctx = context(start_method)
+    ours, theirs = ctx.Pipe()
+    report = run_child(ctx.Process(target=child_with_args, args=(theirs, handles)), ours)
+    assert report == expected(start_method, "args")
+    check_parent_sees_the_changes(handles)
+
+
+@fork_warning
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_handles_through_a_pipe(start_method: str, handles: Handles) -> None:
+    ctx = context(start_method)
+    ours, theirs = ctx.Pipe()
+    process = ctx.Process(target=child_with_pipe, args=(theirs,))
+    ours.send(handles)  # pickled whatever the start method
+    report = run_child(process, ours)
+    assert report == expected(start_method, "pipe")
+    check_parent_sees_the_changes(handles)
+
+
+@fork_warning
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_handles_to_a_process_pool(start_method: str, handles: Handles) -> None:
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(start_method)) as pool:
+        report = pool.submit(use_handles, handles).result(timeout=WAIT * 3)
+        assert report == expected(start_method, "pool")
+        check_parent_sees_the_changes(handles)
+        # And back: a handle the worker opens pickles to the parent.
+        sem = pool.submit(NamedSemaphore, handles.named.name).result(timeout=WAIT)
+    assert type(sem) is NamedSemaphore and sem.name == handles.named.name and not sem.created
+    # The pool's workers have exited, closing their handles; everything is still there.
+    assert_all_exist(handles)
 
 
 def test_unpickling_a_removed_semaphore_raises(sem_name: str) -> None:
     data = pickle.dumps(NamedSemaphore(sem_name, 1))  # the creator is gone at once: removed
-    try:
+    with pytest.raises(FileNotFoundError, match=sem_name):
         pickle.loads(data)
-    except FileNotFoundError as e:
-        assert sem_name in str(e)
-    else:
-        raise AssertionError("unpickling a removed semaphore should fail")

@@ -5,6 +5,7 @@ reaped, exec — while a forked child never keeps its parent's slots."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import multiprocessing
 import os
@@ -21,10 +22,10 @@ from pathlib import Path
 import pytest
 
 import namedipc
-from conftest import HELPERS, WAIT, Background, Names, Peer, tracking
+from conftest import HELPERS, WAIT, Background, Names, Peer, aio_threads, run_async, settle, tracking
 from namedipc import Holder, RobustSemaphore
 
-Flags = namedipc.NamedSemaphore.Flags  # type: ignore[attr-defined]
+Flags = namedipc.NamedSemaphore.Flags
 
 
 def robust_path(name: str) -> Path:
@@ -79,7 +80,7 @@ def opened(name: str) -> RobustSemaphore:
 def test_a_new_semaphore_has_all_its_slots(rname: str) -> None:
     sem = RobustSemaphore(rname, 3)
     assert (sem.name, sem.slots, sem.value, sem.created, sem.closed) == (rname, 3, 3, True, False)
-    assert RobustSemaphore.Flags is Flags  # type: ignore[attr-defined]
+    assert RobustSemaphore.Flags is Flags
     other = RobustSemaphore(rname, 9)
     assert (other.created, other.slots) == (False, 3), "an existing semaphore keeps its slots"
     assert repr(sem).startswith(f"<namedipc.RobustSemaphore '{rname}' at 0x")
@@ -483,6 +484,79 @@ def test_pickles_by_name_into_a_spawn_child(rname: str) -> None:
         assert pool.apply(take_and_give_back, (sem,)) == (rname, True, 0)
     assert sem.value == 1, "the child held none of this process's slots"
     sem.release()
+
+
+# --- asyncio ---------------------------------------------------------------
+
+
+def test_async_with_and_acquire_async(rname: str) -> None:
+    sem = RobustSemaphore(rname, 2)
+
+    async def main() -> None:
+        async with sem as entered:
+            assert entered is sem
+            assert [h.pid for h in sem.holders()] == [os.getpid()]
+            assert await sem.acquire_async() is True
+            assert await sem.acquire_async(timeout=0.05) is False
+            sem.release()
+        # The timed-out wait's thread may take the slot just released before
+        # it sees nobody waits; it hands it back through the loop.
+        await settle()
+        assert sem.value == 2
+
+    run_async(main())
+
+
+def test_acquire_async_gets_the_slot_of_a_sigkilled_holder(rname: str, ctl: type[Ctl]) -> None:
+    sem = RobustSemaphore(rname)
+    peer = ctl("hold", rname)
+    pid = peer.pid_from("held")
+
+    async def main() -> bool:
+        waiting = asyncio.create_task(sem.acquire_async(timeout=WAIT))
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        os.kill(pid, signal.SIGKILL)
+        return await waiting
+
+    assert run_async(main()) is True
+    assert [h.pid for h in sem.holders()] == [os.getpid()]
+    sem.release()
+
+
+def test_a_cancelled_async_wait_never_keeps_a_slot(rname: str) -> None:
+    sem = RobustSemaphore(rname)
+    keep = opened(rname)
+    sem.acquire()
+    outcomes = []
+
+    async def one_round(iterations: int) -> None:
+        waiting = asyncio.create_task(sem.acquire_async(timeout=WAIT))
+        await asyncio.sleep(0)
+        keep.release()  # another handle of this process gives the slot back
+        for _ in range(iterations):
+            await asyncio.sleep(0)
+        waiting.cancel()
+        try:
+            acquired = await waiting
+        except asyncio.CancelledError:
+            acquired = False
+        outcomes.append(acquired)
+        # Whatever the outcome, the slot is either the waiter's or free again.
+        await settle()
+        if not acquired:
+            assert sem.acquire(timeout=WAIT), "a cancelled wait kept the slot"
+
+    async def main() -> None:
+        for iterations in range(4):
+            for _ in range(5):
+                await one_round(iterations)
+
+    run_async(main())
+    assert len(outcomes) == 20
+    sem.release()
+    assert sem.value == 1 and sem.holders() == []
+    assert aio_threads() == []
 
 
 # --- the storm -------------------------------------------------------------

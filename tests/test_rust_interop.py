@@ -15,7 +15,7 @@ import namedipc
 from conftest import Background, Helper, Names, Peer, WAIT, program_ok, read_line, run_program, wait_until_blocked
 
 ROOT = Path(__file__).resolve().parent.parent
-Flags = namedipc.NamedSemaphore.Flags  # type: ignore[attr-defined]
+Flags = namedipc.NamedSemaphore.Flags
 
 
 @pytest.fixture(scope="session")

@@ -146,7 +146,7 @@ def test_nan_and_infinite_timeouts_are_rejected(sem_name: str, bad: float) -> No
 def test_timeout_type_errors(sem_name: str) -> None:
     sem = posix_ipc.Semaphore(sem_name, posix_ipc.O_CREX, initial_value=1)
     with pytest.raises(TypeError, match="timeout must be None"):
-        sem.acquire("1")
+        sem.acquire("1")  # type: ignore[arg-type]
     sem.acquire(10**400)  # absurdly long: waits as long as it takes, here not at all
 
 

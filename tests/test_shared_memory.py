@@ -15,8 +15,9 @@ import stat
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import posix_ipc
 import pytest
@@ -363,7 +364,7 @@ def make_segment_elsewhere(name: str, content: bytes) -> None:
     ids=["read-only-with-size", "negative", "beyond-off_t"],
 )
 def test_a_refused_size_leaves_another_process_segment_alone(
-    shm_name: str, kwargs: dict[str, object], message: str
+    shm_name: str, kwargs: dict[str, Any], message: str
 ) -> None:
     make_segment_elsewhere(shm_name, b"precious")
     # posix_ipc 1.3.2 raises too, but first removes the segment.
@@ -444,7 +445,7 @@ def test_nul_in_the_name_raises_where_posix_ipc_crashes(shm_name: str) -> None:
     ],
 )
 def test_bad_arguments_raise_with_what_is_allowed(
-    shm_name: str, args: tuple[object, ...], kwargs: dict[str, object], error: type[Exception], message: str
+    shm_name: str, args: tuple[Any, ...], kwargs: dict[str, Any], error: type[Exception], message: str
 ) -> None:
     args = tuple(shm_name if a == "NAME" else a for a in args)
     with pytest.raises(error, match=message):
@@ -526,7 +527,13 @@ def test_subclass_that_skips_init_gets_a_clear_error() -> None:
         def __init__(self) -> None:
             pass
 
-    for action in (lambda s: s.size, lambda s: s.buf, lambda s: s.name, lambda s: s.close()):
+    actions: list[Callable[[SharedMemory], object]] = [
+        lambda s: s.size,
+        lambda s: s.buf,
+        lambda s: s.name,
+        lambda s: s.close(),
+    ]
+    for action in actions:
         with pytest.raises(TypeError, match="never initialised"):
             action(Lazy())
 

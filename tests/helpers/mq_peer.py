@@ -67,8 +67,8 @@ def main(argv: list[str]) -> int:
     if command == "send":
         queue = MessageQueue(name)
         for item in rest:
-            priority, hex_message = item.split(":")
-            queue.send(bytes.fromhex(hex_message), priority=int(priority))
+            priority_text, hex_message = item.split(":")
+            queue.send(bytes.fromhex(hex_message), priority=int(priority_text))
         report("sent", len(rest))
     elif command == "receive":
         queue = MessageQueue(name)

@@ -27,7 +27,7 @@ import namedipc
 
 
 def opened(name: str) -> namedipc.RobustSemaphore:
-    flags = namedipc.NamedSemaphore.Flags  # type: ignore[attr-defined]
+    flags = namedipc.NamedSemaphore.Flags
     return namedipc.RobustSemaphore(name, handle_existence=flags.RAISE_IF_NOT_EXISTS)
 
 
@@ -60,8 +60,8 @@ def hold_fork(sem: namedipc.RobustSemaphore) -> None:
             os._exit(code)
     os.close(report_w)
     with os.fdopen(report_r) as report:
-        child, code = report.read().split()
-    say(f"forked {os.getpid()} {child} {code}")
+        child, outcome = report.read().split()
+    say(f"forked {os.getpid()} {child} {outcome}")
     sys.stdin.readline()
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import namedipc
 
-Flags = namedipc.NamedSemaphore.Flags  # type: ignore[attr-defined]
+Flags = namedipc.NamedSemaphore.Flags
 
 
 def opened(name: str) -> namedipc.NamedSemaphore:

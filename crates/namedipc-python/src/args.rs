@@ -207,6 +207,21 @@ pub(crate) fn timeout(obj: Option<&Bound<'_, PyAny>>, negative: Negative) -> PyR
     Ok(Duration::try_from_secs_f64(seconds).map_or(Timeout::Forever, Timeout::For))
 }
 
+/// The wait of threading.Semaphore.acquire(blocking, timeout): a timeout
+/// (None: no limit; negative: no wait) only with blocking=True.
+pub(crate) fn threading_timeout(
+    blocking: bool,
+    timeout: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Timeout> {
+    match (blocking, timeout.filter(|t| !t.is_none())) {
+        (false, Some(_)) => Err(PyValueError::new_err(
+            "can't specify timeout for non-blocking acquire",
+        )),
+        (false, None) => Ok(Timeout::NoWait),
+        (true, t) => self::timeout(t, Negative::NoWait),
+    }
+}
+
 /// The name of `obj`'s type, for messages ("?" if it has none).
 pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type()

@@ -2,6 +2,7 @@
 //! interpreter lock around waits, and maps errors in one place
 //! (`errors.rs`); everything else lives in the `namedipc` core crate.
 
+mod aio;
 mod args;
 mod cli;
 mod errors;

@@ -10,9 +10,11 @@ use namedipc::mqueue::{self, Limits, MessageQueue, PRIORITY_MAX};
 use namedipc::Error;
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyMemoryView, PySlice, PyString, PyTuple, PyType};
 
+use crate::aio;
 use crate::args::{self, type_name, Negative, Target, Timeout, RANDOM_PREFIX};
 use crate::errors::{self, to_py_err, Direction, GaveUp};
 use crate::pickling::{self, qualified_name};
@@ -333,6 +335,39 @@ impl PyMessageQueue {
         })
     }
 
+    /// Awaitable send: as send(), but waits for room on the running event
+    /// loop, watching the queue's descriptor (no thread). The message is
+    /// taken as it is at the call.
+    #[pyo3(
+        signature = (message, *, priority = None, timeout = None),
+        text_signature = "(self, /, message, *, priority=0, timeout=None)"
+    )]
+    fn send_async<'py>(
+        slf: &Bound<'py, Self>,
+        message: &Bound<'py, PyAny>,
+        priority: Option<&Bound<'py, PyAny>>,
+        timeout: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let message = message_bytes(message)?;
+        let priority = args::int_or(priority, 0, "priority", 0, i64::from(PRIORITY_MAX))?;
+        let timeout = aio::seconds(args::timeout(timeout, Negative::Reject)?);
+        aio::coroutine(
+            intern!(slf.py(), "send_async"),
+            (slf, message, priority, timeout),
+        )
+    }
+
+    /// Awaitable receive: as receive(), but waits for a message on the
+    /// running event loop, watching the queue's descriptor (no thread).
+    #[pyo3(signature = (timeout = None))]
+    fn receive_async<'py>(
+        slf: &Bound<'py, Self>,
+        timeout: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let timeout = aio::seconds(args::timeout(timeout, Negative::Reject)?);
+        aio::coroutine(intern!(slf.py(), "receive_async"), (slf, timeout))
+    }
+
     /// Asks for notification when a message arrives in the empty queue:
     /// None cancels, an int is a signal number to send to this process, a
     /// (callable, param) tuple calls callable(param) in a new thread. A
@@ -512,6 +547,17 @@ fn bytes_like<'py>(message: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>>
     })?;
     // tobytes() copies any layout, contiguous or not, in C order.
     Ok(view.call_method0("tobytes")?.cast_into::<PyBytes>()?)
+}
+
+/// `message` as bytes (a str as UTF-8), copied now, for a send that happens later.
+fn message_bytes<'py>(message: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    if let Ok(b) = message.cast::<PyBytes>() {
+        Ok(b.clone())
+    } else if let Ok(s) = message.cast::<PyString>() {
+        Ok(PyBytes::new(message.py(), s.to_str()?.as_bytes()))
+    } else {
+        bytes_like(message)
+    }
 }
 
 /// `buffer` as a flat, writable memoryview of bytes, at least `needed` long.

@@ -7,7 +7,8 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple, PyType};
 
-use crate::args::{self, Negative, Timeout};
+use crate::aio;
+use crate::args::{self, Timeout};
 use crate::errors::to_py_err;
 use crate::handle::SemSlot;
 use crate::pickling::{self, qualified_name};
@@ -101,15 +102,7 @@ impl PyNamedSemaphore {
         blocking: bool,
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        let timeout = match (blocking, timeout.filter(|t| !t.is_none())) {
-            (false, Some(_)) => {
-                return Err(PyValueError::new_err(
-                    "can't specify timeout for non-blocking acquire",
-                ))
-            }
-            (false, None) => Timeout::NoWait,
-            (true, t) => args::timeout(t, Negative::NoWait)?,
-        };
+        let timeout = args::threading_timeout(blocking, timeout)?;
         self.slot.acquire(py, timeout, OnSignal::Resume)
     }
 
@@ -165,6 +158,30 @@ impl PyNamedSemaphore {
     #[pyo3(signature = (*_exc_info))]
     fn __exit__(&self, py: Python<'_>, _exc_info: &Bound<'_, PyTuple>) -> PyResult<()> {
         self.slot.post(py)
+    }
+
+    /// Awaitable acquire: True when a slot is taken, False when timeout
+    /// (seconds; None: no limit) passes first. Waiting takes one thread per
+    /// semaphore object, shared by all its waiters, only while some wait;
+    /// a cancelled wait leaves no slot taken.
+    #[pyo3(signature = (timeout = None))]
+    fn acquire_async<'py>(
+        slf: &Bound<'py, Self>,
+        timeout: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        aio::acquire_async(slf.as_any(), timeout)
+    }
+
+    fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        aio::aenter(slf.as_any())
+    }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __aexit__<'py>(
+        slf: &Bound<'py, Self>,
+        _exc_info: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        aio::aexit(slf.as_any())
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {

@@ -7,12 +7,12 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use namedipc::robust::{Holder, RobustSemaphore};
 use namedipc::Existence;
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyTuple, PyType};
 
-use crate::args::{self, Negative, Timeout};
+use crate::aio;
+use crate::args::{self, Timeout};
 use crate::errors::{self, to_py_err};
 use crate::named_semaphore::existence;
 use crate::pickling::{self, qualified_name};
@@ -162,15 +162,7 @@ impl PyRobustSemaphore {
         blocking: bool,
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        let timeout = match (blocking, timeout.filter(|t| !t.is_none())) {
-            (false, Some(_)) => {
-                return Err(PyValueError::new_err(
-                    "can't specify timeout for non-blocking acquire",
-                ))
-            }
-            (false, None) => Timeout::NoWait,
-            (true, t) => args::timeout(t, Negative::NoWait)?,
-        };
+        let timeout = args::threading_timeout(blocking, timeout)?;
         self.acquire_for(py, timeout)
     }
 
@@ -231,6 +223,29 @@ impl PyRobustSemaphore {
     #[getter]
     fn closed(&self) -> PyResult<bool> {
         Ok(self.sem()?.is_closed())
+    }
+
+    /// Awaitable acquire: True when a slot is taken, False when timeout
+    /// (seconds; None: no limit) passes first. A slot whose holder died
+    /// comes back as in acquire(); a cancelled wait leaves no slot taken.
+    #[pyo3(signature = (timeout = None))]
+    fn acquire_async<'py>(
+        slf: &Bound<'py, Self>,
+        timeout: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        aio::acquire_async(slf.as_any(), timeout)
+    }
+
+    fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        aio::aenter(slf.as_any())
+    }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __aexit__<'py>(
+        slf: &Bound<'py, Self>,
+        _exc_info: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        aio::aexit(slf.as_any())
     }
 
     fn __enter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Self>> {

@@ -141,7 +141,8 @@ impl SemaphoreOptions {
         // Taken right after creation, to recognise our own file at drop.
         let unlink_on_drop = (self.unlink_on_drop && created)
             .then(|| sys::sem::file_identity(name))
-            .flatten();
+            .flatten()
+            .map(|file| (file, std::process::id()));
         Semaphore {
             raw,
             name: name.to_owned(),
@@ -194,8 +195,9 @@ pub struct Semaphore {
     name: String,
     c_name: CString,
     created: bool,
-    /// The identity of the file this handle created, when dropping it should remove the name.
-    unlink_on_drop: Option<sys::sem::FileIdentity>,
+    /// The identity of the file this handle created, and the creating
+    /// process, when dropping it should remove the name.
+    unlink_on_drop: Option<(sys::sem::FileIdentity, u32)>,
     /// Set once [`Semaphore::unlink_if_owner`] has run.
     name_released: AtomicBool,
 }
@@ -446,7 +448,9 @@ impl Semaphore {
     /// What dropping the handle does early: if this handle created the
     /// semaphore with [`SemaphoreOptions::unlink_on_drop`], removes the name
     /// — but only while it still refers to the semaphore this handle
-    /// created. Runs at most once; returns whether it removed the name.
+    /// created, and only in the process that created it (a forked child's
+    /// copy of the handle never removes it). Runs at most once; returns
+    /// whether it removed the name.
     ///
     /// ```
     /// # use namedipc::Semaphore;
@@ -459,9 +463,12 @@ impl Semaphore {
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     pub fn unlink_if_owner(&self) -> bool {
-        let Some(ours) = self.unlink_on_drop else {
+        let Some((ours, creator)) = self.unlink_on_drop else {
             return false;
         };
+        if std::process::id() != creator {
+            return false;
+        }
         if self.name_released.swap(true, Ordering::AcqRel) {
             return false;
         }

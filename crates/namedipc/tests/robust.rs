@@ -69,11 +69,15 @@ fn spawn_holder(name: &str) -> Child {
         .expect("spawn worker");
     let stdout = child.stdout.take().unwrap();
     // libtest writes "test worker_process ... " before it, without a newline.
-    let ready = BufReader::new(stdout)
-        .lines()
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = lines
+        .by_ref()
         .map_while(Result::ok)
         .any(|line| line.contains("READY "));
     assert!(ready, "worker exited without taking a slot");
+    // Keep reading, so that a worker that ends normally can still write
+    // libtest's report instead of failing on a closed pipe.
+    thread::spawn(move || lines.for_each(drop));
     child
 }
 
@@ -159,10 +163,8 @@ fn last_process_to_detach_removes_it_unless_persistent() {
         fs::metadata(path(name.as_str())).is_ok(),
         "another process is still attached"
     );
-    // Its stdin closing ends the worker normally (its later output goes
-    // to a closed pipe, so its exit status says nothing here).
-    drop(child.stdin.take());
-    child.wait().unwrap();
+    drop(child.stdin.take()); // ends the worker normally
+    assert!(child.wait().unwrap().success());
     assert!(
         fs::metadata(path(name.as_str())).is_err(),
         "the last process removed it"
@@ -574,4 +576,33 @@ fn several_dead_holders_are_all_reclaimed() {
         .unwrap()
         .iter()
         .all(|h| h.alive && h.pid == std::process::id()));
+}
+
+#[test]
+fn an_uncontended_handle_notices_a_removal_behind_its_back_within_milliseconds() {
+    let name = Name::new("rawrm");
+    let sem = RobustSemaphore::options().open(name.as_str()).unwrap();
+    assert!(sem.try_acquire().unwrap());
+    sem.release().unwrap();
+    fs::remove_file(path(name.as_str())).unwrap();
+    let _replacement = RobustSemaphore::options().open(name.as_str()).unwrap();
+    let removed = Instant::now();
+    let err = loop {
+        match sem.try_acquire() {
+            Ok(true) => sem.release().unwrap(),
+            Ok(false) => panic!("the old file's only slot was free"),
+            Err(e) => break e,
+        }
+        assert!(
+            removed.elapsed() < WAIT,
+            "the replacement was never noticed"
+        );
+    };
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    // At most every 10 ms (plus the coarse clock's tick) without waiting.
+    assert!(
+        removed.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        removed.elapsed()
+    );
 }

@@ -31,6 +31,11 @@ use crate::sys::{coarse_realtime_now, monotonic_now};
 /// bound on how late a dead holder's slot is noticed while someone waits.
 pub(super) const POLL: Duration = Duration::from_millis(1);
 
+/// An acquire that does not wait compares the name's inode with its file's
+/// when the coarse clock has moved this far since the last comparison
+/// (every wait compares it before and after sleeping).
+const RECHECK_NS: u64 = 10_000_000;
+
 type Registry = Vec<Weak<Attachment>>;
 
 /// This process's attachments (weak: a handle's drop ends one). Every
@@ -125,6 +130,8 @@ pub(super) struct Attachment {
     handles: AtomicUsize,
     /// Where the last successful acquire found a free slot.
     hint: AtomicU32,
+    /// When (coarse monotonic ns) the name's inode was last compared.
+    checked_at: AtomicU64,
     /// In a forked child whose copy could not be given its own open file
     /// description: unusable here.
     lost: AtomicBool,
@@ -170,6 +177,7 @@ pub(super) fn attach(
         fork_generation: AtomicU64::new(generation),
         handles: AtomicUsize::new(1),
         hint: AtomicU32::new(0),
+        checked_at: AtomicU64::new(0),
         lost: AtomicBool::new(false),
     });
     attachment.register()?;
@@ -343,21 +351,32 @@ impl Attachment {
     }
 
     /// Fails with [`Error::NotFound`] once the name was removed through
-    /// namedipc (a flag in the file: no syscall).
+    /// namedipc (a flag in the file: no syscall), and, when the clock has
+    /// moved by [`RECHECK_NS`] (either way: `now` is the coarse wall clock,
+    /// read once per acquire) since the last look, if the name no longer
+    /// refers to this file (removed or replaced behind namedipc's back: one
+    /// `lstat`).
     #[inline]
-    pub(super) fn check_not_removed(&self) -> Result<()> {
-        if self.flags() & FLAG_REMOVED == 0 {
-            Ok(())
-        } else {
-            Err(self.not_found())
+    pub(super) fn check_still_named(&self, now: u64) -> Result<()> {
+        if self.flags() & FLAG_REMOVED != 0 {
+            return Err(self.not_found());
         }
+        let last = self.checked_at.load(Ordering::Relaxed);
+        if now.abs_diff(last) < RECHECK_NS {
+            return Ok(());
+        }
+        self.check_identity()?;
+        self.checked_at.store(now, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Fails if the name no longer refers to this file (removed by any
     /// means, or replaced). One `lstat`: used where a wait is about to
     /// happen anyway, and by `holders`.
     pub(super) fn check_identity(&self) -> Result<()> {
-        self.check_not_removed()?;
+        if self.flags() & FLAG_REMOVED != 0 {
+            return Err(self.not_found());
+        }
         match name_identity(&self.path).map_err(|e| os_error(&self.name, "stat", e))? {
             Some(id) if id == self.identity => Ok(()),
             Some(_) => Err(file::corrupt(
@@ -455,9 +474,10 @@ impl Attachment {
         }
     }
 
-    /// Takes a free slot with one CAS, if there is one.
+    /// Takes a free slot with one CAS, if there is one; `now` (the coarse
+    /// wall clock, ns) goes into its `since`.
     #[inline]
-    pub(super) fn try_take(&self, token: u64) -> bool {
+    pub(super) fn try_take(&self, token: u64, now: u64) -> bool {
         let start = self.hint.load(Ordering::Relaxed);
         for k in 0..self.slots {
             let i = (start + k) % self.slots;
@@ -468,7 +488,6 @@ impl Attachment {
                     .is_ok()
             {
                 crate::crash_point!("acquire.taken");
-                let now = u64::try_from(coarse_realtime_now().as_nanos()).unwrap_or(u64::MAX);
                 self.map
                     .u64_at(layout::slot(self.records, i) + S_SINCE)
                     .store(now, Ordering::Relaxed);
@@ -493,7 +512,7 @@ impl Attachment {
         self.waiters().fetch_add(1, Ordering::SeqCst);
         let result = (|| loop {
             let seq = self.seq().load(Ordering::SeqCst);
-            if self.try_take(token) {
+            if self.try_take(token, wall_clock_ns()) {
                 return Ok(true);
             }
             let slice = match deadline {
@@ -610,6 +629,12 @@ impl Attachment {
             self.wake(freed);
         }
     }
+}
+
+/// The coarse wall clock in ns since the Unix epoch: no syscall.
+#[inline]
+pub(super) fn wall_clock_ns() -> u64 {
+    u64::try_from(coarse_realtime_now().as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// The holders recorded in a mapped file; `alive(token, record)` says

@@ -377,11 +377,12 @@ impl RobustSemaphore {
     pub fn try_acquire(&self) -> Result<bool> {
         let attachment = self.attachment()?;
         let token = attachment.token()?;
-        attachment.check_not_removed()?;
-        if attachment.try_take(token) {
+        let now = attachment::wall_clock_ns();
+        attachment.check_still_named(now)?;
+        if attachment.try_take(token, now) {
             return Ok(true);
         }
-        Ok(attachment.reclaim() > 0 && attachment.try_take(token))
+        Ok(attachment.reclaim() > 0 && attachment.try_take(token, now))
     }
 
     /// Takes a slot, waiting at most `timeout`; `Ok(false)` if none came
