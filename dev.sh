@@ -60,6 +60,8 @@ cmd_demo() {
     ensure_system_tools
     ensure_venv
     build --release
+    # Five jobs limited to two at a time by `namedipc run` (the command that
+    # `maturin develop` installed in $VENV/bin, on PATH here), one SIGKILLed.
     python examples/demo.py
 }
 

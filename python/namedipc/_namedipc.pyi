@@ -40,6 +40,7 @@ __all__ = [
     "SEMAPHORE_VALUE_SUPPORTED",
     "SEMAPHORE_VALUE_MAX",
     "VERSION",
+    "_cli_main",
 ]
 
 O_CREAT: int
@@ -261,3 +262,5 @@ class MessageQueue:
 def _reopen_message_queue(
     cls: type[MessageQueue], name: str, read: bool, write: bool
 ) -> MessageQueue: ...
+
+def _cli_main(argv: list[str]) -> int: ...

@@ -4,6 +4,7 @@
 
 mod aio;
 mod args;
+mod cli;
 mod errors;
 mod handle;
 mod message_queue;
@@ -34,6 +35,7 @@ fn _namedipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
         named_semaphore::_reopen_named_semaphore,
         m
     )?)?;
+    m.add_function(wrap_pyfunction!(cli::_cli_main, m)?)?;
     shared_memory::register(m)?;
     message_queue::register(m)?;
     robust_semaphore::register(m)?;

@@ -33,8 +33,11 @@ macro_rules! crash_point {
 }
 pub(crate) use crash_point;
 
+#[cfg(feature = "cli")]
+pub mod cli;
 mod error;
 mod existence;
+pub mod inventory;
 pub mod mqueue;
 mod name;
 pub mod robust;

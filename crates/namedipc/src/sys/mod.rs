@@ -4,6 +4,8 @@
 #![allow(unsafe_code)]
 
 pub(crate) mod mq;
+#[cfg(feature = "cli")]
+pub(crate) mod process;
 pub(crate) mod robust;
 pub(crate) mod sem;
 pub(crate) mod shm;

@@ -1,0 +1,145 @@
+//! Just enough JSON to print the `--json` documents: values built in code,
+//! written with two-space indentation. (Nothing here parses JSON.)
+
+use std::fmt::{self, Write};
+
+/// A JSON value.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Json {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Array(Vec<Json>),
+    /// Members in the order given (the documented order).
+    Object(Vec<(&'static str, Json)>),
+}
+
+impl From<bool> for Json {
+    fn from(value: bool) -> Self {
+        Self::Bool(value)
+    }
+}
+
+impl From<u32> for Json {
+    fn from(value: u32) -> Self {
+        Self::Int(i64::from(value))
+    }
+}
+
+impl From<u64> for Json {
+    fn from(value: u64) -> Self {
+        i64::try_from(value).map_or(Self::Float(value as f64), Self::Int)
+    }
+}
+
+impl From<f64> for Json {
+    fn from(value: f64) -> Self {
+        Self::Float(value)
+    }
+}
+
+impl From<&str> for Json {
+    fn from(value: &str) -> Self {
+        Self::Str(value.to_owned())
+    }
+}
+
+impl From<String> for Json {
+    fn from(value: String) -> Self {
+        Self::Str(value)
+    }
+}
+
+impl<T: Into<Json>> From<Option<T>> for Json {
+    fn from(value: Option<T>) -> Self {
+        value.map_or(Self::Null, Into::into)
+    }
+}
+
+impl fmt::Display for Json {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f, 0)
+    }
+}
+
+impl Json {
+    fn write(&self, out: &mut impl Write, depth: usize) -> fmt::Result {
+        let indent = |out: &mut dyn Write, depth: usize| write!(out, "\n{:1$}", "", depth * 2);
+        match self {
+            Self::Null => out.write_str("null"),
+            Self::Bool(b) => write!(out, "{b}"),
+            Self::Int(n) => write!(out, "{n}"),
+            // JSON has no NaN or infinity; none is ever produced here.
+            Self::Float(x) if !x.is_finite() => out.write_str("null"),
+            // Three decimals: times in seconds, to the millisecond.
+            Self::Float(x) => write!(out, "{x:.3}"),
+            Self::Str(s) => write_string(out, s),
+            Self::Array(items) if items.is_empty() => out.write_str("[]"),
+            Self::Array(items) => {
+                out.write_char('[')?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.write_char(',')?;
+                    }
+                    indent(out, depth + 1)?;
+                    item.write(out, depth + 1)?;
+                }
+                indent(out, depth)?;
+                out.write_char(']')
+            }
+            Self::Object(members) if members.is_empty() => out.write_str("{}"),
+            Self::Object(members) => {
+                out.write_char('{')?;
+                for (i, (key, value)) in members.iter().enumerate() {
+                    if i > 0 {
+                        out.write_char(',')?;
+                    }
+                    indent(out, depth + 1)?;
+                    write_string(out, key)?;
+                    out.write_str(": ")?;
+                    value.write(out, depth + 1)?;
+                }
+                indent(out, depth)?;
+                out.write_char('}')
+            }
+        }
+    }
+}
+
+fn write_string(out: &mut impl Write, s: &str) -> fmt::Result {
+    out.write_char('"')?;
+    for c in s.chars() {
+        match c {
+            '"' => out.write_str("\\\"")?,
+            '\\' => out.write_str("\\\\")?,
+            '\n' => out.write_str("\\n")?,
+            '\r' => out.write_str("\\r")?,
+            '\t' => out.write_str("\\t")?,
+            c if u32::from(c) < 0x20 => write!(out, "\\u{:04x}", u32::from(c))?,
+            c => out.write_char(c)?,
+        }
+    }
+    out.write_char('"')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_written_as_json() {
+        let doc = Json::Object(vec![
+            ("name", "/a \"b\"\n\u{1}".into()),
+            ("n", 3u32.into()),
+            ("t", 1.5f64.into()),
+            ("none", Json::from(None::<u32>)),
+            ("list", Json::Array(vec![true.into(), Json::Array(vec![])])),
+        ]);
+        assert_eq!(
+            doc.to_string(),
+            "{\n  \"name\": \"/a \\\"b\\\"\\n\\u0001\",\n  \"n\": 3,\n  \"t\": 1.500,\n  \"none\": null,\n  \"list\": [\n    true,\n    []\n  ]\n}"
+        );
+    }
+}

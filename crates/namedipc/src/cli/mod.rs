@@ -1,0 +1,263 @@
+//! The `namedipc` command: see the named IPC objects on this machine
+//! (`ls`, `info`), clean up after crashes (`rm`), and run a command while
+//! holding a slot of a crash-safe semaphore (`run`). One implementation
+//! serves the Rust binary and the Python package's entry points; the exit
+//! codes and the JSON format are documented in docs/cli.md.
+
+mod json;
+mod ls;
+mod rm;
+mod run;
+mod show;
+
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::ObjectKind;
+
+/// Exit code: success.
+const SUCCESS: i32 = 0;
+/// Exit code of `ls`, `info` and `rm` when something failed or was not found.
+const FAILURE: i32 = 1;
+/// Exit code for bad arguments (except `run`, see [`RUN_FAILED`]).
+const USAGE: i32 = 2;
+/// Exit code of `run` when the timeout passed without a free slot (as
+/// sysexits' EX_TEMPFAIL: try again later); `-E` chooses another.
+const TIMEOUT_DEFAULT: u8 = 75;
+/// Exit code of `run` when namedipc itself failed (bad arguments included),
+/// as for `timeout`, `env` and `nice`, so that it differs from CMD's own codes.
+const RUN_FAILED: i32 = 125;
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 success; 1 an object was not found or an operation failed; 2 bad arguments.
+`run` exits with CMD's exit status (128+N if CMD was killed by signal N), 75 (or -E CODE) if
+--timeout passed first, 125 if namedipc itself failed, 126/127 if CMD could not be run / found.
+Details: docs/cli.md";
+
+/// See, clean up, and coordinate named IPC objects: POSIX semaphores,
+/// shared memory segments and message queues, and namedipc's crash-safe
+/// robust semaphores.
+#[derive(Debug, Parser)]
+#[command(name = "namedipc", version, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List semaphores, shared memory segments, message queues and robust semaphores
+    ///
+    /// Lists the named IPC objects this user can see, with owner, mode, age and state: a
+    /// semaphore's value, a segment's size, a queue's messages, a robust semaphore's free slots,
+    /// attached processes and holders (pid, alive or dead). Message queues can be listed only
+    /// while the mqueue file system is mounted; `ls` says when it is not.
+    Ls(LsArgs),
+    /// Show everything known about the objects with a name
+    Info(InfoArgs),
+    /// Remove objects by name, or only robust semaphores nobody uses (--stale)
+    ///
+    /// Removes the named objects. Never follows a symbolic link, and never removes a file that
+    /// is not an object of the kind named.
+    Rm(RmArgs),
+    /// Run a command while holding a slot of a robust semaphore
+    ///
+    /// Runs CMD while holding one slot of the robust semaphore NAME (created with SLOTS slots if
+    /// it does not exist), so that at most SLOTS commands started this way run at once,
+    /// machine-wide.
+    #[command(after_help = RUN_AFTER_HELP)]
+    Run(RunArgs),
+}
+
+const RUN_AFTER_HELP: &str = "\
+The slot is held while CMD runs and given back when CMD ends, however it ends; namedipc then
+exits with CMD's status. SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1 and SIGUSR2 sent to
+namedipc are passed on to CMD (a terminal's ^C already reaches both). If namedipc itself is
+killed, CMD keeps the slot until it ends: the semaphore never admits more than SLOTS commands.
+Example: namedipc run /nightly -n 2 --timeout 60 -- ./job.sh --full";
+
+/// A kind of object, as `--type` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Kind {
+    /// POSIX named semaphores (sem_open)
+    Sem,
+    /// POSIX shared memory segments (shm_open)
+    Shm,
+    /// POSIX message queues (mq_open)
+    Mq,
+    /// namedipc's crash-safe robust semaphores
+    Robust,
+}
+
+impl Kind {
+    fn object_kind(self) -> ObjectKind {
+        match self {
+            Self::Sem => ObjectKind::Semaphore,
+            Self::Shm => ObjectKind::SharedMemory,
+            Self::Mq => ObjectKind::MessageQueue,
+            Self::Robust => ObjectKind::RobustSemaphore,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct LsArgs {
+    /// List only objects of this kind
+    #[arg(long = "type", short = 't', value_name = "TYPE")]
+    kind: Option<Kind>,
+    /// Print JSON (one document, format in docs/cli.md) instead of a table
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct InfoArgs {
+    /// The name, e.g. /jobs (the leading slash may be left out)
+    name: String,
+    /// Show only the object of this kind (a name may belong to several kinds at once)
+    #[arg(long = "type", short = 't', value_name = "TYPE")]
+    kind: Option<Kind>,
+    /// Print JSON (the same format as `ls --json`) instead of text
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct RmArgs {
+    /// Names of the objects to remove, e.g. /jobs
+    #[arg(required_unless_present = "stale")]
+    names: Vec<String>,
+    /// The kind of the objects to remove; needed when a name belongs to several kinds
+    #[arg(
+        long = "type",
+        short = 't',
+        value_name = "TYPE",
+        conflicts_with = "stale"
+    )]
+    kind: Option<Kind>,
+    /// Remove only robust semaphores that no live process is attached to (all of them, or those
+    /// NAMES), and files left by a robust semaphore's creation that crashed; persistent robust
+    /// semaphores, and objects whose use cannot be checked (sem, shm, mq), are never removed
+    #[arg(long)]
+    stale: bool,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The robust semaphore, e.g. /nightly (created if missing, and removed when the last
+    /// process using it ends)
+    name: String,
+    /// Slots of the semaphore when this creates it: at most this many commands hold one at
+    /// once [default: 1; an existing semaphore keeps its own]
+    #[arg(short = 'n', long, value_name = "SLOTS", value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    slots: Option<u32>,
+    /// Give up after waiting this many seconds for a slot (a decimal number; 0 tries once)
+    /// [default: wait as long as it takes]
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    timeout: Option<Duration>,
+    /// Exit code when --timeout passes without a free slot
+    #[arg(short = 'E', long, value_name = "CODE", default_value_t = TIMEOUT_DEFAULT)]
+    timeout_exit_code: u8,
+    /// The command to run, and its arguments (put `--` before it if it starts with `-`)
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    command: Vec<OsString>,
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds, e.g. 30 or 0.5"))?;
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("{text} is not a finite, non-negative number of seconds"))
+}
+
+/// Runs the `namedipc` command with `args` (the program name first, as in
+/// `std::env::args_os()`) and returns its exit code. It prints to this
+/// process's stdout and stderr and never exits the process itself, so that
+/// a host (the Python package's entry point) can call it.
+///
+/// ```
+/// let code = namedipc::cli::main(["namedipc", "ls", "--type", "robust", "--json"].map(Into::into));
+/// assert_eq!(code, 0);
+/// ```
+pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let args: Vec<OsString> = args.into_iter().collect();
+    let code = match Cli::try_parse_from(&args) {
+        Ok(cli) => dispatch(cli),
+        Err(err) => {
+            let _ = err.print();
+            if !err.use_stderr() {
+                SUCCESS // --help, --version
+            } else if is_run(&args) {
+                RUN_FAILED
+            } else {
+                USAGE
+            }
+        }
+    };
+    // Flush here: a host process goes on running after this returns.
+    let _ = io::stdout().flush();
+    code
+}
+
+/// Whether the command line is a `run` (its first argument after the program name).
+fn is_run(args: &[OsString]) -> bool {
+    args.get(1).is_some_and(|a| a == "run")
+}
+
+fn dispatch(cli: Cli) -> i32 {
+    let result = match cli.command {
+        Command::Ls(args) => ls::ls(args.kind, args.json),
+        Command::Info(args) => ls::info(&args.name, args.kind, args.json),
+        Command::Rm(args) => rm::rm(&args),
+        Command::Run(args) => return run::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        // Output cut short by a closed pipe (`namedipc ls | head`) is not an error.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => SUCCESS,
+        Err(e) => {
+            error(&format!("cannot write the output: {e}"));
+            FAILURE
+        }
+    }
+}
+
+/// Prints a one-line message on stderr.
+fn error(message: &str) {
+    let _ = writeln!(io::stderr(), "namedipc: {message}");
+}
+
+/// Prints a one-line note on stderr.
+fn note(message: &str) {
+    let _ = writeln!(io::stderr(), "namedipc: note: {message}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn seconds_are_parsed_or_refused_with_the_rule() {
+        assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_seconds("0"), Ok(Duration::ZERO));
+        for bad in ["-1", "nan", "inf", "soon", ""] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
+    }
+}

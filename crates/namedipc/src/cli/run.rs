@@ -1,0 +1,244 @@
+//! `namedipc run NAME -- CMD`: hold one slot of a robust semaphore while
+//! CMD runs, pass signals on to CMD, and exit with CMD's status.
+//!
+//! CMD inherits a descriptor of the open file description that carries
+//! this process's liveness lock, so the slot stays held while CMD runs even
+//! if `namedipc` itself is killed; when both are gone, the slot comes back.
+
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use super::{error, note, show, RunArgs, RUN_FAILED};
+use crate::robust::RobustSemaphore;
+use crate::sys::process::{self, BlockedSignals};
+use crate::{Error, Existence};
+
+/// Signals passed on to CMD. Others keep their usual effect.
+const FORWARDED: [i32; 6] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+/// While waiting for a slot, signals are looked at this often.
+const SIGNAL_CHECK: Duration = Duration::from_millis(20);
+
+/// While CMD runs, its status is checked at least this often (SIGCHLD
+/// wakes the wait at once; this is a safety net).
+const CHILD_CHECK: Duration = Duration::from_secs(1);
+
+/// Exit code for "killed by signal N" (as shells report it).
+fn signal_exit_code(signal: i32) -> i32 {
+    128 + signal
+}
+
+enum Waited {
+    Acquired,
+    TimedOut,
+    Signalled(i32),
+}
+
+pub(super) fn run(args: &RunArgs) -> i32 {
+    // Blocked before anything else, so that a ^C or a SIGTERM while waiting
+    // for a slot ends the wait cleanly, and one that arrives while CMD starts
+    // is passed on rather than lost.
+    let mut blocked = FORWARDED.to_vec();
+    blocked.push(libc::SIGCHLD);
+    let signals = match BlockedSignals::block(&blocked) {
+        Ok(signals) => signals,
+        Err(e) => {
+            error(&format!("cannot block signals: {e}"));
+            return RUN_FAILED;
+        }
+    };
+    let sem = match RobustSemaphore::options()
+        .existence(Existence::LinkOrCreate)
+        .slots(args.slots.unwrap_or(1))
+        .open(&args.name)
+    {
+        Ok(sem) => sem,
+        Err(e) => {
+            error(&e.to_string());
+            return RUN_FAILED;
+        }
+    };
+    if let Some(asked) = args.slots.filter(|&n| n != sem.slots()) {
+        note(&format!(
+            "robust semaphore '{}' already exists with {}; -n {asked} applies only when run creates it",
+            sem.name(),
+            show::count(u64::from(sem.slots()), "slot", "slots")
+        ));
+    }
+    match wait_for_slot(&sem, &signals, args.timeout) {
+        Ok(Waited::Acquired) => {}
+        Ok(Waited::TimedOut) => {
+            error(&timeout_message(&sem, args.timeout.unwrap_or_default()));
+            return i32::from(args.timeout_exit_code);
+        }
+        Ok(Waited::Signalled(signal)) => return signal_exit_code(signal),
+        Err(Error::NotFound { name, .. }) => {
+            error(&format!(
+                "robust semaphore '{name}' was removed while this waited for a slot; run again to create it anew"
+            ));
+            return RUN_FAILED;
+        }
+        Err(e) => {
+            error(&e.to_string());
+            return RUN_FAILED;
+        }
+    }
+    // A signal that came while the slot was taken: do not start CMD at all.
+    match pending_signal(&signals) {
+        Ok(Some(signal)) => return signal_exit_code(signal),
+        Ok(None) => {}
+        Err(e) => {
+            error(&format!("cannot read pending signals: {e}"));
+            return RUN_FAILED;
+        }
+    }
+    let Some((program, arguments)) = args.command.split_first() else {
+        error("no command to run; put it after the name, e.g. namedipc run /jobs -- ./job.sh");
+        return RUN_FAILED;
+    };
+    let lock = match sem.inheritable_lock() {
+        Ok(lock) => lock,
+        Err(e) => {
+            error(&e.to_string());
+            return RUN_FAILED;
+        }
+    };
+    let mut command = Command::new(program);
+    command.args(arguments);
+    process::reset_signals_in_child(&mut command);
+    let spawned = command.spawn();
+    // CMD has its copy; this process keeps the lock through its own handle.
+    drop(lock);
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            let program = program.to_string_lossy();
+            return match e.kind() {
+                io::ErrorKind::NotFound => {
+                    error(&format!(
+                        "cannot run '{program}': command not found; check the name and PATH"
+                    ));
+                    127
+                }
+                _ if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::ENOMEM)) => {
+                    error(&format!("cannot start a process for '{program}': {e}"));
+                    RUN_FAILED
+                }
+                _ => {
+                    error(&format!("cannot run '{program}': {e}"));
+                    126
+                }
+            };
+        }
+    };
+    let status = supervise(&mut child, &signals);
+    // Gives the slot back (and removes the semaphore if no one else is attached).
+    drop(sem);
+    // Signals still pending were meant for CMD (a terminal's ^C reaches both);
+    // taken here, they do not end this process once the mask is restored.
+    while let Ok(Some(_)) = signals.wait(Duration::ZERO) {}
+    match status {
+        Ok(status) => exit_code(status),
+        Err(e) => {
+            error(&format!("lost track of the command: {e}"));
+            RUN_FAILED
+        }
+    }
+}
+
+/// Waits for a slot until `timeout` passes (`None`: for ever), ending the
+/// wait early when one of the forwarded signals arrives.
+fn wait_for_slot(
+    sem: &RobustSemaphore,
+    signals: &BlockedSignals,
+    timeout: Option<Duration>,
+) -> crate::Result<Waited> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let slice = deadline.map_or(SIGNAL_CHECK, |d| {
+            d.saturating_duration_since(Instant::now())
+                .min(SIGNAL_CHECK)
+        });
+        if sem.acquire_timeout(slice)? {
+            return Ok(Waited::Acquired);
+        }
+        let pending = pending_signal(signals).map_err(|e| {
+            crate::Error::InvalidArgument(format!("cannot read pending signals: {e}"))
+        })?;
+        if let Some(signal) = pending {
+            return Ok(Waited::Signalled(signal));
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(Waited::TimedOut);
+        }
+    }
+}
+
+/// The first forwarded signal that is pending, if any (SIGCHLD is dropped:
+/// before CMD starts this process has no child).
+fn pending_signal(signals: &BlockedSignals) -> io::Result<Option<i32>> {
+    while let Some(received) = signals.wait(Duration::ZERO)? {
+        if received.signal != libc::SIGCHLD {
+            return Ok(Some(received.signal));
+        }
+    }
+    Ok(None)
+}
+
+/// Waits for CMD to end, passing signals on to it.
+fn supervise(child: &mut Child, signals: &BlockedSignals) -> io::Result<ExitStatus> {
+    let pid = child.id();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        let Some(received) = signals.wait(CHILD_CHECK)? else {
+            continue;
+        };
+        // Not passed on: SIGCHLD (CMD's own exit, seen above); a signal the
+        // kernel sent to the whole foreground process group (a terminal's ^C),
+        // which CMD got too; and one that CMD sent to this process.
+        if received.signal == libc::SIGCHLD || received.from_kernel || received.sender == Some(pid)
+        {
+            continue;
+        }
+        // CMD may have just exited (ESRCH): its status is read above.
+        let _ = process::kill(pid, received.signal);
+    }
+}
+
+fn exit_code(status: ExitStatus) -> i32 {
+    status
+        .code()
+        .or_else(|| status.signal().map(signal_exit_code))
+        .unwrap_or(RUN_FAILED)
+}
+
+fn timeout_message(sem: &RobustSemaphore, timeout: Duration) -> String {
+    let holders = sem
+        .holders()
+        .map(|holders| {
+            let pids: Vec<String> = holders.iter().map(|h| h.pid.to_string()).collect();
+            match pids.len() {
+                0 => String::new(),
+                1 => format!(", held by pid {}", pids[0]),
+                _ => format!(", held by pids {}", pids.join(", ")),
+            }
+        })
+        .unwrap_or_default();
+    format!(
+        "no slot of robust semaphore '{}' came free within {} s ({}{holders}); try again later or raise --timeout",
+        sem.name(),
+        timeout.as_secs_f64(),
+        show::count(u64::from(sem.slots()), "slot", "slots")
+    )
+}
