@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The project's one entry point, used by the README and by CI:
-#   ./dev.sh demo    build, then run the demo (two processes sharing a named semaphore)
-#   ./dev.sh test    every check: rustfmt, clippy, cargo test, stubtest, pytest
+#   ./dev.sh demo    build, then run the demo: jobs limited to two at a time by
+#                    `namedipc run`, one of them SIGKILLed while it holds its slot
+#   ./dev.sh test    every check: rustfmt, clippy, cargo test, stubtest,
+#                    mypy --strict, pytest; then pytest again against the release wheel
 #   ./dev.sh bench   namedipc vs posix_ipc vs a C floor, side by side
 # It needs only Rust and Python >= 3.11 with pip; it installs what else it
 # needs (Debian packages when missing, Python packages into .venv).

@@ -35,8 +35,8 @@ pub const SHM_DIR: &str = "/dev/shm";
 const SEMAPHORE_PREFIX: &str = "sem.";
 
 /// The name a robust semaphore's file has while it is being created, before
-/// it is linked to its real name (as in `robust/file.rs`, where it is private).
-const ROBUST_TEMPORARY_PREFIX: &str = ".namedipc-robust-tmp.";
+/// it is linked to its real name.
+use crate::robust::TEMP_PREFIX as ROBUST_TEMPORARY_PREFIX;
 
 /// One named object.
 #[derive(Debug, Clone)]

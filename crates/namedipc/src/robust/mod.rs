@@ -50,6 +50,7 @@ use crate::sys::robust as os;
 
 use attachment::{attach, AttachError, Attachment};
 pub use file::FILE_PREFIX;
+pub(crate) use file::TEMP_PREFIX;
 use file::{file_path, NewFile};
 use layout::{FLAG_PERSISTENT, H_RECLAIMED, LOCK_BASE, R_STATE};
 pub use layout::{MAX_RECORDS, MAX_SLOTS};
