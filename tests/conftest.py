@@ -51,6 +51,11 @@ def remove_queue(name: str) -> None:
         pass
 
 
+def remove_robust(name: str) -> None:
+    # A robust semaphore is the file /dev/shm/namedipc-robust.<name>.
+    _remove_planted(Path("/dev/shm") / f"namedipc-robust.{name.lstrip('/')}")
+
+
 class Names:
     """Hands out unique names (pid + random) and removes whatever is at
     them at teardown, also when the test fails."""
@@ -118,6 +123,18 @@ def mq_names() -> Iterator[Names]:
 def mq_name(mq_names: Names) -> str:
     """One unique message queue name, removed after the test."""
     return mq_names()
+
+
+@pytest.fixture
+def robust_names() -> Iterator[Names]:
+    """Unique robust semaphore names, removed after the test."""
+    yield from _names(remove_robust, "robust")
+
+
+@pytest.fixture
+def robust_name(robust_names: Names) -> str:
+    """One unique robust semaphore name, removed after the test."""
+    return robust_names()
 
 
 class Peer:

@@ -6,6 +6,7 @@ the other process's handles never remove what they did not create."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -17,7 +18,7 @@ import pytest
 
 import namedipc
 from conftest import WAIT, Names
-from namedipc import MessageQueue, NamedSemaphore, SharedMemory
+from namedipc import MessageQueue, NamedSemaphore, RobustSemaphore, SharedMemory
 
 START_METHODS = ["spawn", "forkserver", "fork"]
 
@@ -42,11 +43,12 @@ class Handles:
     shm_reader: SharedMemory
     mq: MessageQueue
     mq_reader: MessageQueue
+    robust: RobustSemaphore  # 2 slots, one held by the parent
 
     def report(self) -> list[object]:
         """What a process sees through the handles (taken by use_handles, checked by the test)."""
         return [
-            [type(h).__name__ for h in (self.compat, self.named, self.shm, self.mq)],
+            [type(h).__name__ for h in (self.compat, self.named, self.shm, self.mq, self.robust)],
             self.named.tag,
             self.named.created,
             self.shm.size,
@@ -55,7 +57,7 @@ class Handles:
 
 
 @pytest.fixture
-def handles(names: Names, shm_names: Names, mq_names: Names) -> Iterator[Handles]:
+def handles(names: Names, shm_names: Names, mq_names: Names, robust_name: str) -> Iterator[Handles]:
     named = TaggedSemaphore(names(), 0)
     named.tag = "travels"
     made = Handles(
@@ -65,7 +67,9 @@ def handles(names: Names, shm_names: Names, mq_names: Names) -> Iterator[Handles
         shm_reader=SharedMemory(None, namedipc.O_CREX, size=16),
         mq=MessageQueue(mq_names(), namedipc.O_CREX, max_messages=2, max_message_size=64),
         mq_reader=MessageQueue(None, namedipc.O_CREX, max_messages=1, max_message_size=16, write=False),
+        robust=RobustSemaphore(robust_name, 2),
     )
+    assert made.robust.acquire(blocking=False)
     shm_names.track(made.shm_reader.name)
     mq_names.track(made.mq_reader.name)
     made.shm_reader = SharedMemory(made.shm_reader.name, read_only=True)
@@ -84,7 +88,16 @@ def use_handles(handles: Handles) -> list[object]:
         refused = False
     except namedipc.PermissionsError:
         refused = True
-    report = handles.report() + [refused]
+    # The other slot of the robust semaphore is this process's to take and
+    # give back; the parent's is not its to release.
+    took = handles.robust.acquire(blocking=False)
+    handles.robust.release()
+    try:
+        handles.robust.release()
+        released_parents = True
+    except ValueError:
+        released_parents = False
+    report = handles.report() + [refused, took, released_parents]
     handles.shm.close()  # the child's own mapping; the segment stays
     return report
 
@@ -101,7 +114,16 @@ def expected(start_method: str, passed_as: str) -> list[object]:
     # A fork child given the handles as arguments has the parent's very
     # objects (nothing is pickled): there named.created is still True.
     inherited = start_method == "fork" and passed_as == "args"
-    return [["Semaphore", "TaggedSemaphore", "SharedMemory", "MessageQueue"], "travels", inherited, 4096, True, True]
+    return [
+        ["Semaphore", "TaggedSemaphore", "SharedMemory", "MessageQueue", "RobustSemaphore"],
+        "travels",
+        inherited,
+        4096,
+        True,
+        True,
+        True,
+        False,
+    ]
 
 
 def check_parent_sees_the_changes(handles: Handles) -> None:
@@ -110,6 +132,8 @@ def check_parent_sees_the_changes(handles: Handles) -> None:
     assert bytes(handles.shm.buf[:5]) == b"hello"
     assert handles.mq.receive(0) == (b"from the child", 3)
     assert handles.mq.current_messages == 0
+    assert handles.robust.value == 1
+    assert [h.pid for h in handles.robust.holders()] == [os.getpid()]
     # The child's handles did not create anything, so they removed nothing.
     assert_all_exist(handles)
 
@@ -121,6 +145,7 @@ def assert_all_exist(handles: Handles) -> None:
         assert SharedMemory(shm.name).size == shm.size
     for mq in (handles.mq, handles.mq_reader):
         MessageQueue(mq.name).close()
+    assert RobustSemaphore(handles.robust.name, handle_existence=namedipc.Flags.RAISE_IF_NOT_EXISTS).slots == 2
 
 
 def context(start_method: str) -> SpawnContext | ForkServerContext | ForkContext:

@@ -32,29 +32,6 @@ def robust_path(name: str) -> Path:
     return Path("/dev/shm") / f"namedipc-robust.{name.lstrip('/')}"
 
 
-def remove_robust(name: str) -> None:
-    path = robust_path(name)
-    if path.is_dir() and not path.is_symlink():
-        path.rmdir()
-    else:
-        path.unlink(missing_ok=True)
-
-
-@pytest.fixture
-def rnames() -> Iterator[Names]:
-    """Unique robust semaphore names, removed after the test."""
-    made = Names(remove_robust, "robust")
-    try:
-        yield made
-    finally:
-        made.cleanup()
-
-
-@pytest.fixture
-def rname(rnames: Names) -> str:
-    return rnames()
-
-
 class Ctl(Peer):
     """tests/helpers/robustctl.py in its own process."""
 
@@ -77,18 +54,18 @@ def opened(name: str) -> RobustSemaphore:
 # --- the handle ------------------------------------------------------------
 
 
-def test_a_new_semaphore_has_all_its_slots(rname: str) -> None:
-    sem = RobustSemaphore(rname, 3)
-    assert (sem.name, sem.slots, sem.value, sem.created, sem.closed) == (rname, 3, 3, True, False)
+def test_a_new_semaphore_has_all_its_slots(robust_name: str) -> None:
+    sem = RobustSemaphore(robust_name, 3)
+    assert (sem.name, sem.slots, sem.value, sem.created, sem.closed) == (robust_name, 3, 3, True, False)
     assert RobustSemaphore.Flags is Flags
-    other = RobustSemaphore(rname, 9)
+    other = RobustSemaphore(robust_name, 9)
     assert (other.created, other.slots) == (False, 3), "an existing semaphore keeps its slots"
-    assert repr(sem).startswith(f"<namedipc.RobustSemaphore '{rname}' at 0x")
+    assert repr(sem).startswith(f"<namedipc.RobustSemaphore '{robust_name}' at 0x")
     assert repr(sem).endswith(": value=3/3>")
 
 
-def test_acquire_and_release_count_slots(rname: str) -> None:
-    sem = RobustSemaphore(rname, 2)
+def test_acquire_and_release_count_slots(robust_name: str) -> None:
+    sem = RobustSemaphore(robust_name, 2)
     assert sem.acquire() is True
     assert sem.acquire(timeout=1) is True
     assert sem.value == 0
@@ -100,8 +77,8 @@ def test_acquire_and_release_count_slots(rname: str) -> None:
     assert sem.value == 2
 
 
-def test_releasing_more_than_the_process_holds_is_a_value_error(rname: str) -> None:
-    sem = RobustSemaphore(rname, 2)
+def test_releasing_more_than_the_process_holds_is_a_value_error(robust_name: str) -> None:
+    sem = RobustSemaphore(robust_name, 2)
     with pytest.raises(ValueError, match="holds no slot"):
         sem.release()
     sem.acquire()
@@ -111,15 +88,15 @@ def test_releasing_more_than_the_process_holds_is_a_value_error(rname: str) -> N
     assert sem.value == 2
 
 
-def test_timeout_with_blocking_false_is_a_value_error(rname: str) -> None:
-    sem = RobustSemaphore(rname)
+def test_timeout_with_blocking_false_is_a_value_error(robust_name: str) -> None:
+    sem = RobustSemaphore(robust_name)
     with pytest.raises(ValueError, match="non-blocking"):
         sem.acquire(False, 1)
     assert sem.value == 1
 
 
-def test_timeouts_are_never_shorter_than_asked(rname: str) -> None:
-    sem = RobustSemaphore(rname)
+def test_timeouts_are_never_shorter_than_asked(robust_name: str) -> None:
+    sem = RobustSemaphore(robust_name)
     sem.acquire()
     for timeout in (0.01, 0.05, 0.1):
         start = time.monotonic()
@@ -128,8 +105,8 @@ def test_timeouts_are_never_shorter_than_asked(rname: str) -> None:
         assert timeout <= took < timeout + 1, (timeout, took)
 
 
-def test_with_acquires_and_releases_also_on_error(rname: str) -> None:
-    sem = RobustSemaphore(rname)
+def test_with_acquires_and_releases_also_on_error(robust_name: str) -> None:
+    sem = RobustSemaphore(robust_name)
     with sem as entered:
         assert entered is sem
         assert sem.value == 0
@@ -140,8 +117,8 @@ def test_with_acquires_and_releases_also_on_error(rname: str) -> None:
     assert sem.value == 1
 
 
-def test_a_waiting_thread_is_woken_by_a_release_from_another(rname: str) -> None:
-    sem = RobustSemaphore(rname)
+def test_a_waiting_thread_is_woken_by_a_release_from_another(robust_name: str) -> None:
+    sem = RobustSemaphore(robust_name)
     sem.acquire()
     waiter = Background(lambda: sem.acquire(timeout=WAIT))
     deadline = time.monotonic() + WAIT
@@ -152,9 +129,9 @@ def test_a_waiting_thread_is_woken_by_a_release_from_another(rname: str) -> None
     sem.release()
 
 
-def test_threads_never_hold_more_than_the_slots(rname: str) -> None:
+def test_threads_never_hold_more_than_the_slots(robust_name: str) -> None:
     slots, threads, rounds = 3, 8, 200
-    sem = RobustSemaphore(rname, slots)
+    sem = RobustSemaphore(robust_name, slots)
     inside = 0
     most = 0
     lock = threading.Lock()
@@ -179,9 +156,9 @@ def test_threads_never_hold_more_than_the_slots(rname: str) -> None:
     assert sem.value == slots
 
 
-def test_any_thread_or_handle_of_the_process_may_release_its_slots(rname: str) -> None:
-    sem = RobustSemaphore(rname, 2)
-    other = opened(rname)
+def test_any_thread_or_handle_of_the_process_may_release_its_slots(robust_name: str) -> None:
+    sem = RobustSemaphore(robust_name, 2)
+    other = opened(robust_name)
     taker = threading.Thread(target=sem.acquire)
     taker.start()
     taker.join(WAIT)
@@ -190,24 +167,24 @@ def test_any_thread_or_handle_of_the_process_may_release_its_slots(rname: str) -
     assert sem.value == 2
 
 
-def test_existence_flags(rname: str) -> None:
+def test_existence_flags(robust_name: str) -> None:
     with pytest.raises(namedipc.NotFoundError):
-        opened(rname)
+        opened(robust_name)
     with pytest.raises(FileNotFoundError):
-        opened(rname)
-    first = RobustSemaphore(rname, 2, Flags.RAISE_IF_EXISTS)
+        opened(robust_name)
+    first = RobustSemaphore(robust_name, 2, Flags.RAISE_IF_EXISTS)
     with pytest.raises(namedipc.ExistsError):
-        RobustSemaphore(rname, 2, Flags.RAISE_IF_EXISTS)
+        RobustSemaphore(robust_name, 2, Flags.RAISE_IF_EXISTS)
     with pytest.raises(FileExistsError):
-        RobustSemaphore(rname, 2, Flags.RAISE_IF_EXISTS)
-    assert opened(rname).created is False
-    fresh = RobustSemaphore(rname, 4, Flags.UNLINK_AND_CREATE)
+        RobustSemaphore(robust_name, 2, Flags.RAISE_IF_EXISTS)
+    assert opened(robust_name).created is False
+    fresh = RobustSemaphore(robust_name, 4, Flags.UNLINK_AND_CREATE)
     assert (fresh.created, fresh.slots) == (True, 4)
     with pytest.raises(namedipc.NotFoundError):
         first.acquire(blocking=False)
 
 
-def test_bad_arguments_are_clear_errors(rname: str) -> None:
+def test_bad_arguments_are_clear_errors(robust_name: str) -> None:
     for bad_name in (b"/a\0b", "/a\0b", "", "/a/b"):
         with pytest.raises(ValueError):
             RobustSemaphore(bad_name)
@@ -215,18 +192,18 @@ def test_bad_arguments_are_clear_errors(rname: str) -> None:
         RobustSemaphore(42)  # type: ignore[arg-type]
     for value in (0, -1, 65537, 2**70):
         with pytest.raises(ValueError, match="value must be between 1 and 65536"):
-            RobustSemaphore(rname, value)
+            RobustSemaphore(robust_name, value)
     for value_type in ("2", 2.0):
         with pytest.raises(TypeError, match="value must be an int"):
-            RobustSemaphore(rname, value_type)  # type: ignore[arg-type]
+            RobustSemaphore(robust_name, value_type)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="records"):
-        RobustSemaphore(rname, records=0)
+        RobustSemaphore(robust_name, records=0)
     with pytest.raises(TypeError, match="persistent"):
-        RobustSemaphore(rname, persistent="yes")  # type: ignore[arg-type]
+        RobustSemaphore(robust_name, persistent="yes")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
-        RobustSemaphore(rname, handle_existence=7)
-    assert not robust_path(rname).exists(), "nothing was created by a refused call"
-    sem = RobustSemaphore(rname)
+        RobustSemaphore(robust_name, handle_existence=7)
+    assert not robust_path(robust_name).exists(), "nothing was created by a refused call"
+    sem = RobustSemaphore(robust_name)
     for timeout in (math.nan, math.inf):
         with pytest.raises(ValueError, match="timeout"):
             sem.acquire(timeout=timeout)
@@ -235,8 +212,8 @@ def test_bad_arguments_are_clear_errors(rname: str) -> None:
     assert sem.value == 1
 
 
-def test_a_closed_handle_raises_and_closing_twice_is_harmless(rname: str) -> None:
-    sem = RobustSemaphore(rname)
+def test_a_closed_handle_raises_and_closing_twice_is_harmless(robust_name: str) -> None:
+    sem = RobustSemaphore(robust_name)
     sem.close()
     sem.close()
     assert sem.closed
@@ -246,10 +223,10 @@ def test_a_closed_handle_raises_and_closing_twice_is_harmless(rname: str) -> Non
     assert repr(sem).endswith(": closed>")
 
 
-def test_closing_while_another_thread_waits_ends_the_wait(rname: str) -> None:
-    sem = RobustSemaphore(rname, persistent=True)
+def test_closing_while_another_thread_waits_ends_the_wait(robust_name: str) -> None:
+    sem = RobustSemaphore(robust_name, persistent=True)
     sem.acquire()
-    keep = opened(rname)  # the process stays attached, so the slot stays held
+    keep = opened(robust_name)  # the process stays attached, so the slot stays held
     waiter = Background(lambda: sem.acquire(timeout=WAIT))
     time.sleep(0.05)  # give it the chance to block; it must end either way
     sem.close()
@@ -260,17 +237,17 @@ def test_closing_while_another_thread_waits_ends_the_wait(rname: str) -> None:
     assert keep.value == 1
 
 
-def test_subclass_and_init_rules(rname: str) -> None:
+def test_subclass_and_init_rules(robust_name: str) -> None:
     class Gpu(RobustSemaphore):
         def __init__(self, which: int) -> None:
-            super().__init__(f"{rname}-{which}", 2)
+            super().__init__(f"{robust_name}-{which}", 2)
 
     gpu = Gpu(1)
     try:
         assert gpu.slots == 2
         assert repr(gpu).startswith("<test_robust.")
         with pytest.raises(TypeError, match="already initialised"):
-            RobustSemaphore.__init__(gpu, rname)
+            RobustSemaphore.__init__(gpu, robust_name)
     finally:
         gpu.close()
 
@@ -287,32 +264,32 @@ def test_subclass_and_init_rules(rname: str) -> None:
     [b"", b"#!/bin/sh\n" * 30, b"\0" * 4096, b"NIPCRSM1" + b"\xff" * 200],
     ids=["empty", "foreign", "zeros", "bad-header"],
 )
-def test_a_corrupt_file_at_the_name_is_a_corrupt_error(rname: str, content: bytes) -> None:
-    robust_path(rname).write_bytes(content)
+def test_a_corrupt_file_at_the_name_is_a_corrupt_error(robust_name: str, content: bytes) -> None:
+    robust_path(robust_name).write_bytes(content)
     with pytest.raises(namedipc.CorruptError, match="remove it"):
-        RobustSemaphore(rname)
+        RobustSemaphore(robust_name)
 
 
-def test_a_symlink_or_directory_at_the_name_is_refused(rname: str) -> None:
-    path = robust_path(rname)
+def test_a_symlink_or_directory_at_the_name_is_refused(robust_name: str) -> None:
+    path = robust_path(robust_name)
     path.symlink_to("/dev/null")
     with pytest.raises(namedipc.CorruptError):
-        RobustSemaphore(rname)
+        RobustSemaphore(robust_name)
     path.unlink()
     path.mkdir()
     with pytest.raises(namedipc.CorruptError):
-        RobustSemaphore(rname)
+        RobustSemaphore(robust_name)
 
 
 # --- holders and other processes -------------------------------------------
 
 
-def test_holders_lists_every_holder_with_pid_uid_since_and_liveness(rname: str, ctl: type[Ctl]) -> None:
-    sem = RobustSemaphore(rname, 3)
+def test_holders_lists_every_holder_with_pid_uid_since_and_liveness(robust_name: str, ctl: type[Ctl]) -> None:
+    sem = RobustSemaphore(robust_name, 3)
     assert sem.holders() == []
     before = time.time()
     sem.acquire()
-    peer = ctl("hold", rname)
+    peer = ctl("hold", robust_name)
     pid = peer.pid_from("held")
     holders = sorted(sem.holders(), key=lambda h: h.pid != os.getpid())
     assert [h.pid for h in holders] == [os.getpid(), pid]
@@ -326,9 +303,9 @@ def test_holders_lists_every_holder_with_pid_uid_since_and_liveness(rname: str, 
     peer.finish()
 
 
-def test_a_process_cannot_release_another_process_slot(rname: str, ctl: type[Ctl]) -> None:
-    sem = RobustSemaphore(rname)
-    peer = ctl("hold", rname)
+def test_a_process_cannot_release_another_process_slot(robust_name: str, ctl: type[Ctl]) -> None:
+    sem = RobustSemaphore(robust_name)
+    peer = ctl("hold", robust_name)
     peer.expect("held")
     with pytest.raises(ValueError, match="holds no slot"):
         sem.release()
@@ -341,11 +318,11 @@ def wait_for_slot(sem: RobustSemaphore) -> float:
     return time.monotonic()
 
 
-def test_a_sigkilled_holder_slot_goes_to_a_waiter_within_milliseconds(rname: str, ctl: type[Ctl]) -> None:
-    sem = RobustSemaphore(rname)
+def test_a_sigkilled_holder_slot_goes_to_a_waiter_within_milliseconds(robust_name: str, ctl: type[Ctl]) -> None:
+    sem = RobustSemaphore(robust_name)
     latencies = []
     for _ in range(5):
-        peer = ctl("hold", rname)
+        peer = ctl("hold", robust_name)
         pid = peer.pid_from("held")
         assert sem.acquire(blocking=False) is False
         got = Background(lambda: wait_for_slot(sem))
@@ -360,10 +337,10 @@ def test_a_sigkilled_holder_slot_goes_to_a_waiter_within_milliseconds(rname: str
     assert statistics.median(latencies) < 0.1, latencies
 
 
-def test_a_zombie_holder_counts_as_dead(rname: str) -> None:
-    sem = RobustSemaphore(rname)
+def test_a_zombie_holder_counts_as_dead(robust_name: str) -> None:
+    sem = RobustSemaphore(robust_name)
     child = subprocess.Popen(
-        [sys.executable, str(HELPERS / "robustctl.py"), "hold-exit", rname], stdout=subprocess.PIPE, text=True
+        [sys.executable, str(HELPERS / "robustctl.py"), "hold-exit", robust_name], stdout=subprocess.PIPE, text=True
     )
     try:
         assert child.stdout is not None
@@ -382,9 +359,9 @@ def test_a_zombie_holder_counts_as_dead(rname: str) -> None:
         child.stdout.close()
 
 
-def test_a_forked_child_does_not_inherit_or_keep_its_parents_slots(rname: str, ctl: type[Ctl]) -> None:
-    sem = RobustSemaphore(rname)
-    peer = ctl("hold-fork", rname)
+def test_a_forked_child_does_not_inherit_or_keep_its_parents_slots(robust_name: str, ctl: type[Ctl]) -> None:
+    sem = RobustSemaphore(robust_name)
+    peer = ctl("hold-fork", robust_name)
     _, parent, child, code = peer.expect("forked").split()
     assert code == "0", "in the child: release() did not raise, or a slot looked free"
     assert [h.pid for h in sem.holders()] == [int(parent)]
@@ -400,18 +377,18 @@ def test_a_forked_child_does_not_inherit_or_keep_its_parents_slots(rname: str, c
         time.sleep(0.001)
 
 
-def test_exec_gives_the_slots_back(rname: str, ctl: type[Ctl]) -> None:
-    sem = RobustSemaphore(rname)
-    peer = ctl("hold-exec", rname)
+def test_exec_gives_the_slots_back(robust_name: str, ctl: type[Ctl]) -> None:
+    sem = RobustSemaphore(robust_name)
+    peer = ctl("hold-exec", robust_name)
     pid = peer.pid_from("held")
     assert peer.pid_from("execd") == pid
     assert sem.acquire(timeout=WAIT) is True
     assert peer.proc.poll() is None, "the exec'd process still runs"
 
 
-def test_a_thread_that_ends_leaves_the_slot_with_its_process(rname: str, ctl: type[Ctl]) -> None:
-    sem = RobustSemaphore(rname)
-    peer = ctl("hold-thread", rname)
+def test_a_thread_that_ends_leaves_the_slot_with_its_process(robust_name: str, ctl: type[Ctl]) -> None:
+    sem = RobustSemaphore(robust_name)
+    peer = ctl("hold-thread", robust_name)
     pid = peer.pid_from("thread gone")
     assert [(h.pid, h.alive) for h in sem.holders()] == [(pid, True)]
     assert sem.acquire(blocking=False) is False
@@ -420,10 +397,10 @@ def test_a_thread_that_ends_leaves_the_slot_with_its_process(rname: str, ctl: ty
     peer.finish()
 
 
-def test_sigint_interrupts_a_blocked_acquire_within_50_ms(rname: str, ctl: type[Ctl]) -> None:
-    sem = RobustSemaphore(rname)
+def test_sigint_interrupts_a_blocked_acquire_within_50_ms(robust_name: str, ctl: type[Ctl]) -> None:
+    sem = RobustSemaphore(robust_name)
     sem.acquire()
-    peer = ctl("wait", rname)
+    peer = ctl("wait", robust_name)
     peer.expect("waiting")
     time.sleep(0.05)  # into the wait; the result must not depend on it
     sent = time.monotonic()
@@ -436,31 +413,31 @@ def test_sigint_interrupts_a_blocked_acquire_within_50_ms(rname: str, ctl: type[
 # --- removal ---------------------------------------------------------------
 
 
-def test_the_last_process_to_detach_removes_it(rname: str, ctl: type[Ctl]) -> None:
-    sem = RobustSemaphore(rname)
-    peer = ctl("hold", rname)
+def test_the_last_process_to_detach_removes_it(robust_name: str, ctl: type[Ctl]) -> None:
+    sem = RobustSemaphore(robust_name)
+    peer = ctl("hold", robust_name)
     peer.expect("held")
     sem.close()
-    assert robust_path(rname).exists(), "another process is still attached"
+    assert robust_path(robust_name).exists(), "another process is still attached"
     peer.ask("release", "released")
     peer.finish()
-    assert not robust_path(rname).exists()
+    assert not robust_path(robust_name).exists()
 
 
-def test_a_persistent_semaphore_stays_until_unlinked(rname: str) -> None:
-    sem = RobustSemaphore(rname, 2, persistent=True)
+def test_a_persistent_semaphore_stays_until_unlinked(robust_name: str) -> None:
+    sem = RobustSemaphore(robust_name, 2, persistent=True)
     sem.close()
-    again = opened(rname)
+    again = opened(robust_name)
     assert again.slots == 2
     again.unlink()
-    assert not robust_path(rname).exists()
+    assert not robust_path(robust_name).exists()
     with pytest.raises(namedipc.NotFoundError):
         again.acquire()
 
 
-def test_a_handle_notices_when_its_semaphore_is_unlinked(rname: str) -> None:
-    sem = RobustSemaphore(rname, persistent=True)
-    opened(rname).unlink()
+def test_a_handle_notices_when_its_semaphore_is_unlinked(robust_name: str) -> None:
+    sem = RobustSemaphore(robust_name, persistent=True)
+    opened(robust_name).unlink()
     with pytest.raises(namedipc.NotFoundError):
         sem.acquire(blocking=False)
 
@@ -475,13 +452,13 @@ def take_and_give_back(sem: RobustSemaphore) -> tuple[str, bool, int]:
     return sem.name, got, held
 
 
-def test_pickles_by_name_into_a_spawn_child(rname: str) -> None:
-    sem = RobustSemaphore(rname, 2)
+def test_pickles_by_name_into_a_spawn_child(robust_name: str) -> None:
+    sem = RobustSemaphore(robust_name, 2)
     sem.acquire()
-    assert pickle.loads(pickle.dumps(sem)).name == rname
+    assert pickle.loads(pickle.dumps(sem)).name == robust_name
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(1) as pool:
-        assert pool.apply(take_and_give_back, (sem,)) == (rname, True, 0)
+        assert pool.apply(take_and_give_back, (sem,)) == (robust_name, True, 0)
     assert sem.value == 1, "the child held none of this process's slots"
     sem.release()
 
@@ -489,8 +466,8 @@ def test_pickles_by_name_into_a_spawn_child(rname: str) -> None:
 # --- asyncio ---------------------------------------------------------------
 
 
-def test_async_with_and_acquire_async(rname: str) -> None:
-    sem = RobustSemaphore(rname, 2)
+def test_async_with_and_acquire_async(robust_name: str) -> None:
+    sem = RobustSemaphore(robust_name, 2)
 
     async def main() -> None:
         async with sem as entered:
@@ -507,9 +484,9 @@ def test_async_with_and_acquire_async(rname: str) -> None:
     run_async(main())
 
 
-def test_acquire_async_gets_the_slot_of_a_sigkilled_holder(rname: str, ctl: type[Ctl]) -> None:
-    sem = RobustSemaphore(rname)
-    peer = ctl("hold", rname)
+def test_acquire_async_gets_the_slot_of_a_sigkilled_holder(robust_name: str, ctl: type[Ctl]) -> None:
+    sem = RobustSemaphore(robust_name)
+    peer = ctl("hold", robust_name)
     pid = peer.pid_from("held")
 
     async def main() -> bool:
@@ -524,9 +501,9 @@ def test_acquire_async_gets_the_slot_of_a_sigkilled_holder(rname: str, ctl: type
     sem.release()
 
 
-def test_a_cancelled_async_wait_never_keeps_a_slot(rname: str) -> None:
-    sem = RobustSemaphore(rname)
-    keep = opened(rname)
+def test_a_cancelled_async_wait_never_keeps_a_slot(robust_name: str) -> None:
+    sem = RobustSemaphore(robust_name)
+    keep = opened(robust_name)
     sem.acquire()
     outcomes = []
 
@@ -576,8 +553,8 @@ def run_storm(*args: str) -> dict[str, object]:
     return result
 
 
-def test_sigkill_storm_never_over_admits_and_loses_no_slot(rnames: Names) -> None:
-    result = run_storm("--seconds", "5", "--workers", "8", "--slots", "3", "--name", rnames("storm"))
+def test_sigkill_storm_never_over_admits_and_loses_no_slot(robust_names: Names) -> None:
+    result = run_storm("--seconds", "5", "--workers", "8", "--slots", "3", "--name", robust_names("storm"))
     assert result["violations"] == 0, result
     assert result["slots_back_at_end"] == result["free_at_end"] == 3, result
     assert result["other_holders_at_end"] == 0, result
@@ -587,7 +564,7 @@ def test_sigkill_storm_never_over_admits_and_loses_no_slot(rnames: Names) -> Non
     assert result["exit"] == 0, result
 
 
-def test_the_storm_oracle_catches_over_admission(rnames: Names) -> None:
-    result = run_storm("--seconds", "1", "--workers", "8", "--slots", "2", "--no-semaphore", "--name", rnames("oracle"))
+def test_the_storm_oracle_catches_over_admission(robust_names: Names) -> None:
+    result = run_storm("--seconds", "1", "--workers", "8", "--slots", "2", "--no-semaphore", "--name", robust_names("oracle"))
     assert isinstance(result["violations"], int) and result["violations"] > 0, result
     assert result["exit"] == 1, result
