@@ -45,6 +45,9 @@ pub mod semaphore;
 pub mod shm;
 mod sys;
 
+// The README's and the docs' Rust examples, run by `cargo test` as doctests.
+mod doctests;
+
 pub use error::{Error, ObjectKind, Result};
 pub use existence::Existence;
 pub use semaphore::{Semaphore, SemaphoreOptions};
