@@ -69,7 +69,7 @@ fn remove_one(name: &str, kind: Option<ObjectKind>) -> Result<String, String> {
     inventory::remove(kind, name).map_err(|e| e.to_string())?;
     if attached > 0 {
         note(&format!(
-            "{} still had robust semaphore '{}' open: they keep using the removed one, and a process that opens the name now creates a new one",
+            "{} still had robust semaphore '{}' open: their next acquire fails (the semaphore was removed), and a process that opens the name now creates a new one",
             show::count(u64::from(attached), "process", "processes"),
             slashed(name)
         ));
