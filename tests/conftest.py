@@ -275,6 +275,38 @@ def compile_c(source: Path, out_dir: Path) -> Path:
     return binary
 
 
+def cargo_build(what: str, *selector: str) -> Path:
+    """Builds one target of the core crate (`selector`: cargo's options that
+    name it, e.g. "--example", "semctl") and returns the executable cargo
+    reports; fails the test with a clear message if cargo is missing or
+    the build fails."""
+    import json
+    import shutil
+
+    cargo = shutil.which("cargo")
+    if cargo is None:
+        pytest.fail(f"cargo is not on PATH, but the tests build {what} with it")
+    build = subprocess.run(
+        [cargo, "build", "-q", "-p", "namedipc", *selector, "--message-format=json"],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert build.returncode == 0, f"cargo build of {what} failed:\n{build.stderr}"
+    target = selector[-1]
+    executables = [
+        message["executable"]
+        for message in map(json.loads, build.stdout.splitlines())
+        if message.get("reason") == "compiler-artifact"
+        and message["target"]["name"] == target
+        and message.get("executable")
+    ]
+    assert len(executables) == 1, f"cargo reported no single {target} executable: {executables}"
+    return Path(executables[0])
+
+
 def run_helper(*args: str, timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
     """Runs semctl.py to completion and returns its result."""
     return subprocess.run(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 
 import namedipc
-from conftest import WAIT, Names, Peer, read_line
+from conftest import WAIT, Names, Peer, cargo_build, read_line
 
 ROOT = Path(__file__).resolve().parent.parent
 SHM = Path("/dev/shm")
@@ -84,27 +83,7 @@ def script() -> list[str]:
 @pytest.fixture(scope="session")
 def rust_binary() -> Path:
     """The plain Rust binary, built once per session."""
-    cargo = shutil.which("cargo")
-    if cargo is None:
-        pytest.fail("cargo is not on PATH, but the tests build the namedipc binary with it")
-    build = subprocess.run(
-        [cargo, "build", "-q", "-p", "namedipc", "--features", "cli", "--bin", "namedipc", "--message-format=json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert build.returncode == 0, f"cargo build of the namedipc binary failed:\n{build.stderr}"
-    executables = [
-        message["executable"]
-        for message in map(json.loads, build.stdout.splitlines())
-        if message.get("reason") == "compiler-artifact"
-        and message["target"]["name"] == "namedipc"
-        and message.get("executable")
-    ]
-    assert len(executables) == 1, f"cargo reported no single namedipc executable: {executables}"
-    return Path(executables[0])
+    return cargo_build("the namedipc binary", "--features", "cli", "--bin", "namedipc")
 
 
 @pytest.fixture(params=["script", "module", "rust"])

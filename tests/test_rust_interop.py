@@ -3,45 +3,21 @@ named semaphore, both ways. Every Rust process is a separate, real process."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 import namedipc
-from conftest import Background, Helper, Names, Peer, WAIT, program_ok, read_line, run_program, wait_until_blocked
+from conftest import Background, Helper, Names, Peer, WAIT, cargo_build, program_ok, read_line, run_program, wait_until_blocked
 
-ROOT = Path(__file__).resolve().parent.parent
 Flags = namedipc.NamedSemaphore.Flags
 
 
 @pytest.fixture(scope="session")
 def semctl() -> Path:
     """The `semctl` example, built once per session."""
-    cargo = shutil.which("cargo")
-    if cargo is None:
-        pytest.fail("cargo is not on PATH, but the Rust interop tests build the semctl example with it")
-    build = subprocess.run(
-        [cargo, "build", "-q", "-p", "namedipc", "--example", "semctl", "--message-format=json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert build.returncode == 0, f"cargo build of the semctl example failed:\n{build.stderr}"
-    executables = [
-        message["executable"]
-        for message in map(json.loads, build.stdout.splitlines())
-        if message.get("reason") == "compiler-artifact"
-        and message["target"]["name"] == "semctl"
-        and message.get("executable")
-    ]
-    assert len(executables) == 1, f"cargo reported no single semctl executable: {executables}"
-    binary = Path(executables[0])
+    binary = cargo_build("the semctl example", "--example", "semctl")
     assert binary.name == "semctl" and binary.parent.name == "examples", binary
     assert os.access(binary, os.X_OK), binary
     return binary

@@ -26,6 +26,14 @@ fn type_label(kind: ObjectKind) -> &'static str {
     }
 }
 
+/// The objects of `kind` (all of them for `None`).
+fn of_kind(objects: &[Object], kind: Option<Kind>) -> Vec<&Object> {
+    objects
+        .iter()
+        .filter(|o| kind.is_none_or(|k| k.object_kind() == o.kind))
+        .collect()
+}
+
 pub(super) fn ls(kind: Option<Kind>, json: bool) -> io::Result<i32> {
     let listing = match inventory::list() {
         Ok(listing) => listing,
@@ -34,11 +42,7 @@ pub(super) fn ls(kind: Option<Kind>, json: bool) -> io::Result<i32> {
             return Ok(FAILURE);
         }
     };
-    let objects: Vec<&Object> = listing
-        .objects
-        .iter()
-        .filter(|o| kind.is_none_or(|k| k.object_kind() == o.kind))
-        .collect();
+    let objects = of_kind(&listing.objects, kind);
     let mut notes = Vec::new();
     if listing.mqueue_dir.is_none() && kind.is_none_or(|k| k == Kind::Mq) {
         notes.push(MQUEUE_NOT_MOUNTED.to_owned());
@@ -64,11 +68,7 @@ pub(super) fn info(name: &str, kind: Option<Kind>, json: bool) -> io::Result<i32
             return Ok(FAILURE);
         }
     };
-    let objects: Vec<&Object> = listing
-        .objects
-        .iter()
-        .filter(|o| kind.is_none_or(|k| k.object_kind() == o.kind))
-        .collect();
+    let objects = of_kind(&listing.objects, kind);
     if objects.is_empty() {
         let what = kind.map_or(
             "no semaphore, shared memory segment, message queue or robust semaphore".to_owned(),
