@@ -22,7 +22,19 @@ from pathlib import Path
 import pytest
 
 import namedipc
-from conftest import HELPERS, WAIT, Background, Names, Peer, aio_threads, run_async, settle, tracking
+from conftest import (
+    HELPERS,
+    WAIT,
+    Background,
+    Names,
+    Peer,
+    aio_threads,
+    robust_waiters,
+    run_async,
+    settle,
+    tracking,
+    wait_until_blocked,
+)
 from namedipc import Holder, RobustSemaphore
 
 Flags = namedipc.NamedSemaphore.Flags
@@ -121,9 +133,7 @@ def test_a_waiting_thread_is_woken_by_a_release_from_another(robust_name: str) -
     sem = RobustSemaphore(robust_name)
     sem.acquire()
     waiter = Background(lambda: sem.acquire(timeout=WAIT))
-    deadline = time.monotonic() + WAIT
-    while not any(h.pid == os.getpid() for h in sem.holders()) and time.monotonic() < deadline:
-        time.sleep(0.001)
+    wait_until_blocked(robust_name, waiters=robust_waiters)
     sem.release()
     assert waiter.join() is True
     sem.release()
@@ -228,7 +238,7 @@ def test_closing_while_another_thread_waits_ends_the_wait(robust_name: str) -> N
     sem.acquire()
     keep = opened(robust_name)  # the process stays attached, so the slot stays held
     waiter = Background(lambda: sem.acquire(timeout=WAIT))
-    time.sleep(0.05)  # give it the chance to block; it must end either way
+    wait_until_blocked(robust_name, waiters=robust_waiters)
     sem.close()
     outcome = waiter.join()
     assert isinstance(outcome, namedipc.ExistentialError), outcome
@@ -326,7 +336,7 @@ def test_a_sigkilled_holder_slot_goes_to_a_waiter_within_milliseconds(robust_nam
         pid = peer.pid_from("held")
         assert sem.acquire(blocking=False) is False
         got = Background(lambda: wait_for_slot(sem))
-        time.sleep(0.01)  # let the waiter block; the result must not depend on it
+        wait_until_blocked(robust_name, waiters=robust_waiters)
         killed = time.monotonic()
         os.kill(pid, signal.SIGKILL)
         acquired = got.join()
@@ -402,7 +412,7 @@ def test_sigint_interrupts_a_blocked_acquire_within_50_ms(robust_name: str, ctl:
     sem.acquire()
     peer = ctl("wait", robust_name)
     peer.expect("waiting")
-    time.sleep(0.05)  # into the wait; the result must not depend on it
+    wait_until_blocked(robust_name, waiters=robust_waiters)
     sent = time.monotonic()
     peer.proc.send_signal(signal.SIGINT)
     peer.expect("interrupted")
@@ -491,7 +501,8 @@ def test_acquire_async_gets_the_slot_of_a_sigkilled_holder(robust_name: str, ctl
 
     async def main() -> bool:
         waiting = asyncio.create_task(sem.acquire_async(timeout=WAIT))
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # the task queued its wait on the waiter thread
+        wait_until_blocked(robust_name, waiters=robust_waiters)
         assert not waiting.done()
         os.kill(pid, signal.SIGKILL)
         return await waiting
