@@ -126,6 +126,19 @@ pub enum Error {
         /// The name as given.
         name: String,
     },
+    /// Other processes kept changing the object while this call tried to
+    /// open, create or remove it, and the call gave up after a bounded number
+    /// of attempts (a name removed and created again over and over). Trying
+    /// again later can succeed.
+    #[error("{kind} '{name}' kept changing under this call ({what}); try again")]
+    Contended {
+        /// The kind of object.
+        kind: ObjectKind,
+        /// The name as given.
+        name: String,
+        /// What kept happening.
+        what: String,
+    },
     /// Any other failure of the OS.
     #[error("{operation} on {kind} '{name}' failed: {source}")]
     Os {
@@ -156,6 +169,7 @@ impl Error {
             Self::InvalidName { .. }
             | Self::InvalidArgument(_)
             | Self::Corrupt { .. }
+            | Self::Contended { .. }
             | Self::Closed { .. } => None,
         }
     }
@@ -173,6 +187,7 @@ impl Error {
             | Self::Corrupt { name, .. }
             | Self::Overflow { name, .. }
             | Self::Closed { name, .. }
+            | Self::Contended { name, .. }
             | Self::Os { name, .. } => Some(name),
             Self::InvalidArgument(_) => None,
         }

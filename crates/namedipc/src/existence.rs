@@ -9,7 +9,7 @@
 //! names and the check of permission bits.
 
 use crate::error::{Error, ObjectKind, Result};
-use crate::name;
+use crate::paths;
 
 /// How many times a racing open-or-create, unlink-and-create or random-name
 /// create is retried before giving up. Each retry means another process
@@ -96,10 +96,11 @@ impl<Create, Open, Unlink> Object<'_, Create, Open, Unlink> {
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::InvalidArgument(format!(
-            "{} '{}' was created and removed by other processes {RACE_RETRIES} times while opening it; giving up",
-            self.kind, self.name
-        )))
+        Err(Error::Contended {
+            kind: self.kind,
+            name: self.name.to_owned(),
+            what: format!("created and removed by other processes {RACE_RETRIES} times while opening it"),
+        })
     }
 
     fn unlink_and_create<T>(&mut self) -> Result<T>
@@ -118,10 +119,11 @@ impl<Create, Open, Unlink> Object<'_, Create, Open, Unlink> {
                 other => return other,
             }
         }
-        Err(Error::InvalidArgument(format!(
-            "{} '{}' kept being re-created by other processes; giving up after {RACE_RETRIES} tries",
-            self.kind, self.name
-        )))
+        Err(Error::Contended {
+            kind: self.kind,
+            name: self.name.to_owned(),
+            what: format!("re-created by other processes {RACE_RETRIES} times after each removal"),
+        })
     }
 }
 
@@ -129,19 +131,22 @@ impl<Create, Open, Unlink> Object<'_, Create, Open, Unlink> {
 /// random characters taken from the OS's CSPRNG: calls `create` with one
 /// name after another until one is free.
 pub(crate) fn create_random<T>(
+    kind: ObjectKind,
     prefix: &str,
     mut create: impl FnMut(&str) -> Result<T>,
 ) -> Result<T> {
     for _ in 0..RACE_RETRIES {
-        let name = name::random_name(prefix)?;
+        let name = paths::random_name(kind, prefix)?;
         match create(&name) {
             Err(Error::AlreadyExists { .. }) => {}
             other => return other,
         }
     }
-    Err(Error::InvalidArgument(format!(
-        "found no free random name with prefix {prefix:?} in {RACE_RETRIES} tries"
-    )))
+    Err(Error::Contended {
+        kind,
+        name: prefix.to_owned(),
+        what: format!("found no free random name with this prefix in {RACE_RETRIES} tries"),
+    })
 }
 
 /// Checks the permission bits for a new object.

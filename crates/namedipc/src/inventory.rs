@@ -26,17 +26,12 @@ use crate::error::{Error, ObjectKind, Result};
 use crate::existence::Existence;
 use crate::mqueue::MessageQueue;
 use crate::robust::{self, RobustSemaphore, Snapshot};
-use crate::{name, sys};
+use crate::{paths, sys};
 
-/// Where Linux keeps semaphores, shared memory segments and robust semaphores.
-pub const SHM_DIR: &str = "/dev/shm";
-
-/// glibc's file name prefix for the semaphore `/x`: `/dev/shm/sem.x`.
-const SEMAPHORE_PREFIX: &str = "sem.";
-
-/// The name a robust semaphore's file has while it is being created, before
-/// it is linked to its real name.
-use crate::robust::TEMP_PREFIX as ROBUST_TEMPORARY_PREFIX;
+pub use crate::paths::SHM_DIR;
+use crate::paths::{
+    ROBUST_TEMP_PREFIX as ROBUST_TEMPORARY_PREFIX, SEMAPHORE_FILE_PREFIX as SEMAPHORE_PREFIX,
+};
 
 /// One named object.
 #[derive(Debug, Clone)]
@@ -117,7 +112,7 @@ enum ShmFile {
 fn classify(file_name: &str) -> ShmFile {
     if let Some(body) = file_name.strip_prefix(SEMAPHORE_PREFIX) {
         ShmFile::Named(ObjectKind::Semaphore, format!("/{body}"))
-    } else if let Some(body) = file_name.strip_prefix(robust::FILE_PREFIX) {
+    } else if let Some(body) = file_name.strip_prefix(paths::ROBUST_FILE_PREFIX) {
         ShmFile::Named(ObjectKind::RobustSemaphore, format!("/{body}"))
     } else if file_name.starts_with(ROBUST_TEMPORARY_PREFIX) {
         ShmFile::RobustTemporary
@@ -130,7 +125,7 @@ fn classify(file_name: &str) -> ShmFile {
 fn shm_file_name(kind: ObjectKind, body: &str) -> String {
     match kind {
         ObjectKind::Semaphore => format!("{SEMAPHORE_PREFIX}{body}"),
-        ObjectKind::RobustSemaphore => format!("{}{body}", robust::FILE_PREFIX),
+        ObjectKind::RobustSemaphore => format!("{}{body}", paths::ROBUST_FILE_PREFIX),
         ObjectKind::SharedMemory | ObjectKind::MessageQueue => body.to_owned(),
     }
 }
@@ -249,7 +244,7 @@ pub fn find(name: &str) -> Result<Listing> {
 /// Checks a name given by a user; returns it without its leading slashes.
 fn check_name(name: &str) -> Result<&str> {
     // The most permissive kind's rules; each kind checks its own again.
-    name::to_c_name(ObjectKind::SharedMemory, name).map_err(|e| match e {
+    paths::to_c_name(ObjectKind::SharedMemory, name).map_err(|e| match e {
         Error::InvalidName { name, rule, .. } => {
             Error::InvalidArgument(format!("invalid name {name:?}: {rule}"))
         }

@@ -23,23 +23,13 @@
 //! All OS calls live in the private `sys` module; the rest of the crate is
 //! safe Rust.
 
-/// Test hook at a step of the robust semaphore's protocol: in debug builds,
-/// the process SIGKILLs itself there when `NAMEDIPC_CRASH_AT` names the step.
-macro_rules! crash_point {
-    ($point:literal) => {
-        #[cfg(debug_assertions)]
-        $crate::robust::crash_at($point);
-    };
-}
-pub(crate) use crash_point;
-
 #[cfg(feature = "cli")]
 pub mod cli;
 mod error;
 mod existence;
 pub mod inventory;
 pub mod mqueue;
-mod name;
+pub mod paths;
 pub mod robust;
 pub mod semaphore;
 pub mod shm;

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use crate::error::{Error, ObjectKind, Result};
 use crate::existence::{self, Existence, Object};
-use crate::name;
+use crate::paths;
 use crate::sys;
 use crate::sys::mq::{Create, RawQueue, Wait};
 
@@ -240,7 +240,7 @@ impl MessageQueueOptions {
     /// As [`Self::open`].
     pub fn create_random(&self, prefix: &str) -> Result<MessageQueue> {
         self.check_arguments()?;
-        existence::create_random(prefix, |name| {
+        existence::create_random(KIND, prefix, |name| {
             self.open_raw(name, &c_name(name)?, Some(true))
         })
     }
@@ -1057,8 +1057,8 @@ fn unlink_c(name: &str, c_name: &CString) -> Result<()> {
 /// leading slash (it rejects a name without one, where sem_open and
 /// shm_open accept it).
 fn c_name(name: &str) -> Result<CString> {
-    name::to_c_name(KIND, name)?;
-    name::to_c_name(KIND, &format!("/{}", name.trim_start_matches('/')))
+    paths::to_c_name(KIND, name)?;
+    paths::to_c_name(KIND, &format!("/{}", name.trim_start_matches('/')))
 }
 
 /// How long to wait for a monotonic `deadline` from now.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::error::{Error, ObjectKind, Result};
 pub use crate::existence::Existence;
 use crate::existence::{self, Object};
-use crate::name;
+use crate::paths;
 use crate::sys;
 use crate::sys::sem::{OpenFlags, RawSemaphore};
 
@@ -100,7 +100,7 @@ impl SemaphoreOptions {
     /// [`Error::PermissionDenied`], [`Error::Corrupt`] (the file at the name
     /// is not a semaphore), or [`Error::Os`].
     pub fn open(&self, name: &str) -> Result<Semaphore> {
-        let c_name = name::to_c_name(KIND, name)?;
+        let c_name = paths::to_c_name(KIND, name)?;
         self.check_arguments()?;
         let (raw, created) = Object {
             kind: KIND,
@@ -120,8 +120,8 @@ impl SemaphoreOptions {
     /// As [`Self::open`].
     pub fn create_random(&self, prefix: &str) -> Result<Semaphore> {
         self.check_arguments()?;
-        existence::create_random(prefix, |name| {
-            let c_name = name::to_c_name(KIND, name)?;
+        existence::create_random(KIND, prefix, |name| {
+            let c_name = paths::to_c_name(KIND, name)?;
             let raw = self.create_raw(name, &c_name)?;
             Ok(self.handle(raw, name, c_name, true))
         })
@@ -500,7 +500,7 @@ impl Drop for Semaphore {
 /// # Errors
 /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`].
 pub fn unlink(name: &str) -> Result<()> {
-    let c_name = name::to_c_name(KIND, name)?;
+    let c_name = paths::to_c_name(KIND, name)?;
     unlink_c(name, &c_name)
 }
 

@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use crate::error::{Error, ObjectKind, Result};
 use crate::existence::{self, Existence, Object};
-use crate::name;
+use crate::paths;
 use crate::sys;
 use crate::sys::shm::RawMapping;
 
@@ -169,7 +169,7 @@ impl SharedMemoryOptions {
     /// (a directory, symbolic link or other non-regular file at the name),
     /// or [`Error::Os`].
     pub fn open(&self, name: &str) -> Result<SharedMemory> {
-        let c_name = name::to_c_name(KIND, name)?;
+        let c_name = paths::to_c_name(KIND, name)?;
         self.check_arguments(name)?;
         let (fd, created) = Object {
             kind: KIND,
@@ -196,8 +196,8 @@ impl SharedMemoryOptions {
     /// # Errors
     /// As [`Self::open`].
     pub fn create_random(&self, prefix: &str) -> Result<SharedMemory> {
-        existence::create_random(prefix, |name| {
-            let c_name = name::to_c_name(KIND, name)?;
+        existence::create_random(KIND, prefix, |name| {
+            let c_name = paths::to_c_name(KIND, name)?;
             self.check_arguments(name)?;
             let fd = self.create(name, &c_name)?;
             self.finish(fd, name, c_name, true)
@@ -774,7 +774,7 @@ impl fmt::Debug for MappingMut<'_> {
 /// # Errors
 /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`].
 pub fn unlink(name: &str) -> Result<()> {
-    let c_name = name::to_c_name(KIND, name)?;
+    let c_name = paths::to_c_name(KIND, name)?;
     unlink_c(name, &c_name)
 }
 

@@ -22,7 +22,7 @@ use super::layout::{
     self, FLAG_PERSISTENT, FLAG_REMOVED, GEN_MASK, H_FLAGS, H_RECLAIMED, H_SEQ, H_WAITERS,
     LOCK_BASE, R_PID, R_STATE, R_UID, S_OWNER, S_SINCE,
 };
-use super::{Holder, KIND};
+use super::{crash, Holder, KIND};
 use crate::error::{Error, Result};
 use crate::sys::robust::{self as os, Lock, SharedMap};
 use crate::sys::{coarse_realtime_now, monotonic_now};
@@ -234,7 +234,7 @@ impl Attachment {
             {
                 continue;
             }
-            crate::crash_point!("register.locked");
+            crash::crash_point!("register.locked");
             // A remover unlinks the name only while it holds every record's
             // byte; now that we hold one, the name stays as it is until we
             // let go. If it no longer refers to this file, start again.
@@ -263,7 +263,7 @@ impl Attachment {
                 .u32_at(rec + R_UID)
                 .store(os::uid(), Ordering::Relaxed);
             self.state(r).store(generation << 1 | 1, Ordering::Release);
-            crate::crash_point!("register.done");
+            crash::crash_point!("register.done");
             self.record.store(r, Ordering::Relaxed);
             self.hint.store(0, Ordering::Relaxed);
             self.fork_generation
@@ -447,11 +447,11 @@ impl Attachment {
             if !self.lock_byte(r, Lock::Exclusive).unwrap_or(false) {
                 continue;
             }
-            crate::crash_point!("reclaim.locked");
+            crash::crash_point!("reclaim.locked");
             let state = self.state(r).load(Ordering::Acquire);
             if state & 1 == 1 {
                 total += self.free_owner(r, state >> 1);
-                crate::crash_point!("reclaim.freed");
+                crash::crash_point!("reclaim.freed");
                 self.state(r)
                     .store((((state >> 1) + 1) & GEN_MASK) << 1, Ordering::Release);
             }
@@ -487,7 +487,7 @@ impl Attachment {
                     .compare_exchange(0, token, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
             {
-                crate::crash_point!("acquire.taken");
+                crash::crash_point!("acquire.taken");
                 self.map
                     .u64_at(layout::slot(self.records, i) + S_SINCE)
                     .store(now, Ordering::Relaxed);
@@ -550,7 +550,7 @@ impl Attachment {
                 .compare_exchange(token, 0, Ordering::Release, Ordering::Relaxed)
                 .is_ok()
             {
-                crate::crash_point!("release.freed");
+                crash::crash_point!("release.freed");
                 if self.waiters().load(Ordering::SeqCst) != 0 {
                     self.wake(1);
                 }
@@ -609,7 +609,7 @@ impl Attachment {
             return;
         }
         let freed = self.free_token(token);
-        crate::crash_point!("close.freed");
+        crash::crash_point!("close.freed");
         let r = self.record.load(Ordering::Relaxed);
         let (_, generation) = layout::split_token(token);
         self.state(r)

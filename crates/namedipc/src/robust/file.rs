@@ -11,21 +11,10 @@ use super::layout::{
     self, FLAG_PERSISTENT, FLAG_REMOVED, HEADER_LEN, H_FLAGS, H_HEADER_LEN, H_MAGIC, H_RECORDS,
     H_SLOTS, H_VERSION, LOCK_BASE, MAGIC, MAX_RECORDS, MAX_SLOTS, VERSION,
 };
-use super::KIND;
+use super::{crash, KIND};
 use crate::error::{Error, Result};
-use crate::name;
+use crate::paths::{self, ROBUST_TEMP_PREFIX, SHM_DIR};
 use crate::sys::robust::{self as os, Lock, SharedMap};
-
-/// Prefix of the file name in `/dev/shm`: the semaphore `/jobs` lives in
-/// `/dev/shm/namedipc-robust.jobs`.
-pub const FILE_PREFIX: &str = "namedipc-robust.";
-
-/// Where the files live.
-pub(crate) const DIRECTORY: &str = "/dev/shm";
-
-/// Prefix of the temporary name a new file is written under before it is
-/// linked to its real name.
-pub(crate) const TEMP_PREFIX: &str = ".namedipc-robust-tmp.";
 
 /// (device, inode): what a name refers to.
 pub(super) type Identity = (u64, u64);
@@ -62,11 +51,8 @@ pub(super) fn name_identity(path: &str) -> io::Result<Option<Identity>> {
 
 /// The file of the semaphore `name`, after checking the name.
 pub(super) fn file_path(name: &str) -> Result<String> {
-    name::to_c_name(KIND, name)?;
-    Ok(format!(
-        "{DIRECTORY}/{FILE_PREFIX}{}",
-        name.trim_start_matches('/')
-    ))
+    paths::to_c_name(KIND, name)?;
+    Ok(paths::file_path(KIND, name).expect("a robust semaphore always has a file"))
 }
 
 pub(super) fn os_error(name: &str, operation: &'static str, e: io::Error) -> Error {
@@ -93,7 +79,7 @@ pub(super) struct NewFile {
 /// `path`, so that no process ever sees a half-written file at the name.
 /// [`Error::AlreadyExists`] if the name is taken.
 pub(super) fn create(name: &str, path: &str, new: &NewFile) -> Result<MappedFile> {
-    let tmp = name::random_name(&format!("{DIRECTORY}/{TEMP_PREFIX}"))?;
+    let tmp = paths::random_name(KIND, &format!("{SHM_DIR}/{ROBUST_TEMP_PREFIX}"))?;
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -115,7 +101,7 @@ pub(super) fn create(name: &str, path: &str, new: &NewFile) -> Result<MappedFile
         let flags = if new.persistent { FLAG_PERSISTENT } else { 0 };
         map.u32_at(H_FLAGS).store(flags, Ordering::Relaxed);
         map.u64_at(H_MAGIC).store(MAGIC, Ordering::Release);
-        crate::crash_point!("create.before_link");
+        crash::crash_point!("create.before_link");
         // link(2) fails with EEXIST if the name is taken: exclusive create.
         fs::hard_link(&tmp, path).map_err(|e| os_error(name, "link", e))?;
         let identity = identity(&file.metadata().map_err(|e| os_error(name, "fstat", e))?);
@@ -233,7 +219,7 @@ pub(super) fn remove_if_unused(
         if name_identity(path).map_err(|e| os_error(name, "stat", e))? != Some(identity) {
             return Ok(false);
         }
-        crate::crash_point!("remove.locked");
+        crash::crash_point!("remove.locked");
         fs::remove_file(path).map_err(|e| os_error(name, "unlink", e))?;
         mark_removed(map);
         Ok(true)

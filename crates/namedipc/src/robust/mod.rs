@@ -33,6 +33,7 @@
 //! ```
 
 mod attachment;
+mod crash;
 mod file;
 mod layout;
 
@@ -49,8 +50,6 @@ use crate::sys::monotonic_now;
 use crate::sys::robust as os;
 
 use attachment::{attach, AttachError, Attachment};
-pub use file::FILE_PREFIX;
-pub(crate) use file::TEMP_PREFIX;
 use file::{file_path, NewFile};
 use layout::{FLAG_PERSISTENT, H_RECLAIMED, LOCK_BASE, R_STATE};
 pub use layout::{MAX_RECORDS, MAX_SLOTS};
@@ -249,9 +248,11 @@ impl RobustSemaphoreOptions {
                 Err(AttachError::Failed(e)) => return Err(e),
             }
         }
-        Err(Error::InvalidArgument(format!(
-            "robust semaphore '{name}' was removed {STALE_RETRIES} times while this process opened it; try again"
-        )))
+        Err(Error::Contended {
+            kind: KIND,
+            name: name.to_owned(),
+            what: format!("removed {STALE_RETRIES} times while this process opened it"),
+        })
     }
 }
 
@@ -740,31 +741,16 @@ pub fn remove_if_unused(name: &str) -> Result<bool> {
 /// # Ok::<(), namedipc::Error>(())
 /// ```
 pub fn names() -> Result<Vec<String>> {
-    let entries = fs::read_dir(file::DIRECTORY).map_err(|e| Error::Os {
+    let entries = fs::read_dir(crate::paths::SHM_DIR).map_err(|e| Error::Os {
         operation: "opendir",
         kind: KIND,
-        name: file::DIRECTORY.to_owned(),
+        name: crate::paths::SHM_DIR.to_owned(),
         source: e,
     })?;
     let mut names: Vec<String> = entries
         .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter_map(|file| Some(format!("/{}", file.strip_prefix(FILE_PREFIX)?)))
+        .filter_map(|file| Some(format!("/{}", file.strip_prefix(crate::paths::ROBUST_FILE_PREFIX)?)))
         .collect();
     names.sort();
     Ok(names)
-}
-
-/// Test hook: in debug builds, SIGKILLs this process when the environment
-/// variable `NAMEDIPC_CRASH_AT` names `point` (a step of the protocol, e.g.
-/// `acquire.taken`), to test that a crash there loses nothing.
-#[cfg(debug_assertions)]
-pub(crate) fn crash_at(point: &str) {
-    static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    if AT
-        .get_or_init(|| std::env::var("NAMEDIPC_CRASH_AT").ok())
-        .as_deref()
-        == Some(point)
-    {
-        os::kill_self();
-    }
 }

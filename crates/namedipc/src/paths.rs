@@ -1,0 +1,276 @@
+//! Where every named object lives and what its name means: the name rules
+//! and their normalisation, the directory and file prefixes behind each kind,
+//! the identity of the file a name points at, and random names drawn from the
+//! OS's CSPRNG (never from the clock, so processes started in the same second
+//! do not pick the same name). Every other module asks this one; none spells
+//! a path or a prefix of its own.
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::PathBuf;
+
+use crate::error::{Error, ObjectKind, Result};
+use crate::sys;
+
+/// The directory in which Linux keeps shared memory segments, glibc keeps
+/// named semaphores, and namedipc keeps robust semaphores.
+pub const SHM_DIR: &str = "/dev/shm";
+
+/// Prefix of a named semaphore's file in [`SHM_DIR`] (glibc's): the semaphore
+/// `/jobs` is `/dev/shm/sem.jobs`.
+pub const SEMAPHORE_FILE_PREFIX: &str = "sem.";
+
+/// Prefix of a robust semaphore's file in [`SHM_DIR`]: the semaphore `/jobs`
+/// lives in `/dev/shm/namedipc-robust.jobs`.
+pub const ROBUST_FILE_PREFIX: &str = "namedipc-robust.";
+
+/// Prefix of the temporary name a new robust semaphore file is written under
+/// before it is linked to its real name.
+pub const ROBUST_TEMP_PREFIX: &str = ".namedipc-robust-tmp.";
+
+/// The longest name glibc accepts for a semaphore (NAME_MAX less "sem.").
+const SEMAPHORE_NAME_MAX: usize = NAME_MAX - SEMAPHORE_FILE_PREFIX.len();
+/// The longest name for a shared memory segment or message queue (NAME_MAX).
+const NAME_MAX: usize = 255;
+/// The longest name for a robust semaphore: NAME_MAX less its file prefix.
+pub(crate) const ROBUST_NAME_MAX: usize = NAME_MAX - ROBUST_FILE_PREFIX.len();
+
+const RANDOM_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+/// Which file a name points at: its device and inode. Two lookups that give
+/// the same identity saw the same file, so a file removed and created again
+/// at the name is told apart from the one a handle opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Identity {
+    /// The device (st_dev).
+    pub(crate) dev: u64,
+    /// The inode (st_ino).
+    pub(crate) ino: u64,
+}
+
+impl Identity {
+    /// The identity of the file `meta` describes.
+    pub(crate) fn of(meta: &fs::Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+
+    /// What `path` points at now, without following a symbolic link; `None`
+    /// if nothing is there.
+    pub(crate) fn at(path: &str) -> io::Result<Option<Self>> {
+        match fs::symlink_metadata(path) {
+            Ok(meta) => Ok(Some(Self::of(&meta))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// What kind of file is at a name, for messages ("… is a directory").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileType {
+    /// A regular file: what every object of ours is.
+    Regular,
+    /// A directory.
+    Directory,
+    /// A symbolic link.
+    Symlink,
+    /// A FIFO.
+    Fifo,
+    /// A UNIX socket.
+    Socket,
+    /// A block or character device.
+    Device,
+}
+
+impl FileType {
+    /// The type of the file `meta` describes (from `symlink_metadata` or `fstat`).
+    pub(crate) fn of(meta: &fs::Metadata) -> Self {
+        let t = meta.file_type();
+        if t.is_file() {
+            Self::Regular
+        } else if t.is_dir() {
+            Self::Directory
+        } else if t.is_symlink() {
+            Self::Symlink
+        } else if t.is_fifo() {
+            Self::Fifo
+        } else if t.is_socket() {
+            Self::Socket
+        } else {
+            Self::Device
+        }
+    }
+
+    /// The type named by the `S_IFMT` bits of a `st_mode`.
+    pub(crate) fn from_mode(mode: u32) -> Self {
+        match mode & libc::S_IFMT {
+            libc::S_IFREG => Self::Regular,
+            libc::S_IFDIR => Self::Directory,
+            libc::S_IFLNK => Self::Symlink,
+            libc::S_IFIFO => Self::Fifo,
+            libc::S_IFSOCK => Self::Socket,
+            _ => Self::Device,
+        }
+    }
+
+    /// The type of whatever is at `path` (not following a link), if anything is.
+    pub(crate) fn at(path: &str) -> Option<Self> {
+        fs::symlink_metadata(path).ok().map(|meta| Self::of(&meta))
+    }
+
+    /// "a directory", "a FIFO", …: how a message names it.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Self::Regular => "a regular file",
+            Self::Directory => "a directory",
+            Self::Symlink => "a symbolic link",
+            Self::Fifo => "a FIFO",
+            Self::Socket => "a socket",
+            Self::Device => "a device",
+        }
+    }
+}
+
+/// The part of `name` after its leading slashes: "/jobs" and "jobs" are both "jobs".
+pub(crate) fn body(name: &str) -> &str {
+    name.trim_start_matches('/')
+}
+
+/// `name` with exactly one leading slash, as it is shown and stored.
+pub(crate) fn canonical(name: &str) -> String {
+    format!("/{}", body(name))
+}
+
+/// The file in [`SHM_DIR`] behind the object `name` of `kind`, where there is
+/// one on this platform (a message queue has none: it lives in mqueue's own
+/// namespace). The name is not checked here.
+pub(crate) fn file_path(kind: ObjectKind, name: &str) -> Option<String> {
+    let prefix = match kind {
+        ObjectKind::Semaphore if cfg!(all(target_os = "linux", target_env = "gnu")) => {
+            SEMAPHORE_FILE_PREFIX
+        }
+        ObjectKind::SharedMemory if cfg!(target_os = "linux") => "",
+        ObjectKind::RobustSemaphore => ROBUST_FILE_PREFIX,
+        _ => return None,
+    };
+    Some(format!("{SHM_DIR}/{prefix}{}", body(name)))
+}
+
+/// The name of the object of `kind` whose file in [`SHM_DIR`] is called
+/// `file_name`, if such a file can belong to that kind; the inverse of
+/// [`file_path`].
+pub(crate) fn name_of_file(kind: ObjectKind, file_name: &str) -> Option<String> {
+    let body = match kind {
+        ObjectKind::Semaphore => file_name.strip_prefix(SEMAPHORE_FILE_PREFIX)?,
+        ObjectKind::RobustSemaphore => file_name.strip_prefix(ROBUST_FILE_PREFIX)?,
+        ObjectKind::SharedMemory => file_name,
+        ObjectKind::MessageQueue => return None,
+    };
+    (!body.is_empty()).then(|| format!("/{body}"))
+}
+
+/// The directory `SHM_DIR` as a path.
+pub(crate) fn shm_dir() -> PathBuf {
+    PathBuf::from(SHM_DIR)
+}
+
+/// Checks `name` and returns it as a C string.
+///
+/// A name is one or more leading slashes (by convention exactly one) and
+/// then 1 to N bytes, none of them `/` or NUL. Like glibc, a name without
+/// a leading slash is accepted and means the same.
+pub(crate) fn to_c_name(kind: ObjectKind, name: &str) -> Result<CString> {
+    let max = match kind {
+        ObjectKind::Semaphore => SEMAPHORE_NAME_MAX,
+        ObjectKind::SharedMemory | ObjectKind::MessageQueue => NAME_MAX,
+        ObjectKind::RobustSemaphore => ROBUST_NAME_MAX,
+    };
+    let invalid = || Error::InvalidName {
+        kind,
+        name: name.to_owned(),
+        rule: format!(
+            "a name is '/' followed by 1 to {max} bytes, none of them '/' or NUL, e.g. '/jobs'"
+        ),
+    };
+    let body = body(name);
+    if body.is_empty() || body.len() > max || body.contains('/') || name.contains('\0') {
+        return Err(invalid());
+    }
+    CString::new(name).map_err(|_| invalid())
+}
+
+/// A fresh random name for an object of `kind`: `prefix` and 16 characters
+/// of `[a-z0-9]` (about 82 bits), taken from the OS's CSPRNG.
+pub(crate) fn random_name(kind: ObjectKind, prefix: &str) -> Result<String> {
+    let mut bytes = [0u8; 16];
+    sys::fill_random(&mut bytes).map_err(|source| Error::Os {
+        operation: "getrandom",
+        kind,
+        name: prefix.to_owned(),
+        source,
+    })?;
+    let mut name = String::with_capacity(prefix.len() + bytes.len());
+    name.push_str(prefix);
+    name.extend(
+        bytes
+            .iter()
+            .map(|b| char::from(RANDOM_ALPHABET[usize::from(*b) % RANDOM_ALPHABET.len()])),
+    );
+    Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_conventional_and_slashless_names() {
+        assert!(to_c_name(ObjectKind::Semaphore, "/jobs").is_ok());
+        assert!(to_c_name(ObjectKind::Semaphore, "jobs").is_ok());
+        assert!(to_c_name(ObjectKind::Semaphore, &format!("/{}", "x".repeat(251))).is_ok());
+    }
+
+    #[test]
+    fn rejects_bad_names_with_the_rule() {
+        for bad in [
+            "",
+            "/",
+            "//",
+            "/a/b",
+            "/a\0b",
+            &format!("/{}", "x".repeat(252)),
+        ] {
+            let err = to_c_name(ObjectKind::Semaphore, bad).unwrap_err();
+            assert!(matches!(err, Error::InvalidName { .. }), "{bad:?}: {err}");
+            assert!(
+                err.to_string().contains("followed by 1 to 251 bytes"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn paths_and_names_are_inverse() {
+        for kind in [ObjectKind::SharedMemory, ObjectKind::RobustSemaphore] {
+            let path = file_path(kind, "//jobs").unwrap();
+            let file = path.strip_prefix("/dev/shm/").unwrap();
+            assert_eq!(name_of_file(kind, file).as_deref(), Some("/jobs"));
+        }
+        assert_eq!(file_path(ObjectKind::MessageQueue, "/jobs"), None);
+        assert_eq!(canonical("///jobs"), "/jobs");
+    }
+
+    #[test]
+    fn random_names_differ_and_are_valid() {
+        let a = random_name(ObjectKind::Semaphore, "/namedipc-").unwrap();
+        let b = random_name(ObjectKind::Semaphore, "/namedipc-").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), "/namedipc-".len() + 16);
+        assert!(to_c_name(ObjectKind::Semaphore, &a).is_ok());
+    }
+}
