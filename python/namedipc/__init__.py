@@ -13,19 +13,10 @@ Two faces over one Rust core:
   millisecond; ``holders()`` says who holds what.
 """
 
-import enum
+import importlib
 
-from namedipc._errors import (
-    BusyError,
-    CorruptError,
-    Error,
-    ExistentialError,
-    ExistsError,
-    NotFoundError,
-    PermissionsError,
-    SignalError,
-)
-from namedipc._robust import Holder
+from namedipc import _namedipc
+from namedipc._flags import Flags
 from namedipc._namedipc import (
     MESSAGE_QUEUES_SUPPORTED,
     O_CREAT,
@@ -46,11 +37,20 @@ from namedipc._namedipc import (
     USER_SIGNAL_MAX,
     USER_SIGNAL_MIN,
     VERSION,
+    BusyError,
+    CorruptError,
+    Error,
+    ExistentialError,
+    ExistsError,
+    Holder,
     MessageQueue,
     NamedSemaphore,
+    NotFoundError,
+    PermissionsError,
     RobustSemaphore,
     Semaphore,
     SharedMemory,
+    SignalError,
     unlink_message_queue,
     unlink_semaphore,
     unlink_shared_memory,
@@ -59,19 +59,9 @@ from namedipc._namedipc import (
 __version__ = VERSION
 
 
-class Flags(enum.IntEnum):
-    """What ``NamedSemaphore`` and ``RobustSemaphore`` do when the name does,
-    or does not, exist."""
-
-    RAISE_IF_EXISTS = 0
-    """Create it; raise ExistsError (a FileExistsError) if the name is taken."""
-    LINK_OR_CREATE = 1
-    """Open it if it exists, else create it; race-free across processes."""
-    RAISE_IF_NOT_EXISTS = 2
-    """Open it; raise NotFoundError (a FileNotFoundError) if it is missing."""
-    UNLINK_AND_CREATE = 3
-    """Remove any semaphore with the name, then create a new one."""
-
+# The bindings never import this package; it hands them what they need from
+# Python: the asyncio glue, imported the first time an async method is used.
+_namedipc._install_asyncio_glue(lambda: importlib.import_module("namedipc._aio"))
 
 NamedSemaphore.Flags = Flags  # type: ignore[attr-defined]
 RobustSemaphore.Flags = Flags  # type: ignore[attr-defined]
@@ -90,6 +80,7 @@ __all__ = [
     "Error",
     "ExistentialError",
     "ExistsError",
+    "Flags",
     "Holder",
     "NamedSemaphore",
     "NotFoundError",

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from namedipc._errors import BusyError
+from namedipc._namedipc import BusyError
 
 
 class Acquirable(Protocol):

@@ -1,13 +1,23 @@
 # Hand-written stubs for the compiled module namedipc._namedipc.
 from types import TracebackType
 from collections.abc import Callable, Coroutine
-from typing import Any, ClassVar, Self, SupportsFloat
+from typing import Any, ClassVar, NamedTuple, Self, SupportsFloat
 
 from typing_extensions import Buffer, disjoint_base
 
-from namedipc._robust import Holder
+from namedipc._flags import Flags
 
 __all__ = [
+    "Error",
+    "SignalError",
+    "PermissionsError",
+    "ExistentialError",
+    "ExistsError",
+    "NotFoundError",
+    "BusyError",
+    "CorruptError",
+    "Holder",
+    "_install_asyncio_glue",
     "Semaphore",
     "NamedSemaphore",
     "unlink_semaphore",
@@ -42,6 +52,45 @@ __all__ = [
     "VERSION",
     "_cli_main",
 ]
+
+# The exception classes, made by the bindings at import (errors.rs).
+class Error(Exception):
+    """Base class of every namedipc error."""
+
+class SignalError(Error):
+    """A signal interrupted a wait (posix_ipc's Semaphore.acquire)."""
+
+class PermissionsError(Error, PermissionError):
+    """The OS refused access to the object."""
+
+class ExistentialError(Error):
+    """The object does or does not exist, or the handle has been closed."""
+
+class ExistsError(ExistentialError, FileExistsError):
+    """The object was to be created, but its name is taken."""
+
+class NotFoundError(ExistentialError, FileNotFoundError):
+    """The object was to be opened, but nothing has its name."""
+
+class BusyError(Error, TimeoutError):
+    """The object could not be acquired in the time allowed."""
+
+class CorruptError(Error):
+    """The file behind the name is not a valid object of the kind asked for."""
+
+class Holder(NamedTuple):
+    """One slot of a RobustSemaphore held at the time of the call."""
+
+    pid: int
+    """Process id of the holder (as the holder saw it, in its PID namespace)."""
+    uid: int
+    """Real user id of the holder."""
+    since: float
+    """When the slot was taken, in seconds since the epoch (as time.time())."""
+    alive: bool
+    """False if the holder has died; its slot is about to be given back."""
+
+def _install_asyncio_glue(loader: Callable[[], Any]) -> None: ...
 
 O_CREAT: int
 O_EXCL: int
@@ -86,7 +135,7 @@ class Semaphore:
 class NamedSemaphore:
     """A named semaphore with threading.Semaphore's manners."""
 
-    Flags: ClassVar[Any]
+    Flags: ClassVar[type[Flags]]
     def __init__(
         self,
         name: str | bytes,
@@ -124,7 +173,7 @@ def _reopen_named_semaphore(cls: type[NamedSemaphore], name: str) -> NamedSemaph
 class RobustSemaphore:
     """A crash-safe named semaphore: a dead holder's slot comes back."""
 
-    Flags: ClassVar[Any]
+    Flags: ClassVar[type[Flags]]
     def __init__(
         self,
         name: str | bytes,

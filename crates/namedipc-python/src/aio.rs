@@ -2,6 +2,11 @@
 //! `send_async`, `receive_async`): the methods check their arguments here,
 //! with the sync API's rules and messages, then return a coroutine of the
 //! pure-Python glue in `namedipc._aio`, where the event loop lives.
+//!
+//! The bindings do not import the package above them: `namedipc/__init__.py`
+//! hands the glue down with `_install_asyncio_glue(loader)`, a callable that
+//! imports it, called the first time an async method is used (so that a
+//! program that never awaits never imports asyncio).
 
 use pyo3::call::PyCallArgs;
 use pyo3::intern;
@@ -11,17 +16,39 @@ use pyo3::types::PyString;
 
 use crate::args::{self, Negative, Timeout};
 
-static AIO_MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+/// The callable that imports the glue, as the package handed it down.
+static GLUE_LOADER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+/// The glue, once loaded.
+static GLUE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-/// The coroutine `namedipc._aio.<function>(*args)`.
+/// `_install_asyncio_glue(loader)`: `loader()` returns the module with the
+/// asyncio glue (`namedipc._aio`). Called once, by `namedipc/__init__.py`.
+#[pyfunction]
+pub(crate) fn _install_asyncio_glue(loader: &Bound<'_, PyAny>) -> PyResult<()> {
+    GLUE_LOADER
+        .set(loader.py(), loader.clone().unbind())
+        .map_err(|_| {
+            pyo3::exceptions::PyRuntimeError::new_err(
+                "namedipc's asyncio glue is already installed",
+            )
+        })
+}
+
+/// The coroutine `<glue>.<function>(*args)`.
 pub(crate) fn coroutine<'py>(
     function: &Bound<'py, PyString>,
     args: impl PyCallArgs<'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = function.py();
-    let module =
-        AIO_MODULE.get_or_try_init(py, || py.import("namedipc._aio").map(Bound::unbind))?;
-    module.bind(py).getattr(function)?.call1(args)
+    let glue = GLUE.get_or_try_init(py, || {
+        let loader = GLUE_LOADER.get(py).ok_or_else(|| {
+            pyo3::exceptions::PyRuntimeError::new_err(
+                "namedipc's asyncio glue is not installed: import namedipc, not namedipc._namedipc alone",
+            )
+        })?;
+        loader.bind(py).call0().map(Bound::unbind)
+    })?;
+    glue.bind(py).getattr(function)?.call1(args)
 }
 
 /// `acquire_async(timeout=None)` of a semaphore handle `sem`: checks the

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use namedipc::flags::{O_CREAT, O_EXCL};
 use namedipc::Existence;
+use namedipc::ObjectKind;
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyString};
@@ -50,15 +51,15 @@ pub(crate) enum Target {
     Named(String, Existence),
 }
 
-/// Reads posix_ipc's `name` and `flags` (O_CREAT, O_EXCL); `new_what`
+/// Reads posix_ipc's `name` and `flags` (O_CREAT, O_EXCL); `kind`
 /// names what O_CREX without a name creates, for the message.
-pub(crate) fn target(name: Option<String>, flags: i64, new_what: &str) -> PyResult<Target> {
+pub(crate) fn target(name: Option<String>, flags: i64, kind: ObjectKind) -> PyResult<Target> {
     let create = flags & i64::from(O_CREAT) != 0;
     let exclusive = flags & i64::from(O_EXCL) != 0;
     match name {
         None if exclusive => Ok(Target::Random),
         None => Err(PyValueError::new_err(format!(
-            "name can be None only with flags=O_CREX (a new {new_what} under a random name)"
+            "name can be None only with flags=O_CREX (a new {kind} under a random name)"
         ))),
         Some(name) => {
             let existence = match (create, exclusive) {
@@ -73,13 +74,13 @@ pub(crate) fn target(name: Option<String>, flags: i64, new_what: &str) -> PyResu
 
 /// posix_ipc's `flags` argument (O_CREAT, O_EXCL, ...): 0 when omitted.
 /// Refuses `O_EXCL` without `O_CREAT`, which the OS would silently ignore
-/// (posix_ipc passes it on); `new_what` names the object, e.g. "segment".
-pub(crate) fn require_creat_with_excl(flags: i64, new_what: &str) -> PyResult<()> {
+/// (posix_ipc passes it on); `kind` names the object, e.g. "segment".
+pub(crate) fn require_creat_with_excl(flags: i64, kind: ObjectKind) -> PyResult<()> {
     let create = flags & i64::from(O_CREAT) != 0;
     let exclusive = flags & i64::from(O_EXCL) != 0;
     if exclusive && !create {
         return Err(PyValueError::new_err(format!(
-            "O_EXCL must be combined with O_CREAT: pass flags=O_CREX to create a new {new_what} and fail if the name is taken"
+            "O_EXCL must be combined with O_CREAT: pass flags=O_CREX to create a new {kind} and fail if the name is taken"
         )));
     }
     Ok(())

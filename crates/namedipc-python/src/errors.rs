@@ -1,30 +1,48 @@
-//! The one place where namedipc errors become Python exceptions. The
-//! exception classes are defined in `namedipc/_errors.py`, where multiple
-//! inheritance (ExistsError is also a FileExistsError) is natural.
+//! The one place where namedipc errors become Python exceptions, and where
+//! the exception classes are made. They are made here, at import, with
+//! Python's `type()`, because under the stable ABI a class defined in Rust
+//! cannot have two bases and ours must (ExistsError is also a
+//! FileExistsError); defining them in the Python package instead would make
+//! the bindings import the package above them.
 
 use std::time::Duration;
 
-use namedipc::Error;
-use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
+use namedipc::{Error, ObjectKind};
+use pyo3::exceptions::{
+    PyBufferError, PyException, PyFileExistsError, PyFileNotFoundError, PyPermissionError,
+    PyTimeoutError, PyTypeError, PyValueError,
+};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyType;
+use pyo3::types::{PyDict, PyTuple, PyType};
 
-/// The Python exception classes, by the name they have in `namedipc._errors`.
+/// The Python exception classes, in the order they are made (a class's
+/// namedipc base comes before it).
 #[derive(Clone, Copy)]
 enum Class {
     Error,
+    Signal,
+    Permissions,
     Existential,
     Exists,
     NotFound,
-    Permissions,
     Busy,
-    Signal,
     Corrupt,
 }
 
+const CLASSES: [Class; 8] = [
+    Class::Error,
+    Class::Signal,
+    Class::Permissions,
+    Class::Existential,
+    Class::Exists,
+    Class::NotFound,
+    Class::Busy,
+    Class::Corrupt,
+];
+
 impl Class {
-    fn attr(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Self::Error => "Error",
             Self::Existential => "ExistentialError",
@@ -36,21 +54,88 @@ impl Class {
             Self::Corrupt => "CorruptError",
         }
     }
+
+    fn doc(self) -> &'static str {
+        match self {
+            Self::Error => "Base class of every namedipc error.",
+            Self::Signal => "A signal interrupted a wait (posix_ipc's Semaphore.acquire).",
+            Self::Permissions => "The OS refused access to the object.",
+            Self::Existential => {
+                "The object does or does not exist, or the handle has been closed."
+            }
+            Self::Exists => "The object was to be created, but its name is taken.",
+            Self::NotFound => "The object was to be opened, but nothing has its name.",
+            Self::Busy => "The object could not be acquired in the time allowed.",
+            Self::Corrupt => {
+                "The file behind the name is not a valid object of the kind asked for."
+            }
+        }
+    }
+
+    /// The namedipc base class and the built-in this class also derives from.
+    fn bases(self) -> (Option<Self>, Option<fn(Python<'_>) -> Bound<'_, PyType>>) {
+        match self {
+            Self::Error => (None, Some(|py| py.get_type::<PyException>())),
+            Self::Signal | Self::Existential | Self::Corrupt => (Some(Self::Error), None),
+            Self::Permissions => (
+                Some(Self::Error),
+                Some(|py| py.get_type::<PyPermissionError>()),
+            ),
+            Self::Exists => (
+                Some(Self::Existential),
+                Some(|py| py.get_type::<PyFileExistsError>()),
+            ),
+            Self::NotFound => (
+                Some(Self::Existential),
+                Some(|py| py.get_type::<PyFileNotFoundError>()),
+            ),
+            Self::Busy => (
+                Some(Self::Error),
+                Some(|py| py.get_type::<PyTimeoutError>()),
+            ),
+        }
+    }
 }
 
-static ERRORS_MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+static TYPES: PyOnceLock<Vec<Py<PyType>>> = PyOnceLock::new();
+
+/// Makes the exception classes and adds them to the module `m`, as
+/// `namedipc.<name>` (their `__module__`, so they pickle by that name).
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    let make = py.get_type::<PyType>();
+    let mut made: Vec<Py<PyType>> = Vec::with_capacity(CLASSES.len());
+    for class in CLASSES {
+        let (ours, builtin) = class.bases();
+        let mut bases: Vec<Bound<'_, PyType>> = Vec::new();
+        if let Some(ours) = ours {
+            bases.push(made[ours as usize].bind(py).clone());
+        }
+        if let Some(builtin) = builtin {
+            bases.push(builtin(py));
+        }
+        let namespace = PyDict::new(py);
+        namespace.set_item("__module__", "namedipc")?;
+        namespace.set_item("__doc__", class.doc())?;
+        let cls = make
+            .call1((class.name(), PyTuple::new(py, bases)?, namespace))?
+            .cast_into::<PyType>()?;
+        m.add(class.name(), &cls)?;
+        made.push(cls.unbind());
+    }
+    TYPES
+        .set(py, made)
+        .map_err(|_| PyTypeError::new_err("namedipc's exception classes were made twice"))
+}
 
 /// Builds an exception of `class` with `message`; `errno` is set on the
 /// classes that derive from OSError, so `e.errno` works as users expect.
 fn new_error(py: Python<'_>, class: Class, message: String, errno: Option<i32>) -> PyErr {
     let build = || -> PyResult<PyErr> {
-        let module = ERRORS_MODULE
-            .get_or_try_init(py, || py.import("namedipc._errors").map(Bound::unbind))?;
-        let cls = module
-            .bind(py)
-            .getattr(class.attr())?
-            .cast_into::<PyType>()?;
-        let exc = cls.call1((message.clone(),))?;
+        let types = TYPES
+            .get(py)
+            .ok_or_else(|| PyTypeError::new_err("namedipc's exception classes are not made yet"))?;
+        let exc = types[class as usize].bind(py).call1((message.clone(),))?;
         if let Some(errno) = errno {
             if exc.is_instance_of::<pyo3::exceptions::PyOSError>() {
                 exc.setattr("errno", errno)?;
@@ -84,69 +169,63 @@ pub(crate) fn to_py_err(err: Error) -> PyErr {
     })
 }
 
-/// The error for any use of a handle after `close()`.
-pub(crate) fn closed(py: Python<'_>, what: &str, name: &str) -> PyErr {
-    new_error(
-        py,
-        Class::Existential,
-        format!("{what} '{name}' has been closed; open it again to use it"),
-        None,
-    )
+/// The error for any use of a handle after `close()`: the core's message.
+pub(crate) fn closed(kind: ObjectKind, name: &str) -> PyErr {
+    to_py_err(Error::Closed {
+        kind,
+        name: name.to_owned(),
+    })
 }
 
 /// The error for a second `__init__` on a handle.
-pub(crate) fn already_initialised(what: &str) -> PyErr {
+pub(crate) fn already_initialised(kind: ObjectKind) -> PyErr {
     PyTypeError::new_err(format!(
-        "this {what} handle is already initialised; create a new object instead of calling __init__ again"
+        "this {kind} handle is already initialised; create a new object instead of calling __init__ again"
     ))
 }
 
 /// The error for a handle whose `__init__` never ran (a subclass that did
 /// not call it, or `cls.__new__(cls)` alone).
-pub(crate) fn uninitialised(what: &str) -> PyErr {
+pub(crate) fn uninitialised(kind: ObjectKind) -> PyErr {
     PyTypeError::new_err(format!(
-        "this {what} was never initialised: a subclass's __init__ must call super().__init__(...)"
+        "this {kind} was never initialised: a subclass's __init__ must call super().__init__(...)"
     ))
 }
 
-/// The error for a wait that a signal ended (posix_ipc's behaviour).
-pub(crate) fn interrupted(py: Python<'_>, what: &str, name: &str) -> PyErr {
-    new_error(
-        py,
-        Class::Signal,
-        format!("the wait on {what} '{name}' was interrupted by a signal"),
-        None,
-    )
+/// The error for a wait that a signal ended (posix_ipc's behaviour): the core's message.
+pub(crate) fn interrupted(kind: ObjectKind, name: &str) -> PyErr {
+    to_py_err(Error::Interrupted {
+        kind,
+        name: name.to_owned(),
+    })
 }
 
-/// The error for a non-blocking or timed-out acquire (posix_ipc's behaviour).
-pub(crate) fn busy(py: Python<'_>, what: &str, name: &str) -> PyErr {
-    new_error(
-        py,
-        Class::Busy,
-        format!("{what} '{name}' is busy: it could not be acquired in the time allowed"),
-        None,
-    )
+/// The error for a non-blocking or timed-out acquire (posix_ipc's behaviour): the core's message.
+pub(crate) fn busy(kind: ObjectKind, name: &str) -> PyErr {
+    to_py_err(Error::Busy {
+        kind,
+        name: name.to_owned(),
+    })
 }
 
 /// The error for a wait whose handle another thread closed.
-pub(crate) fn closed_while_waiting(py: Python<'_>, what: &str, name: &str) -> PyErr {
+pub(crate) fn closed_while_waiting(py: Python<'_>, kind: ObjectKind, name: &str) -> PyErr {
     new_error(
         py,
         Class::Existential,
-        format!("{what} '{name}' was closed by another thread while this one waited on it"),
+        format!("{kind} '{name}' was closed by another thread while this one waited on it"),
         None,
     )
 }
 
 /// The error for a use of a shared memory segment that needs the descriptor
 /// `close_fd()` gave up; `consequence` says what cannot be done.
-pub(crate) fn fd_closed(py: Python<'_>, what: &str, name: &str, consequence: &str) -> PyErr {
+pub(crate) fn fd_closed(py: Python<'_>, kind: ObjectKind, name: &str, consequence: &str) -> PyErr {
     new_error(
         py,
         Class::Existential,
         format!(
-            "the file descriptor of {what} '{name}' was closed by close_fd(), so {consequence}; open the segment again"
+            "the file descriptor of {kind} '{name}' was closed by close_fd(), so {consequence}; open the segment again"
         ),
         None,
     )
@@ -154,9 +233,9 @@ pub(crate) fn fd_closed(py: Python<'_>, what: &str, name: &str, consequence: &st
 
 /// The error for `close()` on a shared memory segment whose `.buf` is still
 /// exported; `cause` is the BufferError that mmap raised.
-pub(crate) fn views_alive(py: Python<'_>, what: &str, name: &str, cause: PyErr) -> PyErr {
+pub(crate) fn views_alive(py: Python<'_>, kind: ObjectKind, name: &str, cause: PyErr) -> PyErr {
     let refused = PyBufferError::new_err(format!(
-        "cannot close {what} '{name}': memoryviews of its .buf (or objects made from them, \
+        "cannot close {kind} '{name}': memoryviews of its .buf (or objects made from them, \
          such as numpy arrays) still exist; release them first (view.release() or del), \
          then call close() again"
     ));

@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
-use namedipc::Semaphore;
+use namedipc::{ObjectKind, Semaphore};
 use pyo3::prelude::*;
 
 use crate::args::Timeout;
@@ -24,15 +24,15 @@ pub(crate) struct SemSlot {
     opened: OnceLock<Opened>,
     open: AtomicBool,
     /// "semaphore", for messages.
-    what: &'static str,
+    kind: ObjectKind,
 }
 
 impl SemSlot {
-    pub(crate) fn new(what: &'static str) -> Self {
+    pub(crate) fn new(kind: ObjectKind) -> Self {
         Self {
             opened: OnceLock::new(),
             open: AtomicBool::new(false),
-            what,
+            kind,
         }
     }
 
@@ -40,7 +40,7 @@ impl SemSlot {
     pub(crate) fn ensure_uninitialised(&self) -> PyResult<()> {
         match self.opened.get() {
             None => Ok(()),
-            Some(_) => Err(errors::already_initialised(self.what)),
+            Some(_) => Err(errors::already_initialised(self.kind)),
         }
     }
 
@@ -49,7 +49,7 @@ impl SemSlot {
         self.ensure_uninitialised()?;
         self.opened
             .set(Opened { sem, mode })
-            .map_err(|_| errors::already_initialised(self.what))?;
+            .map_err(|_| errors::already_initialised(self.kind))?;
         self.open.store(true, Ordering::Release);
         Ok(())
     }
@@ -82,32 +82,32 @@ impl SemSlot {
     fn opened(&self) -> PyResult<&Opened> {
         self.opened
             .get()
-            .ok_or_else(|| errors::uninitialised(self.what))
+            .ok_or_else(|| errors::uninitialised(self.kind))
     }
 
     /// The semaphore, if the handle is open.
-    fn sem(&self, py: Python<'_>) -> PyResult<&Semaphore> {
+    fn sem(&self) -> PyResult<&Semaphore> {
         let opened = self.opened()?;
         if self.is_open() {
             Ok(&opened.sem)
         } else {
-            Err(errors::closed(py, self.what, opened.sem.name()))
+            Err(errors::closed(self.kind, opened.sem.name()))
         }
     }
 
     /// Runs `f` on the semaphore if the handle is open.
-    pub(crate) fn with<R>(&self, py: Python<'_>, f: impl FnOnce(&Semaphore) -> R) -> PyResult<R> {
-        Ok(f(self.sem(py)?))
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&Semaphore) -> R) -> PyResult<R> {
+        Ok(f(self.sem()?))
     }
 
     /// Gives one slot back.
-    pub(crate) fn post(&self, py: Python<'_>) -> PyResult<()> {
-        self.with(py, Semaphore::post)?.map_err(errors::to_py_err)
+    pub(crate) fn post(&self) -> PyResult<()> {
+        self.with(Semaphore::post)?.map_err(errors::to_py_err)
     }
 
     /// Free slots now.
-    pub(crate) fn value(&self, py: Python<'_>) -> PyResult<u32> {
-        self.with(py, Semaphore::value)?.map_err(errors::to_py_err)
+    pub(crate) fn value(&self) -> PyResult<u32> {
+        self.with(Semaphore::value)?.map_err(errors::to_py_err)
     }
 
     /// Removes the semaphore's name; handles already open keep working.
@@ -123,9 +123,9 @@ impl SemSlot {
         timeout: Timeout,
         on_signal: OnSignal,
     ) -> PyResult<bool> {
-        let sem = self.sem(py)?;
+        let sem = self.sem()?;
         let taken = Wait {
-            what: self.what,
+            kind: self.kind,
             name: sem.name(),
             on_signal,
             is_open: || self.is_open(),

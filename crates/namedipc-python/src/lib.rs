@@ -27,6 +27,7 @@ fn unlink_semaphore(name: &Bound<'_, PyAny>) -> PyResult<()> {
 fn _namedipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     use namedipc::flags;
 
+    errors::register(m)?;
     m.add_class::<semaphore::PySemaphore>()?;
     m.add_class::<named_semaphore::PyNamedSemaphore>()?;
     m.add_function(wrap_pyfunction!(unlink_semaphore, m)?)?;
@@ -36,6 +37,7 @@ fn _namedipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m
     )?)?;
     m.add_function(wrap_pyfunction!(cli::_cli_main, m)?)?;
+    m.add_function(wrap_pyfunction!(aio::_install_asyncio_glue, m)?)?;
     shared_memory::register(m)?;
     message_queue::register(m)?;
     robust_semaphore::register(m)?;

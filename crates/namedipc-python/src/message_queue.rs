@@ -8,6 +8,7 @@ use std::time::Duration;
 use namedipc::flags::O_NONBLOCK;
 use namedipc::mqueue::{self, Limits, MessageQueue, PRIORITY_MAX};
 use namedipc::Error;
+use namedipc::ObjectKind;
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
@@ -20,7 +21,7 @@ use crate::errors::{self, to_py_err, Direction, GaveUp};
 use crate::pickling::{self, qualified_name};
 use crate::wait::{Attempt, IfClosed, OnSignal, Wait};
 
-const WHAT: &str = "message queue";
+const KIND: ObjectKind = ObjectKind::MessageQueue;
 
 /// The system's defaults for new queues, read once when the module loads
 /// (posix_ipc bakes in the values of the machine it was built on).
@@ -71,9 +72,9 @@ impl PyMessageQueue {
     ) -> PyResult<()> {
         if self.opened.get().is_some() {
             // Checked before opening too, so that a second __init__ never creates a queue.
-            return Err(errors::already_initialised(WHAT));
+            return Err(errors::already_initialised(KIND));
         }
-        args::require_creat_with_excl(flags, "message queue")?;
+        args::require_creat_with_excl(flags, KIND)?;
         if !read && !write {
             return Err(PyValueError::new_err(
                 "at least one of read or write must be True",
@@ -86,7 +87,7 @@ impl PyMessageQueue {
             .read(read)
             .write(write)
             .blocking(flags & i64::from(O_NONBLOCK) == 0);
-        let queue = match args::target(name, flags, WHAT)? {
+        let queue = match args::target(name, flags, KIND)? {
             Target::Random => options.create_random(RANDOM_PREFIX),
             Target::Named(name, existence) => options.existence(existence).open(&name),
         }
@@ -101,21 +102,21 @@ impl PyMessageQueue {
         };
         self.opened
             .set(opened)
-            .map_err(|_| errors::already_initialised(WHAT))?;
+            .map_err(|_| errors::already_initialised(KIND))?;
         *lock(&self.queue) = Some(Arc::new(queue));
         Ok(())
     }
 
     fn opened(&self) -> PyResult<&Opened> {
-        self.opened.get().ok_or_else(|| errors::uninitialised(WHAT))
+        self.opened.get().ok_or_else(|| errors::uninitialised(KIND))
     }
 
     /// The open queue, or ExistentialError after `close()`.
-    fn queue(&self, py: Python<'_>) -> PyResult<Arc<MessageQueue>> {
+    fn queue(&self) -> PyResult<Arc<MessageQueue>> {
         let opened = self.opened()?;
         lock(&self.queue)
             .clone()
-            .ok_or_else(|| errors::closed(py, WHAT, &opened.name))
+            .ok_or_else(|| errors::closed(KIND, &opened.name))
     }
 
     fn is_open(&self) -> bool {
@@ -124,7 +125,7 @@ impl PyMessageQueue {
 
     /// The open queue, if this handle may `direction` on it.
     fn queue_for(&self, py: Python<'_>, direction: Direction) -> PyResult<Arc<MessageQueue>> {
-        let queue = self.queue(py)?;
+        let queue = self.queue()?;
         let opened = self.opened()?;
         let allowed = match direction {
             Direction::Send => opened.write,
@@ -148,7 +149,7 @@ impl PyMessageQueue {
     ) -> PyResult<T> {
         let name = &self.opened()?.name;
         let moved = Wait {
-            what: WHAT,
+            kind: KIND,
             name,
             on_signal: OnSignal::Raise,
             is_open: || self.is_open(),
@@ -378,7 +379,7 @@ impl PyMessageQueue {
         py: Python<'_>,
         notification: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let queue = self.queue(py)?;
+        let queue = self.queue()?;
         let name = queue.name();
         let Some(notification) = notification.filter(|n| !n.is_none()) else {
             queue.cancel_notification();
@@ -403,10 +404,10 @@ impl PyMessageQueue {
     /// Closes this handle; the queue itself lives on until unlinked. Ends
     /// this process's notification request on the queue, as closing any
     /// descriptor of it does.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
+    fn close(&self) -> PyResult<()> {
         let opened = self.opened()?;
         let Some(queue) = lock(&self.queue).take() else {
-            return Err(errors::closed(py, WHAT, &opened.name));
+            return Err(errors::closed(KIND, &opened.name));
         };
         // A pending callback holds the queue open: cancel it first, so that
         // the descriptor closes now (or when the last waiter returns).
@@ -456,21 +457,21 @@ impl PyMessageQueue {
     }
 
     #[getter]
-    fn current_messages(&self, py: Python<'_>) -> PyResult<usize> {
-        self.queue(py)?.current_messages().map_err(to_py_err)
+    fn current_messages(&self) -> PyResult<usize> {
+        self.queue()?.current_messages().map_err(to_py_err)
     }
 
     /// Whether send() and receive() may wait (False: they raise BusyError
     /// at once instead).
     #[getter]
-    fn get_block(&self, py: Python<'_>) -> PyResult<bool> {
-        self.queue(py)?.is_blocking().map_err(to_py_err)
+    fn get_block(&self) -> PyResult<bool> {
+        self.queue()?.is_blocking().map_err(to_py_err)
     }
 
     #[setter]
-    fn set_block(&self, py: Python<'_>, block: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn set_block(&self, block: &Bound<'_, PyAny>) -> PyResult<()> {
         let block = block.is_truthy()?;
-        self.queue(py)?.set_blocking(block).map_err(to_py_err)
+        self.queue()?.set_blocking(block).map_err(to_py_err)
     }
 
     fn __str__(&self) -> PyResult<&str> {

@@ -2,6 +2,7 @@
 //! manners (acquire returns a bool, release takes n) and explicit
 //! ownership: the handle that created it removes it when closed.
 
+use namedipc::ObjectKind;
 use namedipc::{Existence, Semaphore};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -14,7 +15,7 @@ use crate::handle::SemSlot;
 use crate::pickling::{self, qualified_name};
 use crate::wait::OnSignal;
 
-const WHAT: &str = "semaphore";
+const KIND: ObjectKind = ObjectKind::Semaphore;
 
 /// The values of `NamedSemaphore.Flags` (an IntEnum in Python), shared by
 /// RobustSemaphore.
@@ -70,7 +71,7 @@ impl PyNamedSemaphore {
     #[pyo3(signature = (*_args, **_kwargs), text_signature = "(name, initial_value=1, handle_existence=NamedSemaphore.Flags.LINK_OR_CREATE, mode=0o600, unlink_on_close=True)")]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
         Self {
-            slot: SemSlot::new(WHAT),
+            slot: SemSlot::new(KIND),
         }
     }
 
@@ -108,10 +109,10 @@ impl PyNamedSemaphore {
 
     /// Gives back n slots (n >= 1).
     #[pyo3(signature = (n = None), text_signature = "(self, n=1)")]
-    fn release(&self, py: Python<'_>, n: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    fn release(&self, n: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         let n = args::int_or(n, 1, "n", 1, i64::from(namedipc::semaphore::VALUE_MAX))?;
         self.slot
-            .with(py, |sem| (0..n).try_for_each(|_| sem.post()))?
+            .with(|sem| (0..n).try_for_each(|_| sem.post()))?
             .map_err(to_py_err)
     }
 
@@ -133,14 +134,14 @@ impl PyNamedSemaphore {
 
     /// Free slots now (it may change at any moment).
     #[getter]
-    fn value(&self, py: Python<'_>) -> PyResult<u32> {
-        self.slot.value(py)
+    fn value(&self) -> PyResult<u32> {
+        self.slot.value()
     }
 
     /// Whether this handle created the semaphore.
     #[getter]
-    fn created(&self, py: Python<'_>) -> PyResult<bool> {
-        self.slot.with(py, |sem| sem.created())
+    fn created(&self) -> PyResult<bool> {
+        self.slot.with(|sem| sem.created())
     }
 
     #[getter]
@@ -156,8 +157,8 @@ impl PyNamedSemaphore {
     }
 
     #[pyo3(signature = (*_exc_info))]
-    fn __exit__(&self, py: Python<'_>, _exc_info: &Bound<'_, PyTuple>) -> PyResult<()> {
-        self.slot.post(py)
+    fn __exit__(&self, _exc_info: &Bound<'_, PyTuple>) -> PyResult<()> {
+        self.slot.post()
     }
 
     /// Awaitable acquire: True when a slot is taken, False when timeout
@@ -186,7 +187,7 @@ impl PyNamedSemaphore {
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
         let this = slf.get();
-        let state = match this.slot.with(slf.py(), |sem| sem.value()) {
+        let state = match this.slot.with(|sem| sem.value()) {
             Ok(Ok(value)) => format!("value={value}"),
             Ok(Err(_)) => "value=?".to_owned(),
             Err(_) => "closed".to_owned(),

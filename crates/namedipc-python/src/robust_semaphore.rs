@@ -7,6 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use namedipc::robust::{Holder, RobustSemaphore};
 use namedipc::Existence;
+use namedipc::ObjectKind;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyTuple, PyType};
@@ -18,7 +19,7 @@ use crate::named_semaphore::existence;
 use crate::pickling::{self, qualified_name};
 use crate::wait::{Attempt, IfClosed, OnSignal, Wait};
 
-const WHAT: &str = "robust semaphore";
+const KIND: ObjectKind = ObjectKind::RobustSemaphore;
 
 /// A wait sleeps at most this long in the core before it comes back to
 /// check for signals (the core's wait does not return on EINTR).
@@ -46,7 +47,7 @@ struct New {
 impl PyRobustSemaphore {
     fn open(&self, name: &str, existence: Existence, new: &New) -> PyResult<()> {
         if self.sem.get().is_some() {
-            return Err(errors::already_initialised(WHAT));
+            return Err(errors::already_initialised(KIND));
         }
         let sem = RobustSemaphore::options()
             .existence(existence)
@@ -58,19 +59,19 @@ impl PyRobustSemaphore {
             .map_err(to_py_err)?;
         self.sem
             .set(sem)
-            .map_err(|_| errors::already_initialised(WHAT))
+            .map_err(|_| errors::already_initialised(KIND))
     }
 
     /// The handle, whether open or closed (calls on a closed one fail in the core).
     fn sem(&self) -> PyResult<&RobustSemaphore> {
-        self.sem.get().ok_or_else(|| errors::uninitialised(WHAT))
+        self.sem.get().ok_or_else(|| errors::uninitialised(KIND))
     }
 
     fn acquire_for(&self, py: Python<'_>, timeout: Timeout) -> PyResult<bool> {
         let sem = self.sem()?;
         let name = sem.name();
         let taken = Wait {
-            what: WHAT,
+            kind: KIND,
             name,
             on_signal: OnSignal::Resume,
             is_open: || !sem.is_closed(),
@@ -91,15 +92,53 @@ impl PyRobustSemaphore {
 
 static HOLDER_CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
-/// `namedipc.Holder(pid, uid, since, alive)`, a NamedTuple defined in Python.
+/// The fields of `namedipc.Holder`, with their docs.
+const HOLDER_FIELDS: [(&str, &str); 4] = [
+    (
+        "pid",
+        "Process id of the holder (as the holder saw it, in its PID namespace).",
+    ),
+    ("uid", "Real user id of the holder."),
+    (
+        "since",
+        "When the slot was taken, in seconds since the epoch (as time.time()).",
+    ),
+    (
+        "alive",
+        "False if the holder has died; its slot is about to be given back.",
+    ),
+];
+
+/// Makes `namedipc.Holder`, a named tuple (`collections.namedtuple`, so it
+/// unpacks, compares and prints as users expect), and adds it to `m`.
+fn register_holder(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("module", "namedipc")?;
+    let fields: Vec<&str> = HOLDER_FIELDS.iter().map(|(field, _)| *field).collect();
+    let cls = py
+        .import("collections")?
+        .getattr("namedtuple")?
+        .call(("Holder", fields), Some(&kwargs))?
+        .cast_into::<PyType>()?;
+    cls.setattr(
+        "__doc__",
+        "One slot of a RobustSemaphore held at the time of the call: Holder(pid, uid, since, alive).",
+    )?;
+    for (field, doc) in HOLDER_FIELDS {
+        cls.getattr(field)?.setattr("__doc__", doc)?;
+    }
+    m.add("Holder", &cls)?;
+    HOLDER_CLASS
+        .set(py, cls.unbind())
+        .map_err(|_| pyo3::exceptions::PyTypeError::new_err("namedipc.Holder was made twice"))
+}
+
+/// `namedipc.Holder(pid, uid, since, alive)`.
 fn holder_tuple<'py>(py: Python<'py>, holder: &Holder) -> PyResult<Bound<'py, PyAny>> {
-    let cls = HOLDER_CLASS.get_or_try_init(py, || {
-        py.import("namedipc._robust")?
-            .getattr("Holder")?
-            .cast_into::<PyType>()
-            .map(Bound::unbind)
-            .map_err(PyErr::from)
-    })?;
+    let cls = HOLDER_CLASS
+        .get(py)
+        .ok_or_else(|| pyo3::exceptions::PyTypeError::new_err("namedipc.Holder is not made yet"))?;
     let since = holder
         .since
         .duration_since(UNIX_EPOCH)
@@ -131,7 +170,7 @@ impl PyRobustSemaphore {
         persistent: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         if self.sem.get().is_some() {
-            return Err(errors::already_initialised(WHAT));
+            return Err(errors::already_initialised(KIND));
         }
         let name = args::name(name)?;
         let max = i64::from(namedipc::robust::MAX_SLOTS);
@@ -302,5 +341,6 @@ pub(crate) fn _reopen_robust_semaphore<'py>(
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyRobustSemaphore>()?;
     m.add_function(wrap_pyfunction!(_reopen_robust_semaphore, m)?)?;
+    register_holder(m)?;
     Ok(())
 }

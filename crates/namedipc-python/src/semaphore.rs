@@ -1,6 +1,7 @@
 //! `namedipc.Semaphore`: posix_ipc 1.3's Semaphore, argument for argument,
 //! minus its crashes.
 
+use namedipc::ObjectKind;
 use namedipc::Semaphore;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple, PyType};
@@ -11,7 +12,7 @@ use crate::handle::SemSlot;
 use crate::pickling::{self, qualified_name};
 use crate::wait::OnSignal;
 
-const WHAT: &str = "semaphore";
+const KIND: ObjectKind = ObjectKind::Semaphore;
 
 #[pyclass(module = "namedipc", name = "Semaphore", frozen, subclass, weakref)]
 pub(crate) struct PySemaphore {
@@ -27,7 +28,7 @@ impl PySemaphore {
         initial_value: u32,
     ) -> PyResult<()> {
         let options = Semaphore::options().mode(mode).initial_value(initial_value);
-        let sem = match args::target(name, flags, WHAT)? {
+        let sem = match args::target(name, flags, KIND)? {
             Target::Random => options.create_random(RANDOM_PREFIX),
             Target::Named(name, existence) => options.existence(existence).open(&name),
         }
@@ -42,7 +43,7 @@ impl PySemaphore {
     #[pyo3(signature = (*_args, **_kwargs), text_signature = "(name, flags=0, mode=0o600, initial_value=0)")]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
         Self {
-            slot: SemSlot::new(WHAT),
+            slot: SemSlot::new(KIND),
         }
     }
 
@@ -72,21 +73,21 @@ impl PySemaphore {
         if self.slot.acquire(py, timeout, OnSignal::Raise)? {
             Ok(())
         } else {
-            Err(errors::busy(py, WHAT, self.slot.name()?))
+            Err(errors::busy(KIND, self.slot.name()?))
         }
     }
 
     /// Gives the semaphore back (adds one to its value).
-    fn release(&self, py: Python<'_>) -> PyResult<()> {
-        self.slot.post(py)
+    fn release(&self) -> PyResult<()> {
+        self.slot.post()
     }
 
     /// Closes this handle; the semaphore itself lives on until unlinked.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
+    fn close(&self) -> PyResult<()> {
         if self.slot.close() {
             Ok(())
         } else {
-            Err(errors::closed(py, WHAT, self.slot.name()?))
+            Err(errors::closed(KIND, self.slot.name()?))
         }
     }
 
@@ -106,8 +107,8 @@ impl PySemaphore {
     }
 
     #[getter]
-    fn value(&self, py: Python<'_>) -> PyResult<u32> {
-        self.slot.value(py)
+    fn value(&self) -> PyResult<u32> {
+        self.slot.value()
     }
 
     fn __enter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Self>> {
@@ -116,8 +117,8 @@ impl PySemaphore {
     }
 
     #[pyo3(signature = (*_exc_info))]
-    fn __exit__(&self, py: Python<'_>, _exc_info: &Bound<'_, PyTuple>) -> PyResult<()> {
-        self.release(py)
+    fn __exit__(&self, _exc_info: &Bound<'_, PyTuple>) -> PyResult<()> {
+        self.release()
     }
 
     fn __str__(&self) -> PyResult<&str> {

@@ -17,9 +17,7 @@ use crate::args::{self, Target, RANDOM_PREFIX};
 use crate::errors::{self, to_py_err};
 use crate::pickling::{self, qualified_name};
 
-const WHAT: &str = "shared memory segment";
-/// "shared memory", for messages about the Python handle itself.
-const HANDLE: &str = "shared memory";
+const KIND: ObjectKind = ObjectKind::SharedMemory;
 
 /// What `__init__` settled, readable for the life of the object.
 struct Opened {
@@ -59,9 +57,9 @@ impl PySharedMemory {
     ) -> PyResult<()> {
         if self.opened.get().is_some() {
             // Checked before opening, so a second __init__ creates nothing.
-            return Err(errors::already_initialised(HANDLE));
+            return Err(errors::already_initialised(KIND));
         }
-        args::require_creat_with_excl(flags, "segment")?;
+        args::require_creat_with_excl(flags, KIND)?;
         let mut options = SharedMemory::options()
             .mode(mode)
             .read_only(read_only)
@@ -70,7 +68,7 @@ impl PySharedMemory {
         if size > 0 {
             options = options.size(size);
         }
-        let shm = match args::target(name, flags, "segment")? {
+        let shm = match args::target(name, flags, KIND)? {
             Target::Random => options.create_random(RANDOM_PREFIX),
             Target::Named(name, existence) => options.existence(existence).open(&name),
         }
@@ -82,15 +80,13 @@ impl PySharedMemory {
                 mode,
                 read_only,
             })
-            .map_err(|_| errors::already_initialised(HANDLE))?;
+            .map_err(|_| errors::already_initialised(KIND))?;
         self.lock(py).shm = Some(shm);
         Ok(())
     }
 
     fn opened(&self) -> PyResult<&Opened> {
-        self.opened
-            .get()
-            .ok_or_else(|| errors::uninitialised("shared memory handle"))
+        self.opened.get().ok_or_else(|| errors::uninitialised(KIND))
     }
 
     /// The state, locked without ever blocking while attached to the
@@ -114,8 +110,8 @@ impl PySharedMemory {
         let state = self.lock(py);
         match &state.shm {
             Some(shm) => Ok(f(shm)),
-            None if state.closed => Err(errors::closed(py, WHAT, &opened.name)),
-            None => Err(errors::fd_closed(py, WHAT, &opened.name, consequence)),
+            None if state.closed => Err(errors::closed(KIND, &opened.name)),
+            None => Err(errors::fd_closed(py, KIND, &opened.name, consequence)),
         }
     }
 }
@@ -222,12 +218,12 @@ impl PySharedMemory {
             return PyMemoryView::from(mapping.bind(py));
         }
         if state.closed {
-            return Err(errors::closed(py, WHAT, &opened.name));
+            return Err(errors::closed(KIND, &opened.name));
         }
         let Some(shm) = &state.shm else {
             return Err(errors::fd_closed(
                 py,
-                WHAT,
+                KIND,
                 &opened.name,
                 ".buf cannot map it (read .buf before close_fd() to keep a mapping)",
             ));
@@ -273,7 +269,7 @@ impl PySharedMemory {
         if let Some(mapping) = &state.mapping {
             if let Err(err) = mapping.bind(py).call_method0("close") {
                 if err.is_instance_of::<PyBufferError>(py) {
-                    return Err(errors::views_alive(py, WHAT, &opened.name, err));
+                    return Err(errors::views_alive(py, KIND, &opened.name, err));
                 }
                 return Err(err);
             }

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use namedipc::ObjectKind;
 use pyo3::prelude::*;
 
 use crate::args::Timeout;
@@ -55,7 +56,7 @@ impl<T> IfClosed<fn(T) -> namedipc::Result<()>> {
 /// A wait on one handle. Build it with the handle's details, then [`Wait::run`] it.
 pub(crate) struct Wait<'a, O, F, G> {
     /// "semaphore", "message queue", for messages.
-    pub(crate) what: &'static str,
+    pub(crate) kind: ObjectKind,
     /// The object's name, for messages.
     pub(crate) name: &'a str,
     pub(crate) on_signal: OnSignal,
@@ -119,14 +120,14 @@ where
                 Err(namedipc::Error::Interrupted { .. }) => {
                     py.check_signals()?;
                     if let OnSignal::Raise = self.on_signal {
-                        return Err(errors::interrupted(py, self.what, self.name));
+                        return Err(errors::interrupted(self.kind, self.name));
                     }
                 }
                 Err(e) => return Err((self.fail)(e)),
             }
             py.check_signals()?;
             if !(self.is_open)() {
-                return Err(errors::closed_while_waiting(py, self.what, self.name));
+                return Err(errors::closed_while_waiting(py, self.kind, self.name));
             }
             if limit.is_some_and(|at| Instant::now() >= at) {
                 return Ok(None);
@@ -142,7 +143,7 @@ where
         match self.if_closed {
             IfClosed::GiveBack(give_back) if !(self.is_open)() => {
                 give_back(taken).map_err(&self.fail)?;
-                Err(errors::closed_while_waiting(py, self.what, self.name))
+                Err(errors::closed_while_waiting(py, self.kind, self.name))
             }
             _ => Ok(Some(taken)),
         }

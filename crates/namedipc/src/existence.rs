@@ -99,7 +99,9 @@ impl<Create, Open, Unlink> Object<'_, Create, Open, Unlink> {
         Err(Error::Contended {
             kind: self.kind,
             name: self.name.to_owned(),
-            what: format!("created and removed by other processes {RACE_RETRIES} times while opening it"),
+            what: format!(
+                "created and removed by other processes {RACE_RETRIES} times while opening it"
+            ),
         })
     }
 

@@ -749,7 +749,12 @@ pub fn names() -> Result<Vec<String>> {
     })?;
     let mut names: Vec<String> = entries
         .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter_map(|file| Some(format!("/{}", file.strip_prefix(crate::paths::ROBUST_FILE_PREFIX)?)))
+        .filter_map(|file| {
+            Some(format!(
+                "/{}",
+                file.strip_prefix(crate::paths::ROBUST_FILE_PREFIX)?
+            ))
+        })
         .collect();
     names.sort();
     Ok(names)
