@@ -99,8 +99,14 @@ pub(crate) fn mode(obj: Option<&Bound<'_, PyAny>>) -> PyResult<u32> {
 
 /// A semaphore's `initial_value`: `default` when omitted.
 pub(crate) fn initial_value(obj: Option<&Bound<'_, PyAny>>, default: u32) -> PyResult<u32> {
+    count(obj, "initial_value", default)
+}
+
+/// The value a new POSIX semaphore starts with, passed as the argument
+/// `what`: `default` when omitted.
+pub(crate) fn count(obj: Option<&Bound<'_, PyAny>>, what: &str, default: u32) -> PyResult<u32> {
     let max = namedipc::semaphore::VALUE_MAX;
-    let value = int_or(obj, default.into(), "initial_value", 0, max.into())?;
+    let value = int_or(obj, default.into(), what, 0, max.into())?;
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // range checked above
     Ok(value as u32)
 }

@@ -71,6 +71,11 @@ impl SemSlot {
         Ok(self.opened()?.sem.name())
     }
 
+    /// Whether this handle created the semaphore (readable after close, too).
+    pub(crate) fn created(&self) -> PyResult<bool> {
+        Ok(self.opened()?.sem.created())
+    }
+
     pub(crate) fn mode(&self) -> PyResult<u32> {
         Ok(self.opened()?.mode)
     }

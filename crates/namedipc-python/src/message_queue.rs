@@ -441,6 +441,13 @@ impl PyMessageQueue {
         Ok(&self.opened()?.name)
     }
 
+    /// Whether close() was called (not in posix_ipc).
+    #[getter]
+    fn closed(&self) -> PyResult<bool> {
+        self.opened()?;
+        Ok(lock(&self.queue).is_none())
+    }
+
     #[getter]
     fn mode(&self) -> PyResult<u32> {
         Ok(self.opened()?.mode)

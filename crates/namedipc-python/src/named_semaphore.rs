@@ -68,7 +68,7 @@ impl PyNamedSemaphore {
 #[pymethods]
 impl PyNamedSemaphore {
     #[new]
-    #[pyo3(signature = (*_args, **_kwargs), text_signature = "(name, initial_value=1, handle_existence=NamedSemaphore.Flags.LINK_OR_CREATE, mode=0o600, unlink_on_close=True)")]
+    #[pyo3(signature = (*_args, **_kwargs), text_signature = "(name, value=1, handle_existence=NamedSemaphore.Flags.LINK_OR_CREATE, mode=0o600, unlink_on_close=True, *, initial_value=None)")]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
         Self {
             slot: SemSlot::new(KIND),
@@ -76,19 +76,30 @@ impl PyNamedSemaphore {
     }
 
     #[pyo3(
-        signature = (name, initial_value = None, handle_existence = None, mode = None, unlink_on_close = true)
+        signature = (name, value = None, handle_existence = None, mode = None, unlink_on_close = true, *, initial_value = None)
     )]
     fn __init__(
         &self,
         name: &Bound<'_, PyAny>,
-        initial_value: Option<&Bound<'_, PyAny>>,
+        value: Option<&Bound<'_, PyAny>>,
         handle_existence: Option<&Bound<'_, PyAny>>,
         mode: Option<&Bound<'_, PyAny>>,
         unlink_on_close: bool,
+        initial_value: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         self.slot.ensure_uninitialised()?;
         let name = args::name(name)?;
-        let initial_value = args::initial_value(initial_value, 1)?;
+        // `value` is the rule's name (threading.Semaphore(value));
+        // `initial_value=` is named-semaphores' spelling, accepted as well.
+        let initial_value = match (value, initial_value) {
+            (Some(_), Some(_)) => {
+                return Err(pyo3::exceptions::PyTypeError::new_err(
+                    "pass value or initial_value (the same thing, named-semaphores' spelling), not both",
+                ))
+            }
+            (Some(value), None) => args::count(Some(value), "value", 1)?,
+            (None, initial_value) => args::count(initial_value, "initial_value", 1)?,
+        };
         let existence = existence(args::int_or(handle_existence, 1, "handle_existence", 0, 3)?)?;
         let mode = args::mode(mode)?;
         self.open(&name, initial_value, existence, mode, unlink_on_close)
@@ -141,7 +152,7 @@ impl PyNamedSemaphore {
     /// Whether this handle created the semaphore.
     #[getter]
     fn created(&self) -> PyResult<bool> {
-        self.slot.with(|sem| sem.created())
+        self.slot.created()
     }
 
     #[getter]

@@ -101,6 +101,18 @@ impl PySemaphore {
         self.slot.name()
     }
 
+    /// Whether this handle created the semaphore (not in posix_ipc).
+    #[getter]
+    fn created(&self) -> PyResult<bool> {
+        self.slot.created()
+    }
+
+    /// Whether close() was called (not in posix_ipc).
+    #[getter]
+    fn closed(&self) -> bool {
+        !self.slot.is_open()
+    }
+
     #[getter]
     fn mode(&self) -> PyResult<u32> {
         self.slot.mode()

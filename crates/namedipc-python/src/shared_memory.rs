@@ -24,6 +24,7 @@ struct Opened {
     name: String,
     mode: u32,
     read_only: bool,
+    created: bool,
 }
 
 /// What `close_fd()` and `close()` take away.
@@ -79,6 +80,7 @@ impl PySharedMemory {
                 name,
                 mode,
                 read_only,
+                created: shm.created(),
             })
             .map_err(|_| errors::already_initialised(KIND))?;
         self.lock(py).shm = Some(shm);
@@ -191,6 +193,19 @@ impl PySharedMemory {
     #[getter]
     fn mode(&self) -> PyResult<u32> {
         Ok(self.opened()?.mode)
+    }
+
+    /// Whether this handle created the segment (not in posix_ipc).
+    #[getter]
+    fn created(&self) -> PyResult<bool> {
+        Ok(self.opened()?.created)
+    }
+
+    /// Whether close() was called (not in posix_ipc).
+    #[getter]
+    fn closed(&self, py: Python<'_>) -> PyResult<bool> {
+        self.opened()?;
+        Ok(self.lock(py).closed)
     }
 
     /// The file descriptor; -1 after close_fd() or close().
