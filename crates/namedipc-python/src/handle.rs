@@ -5,13 +5,13 @@
 //! and every waiter when it wakes (see `wait.rs`), checks.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
 
 use namedipc::{ObjectKind, Semaphore};
 use pyo3::prelude::*;
 
 use crate::args::Timeout;
 use crate::errors;
+use crate::init::InitOnce;
 use crate::wait::{Attempt, IfClosed, OnSignal, Wait};
 
 struct Opened {
@@ -21,7 +21,7 @@ struct Opened {
 
 /// A handle's state: what `__init__` opened, and whether it is still open.
 pub(crate) struct SemSlot {
-    opened: OnceLock<Opened>,
+    opened: InitOnce<Opened>,
     open: AtomicBool,
     /// "semaphore", for messages.
     kind: ObjectKind,
@@ -30,7 +30,7 @@ pub(crate) struct SemSlot {
 impl SemSlot {
     pub(crate) fn new(kind: ObjectKind) -> Self {
         Self {
-            opened: OnceLock::new(),
+            opened: InitOnce::new(kind),
             open: AtomicBool::new(false),
             kind,
         }
@@ -38,18 +38,13 @@ impl SemSlot {
 
     /// Refuses a second `__init__` before it opens (or creates) anything.
     pub(crate) fn ensure_uninitialised(&self) -> PyResult<()> {
-        match self.opened.get() {
-            None => Ok(()),
-            Some(_) => Err(errors::already_initialised(self.kind)),
-        }
+        self.opened.ensure_unset()
     }
 
     /// Installs the semaphore `__init__` opened; a handle is initialised once.
     pub(crate) fn install(&self, sem: Semaphore, mode: u32) -> PyResult<()> {
         self.ensure_uninitialised()?;
-        self.opened
-            .set(Opened { sem, mode })
-            .map_err(|_| errors::already_initialised(self.kind))?;
+        self.opened.set(Opened { sem, mode })?;
         self.open.store(true, Ordering::Release);
         Ok(())
     }
@@ -59,7 +54,7 @@ impl SemSlot {
     pub(crate) fn close(&self) -> bool {
         let was_open = self.open.swap(false, Ordering::AcqRel);
         if was_open {
-            if let Some(opened) = self.opened.get() {
+            if let Some(opened) = self.opened.try_get() {
                 opened.sem.unlink_if_owner();
             }
         }
@@ -85,9 +80,7 @@ impl SemSlot {
     }
 
     fn opened(&self) -> PyResult<&Opened> {
-        self.opened
-            .get()
-            .ok_or_else(|| errors::uninitialised(self.kind))
+        self.opened.get()
     }
 
     /// The semaphore, if the handle is open.

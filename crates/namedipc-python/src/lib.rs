@@ -7,6 +7,7 @@ mod args;
 mod cli;
 mod errors;
 mod handle;
+mod init;
 mod message_queue;
 mod named_semaphore;
 mod pickling;

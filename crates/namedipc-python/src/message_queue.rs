@@ -18,6 +18,7 @@ use pyo3::types::{PyBytes, PyDict, PyInt, PyMemoryView, PySlice, PyString, PyTup
 use crate::aio;
 use crate::args::{self, type_name, Negative, Target, Timeout, RANDOM_PREFIX};
 use crate::errors::{self, to_py_err, Direction, GaveUp};
+use crate::init::InitOnce;
 use crate::pickling::{self, qualified_name};
 use crate::wait::{Attempt, IfClosed, OnSignal, Wait};
 
@@ -43,7 +44,7 @@ struct Opened {
 
 #[pyclass(module = "namedipc", name = "MessageQueue", frozen, subclass, weakref)]
 pub(crate) struct PyMessageQueue {
-    opened: OnceLock<Opened>,
+    opened: InitOnce<Opened>,
     /// `None` once closed. Each call works on its own clone, so `close()`
     /// closes the descriptor only when the last call using it has returned:
     /// a descriptor number is never reused under a thread still waiting on it.
@@ -70,7 +71,7 @@ impl PyMessageQueue {
         read: bool,
         write: bool,
     ) -> PyResult<()> {
-        if self.opened.get().is_some() {
+        if self.opened.try_get().is_some() {
             // Checked before opening too, so that a second __init__ never creates a queue.
             return Err(errors::already_initialised(KIND));
         }
@@ -100,15 +101,13 @@ impl PyMessageQueue {
             max_messages: queue.max_messages(),
             max_message_size: queue.max_message_size(),
         };
-        self.opened
-            .set(opened)
-            .map_err(|_| errors::already_initialised(KIND))?;
+        self.opened.set(opened)?;
         *lock(&self.queue) = Some(Arc::new(queue));
         Ok(())
     }
 
     fn opened(&self) -> PyResult<&Opened> {
-        self.opened.get().ok_or_else(|| errors::uninitialised(KIND))
+        self.opened.get()
     }
 
     /// The open queue, or ExistentialError after `close()`.
@@ -208,7 +207,7 @@ impl PyMessageQueue {
     )]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
         Self {
-            opened: OnceLock::new(),
+            opened: InitOnce::new(KIND),
             queue: Mutex::new(None),
             scratch: Mutex::new(Vec::new()),
         }

@@ -2,7 +2,6 @@
 //! threading.BoundedSemaphore's manners, per process: a process releases
 //! only slots it holds, from any of its threads or handles.
 
-use std::sync::OnceLock;
 use std::time::{Duration, UNIX_EPOCH};
 
 use namedipc::robust::{Holder, RobustSemaphore};
@@ -14,7 +13,8 @@ use pyo3::types::{PyDict, PyList, PyTuple, PyType};
 
 use crate::aio;
 use crate::args::{self, Timeout};
-use crate::errors::{self, to_py_err};
+use crate::errors::to_py_err;
+use crate::init::InitOnce;
 use crate::named_semaphore::existence;
 use crate::pickling::{self, qualified_name};
 use crate::wait::{Attempt, IfClosed, OnSignal, Wait};
@@ -33,7 +33,7 @@ const SLICE: Duration = Duration::from_millis(20);
     weakref
 )]
 pub(crate) struct PyRobustSemaphore {
-    sem: OnceLock<RobustSemaphore>,
+    sem: InitOnce<RobustSemaphore>,
 }
 
 /// How a new semaphore is made (ignored when an existing one is opened).
@@ -46,9 +46,7 @@ struct New {
 
 impl PyRobustSemaphore {
     fn open(&self, name: &str, existence: Existence, new: &New) -> PyResult<()> {
-        if self.sem.get().is_some() {
-            return Err(errors::already_initialised(KIND));
-        }
+        self.sem.ensure_unset()?;
         let sem = RobustSemaphore::options()
             .existence(existence)
             .slots(new.slots)
@@ -57,14 +55,12 @@ impl PyRobustSemaphore {
             .persistent(new.persistent)
             .open(name)
             .map_err(to_py_err)?;
-        self.sem
-            .set(sem)
-            .map_err(|_| errors::already_initialised(KIND))
+        self.sem.set(sem).map(drop)
     }
 
     /// The handle, whether open or closed (calls on a closed one fail in the core).
     fn sem(&self) -> PyResult<&RobustSemaphore> {
-        self.sem.get().ok_or_else(|| errors::uninitialised(KIND))
+        self.sem.get()
     }
 
     fn acquire_for(&self, py: Python<'_>, timeout: Timeout) -> PyResult<bool> {
@@ -153,7 +149,7 @@ impl PyRobustSemaphore {
     #[pyo3(signature = (*_args, **_kwargs), text_signature = "(name, value=1, handle_existence=RobustSemaphore.Flags.LINK_OR_CREATE, mode=0o600, *, records=128, persistent=False)")]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
         Self {
-            sem: OnceLock::new(),
+            sem: InitOnce::new(KIND),
         }
     }
 
@@ -169,9 +165,7 @@ impl PyRobustSemaphore {
         records: Option<&Bound<'_, PyAny>>,
         persistent: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        if self.sem.get().is_some() {
-            return Err(errors::already_initialised(KIND));
-        }
+        self.sem.ensure_unset()?;
         let name = args::name(name)?;
         let max = i64::from(namedipc::robust::MAX_SLOTS);
         let new = New {

@@ -3,7 +3,7 @@
 //! export count refuses to unmap while a view is alive), `close()` and `with`.
 
 use std::os::fd::AsRawFd;
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use namedipc::flags::O_TRUNC;
 use namedipc::shm::SharedMemory;
@@ -15,6 +15,7 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyTuple, PyType};
 
 use crate::args::{self, Target, RANDOM_PREFIX};
 use crate::errors::{self, to_py_err};
+use crate::init::InitOnce;
 use crate::pickling::{self, qualified_name};
 
 const KIND: ObjectKind = ObjectKind::SharedMemory;
@@ -42,7 +43,7 @@ struct State {
 /// memoryview of the whole segment), `close()` and `with`.
 #[pyclass(module = "namedipc", name = "SharedMemory", frozen, subclass, weakref)]
 pub(crate) struct PySharedMemory {
-    opened: OnceLock<Opened>,
+    opened: InitOnce<Opened>,
     state: Mutex<State>,
 }
 
@@ -56,7 +57,7 @@ impl PySharedMemory {
         size: u64,
         read_only: bool,
     ) -> PyResult<()> {
-        if self.opened.get().is_some() {
+        if self.opened.try_get().is_some() {
             // Checked before opening, so a second __init__ creates nothing.
             return Err(errors::already_initialised(KIND));
         }
@@ -75,20 +76,18 @@ impl PySharedMemory {
         }
         .map_err(to_py_err)?;
         let name = shm.name().to_owned();
-        self.opened
-            .set(Opened {
-                name,
-                mode,
-                read_only,
-                created: shm.created(),
-            })
-            .map_err(|_| errors::already_initialised(KIND))?;
+        self.opened.set(Opened {
+            name,
+            mode,
+            read_only,
+            created: shm.created(),
+        })?;
         self.lock(py).shm = Some(shm);
         Ok(())
     }
 
     fn opened(&self) -> PyResult<&Opened> {
-        self.opened.get().ok_or_else(|| errors::uninitialised(KIND))
+        self.opened.get()
     }
 
     /// The state, locked without ever blocking while attached to the
@@ -160,7 +159,7 @@ impl PySharedMemory {
     #[pyo3(signature = (*_args, **_kwargs), text_signature = "(name, flags=0, mode=0o600, size=0, read_only=False)")]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
         Self {
-            opened: OnceLock::new(),
+            opened: InitOnce::new(KIND),
             state: Mutex::new(State::default()),
         }
     }
