@@ -73,7 +73,10 @@ impl Class {
     }
 
     /// The namedipc base class and the built-in this class also derives from.
-    fn bases(self) -> (Option<Self>, Option<fn(Python<'_>) -> Bound<'_, PyType>>) {
+    // `Python::get_type::<T>` itself is not general enough over lifetimes for
+    // `BuiltinType`; the closures are.
+    #[allow(clippy::redundant_closure_for_method_calls)]
+    fn bases(self) -> (Option<Self>, Option<BuiltinType>) {
         match self {
             Self::Error => (None, Some(|py| py.get_type::<PyException>())),
             Self::Signal | Self::Existential | Self::Corrupt => (Some(Self::Error), None),
@@ -97,13 +100,16 @@ impl Class {
     }
 }
 
+/// How to get a built-in exception type, e.g. `Python::get_type::<PyTimeoutError>`.
+type BuiltinType = for<'py> fn(Python<'py>) -> Bound<'py, PyType>;
+
 static TYPES: PyOnceLock<Vec<Py<PyType>>> = PyOnceLock::new();
 
 /// Makes the exception classes and adds them to the module `m`, as
 /// `namedipc.<name>` (their `__module__`, so they pickle by that name).
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
-    let make = py.get_type::<PyType>();
+    let type_of_types = py.get_type::<PyType>();
     let mut made: Vec<Py<PyType>> = Vec::with_capacity(CLASSES.len());
     for class in CLASSES {
         let (ours, builtin) = class.bases();
@@ -117,7 +123,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         let namespace = PyDict::new(py);
         namespace.set_item("__module__", "namedipc")?;
         namespace.set_item("__doc__", class.doc())?;
-        let cls = make
+        let cls = type_of_types
             .call1((class.name(), PyTuple::new(py, bases)?, namespace))?
             .cast_into::<PyType>()?;
         m.add(class.name(), &cls)?;
@@ -130,12 +136,12 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
 /// Builds an exception of `class` with `message`; `errno` is set on the
 /// classes that derive from OSError, so `e.errno` works as users expect.
-fn new_error(py: Python<'_>, class: Class, message: String, errno: Option<i32>) -> PyErr {
+fn new_error(py: Python<'_>, class: Class, message: &str, errno: Option<i32>) -> PyErr {
     let build = || -> PyResult<PyErr> {
         let types = TYPES
             .get(py)
             .ok_or_else(|| PyTypeError::new_err("namedipc's exception classes are not made yet"))?;
-        let exc = types[class as usize].bind(py).call1((message.clone(),))?;
+        let exc = types[class as usize].bind(py).call1((message,))?;
         if let Some(errno) = errno {
             if exc.is_instance_of::<pyo3::exceptions::PyOSError>() {
                 exc.setattr("errno", errno)?;
@@ -147,6 +153,7 @@ fn new_error(py: Python<'_>, class: Class, message: String, errno: Option<i32>) 
 }
 
 /// Converts a core error into the matching Python exception.
+#[allow(clippy::needless_pass_by_value)] // by value, so that `.map_err(to_py_err)` reads
 pub(crate) fn to_py_err(err: Error) -> PyErr {
     Python::attach(|py| {
         let errno = err.errno();
@@ -165,7 +172,7 @@ pub(crate) fn to_py_err(err: Error) -> PyErr {
             }
             _ => Class::Error,
         };
-        new_error(py, class, message, errno)
+        new_error(py, class, &message, errno)
     })
 }
 
@@ -213,7 +220,7 @@ pub(crate) fn closed_while_waiting(py: Python<'_>, kind: ObjectKind, name: &str)
     new_error(
         py,
         Class::Existential,
-        format!("{kind} '{name}' was closed by another thread while this one waited on it"),
+        &format!("{kind} '{name}' was closed by another thread while this one waited on it"),
         None,
     )
 }
@@ -224,7 +231,7 @@ pub(crate) fn fd_closed(py: Python<'_>, kind: ObjectKind, name: &str, consequenc
     new_error(
         py,
         Class::Existential,
-        format!(
+        &format!(
             "the file descriptor of {kind} '{name}' was closed by close_fd(), so {consequence}; open the segment again"
         ),
         None,
@@ -278,7 +285,7 @@ pub(crate) fn queue_busy(py: Python<'_>, name: &str, direction: Direction, why: 
     new_error(
         py,
         Class::Busy,
-        format!("message queue '{name}' is {state} {detail}"),
+        &format!("message queue '{name}' is {state} {detail}"),
         None,
     )
 }
@@ -293,7 +300,7 @@ pub(crate) fn queue_not_open_for(py: Python<'_>, name: &str, direction: Directio
     new_error(
         py,
         Class::Permissions,
-        format!(
+        &format!(
             "message queue '{name}' was opened with {flag}=False; open it with {flag}=True to {verb}"
         ),
         None,
@@ -306,7 +313,7 @@ pub(crate) fn queue_notification_taken(py: Python<'_>, name: &str) -> PyErr {
     new_error(
         py,
         Class::Busy,
-        format!(
+        &format!(
             "message queue '{name}' already notifies another process; the OS keeps one notification request per queue"
         ),
         None,

@@ -247,8 +247,8 @@ impl PyMessageQueue {
             1,
             limit,
         )?;
-        let read = read.map_or(Ok(true), |r| r.is_truthy())?;
-        let write = write.map_or(Ok(true), |w| w.is_truthy())?;
+        let read = read.map_or(Ok(true), PyAnyMethods::is_truthy)?;
+        let write = write.map_or(Ok(true), PyAnyMethods::is_truthy)?;
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // ranges checked above
         self.open(
             name,

@@ -2,8 +2,7 @@
 //! manners (acquire returns a bool, release takes n) and explicit
 //! ownership: the handle that created it removes it when closed.
 
-use namedipc::ObjectKind;
-use namedipc::{Existence, Semaphore};
+use namedipc::{Existence, ObjectKind, Semaphore};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple, PyType};
@@ -198,7 +197,7 @@ impl PyNamedSemaphore {
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
         let this = slf.get();
-        let state = match this.slot.with(|sem| sem.value()) {
+        let state = match this.slot.with(Semaphore::value) {
             Ok(Ok(value)) => format!("value={value}"),
             Ok(Err(_)) => "value=?".to_owned(),
             Err(_) => "closed".to_owned(),
@@ -222,11 +221,11 @@ impl PyNamedSemaphore {
 #[pyfunction]
 pub(crate) fn _reopen_named_semaphore<'py>(
     cls: &Bound<'py, PyType>,
-    name: String,
+    name: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
     pickling::reopen(cls, |obj| {
         obj.cast::<PyNamedSemaphore>()?.get().open(
-            &name,
+            name,
             0,
             Existence::RaiseIfNotExists,
             0o600,

@@ -316,11 +316,11 @@ impl PyRobustSemaphore {
 #[pyfunction]
 pub(crate) fn _reopen_robust_semaphore<'py>(
     cls: &Bound<'py, PyType>,
-    name: String,
+    name: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
     pickling::reopen(cls, |obj| {
         obj.cast::<PyRobustSemaphore>()?.get().open(
-            &name,
+            name,
             Existence::RaiseIfNotExists,
             &New {
                 slots: 1,
