@@ -5,14 +5,20 @@
 #   ./dev.sh test    every check: rustfmt, clippy, cargo test, stubtest,
 #                    mypy --strict, pytest; then pytest again against the release wheel
 #   ./dev.sh bench   namedipc vs posix_ipc vs a C floor, side by side
+#   ./dev.sh lock    regenerate the lock requirements-dev.txt from requirements-dev.in
 # It needs only Rust and Python >= 3.11 with pip; it installs what else it
-# needs (Debian packages when missing, Python packages into .venv).
+# needs (Debian packages when missing, Python packages into .venv from the
+# lock file requirements-dev.txt).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 VENV="${NAMEDIPC_VENV:-.venv}"
+# The human-edited list of Python tools, and the lock generated from it.
+REQUIREMENTS_IN=requirements-dev.in
+LOCK=requirements-dev.txt
 
 log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 apt_install() {
     log "installing Debian packages: $*"
@@ -32,7 +38,25 @@ ensure_system_tools() {
     done
 }
 
+sha256() { sha256sum "$1" | cut -d' ' -f1; }
+
+# `./dev.sh lock` writes this line into the lock, so that a lock older than
+# the list it was made from is caught before its tools are used.
+lock_source_line() { echo "# from $REQUIREMENTS_IN with sha256 $(sha256 "$REQUIREMENTS_IN")"; }
+
+check_lock_is_current() {
+    grep -qxF "$(lock_source_line)" "$LOCK" \
+        || die "$REQUIREMENTS_IN changed since $LOCK was generated from it: run ./dev.sh lock (or make lock), and commit both"
+}
+
+# Installs the locked tools into a virtualenv, every file checked against its
+# hash (pip's hash-checking mode). The lock pins pip too.
+pip_install_lock() {
+    "$1/bin/python" -m pip install -q --disable-pip-version-check --require-hashes -r "$LOCK"
+}
+
 ensure_venv() {
+    [ "${1:-}" = --stale-lock-ok ] || check_lock_is_current
     if [ ! -x "$VENV/bin/python" ]; then
         log "creating $VENV"
         if ! python3 -m venv "$VENV" 2>/dev/null; then
@@ -41,13 +65,12 @@ ensure_venv() {
             python3 -m venv "$VENV"
         fi
     fi
-    # Reinstall only when the requirements changed.
+    # Reinstall only when the lock changed.
     local stamp="$VENV/.requirements-installed"
-    if [ ! -f "$stamp" ] || [ requirements-dev.txt -nt "$stamp" ]; then
-        log "installing Python tools into $VENV"
-        "$VENV/bin/python" -m pip install -q --upgrade pip
-        "$VENV/bin/python" -m pip install -q -r requirements-dev.txt
-        touch "$stamp"
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$(sha256 "$LOCK")" ]; then
+        log "installing the Python tools of $LOCK into $VENV"
+        pip_install_lock "$VENV"
+        sha256 "$LOCK" >"$stamp"
     fi
     export VIRTUAL_ENV="$PWD/$VENV"
     export PATH="$VIRTUAL_ENV/bin:$PATH"
@@ -95,9 +118,11 @@ cmd_test() {
     maturin build -q --release --out "$wheels"
     wheel="$(echo "$wheels"/namedipc-*-cp311-abi3-*.whl)"
     [ -f "$wheel" ] || { echo "expected one cp311-abi3 wheel in $wheels, found: $(ls "$wheels")" >&2; exit 1; }
-    log "installing ${wheel##*/} into a new $wheel_venv"
+    log "installing $LOCK, then ${wheel##*/}, into a new $wheel_venv"
     python3 -m venv "$wheel_venv"
-    "$wheel_venv/bin/python" -m pip install -q --disable-pip-version-check -r requirements-dev.txt "$wheel"
+    pip_install_lock "$wheel_venv"
+    # namedipc has no dependencies; --no-deps keeps it from fetching anything unlocked.
+    "$wheel_venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps "$wheel"
     # Started as pytest is below, from here: the package must come from the venv.
     "$wheel_venv/bin/python" - "$PWD/python" <<'EOF'
 import pathlib, sys, sysconfig
@@ -123,12 +148,29 @@ cmd_bench() {
     python bench/bench.py "$@"
 }
 
+cmd_lock() {
+    # The lock's own tools (uv among them) come from the lock being replaced.
+    ensure_venv --stale-lock-ok
+    log "uv pip compile $REQUIREMENTS_IN -> $LOCK"
+    # --universal: one lock for every Python >= 3.11 and platform, with markers;
+    # the existing pins are kept unless an --upgrade option says otherwise.
+    uv pip compile -q "$REQUIREMENTS_IN" --output-file "$LOCK" \
+        --universal --python-version 3.11 --generate-hashes \
+        --custom-compile-command "./dev.sh lock" "$@"
+    local body
+    body="$(tail -n +3 "$LOCK")"
+    { head -n 2 "$LOCK"; lock_source_line; printf '%s\n' "$body"; } >"$LOCK.new"
+    mv "$LOCK.new" "$LOCK"
+    log "wrote $LOCK; the next command installs it into $VENV"
+}
+
 case "${1:-}" in
     demo) shift; cmd_demo "$@" ;;
     test) shift; cmd_test "$@" ;;
     bench) shift; cmd_bench "$@" ;;
+    lock) shift; cmd_lock "$@" ;;
     *)
-        echo "usage: ./dev.sh demo | test | bench [bench options]" >&2
+        echo "usage: ./dev.sh demo | test | bench [bench options] | lock [uv pip compile options]" >&2
         exit 2
         ;;
 esac
