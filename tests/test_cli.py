@@ -19,7 +19,10 @@ from typing import Any
 import pytest
 
 import namedipc
-from conftest import WAIT, Names, Peer, cargo_build, read_line
+from support.build import cargo_build
+from support.names import Names
+from support.processes import Peer, read_line
+from support.waiting import WAIT
 
 ROOT = Path(__file__).resolve().parent.parent
 SHM = Path("/dev/shm")

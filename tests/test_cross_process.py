@@ -7,7 +7,9 @@ from pathlib import Path
 
 import namedipc
 from namedipc import NamedSemaphore
-from conftest import Helper, Names, run_helper, wait_until_blocked
+from support.names import Names
+from support.processes import Helper, run_helper
+from support.waiting import wait_until_blocked
 
 Flags = NamedSemaphore.Flags
 

@@ -23,7 +23,10 @@ from pathlib import Path
 import pytest
 
 import namedipc
-from conftest import Background, HELPERS, Names, Peer, WAIT, compile_c, program_ok, tracking
+from support.build import compile_c
+from support.names import Names
+from support.processes import HELPERS, Background, Peer, program_ok, tracking
+from support.waiting import WAIT
 from namedipc._namedipc import (
     MESSAGE_QUEUES_SUPPORTED,
     O_CREAT,

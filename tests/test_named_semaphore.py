@@ -13,7 +13,7 @@ import pytest
 
 import namedipc
 from namedipc import NamedSemaphore
-from conftest import wait_until_blocked
+from support.waiting import wait_until_blocked
 
 Flags = NamedSemaphore.Flags
 
@@ -219,7 +219,7 @@ def test_a_forked_child_closing_the_creators_handle_leaves_the_name(sem_name: st
     import subprocess
     import sys
 
-    from conftest import WAIT
+    from support.waiting import WAIT
 
     done = subprocess.run(
         [sys.executable, "-c", FORK_CHILD_CLOSES, sem_name], capture_output=True, text=True, timeout=WAIT, check=False

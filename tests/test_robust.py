@@ -22,19 +22,10 @@ from pathlib import Path
 import pytest
 
 import namedipc
-from conftest import (
-    HELPERS,
-    WAIT,
-    Background,
-    Names,
-    Peer,
-    aio_threads,
-    robust_waiters,
-    run_async,
-    settle,
-    tracking,
-    wait_until_blocked,
-)
+from support.aio import aio_threads, run_async, settle
+from support.names import Names
+from support.processes import HELPERS, Background, Peer, tracking
+from support.waiting import WAIT, robust_waiters, wait_until_blocked
 from namedipc import Holder, RobustSemaphore
 
 Flags = namedipc.NamedSemaphore.Flags

@@ -13,7 +13,9 @@ import pytest
 
 import namedipc
 import namedipc as posix_ipc  # the drop-in spelling users write
-from conftest import Background, Names, run_as_other_user, wait_until_blocked
+from support.names import Names
+from support.processes import Background, run_as_other_user
+from support.waiting import wait_until_blocked
 
 
 def sem_file(name: str) -> Path:

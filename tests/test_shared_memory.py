@@ -23,7 +23,10 @@ import posix_ipc
 import pytest
 
 import namedipc
-from conftest import HELPERS, Names, Peer, WAIT, compile_c, run_as_other_user, tracking
+from support.build import compile_c
+from support.names import Names
+from support.processes import HELPERS, Peer, run_as_other_user, tracking
+from support.waiting import WAIT
 
 # Imported from the compiled module until the package re-exports them.
 from namedipc._namedipc import O_CREAT, O_CREX, O_EXCL, O_TRUNC, SharedMemory, unlink_shared_memory

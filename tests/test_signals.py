@@ -13,7 +13,7 @@ import time
 import pytest
 
 import namedipc
-from conftest import WAIT, wait_until_blocked
+from support.waiting import WAIT, wait_until_blocked
 
 # A child that blocks on the semaphore in its main thread and reports.
 CHILD = """
