@@ -22,7 +22,7 @@ import namedipc
 from support.build import cargo_build
 from support.names import Names
 from support.processes import Peer, read_line
-from support.waiting import WAIT
+from support.waiting import WAIT, poll_until
 
 ROOT = Path(__file__).resolve().parent.parent
 SHM = Path("/dev/shm")
@@ -161,14 +161,15 @@ def only_object(name: str, *extra: str) -> dict[str, Any]:
 def wait_for(name: str, check: Any, what: str) -> dict[str, Any]:
     """Looks at the robust semaphore `name` until `check(object)` holds
     (bounded by WAIT): the test waits for the state itself, not for time."""
-    deadline = time.monotonic() + WAIT
-    while True:
-        found = only_object(name, "--type", "robust")
-        if check(found):
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{name} never reached: {what}; last seen {found}")
-        time.sleep(0.01)
+    seen: list[dict[str, Any]] = []
+
+    def reached() -> dict[str, Any] | None:
+        seen[:] = [only_object(name, "--type", "robust")]
+        return seen[0] if check(seen[0]) else None
+
+    found = poll_until(reached, what=lambda: f"{name}: {what}; last seen {seen}")
+    assert found is not None
+    return found
 
 
 def mqueue_mounted() -> bool:

@@ -26,7 +26,7 @@ import namedipc
 from support.build import compile_c
 from support.names import Names
 from support.processes import HELPERS, Background, Peer, program_ok, tracking
-from support.waiting import WAIT
+from support.waiting import WAIT, poll_until
 from namedipc._namedipc import (
     MESSAGE_QUEUES_SUPPORTED,
     O_CREAT,
@@ -75,8 +75,8 @@ def wait_until_waiting(pid: int, fd: int, timeout: float = WAIT) -> None:
     """Returns once a thread of process `pid` sleeps in a system call on
     descriptor `fd` (mq_timedsend or mq_timedreceive on the queue): a test
     waits for the state of the process, not for time to pass."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def a_thread_waits() -> bool:
         for task in Path(f"/proc/{pid}/task").iterdir():
             try:
                 call = (task / "syscall").read_text().split()
@@ -84,10 +84,10 @@ def wait_until_waiting(pid: int, fd: int, timeout: float = WAIT) -> None:
             except (FileNotFoundError, ProcessLookupError):
                 continue  # the thread ended meanwhile
             if len(call) > 1 and call[0].isdigit() and int(call[1], 16) == fd and state == "S":
-                return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no thread of process {pid} blocked on queue descriptor {fd}")
-        time.sleep(0.0005)
+                return True
+        return False
+
+    poll_until(a_thread_waits, timeout, f"a thread of process {pid} blocked on queue descriptor {fd}")
 
 
 def drain(queue: MessageQueue) -> list[tuple[bytes, int]]:

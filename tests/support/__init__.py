@@ -6,8 +6,9 @@ One module per concern; a test imports what it uses, e.g.
 - names      unique IPC names, and removing what is at them
 - processes  independent processes spoken to line by line (Peer, Helper),
              programs run to completion, a call run in a background thread
-- waiting    WAIT, the bound of every wait; waiting for threads blocked
-             on a semaphore
+- waiting    WAIT, the bound of every wait; poll_until, the one way to wait
+             for a state, and the waits built on it (threads blocked on a
+             semaphore, a process gone)
 - build      compiling the C peers and building the Rust binaries
 - aio        running a coroutine, and the asyncio glue's waiter threads
 
