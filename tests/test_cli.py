@@ -20,6 +20,7 @@ import pytest
 
 import namedipc
 from support.build import cargo_build
+from support.lines import Reader
 from support.names import Names
 from support.processes import Peer, read_line
 from support.waiting import WAIT, poll_until
@@ -672,7 +673,6 @@ def test_a_terminal_ctrl_c_is_not_passed_on(robust_name: str) -> None:
     after it."""
     import fcntl
     import pty
-    import select
     import termios
 
     main, terminal = pty.openpty()
@@ -689,15 +689,11 @@ def test_a_terminal_ctrl_c_is_not_passed_on(robust_name: str) -> None:
         preexec_fn=take_terminal,
     )
     os.close(terminal)
-    seen = b""
+    screen = Reader(main)
 
     def expect(pattern: bytes) -> re.Match[bytes]:
-        nonlocal seen
-        deadline = time.monotonic() + WAIT
-        while not (found := re.search(pattern, seen)):
-            ready, _, _ = select.select([main], [], [], max(0.0, deadline - time.monotonic()))
-            assert ready, f"no {pattern!r} on the terminal within {WAIT} s; it shows {seen!r}"
-            seen += os.read(main, 4096)
+        found = screen.search(pattern)
+        assert found, f"no {pattern!r} on the terminal within {WAIT} s; it shows {bytes(screen.seen)!r}"
         return found
 
     try:
@@ -705,7 +701,7 @@ def test_a_terminal_ctrl_c_is_not_passed_on(robust_name: str) -> None:
         os.write(main, b"\x03")
         expect(rb"\^C")  # echoed once the terminal has sent the signal
         os.kill(job.pid, signal.SIGUSR2)
-        assert expect(rb"ints (\d+)\r?\n").group(1) == b"0", seen
+        assert expect(rb"ints (\d+)\r?\n").group(1) == b"0", bytes(screen.seen)
         assert job.wait(WAIT) == 42
     finally:
         if job.poll() is None:
@@ -736,7 +732,7 @@ def test_run_says_so_when_its_semaphore_is_removed_while_it_waits(robust_name: s
     waiter = programs(*script(), "run", robust_name, "--", "true")
     wait_for(robust_name, lambda o: o["attached"] == 2, "the second run attached and waiting")
     assert namedipc_cli("rm", robust_name).returncode == 0
-    _, err = waiter.proc.communicate(timeout=WAIT)
+    _, err = waiter.communicate()
     assert waiter.proc.returncode == 125
     assert err == (
         f"namedipc: robust semaphore '{robust_name}' was removed while this waited for a slot; "

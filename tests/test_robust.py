@@ -24,7 +24,7 @@ import pytest
 import namedipc
 from support.aio import aio_threads, run_async, settle
 from support.names import Names
-from support.processes import HELPERS, Background, Peer, tracking
+from support.processes import HELPERS, Background, Peer, read_line, tracking
 from support.waiting import WAIT, poll_until, process_gone, process_state, robust_waiters, wait_until_blocked
 from namedipc import Holder, RobustSemaphore
 
@@ -344,8 +344,7 @@ def test_a_zombie_holder_counts_as_dead(robust_name: str) -> None:
         [sys.executable, str(HELPERS / "robustctl.py"), "hold-exit", robust_name], stdout=subprocess.PIPE, text=True
     )
     try:
-        assert child.stdout is not None
-        assert child.stdout.readline().startswith("held")
+        assert read_line(child).startswith("held")
         # Not reaped: wait until the kernel has made it a zombie.
         poll_until(lambda: process_state(child.pid) == "Z", what="the child a zombie")
         assert [h.alive for h in sem.holders()] == [False]

@@ -55,7 +55,7 @@ class ShmPeer(Peer):
         """Ends the peer and checks it said nothing on stderr: neither an
         error nor a resource tracker's warning about leaked segments."""
         self.ask("quit", "bye")
-        _, err = self.proc.communicate(timeout=WAIT)
+        _, err = self.communicate()
         assert self.proc.returncode == 0, err
         assert err == "", err
 

@@ -6,6 +6,8 @@ One module per concern; a test imports what it uses, e.g.
 - names      unique IPC names, and removing what is at them
 - processes  independent processes spoken to line by line (Peer, Helper),
              programs run to completion, a call run in a background thread
+- lines      reading a process's output line by line with a deadline (the
+             one reader for Peer.expect, read_line and a terminal's output)
 - waiting    WAIT, the bound of every wait; poll_until, the one way to wait
              for a state, and the waits built on it (threads blocked on a
              semaphore, a process gone)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from support.lines import reader_for
 from support.waiting import WAIT
 
 HELPERS = Path(__file__).resolve().parent.parent / "helpers"
@@ -29,20 +30,24 @@ class Peer:
             stderr=subprocess.PIPE,
             text=True,
         )
+        assert self.proc.stdout is not None
+        self.lines = reader_for(self.proc.stdout)
 
     def expect(self, wanted: str, timeout: float = WAIT) -> str:
         """Reads the next line (waiting at most `timeout` seconds for it) and
-        checks that it starts with `wanted`."""
-        import select
-
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        line = self.proc.stdout.readline().strip() if ready else "<no line in time>"
-        if not line.startswith(wanted):
-            self.proc.kill()
-            _, err = self.proc.communicate(timeout=WAIT)
-            raise AssertionError(f"peer said {line!r}, expected {wanted!r}; stderr:\n{err}")
-        return line
+        checks that it starts with `wanted`; returns it, stripped."""
+        line = self.lines.readline(timeout)
+        if line is None:
+            said = "<no line in time>"
+        elif line == "":
+            said = "<end of its output>"
+        else:
+            said = line.strip()
+            if said.startswith(wanted):
+                return said
+        self.proc.kill()
+        _, err = self.proc.communicate(timeout=WAIT)
+        raise AssertionError(f"peer said {said!r}, expected {wanted!r}; stderr:\n{err}")
 
     def send(self, line: str) -> None:
         assert self.proc.stdin is not None
@@ -54,9 +59,15 @@ class Peer:
         self.send(request)
         return self.expect(wanted)
 
+    def communicate(self, timeout: float = WAIT) -> tuple[str, str]:
+        """Waits (bounded) for the process to exit; returns the rest of its
+        stdout (also what was read ahead of the lines expected) and its stderr."""
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.lines.take() + (out or ""), err or ""
+
     def finish(self) -> str:
         """Waits for the process to exit successfully; returns the rest of its output."""
-        out, err = self.proc.communicate(timeout=WAIT)
+        out, err = self.communicate()
         assert self.proc.returncode == 0, f"peer failed ({self.proc.returncode}): {err}"
         return out
 
@@ -94,17 +105,16 @@ def tracking(cls: type[P]) -> Iterator[type[P]]:
 
 
 def read_line(proc: subprocess.Popen[str], timeout: float = WAIT) -> str:
-    """The next line `proc` prints, waiting at most `timeout` seconds
-    (readline alone would block for ever if the process hung)."""
-    import select
-
+    """The next line `proc` prints, stripped ("" at the end of its output),
+    waiting at most `timeout` seconds (readline alone would block for ever
+    if the process hung). Reads through the same Reader as a Peer of `proc`."""
     assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    if not ready:
+    line = reader_for(proc.stdout).readline(timeout)
+    if line is None:
         proc.kill()
         _, err = proc.communicate(timeout=WAIT)
         raise AssertionError(f"no output within {timeout} s; stderr:\n{err}")
-    return proc.stdout.readline().strip()
+    return line.strip()
 
 
 def run_program(*argv: str | Path, timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
