@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from jsonschema.validators import extend, validator_for
 import namedipc
 from support.build import cargo_build
 from support.lines import Reader
-from support.names import Names
+from support.names import Names, robust_file
 from support.processes import Peer, read_line
 from support.waiting import WAIT, poll_until
 
@@ -114,29 +113,6 @@ def namedipc_cli(*args: str | Path, entry: list[str] | None = None, timeout: flo
         timeout=timeout,
         check=False,
     )
-
-
-def robust_file(name: str) -> Path:
-    return SHM / f"namedipc-robust.{name.lstrip('/')}"
-
-
-def remove_robust(name: str) -> None:
-    robust_file(name).unlink(missing_ok=True)
-
-
-@pytest.fixture
-def robust_names() -> Iterator[Names]:
-    """Unique robust semaphore names, whose files are removed after the test."""
-    made = Names(remove_robust, "robust")
-    try:
-        yield made
-    finally:
-        made.cleanup()
-
-
-@pytest.fixture
-def robust_name(robust_names: Names) -> str:
-    return robust_names()
 
 
 def parse(output: str) -> dict[str, Any]:
