@@ -25,7 +25,7 @@ import pytest
 import namedipc
 from support.build import compile_c
 from support.names import Names
-from support.processes import HELPERS, Background, Peer, program_ok, tracking
+from support.processes import HELPERS, Background, Peer, program_ok, run_program, tracking
 from support.waiting import WAIT, poll_until
 from namedipc._namedipc import (
     MESSAGE_QUEUES_SUPPORTED,
@@ -59,14 +59,9 @@ def peer() -> Iterator[type[MqPeer]]:
 
 
 def run_peer(*args: str) -> list[str]:
-    """Runs mq_peer.py to completion; returns its output lines."""
-    done = subprocess.run(
-        [sys.executable, str(HELPERS / "mq_peer.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
-        check=False,
-    )
+    """Runs mq_peer.py to completion; returns its output lines (not
+    stripped: the line of an empty message ends in a space)."""
+    done = run_program(sys.executable, HELPERS / "mq_peer.py", *args)
     assert done.returncode == 0, f"mq_peer {' '.join(args)} failed ({done.returncode}): {done.stderr}"
     return done.stdout.splitlines()
 

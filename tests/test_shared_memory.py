@@ -25,7 +25,7 @@ import pytest
 import namedipc
 from support.build import compile_c
 from support.names import Names
-from support.processes import HELPERS, Peer, run_as_other_user, tracking
+from support.processes import HELPERS, Peer, run_as_other_user, run_program, tracking
 from support.waiting import WAIT
 
 # Imported from the compiled module until the package re-exports them.
@@ -78,9 +78,7 @@ def c_peer(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:
     """Runs `code` in a separate Python process and returns its result."""
-    return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=WAIT, check=False
-    )
+    return run_program(sys.executable, "-c", code)
 
 
 # ---------------------------------------------------------------- posix_ipc's API
