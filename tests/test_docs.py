@@ -30,6 +30,15 @@ The rules, for whoever writes an example:
   unlabelled blocks are shown only. ```rust blocks are compiled and run by
   ``cargo test``: every page that has one is included as a doctest in
   crates/namedipc/src/doctests.rs (a test below checks that none is missing).
+
+Why a runner of its own: the libraries that test Markdown examples
+(pytest-examples, phmdoctest, Sybil, pytest-markdown-docs, mktestdocs) run
+each example inside the test process, or as a test function they generate;
+none runs it in a process of its own, kills that process's group when it
+hangs, gives its IPC names unique ones, or looks for the objects it left
+behind, and that is most of what this file does. What a library would save
+is the parsing of fences and markers (parse and scripts, some 60 lines),
+which the test_rules_* tests at the end check like the rest.
 """
 
 from __future__ import annotations
