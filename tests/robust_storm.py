@@ -15,7 +15,7 @@ and forks new ones. Checks:
   nobody is listed as a holder;
 - the storm made progress (acquisitions, kills of workers holding a slot).
 
-Run by tests/test_robust_storm.py for a few seconds; run it by hand for a
+Run by tests/test_robust.py for a few seconds; run it by hand for a
 soak, e.g. ``python tests/robust_storm.py --seconds 60``. Exit status 0 when
 every check passed; one line of statistics on stdout either way.
 """

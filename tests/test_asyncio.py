@@ -18,8 +18,11 @@ from typing import Any
 import pytest
 
 import namedipc
-from conftest import HELPERS, WAIT, Helper, Names, Peer, aio_threads, join_aio_threads, settle, wait_until_blocked
-from conftest import run_async as run
+from support.aio import aio_threads, join_aio_threads, settle
+from support.aio import run_async as run
+from support.names import Names
+from support.processes import HELPERS, Helper, Peer
+from support.waiting import WAIT, wait_until_blocked
 from namedipc import MessageQueue, NamedSemaphore
 
 def open_fds() -> int:

@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 
 import namedipc
-from conftest import Background, HELPERS, Names, Peer, WAIT, compile_c, program_ok, run_program, wait_until_blocked
+from support.build import compile_c
+from support.names import Names
+from support.processes import HELPERS, Background, Peer, program_ok, run_program
+from support.waiting import WAIT, wait_until_blocked
 
 SOURCE = HELPERS / "sem_c_peer.c"
 

@@ -5,6 +5,7 @@ teardown; every process a test starts is bounded and killed at teardown."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -12,14 +13,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import TypeChecker, ValidationError
+from jsonschema.protocols import Validator
+from jsonschema.validators import extend, validator_for
 
 import namedipc
-from conftest import WAIT, Names, Peer, cargo_build, read_line
+from support.build import cargo_build
+from support.lines import Reader
+from support.names import Names, robust_file
+from support.processes import Peer, read_line
+from support.waiting import WAIT, poll_until
 
 ROOT = Path(__file__).resolve().parent.parent
 SHM = Path("/dev/shm")
@@ -108,29 +115,6 @@ def namedipc_cli(*args: str | Path, entry: list[str] | None = None, timeout: flo
     )
 
 
-def robust_file(name: str) -> Path:
-    return SHM / f"namedipc-robust.{name.lstrip('/')}"
-
-
-def remove_robust(name: str) -> None:
-    robust_file(name).unlink(missing_ok=True)
-
-
-@pytest.fixture
-def robust_names() -> Iterator[Names]:
-    """Unique robust semaphore names, whose files are removed after the test."""
-    made = Names(remove_robust, "robust")
-    try:
-        yield made
-    finally:
-        made.cleanup()
-
-
-@pytest.fixture
-def robust_name(robust_names: Names) -> str:
-    return robust_names()
-
-
 def parse(output: str) -> dict[str, Any]:
     def no_constant(value: str) -> None:
         raise AssertionError(f"JSON has {value}, which JSON does not allow")
@@ -158,21 +142,22 @@ def only_object(name: str, *extra: str) -> dict[str, Any]:
 def wait_for(name: str, check: Any, what: str) -> dict[str, Any]:
     """Looks at the robust semaphore `name` until `check(object)` holds
     (bounded by WAIT): the test waits for the state itself, not for time."""
-    deadline = time.monotonic() + WAIT
-    while True:
-        found = only_object(name, "--type", "robust")
-        if check(found):
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{name} never reached: {what}; last seen {found}")
-        time.sleep(0.01)
+    seen: list[dict[str, Any]] = []
+
+    def reached() -> dict[str, Any] | None:
+        seen[:] = [only_object(name, "--type", "robust")]
+        return seen[0] if check(seen[0]) else None
+
+    found = poll_until(reached, what=lambda: f"{name}: {what}; last seen {seen}")
+    assert found is not None
+    return found
 
 
 def mqueue_mounted() -> bool:
     return any(line.split()[2] == "mqueue" for line in Path("/proc/self/mounts").read_text().splitlines())
 
 
-# -- the documented JSON schema, and a validator for the part of JSON Schema it uses
+# -- the documented JSON schema, checked with the jsonschema package
 
 
 def documented_schema() -> dict[str, Any]:
@@ -183,87 +168,55 @@ def documented_schema() -> dict[str, Any]:
     assert len(blocks) == 1, "docs/cli.md should hold exactly one JSON Schema block"
     schema = json.loads(blocks[0])
     assert isinstance(schema, dict)
-    check_keywords(schema)
     return schema
 
 
-SUPPORTED_KEYWORDS = {
-    "$schema", "title", "$defs", "$ref", "type", "const", "minimum", "pattern",
-    "properties", "required", "additionalProperties", "items", "oneOf",
-}  # fmt: skip
+def strict_integers(checker: TypeChecker, instance: object) -> bool:
+    """JSON Schema counts 1.0 as an integer; the command prints integers as
+    integers (Python's json reads 1.0 as a float), so here only an int is one."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
 
 
-def check_keywords(schema: dict[str, Any]) -> None:
-    """Fails if the schema uses a keyword `validate` does not implement
-    (it would be silently ignored)."""
-    unknown = set(schema) - SUPPORTED_KEYWORDS
-    assert not unknown, f"the validator does not implement {unknown}"
-    for key in ("properties", "$defs"):
-        for sub in schema.get(key, {}).values():
-            check_keywords(sub)
-    for sub in schema.get("oneOf", []):
-        check_keywords(sub)
-    if isinstance(schema.get("items"), dict):
-        check_keywords(schema["items"])
+@functools.cache
+def schema_validator() -> Validator:
+    """A validator of the documented schema, for the draft its $schema names,
+    after checking the schema itself against that draft's meta-schema."""
+    schema = documented_schema()
+    draft = validator_for(schema)
+    known = draft.META_SCHEMA["$id"].rstrip("#")
+    assert known == schema["$schema"], f"jsonschema does not know the draft {schema['$schema']}"
+    draft.check_schema(schema)
+    # (types-jsonschema leaves extend untyped.)
+    strict: type[Validator] = extend(  # type: ignore[no-untyped-call]
+        draft, type_checker=draft.TYPE_CHECKER.redefine("integer", strict_integers)
+    )
+    return strict(schema)
 
 
-def has_type(value: object, kind: str) -> bool:
-    return {
-        "null": value is None,
-        "boolean": isinstance(value, bool),
-        "integer": isinstance(value, int) and not isinstance(value, bool),
-        "number": isinstance(value, (int, float)) and not isinstance(value, bool),
-        "string": isinstance(value, str),
-        "array": isinstance(value, list),
-        "object": isinstance(value, dict),
-    }[kind]
+def describe(error: ValidationError) -> str:
+    """The error, and for an object that matches none of the kinds (oneOf),
+    what is wrong with it as the kind its "type" names."""
+    said = f"{error.json_path}: {error.message}"
+    branches: dict[object, list[ValidationError]] = {}
+    for sub in error.context or []:
+        branches.setdefault(sub.schema_path[0], []).append(sub)
+    for subs in branches.values():
+        if not any(list(sub.schema_path)[1:] == ["properties", "type", "const"] for sub in subs):
+            said += "".join(f"\n  as its type: {sub.json_path}: {sub.message}" for sub in subs)
+    return said
 
 
-def validate(value: object, schema: dict[str, Any], root: dict[str, Any], path: str = "$") -> list[str]:
-    """What is wrong with `value` under `schema` (empty if nothing)."""
-    if "$ref" in schema:
-        prefix = "#/$defs/"
-        assert schema["$ref"].startswith(prefix), schema["$ref"]
-        return validate(value, root["$defs"][schema["$ref"][len(prefix) :]], root, path)
-    errors: list[str] = []
-    if "oneOf" in schema:
-        matching = [s for s in schema["oneOf"] if not validate(value, s, root, path)]
-        if len(matching) != 1:
-            errors.append(f"{path}: matches {len(matching)} of the oneOf alternatives, not 1")
-    if "type" in schema:
-        kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-        if not any(has_type(value, k) for k in kinds):
-            return errors + [f"{path}: {value!r} is not of type {kinds}"]
-    if "const" in schema and (value != schema["const"] or type(value) is not type(schema["const"])):
-        errors.append(f"{path}: {value!r} is not {schema['const']!r}")
-    if "minimum" in schema and has_type(value, "number") and value < schema["minimum"]:
-        errors.append(f"{path}: {value!r} is below {schema['minimum']}")
-    if "pattern" in schema and isinstance(value, str) and not re.search(schema["pattern"], value):
-        errors.append(f"{path}: {value!r} does not match {schema['pattern']}")
-    if isinstance(value, dict):
-        for key in schema.get("required", []):
-            if key not in value:
-                errors.append(f"{path}: missing {key!r}")
-        properties = schema.get("properties", {})
-        for key, member in value.items():
-            if key in properties:
-                errors += validate(member, properties[key], root, f"{path}.{key}")
-            elif schema.get("additionalProperties") is False:
-                errors.append(f"{path}: undocumented member {key!r}")
-    if isinstance(value, list) and "items" in schema:
-        for i, item in enumerate(value):
-            errors += validate(item, schema["items"], root, f"{path}[{i}]")
-    return errors
+def schema_errors(document: dict[str, Any]) -> list[str]:
+    """What is wrong with `document` under the documented schema (empty if nothing)."""
+    return [describe(error) for error in schema_validator().iter_errors(document)]
 
 
 def assert_valid(document: dict[str, Any]) -> None:
-    schema = documented_schema()
-    errors = validate(document, schema, schema)
+    errors = schema_errors(document)
     assert not errors, "\n".join(errors)
 
 
 def test_the_validator_rejects_what_the_schema_forbids() -> None:
-    schema = documented_schema()
     good: dict[str, Any] = {
         "schema_version": 1,
         "objects": [
@@ -275,11 +228,13 @@ def test_the_validator_rejects_what_the_schema_forbids() -> None:
         "mqueue_dir": None,
         "notes": [],
     }  # fmt: skip
-    assert validate(good, schema, schema) == []
+    assert schema_errors(good) == []
     bad_cases: list[tuple[str, Any]] = [
         ("schema_version", 2),
+        ("schema_version", True),
         ("objects", [{**good["objects"][0], "size": -1}]),
         ("objects", [{**good["objects"][0], "size": True}]),
+        ("objects", [{**good["objects"][0], "size": 4096.0}]),
         ("objects", [{**good["objects"][0], "mode": "600"}]),
         ("objects", [{**good["objects"][0], "extra": 1}]),
         ("objects", [{**good["objects"][0], "type": "sem"}]),
@@ -287,7 +242,7 @@ def test_the_validator_rejects_what_the_schema_forbids() -> None:
         ("mqueue_dir", 3),
     ]
     for key, value in bad_cases:
-        assert validate({**good, key: value}, schema, schema), f"{key}={value!r} passed"
+        assert schema_errors({**good, key: value}), f"{key}={value!r} passed"
 
 
 # -- entry points, help, arguments
@@ -668,7 +623,6 @@ def test_a_terminal_ctrl_c_is_not_passed_on(robust_name: str) -> None:
     after it."""
     import fcntl
     import pty
-    import select
     import termios
 
     main, terminal = pty.openpty()
@@ -685,15 +639,11 @@ def test_a_terminal_ctrl_c_is_not_passed_on(robust_name: str) -> None:
         preexec_fn=take_terminal,
     )
     os.close(terminal)
-    seen = b""
+    screen = Reader(main)
 
     def expect(pattern: bytes) -> re.Match[bytes]:
-        nonlocal seen
-        deadline = time.monotonic() + WAIT
-        while not (found := re.search(pattern, seen)):
-            ready, _, _ = select.select([main], [], [], max(0.0, deadline - time.monotonic()))
-            assert ready, f"no {pattern!r} on the terminal within {WAIT} s; it shows {seen!r}"
-            seen += os.read(main, 4096)
+        found = screen.search(pattern)
+        assert found, f"no {pattern!r} on the terminal within {WAIT} s; it shows {bytes(screen.seen)!r}"
         return found
 
     try:
@@ -701,7 +651,7 @@ def test_a_terminal_ctrl_c_is_not_passed_on(robust_name: str) -> None:
         os.write(main, b"\x03")
         expect(rb"\^C")  # echoed once the terminal has sent the signal
         os.kill(job.pid, signal.SIGUSR2)
-        assert expect(rb"ints (\d+)\r?\n").group(1) == b"0", seen
+        assert expect(rb"ints (\d+)\r?\n").group(1) == b"0", bytes(screen.seen)
         assert job.wait(WAIT) == 42
     finally:
         if job.poll() is None:
@@ -732,7 +682,7 @@ def test_run_says_so_when_its_semaphore_is_removed_while_it_waits(robust_name: s
     waiter = programs(*script(), "run", robust_name, "--", "true")
     wait_for(robust_name, lambda o: o["attached"] == 2, "the second run attached and waiting")
     assert namedipc_cli("rm", robust_name).returncode == 0
-    _, err = waiter.proc.communicate(timeout=WAIT)
+    _, err = waiter.communicate()
     assert waiter.proc.returncode == 125
     assert err == (
         f"namedipc: robust semaphore '{robust_name}' was removed while this waited for a slot; "

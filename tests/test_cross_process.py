@@ -7,7 +7,9 @@ from pathlib import Path
 
 import namedipc
 from namedipc import NamedSemaphore
-from conftest import Helper, Names, run_helper, wait_until_blocked
+from support.names import Names
+from support.processes import Helper, run_helper
+from support.waiting import WAIT, wait_until_blocked
 
 Flags = NamedSemaphore.Flags
 
@@ -19,13 +21,13 @@ def test_a_slot_held_by_another_process(sem_name: str, helper: type[Helper]) -> 
     assert sem.acquire(blocking=False) is False
     holder.send("go")
     holder.expect("released")
-    assert sem.acquire(timeout=10) is True
+    assert sem.acquire(timeout=WAIT) is True
     holder.finish()
 
 
 def test_release_in_one_process_wakes_a_waiter_in_another(sem_name: str, helper: type[Helper]) -> None:
     sem = NamedSemaphore(sem_name, 0)
-    waiter = helper("acquire", sem_name, "10")
+    waiter = helper("acquire", sem_name, str(WAIT))
     wait_until_blocked(sem_name)
     sem.release()
     waiter.expect("acquired")

@@ -23,7 +23,10 @@ from pathlib import Path
 import pytest
 
 import namedipc
-from conftest import Background, HELPERS, Names, Peer, WAIT, compile_c, program_ok, tracking
+from support.build import compile_c
+from support.names import Names
+from support.processes import HELPERS, Background, Peer, program_ok, run_program, tracking
+from support.waiting import WAIT, poll_until
 from namedipc._namedipc import (
     MESSAGE_QUEUES_SUPPORTED,
     O_CREAT,
@@ -56,14 +59,9 @@ def peer() -> Iterator[type[MqPeer]]:
 
 
 def run_peer(*args: str) -> list[str]:
-    """Runs mq_peer.py to completion; returns its output lines."""
-    done = subprocess.run(
-        [sys.executable, str(HELPERS / "mq_peer.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
-        check=False,
-    )
+    """Runs mq_peer.py to completion; returns its output lines (not
+    stripped: the line of an empty message ends in a space)."""
+    done = run_program(sys.executable, HELPERS / "mq_peer.py", *args)
     assert done.returncode == 0, f"mq_peer {' '.join(args)} failed ({done.returncode}): {done.stderr}"
     return done.stdout.splitlines()
 
@@ -72,8 +70,8 @@ def wait_until_waiting(pid: int, fd: int, timeout: float = WAIT) -> None:
     """Returns once a thread of process `pid` sleeps in a system call on
     descriptor `fd` (mq_timedsend or mq_timedreceive on the queue): a test
     waits for the state of the process, not for time to pass."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def a_thread_waits() -> bool:
         for task in Path(f"/proc/{pid}/task").iterdir():
             try:
                 call = (task / "syscall").read_text().split()
@@ -81,10 +79,10 @@ def wait_until_waiting(pid: int, fd: int, timeout: float = WAIT) -> None:
             except (FileNotFoundError, ProcessLookupError):
                 continue  # the thread ended meanwhile
             if len(call) > 1 and call[0].isdigit() and int(call[1], 16) == fd and state == "S":
-                return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no thread of process {pid} blocked on queue descriptor {fd}")
-        time.sleep(0.0005)
+                return True
+        return False
+
+    poll_until(a_thread_waits, timeout, f"a thread of process {pid} blocked on queue descriptor {fd}")
 
 
 def drain(queue: MessageQueue) -> list[tuple[bytes, int]]:
@@ -479,7 +477,7 @@ def test_an_exception_in_a_callback_is_reported(mq_name: str, peer: type[MqPeer]
     listener.expect("registered")
     mq.send(b"x")
     assert listener.expect("reported") == expected
-    out, err = listener.proc.communicate(timeout=WAIT)
+    _, err = listener.communicate()
     assert listener.proc.returncode == 0, err
     if hook == "default":
         assert "Exception in thread" in err and "RuntimeError: boom-7" in err, err

@@ -13,7 +13,7 @@ import pytest
 
 import namedipc
 from namedipc import NamedSemaphore
-from conftest import wait_until_blocked
+from support.waiting import WAIT, wait_until_blocked
 
 Flags = NamedSemaphore.Flags
 
@@ -120,11 +120,11 @@ def test_context_manager_returns_self_and_releases_on_error(sem_name: str) -> No
 def test_wakes_when_another_thread_releases(sem_name: str) -> None:
     sem = NamedSemaphore(sem_name, 0)
     results: list[bool] = []
-    t = threading.Thread(target=lambda: results.append(sem.acquire(timeout=10)))
+    t = threading.Thread(target=lambda: results.append(sem.acquire(timeout=WAIT)))
     t.start()
     wait_until_blocked(sem_name)
     sem.release()
-    t.join(10)
+    t.join(WAIT)
     assert results == [True]
 
 
@@ -220,8 +220,6 @@ sem.close()
 def test_a_forked_child_closing_the_creators_handle_leaves_the_name(sem_name: str) -> None:
     import subprocess
     import sys
-
-    from conftest import WAIT
 
     done = subprocess.run(
         [sys.executable, "-c", FORK_CHILD_CLOSES, sem_name], capture_output=True, text=True, timeout=WAIT, check=False

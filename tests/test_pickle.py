@@ -17,7 +17,8 @@ from multiprocessing.context import ForkContext, ForkServerContext, SpawnContext
 import pytest
 
 import namedipc
-from conftest import WAIT, Names
+from support.names import Names
+from support.waiting import WAIT
 from namedipc import MessageQueue, NamedSemaphore, RobustSemaphore, SharedMemory
 
 START_METHODS = ["spawn", "forkserver", "fork"]

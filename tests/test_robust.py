@@ -22,19 +22,10 @@ from pathlib import Path
 import pytest
 
 import namedipc
-from conftest import (
-    HELPERS,
-    WAIT,
-    Background,
-    Names,
-    Peer,
-    aio_threads,
-    robust_waiters,
-    run_async,
-    settle,
-    tracking,
-    wait_until_blocked,
-)
+from support.aio import aio_threads, run_async, settle
+from support.names import Names
+from support.processes import HELPERS, Background, Peer, read_line, tracking
+from support.waiting import WAIT, poll_until, process_gone, process_state, robust_waiters, wait_until_blocked
 from namedipc import Holder, RobustSemaphore
 
 Flags = namedipc.NamedSemaphore.Flags
@@ -353,16 +344,12 @@ def test_a_zombie_holder_counts_as_dead(robust_name: str) -> None:
         [sys.executable, str(HELPERS / "robustctl.py"), "hold-exit", robust_name], stdout=subprocess.PIPE, text=True
     )
     try:
-        assert child.stdout is not None
-        assert child.stdout.readline().startswith("held")
+        assert read_line(child).startswith("held")
         # Not reaped: wait until the kernel has made it a zombie.
-        deadline = time.monotonic() + WAIT
-        while Path(f"/proc/{child.pid}/stat").read_text().split(") ")[1][0] != "Z":
-            assert time.monotonic() < deadline, "the child never became a zombie"
-            time.sleep(0.001)
+        poll_until(lambda: process_state(child.pid) == "Z", what="the child a zombie")
         assert [h.alive for h in sem.holders()] == [False]
         assert sem.acquire(timeout=WAIT) is True
-        assert Path(f"/proc/{child.pid}/stat").read_text().split(") ")[1][0] == "Z", "still a zombie"
+        assert process_state(child.pid) == "Z", "still a zombie"
     finally:
         child.wait(WAIT)
         assert child.stdout is not None
@@ -381,10 +368,7 @@ def test_a_forked_child_does_not_inherit_or_keep_its_parents_slots(robust_name: 
     assert sem.acquire(timeout=WAIT) is True
     os.kill(int(child), 0)  # still alive
     peer.kill()  # closes the pipes: the child ends
-    deadline = time.monotonic() + WAIT
-    while Path(f"/proc/{child}").exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
+    poll_until(lambda: process_gone(int(child)), what=f"the forked child {child} ended")
 
 
 def test_exec_gives_the_slots_back(robust_name: str, ctl: type[Ctl]) -> None:

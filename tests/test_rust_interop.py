@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 import namedipc
-from conftest import Background, Helper, Names, Peer, WAIT, cargo_build, program_ok, read_line, run_program, wait_until_blocked
+from support.build import cargo_build
+from support.names import Names
+from support.processes import Background, Helper, Peer, program_ok, read_line, run_program
+from support.waiting import WAIT, wait_until_blocked
 
 Flags = namedipc.NamedSemaphore.Flags
 

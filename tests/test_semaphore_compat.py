@@ -13,7 +13,9 @@ import pytest
 
 import namedipc
 import namedipc as posix_ipc  # the drop-in spelling users write
-from conftest import Background, Names, run_as_other_user, wait_until_blocked
+from support.names import Names
+from support.processes import Background, run_as_other_user
+from support.waiting import WAIT, wait_until_blocked
 
 
 def sem_file(name: str) -> Path:
@@ -251,7 +253,7 @@ def test_close_while_another_thread_waits(sem_name: str) -> None:
     waiter = Background(lambda: sem.acquire(10))
     wait_until_blocked(sem_name)
     sem.close()
-    outcome = waiter.join(10)
+    outcome = waiter.join(WAIT)
     assert isinstance(outcome, posix_ipc.ExistentialError)
     assert "closed by another thread while this one waited" in str(outcome)
 
@@ -300,7 +302,7 @@ def test_close_while_another_thread_waits_without_timeout(sem_name: str) -> None
         wait_until_blocked(sem_name)
         sem.close()
         other.release()
-        outcome = waiter.join(10)
+        outcome = waiter.join(WAIT)
     finally:
         if waiter.is_alive():
             other.release()

@@ -23,7 +23,10 @@ import posix_ipc
 import pytest
 
 import namedipc
-from conftest import HELPERS, Names, Peer, WAIT, compile_c, run_as_other_user, tracking
+from support.build import compile_c
+from support.names import Names
+from support.processes import HELPERS, Peer, run_as_other_user, run_program, tracking
+from support.waiting import WAIT
 
 # Imported from the compiled module until the package re-exports them.
 from namedipc._namedipc import O_CREAT, O_CREX, O_EXCL, O_TRUNC, SharedMemory, unlink_shared_memory
@@ -52,7 +55,7 @@ class ShmPeer(Peer):
         """Ends the peer and checks it said nothing on stderr: neither an
         error nor a resource tracker's warning about leaked segments."""
         self.ask("quit", "bye")
-        _, err = self.proc.communicate(timeout=WAIT)
+        _, err = self.communicate()
         assert self.proc.returncode == 0, err
         assert err == "", err
 
@@ -75,9 +78,7 @@ def c_peer(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:
     """Runs `code` in a separate Python process and returns its result."""
-    return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=WAIT, check=False
-    )
+    return run_program(sys.executable, "-c", code)
 
 
 # ---------------------------------------------------------------- posix_ipc's API

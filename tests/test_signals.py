@@ -13,14 +13,19 @@ import time
 import pytest
 
 import namedipc
-from conftest import WAIT, wait_until_blocked
+from support.lines import reader_for
+from support.waiting import WAIT, wait_until_blocked
 
-# A child that blocks on the semaphore in its main thread and reports.
+# A child that blocks on the semaphore in its main thread and reports (its
+# SIGUSR1 handler says on stderr that it ran).
 CHILD = """
-import signal, sys, time, namedipc
+import os, signal, sys, time, namedipc
 name, face, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
 handled = []
-signal.signal(signal.SIGUSR1, lambda *_: handled.append(time.monotonic()))
+def on_usr1(*_):
+    handled.append(time.monotonic())
+    os.write(2, b"handled\\n")
+signal.signal(signal.SIGUSR1, on_usr1)
 if face == "Semaphore":
     sem = namedipc.Semaphore(name)
 else:
@@ -50,8 +55,10 @@ def start_child(name: str, face: str, timeout: float) -> subprocess.Popen[str]:
 
 
 def outcome(child: subprocess.Popen[str]) -> list[str]:
+    assert child.stderr is not None
+    read_ahead = reader_for(child.stderr).take()  # what a test read past
     out, err = child.communicate(timeout=WAIT)
-    assert child.returncode == 0, err
+    assert child.returncode == 0, read_ahead + err
     return out.split()
 
 
@@ -89,7 +96,10 @@ def test_other_signal_resumes_the_wait_for_named_semaphore(sem_name: str) -> Non
     try:
         wait_until_blocked(sem_name)
         os.kill(child.pid, signal.SIGUSR1)
-        # The handler ran and the child went back to waiting.
+        # The handler ran (the wait had ended, so glibc no longer counts it
+        # among the waiters), and then the child went back to waiting.
+        assert child.stderr is not None
+        assert reader_for(child.stderr).readline() == "handled\n"
         wait_until_blocked(sem_name)
         sem.release()
         words = outcome(child)
