@@ -67,8 +67,11 @@ class Jobs:
 
     def start(self, label: str) -> None:
         proc = subprocess.Popen(
-            [*namedipc_command(), "run", self.name, "-n", str(SLOTS), "--"]
-            + [sys.executable, "-c", JOB, label, str(self.log), str(WORK_SECONDS)],
+            [
+                *namedipc_command(),
+                *("run", self.name, "-n", str(SLOTS), "--"),
+                *(sys.executable, "-c", JOB, label, str(self.log), str(WORK_SECONDS)),
+            ],
             stdout=subprocess.PIPE,
             text=True,
             start_new_session=True,
@@ -175,7 +178,9 @@ def main() -> int:
                 "(most of it is starting Python for the job)"
             )
             jobs.show("ls", "--type", "robust")
-            print(f"Job {VICTIM}'s slot (pid {victim.pid}, dead) now belongs to job {who} (pid {jobs.procs[who].pid}).\n")
+            print(
+                f"Job {VICTIM}'s slot (pid {victim.pid}, dead) now belongs to job {who} (pid {jobs.procs[who].pid}).\n"
+            )
 
             for proc in jobs.procs.values():
                 while proc.poll() is None:

@@ -71,9 +71,8 @@ def flock_holders(inodes: set[int]) -> list[int]:
     for line in Path("/proc/locks").read_text().splitlines():
         fields = line.split()
         # "1: FLOCK  ADVISORY  WRITE 1234 00:2f:5678 0 EOF"; "->" marks a blocked waiter.
-        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[1] != "->":
-            if int(fields[5].rsplit(":", 1)[1]) in inodes:
-                pids.append(int(fields[4]))
+        if len(fields) >= 6 and fields[1] == "FLOCK" and int(fields[5].rsplit(":", 1)[1]) in inodes:
+            pids.append(int(fields[4]))
     return pids
 
 
@@ -98,9 +97,7 @@ def take_seat(seats: list[int], inodes: set[int], control: Control) -> int | Non
 
 def worker(args: argparse.Namespace, uid: int, seat_fds: list[int], control: Control) -> None:
     rng = random.Random(uid)
-    sem = namedipc.RobustSemaphore(
-        args.name, handle_existence=namedipc.NamedSemaphore.Flags.RAISE_IF_NOT_EXISTS
-    )
+    sem = namedipc.RobustSemaphore(args.name, handle_existence=namedipc.NamedSemaphore.Flags.RAISE_IF_NOT_EXISTS)
     inodes = {os.fstat(fd).st_ino for fd in seat_fds}
     log = os.open(args.dir / "acquired", os.O_WRONLY | os.O_APPEND)
     violations = os.open(args.dir / "violations", os.O_WRONLY | os.O_APPEND)
@@ -110,7 +107,10 @@ def worker(args: argparse.Namespace, uid: int, seat_fds: list[int], control: Con
         os.write(log, b".")
         seat = take_seat(seat_fds, inodes, control)
         if seat is None:
-            os.write(violations, f"worker {uid} (pid {os.getpid()}) holds a slot and found every seat held by a live worker\n".encode())
+            os.write(
+                violations,
+                f"worker {uid} (pid {os.getpid()}) holds a slot and found every seat held by a live worker\n".encode(),
+            )
         time.sleep(rng.random() * 0.0003)
         if seat is not None and seat >= 0:
             fcntl.flock(seat_fds[seat], fcntl.LOCK_UN)
@@ -128,7 +128,7 @@ def spawn(args: argparse.Namespace, uid: int, control: Control) -> int:
         try:
             seats = [os.open(args.dir / f"seat{j}", os.O_RDWR) for j in range(args.slots)]
             worker(args, uid, seats, control)
-        except BaseException as e:  # a worker must never fall back into the driver
+        except BaseException as e:  # noqa: BLE001 - a worker must never fall back into the driver
             print(f"worker {uid}: {e!r}", file=sys.stderr)
             code = 3
         os._exit(code)
@@ -143,9 +143,7 @@ def storm(args: argparse.Namespace) -> dict[str, object]:
         (args.dir / f).write_bytes(b"")
     # The driver stays attached for the whole run, so the semaphore lives on
     # while workers come and go.
-    sem = namedipc.RobustSemaphore(
-        args.name, args.slots, namedipc.NamedSemaphore.Flags.RAISE_IF_EXISTS
-    )
+    sem = namedipc.RobustSemaphore(args.name, args.slots, namedipc.NamedSemaphore.Flags.RAISE_IF_EXISTS)
     rng = random.Random(args.seed)
     next_uid = 1
     workers: dict[int, int] = {}  # pid -> uid

@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 
 import namedipc
+from namedipc import MessageQueue, NamedSemaphore
 from support.aio import aio_threads, join_aio_threads, settle
 from support.aio import run_async as run
 from support.names import Names
 from support.processes import HELPERS, Helper, Peer
 from support.waiting import WAIT, wait_until_blocked
-from namedipc import MessageQueue, NamedSemaphore
+
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
@@ -39,7 +40,7 @@ def test_async_with_takes_and_gives_back_a_slot(sem_name: str) -> None:
         async with sem as entered:
             assert entered is sem
             assert sem.value == 1
-            with pytest.raises(RuntimeError, match="boom"):
+            with pytest.raises(RuntimeError, match="boom"):  # noqa: PT012 - the async with is what is tested
                 async with sem:
                     assert sem.value == 0
                     raise RuntimeError("boom")

@@ -41,9 +41,7 @@ def test_python_opens_a_semaphore_c_created(c_peer: Path, sem_name: str) -> None
     finally:
         sem.close()
 
-    named = namedipc.NamedSemaphore(
-        sem_name, handle_existence=namedipc.NamedSemaphore.Flags.RAISE_IF_NOT_EXISTS
-    )
+    named = namedipc.NamedSemaphore(sem_name, handle_existence=namedipc.NamedSemaphore.Flags.RAISE_IF_NOT_EXISTS)
     try:
         assert not named.created
         assert named.value == 4

@@ -104,7 +104,9 @@ def entry(request: pytest.FixtureRequest) -> list[str]:
     return [str(binary)]
 
 
-def namedipc_cli(*args: str | Path, entry: list[str] | None = None, timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
+def namedipc_cli(
+    *args: str | Path, entry: list[str] | None = None, timeout: float = WAIT
+) -> subprocess.CompletedProcess[str]:
     """Runs `namedipc ARGS` to completion (bounded) through `entry` (default: the script)."""
     return subprocess.run(
         [*(entry or script()), *map(str, args)],

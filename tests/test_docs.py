@@ -424,14 +424,11 @@ def test_rules_markers() -> None:
 
 def test_rules_rewrite_ipc_names_only() -> None:
     names = DocNames()
-    source = (
-        'a = NamedSemaphore("/gpu")\n'
-        "b = ('/gpu', b'/frames', \"/tmp/x.lock\", \"gpu\", f\"/{a}\", '/')\n"
-    )
+    source = 'a = NamedSemaphore("/gpu")\nb = (\'/gpu\', b\'/frames\', "/tmp/x.lock", "gpu", f"/{a}", \'/\')\n'
     rewritten = names.rewrite(source).splitlines()
     gpu, frames = names.names["/gpu"], names.names["/frames"]
     assert rewritten[0] == f"a = NamedSemaphore({gpu!r})"
-    assert rewritten[1] == f"b = ({gpu!r}, {frames.encode()!r}, \"/tmp/x.lock\", \"gpu\", f\"/{{a}}\", '/')"
+    assert rewritten[1] == f'b = ({gpu!r}, {frames.encode()!r}, "/tmp/x.lock", "gpu", f"/{{a}}", \'/\')'
     assert gpu.startswith(f"/namedipc-doc-{os.getpid()}-") and gpu.endswith("-gpu")
     assert DocNames().unique("/gpu") != gpu
 
@@ -498,8 +495,6 @@ def test_rules_leftovers_are_found_and_removed(tmp_path: Path) -> None:
 def test_rules_every_script_is_collected_once() -> None:
     lines = [(b.page, b.line) for s in SCRIPTS for b in s.blocks]
     assert len(lines) == len(set(lines))
-    python_blocks = [
-        (b.page, b.line) for blocks in ALL_BLOCKS.values() for b in blocks if b.lang == "python"
-    ]
+    python_blocks = [(b.page, b.line) for blocks in ALL_BLOCKS.values() for b in blocks if b.lang == "python"]
     not_run = [(b.page, b.line) for blocks in NOT_RUN_BLOCKS.values() for b in blocks]
     assert sorted(lines + not_run) == sorted(python_blocks)

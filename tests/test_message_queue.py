@@ -23,10 +23,6 @@ from pathlib import Path
 import pytest
 
 import namedipc
-from support.build import compile_c
-from support.names import Names
-from support.processes import HELPERS, Background, Peer, program_ok, run_program, tracking
-from support.waiting import WAIT, poll_until
 from namedipc._namedipc import (
     MESSAGE_QUEUES_SUPPORTED,
     O_CREAT,
@@ -41,6 +37,10 @@ from namedipc._namedipc import (
     MessageQueue,
     unlink_message_queue,
 )
+from support.build import compile_c
+from support.names import Names
+from support.processes import HELPERS, Background, Peer, program_ok, run_program, tracking
+from support.waiting import WAIT, poll_until
 
 MQ_PROC = Path("/proc/sys/fs/mqueue")
 
@@ -245,7 +245,7 @@ def test_message_types_and_embedded_nuls(mq_name: str) -> None:
     # Another process sees exactly these bytes.
     lines = run_peer("receive", mq_name, str(len(expected)))
     assert lines == [f"0 {m.hex()}" for m in expected]
-    with pytest.raises(ValueError, match="33 bytes is too long for message queue .* whose max_message_size is 32"):
+    with pytest.raises(ValueError, match=r"33 bytes is too long for message queue .* whose max_message_size is 32"):
         mq.send(b"x" * 33)
     assert mq.current_messages == 0
 
@@ -265,7 +265,7 @@ def test_inputs_that_crash_posix_ipc_raise(mq_name: str) -> None:
     mq = MessageQueue(mq_name, O_CREX)
     # posix_ipc 1.3.2 segfaults on each of these.
     for bad in [123, None, object(), 1.5]:
-        with pytest.raises(TypeError, match="message must be bytes, a str .* not "):
+        with pytest.raises(TypeError, match=r"message must be bytes, a str .* not "):
             mq.send(bad)  # type: ignore[arg-type]
     with pytest.raises(UnicodeEncodeError):
         mq.send("\udc80")  # a lone surrogate has no UTF-8
@@ -430,7 +430,7 @@ def test_receive_into(mq_name: str) -> None:
         mq.receive_into(bytearray(63))
     with pytest.raises(TypeError, match="read-only"):
         mq.receive_into(b"x" * 64)
-    with pytest.raises(TypeError, match="writable bytes-like object .* not int"):
+    with pytest.raises(TypeError, match=r"writable bytes-like object .* not int"):
         mq.receive_into(64)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="contiguous"):
         mq.receive_into(memoryview(bytearray(200))[::2])
@@ -631,11 +631,11 @@ def test_c_program_and_python_share_a_queue(c_peer: Path, mq_name: str) -> None:
     assert program_ok(c_peer, "send", mq_name, "1", "") == "sent"
     assert drain(mq) == [(b"c\0nul", 9), (b"", 1)]
 
-    mq.send("from python\0".encode(), priority=4)
+    mq.send(b"from python\0", priority=4)
     mq.send(b"second", priority=8)
     assert program_ok(c_peer, "attr", mq_name) == "3 20 2"
     assert program_ok(c_peer, "receive", mq_name, "1") == f"8 {b'second'.hex()}"
-    assert program_ok(c_peer, "receive", mq_name, "1") == f"4 {'from python'.encode().hex()}00"
+    assert program_ok(c_peer, "receive", mq_name, "1") == f"4 {b'from python'.hex()}00"
     assert program_ok(c_peer, "receive", mq_name, "0.1") == "timeout"
 
     # A C receiver blocked on the queue is woken by a Python send.

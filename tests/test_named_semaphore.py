@@ -110,10 +110,9 @@ def test_release_beyond_the_maximum(sem_name: str) -> None:
 
 def test_context_manager_returns_self_and_releases_on_error(sem_name: str) -> None:
     sem = NamedSemaphore(sem_name, 1)
-    with pytest.raises(RuntimeError):
-        with sem as entered:
-            assert entered is sem and sem.value == 0
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), sem as entered:  # noqa: PT012 - the with block is what is tested
+        assert entered is sem and sem.value == 0
+        raise RuntimeError("boom")
     assert sem.value == 1
 
 

@@ -17,9 +17,9 @@ from multiprocessing.context import ForkContext, ForkServerContext, SpawnContext
 import pytest
 
 import namedipc
+from namedipc import MessageQueue, NamedSemaphore, RobustSemaphore, SharedMemory
 from support.names import Names
 from support.waiting import WAIT
-from namedipc import MessageQueue, NamedSemaphore, RobustSemaphore, SharedMemory
 
 START_METHODS = ["spawn", "forkserver", "fork"]
 
@@ -98,7 +98,7 @@ def use_handles(handles: Handles) -> list[object]:
         released_parents = True
     except ValueError:
         released_parents = False
-    report = handles.report() + [refused, took, released_parents]
+    report = [*handles.report(), refused, took, released_parents]
     handles.shm.close()  # the child's own mapping; the segment stays
     return report
 

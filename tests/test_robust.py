@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 
 import namedipc
+from namedipc import Holder, RobustSemaphore
 from support.aio import aio_threads, run_async, settle
 from support.names import Names
 from support.processes import HELPERS, Background, Peer, read_line, tracking
 from support.waiting import WAIT, poll_until, process_gone, process_state, robust_waiters, wait_until_blocked
-from namedipc import Holder, RobustSemaphore
 
 Flags = namedipc.NamedSemaphore.Flags
 
@@ -114,9 +114,8 @@ def test_with_acquires_and_releases_also_on_error(robust_name: str) -> None:
         assert entered is sem
         assert sem.value == 0
     assert sem.value == 1
-    with pytest.raises(KeyError):
-        with sem:
-            raise KeyError
+    with pytest.raises(KeyError), sem:
+        raise KeyError
     assert sem.value == 1
 
 
@@ -539,9 +538,7 @@ STORM = Path(__file__).parent / "robust_storm.py"
 def run_storm(*args: str) -> dict[str, object]:
     import json
 
-    done = subprocess.run(
-        [sys.executable, str(STORM), *args], capture_output=True, text=True, timeout=60, check=False
-    )
+    done = subprocess.run([sys.executable, str(STORM), *args], capture_output=True, text=True, timeout=60, check=False)
     result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
     result["exit"] = done.returncode
     result["stderr"] = done.stderr
@@ -560,6 +557,8 @@ def test_sigkill_storm_never_over_admits_and_loses_no_slot(robust_names: Names) 
 
 
 def test_the_storm_oracle_catches_over_admission(robust_names: Names) -> None:
-    result = run_storm("--seconds", "1", "--workers", "8", "--slots", "2", "--no-semaphore", "--name", robust_names("oracle"))
+    result = run_storm(
+        "--seconds", "1", "--workers", "8", "--slots", "2", "--no-semaphore", "--name", robust_names("oracle")
+    )
     assert isinstance(result["violations"], int) and result["violations"] > 0, result
     assert result["exit"] == 1, result

@@ -66,9 +66,7 @@ def test_rust_wait_sees_python_hold_and_release(semctl: Path, sem_name: str) -> 
         sem.close()
 
 
-def test_python_release_wakes_a_blocked_rust_waiter(
-    semctl: Path, sem_name: str, programs: type[Peer]
-) -> None:
+def test_python_release_wakes_a_blocked_rust_waiter(semctl: Path, sem_name: str, programs: type[Peer]) -> None:
     sem = namedipc.NamedSemaphore(sem_name, 0, Flags.RAISE_IF_EXISTS)
     try:
         waiter = programs(semctl, "wait", sem_name, str(WAIT))
@@ -95,9 +93,7 @@ def test_rust_post_wakes_a_python_acquire(semctl: Path, sem_name: str) -> None:
         sem.close()
 
 
-def test_rust_waits_for_an_independent_python_holder(
-    semctl: Path, sem_name: str, helper: type[Helper]
-) -> None:
+def test_rust_waits_for_an_independent_python_holder(semctl: Path, sem_name: str, helper: type[Helper]) -> None:
     assert program_ok(semctl, "create", sem_name, "1") == "created"
     holder = helper("hold", sem_name)
     assert read_line(holder.proc) == "held"

@@ -24,10 +24,26 @@ def sem_file(name: str) -> Path:
 
 def test_module_surface_matches_posix_ipc() -> None:
     for attr in [
-        "Semaphore", "unlink_semaphore", "Error", "SignalError", "PermissionsError",
-        "ExistentialError", "BusyError", "O_CREAT", "O_EXCL", "O_CREX", "O_TRUNC",
-        "O_RDONLY", "O_WRONLY", "O_RDWR", "O_NONBLOCK", "PAGE_SIZE",
-        "SEMAPHORE_TIMEOUT_SUPPORTED", "SEMAPHORE_VALUE_SUPPORTED", "SEMAPHORE_VALUE_MAX", "VERSION",
+        "Semaphore",
+        "unlink_semaphore",
+        "Error",
+        "SignalError",
+        "PermissionsError",
+        "ExistentialError",
+        "BusyError",
+        "O_CREAT",
+        "O_EXCL",
+        "O_CREX",
+        "O_TRUNC",
+        "O_RDONLY",
+        "O_WRONLY",
+        "O_RDWR",
+        "O_NONBLOCK",
+        "PAGE_SIZE",
+        "SEMAPHORE_TIMEOUT_SUPPORTED",
+        "SEMAPHORE_VALUE_SUPPORTED",
+        "SEMAPHORE_VALUE_MAX",
+        "VERSION",
     ]:
         assert hasattr(posix_ipc, attr), attr
     assert posix_ipc.O_CREX == posix_ipc.O_CREAT | posix_ipc.O_EXCL
@@ -134,7 +150,7 @@ def test_acquire_timeout_semantics(sem_name: str) -> None:
     assert time.monotonic() - started < 0.5
     sem.release()
     sem.acquire(5)  # a free slot is taken at once
-    with pytest.raises(TypeError, match="non-negative|>= 0"):
+    with pytest.raises(TypeError, match=r"non-negative|>= 0"):
         sem.acquire(-1)
 
 
@@ -237,7 +253,7 @@ def test_corrupt_file_at_the_name_raises(sem_name: str, content: bytes, flags: i
 
 def test_non_file_at_the_name_raises(sem_name: str, tmp_path: Path) -> None:
     sem_file(sem_name).mkdir()
-    with pytest.raises(namedipc.CorruptError, match="directory|not a regular file"):
+    with pytest.raises(namedipc.CorruptError, match=r"directory|not a regular file"):
         posix_ipc.Semaphore(sem_name)
     sem_file(sem_name).rmdir()
     target = tmp_path / "target"

@@ -23,13 +23,13 @@ import posix_ipc
 import pytest
 
 import namedipc
+
+# Imported from the compiled module until the package re-exports them.
+from namedipc._namedipc import O_CREAT, O_CREX, O_EXCL, O_TRUNC, SharedMemory, unlink_shared_memory
 from support.build import compile_c
 from support.names import Names
 from support.processes import HELPERS, Peer, run_as_other_user, run_program, tracking
 from support.waiting import WAIT
-
-# Imported from the compiled module until the package re-exports them.
-from namedipc._namedipc import O_CREAT, O_CREX, O_EXCL, O_TRUNC, SharedMemory, unlink_shared_memory
 
 SHM = Path("/dev/shm")
 C_SOURCE = HELPERS / "shm_c_peer.c"
@@ -151,10 +151,7 @@ def test_size_resizes_new_and_existing_segments(shm_name: str) -> None:
     SharedMemory(shm_name, size=5)
     assert shm.size == 5
     # Another process resizes it: size follows.
-    done = run_python(
-        "from namedipc._namedipc import SharedMemory\n"
-        f"SharedMemory({shm_name!r}, size=4096)\n"
-    )
+    done = run_python(f"from namedipc._namedipc import SharedMemory\nSharedMemory({shm_name!r}, size=4096)\n")
     assert done.returncode == 0, done.stderr
     assert shm.size == 4096 == shm_path(shm_name).stat().st_size
 
@@ -279,7 +276,9 @@ def test_close_refuses_while_views_exist(shm_name: str) -> None:
     shm = SharedMemory(shm_name, O_CREX, size=8)
     view = shm.buf
     part = shm.buf[2:4]
-    with pytest.raises(BufferError, match=rf"cannot close shared memory segment '{shm_name}': memoryviews of its \.buf"):
+    with pytest.raises(
+        BufferError, match=rf"cannot close shared memory segment '{shm_name}': memoryviews of its \.buf"
+    ):
         shm.close()
     # Nothing was closed: the views, the descriptor and .buf all still work.
     view[0] = 42
@@ -307,9 +306,8 @@ def test_context_manager_closes(shm_name: str) -> None:
     assert shm.fd == -1
     with pytest.raises(namedipc.ExistentialError, match="has been closed"):
         shm.buf  # noqa: B018
-    with pytest.raises(BufferError, match="release them first"):  # noqa: PT012
-        with SharedMemory(shm_name) as again:
-            kept = again.buf
+    with pytest.raises(BufferError, match="release them first"), SharedMemory(shm_name) as again:
+        kept = again.buf
     assert bytes(kept) == b"ok"
     kept.release()
     again.close()
@@ -596,9 +594,7 @@ def peer_command(kind: str, c_peer: Path, action: str, name: str, *rest: str) ->
 
 
 @pytest.mark.parametrize("kind", ["namedipc", "multiprocessing", "c"])
-def test_a_peer_maps_a_segment_namedipc_created(
-    kind: str, shm_name: str, peers: type[ShmPeer], c_peer: Path
-) -> None:
+def test_a_peer_maps_a_segment_namedipc_created(kind: str, shm_name: str, peers: type[ShmPeer], c_peer: Path) -> None:
     shm = SharedMemory(shm_name, O_CREX, size=64)
     view = shm.buf
     view[:5] = b"hello"
@@ -618,9 +614,7 @@ def test_a_peer_maps_a_segment_namedipc_created(
 
 
 @pytest.mark.parametrize("kind", ["multiprocessing", "c"])
-def test_namedipc_maps_a_segment_a_peer_created(
-    kind: str, shm_name: str, peers: type[ShmPeer], c_peer: Path
-) -> None:
+def test_namedipc_maps_a_segment_a_peer_created(kind: str, shm_name: str, peers: type[ShmPeer], c_peer: Path) -> None:
     peer = peers(*peer_command(kind, c_peer, "create", shm_name, "32"))
     ready = peer.expect("ready").split()
     assert ready[2] == "32"

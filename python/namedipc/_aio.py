@@ -69,9 +69,7 @@ class _Waiters:
         self.sem = sem
         # (loop, future) in arrival order; a future that is done (cancelled,
         # timed out) no longer wants a slot and is dropped when met.
-        self.queue: collections.deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[bool]]] = (
-            collections.deque()
-        )
+        self.queue: collections.deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[bool]]] = collections.deque()
 
 
 # Guards _semaphore_waiters and every _Waiters.queue (touched by loops and waiter threads).
@@ -135,7 +133,7 @@ def _serve(waiters: _Waiters) -> None:
                 entry = waiters.queue.popleft() if waiters.queue else None
             if entry is None or not _call_soon(entry[0], _hand_over, sem, entry[1]):
                 sem.release()
-    except BaseException as error:
+    except BaseException as error:  # noqa: BLE001 - every waiter must hear whatever ended the thread
         # The handle was closed (or worse): every waiter hears it.
         with _lock:
             del _semaphore_waiters[id(sem)]
@@ -303,9 +301,7 @@ def _readiness_for(loop: asyncio.AbstractEventLoop, queue: Queue, writable: bool
         return readiness
 
 
-async def _transfer(
-    queue: Queue, timeout: float | None, writable: bool, attempt: Callable[[float | None], T]
-) -> T:
+async def _transfer(queue: Queue, timeout: float | None, writable: bool, attempt: Callable[[float | None], T]) -> T:
     """Runs `attempt(0)` (a send or receive that does not wait) until it
     moves a message, waiting for the queue's descriptor on the running loop."""
     try:
