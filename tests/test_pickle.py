@@ -209,3 +209,21 @@ def test_unpickling_a_removed_semaphore_raises(sem_name: str) -> None:
     data = pickle.dumps(NamedSemaphore(sem_name, 1))  # the creator is gone at once: removed
     with pytest.raises(FileNotFoundError, match=sem_name):
         pickle.loads(data)
+
+
+@pytest.mark.parametrize("mode", [-1, 2**64, 0o10000])
+def test_a_tampered_shared_memory_pickle_gets_a_value_error(shm_name: str, mode: int) -> None:
+    with SharedMemory(shm_name, namedipc.O_CREX, size=16) as shm:
+        function, args = shm.__reduce__()[:2]
+        tampered = (args[0], args[1], mode, *args[3:])
+        with pytest.raises(ValueError, match="mode must be between 0 and 4095"):
+            function(*tampered)
+        shm.unlink()
+
+
+def test_a_tampered_shared_memory_pickle_with_a_bad_type_gets_a_type_error(shm_name: str) -> None:
+    with SharedMemory(shm_name, namedipc.O_CREX, size=16) as shm:
+        function, args = shm.__reduce__()[:2]
+        with pytest.raises(TypeError, match="mode must be an int"):
+            function(args[0], args[1], "0o600", *args[3:])
+        shm.unlink()

@@ -9,6 +9,7 @@ import re
 import time
 from pathlib import Path
 
+import posix_ipc as real_posix_ipc  # the original, to compare
 import pytest
 
 import namedipc
@@ -334,3 +335,13 @@ def test_init_twice_creates_nothing(names: Names) -> None:
         sem.__init__(second, posix_ipc.O_CREX)  # type: ignore[misc]
     assert not sem_file(second).exists()
     assert sem.name == first
+
+
+def test_o_excl_without_o_creat_is_refused_like_posix_ipc(sem_name: str) -> None:
+    """posix_ipc (and namedipc's SharedMemory and MessageQueue) refuse O_EXCL
+    alone before looking at the name; it is no NotFoundError."""
+    with pytest.raises(ValueError, match="O_EXCL must be combined with O_CREAT"):
+        namedipc.Semaphore(sem_name, namedipc.O_EXCL)
+    with pytest.raises(ValueError, match="O_EXCL must be combined with O_CREAT"):
+        real_posix_ipc.Semaphore(sem_name, real_posix_ipc.O_EXCL)
+    assert not sem_file(sem_name).exists()

@@ -27,6 +27,8 @@ impl PySemaphore {
         mode: u32,
         initial_value: u32,
     ) -> PyResult<()> {
+        // posix_ipc refuses O_EXCL alone, as SharedMemory and MessageQueue do.
+        args::require_creat_with_excl(flags, KIND)?;
         let options = Semaphore::options().mode(mode).initial_value(initial_value);
         let sem = match args::target(name, flags, KIND)? {
             Target::Random => options.create_random(RANDOM_PREFIX),

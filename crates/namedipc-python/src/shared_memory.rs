@@ -339,9 +339,12 @@ impl PySharedMemory {
 fn _reopen_shared_memory<'py>(
     cls: &Bound<'py, PyType>,
     name: String,
-    mode: u32,
+    mode: &Bound<'py, PyAny>,
     read_only: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
+    // A pickle is data from outside: its mode gets the constructor's checks
+    // (ValueError or TypeError, never OverflowError).
+    let mode = args::mode(Some(mode))?;
     pickling::reopen(cls, |obj| {
         obj.cast::<PySharedMemory>()?
             .get()
