@@ -6,6 +6,7 @@ process, multiprocessing.shared_memory, and a C program."""
 
 from __future__ import annotations
 
+import gc
 import json
 import mmap
 import multiprocessing
@@ -629,3 +630,48 @@ def test_namedipc_maps_a_segment_a_peer_created(kind: str, shm_name: str, peers:
     peer.quit()
     shm.close()
     also.close()
+
+
+def test_fd_of_a_collected_temporary_stays_open(shm_name: str) -> None:
+    """posix_ipc never closes the descriptor when the object is collected, and
+    `mmap.mmap(SharedMemory(name).fd, size)` relies on it."""
+    SharedMemory(shm_name, O_CREX, size=4096).close_fd()
+    fd = SharedMemory(shm_name).fd  # the handle is collected at once
+    try:
+        gc.collect()
+        with mmap.mmap(fd, 4096) as mapped:
+            mapped[:2] = b"ok"
+    finally:
+        os.close(fd)
+
+
+def test_collecting_a_handle_never_closes_a_number_the_user_closed(shm_name: str) -> None:
+    """posix_ipc's demo1: map the segment, os.close(shm.fd); later the number
+    belongs to another file (here the read end of a pipe), which collecting
+    the handle must leave alone."""
+    shm = SharedMemory(shm_name, O_CREX, size=4096)
+    fd = shm.fd
+    mapped = mmap.mmap(fd, 4096)
+    os.close(fd)
+    read_end, write_end = os.pipe()
+    try:
+        os.dup2(read_end, fd)  # the number is now the pipe's
+        del shm
+        gc.collect()
+        os.write(write_end, b"x")
+        assert os.read(fd, 1) == b"x"
+    finally:
+        for number in {fd, read_end, write_end}:
+            os.close(number)
+        mapped.close()
+        namedipc.unlink_shared_memory(shm_name)
+
+
+def test_a_handle_whose_fd_was_never_read_closes_it_when_collected(shm_name: str) -> None:
+    before = set(os.listdir("/proc/self/fd"))
+    shm = SharedMemory(shm_name, O_CREX, size=4096)
+    assert len(set(os.listdir("/proc/self/fd")) - before) == 1
+    del shm
+    gc.collect()
+    assert set(os.listdir("/proc/self/fd")) - before == set()
+    namedipc.unlink_shared_memory(shm_name)

@@ -2,7 +2,7 @@
 //! memoryview of one mapping made through Python's own mmap module (whose
 //! export count refuses to unmap while a view is alive), `close()` and `with`.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use namedipc::flags::O_TRUNC;
@@ -37,6 +37,10 @@ struct State {
     /// the segment non-empty; it holds its own duplicate of the descriptor.
     mapping: Option<Py<PyAny>>,
     closed: bool,
+    /// The descriptor's number was handed out (`.fd`, `fileno()`): from then
+    /// on the user may have closed it or handed it on, so collecting the
+    /// object must not close that number (posix_ipc never closes it).
+    exposed: bool,
 }
 
 /// A POSIX shared memory segment with posix_ipc 1.3's API, plus `buf` (a
@@ -211,7 +215,10 @@ impl PySharedMemory {
     #[getter]
     fn fd(&self, py: Python<'_>) -> PyResult<i32> {
         self.opened()?;
-        Ok(self.lock(py).shm.as_ref().map_or(-1, AsRawFd::as_raw_fd))
+        let mut state = self.lock(py);
+        let fd = state.shm.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+        state.exposed |= fd >= 0;
+        Ok(fd)
     }
 
     /// The segment's size now, in bytes (any process may change it).
@@ -330,6 +337,21 @@ impl PySharedMemory {
             "_reopen_shared_memory",
             (opened.name.as_str(), opened.mode, opened.read_only),
         )
+    }
+}
+
+impl Drop for PySharedMemory {
+    /// Collected without close_fd() or close(): a descriptor whose number
+    /// was handed out is left open, as posix_ipc leaves it (the user may have
+    /// closed it already, and the number may now be another file's); one
+    /// never handed out is closed with the handle.
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if state.exposed {
+            if let Some(shm) = state.shm.take() {
+                let _left_open = OwnedFd::from(shm).into_raw_fd();
+            }
+        }
     }
 }
 
