@@ -5,15 +5,18 @@ resumes its wait (PEP 475)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 import namedipc
 from support.lines import reader_for
+from support.processes import run_program
 from support.waiting import WAIT, wait_until_blocked
 
 # A child that blocks on the semaphore in its main thread and reports (its
@@ -140,3 +143,36 @@ def test_exception_from_a_signal_handler_propagates(sem_name: str) -> None:
     finally:
         child.kill()
     assert out.strip() == "propagated from handler"
+
+
+STORM = Path(__file__).parent / "helpers" / "signal_storm.py"
+
+
+def storm_losses(kind: str, name: str, rounds: int = 500) -> int:
+    """Slots lost by `kind` in the signal storm (tests/helpers/signal_storm.py)."""
+    done = run_program(sys.executable, STORM, kind, name, str(rounds), timeout=60)
+    assert done.returncode == 0, done.stderr
+    match = re.fullmatch(r"lost (\d+) of \d+ .*", done.stdout.strip())
+    assert match, done.stdout
+    return int(match.group(1))
+
+
+@pytest.mark.parametrize("kind", ["NamedSemaphore", "Semaphore"])
+def test_a_handler_that_raises_after_the_slot_was_taken_loses_no_slot(kind: str, sem_name: str) -> None:
+    """A signal that arrives as the wait succeeds runs its handler inside
+    acquire(); if it raises, the slot is given back before the exception
+    propagates, as threading.Semaphore loses none (issue 13, item 17)."""
+    assert storm_losses(kind, sem_name) == 0
+
+
+def test_a_robust_semaphore_loses_no_slot_to_a_raising_handler(robust_name: str) -> None:
+    assert storm_losses("RobustSemaphore", robust_name) == 0
+
+
+def test_the_storm_sees_a_loss_where_there_is_one(sem_name: str) -> None:
+    """posix_ipc loses slots in the same storm (so does multiprocessing): the storm can tell."""
+    assert storm_losses("posix_ipc", sem_name) > 0
+
+
+def test_the_storm_agrees_with_threading() -> None:
+    assert storm_losses("threading", "-") == 0

@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use crate::args::Timeout;
 use crate::errors;
 use crate::init::InitOnce;
-use crate::wait::{Attempt, IfClosed, OnSignal, Wait};
+use crate::wait::{Attempt, OnSignal, Undo, Wait};
 
 struct Opened {
     sem: Semaphore,
@@ -128,9 +128,10 @@ impl SemSlot {
             on_signal,
             is_open: || self.is_open(),
             fail: errors::to_py_err,
-            // Taken through a handle that was closed meanwhile: nobody could
-            // release it through this handle, so give it back.
-            if_closed: IfClosed::GiveBack(|()| sem.post()),
+            // Taken, but the caller would never learn it (a signal handler
+            // raised, or the handle was closed meanwhile and nobody could
+            // release through it): give it back.
+            undo: Undo::IfHandlerRaisesOrClosed(|()| sem.post()),
         }
         .run(py, timeout, |attempt| {
             let taken = match attempt {

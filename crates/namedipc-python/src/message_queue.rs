@@ -20,7 +20,7 @@ use crate::args::{self, type_name, Negative, Target, Timeout, RANDOM_PREFIX};
 use crate::errors::{self, to_py_err, Direction, GaveUp};
 use crate::init::InitOnce;
 use crate::pickling::{self, qualified_name};
-use crate::wait::{Attempt, IfClosed, OnSignal, Wait};
+use crate::wait::{Attempt, OnSignal, Undo, Wait};
 
 const KIND: ObjectKind = ObjectKind::MessageQueue;
 
@@ -158,7 +158,7 @@ impl PyMessageQueue {
                 e => to_py_err(e),
             },
             // A message that moved has moved: the caller gets it.
-            if_closed: IfClosed::KEEP,
+            undo: Undo::NEVER,
         }
         .run(py, timeout, attempt)?;
         moved.ok_or_else(|| {

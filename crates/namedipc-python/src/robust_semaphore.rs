@@ -17,7 +17,7 @@ use crate::errors::to_py_err;
 use crate::init::InitOnce;
 use crate::named_semaphore::existence;
 use crate::pickling::{self, qualified_name};
-use crate::wait::{Attempt, IfClosed, OnSignal, Wait};
+use crate::wait::{Attempt, OnSignal, Undo, Wait};
 
 const KIND: ObjectKind = ObjectKind::RobustSemaphore;
 
@@ -72,8 +72,9 @@ impl PyRobustSemaphore {
             on_signal: OnSignal::Resume,
             is_open: || !sem.is_closed(),
             fail: to_py_err,
-            // The core gives back a slot taken through a handle closed meanwhile.
-            if_closed: IfClosed::KEEP,
+            // Taken, but a signal handler raised: give it back. (The core
+            // gives back a slot taken through a handle closed meanwhile.)
+            undo: Undo::IfHandlerRaises(|()| sem.release()),
         }
         .run(py, timeout, |attempt| {
             let taken = match attempt {

@@ -37,20 +37,26 @@ pub(crate) enum Attempt {
     Wait(Option<Duration>),
 }
 
-/// What a wait does with what it took, when it finds on waking that
-/// another thread closed the handle meanwhile.
-pub(crate) enum IfClosed<G> {
-    /// Return it all the same: it cannot be undone (a message sent or
-    /// received has moved, and the caller should have it).
-    Keep,
-    /// Give it back with `G` (nobody could release it through the closed
-    /// handle), then raise the "closed while waiting" error.
-    GiveBack(G),
+/// What a wait does with what it took when the caller would never learn
+/// that it took it: a signal handler that runs right after the wait raises
+/// (a timeout signal, a KeyboardInterrupt), or, on waking, another thread
+/// had closed the handle meanwhile.
+pub(crate) enum Undo<G> {
+    /// Nothing: it cannot be undone (a message sent or received has moved).
+    /// The handler runs at the caller's next bytecode, as for any call.
+    Never,
+    /// If a handler raises, give it back with `G` before the exception
+    /// propagates (a closed handle is the core's to deal with).
+    IfHandlerRaises(G),
+    /// Give it back with `G` if a handler raises, and also if the handle was
+    /// closed (nobody could release it through the closed handle), then
+    /// raise the "closed while waiting" error.
+    IfHandlerRaisesOrClosed(G),
 }
 
-impl<T> IfClosed<fn(T) -> namedipc::Result<()>> {
-    /// [`IfClosed::Keep`], with a type for the give-back it never calls.
-    pub(crate) const KEEP: Self = Self::Keep;
+impl<T> Undo<fn(T) -> namedipc::Result<()>> {
+    /// [`Undo::Never`], with a type for the give-back it never calls.
+    pub(crate) const NEVER: Self = Self::Never;
 }
 
 /// A wait on one handle. Build it with the handle's details, then [`Wait::run`] it.
@@ -65,7 +71,7 @@ pub(crate) struct Wait<'a, O, F, G> {
     /// The Python exception for an error that ends the wait, other than a
     /// signal's.
     pub(crate) fail: F,
-    pub(crate) if_closed: IfClosed<G>,
+    pub(crate) undo: Undo<G>,
 }
 
 impl<O, F, G> Wait<'_, O, F, G>
@@ -88,7 +94,8 @@ where
         G: FnOnce(T) -> namedipc::Result<()>,
     {
         if let Some(taken) = attempt(Attempt::Now).map_err(&self.fail)? {
-            return Ok(Some(taken));
+            // The caller checked that the handle is open.
+            return self.taken(py, taken, false);
         }
         let limit = match timeout {
             Timeout::NoWait => return Ok(None),
@@ -115,7 +122,7 @@ where
             let slice =
                 limit.map(|at| at.saturating_duration_since(Instant::now()).min(WAIT_SLICE));
             match py.detach(|| attempt(Attempt::Wait(slice))) {
-                Ok(Some(taken)) => return self.taken(py, taken),
+                Ok(Some(taken)) => return self.taken(py, taken, true),
                 Ok(None) => {}
                 Err(namedipc::Error::Interrupted { .. }) => {
                     py.check_signals()?;
@@ -135,17 +142,29 @@ where
         }
     }
 
-    /// What a wait that took `taken` returns, as `if_closed` says.
-    fn taken<T>(self, py: Python<'_>, taken: T) -> PyResult<Option<T>>
+    /// What a wait that took `taken` returns, as `undo` says. Signal
+    /// handlers run here, with what was taken still in hand: a signal that
+    /// arrived meanwhile would otherwise raise in the caller right after this
+    /// returns, before it could learn what it holds, and the slot were lost.
+    /// `after_waiting`: the handle may have been closed while it waited.
+    #[inline]
+    fn taken<T>(self, py: Python<'_>, taken: T, after_waiting: bool) -> PyResult<Option<T>>
     where
         G: FnOnce(T) -> namedipc::Result<()>,
     {
-        match self.if_closed {
-            IfClosed::GiveBack(give_back) if !(self.is_open)() => {
-                give_back(taken).map_err(&self.fail)?;
-                Err(errors::closed_while_waiting(py, self.kind, self.name))
-            }
-            _ => Ok(Some(taken)),
+        let (give_back, if_closed) = match self.undo {
+            Undo::Never => return Ok(Some(taken)),
+            Undo::IfHandlerRaises(give_back) => (give_back, false),
+            Undo::IfHandlerRaisesOrClosed(give_back) => (give_back, after_waiting),
+        };
+        if let Err(raised) = py.check_signals() {
+            give_back(taken).map_err(&self.fail)?;
+            return Err(raised);
         }
+        if if_closed && !(self.is_open)() {
+            give_back(taken).map_err(&self.fail)?;
+            return Err(errors::closed_while_waiting(py, self.kind, self.name));
+        }
+        Ok(Some(taken))
     }
 }
