@@ -20,11 +20,13 @@ import sys
 import time
 import types
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.plan import GIB, MIB, Plan, parse_options  # bench/ is sys.path[0]
+from harness.plan import MIB, Plan, parse_options  # bench/ is sys.path[0]
+from harness.report import print_tables, ratio_text, report_targets
+from harness.rows import Row, Target
 from shm_partner import MARKER, PATTERN
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -41,22 +43,8 @@ POSIX_IPC_VERSION = "1.3.2"
 REPLY_TIMEOUT_S = 60.0
 
 
-# The goals this benchmark checks: (row, numerator, denominator, comparison,
-# limit). Ratios of times for most rows, so "<=" (namedipc at most that much
-# slower); row 4's is a ratio of throughputs, so ">=".
-TARGETS = [
-    ("1", "namedipc", "posix_ipc", "<=", 0.55),
-    ("2", "namedipc", "posix_ipc", "<=", 0.20),
-    ("3", "namedipc", "floor", "<=", 1.10),
-    ("4", "namedipc", "floor", ">=", 0.95),
-    ("5", "namedipc", "floor", "<=", 1.10),
-    ("6", "namedipc", "floor", "<=", 1.10),
-    ("7", "namedipc", "floor", "<=", 1.10),
-    ("8", "namedipc", "floor", "<=", 1.10),
-    ("9", "namedipc", "floor", "<=", 1.10),
-    ("10", "namedipc", "floor", "<=", 1.10),
-    ("11", "namedipc", "floor", "<=", 1.20),
-]
+# Rows 3 and 5 to 10: namedipc at most 10% slower than the same work in C.
+NEAR_C = Target("namedipc", "floor", "<=", 1.10)
 # Kill-to-acquire: the median latency, in ms, from SIGKILL of the holder to
 # a waiting process taking its slot.
 KILL_TO_ACQUIRE_TARGET_MS = 1.0
@@ -138,94 +126,8 @@ def private_copy(loop: Callable[..., int]) -> Callable[..., int]:
 # Samples and what is printed from them.
 
 
-@dataclass
-class Row:
-    key: str  # "1", "2", ... as in the README
-    title: str
-    iters: int  # iterations per sample
-    # What the floor column holds: "py", "C", "mmap", or "Semaphore"
-    # (namedipc.Semaphore: row 11 compares the crash-safe semaphore with it).
-    floor_label: str
-    # Non-zero for a throughput row: bytes each iteration moves. Its samples
-    # are then GiB/s (higher is better); otherwise ns per iteration.
-    bytes_per_iter: int = 0
-    samples: dict[str, list[float]] = field(default_factory=dict)
-
-    @property
-    def throughput(self) -> bool:
-        return self.bytes_per_iter > 0
-
-    def add(self, subject: str, elapsed_ns: int) -> None:
-        if self.throughput:
-            value = self.bytes_per_iter * self.iters / elapsed_ns * 1e9 / GIB
-        else:
-            value = elapsed_ns / self.iters
-        self.samples.setdefault(subject, []).append(value)
-
-    def median(self, subject: str) -> float | None:
-        values = self.samples.get(subject)
-        return statistics.median(values) if values else None
-
-    def ratios(self, top: str, bottom: str) -> list[float]:
-        # Per-round ratios of samples taken moments apart: a slow drift in
-        # machine load or clock speed hits both sides and cancels, which it
-        # would not in a ratio of two medians taken over the whole run.
-        tops, bottoms = self.samples.get(top, []), self.samples.get(bottom, [])
-        if len(tops) != len(bottoms):
-            return []
-        return [t / b for t, b in zip(tops, bottoms)]
-
-    def value_text(self, value: float | None) -> str:
-        if value is None:
-            return "n/a"
-        return f"{value:.2f} GiB/s" if self.throughput else f"{value:,.0f} ns"
-
-    def floor_name(self) -> str:
-        return {
-            "py": "py floor",
-            "C": "C floor",
-            "mmap": "plain mmap",
-            "Semaphore": "namedipc.Semaphore",
-        }[self.floor_label]
-
-
-def ratio_text(values: list[float], spread: bool = False) -> str:
-    if not values:
-        return "n/a"
-    text = f"{statistics.median(values):.2f}x"
-    if spread and len(values) >= 4:
-        q1, _, q3 = statistics.quantiles(values, n=4)
-        text += f" [{q1:.2f}-{q3:.2f}]"
-    return text
-
-
-def print_table(rows: list[Row], what: str) -> None:
-    header = (
-        f"{'row':<38} {'namedipc':>11} {'posix_ipc':>11} {'floor':>18}   "
-        f"{'namedipc/posix_ipc':<20} {'namedipc/floor':>14} {'posix_ipc/floor':>15}"
-    )
-    print(f"\n{what}")
-    print(header)
-    print("-" * len(header))
-    for row in rows:
-        floor = row.median("floor")
-        floor_text = "n/a" if floor is None else f"{row.value_text(floor)} ({row.floor_label})"
-        print(
-            f"{row.title:<38} {row.value_text(row.median('namedipc')):>11} "
-            f"{row.value_text(row.median('posix_ipc')):>11} {floor_text:>18}   "
-            f"{ratio_text(row.ratios('namedipc', 'posix_ipc'), spread=True):<20} "
-            f"{ratio_text(row.ratios('namedipc', 'floor'), spread=row.throughput):>14} "
-            f"{ratio_text(row.ratios('posix_ipc', 'floor')):>15}"
-        )
-
-
 def report(rows: list[Row], c_pair: Row) -> None:
-    print("medians over rounds; ratio = median of per-round ratios [interquartile range]")
-    print_table([r for r in rows if not r.throughput], "time per iteration (lower is better)")
-    print_table(
-        [r for r in rows if r.throughput],
-        "throughput, bytes read + bytes written (higher is better)",
-    )
+    print_tables(rows)
 
     # Row 1 in the terms that matter for a binding: what it adds on top of
     # the cheapest possible call, and how much room is left below it.
@@ -247,28 +149,6 @@ def report(rows: list[Row], c_pair: Row) -> None:
     c_cost = c_pair.median("floor")
     if c_cost is not None:
         print(f"  sem_wait+sem_post cost {c_cost:,.0f} ns per pair in a C loop")
-
-
-def report_targets(rows: list[Row]) -> bool:
-    """Prints each target's verdict; True if any was missed."""
-    by_key = {row.key: row for row in rows}
-    print("\ntargets (median of per-round ratios):")
-    missed = False
-    for key, top, bottom, comparison, limit in TARGETS:
-        row = by_key[key]
-        values = row.ratios(top, bottom)
-        label = f"{key}. {top} / {row.floor_name() if bottom == 'floor' else bottom}"
-        if not values:
-            print(f"  {label:<27} {comparison} {limit:.2f}x   n/a")
-            continue
-        value = statistics.median(values)
-        met = value <= limit if comparison == "<=" else value >= limit
-        missed |= not met
-        print(
-            f"  {label:<27} {comparison} {limit:.2f}x   {value:.2f}x   "
-            f"{'met' if met else 'NOT MET'}"
-        )
-    return missed
 
 
 # --------------------------------------------------------------------------
@@ -1014,30 +894,56 @@ def run(plan: Plan, cpu: int, mq_cpus: tuple[int, int] | None, check: bool) -> i
     # cross-CPU wake-up is in the round trip, for a look at the libraries alone.
     mq_cpu_text = "1 CPU" if mq_cpus is not None and mq_cpus[0] == mq_cpus[1] else "2 CPUs"
     rows = [
-        Row("1", "1. acquire()+release(), uncontended", plan.uncontended_iters, "py"),
-        Row("2", "2. non-blocking acquire, unavailable", plan.nonblocking_iters, "py"),
-        Row("3", "3. ping-pong round trip, 1 CPU", plan.pingpong_trips, "C"),
+        Row(
+            "1",
+            "1. acquire()+release(), uncontended",
+            plan.uncontended_iters,
+            "py",
+            target=Target("namedipc", "posix_ipc", "<=", 0.55),
+        ),
+        Row(
+            "2",
+            "2. non-blocking acquire, unavailable",
+            plan.nonblocking_iters,
+            "py",
+            target=Target("namedipc", "posix_ipc", "<=", 0.20),
+        ),
+        Row("3", "3. ping-pong round trip, 1 CPU", plan.pingpong_trips, "C", target=NEAR_C),
         Row(
             "4",
             f"4. shm {plan.shm_bandwidth_size // MIB} MiB read+write, 2nd process",
             plan.shm_passes,
             "mmap",
             bytes_per_iter=2 * plan.shm_bandwidth_size,
+            target=Target("namedipc", "floor", ">=", 0.95),
         ),
         Row(
             "5",
             f"5. shm create+close+unlink, {plan.shm_cycle_size // 1024} KiB",
             plan.shm_create_cycles,
             "C",
+            target=NEAR_C,
         ),
-        Row("6", "6. shm open+close", plan.shm_open_cycles, "C"),
+        Row("6", "6. shm open+close", plan.shm_open_cycles, "C", target=NEAR_C),
         *(
-            Row(key, f"{key}. mq round trip, {size_text(size)}, {mq_cpu_text}", plan.mq_trips, "C")
+            Row(
+                key,
+                f"{key}. mq round trip, {size_text(size)}, {mq_cpu_text}",
+                plan.mq_trips,
+                "C",
+                target=NEAR_C,
+            )
             for key, size in zip(("7", "8"), plan.mq_message_sizes)
         ),
-        Row("9", "9. mq create+close+unlink", plan.mq_create_cycles, "C"),
-        Row("10", "10. mq open+close", plan.mq_open_cycles, "C"),
-        Row("11", "11. robust acquire()+release()", plan.uncontended_iters, "Semaphore"),
+        Row("9", "9. mq create+close+unlink", plan.mq_create_cycles, "C", target=NEAR_C),
+        Row("10", "10. mq open+close", plan.mq_open_cycles, "C", target=NEAR_C),
+        Row(
+            "11",
+            "11. robust acquire()+release()",
+            plan.uncontended_iters,
+            "Semaphore",
+            target=Target("namedipc", "floor", "<=", 1.20),
+        ),
     ]
     c_pair = Row("1c", "C sem_wait+sem_post", plan.uncontended_iters, "C")
     session = Session(posix_ipc)
