@@ -11,8 +11,6 @@ import gc
 import importlib
 import os
 import platform
-import secrets
-import select
 import shutil
 import statistics
 import subprocess
@@ -24,9 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.plan import MIB, Plan, parse_options  # bench/ is sys.path[0]
+from harness.helper import round_trips  # bench/ is sys.path[0]
+from harness.plan import MIB, Plan, parse_options
 from harness.report import print_tables, ratio_text, report_targets
 from harness.rows import Row, Target
+from harness.session import Session, shm_path
 from shm_partner import MARKER, PATTERN
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -37,11 +37,6 @@ MQ_PARTNER = BENCH_DIR / "mq_partner.py"
 SHM_PARTNER = BENCH_DIR / "shm_partner.py"
 ROBUST_HOLDER = BENCH_DIR / "robust_holder.py"
 POSIX_IPC_VERSION = "1.3.2"
-
-# A helper that has not answered in this long is stuck (its partner died
-# while it waited on a semaphore, say): better to fail than to hang.
-REPLY_TIMEOUT_S = 60.0
-
 
 # Rows 3 and 5 to 10: namedipc at most 10% slower than the same work in C.
 NEAR_C = Target("namedipc", "floor", "<=", 1.10)
@@ -149,215 +144,6 @@ def report(rows: list[Row], c_pair: Row) -> None:
     c_cost = c_pair.median("floor")
     if c_cost is not None:
         print(f"  sem_wait+sem_post cost {c_cost:,.0f} ns per pair in a C loop")
-
-
-# --------------------------------------------------------------------------
-# Resources that must not outlive the run.
-
-
-class Helper:
-    """A long-lived child process (a ping-pong side, the shm partner, or the
-    C floor) that answers one line per command line. A process per sample
-    would put process start-up, page faults and cold caches into every
-    sample."""
-
-    def __init__(self, label: str, argv: Sequence[str]) -> None:
-        self.label = label
-        # A session of its own keeps a terminal's Ctrl-C away from the
-        # helper: the harness gets it and closes the helpers in order.
-        self._proc = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            bufsize=0,
-            start_new_session=True,
-        )
-        self._pending = b""
-
-    def ask(self, command: int | str) -> str:
-        assert self._proc.stdin is not None and self._proc.stdout is not None
-        try:
-            self._proc.stdin.write(f"{command}\n".encode())
-        except BrokenPipeError:
-            raise RuntimeError(f"{self.label}: exited with status {self._proc.wait()}") from None
-        return self.read_line()
-
-    def read_line(self) -> str:
-        """The helper's next line."""
-        assert self._proc.stdout is not None
-        # Raw reads with a deadline rather than readline(), so that a helper
-        # that hangs or dies is reported instead of stalling the run.
-        fd = self._proc.stdout.fileno()
-        deadline = time.monotonic() + REPLY_TIMEOUT_S
-        while b"\n" not in self._pending:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                raise RuntimeError(f"{self.label}: no answer in {REPLY_TIMEOUT_S:.0f} s")
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                raise RuntimeError(f"{self.label}: exited with status {self._proc.wait()}")
-            self._pending += chunk
-        line, _, self._pending = self._pending.partition(b"\n")
-        return line.decode()
-
-    def kill(self) -> None:
-        """SIGKILLs the helper and reaps it."""
-        self._proc.kill()
-        self._proc.wait()
-
-    def close(self) -> None:
-        # EOF on stdin tells the helper to exit; one stuck in a semaphore
-        # wait cannot see it, so it is killed after a grace period. Its
-        # stdout stays open until it is gone: a helper interrupted mid-sample
-        # still writes its answer, and must not die of a broken pipe.
-        if self._proc.stdin is not None:
-            try:
-                self._proc.stdin.close()
-            except OSError:
-                pass
-        try:
-            self._proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
-
-
-class Session:
-    """Every named object, file and helper process a run creates, so that
-    close() releases all of them, whatever went wrong. Names carry the pid
-    and a random part: two runs at once, or a crashed earlier one, never
-    collide. Semaphores and segments lie under /dev/shm/<prefix>*: glibc
-    keeps the semaphore "/x" as /dev/shm/sem.x and the segment "/x" as
-    /dev/shm/x. Message queues live in the kernel's mqueue file system,
-    which need not be mounted anywhere, so each queue name is checked by
-    trying to open it."""
-
-    def __init__(self, posix_ipc: Any) -> None:
-        self._posix_ipc = posix_ipc
-        self.prefix = f"/namedipc-bench-{os.getpid()}-{secrets.token_hex(4)}"
-        # (name, function removing it); the function raises
-        # posix_ipc.ExistentialError or FileNotFoundError if it is gone.
-        self._names: list[tuple[str, Callable[[str], None]]] = []
-        # (name, function telling whether it exists) for names that no
-        # directory listing shows: message queues.
-        self._probes: list[tuple[str, Callable[[str], bool]]] = []
-        self._handles: list[tuple[Any, int]] = []  # (semaphore, value it must end with)
-        self._checks: list[Callable[[], None]] = []
-        self._helpers: list[Helper] = []
-        self._robust: list[Any] = []
-
-    def name(self, tag: str, remove: Callable[[str], None] | None = None) -> str:
-        """A new name, removed by `remove` at the end (default: a semaphore's).
-        Listed before the object exists: a failure right after it is created
-        still leaves its name on the list to remove."""
-        name = f"{self.prefix}-{tag}"
-        self._names.append((name, remove or self._posix_ipc.unlink_semaphore))
-        return name
-
-    def shm_name(self, tag: str) -> str:
-        return self.name(tag, self._posix_ipc.unlink_shared_memory)
-
-    def probed_name(
-        self, tag: str, remove: Callable[[str], None], exists: Callable[[str], bool]
-    ) -> str:
-        """A new name that leftovers() checks with `exists`, since no
-        directory shows it (a message queue's)."""
-        name = self.name(tag, remove)
-        self._probes.append((name, exists))
-        return name
-
-    def mq_name(self, tag: str) -> str:
-        return self.probed_name(tag, self._posix_ipc.unlink_message_queue, self.mq_exists)
-
-    def mq_exists(self, name: str) -> bool:
-        try:
-            queue = self._posix_ipc.MessageQueue(name)
-        except self._posix_ipc.ExistentialError:
-            return False
-        queue.close()
-        return True
-
-    def plain_file(self, tag: str) -> Path:
-        """A path in /dev/shm for an ordinary file (not made by shm_open)."""
-        return shm_path(self.name(tag, lambda name: os.unlink(shm_path(name))))
-
-    def semaphore(self, lib: Any, tag: str, value: int) -> Any:
-        """A new `lib.Semaphore` (namedipc's or posix_ipc's) with `value`."""
-        sem = lib.Semaphore(self.name(tag), lib.O_CREX, initial_value=value)
-        self._handles.append((sem, value))
-        return sem
-
-    def named_semaphore(self, namedipc: Any, tag: str, value: int) -> Any:
-        flags = namedipc.NamedSemaphore.Flags.RAISE_IF_EXISTS
-        sem = namedipc.NamedSemaphore(self.name(tag), value, flags)
-        self._handles.append((sem, value))
-        return sem
-
-    def robust_semaphore(self, namedipc: Any, tag: str) -> Any:
-        """A new RobustSemaphore with one slot; its file is removed at the end."""
-        name = self.name(tag, lambda n: os.unlink(Path("/dev/shm") / f"namedipc-robust.{n[1:]}"))
-        flags = namedipc.NamedSemaphore.Flags.RAISE_IF_EXISTS
-        sem = namedipc.RobustSemaphore(name, 1, flags, persistent=True)
-        self._robust.append(sem)
-        return sem
-
-    def helper(self, label: str, argv: Sequence[str]) -> Helper:
-        helper = Helper(label, argv)
-        self._helpers.append(helper)
-        return helper
-
-    def after_run(self, check: Callable[[], None]) -> None:
-        """`check` runs once the rounds are done and raises RuntimeError if a
-        loop did not do what it claims to."""
-        self._checks.append(check)
-
-    def check(self) -> None:
-        # Every semaphore loop gives back what it takes; a semaphore whose
-        # value moved means a loop did not measure what it claims to.
-        for sem, value in self._handles:
-            if sem.value != value:
-                raise RuntimeError(f"{sem.name}: value {sem.value} at the end, not {value}")
-        for check in self._checks:
-            check()
-
-    def close(self) -> None:
-        for helper in self._helpers:
-            helper.close()
-        for sem in self._robust:
-            sem.close()
-        for sem, _ in self._handles:
-            try:
-                sem.close()
-            except Exception:  # noqa: BLE001 - already closed; unlinking is what matters
-                pass
-        for name, remove in self._names:
-            try:
-                remove(name)
-            except (self._posix_ipc.ExistentialError, FileNotFoundError):
-                pass  # never created, or already removed
-
-    def leftovers(self) -> list[str]:
-        """Whatever this run made that still exists: anything under its
-        prefix in /dev/shm (and in /dev/mqueue, where that is mounted), and
-        every queue name that still opens."""
-        stem = self.prefix[1:]
-        found = {
-            p.name
-            for p in [
-                *Path("/dev/shm").glob(f"sem.{stem}*"),
-                *Path("/dev/shm").glob(f"{stem}*"),
-                *Path("/dev/shm").glob(f"namedipc-robust.{stem}*"),
-                *Path("/dev/mqueue").glob(f"{stem}*"),
-            ]
-        }
-        found.update(name[1:] for name, exists in self._probes if exists(name))
-        return sorted(found)
-
-    def probed(self) -> int:
-        """How many names leftovers() checks by opening them."""
-        return len(self._probes)
 
 
 # --------------------------------------------------------------------------
@@ -562,18 +348,6 @@ def pingpong_subject(
     return Subject(row3, subject, round_trips(side_a, side_b, plan.pingpong_trips))
 
 
-def round_trips(side_a: Helper, side_b: Helper, n: int) -> Callable[[], int]:
-    """One sample of a ping-pong row: n round trips, timed inside side a."""
-
-    def job() -> int:
-        # b answers before it starts serving, so its stdin read is not timed.
-        if side_b.ask(n) != "ready":
-            raise RuntimeError(f"{side_b.label}: unexpected answer")
-        return int(side_a.ask(n))
-
-    return job
-
-
 def mq_pingpong_subjects(
     session: Session,
     posix_ipc: Any,
@@ -633,9 +407,6 @@ def size_text(size: int) -> str:
     return f"{size // 1024} KiB" if size >= 1024 and size % 1024 == 0 else f"{size} B"
 
 
-def shm_path(name: str) -> Path:
-    """Where glibc (and namedipc) keep the shared memory segment `name`."""
-    return Path("/dev/shm") / name.lstrip("/")
 
 
 def fill(fd: int, size: int) -> None:
