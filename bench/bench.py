@@ -11,9 +11,7 @@ import gc
 import importlib
 import os
 import platform
-import shutil
 import statistics
-import subprocess
 import sys
 import time
 import types
@@ -22,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.helper import round_trips  # bench/ is sys.path[0]
+# bench/ is sys.path[0]
+from harness.build import POSIX_IPC_VERSION, build_floor, import_or_exit, looks_like_debug_build
+from harness.helper import round_trips
 from harness.plan import MIB, Plan, parse_options
 from harness.report import print_tables, ratio_text, report_targets
 from harness.rows import Row, Target
@@ -30,13 +30,10 @@ from harness.session import Session, shm_path
 from shm_partner import MARKER, PATTERN
 
 BENCH_DIR = Path(__file__).resolve().parent
-OUT_DIR = BENCH_DIR / "out"  # gitignored
-FLOOR_SOURCE = BENCH_DIR / "floor.c"
 PARTNER = BENCH_DIR / "pingpong_partner.py"
 MQ_PARTNER = BENCH_DIR / "mq_partner.py"
 SHM_PARTNER = BENCH_DIR / "shm_partner.py"
 ROBUST_HOLDER = BENCH_DIR / "robust_holder.py"
-POSIX_IPC_VERSION = "1.3.2"
 
 # Rows 3 and 5 to 10: namedipc at most 10% slower than the same work in C.
 NEAR_C = Target("namedipc", "floor", "<=", 1.10)
@@ -144,56 +141,6 @@ def report(rows: list[Row], c_pair: Row) -> None:
     c_cost = c_pair.median("floor")
     if c_cost is not None:
         print(f"  sem_wait+sem_post cost {c_cost:,.0f} ns per pair in a C loop")
-
-
-# --------------------------------------------------------------------------
-# Set-up.
-
-
-def import_or_exit(module: str, how_to_install: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        sys.exit(
-            f"bench: cannot import {module} in {sys.executable} ({e}).\n"
-            f"Install it into this Python first: {how_to_install}"
-        )
-
-
-def looks_like_debug_build(extension: Path) -> bool:
-    """A debug build (maturin develop without --release) is several times
-    slower and makes every namedipc figure meaningless. Rust's debug profile
-    keeps integer overflow checks, whose panic message a release build of
-    this crate does not contain."""
-    try:
-        return b"attempt to add with overflow" in extension.read_bytes()
-    except OSError:
-        return False
-
-
-def build_floor() -> Path | None:
-    """Compiles floor.c into bench/out/ when the source is newer than the
-    binary; None if there is no C compiler."""
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        return None
-    binary = OUT_DIR / "floor"
-    if binary.exists() and binary.stat().st_mtime >= FLOOR_SOURCE.stat().st_mtime:
-        return binary
-    OUT_DIR.mkdir(exist_ok=True)
-    # Compiled under a private name and renamed, so that a run started
-    # meanwhile never executes a half-written binary.
-    partial = OUT_DIR / f"floor.{os.getpid()}.tmp"
-    try:
-        subprocess.run(
-            # -lrt: shm_open and mq_open live there before glibc 2.34.
-            [gcc, "-O2", "-pthread", "-Wall", "-o", str(partial), str(FLOOR_SOURCE), "-lrt"],
-            check=True,
-        )
-        os.replace(partial, binary)
-    finally:
-        partial.unlink(missing_ok=True)
-    return binary
 
 
 # --------------------------------------------------------------------------
