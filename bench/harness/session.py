@@ -112,20 +112,24 @@ class Session:
             check()
 
     def close(self) -> None:
-        for helper in self._helpers:
-            helper.close()
-        for sem in self._robust:
-            sem.close()
-        for sem, _ in self._handles:
-            try:
+        # The names are removed even if closing the rest is cut short: by a
+        # second Ctrl-C while a helper is given its time to exit, say.
+        try:
+            for helper in self._helpers:
+                helper.close()
+            for sem in self._robust:
                 sem.close()
-            except Exception:  # noqa: BLE001 - already closed; unlinking is what matters
-                pass
-        for name, remove in self._names:
-            try:
-                remove(name)
-            except (self._posix_ipc.ExistentialError, FileNotFoundError):
-                pass  # never created, or already removed
+            for sem, _ in self._handles:
+                try:
+                    sem.close()
+                except Exception:  # noqa: BLE001 - already closed; unlinking is what matters
+                    pass
+        finally:
+            for name, remove in self._names:
+                try:
+                    remove(name)
+                except (self._posix_ipc.ExistentialError, FileNotFoundError):
+                    pass  # never created, or already removed
 
     def leftovers(self) -> list[str]:
         """Whatever this run made that still exists: anything under its
