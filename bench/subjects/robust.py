@@ -60,7 +60,8 @@ def report_kill_to_acquire(from_kill: list[float], from_death: list[float]) -> b
     """Prints the kill-to-acquire figures; True if the target was missed."""
 
     def spread(values: list[float]) -> str:
-        return f"min {min(values):.2f}, median {statistics.median(values):.2f}, max {max(values):.2f} ms"
+        median = statistics.median(values)
+        return f"min {min(values):.2f}, median {median:.2f}, max {max(values):.2f} ms"
 
     median = statistics.median(from_death)
     met = median <= KILL_TO_ACQUIRE_TARGET_MS
