@@ -47,8 +47,8 @@ def copy_passes(segment: memoryview, scratch: memoryview, n: int) -> int:
 
 def open_all(args: argparse.Namespace) -> dict[str, tuple[memoryview, Callable[[], None]]]:
     """Each subject's view of its segment, and how to close it at the end."""
-    # Imported here, as in pingpong_partner.py, so that bench.py can take
-    # the constants above without either library.
+    # Imported here, as in pingpong_partner.py, so that subjects/shm.py can
+    # take the constants above without either library.
     namedipc: Any = importlib.import_module("namedipc")
     posix_ipc: Any = importlib.import_module("posix_ipc")
 

@@ -1,0 +1,21 @@
+"""The benchmark's subjects, one module per kind of thing timed. Each has
+`subjects(session, context) -> Part` (harness/measure.py); bench.py sets them
+up in the order of SUBJECTS, and shows and times their rows by number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from harness.measure import Context, Part
+from harness.session import Session
+from subjects import cycles, mqueue, pingpong, robust, semaphore, shm
+
+SUBJECTS: list[Callable[[Session, Context], Part]] = [
+    semaphore.subjects,  # rows 1 and 2
+    pingpong.subjects,  # row 3
+    shm.subjects,  # row 4
+    cycles.subjects,  # rows 5, 6, 9 and 10
+    mqueue.subjects,  # rows 7 and 8
+    robust.subjects,  # row 11, and the kill-to-acquire latency
+]
