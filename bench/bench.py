@@ -25,9 +25,7 @@ from subjects import SUBJECTS
 
 def run(options: Options) -> int:
     plan, cpu, mq_cpus = options.plan, options.cpu, options.mq_cpus
-    posix_ipc = import_or_exit(
-        "posix_ipc", f"{sys.executable} -m pip install posix_ipc=={POSIX_IPC_VERSION}"
-    )
+    posix_ipc = import_or_exit("posix_ipc", f"{sys.executable} -m pip install posix_ipc=={POSIX_IPC_VERSION}")
     namedipc = import_or_exit("namedipc", "maturin develop --release (from the repository root)")
     extension = Path(importlib.import_module("namedipc._namedipc").__file__ or "")
     floor_binary = build_floor()
@@ -58,9 +56,7 @@ def run(options: Options) -> int:
             parts.append(subjects(session, context))
         rows, groups = arrange(parts)
         measure(groups, plan)
-        reports: list[Callable[[], bool]] = [
-            part.after_rounds() for part in parts if part.after_rounds is not None
-        ]
+        reports: list[Callable[[], bool]] = [part.after_rounds() for part in parts if part.after_rounds is not None]
         session.check()
     finally:
         session.close()

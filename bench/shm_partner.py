@@ -122,7 +122,7 @@ def main() -> int:
         print(copy_passes(view, scratch, int(count)), flush=True)
 
     scratch.release()
-    for view, close in views.values():
+    for _view, close in views.values():
         close()
     return 0
 

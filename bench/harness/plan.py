@@ -90,15 +90,12 @@ class Options:
 def parse_options(argv: Sequence[str] | None, description: str | None) -> Options:
     """The options of `argv` (default: sys.argv[1:]); exits with a usage
     message if they make no sense."""
-    parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and iterations (about 20 s)")
     parser.add_argument(
-        "--quick", action="store_true", help="fewer rounds and iterations (about 20 s)"
-    )
-    parser.add_argument(
-        "--rounds", type=int, help=f"measured rounds (default {DEFAULT_PLAN.rounds}, "
-        f"or {QUICK_PLAN.rounds} with --quick)"
+        "--rounds",
+        type=int,
+        help=f"measured rounds (default {DEFAULT_PLAN.rounds}, or {QUICK_PLAN.rounds} with --quick)",
     )
     parser.add_argument(
         "--cpu",
@@ -112,9 +109,7 @@ def parse_options(argv: Sequence[str] | None, description: str | None) -> Option
         help="the CPUs of the message queue ping-pong's sides a and b "
         "(default: the first two allowed; N,N puts both on CPU N)",
     )
-    parser.add_argument(
-        "--check", action="store_true", help="exit with status 1 if a target is missed"
-    )
+    parser.add_argument("--check", action="store_true", help="exit with status 1 if a target is missed")
     args = parser.parse_args(argv)
 
     plan = QUICK_PLAN if args.quick else DEFAULT_PLAN

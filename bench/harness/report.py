@@ -69,8 +69,5 @@ def report_targets(rows: list[Row]) -> bool:
         value = statistics.median(values)
         met = value <= limit if comparison == "<=" else value >= limit
         missed |= not met
-        print(
-            f"  {label:<27} {comparison} {limit:.2f}x   {value:.2f}x   "
-            f"{'met' if met else 'NOT MET'}"
-        )
+        print(f"  {label:<27} {comparison} {limit:.2f}x   {value:.2f}x   {'met' if met else 'NOT MET'}")
     return missed

@@ -59,7 +59,7 @@ class Row:
         tops, bottoms = self.samples.get(top, []), self.samples.get(bottom, [])
         if len(tops) != len(bottoms):
             return []
-        return [t / b for t, b in zip(tops, bottoms)]
+        return [t / b for t, b in zip(tops, bottoms, strict=True)]
 
     def value_text(self, value: float | None) -> str:
         if value is None:

@@ -48,9 +48,7 @@ class Session:
     def shm_name(self, tag: str) -> str:
         return self.name(tag, self._posix_ipc.unlink_shared_memory)
 
-    def probed_name(
-        self, tag: str, remove: Callable[[str], None], exists: Callable[[str], bool]
-    ) -> str:
+    def probed_name(self, tag: str, remove: Callable[[str], None], exists: Callable[[str], bool]) -> str:
         """A new name that leftovers() checks with `exists`, since no
         directory shows it (a message queue's)."""
         name = self.name(tag, remove)

@@ -37,9 +37,7 @@ def create_cycle_loop(
     return time.perf_counter_ns() - start
 
 
-def open_cycle_loop(
-    make: Callable[..., Any], args: tuple[Any, ...], close: Callable[[Any], object], n: int
-) -> int:
+def open_cycle_loop(make: Callable[..., Any], args: tuple[Any, ...], close: Callable[[Any], object], n: int) -> int:
     start = time.perf_counter_ns()
     for _ in range(n):
         close(make(*args))
@@ -150,9 +148,7 @@ def cycle_subjects(
         name = new_name(f"{kind.tag}-create-{label}")
         create_args = (name, lib.O_CREX, *kind.create_args)
         existing = make_existing(lib, label, f"{kind.tag}-open-{label}")
-        create.append(
-            Subject(create_row, label, create_job(cls, create_args, close, unlink, create_cycles))
-        )
+        create.append(Subject(create_row, label, create_job(cls, create_args, close, unlink, create_cycles)))
         reopen.append(Subject(open_row, label, open_job(cls, (existing,), close, open_cycles)))
         create_names.append(name)
         open_names.append(existing)

@@ -60,8 +60,7 @@ def mq_pingpong_subjects(
                 try:
                     if queue.current_messages:
                         raise RuntimeError(
-                            f"row {row.key}: {name} holds {queue.current_messages} "
-                            "message(s) after the run"
+                            f"row {row.key}: {name} holds {queue.current_messages} message(s) after the run"
                         )
                 finally:
                     queue.close()
@@ -85,12 +84,12 @@ def subjects(session: Session, context: Context) -> Part:
             "C",
             target=Target("namedipc", "floor", "<=", 1.10),
         )
-        for key, size in zip(("7", "8"), plan.mq_message_sizes)
+        for key, size in zip(("7", "8"), plan.mq_message_sizes, strict=True)
     ]
     if mq_cpus is None:
         return Part(rows=rows, groups=[])
     groups = [
         mq_pingpong_subjects(session, context, row, size, mq_cpus)
-        for row, size in zip(rows, plan.mq_message_sizes)
+        for row, size in zip(rows, plan.mq_message_sizes, strict=True)
     ]
     return Part(rows=rows, groups=groups)

@@ -16,9 +16,7 @@ from harness.session import Session
 PARTNER = BENCH_DIR / "pingpong_partner.py"
 
 
-def pingpong_subject(
-    session: Session, context: Context, row3: Row, subject: str, argv: list[str]
-) -> Subject:
+def pingpong_subject(session: Session, context: Context, row3: Row, subject: str, argv: list[str]) -> Subject:
     """Row 3 for one implementation: two helper processes, sides a and b,
     on a fresh pair of semaphores, so that a stray post in one
     implementation's run cannot leak into another's."""
@@ -27,9 +25,7 @@ def pingpong_subject(
     s2 = session.semaphore(posix_ipc, f"ping-{subject}-2", 0)
     roles = ("pingpong-a", "pingpong-b") if subject == "floor" else ("a", "b")
     side_a, side_b = (
-        session.helper(
-            f"{subject} ping-pong {role}", [*argv, role, s1.name, s2.name, str(context.cpu)]
-        )
+        session.helper(f"{subject} ping-pong {role}", [*argv, role, s1.name, s2.name, str(context.cpu)])
         for role in roles
     )
 
@@ -45,10 +41,7 @@ def subjects(session: Session, context: Context) -> Part:
         target=Target("namedipc", "floor", "<=", 1.10),
     )
     partner = [sys.executable, str(PARTNER)]
-    third = [
-        pingpong_subject(session, context, row3, lib, [*partner, lib])
-        for lib in ("namedipc", "posix_ipc")
-    ]
+    third = [pingpong_subject(session, context, row3, lib, [*partner, lib]) for lib in ("namedipc", "posix_ipc")]
     if context.floor_binary is not None:
         third.append(pingpong_subject(session, context, row3, "floor", [str(context.floor_binary)]))
     return Part(rows=[row3], groups=[third])

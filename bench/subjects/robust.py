@@ -40,7 +40,7 @@ def kill_to_acquire(session: Session, namedipc: Any, kills: int) -> tuple[list[f
             raise RuntimeError("the robust holder did not take the slot")
         acquired: list[float] = []
         waiter = threading.Thread(
-            target=lambda: acquired.append(time.perf_counter() if sem.acquire(timeout=10) else -1.0)
+            target=lambda acquired=acquired: acquired.append(time.perf_counter() if sem.acquire(timeout=10) else -1.0)
         )
         waiter.start()
         time.sleep(random.uniform(0.005, 0.015))  # the waiter is blocked by now
@@ -68,10 +68,7 @@ def report_kill_to_acquire(from_kill: list[float], from_death: list[float]) -> b
     print(f"\nRobustSemaphore: {len(from_kill)} holder processes SIGKILLed while the harness waits")
     print(f"  kill to acquire:  {spread(from_kill)}")
     print(f"  death to acquire: {spread(from_death)} (death: waitpid returned)")
-    print(
-        f"  target: median after death <= {KILL_TO_ACQUIRE_TARGET_MS:.1f} ms: "
-        f"{'met' if met else 'NOT MET'}"
-    )
+    print(f"  target: median after death <= {KILL_TO_ACQUIRE_TARGET_MS:.1f} ms: {'met' if met else 'NOT MET'}")
     return not met
 
 

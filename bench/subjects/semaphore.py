@@ -94,9 +94,7 @@ def subjects(session: Session, context: Context) -> Part:
     ]
     if context.floor_binary is not None:
         c_sem = session.semaphore(posix_ipc, "free-c", 1)
-        c_helper = session.helper(
-            "C uncontended", [str(context.floor_binary), "uncontended", c_sem.name]
-        )
+        c_helper = session.helper("C uncontended", [str(context.floor_binary), "uncontended", c_sem.name])
         first.append(Subject(c_pair, "floor", lambda: int(c_helper.ask(n1))))
 
     def notes() -> None:
