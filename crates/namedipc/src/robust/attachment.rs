@@ -17,13 +17,14 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
-use super::file::{self, name_identity, os_error, Identity, MappedFile};
+use super::file::{self, os_error, MappedFile};
 use super::layout::{
     self, FLAG_PERSISTENT, FLAG_REMOVED, GEN_MASK, H_FLAGS, H_RECLAIMED, H_SEQ, H_WAITERS,
     LOCK_BASE, R_PID, R_STATE, R_UID, S_OWNER, S_SINCE,
 };
 use super::{crash, Holder, KIND};
 use crate::error::{Error, Result};
+use crate::paths::Identity;
 use crate::sys::robust::{self as os, Lock, SharedMap};
 use crate::sys::{coarse_realtime_now, monotonic_now};
 
@@ -238,7 +239,7 @@ impl Attachment {
             // A remover unlinks the name only while it holds every record's
             // byte; now that we hold one, the name stays as it is until we
             // let go. If it no longer refers to this file, start again.
-            let current = name_identity(&self.path);
+            let current = Identity::at(&self.path);
             if self.flags() & FLAG_REMOVED != 0
                 || !matches!(current, Ok(Some(id)) if id == self.identity)
             {
@@ -327,7 +328,7 @@ impl Attachment {
     fn reopen_in_place(&self) -> std::io::Result<()> {
         let fresh = File::from(os::reopen(self.file.as_fd())?);
         let meta = fresh.metadata()?;
-        if file::identity(&meta) != self.identity {
+        if Identity::of(&meta) != self.identity {
             return Err(std::io::Error::from_raw_os_error(libc::ESTALE));
         }
         self.map.remap_in_place(fresh.as_fd())?;
@@ -377,7 +378,7 @@ impl Attachment {
         if self.flags() & FLAG_REMOVED != 0 {
             return Err(self.not_found());
         }
-        match name_identity(&self.path).map_err(|e| os_error(&self.name, "stat", e))? {
+        match Identity::at(&self.path).map_err(|e| os_error(&self.name, "stat", e))? {
             Some(id) if id == self.identity => Ok(()),
             Some(_) => Err(file::corrupt(
                 &self.name,

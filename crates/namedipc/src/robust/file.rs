@@ -4,7 +4,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::Ordering;
 
 use super::layout::{
@@ -13,11 +13,8 @@ use super::layout::{
 };
 use super::{crash, KIND};
 use crate::error::{Error, Result};
-use crate::paths::{self, ROBUST_TEMP_PREFIX, SHM_DIR};
+use crate::paths::{self, FileType, Identity, ROBUST_TEMP_PREFIX};
 use crate::sys::robust::{self as os, Lock, SharedMap};
-
-/// (device, inode): what a name refers to.
-pub(super) type Identity = (u64, u64);
 
 /// An open, checked semaphore file.
 pub(super) struct MappedFile {
@@ -35,22 +32,8 @@ impl MappedFile {
     }
 }
 
-pub(super) fn identity(meta: &fs::Metadata) -> Identity {
-    (meta.dev(), meta.ino())
-}
-
-/// What the name `path` refers to now, without following a symlink; `None`
-/// if nothing does.
-pub(super) fn name_identity(path: &str) -> io::Result<Option<Identity>> {
-    match fs::symlink_metadata(path) {
-        Ok(meta) => Ok(Some(identity(&meta))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 /// The file of the semaphore `name`, after checking the name.
-pub(super) fn file_path(name: &str) -> Result<String> {
+pub(super) fn checked_path(name: &str) -> Result<String> {
     paths::to_c_name(KIND, name)?;
     Ok(paths::file_path(KIND, name).expect("a robust semaphore always has a file"))
 }
@@ -79,7 +62,8 @@ pub(super) struct NewFile {
 /// `path`, so that no process ever sees a half-written file at the name.
 /// [`Error::AlreadyExists`] if the name is taken.
 pub(super) fn create(name: &str, path: &str, new: &NewFile) -> Result<MappedFile> {
-    let tmp = paths::random_name(KIND, &format!("{SHM_DIR}/{ROBUST_TEMP_PREFIX}"))?;
+    let dir = paths::shm_dir().join(ROBUST_TEMP_PREFIX);
+    let tmp = paths::random_name(KIND, &dir.to_string_lossy())?;
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -104,7 +88,7 @@ pub(super) fn create(name: &str, path: &str, new: &NewFile) -> Result<MappedFile
         crash::crash_point!("create.before_link");
         // link(2) fails with EEXIST if the name is taken: exclusive create.
         fs::hard_link(&tmp, path).map_err(|e| os_error(name, "link", e))?;
-        let identity = identity(&file.metadata().map_err(|e| os_error(name, "fstat", e))?);
+        let identity = Identity::of(&file.metadata().map_err(|e| os_error(name, "fstat", e))?);
         Ok(MappedFile {
             file,
             map,
@@ -130,8 +114,12 @@ pub(super) fn open(name: &str, path: &str, writable: bool) -> Result<MappedFile>
         .open(path)
         .map_err(|e| os_error(name, "open", e))?;
     let meta = file.metadata().map_err(|e| os_error(name, "fstat", e))?;
-    if !meta.file_type().is_file() {
-        return Err(corrupt(name, "the name is not a regular file"));
+    let file_type = FileType::of(&meta);
+    if file_type != FileType::Regular {
+        return Err(corrupt(
+            name,
+            format!("the name is {}, not a regular file", file_type.describe()),
+        ));
     }
     let len = meta.len();
     let max = layout::file_len(MAX_SLOTS, MAX_RECORDS) as u64;
@@ -168,7 +156,7 @@ pub(super) fn open(name: &str, path: &str, writable: bool) -> Result<MappedFile>
         map,
         slots,
         records,
-        identity: identity(&meta),
+        identity: Identity::of(&meta),
     })
 }
 
@@ -216,7 +204,7 @@ pub(super) fn remove_if_unused(
         return Ok(false);
     }
     let result = (|| {
-        if name_identity(path).map_err(|e| os_error(name, "stat", e))? != Some(identity) {
+        if Identity::at(path).map_err(|e| os_error(name, "stat", e))? != Some(identity) {
             return Ok(false);
         }
         crash::crash_point!("remove.locked");

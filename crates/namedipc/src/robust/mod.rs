@@ -46,11 +46,12 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, ObjectKind, Result};
 use crate::existence::{self, Existence, Object};
+use crate::paths;
 use crate::sys::monotonic_now;
 use crate::sys::robust as os;
 
 use attachment::{attach, AttachError, Attachment};
-use file::{file_path, NewFile};
+use file::{checked_path, NewFile};
 use layout::{FLAG_PERSISTENT, H_RECLAIMED, LOCK_BASE, R_STATE};
 pub use layout::{MAX_RECORDS, MAX_SLOTS};
 
@@ -205,7 +206,7 @@ impl RobustSemaphoreOptions {
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     pub fn open(&self, name: &str) -> Result<RobustSemaphore> {
-        let path = file_path(name)?;
+        let path = checked_path(name)?;
         if self.slots == 0 || self.slots > MAX_SLOTS {
             return Err(Error::InvalidArgument(format!(
                 "slots must be between 1 and {MAX_SLOTS}, not {}",
@@ -323,7 +324,7 @@ impl RobustSemaphore {
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     pub fn remove(name: &str) -> Result<()> {
-        file::remove(name, &file_path(name)?)
+        file::remove(name, &checked_path(name)?)
     }
 
     /// This handle's attachment, if the handle is open.
@@ -670,7 +671,7 @@ pub struct Snapshot {
 /// # Ok::<(), namedipc::Error>(())
 /// ```
 pub fn inspect(name: &str) -> Result<Snapshot> {
-    let path = file_path(name)?;
+    let path = checked_path(name)?;
     let opened = match file::open(name, &path, true) {
         Err(Error::PermissionDenied { .. }) => file::open(name, &path, false)?,
         other => other?,
@@ -689,7 +690,7 @@ pub fn inspect(name: &str) -> Result<Snapshot> {
         .count();
     let holders = attachment::holders_of(&opened.map, opened.slots, opened.records, |_, r| live(r));
     Ok(Snapshot {
-        name: format!("/{}", name.trim_start_matches('/')),
+        name: paths::canonical(name),
         path: PathBuf::from(&path),
         slots: opened.slots,
         records: opened.records,
@@ -717,7 +718,7 @@ pub fn inspect(name: &str) -> Result<Snapshot> {
 /// # Ok::<(), namedipc::Error>(())
 /// ```
 pub fn remove_if_unused(name: &str) -> Result<bool> {
-    let path = file_path(name)?;
+    let path = checked_path(name)?;
     let opened = file::open(name, &path, true)?;
     file::remove_if_unused(
         name,
@@ -741,15 +742,15 @@ pub fn remove_if_unused(name: &str) -> Result<bool> {
 /// # Ok::<(), namedipc::Error>(())
 /// ```
 pub fn names() -> Result<Vec<String>> {
-    let entries = fs::read_dir(crate::paths::SHM_DIR).map_err(|e| Error::Os {
+    let entries = fs::read_dir(paths::shm_dir()).map_err(|e| Error::Os {
         operation: "opendir",
         kind: KIND,
-        name: crate::paths::SHM_DIR.to_owned(),
+        name: paths::SHM_DIR.to_owned(),
         source: e,
     })?;
     let mut names: Vec<String> = entries
         .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter_map(|file| Some(format!("/{}", file.strip_prefix(crate::paths::ROBUST_FILE_PREFIX)?)))
+        .filter_map(|file| paths::name_of_file(KIND, &file))
         .collect();
     names.sort();
     Ok(names)
