@@ -82,8 +82,9 @@ extern "C" fn after_fork_in_child() {
     });
 }
 
-/// Installs the fork handlers once per process.
-fn install_fork_handlers() -> Result<()> {
+/// Installs the fork handlers once per process; `name` is the semaphore
+/// being opened, for the error.
+fn install_fork_handlers(name: &str) -> Result<()> {
     static INSTALLED: OnceLock<std::result::Result<(), i32>> = OnceLock::new();
     INSTALLED
         .get_or_init(|| {
@@ -91,9 +92,11 @@ fn install_fork_handlers() -> Result<()> {
                 .map_err(|e| e.raw_os_error().unwrap_or(libc::ENOMEM))
         })
         .map_err(|errno| {
-            Error::InvalidArgument(format!(
-                "cannot install the fork handlers robust semaphores need (pthread_atfork: errno {errno})"
-            ))
+            os_error(
+                name,
+                "pthread_atfork",
+                std::io::Error::from_raw_os_error(errno),
+            )
         })
 }
 
@@ -145,7 +148,7 @@ pub(super) fn attach(
     path: &str,
     opened: MappedFile,
 ) -> std::result::Result<Arc<Attachment>, AttachError> {
-    install_fork_handlers()?;
+    install_fork_handlers(name)?;
     let mut list = registry();
     list.retain(|weak| weak.strong_count() > 0);
     let generation = FORK_GENERATION.load(Ordering::Relaxed);
@@ -390,7 +393,8 @@ impl Attachment {
 
     fn wake(&self, n: u32) {
         self.seq().fetch_add(1, Ordering::SeqCst);
-        os::futex_wake(self.seq(), i32::try_from(n).unwrap_or(i32::MAX));
+        // A wake-up that fails is caught by the waiters' poll.
+        let _ = os::futex_wake(self.seq(), i32::try_from(n).unwrap_or(i32::MAX));
     }
 
     /// Frees every slot that holds `token`. Returns how many.
@@ -526,7 +530,11 @@ impl Attachment {
                     (deadline - now).min(POLL)
                 }
             };
-            os::futex_wait(self.seq(), seq, slice);
+            if os::futex_wait(self.seq(), seq, slice).is_err() {
+                // No futex here (a seccomp filter, say): sleep instead,
+                // never spin.
+                std::thread::sleep(slice);
+            }
             if !is_open() {
                 return Err(Error::Closed {
                     kind: KIND,
