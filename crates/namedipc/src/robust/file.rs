@@ -1,9 +1,11 @@
-//! The semaphore's file: where it lives, creating it complete, opening and
-//! checking it before anything in it is trusted, and removing it.
+//! The semaphore's file: creating it complete, opening and checking it
+//! before anything in it is trusted, telling whether its name still refers
+//! to it, and removing it. The transitions of the protocol on an open file
+//! are in protocol.rs.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::Ordering;
 
@@ -16,12 +18,22 @@ use crate::error::{Error, Result};
 use crate::paths::{self, FileType, Identity, ROBUST_TEMP_PREFIX};
 use crate::sys::robust::{self as os, Lock, SharedMap};
 
-/// An open, checked semaphore file.
+/// An open, checked semaphore file, mapped.
+#[derive(Debug)]
 pub(super) struct MappedFile {
+    /// The semaphore's name, with one leading slash.
+    pub(super) name: String,
+    /// Where its file is.
+    pub(super) path: String,
+    /// Its open file description, which carries the liveness lock of the
+    /// process record registered through it.
     pub(super) file: File,
     pub(super) map: SharedMap,
+    /// The number of slots and of process records, read once from the
+    /// checked header: every offset is computed from these copies.
     pub(super) slots: u32,
     pub(super) records: u32,
+    /// The file this was opened from.
     pub(super) identity: Identity,
 }
 
@@ -29,6 +41,69 @@ impl MappedFile {
     /// The header's flags word.
     pub(super) fn flags(&self) -> u32 {
         self.map.load_u32(H_FLAGS, Ordering::Acquire)
+    }
+
+    pub(super) fn os_error(&self, operation: &'static str, e: io::Error) -> Error {
+        os_error(&self.name, operation, e)
+    }
+
+    pub(super) fn corrupt(&self, reason: impl Into<String>) -> Error {
+        corrupt(&self.name, reason)
+    }
+
+    pub(super) fn not_found(&self) -> Error {
+        Error::NotFound {
+            kind: KIND,
+            name: self.name.clone(),
+        }
+    }
+
+    /// Fails if the name no longer refers to this file: [`Error::NotFound`]
+    /// once it was removed (by namedipc: the header's flag, no syscall; or
+    /// behind its back: one `lstat`), [`Error::Corrupt`] if another file
+    /// was created at the name meanwhile.
+    pub(super) fn check_named(&self) -> Result<()> {
+        if self.flags() & FLAG_REMOVED != 0 {
+            return Err(self.not_found());
+        }
+        match Identity::at(&self.path).map_err(|e| self.os_error("stat", e))? {
+            Some(id) if id == self.identity => Ok(()),
+            Some(_) => Err(self.corrupt(
+                "the name now refers to another file than the one this handle opened (it was removed and created again); open it again",
+            )),
+            None => Err(self.not_found()),
+        }
+    }
+
+    /// Removes the name if no live process is attached to the file and the
+    /// name still refers to it. Through this file's open file description
+    /// it takes the lock bytes of all records at once, which is granted
+    /// only if no other description holds any of them (its own merge), so
+    /// no process can register meanwhile; one that opened the file but has
+    /// not registered yet finds the name gone when it does, and starts
+    /// again. All of this description's record locks are dropped on return
+    /// if the range was granted. Returns whether the name was removed.
+    pub(super) fn remove_if_unused(&self) -> Result<bool> {
+        let fd = self.file.as_fd();
+        let span = u64::from(self.records);
+        let locked = os::ofd_lock_range(fd, LOCK_BASE, span, Lock::Exclusive)
+            .map_err(|e| self.os_error("fcntl", e))?;
+        if !locked {
+            return Ok(false);
+        }
+        let result = (|| {
+            if Identity::at(&self.path).map_err(|e| self.os_error("stat", e))?
+                != Some(self.identity)
+            {
+                return Ok(false);
+            }
+            crash::crash_point!("remove.locked");
+            fs::remove_file(&self.path).map_err(|e| self.os_error("unlink", e))?;
+            mark_removed(&self.map);
+            Ok(true)
+        })();
+        let _ = os::ofd_lock_range(fd, LOCK_BASE, span, Lock::Unlock);
+        result
     }
 }
 
@@ -38,11 +113,11 @@ pub(super) fn checked_path(name: &str) -> Result<String> {
     Ok(paths::file_path(KIND, name).expect("a robust semaphore always has a file"))
 }
 
-pub(super) fn os_error(name: &str, operation: &'static str, e: io::Error) -> Error {
+fn os_error(name: &str, operation: &'static str, e: io::Error) -> Error {
     Error::from_os(operation, KIND, name, e)
 }
 
-pub(super) fn corrupt(name: &str, reason: impl Into<String>) -> Error {
+fn corrupt(name: &str, reason: impl Into<String>) -> Error {
     Error::Corrupt {
         kind: KIND,
         name: name.to_owned(),
@@ -90,6 +165,8 @@ pub(super) fn create(name: &str, path: &str, new: &NewFile) -> Result<MappedFile
         fs::hard_link(&tmp, path).map_err(|e| os_error(name, "link", e))?;
         let identity = Identity::of(&file.metadata().map_err(|e| os_error(name, "fstat", e))?);
         Ok(MappedFile {
+            name: paths::canonical(name),
+            path: path.to_owned(),
             file,
             map,
             slots: new.slots,
@@ -152,6 +229,8 @@ pub(super) fn open(name: &str, path: &str, writable: bool) -> Result<MappedFile>
     )
     .map_err(|reason| corrupt(name, reason))?;
     Ok(MappedFile {
+        name: paths::canonical(name),
+        path: path.to_owned(),
         file,
         map,
         slots,
@@ -179,39 +258,4 @@ pub(super) fn remove(name: &str, path: &str) -> Result<()> {
 /// Sets the header's "removed" flag.
 fn mark_removed(map: &SharedMap) {
     map.u32_at(H_FLAGS).fetch_or(FLAG_REMOVED, Ordering::AcqRel);
-}
-
-/// Removes the name if no live process is attached to the file and the name
-/// still refers to it. Through `fd` (an open file description of the file),
-/// it takes the lock bytes of all `records` at once, which is granted only
-/// if no other description holds any of them (its own merge), so no
-/// process can register meanwhile; one that opened the file but has not
-/// registered yet finds the name gone when it does, and starts again. All
-/// of `fd`'s record locks are dropped on return if the range was granted.
-/// Returns whether the name was removed.
-pub(super) fn remove_if_unused(
-    name: &str,
-    path: &str,
-    fd: BorrowedFd<'_>,
-    records: u32,
-    identity: Identity,
-    map: &SharedMap,
-) -> Result<bool> {
-    let span = u64::from(records);
-    let locked = os::ofd_lock_range(fd, LOCK_BASE, span, Lock::Exclusive)
-        .map_err(|e| os_error(name, "fcntl", e))?;
-    if !locked {
-        return Ok(false);
-    }
-    let result = (|| {
-        if Identity::at(path).map_err(|e| os_error(name, "stat", e))? != Some(identity) {
-            return Ok(false);
-        }
-        crash::crash_point!("remove.locked");
-        fs::remove_file(path).map_err(|e| os_error(name, "unlink", e))?;
-        mark_removed(map);
-        Ok(true)
-    })();
-    let _ = os::ofd_lock_range(fd, LOCK_BASE, span, Lock::Unlock);
-    result
 }

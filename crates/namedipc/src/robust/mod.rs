@@ -33,27 +33,27 @@
 //! ```
 
 mod attachment;
+mod by_name;
 mod crash;
 mod file;
 mod layout;
+mod protocol;
+mod registry;
 
-use std::fs;
-use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, ObjectKind, Result};
 use crate::existence::{self, Existence, Object};
-use crate::paths;
 use crate::sys::monotonic_now;
-use crate::sys::robust as os;
 
-use attachment::{attach, AttachError, Attachment};
+use attachment::{attach, Attachment};
+pub use by_name::{inspect, names, remove_if_unused, Snapshot};
 use file::{checked_path, NewFile};
-use layout::{FLAG_PERSISTENT, H_RECLAIMED, LOCK_BASE, R_STATE};
 pub use layout::{MAX_RECORDS, MAX_SLOTS};
+use protocol::RegisterError;
 
 pub(crate) const KIND: ObjectKind = ObjectKind::RobustSemaphore;
 
@@ -235,7 +235,7 @@ impl RobustSemaphoreOptions {
                 unlink: || file::remove(name, &path),
             }
             .open(self.existence)?;
-            match attach(name, &path, opened) {
+            match attach(opened) {
                 Ok(attachment) => {
                     return Ok(RobustSemaphore {
                         attachment,
@@ -245,8 +245,8 @@ impl RobustSemaphoreOptions {
                 }
                 // Removed by its last user between our open and our
                 // registration: the name is free again, start over.
-                Err(AttachError::Stale) => {}
-                Err(AttachError::Failed(e)) => return Err(e),
+                Err(RegisterError::Stale) => {}
+                Err(RegisterError::Failed(e)) => return Err(e),
             }
         }
         Err(Error::Contended {
@@ -341,7 +341,7 @@ impl RobustSemaphore {
     fn closed_error(&self) -> Error {
         Error::Closed {
             kind: KIND,
-            name: self.attachment.name.clone(),
+            name: self.attachment.name().to_owned(),
         }
     }
 
@@ -378,14 +378,7 @@ impl RobustSemaphore {
     /// ```
     #[inline]
     pub fn try_acquire(&self) -> Result<bool> {
-        let attachment = self.attachment()?;
-        let token = attachment.token()?;
-        let now = attachment::wall_clock_ns();
-        attachment.check_still_named(now)?;
-        if attachment.try_take(token, now) {
-            return Ok(true);
-        }
-        Ok(attachment.reclaim() > 0 && attachment.try_take(token, now))
+        self.attachment()?.try_acquire()
     }
 
     /// Takes a slot, waiting at most `timeout`; `Ok(false)` if none came
@@ -414,12 +407,11 @@ impl RobustSemaphore {
         }
         let deadline = timeout.and_then(|t| monotonic_now().checked_add(t));
         let attachment = self.attachment()?;
-        let token = attachment.token()?;
-        let taken = attachment.wait(token, deadline, || !self.is_closed())?;
+        let taken = attachment.wait(deadline, || !self.is_closed())?;
         if taken && self.is_closed() {
             // Another thread closed this handle while this one waited:
             // nobody could release the slot through it, so give it back.
-            attachment.give_back(token);
+            let _ = attachment.release();
             return Err(self.closed_error());
         }
         Ok(taken)
@@ -443,12 +435,12 @@ impl RobustSemaphore {
     #[inline]
     pub fn release(&self) -> Result<()> {
         let attachment = self.attachment()?;
-        if attachment.give_back(attachment.token()?) {
+        if attachment.release()? {
             Ok(())
         } else {
             Err(Error::InvalidArgument(format!(
                 "this process holds no slot of robust semaphore '{}', so it cannot release one",
-                attachment.name
+                attachment.name()
             )))
         }
     }
@@ -480,7 +472,7 @@ impl RobustSemaphore {
     /// ```
     #[must_use]
     pub fn slots(&self) -> u32 {
-        self.attachment.slots
+        self.attachment.slots()
     }
 
     /// Who holds slots now, one entry per held slot. A holder shown dead
@@ -497,9 +489,7 @@ impl RobustSemaphore {
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     pub fn holders(&self) -> Result<Vec<Holder>> {
-        let attachment = self.attachment()?;
-        attachment.token()?;
-        Ok(attachment.holders())
+        self.attachment()?.holders()
     }
 
     /// The name as given when opening.
@@ -514,7 +504,7 @@ impl RobustSemaphore {
     /// ```
     #[must_use]
     pub fn name(&self) -> &str {
-        &self.attachment.name
+        self.attachment.name()
     }
 
     /// Whether this handle created the semaphore.
@@ -546,9 +536,7 @@ impl RobustSemaphore {
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     pub fn unlink(&self) -> Result<()> {
-        let attachment = &self.attachment;
-        attachment.check_identity()?;
-        file::remove(&attachment.name, &attachment.path)
+        self.attachment.unlink()
     }
 
     /// Closes this handle. When it was this process's last open handle on
@@ -630,128 +618,4 @@ impl Drop for RobustSemaphore {
     fn drop(&mut self) {
         self.close();
     }
-}
-
-/// What [`inspect`] found in a semaphore's file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Snapshot {
-    /// The semaphore's name, with its leading slash.
-    pub name: String,
-    /// Its file.
-    pub path: PathBuf,
-    /// The number of slots (the most holders at once).
-    pub slots: u32,
-    /// The number of process records (the most processes attached at once).
-    pub records: u32,
-    /// Free slots.
-    pub free: u32,
-    /// Live processes attached to it now.
-    pub attached: u32,
-    /// Who holds slots.
-    pub holders: Vec<Holder>,
-    /// Whether it stays when the last process detaches.
-    pub persistent: bool,
-    /// Slots given back after their holders died, over the file's life.
-    pub reclaimed: u64,
-}
-
-/// Looks at the semaphore `name` without attaching to it (read-only if this
-/// user may not write it).
-///
-/// ```
-/// use namedipc::robust::{self, RobustSemaphore};
-///
-/// # let name = format!("/namedipc-doc-robust-inspect-{}", std::process::id());
-/// let sem = RobustSemaphore::options().slots(2).open(&name)?;
-/// sem.acquire()?;
-/// let seen = robust::inspect(&name)?;
-/// assert_eq!((seen.slots, seen.free, seen.attached), (2, 1, 1));
-/// assert_eq!(seen.holders[0].pid, std::process::id());
-/// # Ok::<(), namedipc::Error>(())
-/// ```
-pub fn inspect(name: &str) -> Result<Snapshot> {
-    let path = checked_path(name)?;
-    let opened = match file::open(name, &path, true) {
-        Err(Error::PermissionDenied { .. }) => file::open(name, &path, false)?,
-        other => other?,
-    };
-    let fd = opened.file.as_fd();
-    let live = |r: u32| os::ofd_locked_by_other(fd, LOCK_BASE + u64::from(r)).unwrap_or(true);
-    let attached = (0..opened.records)
-        .filter(|&r| {
-            opened
-                .map
-                .load_u64(layout::record(r) + R_STATE, Ordering::Acquire)
-                & 1
-                == 1
-                && live(r)
-        })
-        .count();
-    let holders = attachment::holders_of(&opened.map, opened.slots, opened.records, |_, r| live(r));
-    Ok(Snapshot {
-        name: paths::canonical(name),
-        path: PathBuf::from(&path),
-        slots: opened.slots,
-        records: opened.records,
-        free: opened.slots - u32::try_from(holders.len()).unwrap_or(opened.slots),
-        attached: u32::try_from(attached).unwrap_or(u32::MAX),
-        holders,
-        persistent: opened.flags() & FLAG_PERSISTENT != 0,
-        reclaimed: opened.map.load_u64(H_RECLAIMED, Ordering::Relaxed),
-    })
-}
-
-/// Removes the semaphore `name` only if no live process is attached to it;
-/// returns whether it did. Race-free: a process that opens the name at the
-/// same moment either attaches first (and the name stays) or finds it gone
-/// and creates a new one; nobody is left using a removed file.
-///
-/// ```
-/// use namedipc::robust::{self, RobustSemaphore};
-///
-/// # let name = format!("/namedipc-doc-robust-unused-{}", std::process::id());
-/// let sem = RobustSemaphore::options().persistent(true).open(&name)?;
-/// assert!(!robust::remove_if_unused(&name)?); // this process is attached
-/// drop(sem);
-/// assert!(robust::remove_if_unused(&name)?);
-/// # Ok::<(), namedipc::Error>(())
-/// ```
-pub fn remove_if_unused(name: &str) -> Result<bool> {
-    let path = checked_path(name)?;
-    let opened = file::open(name, &path, true)?;
-    file::remove_if_unused(
-        name,
-        &path,
-        opened.file.as_fd(),
-        opened.records,
-        opened.identity,
-        &opened.map,
-    )
-}
-
-/// The names (with a leading slash) of the robust semaphores in `/dev/shm`,
-/// sorted.
-///
-/// ```
-/// use namedipc::robust::{self, RobustSemaphore};
-///
-/// # let name = format!("/namedipc-doc-robust-names-{}", std::process::id());
-/// let sem = RobustSemaphore::options().open(&name)?;
-/// assert!(robust::names()?.contains(&name));
-/// # Ok::<(), namedipc::Error>(())
-/// ```
-pub fn names() -> Result<Vec<String>> {
-    let entries = fs::read_dir(paths::shm_dir()).map_err(|e| Error::Os {
-        operation: "opendir",
-        kind: KIND,
-        name: paths::SHM_DIR.to_owned(),
-        source: e,
-    })?;
-    let mut names: Vec<String> = entries
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter_map(|file| paths::name_of_file(KIND, &file))
-        .collect();
-    names.sort();
-    Ok(names)
 }
