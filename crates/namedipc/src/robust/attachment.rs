@@ -6,13 +6,13 @@
 
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::file::MappedFile;
 use super::protocol::{wall_clock_ns, RegisterError, Registration};
-use super::{registry, Holder};
+use super::{registry, Holder, KIND};
 use crate::error::{Error, Result};
 use crate::paths::Identity;
 use crate::sys::robust as os;
@@ -38,8 +38,9 @@ pub(super) struct Attachment {
     /// When (coarse monotonic ns) the name's inode was last compared.
     checked_at: AtomicU64,
     /// In a forked child whose copy could not be given its own open file
-    /// description: unusable here.
-    lost: AtomicBool,
+    /// description, and is unusable here: the errno of the step that
+    /// failed; 0 otherwise.
+    lost: AtomicI32,
 }
 
 /// Finds this process's attachment to the file `opened`, or makes one by
@@ -60,7 +61,7 @@ pub(super) fn attach(opened: MappedFile) -> std::result::Result<Arc<Attachment>,
         handles: AtomicUsize::new(1),
         hint: AtomicU32::new(0),
         checked_at: AtomicU64::new(0),
-        lost: AtomicBool::new(false),
+        lost: AtomicI32::new(0),
     });
     attachment.register()?;
     registry.add(&attachment);
@@ -121,10 +122,12 @@ impl Attachment {
             self.register_in_child()?;
         }
         match self.token.load(Ordering::Acquire) {
-            0 => Err(Error::InvalidArgument(format!(
-                "robust semaphore '{}' is not open in this process; open it again",
-                self.name()
-            ))),
+            // Detached by the close of this process's last handle, which
+            // another thread did after this one found its handle open.
+            0 => Err(Error::Closed {
+                kind: KIND,
+                name: self.name().to_owned(),
+            }),
             token => Ok(Registration {
                 record: self.record.load(Ordering::Relaxed),
                 token,
@@ -142,8 +145,9 @@ impl Attachment {
         if self.token.load(Ordering::Relaxed) == 0 {
             return;
         }
-        if self.reopen_in_place().is_err() {
-            self.lost.store(true, Ordering::Relaxed);
+        if let Err(e) = self.reopen_in_place() {
+            self.lost
+                .store(e.raw_os_error().unwrap_or(libc::EIO), Ordering::Relaxed);
             let _ = self.file.map.detach_in_place();
             let _ = os::cover_with_null(self.file.file.as_fd());
         }
@@ -162,11 +166,14 @@ impl Attachment {
     /// In a forked child: register in the file (the fork handler already
     /// gave this process its own open file description of it).
     fn register_in_child(&self) -> Result<()> {
-        if self.lost.load(Ordering::Relaxed) {
-            return Err(Error::InvalidArgument(format!(
-                "robust semaphore '{}' could not be reopened in this forked child; open it again by name",
-                self.name()
-            )));
+        match self.lost.load(Ordering::Relaxed) {
+            0 => {}
+            errno => {
+                return Err(self.file.os_error(
+                    "reopen after fork",
+                    std::io::Error::from_raw_os_error(errno),
+                ))
+            }
         }
         match self.register() {
             Ok(()) => Ok(()),

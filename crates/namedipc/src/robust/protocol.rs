@@ -131,10 +131,21 @@ impl MappedFile {
                 token: layout::token(r, generation),
             });
         }
-        Err(RegisterError::Failed(Error::InvalidArgument(format!(
-            "all {} process records of robust semaphore '{}' are in use; close some handles or create it with more records",
-            self.records, self.name
-        ))))
+        Err(RegisterError::Failed(self.records_full()))
+    }
+
+    /// Every process record is in use: not the caller's argument, and not
+    /// a wait that could end; "no room" now, which trying again after other
+    /// processes close can cure.
+    // TODO(error.rs): a variant that keeps the message, proposed as
+    // `Error::Full { kind, name, what }` with `what` = "all {records}
+    // process records are in use; close the semaphore in other processes
+    // or create it with more records"; `Busy` until it exists.
+    fn records_full(&self) -> Error {
+        Error::Busy {
+            kind: KIND,
+            name: self.name.clone(),
+        }
     }
 
     fn wake(&self, n: u32) {
