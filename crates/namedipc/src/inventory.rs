@@ -26,7 +26,7 @@ use crate::error::{Error, ObjectKind, Result};
 use crate::existence::Existence;
 use crate::mqueue::MessageQueue;
 use crate::paths::{self, FileType};
-use crate::robust::{self, RobustSemaphore, Snapshot};
+use crate::robust::{self, Snapshot};
 use crate::sys;
 
 /// One named object.
@@ -534,7 +534,7 @@ pub fn remove(kind: ObjectKind, name: &str) -> Result<()> {
     }
     match kind {
         ObjectKind::Semaphore => crate::semaphore::unlink(name),
-        ObjectKind::RobustSemaphore => RobustSemaphore::remove(name),
+        ObjectKind::RobustSemaphore => robust::unlink(name),
         ObjectKind::SharedMemory | ObjectKind::MessageQueue => crate::shm::unlink(name),
     }
 }

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use namedipc::robust::RobustSemaphore;
+use namedipc::robust::{self, RobustSemaphore};
 use namedipc::{Error, Existence};
 
 mod common;
@@ -22,7 +22,7 @@ impl common::Kind for Robust {
     const TAG: &'static str = "robust";
 
     fn remove(name: &str) {
-        let _ = RobustSemaphore::remove(name);
+        let _ = robust::unlink(name);
         let _ = fs::remove_file(path(name));
     }
 }
@@ -90,7 +90,7 @@ fn counts_slots() {
     let name = Name::new("count");
     let sem = RobustSemaphore::options()
         .existence(Existence::RaiseIfExists)
-        .slots(3)
+        .initial_value(3)
         .open(name.as_str())
         .unwrap();
     assert!(sem.created());
@@ -115,7 +115,7 @@ fn counts_slots() {
 fn handles_of_one_process_share_its_slots() {
     let name = Name::new("share");
     let a = RobustSemaphore::options()
-        .slots(2)
+        .initial_value(2)
         .open(name.as_str())
         .unwrap();
     let b = RobustSemaphore::open(name.as_str()).unwrap();
@@ -137,7 +137,7 @@ fn handles_of_one_process_share_its_slots() {
 fn closing_the_last_handle_gives_slots_back() {
     let name = Name::new("lastclose");
     let sem = RobustSemaphore::options()
-        .slots(2)
+        .initial_value(2)
         .persistent(true)
         .open(name.as_str())
         .unwrap();
@@ -175,38 +175,36 @@ fn last_process_to_detach_removes_it_unless_persistent() {
         .open(name.as_str())
         .unwrap();
     drop(kept);
-    let snapshot = namedipc::robust::inspect(name.as_str()).unwrap();
+    let snapshot = robust::inspect(name.as_str()).unwrap();
     assert!(snapshot.persistent);
     assert_eq!((snapshot.attached, snapshot.free), (0, 1));
-    assert!(namedipc::robust::remove_if_unused(name.as_str()).unwrap());
+    assert!(robust::remove_if_unused(name.as_str()).unwrap());
 }
 
 #[test]
 fn inspect_and_remove_if_unused_see_other_processes() {
     let name = Name::new("inspect");
     let sem = RobustSemaphore::options()
-        .slots(3)
+        .initial_value(3)
         .persistent(true)
         .open(name.as_str())
         .unwrap();
     drop(sem);
     let mut child = spawn_holder(name.as_str());
-    let seen = namedipc::robust::inspect(name.as_str()).unwrap();
+    let seen = robust::inspect(name.as_str()).unwrap();
     assert_eq!((seen.slots, seen.free, seen.attached), (3, 2, 1));
     assert_eq!(seen.holders.len(), 1);
     assert_eq!(seen.holders[0].pid, child.id());
     assert!(seen.holders[0].alive);
-    assert!(namedipc::robust::names()
-        .unwrap()
-        .contains(&name.as_str().to_owned()));
-    assert!(!namedipc::robust::remove_if_unused(name.as_str()).unwrap());
+    assert!(robust::names().unwrap().contains(&name.as_str().to_owned()));
+    assert!(!robust::remove_if_unused(name.as_str()).unwrap());
     kill(&mut child);
     child.wait().unwrap();
-    let seen = namedipc::robust::inspect(name.as_str()).unwrap();
+    let seen = robust::inspect(name.as_str()).unwrap();
     assert_eq!(seen.attached, 0);
     assert!(!seen.holders[0].alive, "{seen:?}");
-    assert!(namedipc::robust::remove_if_unused(name.as_str()).unwrap());
-    assert!(namedipc::robust::inspect(name.as_str()).is_err());
+    assert!(robust::remove_if_unused(name.as_str()).unwrap());
+    assert!(robust::inspect(name.as_str()).is_err());
 }
 
 #[test]
@@ -224,7 +222,7 @@ fn existence_rules() {
         Err(Error::AlreadyExists { .. })
     ));
     let linked = RobustSemaphore::options()
-        .slots(9)
+        .initial_value(9)
         .open(name.as_str())
         .unwrap();
     assert!(!linked.created());
@@ -235,7 +233,7 @@ fn existence_rules() {
     );
     let fresh = RobustSemaphore::options()
         .existence(Existence::UnlinkAndCreate)
-        .slots(4)
+        .initial_value(4)
         .open(name.as_str())
         .unwrap();
     assert_eq!(fresh.value().unwrap(), 4);
@@ -247,7 +245,7 @@ fn existence_rules() {
 fn removed_or_replaced_file_is_reported() {
     let name = Name::new("replaced");
     let sem = RobustSemaphore::options().open(name.as_str()).unwrap();
-    RobustSemaphore::remove(name.as_str()).unwrap();
+    robust::unlink(name.as_str()).unwrap();
     assert!(matches!(sem.try_acquire(), Err(Error::NotFound { .. })));
     let again = RobustSemaphore::options().open(name.as_str()).unwrap();
     assert!(again.created());
@@ -302,7 +300,7 @@ fn waiter_is_woken_by_release() {
 fn release_without_holding_is_an_error() {
     let name = Name::new("norelease");
     let sem = RobustSemaphore::options()
-        .slots(2)
+        .initial_value(2)
         .open(name.as_str())
         .unwrap();
     let err = sem.release().unwrap_err();
@@ -316,7 +314,7 @@ fn holders_lists_this_process() {
     let name = Name::new("holders");
     let before = std::time::SystemTime::now() - Duration::from_secs(1);
     let sem = RobustSemaphore::options()
-        .slots(2)
+        .initial_value(2)
         .open(name.as_str())
         .unwrap();
     assert!(sem.holders().unwrap().is_empty());
@@ -352,9 +350,9 @@ fn bad_names_and_arguments_are_rejected() {
     assert!(sem.try_acquire().unwrap());
     let name = Name::new("args");
     for options in [
-        RobustSemaphore::options().slots(0),
+        RobustSemaphore::options().initial_value(0),
         RobustSemaphore::options().records(0),
-        RobustSemaphore::options().slots(65_537),
+        RobustSemaphore::options().initial_value(65_537),
         RobustSemaphore::options().mode(0o10000),
     ] {
         assert!(matches!(
@@ -403,7 +401,7 @@ fn corrupt_files_are_reported() {
     drop(
         RobustSemaphore::options()
             .persistent(true)
-            .slots(2)
+            .initial_value(2)
             .records(4)
             .open(name.as_str())
             .unwrap(),
@@ -487,7 +485,7 @@ fn killed_holder_slot_goes_to_waiter_quickly() {
     const ROUNDS: usize = 5;
     let name = Name::new("kill");
     let sem = RobustSemaphore::options()
-        .slots(1)
+        .initial_value(1)
         .open(name.as_str())
         .unwrap();
     let mut latencies = Vec::new();
@@ -529,7 +527,7 @@ fn never_over_admits_across_handles() {
     const SLOTS: u32 = 2;
     let name = Name::new("oracle");
     let first = RobustSemaphore::options()
-        .slots(SLOTS)
+        .initial_value(SLOTS)
         .open(name.as_str())
         .unwrap();
     let inside = AtomicU32::new(0);
@@ -557,7 +555,7 @@ fn never_over_admits_across_handles() {
 fn several_dead_holders_are_all_reclaimed() {
     let name = Name::new("several");
     let sem = RobustSemaphore::options()
-        .slots(3)
+        .initial_value(3)
         .open(name.as_str())
         .unwrap();
     let mut children: Vec<Child> = (0..3).map(|_| spawn_holder(name.as_str())).collect();

@@ -72,7 +72,7 @@ pub(super) fn run(args: &RunArgs) -> i32 {
     };
     let sem = match RobustSemaphore::options()
         .existence(Existence::LinkOrCreate)
-        .slots(args.slots.unwrap_or(1))
+        .initial_value(args.slots.unwrap_or(1))
         .open(&args.name)
     {
         Ok(sem) => sem,

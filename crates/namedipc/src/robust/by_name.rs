@@ -1,6 +1,6 @@
 //! What can be done with a robust semaphore by its name alone, without
 //! attaching to it: look at it ([`inspect`], [`names`]) and remove it
-//! ([`remove_if_unused`]).
+//! ([`unlink`], [`remove_if_unused`]).
 
 use std::fs;
 use std::path::PathBuf;
@@ -43,7 +43,7 @@ pub struct Snapshot {
 /// use namedipc::robust::{self, RobustSemaphore};
 ///
 /// # let name = format!("/namedipc-doc-robust-inspect-{}", std::process::id());
-/// let sem = RobustSemaphore::options().slots(2).open(&name)?;
+/// let sem = RobustSemaphore::options().initial_value(2).open(&name)?;
 /// sem.acquire()?;
 /// let seen = robust::inspect(&name)?;
 /// assert_eq!((seen.slots, seen.free, seen.attached), (2, 1, 1));
@@ -68,6 +68,27 @@ pub fn inspect(name: &str) -> Result<Snapshot> {
         path: PathBuf::from(opened.path),
         name: opened.name,
     })
+}
+
+/// Removes the semaphore `name` without opening it, even while processes
+/// use it: their handles keep working on the removed file, but their next
+/// acquire fails with [`Error::NotFound`]. Compare [`remove_if_unused`].
+///
+/// ```
+/// use namedipc::robust::{self, RobustSemaphore};
+///
+/// # let name = format!("/namedipc-doc-robust-unlink-{}", std::process::id());
+/// let sem = RobustSemaphore::options().open(&name)?;
+/// robust::unlink(&name)?;
+/// assert!(RobustSemaphore::open(&name).is_err());
+/// assert!(sem.acquire().is_err());
+/// # Ok::<(), namedipc::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`].
+pub fn unlink(name: &str) -> Result<()> {
+    file::remove(name, &checked_path(name)?)
 }
 
 /// Removes the semaphore `name` only if no live process is attached to it;

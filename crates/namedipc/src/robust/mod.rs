@@ -22,7 +22,7 @@
 //! # let name = format!("/namedipc-doc-robust-{}", std::process::id());
 //! let gpu = RobustSemaphore::options()
 //!     .existence(Existence::LinkOrCreate)
-//!     .slots(2)
+//!     .initial_value(2)
 //!     .open(&name)?;
 //! gpu.acquire()?;
 //! assert_eq!(gpu.value()?, 1);
@@ -50,7 +50,7 @@ use crate::existence::{self, Existence, Object};
 use crate::sys::monotonic_now;
 
 use attachment::{attach, Attachment};
-pub use by_name::{inspect, names, remove_if_unused, Snapshot};
+pub use by_name::{inspect, names, remove_if_unused, unlink, Snapshot};
 use file::{checked_path, NewFile};
 pub use layout::{MAX_RECORDS, MAX_SLOTS};
 use protocol::RegisterError;
@@ -96,7 +96,7 @@ pub struct Holder {
 /// # let name = format!("/namedipc-doc-robust-options-{}", std::process::id());
 /// let sem = RobustSemaphore::options()
 ///     .existence(Existence::RaiseIfExists)
-///     .slots(3)
+///     .initial_value(3)
 ///     .records(16)
 ///     .mode(0o600)
 ///     .open(&name)?;
@@ -106,7 +106,7 @@ pub struct Holder {
 #[derive(Debug, Clone)]
 pub struct RobustSemaphoreOptions {
     existence: Existence,
-    slots: u32,
+    initial_value: u32,
     records: u32,
     mode: u32,
     persistent: bool,
@@ -116,7 +116,7 @@ impl Default for RobustSemaphoreOptions {
     fn default() -> Self {
         Self {
             existence: Existence::LinkOrCreate,
-            slots: 1,
+            initial_value: 1,
             records: 128,
             mode: 0o600,
             persistent: false,
@@ -139,16 +139,18 @@ impl RobustSemaphoreOptions {
         self
     }
 
-    /// The number of slots of a new semaphore: its initial and maximum value
-    /// (1 to 65536, default 1). Ignored when an existing semaphore is opened.
+    /// The number of slots of a new semaphore, all free at first: its
+    /// initial and maximum value (1 to 65536, default 1), which
+    /// [`RobustSemaphore::slots`] reports. Ignored when an existing
+    /// semaphore is opened: it keeps its own.
     ///
     /// ```
-    /// let options = namedipc::robust::RobustSemaphore::options().slots(4);
+    /// let options = namedipc::robust::RobustSemaphore::options().initial_value(4);
     /// # let _ = options;
     /// ```
     #[must_use]
-    pub fn slots(mut self, slots: u32) -> Self {
-        self.slots = slots;
+    pub fn initial_value(mut self, initial_value: u32) -> Self {
+        self.initial_value = initial_value;
         self
     }
 
@@ -201,16 +203,16 @@ impl RobustSemaphoreOptions {
     /// use namedipc::robust::RobustSemaphore;
     ///
     /// # let name = format!("/namedipc-doc-robust-open-{}", std::process::id());
-    /// let sem = RobustSemaphore::options().slots(2).open(&name)?;
+    /// let sem = RobustSemaphore::options().initial_value(2).open(&name)?;
     /// assert!(sem.created());
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     pub fn open(&self, name: &str) -> Result<RobustSemaphore> {
         let path = checked_path(name)?;
-        if self.slots == 0 || self.slots > MAX_SLOTS {
+        if self.initial_value == 0 || self.initial_value > MAX_SLOTS {
             return Err(Error::InvalidArgument(format!(
-                "slots must be between 1 and {MAX_SLOTS}, not {}",
-                self.slots
+                "the initial value (the number of slots) must be between 1 and {MAX_SLOTS}, not {}",
+                self.initial_value
             )));
         }
         if self.records == 0 || self.records > MAX_RECORDS {
@@ -221,7 +223,7 @@ impl RobustSemaphoreOptions {
         }
         existence::check_mode(self.mode)?;
         let new = NewFile {
-            slots: self.slots,
+            slots: self.initial_value,
             records: self.records,
             mode: self.mode,
             persistent: self.persistent,
@@ -264,7 +266,7 @@ impl RobustSemaphoreOptions {
 /// use std::time::Duration;
 ///
 /// # let name = format!("/namedipc-doc-robust-type-{}", std::process::id());
-/// let sem = RobustSemaphore::options().slots(1).open(&name)?;
+/// let sem = RobustSemaphore::options().initial_value(1).open(&name)?;
 /// assert!(sem.try_acquire()?);
 /// assert!(!sem.acquire_timeout(Duration::from_millis(5))?);
 /// sem.release()?;
@@ -306,25 +308,6 @@ impl RobustSemaphore {
         Self::options()
             .existence(Existence::RaiseIfNotExists)
             .open(name)
-    }
-
-    /// Removes the semaphore `name` without opening it, even while
-    /// processes use it: their handles keep working on the removed file, but
-    /// their next acquire fails with [`Error::NotFound`]. Compare
-    /// [`remove_if_unused`].
-    ///
-    /// ```
-    /// use namedipc::robust::RobustSemaphore;
-    ///
-    /// # let name = format!("/namedipc-doc-robust-remove-{}", std::process::id());
-    /// let sem = RobustSemaphore::options().open(&name)?;
-    /// RobustSemaphore::remove(&name)?;
-    /// assert!(RobustSemaphore::open(&name).is_err());
-    /// assert!(sem.acquire().is_err());
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
-    pub fn remove(name: &str) -> Result<()> {
-        file::remove(name, &checked_path(name)?)
     }
 
     /// This handle's attachment, if the handle is open.
@@ -451,7 +434,7 @@ impl RobustSemaphore {
     /// use namedipc::robust::RobustSemaphore;
     ///
     /// # let name = format!("/namedipc-doc-robust-value-{}", std::process::id());
-    /// let sem = RobustSemaphore::options().slots(2).open(&name)?;
+    /// let sem = RobustSemaphore::options().initial_value(2).open(&name)?;
     /// sem.acquire()?;
     /// assert_eq!(sem.value()?, 1);
     /// # Ok::<(), namedipc::Error>(())
@@ -466,7 +449,7 @@ impl RobustSemaphore {
     /// use namedipc::robust::RobustSemaphore;
     ///
     /// # let name = format!("/namedipc-doc-robust-slots-{}", std::process::id());
-    /// let sem = RobustSemaphore::options().slots(3).open(&name)?;
+    /// let sem = RobustSemaphore::options().initial_value(3).open(&name)?;
     /// assert_eq!(sem.slots(), 3);
     /// # Ok::<(), namedipc::Error>(())
     /// ```
@@ -482,7 +465,7 @@ impl RobustSemaphore {
     /// use namedipc::robust::RobustSemaphore;
     ///
     /// # let name = format!("/namedipc-doc-robust-holders-{}", std::process::id());
-    /// let sem = RobustSemaphore::options().slots(2).open(&name)?;
+    /// let sem = RobustSemaphore::options().initial_value(2).open(&name)?;
     /// assert!(sem.holders()?.is_empty());
     /// sem.acquire()?;
     /// assert_eq!(sem.holders()?.len(), 1);
