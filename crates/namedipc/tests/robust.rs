@@ -7,6 +7,7 @@
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -310,6 +311,169 @@ fn release_without_holding_is_an_error() {
 }
 
 #[test]
+fn release_many_gives_back_all_or_none() {
+    let name = Name::new("many");
+    let sem = RobustSemaphore::options()
+        .initial_value(5)
+        .open(name.as_str())
+        .unwrap();
+    for _ in 0..3 {
+        sem.acquire().unwrap();
+    }
+    let err = sem.release_many(4).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    assert!(err.to_string().contains("holds 3 slots"), "{err}");
+    assert_eq!(
+        sem.value().unwrap(),
+        2,
+        "a failed release_many changes nothing"
+    );
+    sem.release_many(3).unwrap();
+    assert_eq!(sem.value().unwrap(), 5);
+    let err = sem.release_many(2).unwrap_err();
+    assert!(err.to_string().contains("holds no slot"), "{err}");
+    // With nothing held, releasing one is the same error either way.
+    assert_eq!(
+        sem.release_many(1).unwrap_err().to_string(),
+        sem.release().unwrap_err().to_string()
+    );
+    assert!(matches!(
+        sem.release_many(0),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(sem.value().unwrap(), 5);
+}
+
+#[test]
+fn release_many_gives_back_only_this_process_slots() {
+    let name = Name::new("manyproc");
+    let sem = RobustSemaphore::options()
+        .initial_value(4)
+        .open(name.as_str())
+        .unwrap();
+    let mut child = spawn_holder(name.as_str());
+    sem.acquire().unwrap();
+    // Two slots are held, but only one of them by this process.
+    assert!(sem.release_many(2).is_err());
+    assert_eq!(sem.value().unwrap(), 2);
+    // Every handle of the process shares its slots.
+    let other = RobustSemaphore::open(name.as_str()).unwrap();
+    other.acquire().unwrap();
+    sem.release_many(2).unwrap();
+    assert_eq!(sem.value().unwrap(), 3);
+    kill(&mut child);
+    child.wait().unwrap();
+}
+
+#[test]
+fn racing_releases_never_give_back_more_than_held_nor_part_of_a_request() {
+    const SLOTS: u32 = 1024;
+    let name = Name::new("manyrace");
+    let sem = RobustSemaphore::options()
+        .initial_value(SLOTS)
+        .open(name.as_str())
+        .unwrap();
+    for round in 0..40 {
+        for _ in 0..SLOTS {
+            assert!(sem.try_acquire().unwrap());
+        }
+        // What each thread asks for, in turn: two requests that cannot
+        // both be met (long passes over the slots, which overlap), and a
+        // run of single releases among them.
+        let big = SLOTS / 2 + 1 + round * 7;
+        let asks: [Vec<u32>; 3] = [vec![big], vec![big], vec![1; 200]];
+        let go = AtomicBool::new(false);
+        let outcomes: Vec<(u32, bool)> = thread::scope(|s| {
+            let threads: Vec<_> = asks
+                .iter()
+                .map(|asks| {
+                    let (sem, go) = (&sem, &go);
+                    s.spawn(move || {
+                        while !go.load(Ordering::Acquire) {
+                            std::hint::spin_loop();
+                        }
+                        asks.iter()
+                            .map(|&n| {
+                                let released = if n == 1 {
+                                    sem.release()
+                                } else {
+                                    sem.release_many(n)
+                                };
+                                (n, released.is_ok())
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            go.store(true, Ordering::Release);
+            threads
+                .into_iter()
+                .flat_map(|t| t.join().unwrap())
+                .collect()
+        });
+        let released: u32 = outcomes.iter().filter(|o| o.1).map(|o| o.0).sum();
+        assert!(released <= SLOTS, "round {round}");
+        assert_eq!(
+            sem.value().unwrap(),
+            released,
+            "round {round}: a failed call gave back part of its request"
+        );
+        // A call fails only when fewer than it asked for were left then
+        // (never fewer than are left now).
+        let left = SLOTS - released;
+        for &(n, ok) in &outcomes {
+            assert!(
+                ok || n > left,
+                "round {round}: {n} refused with {left} left"
+            );
+        }
+        // Exactly the rest is still this process's.
+        if left > 0 {
+            sem.release_many(left).unwrap();
+        }
+        assert!(sem.release().is_err());
+        assert_eq!(sem.value().unwrap(), SLOTS);
+    }
+}
+
+#[test]
+fn threads_that_give_back_what_they_took_never_fail() {
+    const SLOTS: u32 = 6;
+    let name = Name::new("manymixed");
+    let sem = RobustSemaphore::options()
+        .initial_value(SLOTS)
+        .open(name.as_str())
+        .unwrap();
+    let inside = AtomicU32::new(0);
+    let most = AtomicU32::new(0);
+    thread::scope(|s| {
+        for batch in [1, 1, 2, 3] {
+            let (sem, inside, most) = (&sem, &inside, &most);
+            s.spawn(move || {
+                for _ in 0..300 {
+                    for _ in 0..batch {
+                        assert!(sem.acquire_timeout(WAIT).unwrap());
+                    }
+                    let now = inside.fetch_add(batch, Ordering::SeqCst) + batch;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    inside.fetch_sub(batch, Ordering::SeqCst);
+                    // Any thread's release may give back a slot another
+                    // thread took: slots are the process's.
+                    if batch == 1 {
+                        sem.release().unwrap();
+                    } else {
+                        sem.release_many(batch).unwrap();
+                    }
+                }
+            });
+        }
+    });
+    assert!(most.load(Ordering::SeqCst) <= SLOTS);
+    assert_eq!(sem.value().unwrap(), SLOTS);
+    assert!(sem.release().is_err());
+}
+
+#[test]
 fn holders_lists_this_process() {
     let name = Name::new("holders");
     let before = std::time::SystemTime::now() - Duration::from_secs(1);
@@ -523,7 +687,6 @@ fn killed_holder_slot_goes_to_waiter_quickly() {
 
 #[test]
 fn never_over_admits_across_handles() {
-    use std::sync::atomic::{AtomicU32, Ordering};
     const SLOTS: u32 = 2;
     let name = Name::new("oracle");
     let first = RobustSemaphore::options()

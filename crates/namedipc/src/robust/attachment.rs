@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +22,42 @@ use crate::sys::robust as os;
 /// (every wait compares it before and after sleeping).
 const RECHECK_NS: u64 = 10_000_000;
 
+/// Makes this process's releases of one semaphore take turns. A spin lock
+/// rather than a `Mutex`: the fork handler must be able to open it in a
+/// child, where the thread that held it at the fork does not exist. It is
+/// held for one pass over the slots, without a wait or a syscall but the
+/// futex wake of a release.
+#[derive(Debug, Default)]
+struct ReleaseLock(AtomicBool);
+
+impl ReleaseLock {
+    fn lock(&self) -> ReleaseTurn<'_> {
+        let mut spins = 0u32;
+        while self
+            .0
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            if spins < 100 {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        ReleaseTurn(&self.0)
+    }
+}
+
+/// A release's turn; the next one's begins when it drops.
+struct ReleaseTurn<'a>(&'a AtomicBool);
+
+impl Drop for ReleaseTurn<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 /// One process's view of one semaphore file.
 #[derive(Debug)]
 pub(super) struct Attachment {
@@ -33,6 +69,8 @@ pub(super) struct Attachment {
     fork_generation: AtomicU64,
     /// Open handles of this process that share it (changed under the registry).
     handles: AtomicUsize,
+    /// Held by a release while it gives slots back, see [`Self::release`].
+    releasing: ReleaseLock,
     /// Where the last successful acquire found a free slot.
     hint: AtomicU32,
     /// When (coarse monotonic ns) the name's inode was last compared.
@@ -59,6 +97,7 @@ pub(super) fn attach(opened: MappedFile) -> std::result::Result<Arc<Attachment>,
         token: AtomicU64::new(0),
         fork_generation: AtomicU64::new(registry::fork_generation()),
         handles: AtomicUsize::new(1),
+        releasing: ReleaseLock::default(),
         hint: AtomicU32::new(0),
         checked_at: AtomicU64::new(0),
         lost: AtomicI32::new(0),
@@ -142,6 +181,8 @@ impl Attachment {
     /// unusable in this child; either way the parent's description, and its
     /// locks, no longer depend on this process.
     pub(super) fn separate_from_parent(&self) {
+        // A release in another thread of the parent is no release here.
+        self.releasing.0.store(false, Ordering::Relaxed);
         if self.token.load(Ordering::Relaxed) == 0 {
             return;
         }
@@ -226,11 +267,67 @@ impl Attachment {
         self.file.wait(mine, &self.hint, deadline, is_open)
     }
 
-    /// Gives back one slot that this process holds; false if it holds none.
+    /// Gives back `n` (at least 1) slots that this process holds, all or
+    /// none: if it holds fewer, fails with [`Error::InvalidArgument`] and
+    /// gives back nothing.
+    ///
+    /// The process's releases take turns (a lock of this attachment, held
+    /// for one pass over the slots). While one runs, the slots with this
+    /// process's token can only become more (other threads may acquire;
+    /// only a release or the detach of the process gives its slots back,
+    /// and a live holder's slots are never reclaimed), so slots counted
+    /// first are there to be given back next.
     #[inline]
-    pub(super) fn release(&self) -> Result<bool> {
+    pub(super) fn release(&self, n: u32) -> Result<()> {
         let mine = self.registration()?;
-        Ok(self.file.give_back(mine.token, &self.hint))
+        let _turn = self.releasing.lock();
+        if n > 1 {
+            let held = self.file.count_held(mine.token, n);
+            if held < n {
+                return Err(self.holds_fewer(held, n));
+            }
+        }
+        let freed = self.file.give_back(mine.token, n, &self.hint);
+        if freed == n {
+            return Ok(());
+        }
+        if self.token.load(Ordering::Acquire) != mine.token {
+            // Another thread closed this process's last handle meanwhile
+            // (it found its handle open before): detaching gave every slot
+            // of this process back.
+            return Err(Error::Closed {
+                kind: KIND,
+                name: self.name().to_owned(),
+            });
+        }
+        if n == 1 {
+            return Err(self.holds_fewer(0, 1));
+        }
+        // Counted under the turn, then gone: something that is not
+        // namedipc wrote the file.
+        Err(self.file.corrupt(format!(
+            "{} of the {n} slots this process was giving back were freed by another writer of the file meanwhile",
+            n - freed
+        )))
+    }
+
+    #[cold]
+    fn holds_fewer(&self, held: u32, n: u32) -> Error {
+        let name = self.name();
+        Error::InvalidArgument(if n == 1 {
+            format!(
+                "this process holds no slot of robust semaphore '{name}', so it cannot release one"
+            )
+        } else {
+            let holds = match held {
+                0 => "no slot".to_owned(),
+                1 => "1 slot".to_owned(),
+                _ => format!("{held} slots"),
+            };
+            format!(
+                "this process holds {holds} of robust semaphore '{name}', so it cannot release {n}; it released none"
+            )
+        })
     }
 
     /// The number of free slots now.

@@ -394,7 +394,7 @@ impl RobustSemaphore {
         if taken && self.is_closed() {
             // Another thread closed this handle while this one waited:
             // nobody could release the slot through it, so give it back.
-            let _ = attachment.release();
+            let _ = attachment.release(1);
             return Err(self.closed_error());
         }
         Ok(taken)
@@ -417,15 +417,34 @@ impl RobustSemaphore {
     /// ```
     #[inline]
     pub fn release(&self) -> Result<()> {
+        self.attachment()?.release(1)
+    }
+
+    /// Gives back `n` slots that this process holds, all or none: if it
+    /// holds fewer than `n`, fails with [`Error::InvalidArgument`] (as
+    /// [`Self::release`] does when it holds none) and gives back nothing,
+    /// also while other threads of the process release slots at the same
+    /// time. `n` must be at least 1.
+    ///
+    /// ```
+    /// use namedipc::robust::RobustSemaphore;
+    ///
+    /// # let name = format!("/namedipc-doc-robust-release-many-{}", std::process::id());
+    /// let sem = RobustSemaphore::options().initial_value(3).open(&name)?;
+    /// sem.acquire()?;
+    /// sem.acquire()?;
+    /// sem.release_many(2)?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    pub fn release_many(&self, n: u32) -> Result<()> {
         let attachment = self.attachment()?;
-        if attachment.release()? {
-            Ok(())
-        } else {
-            Err(Error::InvalidArgument(format!(
-                "this process holds no slot of robust semaphore '{}', so it cannot release one",
+        if n == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "release_many(0) on robust semaphore '{}': the number of slots to give back must be at least 1",
                 attachment.name()
-            )))
+            )));
         }
+        attachment.release(n)
     }
 
     /// The number of free slots now.

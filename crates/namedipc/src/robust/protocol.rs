@@ -313,26 +313,46 @@ impl MappedFile {
         result
     }
 
-    /// **Release**: gives back one slot holding `token`, starting at
-    /// `hint`; false if none does.
+    /// **Release**: gives back up to `n` slots holding `token`, starting
+    /// at `hint`, one CAS each, and wakes as many waiters. Returns how many
+    /// it gave back.
     #[inline]
-    pub(super) fn give_back(&self, token: u64, hint: &AtomicU32) -> bool {
+    pub(super) fn give_back(&self, token: u64, n: u32, hint: &AtomicU32) -> u32 {
         let start = hint.load(Ordering::Relaxed);
+        let mut freed = 0;
         for k in 0..self.slots {
             let i = (start + k) % self.slots;
-            if self
-                .owner(i)
-                .compare_exchange(token, 0, Ordering::Release, Ordering::Relaxed)
-                .is_ok()
+            let owner = self.owner(i);
+            if owner.load(Ordering::Relaxed) == token
+                && owner
+                    .compare_exchange(token, 0, Ordering::Release, Ordering::Relaxed)
+                    .is_ok()
             {
                 crash::crash_point!("release.freed");
-                if self.waiters().load(Ordering::SeqCst) != 0 {
-                    self.wake(1);
+                freed += 1;
+                if freed == n {
+                    break;
                 }
-                return true;
             }
         }
-        false
+        if freed > 0 && self.waiters().load(Ordering::SeqCst) != 0 {
+            self.wake(freed);
+        }
+        freed
+    }
+
+    /// How many slots hold `token`, counting up to `at_most`.
+    pub(super) fn count_held(&self, token: u64, at_most: u32) -> u32 {
+        let mut held = 0;
+        for i in 0..self.slots {
+            if held == at_most {
+                break;
+            }
+            if self.owner(i).load(Ordering::Acquire) == token {
+                held += 1;
+            }
+        }
+        held
     }
 
     /// **Detach**: gives back every slot of `mine` and frees its record;
