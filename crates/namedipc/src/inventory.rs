@@ -25,13 +25,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::error::{Error, ObjectKind, Result};
 use crate::existence::Existence;
 use crate::mqueue::MessageQueue;
-use crate::robust::{self, RobustSemaphore, Snapshot};
-use crate::{paths, sys};
-
-pub use crate::paths::SHM_DIR;
-use crate::paths::{
-    ROBUST_TEMP_PREFIX as ROBUST_TEMPORARY_PREFIX, SEMAPHORE_FILE_PREFIX as SEMAPHORE_PREFIX,
-};
+use crate::paths::{self, FileType};
+use crate::robust::{self, Snapshot};
+use crate::sys;
 
 /// One named object.
 #[derive(Debug, Clone)]
@@ -100,7 +96,7 @@ pub struct Listing {
     pub mqueue_dir: Option<PathBuf>,
 }
 
-/// What a file in [`SHM_DIR`] is, by its name.
+/// What a file in [`paths::SHM_DIR`] is, by its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum ShmFile {
     /// An object of this kind with this name (leading slash included).
@@ -109,25 +105,28 @@ enum ShmFile {
     RobustTemporary,
 }
 
-fn classify(file_name: &str) -> ShmFile {
-    if let Some(body) = file_name.strip_prefix(SEMAPHORE_PREFIX) {
-        ShmFile::Named(ObjectKind::Semaphore, format!("/{body}"))
-    } else if let Some(body) = file_name.strip_prefix(paths::ROBUST_FILE_PREFIX) {
-        ShmFile::Named(ObjectKind::RobustSemaphore, format!("/{body}"))
-    } else if file_name.starts_with(ROBUST_TEMPORARY_PREFIX) {
-        ShmFile::RobustTemporary
-    } else {
-        ShmFile::Named(ObjectKind::SharedMemory, format!("/{file_name}"))
+/// What the file `file_name` in [`paths::SHM_DIR`] is; `None` for no object's.
+fn classify(file_name: &str) -> Option<ShmFile> {
+    if file_name.starts_with(paths::ROBUST_TEMP_PREFIX) {
+        return Some(ShmFile::RobustTemporary);
     }
+    // The prefixed kinds first: a segment's file has no prefix.
+    [
+        ObjectKind::Semaphore,
+        ObjectKind::RobustSemaphore,
+        ObjectKind::SharedMemory,
+    ]
+    .into_iter()
+    .find_map(|kind| Some(ShmFile::Named(kind, paths::name_of_file(kind, file_name)?)))
 }
 
-/// The file in [`SHM_DIR`] that holds the object `name` of `kind`.
-fn shm_file_name(kind: ObjectKind, body: &str) -> String {
-    match kind {
-        ObjectKind::Semaphore => format!("{SEMAPHORE_PREFIX}{body}"),
-        ObjectKind::RobustSemaphore => format!("{}{body}", paths::ROBUST_FILE_PREFIX),
-        ObjectKind::SharedMemory | ObjectKind::MessageQueue => body.to_owned(),
-    }
+/// The file in [`paths::SHM_DIR`] that holds the object `name` of `kind`, and
+/// what that file's name means; the two differ when the file belongs to
+/// another kind (the segment `/sem.x` would be the semaphore `/x`'s file).
+fn shm_file(kind: ObjectKind, name: &str) -> Option<(PathBuf, ShmFile)> {
+    let path = PathBuf::from(paths::file_path(kind, name)?);
+    let meaning = classify(path.file_name()?.to_str()?)?;
+    Some((path, meaning))
 }
 
 fn dir_error(operation: &'static str, kind: ObjectKind, dir: &Path, e: io::Error) -> Error {
@@ -139,7 +138,7 @@ fn dir_error(operation: &'static str, kind: ObjectKind, dir: &Path, e: io::Error
     }
 }
 
-/// Every object this process can see: each regular file in [`SHM_DIR`]
+/// Every object this process can see: each regular file in [`paths::SHM_DIR`]
 /// (`sem.NAME` is a semaphore, `namedipc-robust.NAME` a robust semaphore,
 /// any other a shared memory segment; directories, symbolic links and other
 /// special files are not IPC objects and are left out), and each message
@@ -158,10 +157,11 @@ fn dir_error(operation: &'static str, kind: ObjectKind, dir: &Path, e: io::Error
 /// ```
 ///
 /// # Errors
-/// [`Error::Os`] if [`SHM_DIR`] or the mqueue directory cannot be read.
+/// [`Error::Os`] if [`paths::SHM_DIR`] or the mqueue directory cannot be read.
 pub fn list() -> Result<Listing> {
     let mut objects = Vec::new();
-    let dir = Path::new(SHM_DIR);
+    let dir = paths::shm_dir();
+    let dir = dir.as_path();
     let entries =
         fs::read_dir(dir).map_err(|e| dir_error("opendir", ObjectKind::SharedMemory, dir, e))?;
     for entry in entries {
@@ -170,7 +170,7 @@ pub fn list() -> Result<Listing> {
             // A name that is not UTF-8 cannot be given back to the OS as one.
             continue;
         };
-        let ShmFile::Named(kind, name) = classify(&file_name) else {
+        let Some(ShmFile::Named(kind, name)) = classify(&file_name) else {
             continue;
         };
         if let Some(object) = describe_shm_file(kind, &name, &entry.path()) {
@@ -213,20 +213,22 @@ pub fn list() -> Result<Listing> {
 /// # Errors
 /// [`Error::InvalidName`] if `name` is not a valid name.
 pub fn find(name: &str) -> Result<Listing> {
-    let body = check_name(name)?;
-    let name = format!("/{body}");
+    check_name(name)?;
+    let name = paths::canonical(name);
     let mut objects = Vec::new();
     for kind in [
         ObjectKind::Semaphore,
         ObjectKind::SharedMemory,
         ObjectKind::RobustSemaphore,
     ] {
-        let file_name = shm_file_name(kind, body);
-        if classify(&file_name) != ShmFile::Named(kind, name.clone()) {
+        let Some((path, meaning)) = shm_file(kind, &name) else {
+            continue;
+        };
+        if meaning != ShmFile::Named(kind, name.clone()) {
             // e.g. the segment "/sem.x" would be the file of the semaphore "/x".
             continue;
         }
-        if let Some(object) = describe_shm_file(kind, &name, &Path::new(SHM_DIR).join(file_name)) {
+        if let Some(object) = describe_shm_file(kind, &name, &path) {
             objects.push(object);
         }
     }
@@ -241,16 +243,16 @@ pub fn find(name: &str) -> Result<Listing> {
     })
 }
 
-/// Checks a name given by a user; returns it without its leading slashes.
-fn check_name(name: &str) -> Result<&str> {
-    // The most permissive kind's rules; each kind checks its own again.
+/// Checks a name given by a user, by the most permissive kind's rules (each
+/// kind checks its own again).
+fn check_name(name: &str) -> Result<()> {
     paths::to_c_name(ObjectKind::SharedMemory, name).map_err(|e| match e {
         Error::InvalidName { name, rule, .. } => {
             Error::InvalidArgument(format!("invalid name {name:?}: {rule}"))
         }
         other => other,
     })?;
-    Ok(name.trim_start_matches('/'))
+    Ok(())
 }
 
 fn kind_rank(kind: ObjectKind) -> u8 {
@@ -389,7 +391,7 @@ fn describe_queue(name: &str, mqueue_dir: Option<&Path>) -> Option<Object> {
         unreachable!("built as a message queue above");
     };
     if let Some(dir) = mqueue_dir {
-        let path = dir.join(name.trim_start_matches('/'));
+        let path = dir.join(paths::body(name));
         let meta = fs::symlink_metadata(&path).ok()?;
         if !meta.file_type().is_file() {
             return None;
@@ -488,50 +490,51 @@ fn unescape_mount_path(escaped: &str) -> String {
 /// such an object: nothing removed), [`Error::PermissionDenied`] or
 /// [`Error::Os`].
 pub fn remove(kind: ObjectKind, name: &str) -> Result<()> {
-    let body = check_name(name)?;
+    check_name(name)?;
     if kind == ObjectKind::MessageQueue {
         // The mqueue file system holds nothing but queues.
         return crate::mqueue::unlink(name);
     }
-    let file_name = shm_file_name(kind, body);
-    let named = format!("/{body}");
     let not_this_kind = |reason: String| Error::Corrupt {
         kind,
         name: name.to_owned(),
         reason,
     };
-    match classify(&file_name) {
+    let Some((path, meaning)) = shm_file(kind, name) else {
+        return Err(Error::NotFound {
+            kind,
+            name: name.to_owned(),
+        });
+    };
+    match meaning {
         ShmFile::Named(other, _) if other == kind => {}
         ShmFile::Named(other, other_name) => {
             return Err(not_this_kind(format!(
-                "{SHM_DIR}/{file_name} is the file of the {other} '{other_name}', not a {kind}; remove it as that {other}"
+                "{} is the file of the {other} '{other_name}', not a {kind}; remove it as that {other}",
+                path.display()
             )))
         }
         ShmFile::RobustTemporary => {
             return Err(not_this_kind(format!(
-                "{SHM_DIR}/{file_name} is a robust semaphore being created, not a {kind}; `namedipc rm --stale` removes it once it is a minute old"
+                "{} is a robust semaphore being created, not a {kind}; `namedipc rm --stale` removes it once it is a minute old",
+                path.display()
             )))
         }
     }
-    let path = Path::new(SHM_DIR).join(&file_name);
     match fs::symlink_metadata(&path) {
         Ok(meta) if meta.file_type().is_file() => {}
         Ok(meta) => {
-            return Err(Error::Corrupt {
-                kind,
-                name: name.to_owned(),
-                reason: format!(
-                    "{} is {}, not a {kind}; namedipc leaves it alone",
-                    path.display(),
-                    file_type_name(&meta)
-                ),
-            })
+            return Err(not_this_kind(format!(
+                "{} is {}, not a {kind}; namedipc leaves it alone",
+                path.display(),
+                FileType::of(&meta).describe()
+            )))
         }
-        Err(e) => return Err(Error::from_os("stat", kind, &named, e)),
+        Err(e) => return Err(Error::from_os("stat", kind, &paths::canonical(name), e)),
     }
     match kind {
         ObjectKind::Semaphore => crate::semaphore::unlink(name),
-        ObjectKind::RobustSemaphore => RobustSemaphore::remove(name),
+        ObjectKind::RobustSemaphore => robust::unlink(name),
         ObjectKind::SharedMemory | ObjectKind::MessageQueue => crate::shm::unlink(name),
     }
 }
@@ -551,9 +554,10 @@ pub fn remove(kind: ObjectKind, name: &str) -> Result<()> {
 /// ```
 ///
 /// # Errors
-/// [`Error::Os`] if [`SHM_DIR`] cannot be read or a file cannot be removed.
+/// [`Error::Os`] if [`paths::SHM_DIR`] cannot be read or a file cannot be removed.
 pub fn remove_stale_temporaries(min_age: Duration) -> Result<Vec<PathBuf>> {
-    let dir = Path::new(SHM_DIR);
+    let dir = paths::shm_dir();
+    let dir = dir.as_path();
     let kind = ObjectKind::RobustSemaphore;
     let entries = fs::read_dir(dir).map_err(|e| dir_error("opendir", kind, dir, e))?;
     let mut removed = Vec::new();
@@ -562,7 +566,7 @@ pub fn remove_stale_temporaries(min_age: Duration) -> Result<Vec<PathBuf>> {
         let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else {
             continue;
         };
-        if classify(&file_name) != ShmFile::RobustTemporary {
+        if classify(&file_name) != Some(ShmFile::RobustTemporary) {
             continue;
         }
         let path = entry.path();
@@ -583,24 +587,6 @@ pub fn remove_stale_temporaries(min_age: Duration) -> Result<Vec<PathBuf>> {
     Ok(removed)
 }
 
-fn file_type_name(meta: &Metadata) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    let kind = meta.file_type();
-    if kind.is_dir() {
-        "a directory"
-    } else if kind.is_symlink() {
-        "a symbolic link"
-    } else if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_socket() {
-        "a socket"
-    } else if kind.is_block_device() || kind.is_char_device() {
-        "a device"
-    } else {
-        "not a regular file"
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -609,19 +595,22 @@ mod tests {
     fn files_are_classified_by_name() {
         assert_eq!(
             classify("sem.jobs"),
-            ShmFile::Named(ObjectKind::Semaphore, "/jobs".to_owned())
+            Some(ShmFile::Named(ObjectKind::Semaphore, "/jobs".to_owned()))
         );
         assert_eq!(
             classify("namedipc-robust.jobs"),
-            ShmFile::Named(ObjectKind::RobustSemaphore, "/jobs".to_owned())
+            Some(ShmFile::Named(
+                ObjectKind::RobustSemaphore,
+                "/jobs".to_owned()
+            ))
         );
         assert_eq!(
             classify("jobs"),
-            ShmFile::Named(ObjectKind::SharedMemory, "/jobs".to_owned())
+            Some(ShmFile::Named(ObjectKind::SharedMemory, "/jobs".to_owned()))
         );
         assert_eq!(
-            classify(&format!("{}abc", ROBUST_TEMPORARY_PREFIX)),
-            ShmFile::RobustTemporary
+            classify(&format!("{}abc", paths::ROBUST_TEMP_PREFIX)),
+            Some(ShmFile::RobustTemporary)
         );
     }
 

@@ -7,10 +7,11 @@
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use namedipc::robust::RobustSemaphore;
+use namedipc::robust::{self, RobustSemaphore};
 use namedipc::{Error, Existence};
 
 mod common;
@@ -22,7 +23,7 @@ impl common::Kind for Robust {
     const TAG: &'static str = "robust";
 
     fn remove(name: &str) {
-        let _ = RobustSemaphore::remove(name);
+        let _ = robust::unlink(name);
         let _ = fs::remove_file(path(name));
     }
 }
@@ -90,7 +91,7 @@ fn counts_slots() {
     let name = Name::new("count");
     let sem = RobustSemaphore::options()
         .existence(Existence::RaiseIfExists)
-        .slots(3)
+        .initial_value(3)
         .open(name.as_str())
         .unwrap();
     assert!(sem.created());
@@ -115,7 +116,7 @@ fn counts_slots() {
 fn handles_of_one_process_share_its_slots() {
     let name = Name::new("share");
     let a = RobustSemaphore::options()
-        .slots(2)
+        .initial_value(2)
         .open(name.as_str())
         .unwrap();
     let b = RobustSemaphore::open(name.as_str()).unwrap();
@@ -137,7 +138,7 @@ fn handles_of_one_process_share_its_slots() {
 fn closing_the_last_handle_gives_slots_back() {
     let name = Name::new("lastclose");
     let sem = RobustSemaphore::options()
-        .slots(2)
+        .initial_value(2)
         .persistent(true)
         .open(name.as_str())
         .unwrap();
@@ -175,38 +176,36 @@ fn last_process_to_detach_removes_it_unless_persistent() {
         .open(name.as_str())
         .unwrap();
     drop(kept);
-    let snapshot = namedipc::robust::inspect(name.as_str()).unwrap();
+    let snapshot = robust::inspect(name.as_str()).unwrap();
     assert!(snapshot.persistent);
     assert_eq!((snapshot.attached, snapshot.free), (0, 1));
-    assert!(namedipc::robust::remove_if_unused(name.as_str()).unwrap());
+    assert!(robust::remove_if_unused(name.as_str()).unwrap());
 }
 
 #[test]
 fn inspect_and_remove_if_unused_see_other_processes() {
     let name = Name::new("inspect");
     let sem = RobustSemaphore::options()
-        .slots(3)
+        .initial_value(3)
         .persistent(true)
         .open(name.as_str())
         .unwrap();
     drop(sem);
     let mut child = spawn_holder(name.as_str());
-    let seen = namedipc::robust::inspect(name.as_str()).unwrap();
+    let seen = robust::inspect(name.as_str()).unwrap();
     assert_eq!((seen.slots, seen.free, seen.attached), (3, 2, 1));
     assert_eq!(seen.holders.len(), 1);
     assert_eq!(seen.holders[0].pid, child.id());
     assert!(seen.holders[0].alive);
-    assert!(namedipc::robust::names()
-        .unwrap()
-        .contains(&name.as_str().to_owned()));
-    assert!(!namedipc::robust::remove_if_unused(name.as_str()).unwrap());
+    assert!(robust::names().unwrap().contains(&name.as_str().to_owned()));
+    assert!(!robust::remove_if_unused(name.as_str()).unwrap());
     kill(&mut child);
     child.wait().unwrap();
-    let seen = namedipc::robust::inspect(name.as_str()).unwrap();
+    let seen = robust::inspect(name.as_str()).unwrap();
     assert_eq!(seen.attached, 0);
     assert!(!seen.holders[0].alive, "{seen:?}");
-    assert!(namedipc::robust::remove_if_unused(name.as_str()).unwrap());
-    assert!(namedipc::robust::inspect(name.as_str()).is_err());
+    assert!(robust::remove_if_unused(name.as_str()).unwrap());
+    assert!(robust::inspect(name.as_str()).is_err());
 }
 
 #[test]
@@ -224,7 +223,7 @@ fn existence_rules() {
         Err(Error::AlreadyExists { .. })
     ));
     let linked = RobustSemaphore::options()
-        .slots(9)
+        .initial_value(9)
         .open(name.as_str())
         .unwrap();
     assert!(!linked.created());
@@ -235,7 +234,7 @@ fn existence_rules() {
     );
     let fresh = RobustSemaphore::options()
         .existence(Existence::UnlinkAndCreate)
-        .slots(4)
+        .initial_value(4)
         .open(name.as_str())
         .unwrap();
     assert_eq!(fresh.value().unwrap(), 4);
@@ -247,7 +246,7 @@ fn existence_rules() {
 fn removed_or_replaced_file_is_reported() {
     let name = Name::new("replaced");
     let sem = RobustSemaphore::options().open(name.as_str()).unwrap();
-    RobustSemaphore::remove(name.as_str()).unwrap();
+    robust::unlink(name.as_str()).unwrap();
     assert!(matches!(sem.try_acquire(), Err(Error::NotFound { .. })));
     let again = RobustSemaphore::options().open(name.as_str()).unwrap();
     assert!(again.created());
@@ -302,7 +301,7 @@ fn waiter_is_woken_by_release() {
 fn release_without_holding_is_an_error() {
     let name = Name::new("norelease");
     let sem = RobustSemaphore::options()
-        .slots(2)
+        .initial_value(2)
         .open(name.as_str())
         .unwrap();
     let err = sem.release().unwrap_err();
@@ -312,11 +311,174 @@ fn release_without_holding_is_an_error() {
 }
 
 #[test]
+fn release_many_gives_back_all_or_none() {
+    let name = Name::new("many");
+    let sem = RobustSemaphore::options()
+        .initial_value(5)
+        .open(name.as_str())
+        .unwrap();
+    for _ in 0..3 {
+        sem.acquire().unwrap();
+    }
+    let err = sem.release_many(4).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    assert!(err.to_string().contains("holds 3 slots"), "{err}");
+    assert_eq!(
+        sem.value().unwrap(),
+        2,
+        "a failed release_many changes nothing"
+    );
+    sem.release_many(3).unwrap();
+    assert_eq!(sem.value().unwrap(), 5);
+    let err = sem.release_many(2).unwrap_err();
+    assert!(err.to_string().contains("holds no slot"), "{err}");
+    // With nothing held, releasing one is the same error either way.
+    assert_eq!(
+        sem.release_many(1).unwrap_err().to_string(),
+        sem.release().unwrap_err().to_string()
+    );
+    assert!(matches!(
+        sem.release_many(0),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(sem.value().unwrap(), 5);
+}
+
+#[test]
+fn release_many_gives_back_only_this_process_slots() {
+    let name = Name::new("manyproc");
+    let sem = RobustSemaphore::options()
+        .initial_value(4)
+        .open(name.as_str())
+        .unwrap();
+    let mut child = spawn_holder(name.as_str());
+    sem.acquire().unwrap();
+    // Two slots are held, but only one of them by this process.
+    assert!(sem.release_many(2).is_err());
+    assert_eq!(sem.value().unwrap(), 2);
+    // Every handle of the process shares its slots.
+    let other = RobustSemaphore::open(name.as_str()).unwrap();
+    other.acquire().unwrap();
+    sem.release_many(2).unwrap();
+    assert_eq!(sem.value().unwrap(), 3);
+    kill(&mut child);
+    child.wait().unwrap();
+}
+
+#[test]
+fn racing_releases_never_give_back_more_than_held_nor_part_of_a_request() {
+    const SLOTS: u32 = 1024;
+    let name = Name::new("manyrace");
+    let sem = RobustSemaphore::options()
+        .initial_value(SLOTS)
+        .open(name.as_str())
+        .unwrap();
+    for round in 0..40 {
+        for _ in 0..SLOTS {
+            assert!(sem.try_acquire().unwrap());
+        }
+        // What each thread asks for, in turn: two requests that cannot
+        // both be met (long passes over the slots, which overlap), and a
+        // run of single releases among them.
+        let big = SLOTS / 2 + 1 + round * 7;
+        let asks: [Vec<u32>; 3] = [vec![big], vec![big], vec![1; 200]];
+        let go = AtomicBool::new(false);
+        let outcomes: Vec<(u32, bool)> = thread::scope(|s| {
+            let threads: Vec<_> = asks
+                .iter()
+                .map(|asks| {
+                    let (sem, go) = (&sem, &go);
+                    s.spawn(move || {
+                        while !go.load(Ordering::Acquire) {
+                            std::hint::spin_loop();
+                        }
+                        asks.iter()
+                            .map(|&n| {
+                                let released = if n == 1 {
+                                    sem.release()
+                                } else {
+                                    sem.release_many(n)
+                                };
+                                (n, released.is_ok())
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            go.store(true, Ordering::Release);
+            threads
+                .into_iter()
+                .flat_map(|t| t.join().unwrap())
+                .collect()
+        });
+        let released: u32 = outcomes.iter().filter(|o| o.1).map(|o| o.0).sum();
+        assert!(released <= SLOTS, "round {round}");
+        assert_eq!(
+            sem.value().unwrap(),
+            released,
+            "round {round}: a failed call gave back part of its request"
+        );
+        // A call fails only when fewer than it asked for were left then
+        // (never fewer than are left now).
+        let left = SLOTS - released;
+        for &(n, ok) in &outcomes {
+            assert!(
+                ok || n > left,
+                "round {round}: {n} refused with {left} left"
+            );
+        }
+        // Exactly the rest is still this process's.
+        if left > 0 {
+            sem.release_many(left).unwrap();
+        }
+        assert!(sem.release().is_err());
+        assert_eq!(sem.value().unwrap(), SLOTS);
+    }
+}
+
+#[test]
+fn threads_that_give_back_what_they_took_never_fail() {
+    const SLOTS: u32 = 6;
+    let name = Name::new("manymixed");
+    let sem = RobustSemaphore::options()
+        .initial_value(SLOTS)
+        .open(name.as_str())
+        .unwrap();
+    let inside = AtomicU32::new(0);
+    let most = AtomicU32::new(0);
+    thread::scope(|s| {
+        for batch in [1, 1, 2, 3] {
+            let (sem, inside, most) = (&sem, &inside, &most);
+            s.spawn(move || {
+                for _ in 0..300 {
+                    for _ in 0..batch {
+                        assert!(sem.acquire_timeout(WAIT).unwrap());
+                    }
+                    let now = inside.fetch_add(batch, Ordering::SeqCst) + batch;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    inside.fetch_sub(batch, Ordering::SeqCst);
+                    // Any thread's release may give back a slot another
+                    // thread took: slots are the process's.
+                    if batch == 1 {
+                        sem.release().unwrap();
+                    } else {
+                        sem.release_many(batch).unwrap();
+                    }
+                }
+            });
+        }
+    });
+    assert!(most.load(Ordering::SeqCst) <= SLOTS);
+    assert_eq!(sem.value().unwrap(), SLOTS);
+    assert!(sem.release().is_err());
+}
+
+#[test]
 fn holders_lists_this_process() {
     let name = Name::new("holders");
     let before = std::time::SystemTime::now() - Duration::from_secs(1);
     let sem = RobustSemaphore::options()
-        .slots(2)
+        .initial_value(2)
         .open(name.as_str())
         .unwrap();
     assert!(sem.holders().unwrap().is_empty());
@@ -352,9 +514,9 @@ fn bad_names_and_arguments_are_rejected() {
     assert!(sem.try_acquire().unwrap());
     let name = Name::new("args");
     for options in [
-        RobustSemaphore::options().slots(0),
+        RobustSemaphore::options().initial_value(0),
         RobustSemaphore::options().records(0),
-        RobustSemaphore::options().slots(65_537),
+        RobustSemaphore::options().initial_value(65_537),
         RobustSemaphore::options().mode(0o10000),
     ] {
         assert!(matches!(
@@ -379,7 +541,8 @@ fn full_records_are_an_error_not_a_hang() {
     let err = RobustSemaphore::open(name.as_str()).unwrap_err();
     kill(&mut child);
     child.wait().unwrap();
-    assert!(err.to_string().contains("process records"), "{err}");
+    // Every record is in use: no room now, not a bad argument.
+    assert!(matches!(err, Error::Busy { .. }), "{err}");
 }
 
 fn assert_corrupt(name: &Name, what: &str) {
@@ -402,7 +565,7 @@ fn corrupt_files_are_reported() {
     drop(
         RobustSemaphore::options()
             .persistent(true)
-            .slots(2)
+            .initial_value(2)
             .records(4)
             .open(name.as_str())
             .unwrap(),
@@ -486,7 +649,7 @@ fn killed_holder_slot_goes_to_waiter_quickly() {
     const ROUNDS: usize = 5;
     let name = Name::new("kill");
     let sem = RobustSemaphore::options()
-        .slots(1)
+        .initial_value(1)
         .open(name.as_str())
         .unwrap();
     let mut latencies = Vec::new();
@@ -524,11 +687,10 @@ fn killed_holder_slot_goes_to_waiter_quickly() {
 
 #[test]
 fn never_over_admits_across_handles() {
-    use std::sync::atomic::{AtomicU32, Ordering};
     const SLOTS: u32 = 2;
     let name = Name::new("oracle");
     let first = RobustSemaphore::options()
-        .slots(SLOTS)
+        .initial_value(SLOTS)
         .open(name.as_str())
         .unwrap();
     let inside = AtomicU32::new(0);
@@ -556,7 +718,7 @@ fn never_over_admits_across_handles() {
 fn several_dead_holders_are_all_reclaimed() {
     let name = Name::new("several");
     let sem = RobustSemaphore::options()
-        .slots(3)
+        .initial_value(3)
         .open(name.as_str())
         .unwrap();
     let mut children: Vec<Child> = (0..3).map(|_| spawn_holder(name.as_str())).collect();

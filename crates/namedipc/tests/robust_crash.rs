@@ -27,7 +27,7 @@ impl common::Kind for Robust {
     const TAG: &'static str = "crash";
 
     fn remove(name: &str) {
-        let _ = RobustSemaphore::remove(name);
+        let _ = robust::unlink(name);
     }
 }
 
@@ -57,7 +57,7 @@ fn worker_process() {
         "create" => drop(
             RobustSemaphore::options()
                 .existence(Existence::RaiseIfExists)
-                .slots(SLOTS)
+                .initial_value(SLOTS)
                 .open(name)
                 .expect("worker: create"),
         ),
@@ -140,7 +140,7 @@ fn kill(mut child: Child) {
 /// A persistent semaphore that this test process stays attached to.
 fn semaphore(name: &Name) -> RobustSemaphore {
     RobustSemaphore::options()
-        .slots(SLOTS)
+        .initial_value(SLOTS)
         .records(RECORDS)
         .persistent(true)
         .open(name.as_str())

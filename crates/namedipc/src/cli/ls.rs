@@ -7,6 +7,7 @@ use super::json::Json;
 use super::show::{self, Users};
 use super::{error, note, Kind, FAILURE, SUCCESS};
 use crate::inventory::{self, Details, Listing, Object};
+use crate::paths;
 use crate::robust::Snapshot;
 use crate::ObjectKind;
 
@@ -75,8 +76,8 @@ pub(super) fn info(name: &str, kind: Option<Kind>, json: bool) -> io::Result<i32
             |k| format!("no {}", k.object_kind()),
         );
         error(&format!(
-            "{what} is named '/{}'; `namedipc ls` lists the objects there are",
-            name.trim_start_matches('/')
+            "{what} is named '{}'; `namedipc ls` lists the objects there are",
+            paths::canonical(name)
         ));
         return Ok(FAILURE);
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::{error, note, show, RmArgs, FAILURE, SUCCESS};
 use crate::inventory;
+use crate::paths::canonical;
 use crate::robust;
 use crate::{Error, ObjectKind};
 
@@ -31,10 +32,6 @@ pub(super) fn rm(args: &RmArgs) -> io::Result<i32> {
     Ok(code)
 }
 
-fn slashed(name: &str) -> String {
-    format!("/{}", name.trim_start_matches('/'))
-}
-
 /// Removes the object `name` (of `kind`, or of the one kind that has the
 /// name); returns what was done, or the message for the user.
 fn remove_one(name: &str, kind: Option<ObjectKind>) -> Result<String, String> {
@@ -46,7 +43,7 @@ fn remove_one(name: &str, kind: Option<ObjectKind>) -> Result<String, String> {
                 [] => {
                     return Err(format!(
                         "no semaphore, shared memory segment, message queue or robust semaphore is named '{}'; `namedipc ls` lists the objects there are",
-                        slashed(name)
+                        canonical(name)
                     ))
                 }
                 [one] => one.kind,
@@ -54,7 +51,7 @@ fn remove_one(name: &str, kind: Option<ObjectKind>) -> Result<String, String> {
                     let kinds: Vec<String> = several.iter().map(|o| o.kind.to_string()).collect();
                     return Err(format!(
                         "'{}' names a {}; say which to remove with --type (sem, shm, mq or robust)",
-                        slashed(name),
+                        canonical(name),
                         kinds.join(" and a ")
                     ));
                 }
@@ -71,10 +68,10 @@ fn remove_one(name: &str, kind: Option<ObjectKind>) -> Result<String, String> {
         note(&format!(
             "{} still had robust semaphore '{}' open: their next acquire fails (the semaphore was removed), and a process that opens the name now creates a new one",
             show::count(u64::from(attached), "process", "processes"),
-            slashed(name)
+            canonical(name)
         ));
     }
-    Ok(format!("removed {kind} {}", slashed(name)))
+    Ok(format!("removed {kind} {}", canonical(name)))
 }
 
 /// `rm --stale`: robust semaphores that no live process is attached to
@@ -82,7 +79,7 @@ fn remove_one(name: &str, kind: Option<ObjectKind>) -> Result<String, String> {
 fn stale(names: &[String]) -> io::Result<i32> {
     let explicit = !names.is_empty();
     let candidates = if explicit {
-        names.iter().map(|n| slashed(n)).collect()
+        names.iter().map(|n| canonical(n)).collect()
     } else {
         match robust::names() {
             Ok(names) => names,

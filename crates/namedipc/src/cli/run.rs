@@ -25,6 +25,11 @@ const FORWARDED: [i32; 6] = [
     libc::SIGUSR2,
 ];
 
+/// Signals CMD starts with the default disposition of, as a command run from
+/// a shell would: Python (SIGPIPE, SIGXFSZ) and Rust (SIGPIPE) set them to
+/// "ignore", and an ignored signal stays ignored across exec.
+const DEFAULT_IN_CMD: &[i32] = &[libc::SIGPIPE, libc::SIGXFSZ];
+
 /// While waiting for a slot, signals are looked at this often.
 const SIGNAL_CHECK: Duration = Duration::from_millis(20);
 
@@ -37,10 +42,19 @@ fn signal_exit_code(signal: i32) -> i32 {
     128 + signal
 }
 
+/// How waiting for a slot ended.
 enum Waited {
     Acquired,
     TimedOut,
     Signalled(i32),
+}
+
+/// Why waiting for a slot failed.
+enum WaitFailed {
+    /// The semaphore refused (removed, replaced, closed).
+    Semaphore(Error),
+    /// The pending signals could not be read.
+    Signals(io::Error),
 }
 
 pub(super) fn run(args: &RunArgs) -> i32 {
@@ -58,7 +72,7 @@ pub(super) fn run(args: &RunArgs) -> i32 {
     };
     let sem = match RobustSemaphore::options()
         .existence(Existence::LinkOrCreate)
-        .slots(args.slots.unwrap_or(1))
+        .initial_value(args.slots.unwrap_or(1))
         .open(&args.name)
     {
         Ok(sem) => sem,
@@ -81,14 +95,18 @@ pub(super) fn run(args: &RunArgs) -> i32 {
             return i32::from(args.timeout_exit_code);
         }
         Ok(Waited::Signalled(signal)) => return signal_exit_code(signal),
-        Err(Error::NotFound { name, .. }) => {
+        Err(WaitFailed::Semaphore(Error::NotFound { name, .. })) => {
             error(&format!(
                 "robust semaphore '{name}' was removed while this waited for a slot; run again to create it anew"
             ));
             return RUN_FAILED;
         }
-        Err(e) => {
+        Err(WaitFailed::Semaphore(e)) => {
             error(&e.to_string());
+            return RUN_FAILED;
+        }
+        Err(WaitFailed::Signals(e)) => {
+            error(&format!("cannot read pending signals: {e}"));
             return RUN_FAILED;
         }
     }
@@ -114,7 +132,7 @@ pub(super) fn run(args: &RunArgs) -> i32 {
     };
     let mut command = Command::new(program);
     command.args(arguments);
-    process::reset_signals_in_child(&mut command);
+    process::default_signals_in_child(&mut command, DEFAULT_IN_CMD);
     let spawned = command.spawn();
     // CMD has its copy; this process keeps the lock through its own handle.
     drop(lock);
@@ -161,20 +179,17 @@ fn wait_for_slot(
     sem: &RobustSemaphore,
     signals: &BlockedSignals,
     timeout: Option<Duration>,
-) -> crate::Result<Waited> {
+) -> Result<Waited, WaitFailed> {
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
         let slice = deadline.map_or(SIGNAL_CHECK, |d| {
             d.saturating_duration_since(Instant::now())
                 .min(SIGNAL_CHECK)
         });
-        if sem.acquire_timeout(slice)? {
+        if sem.acquire_timeout(slice).map_err(WaitFailed::Semaphore)? {
             return Ok(Waited::Acquired);
         }
-        let pending = pending_signal(signals).map_err(|e| {
-            crate::Error::InvalidArgument(format!("cannot read pending signals: {e}"))
-        })?;
-        if let Some(signal) = pending {
+        if let Some(signal) = pending_signal(signals).map_err(WaitFailed::Signals)? {
             return Ok(Waited::Signalled(signal));
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {

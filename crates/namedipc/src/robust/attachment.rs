@@ -1,312 +1,176 @@
-//! A process's attachment to one semaphore file: its mapping, its process
-//! record (registration) and the protocol's transitions. Every handle a
-//! process opens on the same file shares one attachment, so slots belong to
+//! A process's attachment to one semaphore file: the mapped file, the
+//! process's registration in it, and what the process keeps between the
+//! protocol's transitions. Every handle a process opens on the same file
+//! shares one attachment (found through the registry), so slots belong to
 //! the process, not to a handle.
-//!
-//! Forks: a registry of this process's attachments lets a `pthread_atfork`
-//! child handler give the child's copies of their descriptor *and mapping*
-//! a new open file description of the same file (the mapping holds a
-//! reference to the description too, and OFD locks live as long as the
-//! description does), so a child never keeps its parent's liveness locks
-//! alive; a child that uses an inherited handle registers itself anew.
 
-use std::cell::RefCell;
 use std::fs::File;
-use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::file::{self, name_identity, os_error, Identity, MappedFile};
-use super::layout::{
-    self, FLAG_PERSISTENT, FLAG_REMOVED, GEN_MASK, H_FLAGS, H_RECLAIMED, H_SEQ, H_WAITERS,
-    LOCK_BASE, R_PID, R_STATE, R_UID, S_OWNER, S_SINCE,
-};
-use super::{crash, Holder, KIND};
+use super::file::MappedFile;
+use super::protocol::{wall_clock_ns, RegisterError, Registration};
+use super::{registry, Holder, KIND};
 use crate::error::{Error, Result};
-use crate::sys::robust::{self as os, Lock, SharedMap};
-use crate::sys::{coarse_realtime_now, monotonic_now};
-
-/// How long a waiter sleeps before it looks for dead holders again: the
-/// bound on how late a dead holder's slot is noticed while someone waits.
-pub(super) const POLL: Duration = Duration::from_millis(1);
+use crate::paths::Identity;
+use crate::sys::robust as os;
 
 /// An acquire that does not wait compares the name's inode with its file's
 /// when the coarse clock has moved this far since the last comparison
 /// (every wait compares it before and after sleeping).
 const RECHECK_NS: u64 = 10_000_000;
 
-type Registry = Vec<Weak<Attachment>>;
+/// Makes this process's releases of one semaphore take turns. A spin lock
+/// rather than a `Mutex`: the fork handler must be able to open it in a
+/// child, where the thread that held it at the fork does not exist. It is
+/// held for one pass over the slots, without a wait or a syscall but the
+/// futex wake of a release.
+#[derive(Debug, Default)]
+struct ReleaseLock(AtomicBool);
 
-/// This process's attachments (weak: a handle's drop ends one). Every
-/// registration change happens while holding it, and a fork waits for it.
-static REGISTRY: Mutex<Registry> = Mutex::new(Vec::new());
-
-/// Bumped in every forked child: a registration made under another value
-/// belongs to an ancestor.
-static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    /// The registry, held by the forking thread from just before a fork
-    /// until just after it (in the parent and in the child).
-    static HELD_OVER_FORK: RefCell<Option<MutexGuard<'static, Registry>>> =
-        const { RefCell::new(None) };
-}
-
-fn registry() -> MutexGuard<'static, Registry> {
-    REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-extern "C" fn before_fork() {
-    let held = registry();
-    HELD_OVER_FORK.with(|slot| *slot.borrow_mut() = Some(held));
-}
-
-extern "C" fn after_fork_in_parent() {
-    HELD_OVER_FORK.with(|slot| drop(slot.borrow_mut().take()));
-}
-
-extern "C" fn after_fork_in_child() {
-    FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
-    HELD_OVER_FORK.with(|slot| {
-        let held = slot.borrow_mut().take();
-        for attachment in held
-            .iter()
-            .flat_map(|list| list.iter().filter_map(Weak::upgrade))
+impl ReleaseLock {
+    fn lock(&self) -> ReleaseTurn<'_> {
+        let mut spins = 0u32;
+        while self
+            .0
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
         {
-            if attachment.token.load(Ordering::Relaxed) != 0 {
-                attachment.separate_from_parent();
+            if spins < 100 {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
             }
         }
-    });
+        ReleaseTurn(&self.0)
+    }
 }
 
-/// Installs the fork handlers once per process.
-fn install_fork_handlers() -> Result<()> {
-    static INSTALLED: OnceLock<std::result::Result<(), i32>> = OnceLock::new();
-    INSTALLED
-        .get_or_init(|| {
-            os::at_fork(before_fork, after_fork_in_parent, after_fork_in_child)
-                .map_err(|e| e.raw_os_error().unwrap_or(libc::ENOMEM))
-        })
-        .map_err(|errno| {
-            Error::InvalidArgument(format!(
-                "cannot install the fork handlers robust semaphores need (pthread_atfork: errno {errno})"
-            ))
-        })
-}
+/// A release's turn; the next one's begins when it drops.
+struct ReleaseTurn<'a>(&'a AtomicBool);
 
-/// Why [`attach`] did not attach.
-pub(super) enum AttachError {
-    /// The name was removed (or replaced) between opening the file and
-    /// registering in it: open the name again.
-    Stale,
-    Failed(Error),
-}
-
-impl From<Error> for AttachError {
-    fn from(e: Error) -> Self {
-        Self::Failed(e)
+impl Drop for ReleaseTurn<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
 /// One process's view of one semaphore file.
 #[derive(Debug)]
 pub(super) struct Attachment {
-    pub(super) name: String,
-    pub(super) path: String,
-    /// Its open file description carries the liveness lock of `record`.
-    file: File,
-    map: SharedMap,
-    identity: Identity,
-    pub(super) slots: u32,
-    records: u32,
+    file: MappedFile,
     /// This process's record and token; the token is 0 while not registered.
     record: AtomicU32,
     token: AtomicU64,
-    /// [`FORK_GENERATION`] when it registered.
+    /// [`registry::fork_generation`] when it registered.
     fork_generation: AtomicU64,
     /// Open handles of this process that share it (changed under the registry).
     handles: AtomicUsize,
+    /// Held by a release while it gives slots back, see [`Self::release`].
+    releasing: ReleaseLock,
     /// Where the last successful acquire found a free slot.
     hint: AtomicU32,
     /// When (coarse monotonic ns) the name's inode was last compared.
     checked_at: AtomicU64,
     /// In a forked child whose copy could not be given its own open file
-    /// description: unusable here.
-    lost: AtomicBool,
+    /// description, and is unusable here: the errno of the step that
+    /// failed; 0 otherwise.
+    lost: AtomicI32,
 }
 
 /// Finds this process's attachment to the file `opened`, or makes one by
 /// registering a process record in it.
-pub(super) fn attach(
-    name: &str,
-    path: &str,
-    opened: MappedFile,
-) -> std::result::Result<Arc<Attachment>, AttachError> {
-    install_fork_handlers()?;
-    let mut list = registry();
-    list.retain(|weak| weak.strong_count() > 0);
-    let generation = FORK_GENERATION.load(Ordering::Relaxed);
-    if let Some(existing) = list
-        .iter()
-        .filter_map(Weak::upgrade)
-        .find(|a| a.identity == opened.identity && a.registered_in(generation))
-    {
+pub(super) fn attach(opened: MappedFile) -> std::result::Result<Arc<Attachment>, RegisterError> {
+    registry::install_fork_handlers(&opened.name)?;
+    let mut registry = registry::lock();
+    if let Some(existing) = registry.find(opened.identity) {
         // `opened` is closed on return; it carries no lock.
         existing.handles.fetch_add(1, Ordering::Relaxed);
         return Ok(existing);
     }
-    let MappedFile {
-        file,
-        map,
-        slots,
-        records,
-        identity,
-    } = opened;
     let attachment = Arc::new(Attachment {
-        name: name.to_owned(),
-        path: path.to_owned(),
-        file,
-        map,
-        identity,
-        slots,
-        records,
+        file: opened,
         record: AtomicU32::new(0),
         token: AtomicU64::new(0),
-        fork_generation: AtomicU64::new(generation),
+        fork_generation: AtomicU64::new(registry::fork_generation()),
         handles: AtomicUsize::new(1),
+        releasing: ReleaseLock::default(),
         hint: AtomicU32::new(0),
         checked_at: AtomicU64::new(0),
-        lost: AtomicBool::new(false),
+        lost: AtomicI32::new(0),
     });
     attachment.register()?;
-    list.push(Arc::downgrade(&attachment));
+    registry.add(&attachment);
     Ok(attachment)
 }
 
 impl Attachment {
-    fn registered_in(&self, generation: u64) -> bool {
+    pub(super) fn name(&self) -> &str {
+        &self.file.name
+    }
+
+    pub(super) fn slots(&self) -> u32 {
+        self.file.slots
+    }
+
+    pub(super) fn identity(&self) -> Identity {
+        self.file.identity
+    }
+
+    pub(super) fn registered_in(&self, generation: u64) -> bool {
         self.token.load(Ordering::Relaxed) != 0
             && self.fork_generation.load(Ordering::Relaxed) == generation
     }
 
-    fn state(&self, r: u32) -> &AtomicU64 {
-        self.map.u64_at(layout::record(r) + R_STATE)
+    /// Registers in the file and remembers the registration. Runs under
+    /// the registry's lock.
+    fn register(&self) -> std::result::Result<(), RegisterError> {
+        let Registration { record, token } = self.file.register()?;
+        self.record.store(record, Ordering::Relaxed);
+        self.hint.store(0, Ordering::Relaxed);
+        self.fork_generation
+            .store(registry::fork_generation(), Ordering::Relaxed);
+        self.token.store(token, Ordering::Release);
+        Ok(())
     }
 
-    fn owner(&self, i: u32) -> &AtomicU64 {
-        self.map.u64_at(layout::slot(self.records, i) + S_OWNER)
-    }
-
-    fn seq(&self) -> &AtomicU32 {
-        self.map.u32_at(H_SEQ)
-    }
-
-    fn waiters(&self) -> &AtomicU32 {
-        self.map.u32_at(H_WAITERS)
-    }
-
-    fn flags(&self) -> u32 {
-        self.map.load_u32(H_FLAGS, Ordering::Acquire)
-    }
-
-    fn lock_byte(&self, r: u32, op: Lock) -> std::io::Result<bool> {
-        os::ofd_lock(self.file.as_fd(), LOCK_BASE + u64::from(r), op)
-    }
-
-    fn not_found(&self) -> Error {
-        Error::NotFound {
-            kind: KIND,
-            name: self.name.clone(),
-        }
-    }
-
-    /// Takes a free process record: one whose lock byte nobody holds. Runs
-    /// under the registry lock.
-    fn register(&self) -> std::result::Result<(), AttachError> {
-        for r in 0..self.records {
-            // A lock we get is a record nobody lives in (or a reclaimer
-            // briefly holds: then we move on).
-            if !self
-                .lock_byte(r, Lock::Exclusive)
-                .map_err(|e| os_error(&self.name, "fcntl", e))?
-            {
-                continue;
-            }
-            crash::crash_point!("register.locked");
-            // A remover unlinks the name only while it holds every record's
-            // byte; now that we hold one, the name stays as it is until we
-            // let go. If it no longer refers to this file, start again.
-            let current = name_identity(&self.path);
-            if self.flags() & FLAG_REMOVED != 0
-                || !matches!(current, Ok(Some(id)) if id == self.identity)
-            {
-                let _ = self.lock_byte(r, Lock::Unlock);
-                return Err(match current {
-                    Err(e) => AttachError::Failed(os_error(&self.name, "stat", e)),
-                    Ok(_) => AttachError::Stale,
-                });
-            }
-            let state = self.state(r).load(Ordering::Acquire);
-            let generation = state >> 1;
-            if state & 1 == 1 {
-                // Its last owner died: give back what it held.
-                self.free_owner(r, generation);
-            }
-            let generation = (generation + 1) & GEN_MASK;
-            let rec = layout::record(r);
-            self.map
-                .u32_at(rec + R_PID)
-                .store(std::process::id(), Ordering::Relaxed);
-            self.map
-                .u32_at(rec + R_UID)
-                .store(os::uid(), Ordering::Relaxed);
-            self.state(r).store(generation << 1 | 1, Ordering::Release);
-            crash::crash_point!("register.done");
-            self.record.store(r, Ordering::Relaxed);
-            self.hint.store(0, Ordering::Relaxed);
-            self.fork_generation
-                .store(FORK_GENERATION.load(Ordering::Relaxed), Ordering::Relaxed);
-            self.token
-                .store(layout::token(r, generation), Ordering::Release);
-            return Ok(());
-        }
-        Err(AttachError::Failed(Error::InvalidArgument(format!(
-            "all {} process records of robust semaphore '{}' are in use; close some handles or create it with more records",
-            self.records, self.name
-        ))))
-    }
-
-    /// This process's token, registering anew first in a forked child.
-    /// The fast path is three relaxed loads.
+    /// This process's registration, registering anew first in a forked
+    /// child. The fast path is three relaxed loads.
     #[inline]
-    pub(super) fn token(&self) -> Result<u64> {
+    pub(super) fn registration(&self) -> Result<Registration> {
         let token = self.token.load(Ordering::Acquire);
-        if token != 0
-            && self.fork_generation.load(Ordering::Relaxed)
-                == FORK_GENERATION.load(Ordering::Relaxed)
+        if token != 0 && self.fork_generation.load(Ordering::Relaxed) == registry::fork_generation()
         {
-            return Ok(token);
+            return Ok(Registration {
+                record: self.record.load(Ordering::Relaxed),
+                token,
+            });
         }
-        self.token_slow()
+        self.registration_slow()
     }
 
     #[cold]
-    fn token_slow(&self) -> Result<u64> {
-        let _list = registry();
-        let generation = FORK_GENERATION.load(Ordering::Relaxed);
-        if self.fork_generation.load(Ordering::Relaxed) != generation {
+    fn registration_slow(&self) -> Result<Registration> {
+        let _registry = registry::lock();
+        if self.fork_generation.load(Ordering::Relaxed) != registry::fork_generation() {
             // A forked child: the parent's registration is not ours.
             self.token.store(0, Ordering::Relaxed);
             self.register_in_child()?;
         }
         match self.token.load(Ordering::Acquire) {
-            0 => Err(Error::InvalidArgument(format!(
-                "robust semaphore '{}' is not open in this process; open it again",
-                self.name
-            ))),
-            token => Ok(token),
+            // Detached by the close of this process's last handle, which
+            // another thread did after this one found its handle open.
+            0 => Err(Error::Closed {
+                kind: KIND,
+                name: self.name().to_owned(),
+            }),
+            token => Ok(Registration {
+                record: self.record.load(Ordering::Relaxed),
+                token,
+            }),
         }
     }
 
@@ -316,37 +180,46 @@ impl Attachment {
     /// anonymous memory and the descriptor `/dev/null`, and the handle is
     /// unusable in this child; either way the parent's description, and its
     /// locks, no longer depend on this process.
-    fn separate_from_parent(&self) {
-        if self.reopen_in_place().is_err() {
-            self.lost.store(true, Ordering::Relaxed);
-            let _ = self.map.detach_in_place();
-            let _ = os::cover_with_null(self.file.as_fd());
+    pub(super) fn separate_from_parent(&self) {
+        // A release in another thread of the parent is no release here.
+        self.releasing.0.store(false, Ordering::Relaxed);
+        if self.token.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        if let Err(e) = self.reopen_in_place() {
+            self.lost
+                .store(e.raw_os_error().unwrap_or(libc::EIO), Ordering::Relaxed);
+            let _ = self.file.map.detach_in_place();
+            let _ = os::cover_with_null(self.file.file.as_fd());
         }
     }
 
     fn reopen_in_place(&self) -> std::io::Result<()> {
-        let fresh = File::from(os::reopen(self.file.as_fd())?);
+        let fresh = File::from(os::reopen(self.file.file.as_fd())?);
         let meta = fresh.metadata()?;
-        if file::identity(&meta) != self.identity {
+        if Identity::of(&meta) != self.file.identity {
             return Err(std::io::Error::from_raw_os_error(libc::ESTALE));
         }
-        self.map.remap_in_place(fresh.as_fd())?;
-        os::replace_fd(self.file.as_fd(), fresh.as_fd())
+        self.file.map.remap_in_place(fresh.as_fd())?;
+        os::replace_fd(self.file.file.as_fd(), fresh.as_fd())
     }
 
     /// In a forked child: register in the file (the fork handler already
     /// gave this process its own open file description of it).
     fn register_in_child(&self) -> Result<()> {
-        if self.lost.load(Ordering::Relaxed) {
-            return Err(Error::InvalidArgument(format!(
-                "robust semaphore '{}' could not be reopened in this forked child; open it again by name",
-                self.name
-            )));
+        match self.lost.load(Ordering::Relaxed) {
+            0 => {}
+            errno => {
+                return Err(self.file.os_error(
+                    "reopen after fork",
+                    std::io::Error::from_raw_os_error(errno),
+                ))
+            }
         }
         match self.register() {
             Ok(()) => Ok(()),
-            Err(AttachError::Stale) => Err(self.not_found()),
-            Err(AttachError::Failed(e)) => Err(e),
+            Err(RegisterError::Stale) => Err(self.file.not_found()),
+            Err(RegisterError::Failed(e)) => Err(e),
         }
     }
 
@@ -357,321 +230,154 @@ impl Attachment {
     /// refers to this file (removed or replaced behind namedipc's back: one
     /// `lstat`).
     #[inline]
-    pub(super) fn check_still_named(&self, now: u64) -> Result<()> {
-        if self.flags() & FLAG_REMOVED != 0 {
-            return Err(self.not_found());
+    fn check_still_named(&self, now: u64) -> Result<()> {
+        if self.file.flags() & super::layout::FLAG_REMOVED != 0 {
+            return Err(self.file.not_found());
         }
         let last = self.checked_at.load(Ordering::Relaxed);
         if now.abs_diff(last) < RECHECK_NS {
             return Ok(());
         }
-        self.check_identity()?;
+        self.file.check_named()?;
         self.checked_at.store(now, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Fails if the name no longer refers to this file (removed by any
-    /// means, or replaced). One `lstat`: used where a wait is about to
-    /// happen anyway, and by `holders`.
-    pub(super) fn check_identity(&self) -> Result<()> {
-        if self.flags() & FLAG_REMOVED != 0 {
-            return Err(self.not_found());
-        }
-        match name_identity(&self.path).map_err(|e| os_error(&self.name, "stat", e))? {
-            Some(id) if id == self.identity => Ok(()),
-            Some(_) => Err(file::corrupt(
-                &self.name,
-                "the name now refers to another file than the one this handle opened (it was removed and created again); open it again",
-            )),
-            None => Err(self.not_found()),
-        }
-    }
-
-    fn wake(&self, n: u32) {
-        self.seq().fetch_add(1, Ordering::SeqCst);
-        os::futex_wake(self.seq(), i32::try_from(n).unwrap_or(i32::MAX));
-    }
-
-    /// Frees every slot that holds `token`. Returns how many.
-    fn free_token(&self, token: u64) -> u32 {
-        let freed = (0..self.slots)
-            .filter(|&i| {
-                self.owner(i)
-                    .compare_exchange(token, 0, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-            })
-            .count();
-        u32::try_from(freed).unwrap_or(u32::MAX)
-    }
-
-    /// Frees the slots of record `r`'s registration `generation`, whose
-    /// owner is dead (the caller holds `r`'s lock byte).
-    fn free_owner(&self, r: u32, generation: u64) -> u32 {
-        let freed = self.free_token(layout::token(r, generation));
-        if freed > 0 {
-            self.map
-                .u64_at(H_RECLAIMED)
-                .fetch_add(u64::from(freed), Ordering::Relaxed);
-            self.wake(freed);
-        }
-        freed
-    }
-
-    /// Gives back the slots of dead holders: of registrations that ended
-    /// (orphans: a slot taken by a thread racing its process's close), and
-    /// of records whose owner died (their lock byte can be taken). Looks
-    /// only at records that hold a slot. Returns how many slots it freed.
-    pub(super) fn reclaim(&self) -> u32 {
-        let mine = self.record.load(Ordering::Relaxed);
-        let mut total = 0;
-        for i in 0..self.slots {
-            let token = self.owner(i).load(Ordering::Acquire);
-            if token == 0 || token == self.token.load(Ordering::Relaxed) {
-                continue;
-            }
-            let (r, generation) = layout::split_token(token);
-            let Some(r) = u32::try_from(r).ok().filter(|&r| r < self.records) else {
-                // A token naming no record: nobody can ever release it.
-                total += self.free_orphan(i, token);
-                continue;
-            };
-            if self.state(r).load(Ordering::Acquire) != (generation << 1 | 1) {
-                // That registration has ended: the slot is an orphan.
-                total += self.free_orphan(i, token);
-                continue;
-            }
-            if r == mine {
-                continue;
-            }
-            // An error is treated like a live owner: never reclaim on doubt.
-            if !self.lock_byte(r, Lock::Exclusive).unwrap_or(false) {
-                continue;
-            }
-            crash::crash_point!("reclaim.locked");
-            let state = self.state(r).load(Ordering::Acquire);
-            if state & 1 == 1 {
-                total += self.free_owner(r, state >> 1);
-                crash::crash_point!("reclaim.freed");
-                self.state(r)
-                    .store((((state >> 1) + 1) & GEN_MASK) << 1, Ordering::Release);
-            }
-            let _ = self.lock_byte(r, Lock::Unlock);
-        }
-        total
-    }
-
-    fn free_orphan(&self, i: u32, token: u64) -> u32 {
-        if self
-            .owner(i)
-            .compare_exchange(token, 0, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
-            self.map.u64_at(H_RECLAIMED).fetch_add(1, Ordering::Relaxed);
-            self.wake(1);
-            1
-        } else {
-            0
-        }
-    }
-
-    /// Takes a free slot with one CAS, if there is one; `now` (the coarse
-    /// wall clock, ns) goes into its `since`.
+    /// Takes a slot if one is free now, after giving back the slots of dead
+    /// holders if none is.
     #[inline]
-    pub(super) fn try_take(&self, token: u64, now: u64) -> bool {
-        let start = self.hint.load(Ordering::Relaxed);
-        for k in 0..self.slots {
-            let i = (start + k) % self.slots;
-            let owner = self.owner(i);
-            if owner.load(Ordering::Relaxed) == 0
-                && owner
-                    .compare_exchange(0, token, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
-                crash::crash_point!("acquire.taken");
-                self.map
-                    .u64_at(layout::slot(self.records, i) + S_SINCE)
-                    .store(now, Ordering::Relaxed);
-                if i != start {
-                    self.hint.store(i, Ordering::Relaxed);
-                }
-                return true;
-            }
+    pub(super) fn try_acquire(&self) -> Result<bool> {
+        let mine = self.registration()?;
+        let now = wall_clock_ns();
+        self.check_still_named(now)?;
+        if self.file.try_take(mine.token, now, &self.hint) {
+            return Ok(true);
         }
-        false
+        Ok(self.file.reclaim(mine) > 0 && self.file.try_take(mine.token, now, &self.hint))
     }
 
     /// Waits for a slot until `deadline` (monotonic; `None`: for ever), or
     /// until `is_open` says the waiting handle was closed ([`Error::Closed`]).
     pub(super) fn wait(
         &self,
-        token: u64,
         deadline: Option<Duration>,
         is_open: impl Fn() -> bool,
     ) -> Result<bool> {
-        self.check_identity()?;
-        self.waiters().fetch_add(1, Ordering::SeqCst);
-        let result = (|| loop {
-            let seq = self.seq().load(Ordering::SeqCst);
-            if self.try_take(token, wall_clock_ns()) {
-                return Ok(true);
-            }
-            let slice = match deadline {
-                None => POLL,
-                Some(deadline) => {
-                    let now = monotonic_now();
-                    if now >= deadline {
-                        return Ok(false);
-                    }
-                    (deadline - now).min(POLL)
-                }
-            };
-            os::futex_wait(self.seq(), seq, slice);
-            if !is_open() {
-                return Err(Error::Closed {
-                    kind: KIND,
-                    name: self.name.clone(),
-                });
-            }
-            self.reclaim();
-            self.check_identity()?;
-        })();
-        self.waiters().fetch_sub(1, Ordering::SeqCst);
-        result
+        let mine = self.registration()?;
+        self.file.wait(mine, &self.hint, deadline, is_open)
     }
 
-    /// Gives back one slot holding `token`; false if none does.
+    /// Gives back `n` (at least 1) slots that this process holds, all or
+    /// none: if it holds fewer, fails with [`Error::InvalidArgument`] and
+    /// gives back nothing.
+    ///
+    /// The process's releases take turns (a lock of this attachment, held
+    /// for one pass over the slots). While one runs, the slots with this
+    /// process's token can only become more (other threads may acquire;
+    /// only a release or the detach of the process gives its slots back,
+    /// and a live holder's slots are never reclaimed), so slots counted
+    /// first are there to be given back next.
     #[inline]
-    pub(super) fn give_back(&self, token: u64) -> bool {
-        let start = self.hint.load(Ordering::Relaxed);
-        for k in 0..self.slots {
-            let i = (start + k) % self.slots;
-            if self
-                .owner(i)
-                .compare_exchange(token, 0, Ordering::Release, Ordering::Relaxed)
-                .is_ok()
-            {
-                crash::crash_point!("release.freed");
-                if self.waiters().load(Ordering::SeqCst) != 0 {
-                    self.wake(1);
-                }
-                return true;
+    pub(super) fn release(&self, n: u32) -> Result<()> {
+        let mine = self.registration()?;
+        let _turn = self.releasing.lock();
+        if n > 1 {
+            let held = self.file.count_held(mine.token, n);
+            if held < n {
+                return Err(self.holds_fewer(held, n));
             }
         }
-        false
+        let freed = self.file.give_back(mine.token, n, &self.hint);
+        if freed == n {
+            return Ok(());
+        }
+        if self.token.load(Ordering::Acquire) != mine.token {
+            // Another thread closed this process's last handle meanwhile
+            // (it found its handle open before): detaching gave every slot
+            // of this process back.
+            return Err(Error::Closed {
+                kind: KIND,
+                name: self.name().to_owned(),
+            });
+        }
+        if n == 1 {
+            return Err(self.holds_fewer(0, 1));
+        }
+        // Counted under the turn, then gone: something that is not
+        // namedipc wrote the file.
+        Err(self.file.corrupt(format!(
+            "{} of the {n} slots this process was giving back were freed by another writer of the file meanwhile",
+            n - freed
+        )))
+    }
+
+    #[cold]
+    fn holds_fewer(&self, held: u32, n: u32) -> Error {
+        let name = self.name();
+        Error::InvalidArgument(if n == 1 {
+            format!(
+                "this process holds no slot of robust semaphore '{name}', so it cannot release one"
+            )
+        } else {
+            let holds = match held {
+                0 => "no slot".to_owned(),
+                1 => "1 slot".to_owned(),
+                _ => format!("{held} slots"),
+            };
+            format!(
+                "this process holds {holds} of robust semaphore '{name}', so it cannot release {n}; it released none"
+            )
+        })
     }
 
     /// The number of free slots now.
     pub(super) fn value(&self) -> u32 {
-        let free = (0..self.slots)
-            .filter(|&i| self.owner(i).load(Ordering::Acquire) == 0)
-            .count();
-        u32::try_from(free).unwrap_or(u32::MAX)
+        self.file.value()
     }
 
     /// Who holds slots now.
-    pub(super) fn holders(&self) -> Vec<Holder> {
-        let mine = self.token.load(Ordering::Relaxed);
-        holders_of(&self.map, self.slots, self.records, |token, r| {
-            token == mine
-                || os::ofd_locked_by_other(self.file.as_fd(), LOCK_BASE + u64::from(r))
-                    .unwrap_or(true)
-        })
+    pub(super) fn holders(&self) -> Result<Vec<Holder>> {
+        let mine = self.registration()?;
+        Ok(self.file.holders(Some(mine)))
+    }
+
+    /// Removes the name if it still refers to this file.
+    pub(super) fn unlink(&self) -> Result<()> {
+        self.file.check_named()?;
+        super::file::remove(&self.file.name, &self.file.path)
     }
 
     /// A descriptor of the description that carries this process's liveness
     /// lock, without close-on-exec.
-    pub(super) fn inheritable_lock(&self) -> Result<std::os::fd::OwnedFd> {
-        self.token()?;
-        os::dup_inheritable(self.file.as_fd()).map_err(|e| os_error(&self.name, "fcntl", e))
+    pub(super) fn inheritable_lock(&self) -> Result<OwnedFd> {
+        self.registration()?;
+        os::dup_inheritable(self.file.file.as_fd()).map_err(|e| self.file.os_error("fcntl", e))
     }
 
     /// A handle of this process opened it again.
     pub(super) fn add_handle(&self) {
-        let _list = registry();
+        let _registry = registry::lock();
         self.handles.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A handle of this process closed it. When it was the last one, the
     /// process detaches: its slots and record are given back, and unless the
     /// semaphore is persistent the file is removed if no other process is
-    /// attached (see [`file::remove_if_unused`]).
+    /// attached.
     pub(super) fn close_handle(&self) {
-        let _list = registry();
+        let _registry = registry::lock();
         if self.handles.fetch_sub(1, Ordering::Relaxed) != 1 {
             return;
         }
         let token = self.token.swap(0, Ordering::AcqRel);
-        if token == 0
-            || self.fork_generation.load(Ordering::Relaxed)
-                != FORK_GENERATION.load(Ordering::Relaxed)
+        if token == 0 || self.fork_generation.load(Ordering::Relaxed) != registry::fork_generation()
         {
             // Not registered, or registered by a parent process: not ours.
             return;
         }
-        let freed = self.free_token(token);
-        crash::crash_point!("close.freed");
-        let r = self.record.load(Ordering::Relaxed);
-        let (_, generation) = layout::split_token(token);
-        self.state(r)
-            .store(((generation + 1) & GEN_MASK) << 1, Ordering::Release);
-        if self.flags() & FLAG_PERSISTENT == 0 {
-            let _ = file::remove_if_unused(
-                &self.name,
-                &self.path,
-                self.file.as_fd(),
-                self.records,
-                self.identity,
-                &self.map,
-            );
-        }
-        let _ = self.lock_byte(r, Lock::Unlock);
-        if freed > 0 {
-            self.wake(freed);
-        }
-    }
-}
-
-/// The coarse wall clock in ns since the Unix epoch: no syscall.
-#[inline]
-pub(super) fn wall_clock_ns() -> u64 {
-    u64::try_from(coarse_realtime_now().as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// The holders recorded in a mapped file; `alive(token, record)` says
-/// whether the registered owner of a held slot is alive.
-pub(super) fn holders_of(
-    map: &SharedMap,
-    slots: u32,
-    records: u32,
-    alive: impl Fn(u64, u32) -> bool,
-) -> Vec<Holder> {
-    let mut holders = Vec::new();
-    for i in 0..slots {
-        let slot = layout::slot(records, i);
-        let token = map.load_u64(slot + S_OWNER, Ordering::Acquire);
-        if token == 0 {
-            continue;
-        }
-        let since = std::time::UNIX_EPOCH
-            + Duration::from_nanos(map.load_u64(slot + S_SINCE, Ordering::Relaxed));
-        let (r, generation) = layout::split_token(token);
-        let Some(r) = u32::try_from(r).ok().filter(|&r| r < records) else {
-            holders.push(Holder {
-                pid: 0,
-                uid: 0,
-                since,
-                alive: false,
-            });
-            continue;
-        };
-        let rec = layout::record(r);
-        let registered = map.load_u64(rec + R_STATE, Ordering::Acquire) == (generation << 1 | 1);
-        holders.push(Holder {
-            pid: map.load_u32(rec + R_PID, Ordering::Relaxed),
-            uid: map.load_u32(rec + R_UID, Ordering::Relaxed),
-            since,
-            alive: registered && alive(token, r),
+        self.file.detach(Registration {
+            record: self.record.load(Ordering::Relaxed),
+            token,
         });
     }
-    holders
 }

@@ -1,10 +1,12 @@
-//! The semaphore's file: where it lives, creating it complete, opening and
-//! checking it before anything in it is trusted, and removing it.
+//! The semaphore's file: creating it complete, opening and checking it
+//! before anything in it is trusted, telling whether its name still refers
+//! to it, and removing it. The transitions of the protocol on an open file
+//! are in protocol.rs.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::Ordering;
 
 use super::layout::{
@@ -13,18 +15,25 @@ use super::layout::{
 };
 use super::{crash, KIND};
 use crate::error::{Error, Result};
-use crate::paths::{self, ROBUST_TEMP_PREFIX, SHM_DIR};
+use crate::paths::{self, FileType, Identity, ROBUST_TEMP_PREFIX};
 use crate::sys::robust::{self as os, Lock, SharedMap};
 
-/// (device, inode): what a name refers to.
-pub(super) type Identity = (u64, u64);
-
-/// An open, checked semaphore file.
+/// An open, checked semaphore file, mapped.
+#[derive(Debug)]
 pub(super) struct MappedFile {
+    /// The semaphore's name, with one leading slash.
+    pub(super) name: String,
+    /// Where its file is.
+    pub(super) path: String,
+    /// Its open file description, which carries the liveness lock of the
+    /// process record registered through it.
     pub(super) file: File,
     pub(super) map: SharedMap,
+    /// The number of slots and of process records, read once from the
+    /// checked header: every offset is computed from these copies.
     pub(super) slots: u32,
     pub(super) records: u32,
+    /// The file this was opened from.
     pub(super) identity: Identity,
 }
 
@@ -33,33 +42,82 @@ impl MappedFile {
     pub(super) fn flags(&self) -> u32 {
         self.map.load_u32(H_FLAGS, Ordering::Acquire)
     }
-}
 
-pub(super) fn identity(meta: &fs::Metadata) -> Identity {
-    (meta.dev(), meta.ino())
-}
+    pub(super) fn os_error(&self, operation: &'static str, e: io::Error) -> Error {
+        os_error(&self.name, operation, e)
+    }
 
-/// What the name `path` refers to now, without following a symlink; `None`
-/// if nothing does.
-pub(super) fn name_identity(path: &str) -> io::Result<Option<Identity>> {
-    match fs::symlink_metadata(path) {
-        Ok(meta) => Ok(Some(identity(&meta))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
+    pub(super) fn corrupt(&self, reason: impl Into<String>) -> Error {
+        corrupt(&self.name, reason)
+    }
+
+    pub(super) fn not_found(&self) -> Error {
+        Error::NotFound {
+            kind: KIND,
+            name: self.name.clone(),
+        }
+    }
+
+    /// Fails if the name no longer refers to this file: [`Error::NotFound`]
+    /// once it was removed (by namedipc: the header's flag, no syscall; or
+    /// behind its back: one `lstat`), [`Error::Corrupt`] if another file
+    /// was created at the name meanwhile.
+    pub(super) fn check_named(&self) -> Result<()> {
+        if self.flags() & FLAG_REMOVED != 0 {
+            return Err(self.not_found());
+        }
+        match Identity::at(&self.path).map_err(|e| self.os_error("stat", e))? {
+            Some(id) if id == self.identity => Ok(()),
+            Some(_) => Err(self.corrupt(
+                "the name now refers to another file than the one this handle opened (it was removed and created again); open it again",
+            )),
+            None => Err(self.not_found()),
+        }
+    }
+
+    /// Removes the name if no live process is attached to the file and the
+    /// name still refers to it. Through this file's open file description
+    /// it takes the lock bytes of all records at once, which is granted
+    /// only if no other description holds any of them (its own merge), so
+    /// no process can register meanwhile; one that opened the file but has
+    /// not registered yet finds the name gone when it does, and starts
+    /// again. All of this description's record locks are dropped on return
+    /// if the range was granted. Returns whether the name was removed.
+    pub(super) fn remove_if_unused(&self) -> Result<bool> {
+        let fd = self.file.as_fd();
+        let span = u64::from(self.records);
+        let locked = os::ofd_lock_range(fd, LOCK_BASE, span, Lock::Exclusive)
+            .map_err(|e| self.os_error("fcntl", e))?;
+        if !locked {
+            return Ok(false);
+        }
+        let result = (|| {
+            if Identity::at(&self.path).map_err(|e| self.os_error("stat", e))?
+                != Some(self.identity)
+            {
+                return Ok(false);
+            }
+            crash::crash_point!("remove.locked");
+            fs::remove_file(&self.path).map_err(|e| self.os_error("unlink", e))?;
+            mark_removed(&self.map);
+            Ok(true)
+        })();
+        let _ = os::ofd_lock_range(fd, LOCK_BASE, span, Lock::Unlock);
+        result
     }
 }
 
 /// The file of the semaphore `name`, after checking the name.
-pub(super) fn file_path(name: &str) -> Result<String> {
+pub(super) fn checked_path(name: &str) -> Result<String> {
     paths::to_c_name(KIND, name)?;
     Ok(paths::file_path(KIND, name).expect("a robust semaphore always has a file"))
 }
 
-pub(super) fn os_error(name: &str, operation: &'static str, e: io::Error) -> Error {
+fn os_error(name: &str, operation: &'static str, e: io::Error) -> Error {
     Error::from_os(operation, KIND, name, e)
 }
 
-pub(super) fn corrupt(name: &str, reason: impl Into<String>) -> Error {
+fn corrupt(name: &str, reason: impl Into<String>) -> Error {
     Error::Corrupt {
         kind: KIND,
         name: name.to_owned(),
@@ -79,7 +137,8 @@ pub(super) struct NewFile {
 /// `path`, so that no process ever sees a half-written file at the name.
 /// [`Error::AlreadyExists`] if the name is taken.
 pub(super) fn create(name: &str, path: &str, new: &NewFile) -> Result<MappedFile> {
-    let tmp = paths::random_name(KIND, &format!("{SHM_DIR}/{ROBUST_TEMP_PREFIX}"))?;
+    let dir = paths::shm_dir().join(ROBUST_TEMP_PREFIX);
+    let tmp = paths::random_name(KIND, &dir.to_string_lossy())?;
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -104,8 +163,10 @@ pub(super) fn create(name: &str, path: &str, new: &NewFile) -> Result<MappedFile
         crash::crash_point!("create.before_link");
         // link(2) fails with EEXIST if the name is taken: exclusive create.
         fs::hard_link(&tmp, path).map_err(|e| os_error(name, "link", e))?;
-        let identity = identity(&file.metadata().map_err(|e| os_error(name, "fstat", e))?);
+        let identity = Identity::of(&file.metadata().map_err(|e| os_error(name, "fstat", e))?);
         Ok(MappedFile {
+            name: paths::canonical(name),
+            path: path.to_owned(),
             file,
             map,
             slots: new.slots,
@@ -130,8 +191,12 @@ pub(super) fn open(name: &str, path: &str, writable: bool) -> Result<MappedFile>
         .open(path)
         .map_err(|e| os_error(name, "open", e))?;
     let meta = file.metadata().map_err(|e| os_error(name, "fstat", e))?;
-    if !meta.file_type().is_file() {
-        return Err(corrupt(name, "the name is not a regular file"));
+    let file_type = FileType::of(&meta);
+    if file_type != FileType::Regular {
+        return Err(corrupt(
+            name,
+            format!("the name is {}, not a regular file", file_type.describe()),
+        ));
     }
     let len = meta.len();
     let max = layout::file_len(MAX_SLOTS, MAX_RECORDS) as u64;
@@ -164,11 +229,13 @@ pub(super) fn open(name: &str, path: &str, writable: bool) -> Result<MappedFile>
     )
     .map_err(|reason| corrupt(name, reason))?;
     Ok(MappedFile {
+        name: paths::canonical(name),
+        path: path.to_owned(),
         file,
         map,
         slots,
         records,
-        identity: identity(&meta),
+        identity: Identity::of(&meta),
     })
 }
 
@@ -191,39 +258,4 @@ pub(super) fn remove(name: &str, path: &str) -> Result<()> {
 /// Sets the header's "removed" flag.
 fn mark_removed(map: &SharedMap) {
     map.u32_at(H_FLAGS).fetch_or(FLAG_REMOVED, Ordering::AcqRel);
-}
-
-/// Removes the name if no live process is attached to the file and the name
-/// still refers to it. Through `fd` (an open file description of the file),
-/// it takes the lock bytes of all `records` at once, which is granted only
-/// if no other description holds any of them (its own merge), so no
-/// process can register meanwhile; one that opened the file but has not
-/// registered yet finds the name gone when it does, and starts again. All
-/// of `fd`'s record locks are dropped on return if the range was granted.
-/// Returns whether the name was removed.
-pub(super) fn remove_if_unused(
-    name: &str,
-    path: &str,
-    fd: BorrowedFd<'_>,
-    records: u32,
-    identity: Identity,
-    map: &SharedMap,
-) -> Result<bool> {
-    let span = u64::from(records);
-    let locked = os::ofd_lock_range(fd, LOCK_BASE, span, Lock::Exclusive)
-        .map_err(|e| os_error(name, "fcntl", e))?;
-    if !locked {
-        return Ok(false);
-    }
-    let result = (|| {
-        if name_identity(path).map_err(|e| os_error(name, "stat", e))? != Some(identity) {
-            return Ok(false);
-        }
-        crash::crash_point!("remove.locked");
-        fs::remove_file(path).map_err(|e| os_error(name, "unlink", e))?;
-        mark_removed(map);
-        Ok(true)
-    })();
-    let _ = os::ofd_lock_range(fd, LOCK_BASE, span, Lock::Unlock);
-    result
 }

@@ -22,7 +22,7 @@
 //! # let name = format!("/namedipc-doc-robust-{}", std::process::id());
 //! let gpu = RobustSemaphore::options()
 //!     .existence(Existence::LinkOrCreate)
-//!     .slots(2)
+//!     .initial_value(2)
 //!     .open(&name)?;
 //! gpu.acquire()?;
 //! assert_eq!(gpu.value()?, 1);
@@ -33,13 +33,14 @@
 //! ```
 
 mod attachment;
+mod by_name;
 mod crash;
 mod file;
 mod layout;
+mod protocol;
+mod registry;
 
-use std::fs;
-use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -47,12 +48,12 @@ use std::time::{Duration, SystemTime};
 use crate::error::{Error, ObjectKind, Result};
 use crate::existence::{self, Existence, Object};
 use crate::sys::monotonic_now;
-use crate::sys::robust as os;
 
-use attachment::{attach, AttachError, Attachment};
-use file::{file_path, NewFile};
-use layout::{FLAG_PERSISTENT, H_RECLAIMED, LOCK_BASE, R_STATE};
+use attachment::{attach, Attachment};
+pub use by_name::{inspect, names, remove_if_unused, unlink, Snapshot};
+use file::{checked_path, NewFile};
 pub use layout::{MAX_RECORDS, MAX_SLOTS};
+use protocol::RegisterError;
 
 pub(crate) const KIND: ObjectKind = ObjectKind::RobustSemaphore;
 
@@ -95,7 +96,7 @@ pub struct Holder {
 /// # let name = format!("/namedipc-doc-robust-options-{}", std::process::id());
 /// let sem = RobustSemaphore::options()
 ///     .existence(Existence::RaiseIfExists)
-///     .slots(3)
+///     .initial_value(3)
 ///     .records(16)
 ///     .mode(0o600)
 ///     .open(&name)?;
@@ -105,7 +106,7 @@ pub struct Holder {
 #[derive(Debug, Clone)]
 pub struct RobustSemaphoreOptions {
     existence: Existence,
-    slots: u32,
+    initial_value: u32,
     records: u32,
     mode: u32,
     persistent: bool,
@@ -115,7 +116,7 @@ impl Default for RobustSemaphoreOptions {
     fn default() -> Self {
         Self {
             existence: Existence::LinkOrCreate,
-            slots: 1,
+            initial_value: 1,
             records: 128,
             mode: 0o600,
             persistent: false,
@@ -138,16 +139,18 @@ impl RobustSemaphoreOptions {
         self
     }
 
-    /// The number of slots of a new semaphore: its initial and maximum value
-    /// (1 to 65536, default 1). Ignored when an existing semaphore is opened.
+    /// The number of slots of a new semaphore, all free at first: its
+    /// initial and maximum value (1 to 65536, default 1), which
+    /// [`RobustSemaphore::slots`] reports. Ignored when an existing
+    /// semaphore is opened: it keeps its own.
     ///
     /// ```
-    /// let options = namedipc::robust::RobustSemaphore::options().slots(4);
+    /// let options = namedipc::robust::RobustSemaphore::options().initial_value(4);
     /// # let _ = options;
     /// ```
     #[must_use]
-    pub fn slots(mut self, slots: u32) -> Self {
-        self.slots = slots;
+    pub fn initial_value(mut self, initial_value: u32) -> Self {
+        self.initial_value = initial_value;
         self
     }
 
@@ -200,16 +203,16 @@ impl RobustSemaphoreOptions {
     /// use namedipc::robust::RobustSemaphore;
     ///
     /// # let name = format!("/namedipc-doc-robust-open-{}", std::process::id());
-    /// let sem = RobustSemaphore::options().slots(2).open(&name)?;
+    /// let sem = RobustSemaphore::options().initial_value(2).open(&name)?;
     /// assert!(sem.created());
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     pub fn open(&self, name: &str) -> Result<RobustSemaphore> {
-        let path = file_path(name)?;
-        if self.slots == 0 || self.slots > MAX_SLOTS {
+        let path = checked_path(name)?;
+        if self.initial_value == 0 || self.initial_value > MAX_SLOTS {
             return Err(Error::InvalidArgument(format!(
-                "slots must be between 1 and {MAX_SLOTS}, not {}",
-                self.slots
+                "the initial value (the number of slots) must be between 1 and {MAX_SLOTS}, not {}",
+                self.initial_value
             )));
         }
         if self.records == 0 || self.records > MAX_RECORDS {
@@ -220,7 +223,7 @@ impl RobustSemaphoreOptions {
         }
         existence::check_mode(self.mode)?;
         let new = NewFile {
-            slots: self.slots,
+            slots: self.initial_value,
             records: self.records,
             mode: self.mode,
             persistent: self.persistent,
@@ -234,7 +237,7 @@ impl RobustSemaphoreOptions {
                 unlink: || file::remove(name, &path),
             }
             .open(self.existence)?;
-            match attach(name, &path, opened) {
+            match attach(opened) {
                 Ok(attachment) => {
                     return Ok(RobustSemaphore {
                         attachment,
@@ -244,8 +247,8 @@ impl RobustSemaphoreOptions {
                 }
                 // Removed by its last user between our open and our
                 // registration: the name is free again, start over.
-                Err(AttachError::Stale) => {}
-                Err(AttachError::Failed(e)) => return Err(e),
+                Err(RegisterError::Stale) => {}
+                Err(RegisterError::Failed(e)) => return Err(e),
             }
         }
         Err(Error::Contended {
@@ -263,7 +266,7 @@ impl RobustSemaphoreOptions {
 /// use std::time::Duration;
 ///
 /// # let name = format!("/namedipc-doc-robust-type-{}", std::process::id());
-/// let sem = RobustSemaphore::options().slots(1).open(&name)?;
+/// let sem = RobustSemaphore::options().initial_value(1).open(&name)?;
 /// assert!(sem.try_acquire()?);
 /// assert!(!sem.acquire_timeout(Duration::from_millis(5))?);
 /// sem.release()?;
@@ -307,25 +310,6 @@ impl RobustSemaphore {
             .open(name)
     }
 
-    /// Removes the semaphore `name` without opening it, even while
-    /// processes use it: their handles keep working on the removed file, but
-    /// their next acquire fails with [`Error::NotFound`]. Compare
-    /// [`remove_if_unused`].
-    ///
-    /// ```
-    /// use namedipc::robust::RobustSemaphore;
-    ///
-    /// # let name = format!("/namedipc-doc-robust-remove-{}", std::process::id());
-    /// let sem = RobustSemaphore::options().open(&name)?;
-    /// RobustSemaphore::remove(&name)?;
-    /// assert!(RobustSemaphore::open(&name).is_err());
-    /// assert!(sem.acquire().is_err());
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
-    pub fn remove(name: &str) -> Result<()> {
-        file::remove(name, &file_path(name)?)
-    }
-
     /// This handle's attachment, if the handle is open.
     #[inline]
     fn attachment(&self) -> Result<&Attachment> {
@@ -340,7 +324,7 @@ impl RobustSemaphore {
     fn closed_error(&self) -> Error {
         Error::Closed {
             kind: KIND,
-            name: self.attachment.name.clone(),
+            name: self.attachment.name().to_owned(),
         }
     }
 
@@ -377,14 +361,7 @@ impl RobustSemaphore {
     /// ```
     #[inline]
     pub fn try_acquire(&self) -> Result<bool> {
-        let attachment = self.attachment()?;
-        let token = attachment.token()?;
-        let now = attachment::wall_clock_ns();
-        attachment.check_still_named(now)?;
-        if attachment.try_take(token, now) {
-            return Ok(true);
-        }
-        Ok(attachment.reclaim() > 0 && attachment.try_take(token, now))
+        self.attachment()?.try_acquire()
     }
 
     /// Takes a slot, waiting at most `timeout`; `Ok(false)` if none came
@@ -413,12 +390,11 @@ impl RobustSemaphore {
         }
         let deadline = timeout.and_then(|t| monotonic_now().checked_add(t));
         let attachment = self.attachment()?;
-        let token = attachment.token()?;
-        let taken = attachment.wait(token, deadline, || !self.is_closed())?;
+        let taken = attachment.wait(deadline, || !self.is_closed())?;
         if taken && self.is_closed() {
             // Another thread closed this handle while this one waited:
             // nobody could release the slot through it, so give it back.
-            attachment.give_back(token);
+            let _ = attachment.release(1);
             return Err(self.closed_error());
         }
         Ok(taken)
@@ -441,15 +417,34 @@ impl RobustSemaphore {
     /// ```
     #[inline]
     pub fn release(&self) -> Result<()> {
+        self.attachment()?.release(1)
+    }
+
+    /// Gives back `n` slots that this process holds, all or none: if it
+    /// holds fewer than `n`, fails with [`Error::InvalidArgument`] (as
+    /// [`Self::release`] does when it holds none) and gives back nothing,
+    /// also while other threads of the process release slots at the same
+    /// time. `n` must be at least 1.
+    ///
+    /// ```
+    /// use namedipc::robust::RobustSemaphore;
+    ///
+    /// # let name = format!("/namedipc-doc-robust-release-many-{}", std::process::id());
+    /// let sem = RobustSemaphore::options().initial_value(3).open(&name)?;
+    /// sem.acquire()?;
+    /// sem.acquire()?;
+    /// sem.release_many(2)?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    pub fn release_many(&self, n: u32) -> Result<()> {
         let attachment = self.attachment()?;
-        if attachment.give_back(attachment.token()?) {
-            Ok(())
-        } else {
-            Err(Error::InvalidArgument(format!(
-                "this process holds no slot of robust semaphore '{}', so it cannot release one",
-                attachment.name
-            )))
+        if n == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "release_many(0) on robust semaphore '{}': the number of slots to give back must be at least 1",
+                attachment.name()
+            )));
         }
+        attachment.release(n)
     }
 
     /// The number of free slots now.
@@ -458,7 +453,7 @@ impl RobustSemaphore {
     /// use namedipc::robust::RobustSemaphore;
     ///
     /// # let name = format!("/namedipc-doc-robust-value-{}", std::process::id());
-    /// let sem = RobustSemaphore::options().slots(2).open(&name)?;
+    /// let sem = RobustSemaphore::options().initial_value(2).open(&name)?;
     /// sem.acquire()?;
     /// assert_eq!(sem.value()?, 1);
     /// # Ok::<(), namedipc::Error>(())
@@ -473,13 +468,13 @@ impl RobustSemaphore {
     /// use namedipc::robust::RobustSemaphore;
     ///
     /// # let name = format!("/namedipc-doc-robust-slots-{}", std::process::id());
-    /// let sem = RobustSemaphore::options().slots(3).open(&name)?;
+    /// let sem = RobustSemaphore::options().initial_value(3).open(&name)?;
     /// assert_eq!(sem.slots(), 3);
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     #[must_use]
     pub fn slots(&self) -> u32 {
-        self.attachment.slots
+        self.attachment.slots()
     }
 
     /// Who holds slots now, one entry per held slot. A holder shown dead
@@ -489,16 +484,14 @@ impl RobustSemaphore {
     /// use namedipc::robust::RobustSemaphore;
     ///
     /// # let name = format!("/namedipc-doc-robust-holders-{}", std::process::id());
-    /// let sem = RobustSemaphore::options().slots(2).open(&name)?;
+    /// let sem = RobustSemaphore::options().initial_value(2).open(&name)?;
     /// assert!(sem.holders()?.is_empty());
     /// sem.acquire()?;
     /// assert_eq!(sem.holders()?.len(), 1);
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     pub fn holders(&self) -> Result<Vec<Holder>> {
-        let attachment = self.attachment()?;
-        attachment.token()?;
-        Ok(attachment.holders())
+        self.attachment()?.holders()
     }
 
     /// The name as given when opening.
@@ -513,7 +506,7 @@ impl RobustSemaphore {
     /// ```
     #[must_use]
     pub fn name(&self) -> &str {
-        &self.attachment.name
+        self.attachment.name()
     }
 
     /// Whether this handle created the semaphore.
@@ -545,9 +538,7 @@ impl RobustSemaphore {
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     pub fn unlink(&self) -> Result<()> {
-        let attachment = &self.attachment;
-        attachment.check_identity()?;
-        file::remove(&attachment.name, &attachment.path)
+        self.attachment.unlink()
     }
 
     /// Closes this handle. When it was this process's last open handle on
@@ -629,133 +620,4 @@ impl Drop for RobustSemaphore {
     fn drop(&mut self) {
         self.close();
     }
-}
-
-/// What [`inspect`] found in a semaphore's file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Snapshot {
-    /// The semaphore's name, with its leading slash.
-    pub name: String,
-    /// Its file.
-    pub path: PathBuf,
-    /// The number of slots (the most holders at once).
-    pub slots: u32,
-    /// The number of process records (the most processes attached at once).
-    pub records: u32,
-    /// Free slots.
-    pub free: u32,
-    /// Live processes attached to it now.
-    pub attached: u32,
-    /// Who holds slots.
-    pub holders: Vec<Holder>,
-    /// Whether it stays when the last process detaches.
-    pub persistent: bool,
-    /// Slots given back after their holders died, over the file's life.
-    pub reclaimed: u64,
-}
-
-/// Looks at the semaphore `name` without attaching to it (read-only if this
-/// user may not write it).
-///
-/// ```
-/// use namedipc::robust::{self, RobustSemaphore};
-///
-/// # let name = format!("/namedipc-doc-robust-inspect-{}", std::process::id());
-/// let sem = RobustSemaphore::options().slots(2).open(&name)?;
-/// sem.acquire()?;
-/// let seen = robust::inspect(&name)?;
-/// assert_eq!((seen.slots, seen.free, seen.attached), (2, 1, 1));
-/// assert_eq!(seen.holders[0].pid, std::process::id());
-/// # Ok::<(), namedipc::Error>(())
-/// ```
-pub fn inspect(name: &str) -> Result<Snapshot> {
-    let path = file_path(name)?;
-    let opened = match file::open(name, &path, true) {
-        Err(Error::PermissionDenied { .. }) => file::open(name, &path, false)?,
-        other => other?,
-    };
-    let fd = opened.file.as_fd();
-    let live = |r: u32| os::ofd_locked_by_other(fd, LOCK_BASE + u64::from(r)).unwrap_or(true);
-    let attached = (0..opened.records)
-        .filter(|&r| {
-            opened
-                .map
-                .load_u64(layout::record(r) + R_STATE, Ordering::Acquire)
-                & 1
-                == 1
-                && live(r)
-        })
-        .count();
-    let holders = attachment::holders_of(&opened.map, opened.slots, opened.records, |_, r| live(r));
-    Ok(Snapshot {
-        name: format!("/{}", name.trim_start_matches('/')),
-        path: PathBuf::from(&path),
-        slots: opened.slots,
-        records: opened.records,
-        free: opened.slots - u32::try_from(holders.len()).unwrap_or(opened.slots),
-        attached: u32::try_from(attached).unwrap_or(u32::MAX),
-        holders,
-        persistent: opened.flags() & FLAG_PERSISTENT != 0,
-        reclaimed: opened.map.load_u64(H_RECLAIMED, Ordering::Relaxed),
-    })
-}
-
-/// Removes the semaphore `name` only if no live process is attached to it;
-/// returns whether it did. Race-free: a process that opens the name at the
-/// same moment either attaches first (and the name stays) or finds it gone
-/// and creates a new one; nobody is left using a removed file.
-///
-/// ```
-/// use namedipc::robust::{self, RobustSemaphore};
-///
-/// # let name = format!("/namedipc-doc-robust-unused-{}", std::process::id());
-/// let sem = RobustSemaphore::options().persistent(true).open(&name)?;
-/// assert!(!robust::remove_if_unused(&name)?); // this process is attached
-/// drop(sem);
-/// assert!(robust::remove_if_unused(&name)?);
-/// # Ok::<(), namedipc::Error>(())
-/// ```
-pub fn remove_if_unused(name: &str) -> Result<bool> {
-    let path = file_path(name)?;
-    let opened = file::open(name, &path, true)?;
-    file::remove_if_unused(
-        name,
-        &path,
-        opened.file.as_fd(),
-        opened.records,
-        opened.identity,
-        &opened.map,
-    )
-}
-
-/// The names (with a leading slash) of the robust semaphores in `/dev/shm`,
-/// sorted.
-///
-/// ```
-/// use namedipc::robust::{self, RobustSemaphore};
-///
-/// # let name = format!("/namedipc-doc-robust-names-{}", std::process::id());
-/// let sem = RobustSemaphore::options().open(&name)?;
-/// assert!(robust::names()?.contains(&name));
-/// # Ok::<(), namedipc::Error>(())
-/// ```
-pub fn names() -> Result<Vec<String>> {
-    let entries = fs::read_dir(crate::paths::SHM_DIR).map_err(|e| Error::Os {
-        operation: "opendir",
-        kind: KIND,
-        name: crate::paths::SHM_DIR.to_owned(),
-        source: e,
-    })?;
-    let mut names: Vec<String> = entries
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter_map(|file| {
-            Some(format!(
-                "/{}",
-                file.strip_prefix(crate::paths::ROBUST_FILE_PREFIX)?
-            ))
-        })
-        .collect();
-    names.sort();
-    Ok(names)
 }

@@ -1,7 +1,8 @@
 //! What `namedipc run` needs from the OS to supervise a command: signals
 //! blocked in the calling thread and taken synchronously (sigtimedwait), so
 //! no code runs in a signal handler; sending a signal to a process; and a
-//! child that starts with default signal dispositions and an empty mask.
+//! child that starts with default dispositions for given signals and an
+//! empty mask.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -128,17 +129,16 @@ pub(crate) fn kill(pid: u32, signal: i32) -> io::Result<()> {
     check(unsafe { libc::kill(pid, signal) }).map(drop)
 }
 
-/// Makes the child of `command` start as a command run from a shell would:
-/// default dispositions for SIGPIPE and SIGXFSZ (which Python, and Rust for
-/// SIGPIPE, set to "ignore" — and an ignored signal stays ignored across
-/// exec) and no blocked signals (the mask is inherited too).
-pub(crate) fn reset_signals_in_child(command: &mut Command) {
+/// Makes the child of `command` start with the default disposition of each
+/// of `signals` (an ignored signal stays ignored across exec) and with no
+/// blocked signals (the mask is inherited too).
+pub(crate) fn default_signals_in_child(command: &mut Command, signals: &'static [i32]) {
     // SAFETY: the closure runs in the child between fork and exec, where
     // only async-signal-safe functions may be called: signal, sigemptyset
-    // and sigprocmask are, and it allocates nothing.
+    // and sigprocmask are, and it allocates nothing (`signals` is static).
     unsafe {
-        command.pre_exec(|| {
-            for signal in [libc::SIGPIPE, libc::SIGXFSZ] {
+        command.pre_exec(move || {
+            for &signal in signals {
                 if libc::signal(signal, libc::SIG_DFL) == libc::SIG_ERR {
                     return Err(io::Error::last_os_error());
                 }

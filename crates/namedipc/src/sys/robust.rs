@@ -260,17 +260,18 @@ pub(crate) fn ofd_locked_by_other(fd: BorrowedFd<'_>, offset: u64) -> io::Result
 }
 
 /// Sleeps while `word` holds `expected`, for at most `timeout`, or until a
-/// [`futex_wake`] on the same word from any process. Returns on wake,
-/// timeout, signal or a changed value alike: callers re-check their condition.
-pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
+/// [`futex_wake`] on the same word from any process. Returns `Ok` on wake,
+/// timeout, signal or a changed value alike (callers re-check their
+/// condition), and an error only when the kernel refused the wait itself.
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) -> io::Result<()> {
     let ts = libc::timespec {
         tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos()),
     };
     // SAFETY: `word` is a valid, aligned 32-bit word for the duration of the
     // call (shared futex: no FUTEX_PRIVATE_FLAG, as the word is in a
     // MAP_SHARED file mapping); `ts` is a valid relative timeout.
-    let _ = unsafe {
+    let ret = unsafe {
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
@@ -281,13 +282,21 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
             0u32,
         )
     };
+    if ret == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN | libc::ETIMEDOUT | libc::EINTR) => Ok(()),
+        _ => Err(e),
+    }
 }
 
 /// Wakes up to `n` processes sleeping in [`futex_wait`] on `word`.
-pub(crate) fn futex_wake(word: &AtomicU32, n: i32) {
+pub(crate) fn futex_wake(word: &AtomicU32, n: i32) -> io::Result<()> {
     // SAFETY: `word` is a valid, aligned 32-bit word; FUTEX_WAKE reads no
     // other argument.
-    let _ = unsafe {
+    let ret = unsafe {
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
@@ -298,6 +307,11 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: i32) {
             0u32,
         )
     };
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// Registers `prepare`, `parent` and `child` to run around every `fork(2)`

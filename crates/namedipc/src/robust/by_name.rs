@@ -1,0 +1,138 @@
+//! What can be done with a robust semaphore by its name alone, without
+//! attaching to it: look at it ([`inspect`], [`names`]) and remove it
+//! ([`unlink`], [`remove_if_unused`]).
+
+use std::fs;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use super::file::{self, checked_path};
+use super::layout::{FLAG_PERSISTENT, H_RECLAIMED};
+use super::{Holder, KIND};
+use crate::error::{Error, Result};
+use crate::paths;
+
+/// What [`inspect`] found in a semaphore's file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// The semaphore's name, with its leading slash.
+    pub name: String,
+    /// Its file.
+    pub path: PathBuf,
+    /// The number of slots (the most holders at once).
+    pub slots: u32,
+    /// The number of process records (the most processes attached at once).
+    pub records: u32,
+    /// Free slots.
+    pub free: u32,
+    /// Live processes attached to it now.
+    pub attached: u32,
+    /// Who holds slots.
+    pub holders: Vec<Holder>,
+    /// Whether it stays when the last process detaches.
+    pub persistent: bool,
+    /// Slots given back after their holders died, over the file's life.
+    pub reclaimed: u64,
+}
+
+/// Looks at the semaphore `name` without attaching to it (read-only if this
+/// user may not write it).
+///
+/// ```
+/// use namedipc::robust::{self, RobustSemaphore};
+///
+/// # let name = format!("/namedipc-doc-robust-inspect-{}", std::process::id());
+/// let sem = RobustSemaphore::options().initial_value(2).open(&name)?;
+/// sem.acquire()?;
+/// let seen = robust::inspect(&name)?;
+/// assert_eq!((seen.slots, seen.free, seen.attached), (2, 1, 1));
+/// assert_eq!(seen.holders[0].pid, std::process::id());
+/// # Ok::<(), namedipc::Error>(())
+/// ```
+pub fn inspect(name: &str) -> Result<Snapshot> {
+    let path = checked_path(name)?;
+    let opened = match file::open(name, &path, true) {
+        Err(Error::PermissionDenied { .. }) => file::open(name, &path, false)?,
+        other => other?,
+    };
+    let holders = opened.holders(None);
+    Ok(Snapshot {
+        free: opened.slots - u32::try_from(holders.len()).unwrap_or(opened.slots),
+        attached: opened.attached(),
+        holders,
+        persistent: opened.flags() & FLAG_PERSISTENT != 0,
+        reclaimed: opened.map.load_u64(H_RECLAIMED, Ordering::Relaxed),
+        slots: opened.slots,
+        records: opened.records,
+        path: PathBuf::from(opened.path),
+        name: opened.name,
+    })
+}
+
+/// Removes the semaphore `name` without opening it, even while processes
+/// use it: their handles keep working on the removed file, but their next
+/// acquire fails with [`Error::NotFound`]. Compare [`remove_if_unused`].
+///
+/// ```
+/// use namedipc::robust::{self, RobustSemaphore};
+///
+/// # let name = format!("/namedipc-doc-robust-unlink-{}", std::process::id());
+/// let sem = RobustSemaphore::options().open(&name)?;
+/// robust::unlink(&name)?;
+/// assert!(RobustSemaphore::open(&name).is_err());
+/// assert!(sem.acquire().is_err());
+/// # Ok::<(), namedipc::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`].
+pub fn unlink(name: &str) -> Result<()> {
+    file::remove(name, &checked_path(name)?)
+}
+
+/// Removes the semaphore `name` only if no live process is attached to it;
+/// returns whether it did. Race-free: a process that opens the name at the
+/// same moment either attaches first (and the name stays) or finds it gone
+/// and creates a new one; nobody is left using a removed file.
+///
+/// ```
+/// use namedipc::robust::{self, RobustSemaphore};
+///
+/// # let name = format!("/namedipc-doc-robust-unused-{}", std::process::id());
+/// let sem = RobustSemaphore::options().persistent(true).open(&name)?;
+/// assert!(!robust::remove_if_unused(&name)?); // this process is attached
+/// drop(sem);
+/// assert!(robust::remove_if_unused(&name)?);
+/// # Ok::<(), namedipc::Error>(())
+/// ```
+pub fn remove_if_unused(name: &str) -> Result<bool> {
+    let path = checked_path(name)?;
+    file::open(name, &path, true)?.remove_if_unused()
+}
+
+/// The names (with a leading slash) of the robust semaphores in `/dev/shm`,
+/// sorted.
+///
+/// ```
+/// use namedipc::robust::{self, RobustSemaphore};
+///
+/// # let name = format!("/namedipc-doc-robust-names-{}", std::process::id());
+/// let sem = RobustSemaphore::options().open(&name)?;
+/// assert!(robust::names()?.contains(&name));
+/// # Ok::<(), namedipc::Error>(())
+/// ```
+pub fn names() -> Result<Vec<String>> {
+    let entries = fs::read_dir(paths::shm_dir()).map_err(|e| Error::Os {
+        operation: "opendir",
+        kind: KIND,
+        name: paths::SHM_DIR.to_owned(),
+        source: e,
+    })?;
+    let mut names: Vec<String> = entries
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter_map(|file| paths::name_of_file(KIND, &file))
+        .collect();
+    names.sort();
+    Ok(names)
+}

@@ -1,0 +1,439 @@
+//! The protocol's transitions on a mapped semaphore file
+//! (docs/robust-semaphore.md, "Transitions"): register, acquire, release,
+//! wait, reclaim, detach, and reading who holds what. Each transition is a
+//! compare-and-swap or a store on one word; `crash_point!` marks the steps
+//! that tests/robust_crash.rs kills a process at. What a process keeps
+//! between transitions (its registration, where it last found a free slot)
+//! is the caller's, in attachment.rs.
+
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, UNIX_EPOCH};
+
+use super::crash;
+use super::file::MappedFile;
+use super::layout::{
+    self, FLAG_PERSISTENT, FLAG_REMOVED, GEN_MASK, H_RECLAIMED, H_SEQ, H_WAITERS, LOCK_BASE, R_PID,
+    R_STATE, R_UID, S_OWNER, S_SINCE,
+};
+use super::{Holder, KIND};
+use crate::error::{Error, Result};
+use crate::paths::Identity;
+use crate::sys::robust::{self as os, Lock};
+use crate::sys::{coarse_realtime_now, monotonic_now};
+
+/// How long a waiter sleeps before it looks for dead holders again: the
+/// bound on how late a dead holder's slot is noticed while someone waits.
+const POLL: Duration = Duration::from_millis(1);
+
+/// One registration of a process record: the record, and the token that
+/// the slots taken under it carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Registration {
+    pub(super) record: u32,
+    pub(super) token: u64,
+}
+
+/// Why [`MappedFile::register`] did not register.
+#[derive(Debug)]
+pub(super) enum RegisterError {
+    /// The name was removed (or replaced) between opening the file and
+    /// registering in it: open the name again.
+    Stale,
+    Failed(Error),
+}
+
+impl From<Error> for RegisterError {
+    fn from(e: Error) -> Self {
+        Self::Failed(e)
+    }
+}
+
+/// The coarse wall clock in ns since the Unix epoch: no syscall.
+#[inline]
+pub(super) fn wall_clock_ns() -> u64 {
+    u64::try_from(coarse_realtime_now().as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl MappedFile {
+    fn state(&self, r: u32) -> &AtomicU64 {
+        self.map.u64_at(layout::record(r) + R_STATE)
+    }
+
+    fn owner(&self, i: u32) -> &AtomicU64 {
+        self.map.u64_at(layout::slot(self.records, i) + S_OWNER)
+    }
+
+    fn seq(&self) -> &AtomicU32 {
+        self.map.u32_at(H_SEQ)
+    }
+
+    fn waiters(&self) -> &AtomicU32 {
+        self.map.u32_at(H_WAITERS)
+    }
+
+    fn lock_byte(&self, r: u32, op: Lock) -> std::io::Result<bool> {
+        os::ofd_lock(self.file.as_fd(), LOCK_BASE + u64::from(r), op)
+    }
+
+    /// Whether another open file description holds record `r`'s lock byte:
+    /// whether a live process is registered in it (or a reclaimer looks at
+    /// it for a moment). Any error counts as alive: never reclaim on doubt.
+    fn record_locked_by_other(&self, r: u32) -> bool {
+        os::ofd_locked_by_other(self.file.as_fd(), LOCK_BASE + u64::from(r)).unwrap_or(true)
+    }
+
+    /// **Register**: takes a free process record, one whose lock byte
+    /// nobody holds, and keeps its lock. The caller serialises the
+    /// registrations of its process.
+    pub(super) fn register(&self) -> std::result::Result<Registration, RegisterError> {
+        for r in 0..self.records {
+            // A lock we get is a record nobody lives in (or a reclaimer
+            // briefly holds: then we move on).
+            if !self
+                .lock_byte(r, Lock::Exclusive)
+                .map_err(|e| self.os_error("fcntl", e))?
+            {
+                continue;
+            }
+            crash::crash_point!("register.locked");
+            // A remover unlinks the name only while it holds every record's
+            // byte; now that we hold one, the name stays as it is until we
+            // let go. If it no longer refers to this file, start again.
+            let current = Identity::at(&self.path);
+            if self.flags() & FLAG_REMOVED != 0
+                || !matches!(current, Ok(Some(id)) if id == self.identity)
+            {
+                let _ = self.lock_byte(r, Lock::Unlock);
+                return Err(match current {
+                    Err(e) => RegisterError::Failed(self.os_error("stat", e)),
+                    Ok(_) => RegisterError::Stale,
+                });
+            }
+            let state = self.state(r).load(Ordering::Acquire);
+            let generation = state >> 1;
+            if state & 1 == 1 {
+                // Its last owner died: give back what it held.
+                self.free_owner(r, generation);
+            }
+            let generation = (generation + 1) & GEN_MASK;
+            let rec = layout::record(r);
+            self.map
+                .u32_at(rec + R_PID)
+                .store(std::process::id(), Ordering::Relaxed);
+            self.map
+                .u32_at(rec + R_UID)
+                .store(os::uid(), Ordering::Relaxed);
+            self.state(r).store(generation << 1 | 1, Ordering::Release);
+            crash::crash_point!("register.done");
+            return Ok(Registration {
+                record: r,
+                token: layout::token(r, generation),
+            });
+        }
+        Err(RegisterError::Failed(self.records_full()))
+    }
+
+    /// Every process record is in use: not the caller's argument, and not
+    /// a wait that could end; "no room" now, which trying again after other
+    /// processes close can cure.
+    // TODO(error.rs): a variant that keeps the message, proposed as
+    // `Error::Full { kind, name, what }` with `what` = "all {records}
+    // process records are in use; close the semaphore in other processes
+    // or create it with more records"; `Busy` until it exists.
+    fn records_full(&self) -> Error {
+        Error::Busy {
+            kind: KIND,
+            name: self.name.clone(),
+        }
+    }
+
+    fn wake(&self, n: u32) {
+        self.seq().fetch_add(1, Ordering::SeqCst);
+        // A wake-up that fails is caught by the waiters' poll.
+        let _ = os::futex_wake(self.seq(), i32::try_from(n).unwrap_or(i32::MAX));
+    }
+
+    /// Frees every slot that holds `token`. Returns how many.
+    fn free_token(&self, token: u64) -> u32 {
+        let mut freed = 0;
+        for i in 0..self.slots {
+            if self
+                .owner(i)
+                .compare_exchange(token, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                freed += 1;
+            }
+        }
+        freed
+    }
+
+    /// Frees the slots of record `r`'s registration `generation`, whose
+    /// owner is dead (the caller holds `r`'s lock byte).
+    fn free_owner(&self, r: u32, generation: u64) -> u32 {
+        let freed = self.free_token(layout::token(r, generation));
+        if freed > 0 {
+            self.map
+                .u64_at(H_RECLAIMED)
+                .fetch_add(u64::from(freed), Ordering::Relaxed);
+            self.wake(freed);
+        }
+        freed
+    }
+
+    fn free_orphan(&self, i: u32, token: u64) -> u32 {
+        if self
+            .owner(i)
+            .compare_exchange(token, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.map.u64_at(H_RECLAIMED).fetch_add(1, Ordering::Relaxed);
+            self.wake(1);
+            1
+        } else {
+            0
+        }
+    }
+
+    /// **Reclaim**: gives back the slots of dead holders: of registrations
+    /// that ended (orphans: a slot taken by a thread racing its process's
+    /// detach), and of records whose owner died (their lock byte can be
+    /// taken). Looks only at records that hold a slot, never at `mine`.
+    /// Returns how many slots it freed.
+    pub(super) fn reclaim(&self, mine: Registration) -> u32 {
+        let mut total = 0;
+        for i in 0..self.slots {
+            let token = self.owner(i).load(Ordering::Acquire);
+            if token == 0 || token == mine.token {
+                continue;
+            }
+            let (r, generation) = layout::split_token(token);
+            let Some(r) = u32::try_from(r).ok().filter(|&r| r < self.records) else {
+                // A token naming no record: nobody can ever release it.
+                total += self.free_orphan(i, token);
+                continue;
+            };
+            if self.state(r).load(Ordering::Acquire) != (generation << 1 | 1) {
+                // That registration has ended: the slot is an orphan.
+                total += self.free_orphan(i, token);
+                continue;
+            }
+            if r == mine.record {
+                continue;
+            }
+            // An error is treated like a live owner: never reclaim on doubt.
+            if !self.lock_byte(r, Lock::Exclusive).unwrap_or(false) {
+                continue;
+            }
+            crash::crash_point!("reclaim.locked");
+            let state = self.state(r).load(Ordering::Acquire);
+            if state & 1 == 1 {
+                total += self.free_owner(r, state >> 1);
+                crash::crash_point!("reclaim.freed");
+                self.state(r)
+                    .store((((state >> 1) + 1) & GEN_MASK) << 1, Ordering::Release);
+            }
+            let _ = self.lock_byte(r, Lock::Unlock);
+        }
+        total
+    }
+
+    /// **Acquire**: takes a free slot with one CAS, if there is one,
+    /// starting at `hint` (where the last one was found, which it updates);
+    /// `now` (the coarse wall clock, ns) goes into the slot's `since`.
+    #[inline]
+    pub(super) fn try_take(&self, token: u64, now: u64, hint: &AtomicU32) -> bool {
+        let start = hint.load(Ordering::Relaxed);
+        for k in 0..self.slots {
+            let i = (start + k) % self.slots;
+            let owner = self.owner(i);
+            if owner.load(Ordering::Relaxed) == 0
+                && owner
+                    .compare_exchange(0, token, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                crash::crash_point!("acquire.taken");
+                self.map
+                    .u64_at(layout::slot(self.records, i) + S_SINCE)
+                    .store(now, Ordering::Relaxed);
+                if i != start {
+                    hint.store(i, Ordering::Relaxed);
+                }
+                return true;
+            }
+        }
+        false
+    }
+
+    /// **Wait**: waits for a slot until `deadline` (monotonic; `None`: for
+    /// ever), or until `is_open` says the waiting handle was closed
+    /// ([`Error::Closed`]); reclaims dead holders' slots after every sleep
+    /// and fails as [`Self::check_named`] does once the name no longer
+    /// refers to this file.
+    pub(super) fn wait(
+        &self,
+        mine: Registration,
+        hint: &AtomicU32,
+        deadline: Option<Duration>,
+        is_open: impl Fn() -> bool,
+    ) -> Result<bool> {
+        self.check_named()?;
+        self.waiters().fetch_add(1, Ordering::SeqCst);
+        let result = (|| loop {
+            let seq = self.seq().load(Ordering::SeqCst);
+            if self.try_take(mine.token, wall_clock_ns(), hint) {
+                return Ok(true);
+            }
+            let slice = match deadline {
+                None => POLL,
+                Some(deadline) => {
+                    let now = monotonic_now();
+                    let Some(left) = deadline.checked_sub(now).filter(|d| !d.is_zero()) else {
+                        return Ok(false);
+                    };
+                    left.min(POLL)
+                }
+            };
+            if os::futex_wait(self.seq(), seq, slice).is_err() {
+                // No futex here (a seccomp filter, say): sleep instead,
+                // never spin.
+                std::thread::sleep(slice);
+            }
+            if !is_open() {
+                return Err(Error::Closed {
+                    kind: KIND,
+                    name: self.name.clone(),
+                });
+            }
+            self.reclaim(mine);
+            self.check_named()?;
+        })();
+        self.waiters().fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    /// **Release**: gives back up to `n` slots holding `token`, starting
+    /// at `hint`, one CAS each, and wakes as many waiters. Returns how many
+    /// it gave back.
+    #[inline]
+    pub(super) fn give_back(&self, token: u64, n: u32, hint: &AtomicU32) -> u32 {
+        let start = hint.load(Ordering::Relaxed);
+        let mut freed = 0;
+        for k in 0..self.slots {
+            let i = (start + k) % self.slots;
+            let owner = self.owner(i);
+            if owner.load(Ordering::Relaxed) == token
+                && owner
+                    .compare_exchange(token, 0, Ordering::Release, Ordering::Relaxed)
+                    .is_ok()
+            {
+                crash::crash_point!("release.freed");
+                freed += 1;
+                if freed == n {
+                    break;
+                }
+            }
+        }
+        if freed > 0 && self.waiters().load(Ordering::SeqCst) != 0 {
+            self.wake(freed);
+        }
+        freed
+    }
+
+    /// How many slots hold `token`, counting up to `at_most`.
+    pub(super) fn count_held(&self, token: u64, at_most: u32) -> u32 {
+        let mut held = 0;
+        for i in 0..self.slots {
+            if held == at_most {
+                break;
+            }
+            if self.owner(i).load(Ordering::Acquire) == token {
+                held += 1;
+            }
+        }
+        held
+    }
+
+    /// **Detach**: gives back every slot of `mine` and frees its record;
+    /// unless the semaphore is persistent, removes the name if no other
+    /// process is attached ([`Self::remove_if_unused`]); then drops the
+    /// record's lock.
+    pub(super) fn detach(&self, mine: Registration) {
+        let freed = self.free_token(mine.token);
+        crash::crash_point!("close.freed");
+        let (_, generation) = layout::split_token(mine.token);
+        self.state(mine.record)
+            .store(((generation + 1) & GEN_MASK) << 1, Ordering::Release);
+        if self.flags() & FLAG_PERSISTENT == 0 {
+            let _ = self.remove_if_unused();
+        }
+        let _ = self.lock_byte(mine.record, Lock::Unlock);
+        if freed > 0 {
+            self.wake(freed);
+        }
+    }
+
+    /// The number of free slots now.
+    pub(super) fn value(&self) -> u32 {
+        let free = (0..self.slots)
+            .filter(|&i| {
+                self.map
+                    .load_u64(layout::slot(self.records, i) + S_OWNER, Ordering::Acquire)
+                    == 0
+            })
+            .count();
+        u32::try_from(free).unwrap_or(u32::MAX)
+    }
+
+    /// The live processes registered in the file now, other than through
+    /// this open file description.
+    pub(super) fn attached(&self) -> u32 {
+        let attached = (0..self.records)
+            .filter(|&r| {
+                self.map
+                    .load_u64(layout::record(r) + R_STATE, Ordering::Acquire)
+                    & 1
+                    == 1
+                    && self.record_locked_by_other(r)
+            })
+            .count();
+        u32::try_from(attached).unwrap_or(u32::MAX)
+    }
+
+    /// Who holds slots now; `mine` (if this process is registered) counts
+    /// as alive without a look at its lock, which this description holds.
+    pub(super) fn holders(&self, mine: Option<Registration>) -> Vec<Holder> {
+        let mut holders = Vec::new();
+        for i in 0..self.slots {
+            let slot = layout::slot(self.records, i);
+            let token = self.map.load_u64(slot + S_OWNER, Ordering::Acquire);
+            if token == 0 {
+                continue;
+            }
+            let since = UNIX_EPOCH
+                + Duration::from_nanos(self.map.load_u64(slot + S_SINCE, Ordering::Relaxed));
+            let (r, generation) = layout::split_token(token);
+            let Some(r) = u32::try_from(r).ok().filter(|&r| r < self.records) else {
+                holders.push(Holder {
+                    pid: 0,
+                    uid: 0,
+                    since,
+                    alive: false,
+                });
+                continue;
+            };
+            let rec = layout::record(r);
+            let registered =
+                self.map.load_u64(rec + R_STATE, Ordering::Acquire) == (generation << 1 | 1);
+            holders.push(Holder {
+                pid: self.map.load_u32(rec + R_PID, Ordering::Relaxed),
+                uid: self.map.load_u32(rec + R_UID, Ordering::Relaxed),
+                since,
+                alive: registered
+                    && (mine.is_some_and(|m| m.token == token) || self.record_locked_by_other(r)),
+            });
+        }
+        holders
+    }
+}
