@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use crate::error::{Error, ObjectKind, Result};
 use crate::existence::{self, Existence, Object};
-use crate::paths;
+use crate::paths::{self, FileType, Identity};
 use crate::sys;
 use crate::sys::shm::RawMapping;
 
@@ -237,11 +237,12 @@ impl SharedMemoryOptions {
             // already at the name may be anything. The fstat is skipped on
             // create because it is a measurable share of a create cycle.
             let stat =
-                sys::shm::stat(fd.as_fd()).map_err(|e| Error::from_os("fstat", KIND, name, e))?;
-            if let Some(what) = stat.not_regular {
+                sys::fstat(fd.as_fd()).map_err(|e| Error::from_os("fstat", KIND, name, e))?;
+            let file_type = FileType::from_mode(stat.mode);
+            if file_type != FileType::Regular {
                 // Only a read-only open gets this far with a directory; a FIFO,
                 // socket or device gets here either way.
-                return Err(not_regular(name, what));
+                return Err(not_regular(name, file_type));
             }
         }
         if let Some(len) = self.size {
@@ -250,8 +251,10 @@ impl SharedMemoryOptions {
                 // process created and uses. Only our own new segment goes,
                 // and only while the name still refers to it.
                 if created {
-                    let ours = sys::shm::stat(fd.as_fd()).ok().map(|stat| stat.identity);
-                    if ours.is_some() && sys::shm::name_identity(name) == ours {
+                    let ours = sys::fstat(fd.as_fd())
+                        .ok()
+                        .map(|stat| Identity::of_stat(&stat));
+                    if ours.is_some() && identity_at(name) == ours {
                         let _ = sys::shm::unlink(&c_name);
                     }
                 }
@@ -269,21 +272,30 @@ impl SharedMemoryOptions {
 }
 
 fn open_error(name: &str, e: std::io::Error) -> Error {
-    // The name is valid by now, so glibc's EINVAL means a directory there.
+    // The name is valid by now, so glibc's EINVAL means a directory there,
+    // which says nothing useful on its own.
     if e.raw_os_error() == Some(libc::EINVAL) {
-        if let Some(what) = sys::shm::non_regular_at(name) {
-            return not_regular(name, what);
+        let at_name = paths::file_path(KIND, name).and_then(|path| FileType::at(&path));
+        if let Some(file_type) = at_name.filter(|&t| t != FileType::Regular) {
+            return not_regular(name, file_type);
         }
     }
     Error::from_os("shm_open", KIND, name, e)
 }
 
-fn not_regular(name: &str, what: &str) -> Error {
+fn not_regular(name: &str, file_type: FileType) -> Error {
     Error::Corrupt {
         kind: KIND,
         name: name.to_owned(),
-        reason: format!("the name is {what}, not a regular file"),
+        reason: format!("the name is {}, not a regular file", file_type.describe()),
     }
+}
+
+/// The identity of the file the segment `name` refers to now, where this
+/// platform keeps it at a path and something is there.
+fn identity_at(name: &str) -> Option<Identity> {
+    let path = paths::file_path(KIND, name)?;
+    Identity::at(&path).ok().flatten()
 }
 
 fn check_size(len: u64) -> Result<()> {
@@ -583,8 +595,8 @@ impl SharedMemory {
         RawMapping::new(self.fd.as_fd(), len, writable).map_err(|e| self.os("mmap", e))
     }
 
-    fn stat(&self) -> Result<sys::shm::FileStat> {
-        sys::shm::stat(self.fd.as_fd()).map_err(|e| self.os("fstat", e))
+    fn stat(&self) -> Result<sys::FileStat> {
+        sys::fstat(self.fd.as_fd()).map_err(|e| self.os("fstat", e))
     }
 
     fn os(&self, operation: &'static str, e: std::io::Error) -> Error {
