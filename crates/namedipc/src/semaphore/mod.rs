@@ -13,6 +13,11 @@ use crate::paths;
 use crate::sys;
 use crate::sys::sem::{OpenFlags, RawSemaphore};
 
+mod file;
+
+// The check inventory runs on each semaphore's file before reading it.
+pub(crate) use file::check_file;
+
 const KIND: ObjectKind = ObjectKind::Semaphore;
 
 /// The largest value a semaphore can hold (`SEM_VALUE_MAX`).
@@ -106,7 +111,7 @@ impl SemaphoreOptions {
             kind: KIND,
             name,
             create: || self.create_raw(name, &c_name),
-            open: || self.open_existing(name, &c_name),
+            open: || open_existing(name, &c_name),
             unlink: || unlink_c(name, &c_name),
         }
         .open(self.existence)?;
@@ -140,7 +145,7 @@ impl SemaphoreOptions {
     fn handle(&self, raw: RawSemaphore, name: &str, c_name: CString, created: bool) -> Semaphore {
         // Taken right after creation, to recognise our own file at drop.
         let unlink_on_drop = (self.unlink_on_drop && created)
-            .then(|| sys::sem::file_identity(name))
+            .then(|| file::identity(name))
             .flatten()
             .map(|file| (file, std::process::id()));
         Semaphore {
@@ -153,16 +158,6 @@ impl SemaphoreOptions {
         }
     }
 
-    fn open_existing(&self, name: &str, c_name: &CString) -> Result<RawSemaphore> {
-        sys::sem::check_file(name).map_err(|reason| Error::Corrupt {
-            kind: KIND,
-            name: name.to_owned(),
-            reason,
-        })?;
-        RawSemaphore::open(c_name, OpenFlags::Existing)
-            .map_err(|e| Error::from_os("sem_open", KIND, name, e))
-    }
-
     fn create_raw(&self, name: &str, c_name: &CString) -> Result<RawSemaphore> {
         let flags = OpenFlags::CreateExclusive {
             mode: self.mode,
@@ -170,6 +165,16 @@ impl SemaphoreOptions {
         };
         RawSemaphore::open(c_name, flags).map_err(|e| Error::from_os("sem_open", KIND, name, e))
     }
+}
+
+fn open_existing(name: &str, c_name: &CString) -> Result<RawSemaphore> {
+    check_file(name).map_err(|reason| Error::Corrupt {
+        kind: KIND,
+        name: name.to_owned(),
+        reason,
+    })?;
+    RawSemaphore::open(c_name, OpenFlags::Existing)
+        .map_err(|e| Error::from_os("sem_open", KIND, name, e))
 }
 
 /// A POSIX named semaphore.
@@ -197,7 +202,7 @@ pub struct Semaphore {
     created: bool,
     /// The identity of the file this handle created, and the creating
     /// process, when dropping it should remove the name.
-    unlink_on_drop: Option<(sys::sem::FileIdentity, u32)>,
+    unlink_on_drop: Option<(paths::Identity, u32)>,
     /// Set once [`Semaphore::unlink_if_owner`] has run.
     name_released: AtomicBool,
 }
@@ -473,7 +478,7 @@ impl Semaphore {
             return false;
         }
         // Someone else may have removed or replaced it: nothing to report then.
-        sys::sem::file_identity(&self.name) == Some(ours) && sys::sem::unlink(&self.c_name).is_ok()
+        file::identity(&self.name) == Some(ours) && sys::sem::unlink(&self.c_name).is_ok()
     }
 
     fn os(&self, operation: &'static str, e: std::io::Error) -> Error {
