@@ -25,6 +25,7 @@
 
 #[cfg(feature = "cli")]
 pub mod cli;
+mod deadline;
 mod error;
 mod existence;
 pub mod inventory;

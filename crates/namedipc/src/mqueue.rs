@@ -22,6 +22,7 @@ use std::ops::RangeInclusive;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
+use crate::deadline::{self, Deadline, OnSignal};
 use crate::error::{Error, ObjectKind, Result};
 use crate::existence::{self, Existence, Object};
 use crate::paths;
@@ -598,8 +599,8 @@ impl MessageQueue {
     /// handle does not block and the queue is full.
     pub fn send(&self, message: &[u8], priority: u32) -> Result<()> {
         self.check_send(message, priority)?;
-        let sent = sys::retry_on_interrupt(|| self.raw.send(message, priority, Wait::Forever));
-        self.sent(sent).map(drop)
+        self.send_until(message, priority, None, OnSignal::KeepWaiting)
+            .map(drop)
     }
 
     /// Sends `message` if there is room now: `Ok(false)` if the queue is full.
@@ -619,8 +620,10 @@ impl MessageQueue {
     pub fn try_send(&self, message: &[u8], priority: u32) -> Result<bool> {
         self.check_send(message, priority)?;
         match sys::retry_on_interrupt(|| self.raw.send(message, priority, Wait::Never)) {
-            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(false),
-            other => self.sent(other),
+            Ok(()) => Ok(true),
+            // Full: EAGAIN from a handle that does not block, ETIMEDOUT from one that does.
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) || is_timeout(&e) => Ok(false),
+            Err(e) => Err(self.os("mq_send", e)),
         }
     }
 
@@ -642,17 +645,8 @@ impl MessageQueue {
     /// As [`Self::send`].
     pub fn send_timeout(&self, message: &[u8], priority: u32, timeout: Duration) -> Result<bool> {
         self.check_send(message, priority)?;
-        let deadline = sys::monotonic_now().saturating_add(timeout);
-        loop {
-            let wait = wait_until(deadline);
-            match self.raw.send(message, priority, wait) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // The wall clock, which the kernel measures by, jumped ahead:
-                // wait for the rest of the time on the monotonic clock.
-                Err(e) if is_timeout(&e) && !matches!(wait, Wait::Never) => {}
-                other => return self.sent(other),
-            }
-        }
+        let deadline = Deadline::after(timeout);
+        self.send_until(message, priority, Some(deadline), OnSignal::KeepWaiting)
     }
 
     /// Sends `message`, waiting at most `timeout` (`None`: no limit) for
@@ -686,19 +680,8 @@ impl MessageQueue {
         timeout: Option<Duration>,
     ) -> Result<bool> {
         self.check_send(message, priority)?;
-        let Some(timeout) = timeout else {
-            return self
-                .sent(self.raw.send(message, priority, Wait::Forever))
-                .map(|_| true);
-        };
-        let deadline = sys::monotonic_now().saturating_add(timeout);
-        loop {
-            let wait = wait_until(deadline);
-            match self.raw.send(message, priority, wait) {
-                Err(e) if is_timeout(&e) && !matches!(wait, Wait::Never) => {}
-                other => return self.sent(other),
-            }
-        }
+        let deadline = timeout.map(Deadline::after);
+        self.send_until(message, priority, deadline, OnSignal::Return)
     }
 
     /// A buffer to receive into: [`Self::max_message_size`] zero bytes.
@@ -740,8 +723,8 @@ impl MessageQueue {
     /// block and the queue is empty.
     pub fn receive(&self, buf: &mut [u8]) -> Result<Received> {
         self.check_receive(buf)?;
-        let received = sys::retry_on_interrupt(|| self.raw.receive(buf, Wait::Forever));
-        self.received(received)?.ok_or_else(|| self.busy())
+        self.receive_until(buf, None, OnSignal::KeepWaiting)?
+            .ok_or_else(|| self.busy())
     }
 
     /// Receives a message if there is one now: `Ok(None)` if the queue is empty.
@@ -761,8 +744,9 @@ impl MessageQueue {
     pub fn try_receive(&self, buf: &mut [u8]) -> Result<Option<Received>> {
         self.check_receive(buf)?;
         match sys::retry_on_interrupt(|| self.raw.receive(buf, Wait::Never)) {
-            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(None),
-            other => self.received(other),
+            // Empty: EAGAIN from a handle that does not block, ETIMEDOUT from one that does.
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) || is_timeout(&e) => Ok(None),
+            other => self.received(other.map(Some)),
         }
     }
 
@@ -784,16 +768,8 @@ impl MessageQueue {
     /// As [`Self::receive`].
     pub fn receive_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<Option<Received>> {
         self.check_receive(buf)?;
-        let deadline = sys::monotonic_now().saturating_add(timeout);
-        loop {
-            let wait = wait_until(deadline);
-            match self.raw.receive(buf, wait) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // The wall clock jumped ahead: wait for the rest of the time.
-                Err(e) if is_timeout(&e) && !matches!(wait, Wait::Never) => {}
-                other => return self.received(other),
-            }
-        }
+        let deadline = Deadline::after(timeout);
+        self.receive_until(buf, Some(deadline), OnSignal::KeepWaiting)
     }
 
     /// Receives a message, waiting at most `timeout` (`None`: no limit), and
@@ -820,20 +796,8 @@ impl MessageQueue {
         timeout: Option<Duration>,
     ) -> Result<Option<Received>> {
         self.check_receive(buf)?;
-        let Some(timeout) = timeout else {
-            return self
-                .received(self.raw.receive(buf, Wait::Forever))?
-                .ok_or_else(|| self.busy())
-                .map(Some);
-        };
-        let deadline = sys::monotonic_now().saturating_add(timeout);
-        loop {
-            let wait = wait_until(deadline);
-            match self.raw.receive(buf, wait) {
-                Err(e) if is_timeout(&e) && !matches!(wait, Wait::Never) => {}
-                other => return self.received(other),
-            }
-        }
+        let deadline = timeout.map(Deadline::after);
+        self.receive_until(buf, deadline, OnSignal::Return)
     }
 
     /// Asks the OS to send `signal` to this process when a message arrives
@@ -975,21 +939,43 @@ impl MessageQueue {
         Ok(())
     }
 
-    /// Maps the outcome of one send: `Ok(false)` when the time ran out.
-    fn sent(&self, result: io::Result<()>) -> Result<bool> {
-        match result {
-            Ok(()) => Ok(true),
-            Err(e) if e.raw_os_error() == Some(libc::ETIMEDOUT) => Ok(false),
+    /// Sends, waiting for room until `deadline` (`None`: no limit) and
+    /// treating signals as `on_signal` says: `Ok(false)` when the time is up.
+    fn send_until(
+        &self,
+        message: &[u8],
+        priority: u32,
+        deadline: Option<Deadline>,
+        on_signal: OnSignal,
+    ) -> Result<bool> {
+        let sent = deadline::wait_until(deadline, on_signal, |deadline| {
+            timed_out_as_none(self.raw.send(message, priority, wait(deadline)))
+        });
+        match sent {
+            Ok(sent) => Ok(sent.is_some()),
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Err(self.busy()),
             Err(e) => Err(self.os("mq_send", e)),
         }
     }
 
-    /// Maps the outcome of one receive: `Ok(None)` when the time ran out.
-    fn received(&self, result: io::Result<(usize, u32)>) -> Result<Option<Received>> {
+    /// Receives, waiting for a message until `deadline` (`None`: no limit)
+    /// and treating signals as `on_signal` says: `Ok(None)` when the time is up.
+    fn receive_until(
+        &self,
+        buf: &mut [u8],
+        deadline: Option<Deadline>,
+        on_signal: OnSignal,
+    ) -> Result<Option<Received>> {
+        let received = deadline::wait_until(deadline, on_signal, |deadline| {
+            timed_out_as_none(self.raw.receive(buf, wait(deadline)))
+        });
+        self.received(received)
+    }
+
+    /// Maps the outcome of a receive: `Ok(None)` when the time ran out.
+    fn received(&self, result: io::Result<Option<(usize, u32)>>) -> Result<Option<Received>> {
         match result {
-            Ok((len, priority)) => Ok(Some(Received { len, priority })),
-            Err(e) if e.raw_os_error() == Some(libc::ETIMEDOUT) => Ok(None),
+            Ok(got) => Ok(got.map(|(len, priority)| Received { len, priority })),
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Err(self.busy()),
             Err(e) => Err(self.os("mq_receive", e)),
         }
@@ -1061,13 +1047,17 @@ fn c_name(name: &str) -> Result<CString> {
     paths::to_c_name(KIND, &format!("/{}", name.trim_start_matches('/')))
 }
 
-/// How long to wait for a monotonic `deadline` from now.
-fn wait_until(deadline: Duration) -> Wait {
-    let remaining = deadline.saturating_sub(sys::monotonic_now());
-    if remaining.is_zero() {
-        Wait::Never
-    } else {
-        Wait::For(remaining)
+/// The wait to hand an OS call for `deadline` (`None`: no limit).
+fn wait(deadline: Option<Deadline>) -> Wait {
+    deadline.map_or(Wait::Forever, |deadline| Wait::Until(deadline.at()))
+}
+
+/// A call's timeout (ETIMEDOUT) as `Ok(None)`, for [`deadline::wait_until`].
+fn timed_out_as_none<T>(result: io::Result<T>) -> io::Result<Option<T>> {
+    match result {
+        Ok(done) => Ok(Some(done)),
+        Err(e) if is_timeout(&e) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

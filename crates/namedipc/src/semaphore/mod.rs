@@ -6,6 +6,7 @@ use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::deadline::{self, Deadline, OnSignal};
 use crate::error::{Error, ObjectKind, Result};
 pub use crate::existence::Existence;
 use crate::existence::{self, Object};
@@ -319,9 +320,7 @@ impl Semaphore {
     /// # Errors
     /// [`Error::Os`] only if the OS fails unexpectedly.
     pub fn wait(&self) -> Result<()> {
-        sys::retry_on_interrupt(|| self.raw.wait_until(None))
-            .map(drop)
-            .map_err(|e| self.os("sem_wait", e))
+        self.wait_until(None, OnSignal::KeepWaiting).map(drop)
     }
 
     /// Waits at most `timeout` to take one slot: `Ok(true)` if taken,
@@ -342,17 +341,7 @@ impl Semaphore {
     /// # Errors
     /// [`Error::Os`] only if the OS fails unexpectedly.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        let deadline = sys::monotonic_now().saturating_add(timeout);
-        loop {
-            if self.try_wait()? {
-                return Ok(true);
-            }
-            match self.raw.wait_until(Some(deadline)) {
-                Ok(taken) => return Ok(taken),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.os("sem_clockwait", e)),
-            }
-        }
+        self.wait_until(Some(Deadline::after(timeout)), OnSignal::KeepWaiting)
     }
 
     /// Waits to take one slot for at most `timeout` (`None`: no limit) and
@@ -380,10 +369,25 @@ impl Semaphore {
     /// # Errors
     /// [`Error::Interrupted`], or [`Error::Os`] if the OS fails unexpectedly.
     pub fn wait_interruptible(&self, timeout: Option<Duration>) -> Result<bool> {
-        let deadline = timeout.map(|t| sys::monotonic_now().saturating_add(t));
-        self.raw
-            .wait_until(deadline)
-            .map_err(|e| self.os("sem_wait", e))
+        self.wait_until(timeout.map(Deadline::after), OnSignal::Return)
+    }
+
+    /// Takes one slot, waiting until `deadline` (`None`: no limit) and
+    /// treating signals as `on_signal` says: `Ok(false)` when the time is up.
+    fn wait_until(&self, deadline: Option<Deadline>, on_signal: OnSignal) -> Result<bool> {
+        deadline::wait_until(deadline, on_signal, |deadline| {
+            let taken = self.raw.wait_until(deadline.map(Deadline::at))?;
+            Ok(taken.then_some(()))
+        })
+        .map(|taken| taken.is_some())
+        .map_err(|e| {
+            let operation = if deadline.is_some() {
+                sys::sem::TIMED_WAIT
+            } else {
+                "sem_wait"
+            };
+            self.os(operation, e)
+        })
     }
 
     /// Gives one slot back.

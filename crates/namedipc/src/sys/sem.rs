@@ -13,6 +13,13 @@ use super::{check, retry_on_interrupt, to_timespec};
 /// musl define as INT_MAX (the libc crate does not export it for Linux).
 pub(crate) const VALUE_MAX: u32 = i32::MAX as u32;
 
+/// The call behind a wait with a deadline, for error messages.
+pub(crate) const TIMED_WAIT: &str = if cfg!(all(target_os = "linux", target_env = "gnu")) {
+    "sem_clockwait"
+} else {
+    "sem_timedwait"
+};
+
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 extern "C" {
     // glibc >= 2.30; the libc crate does not declare it for Linux.

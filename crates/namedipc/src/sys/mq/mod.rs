@@ -8,7 +8,7 @@ use std::ptr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use super::{check, clock_now, to_timespec};
+use super::{check, clock_now, monotonic_now, to_timespec};
 
 mod notify;
 
@@ -23,26 +23,35 @@ pub(crate) const PRIORITY_MAX: u32 = 32767;
 pub(crate) enum Wait {
     /// Not at all.
     Never,
-    /// At most this long.
-    For(Duration),
+    /// Until this time on the monotonic clock ([`super::monotonic_now`]);
+    /// a time already past means not at all.
+    Until(Duration),
     /// As long as it takes.
     Forever,
 }
 
 impl Wait {
     /// The absolute CLOCK_REALTIME deadline that mq_timedsend and
-    /// mq_timedreceive take; `None` waits without one.
+    /// mq_timedreceive take; `None` waits without one. A jump of the wall
+    /// clock can end such a wait early, so the caller checks its own
+    /// monotonic deadline after a timeout.
     fn deadline(self) -> Option<libc::timespec> {
+        // The epoch itself: for a deadline in the past the kernel answers
+        // ETIMEDOUT at once, without arming a timer or sleeping.
+        let epoch = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         match self {
-            // The epoch itself: for a zero deadline the kernel answers
-            // ETIMEDOUT at once, without arming a timer or sleeping.
-            Self::Never => Some(libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            }),
-            Self::For(timeout) => Some(to_timespec(
-                clock_now(libc::CLOCK_REALTIME).saturating_add(timeout),
-            )),
+            Self::Never => Some(epoch),
+            Self::Until(at) => {
+                let remaining = at.saturating_sub(monotonic_now());
+                Some(if remaining.is_zero() {
+                    epoch
+                } else {
+                    to_timespec(clock_now(libc::CLOCK_REALTIME).saturating_add(remaining))
+                })
+            }
             Self::Forever => None,
         }
     }
