@@ -39,7 +39,7 @@ mod sys;
 // The README's and the docs' Rust examples, run by `cargo test` as doctests.
 mod doctests;
 
-pub use error::{Error, ObjectKind, Result};
+pub use error::{BusyReason, Error, ObjectKind, Result};
 pub use existence::Existence;
 pub use semaphore::{Semaphore, SemaphoreOptions};
 pub use shm::{SharedMemory, SharedMemoryOptions};

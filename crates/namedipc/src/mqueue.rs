@@ -23,7 +23,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
 use crate::deadline::{self, Deadline, OnSignal};
-use crate::error::{Error, ObjectKind, Result};
+use crate::error::{BusyReason, Error, ObjectKind, Result};
 use crate::existence::{self, Existence, Object};
 use crate::paths;
 use crate::sys;
@@ -724,7 +724,7 @@ impl MessageQueue {
     pub fn receive(&self, buf: &mut [u8]) -> Result<Received> {
         self.check_receive(buf)?;
         self.receive_until(buf, None, OnSignal::KeepWaiting)?
-            .ok_or_else(|| self.busy())
+            .ok_or_else(|| self.busy(BusyReason::Empty))
     }
 
     /// Receives a message if there is one now: `Ok(None)` if the queue is empty.
@@ -953,7 +953,7 @@ impl MessageQueue {
         });
         match sent {
             Ok(sent) => Ok(sent.is_some()),
-            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Err(self.busy()),
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Err(self.busy(BusyReason::Full)),
             Err(e) => Err(self.os("mq_send", e)),
         }
     }
@@ -976,14 +976,14 @@ impl MessageQueue {
     fn received(&self, result: io::Result<Option<(usize, u32)>>) -> Result<Option<Received>> {
         match result {
             Ok(got) => Ok(got.map(|(len, priority)| Received { len, priority })),
-            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Err(self.busy()),
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Err(self.busy(BusyReason::Empty)),
             Err(e) => Err(self.os("mq_receive", e)),
         }
     }
 
     fn notify_error(&self, e: io::Error) -> Error {
         match e.raw_os_error() {
-            Some(libc::EBUSY) => self.busy(),
+            Some(libc::EBUSY) => self.busy(BusyReason::NotificationTaken),
             Some(libc::EINVAL) => Error::InvalidArgument(format!(
                 "the OS refused the notification request for message queue '{}' (EINVAL)",
                 self.name
@@ -992,10 +992,11 @@ impl MessageQueue {
         }
     }
 
-    fn busy(&self) -> Error {
+    fn busy(&self, reason: BusyReason) -> Error {
         Error::Busy {
             kind: KIND,
             name: self.name.clone(),
+            reason,
         }
     }
 

@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use namedipc::mqueue::{system_limits, unlink, MessageQueue, MessageQueueOptions, PRIORITY_MAX};
-use namedipc::{Error, Existence};
+use namedipc::{BusyReason, Error, Existence};
 
 mod common;
 use common::WAIT;
@@ -368,7 +368,24 @@ fn a_non_blocking_handle_never_waits() {
     assert!(!queue.is_blocking().unwrap());
     let mut buf = queue.new_buffer();
     let started = Instant::now();
-    assert!(matches!(queue.receive(&mut buf), Err(Error::Busy { .. })));
+    let err = queue.receive(&mut buf).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Busy {
+                reason: BusyReason::Empty,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "message queue '{}' is empty: no message arrived in the time allowed",
+            name.as_str()
+        )
+    );
     assert!(matches!(
         queue.receive_interruptible(&mut buf, None),
         Err(Error::Busy { .. })
@@ -378,7 +395,22 @@ fn a_non_blocking_handle_never_waits() {
         Ok(None) | Err(Error::Busy { .. })
     ));
     queue.send(b"only", 0).unwrap();
-    assert!(matches!(queue.send(b"more", 0), Err(Error::Busy { .. })));
+    let err = queue.send(b"more", 0).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Busy {
+                reason: BusyReason::Full,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .ends_with("is full: no room was made in the time allowed"),
+        "{err}"
+    );
     assert!(!queue.try_send(b"more", 0).unwrap());
     assert!(started.elapsed() < WAIT / 2, "a non-blocking handle waited");
 
