@@ -13,9 +13,9 @@
 //!     .existence(Existence::LinkOrCreate)
 //!     .initial_value(2)
 //!     .open(&name)?;
-//! gpu.wait()?;
+//! gpu.acquire()?;
 //! // ... at most two processes are here at once ...
-//! gpu.post()?;
+//! gpu.release()?;
 //! # gpu.unlink()?;
 //! # Ok::<(), namedipc::Error>(())
 //! ```

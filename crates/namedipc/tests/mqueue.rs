@@ -358,6 +358,33 @@ fn a_blocked_sender_wakes_when_room_appears() {
 }
 
 #[test]
+fn a_signal_ends_only_the_interruptible_waits() {
+    let name = Name::new("signal");
+    let queue = MessageQueue::options()
+        .max_messages(1)
+        .open(name.as_str())
+        .unwrap();
+    let mut buf = queue.new_buffer();
+    let timeout = Duration::from_millis(200);
+
+    let err =
+        common::with_signals(|| queue.receive_interruptible(&mut buf, Some(WAIT))).unwrap_err();
+    assert!(matches!(err, Error::Interrupted { .. }), "{err:?}");
+    let started = Instant::now();
+    let got = common::with_signals(|| queue.receive_timeout(&mut buf, timeout)).unwrap();
+    assert_eq!(got, None);
+    assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
+
+    queue.send(b"fill", 0).unwrap();
+    let err = common::with_signals(|| queue.send_interruptible(b"more", 0, None)).unwrap_err();
+    assert!(matches!(err, Error::Interrupted { .. }), "{err:?}");
+    let started = Instant::now();
+    assert!(!common::with_signals(|| queue.send_timeout(b"more", 0, timeout)).unwrap());
+    assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
+    assert_eq!(queue.current_messages().unwrap(), 1);
+}
+
+#[test]
 fn a_non_blocking_handle_never_waits() {
     let name = Name::new("nonblocking");
     let queue = MessageQueue::options()

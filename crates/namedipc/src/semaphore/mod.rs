@@ -188,9 +188,9 @@ fn open_existing(name: &str, c_name: &CString) -> Result<RawSemaphore> {
 ///
 /// # let name = format!("/namedipc-doc-sem-{}", std::process::id());
 /// let sem = Semaphore::create(&name, 1)?;
-/// assert!(sem.try_wait()?);           // took the one slot
-/// assert!(!sem.try_wait()?);          // none left
-/// sem.post()?;
+/// assert!(sem.try_acquire()?);           // took the one slot
+/// assert!(!sem.try_acquire()?);          // none left
+/// sem.release()?;
 /// assert_eq!(sem.value()?, 1);
 /// sem.unlink()?;
 /// # Ok::<(), namedipc::Error>(())
@@ -293,15 +293,15 @@ impl Semaphore {
     /// # use namedipc::Semaphore;
     /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
     /// let sem = Semaphore::create(&name, 1)?;
-    /// assert!(sem.try_wait()?);
-    /// assert!(!sem.try_wait()?);
+    /// assert!(sem.try_acquire()?);
+    /// assert!(!sem.try_acquire()?);
     /// # sem.unlink()?;
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     ///
     /// # Errors
     /// [`Error::Os`] only if the OS fails unexpectedly.
-    pub fn try_wait(&self) -> Result<bool> {
+    pub fn try_acquire(&self) -> Result<bool> {
         self.raw.try_wait().map_err(|e| self.os("sem_trywait", e))
     }
 
@@ -311,7 +311,7 @@ impl Semaphore {
     /// # use namedipc::Semaphore;
     /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
     /// let sem = Semaphore::create(&name, 1)?;
-    /// sem.wait()?; // a slot is free: returns at once
+    /// sem.acquire()?; // a slot is free: returns at once
     /// assert_eq!(sem.value()?, 0);
     /// # sem.unlink()?;
     /// # Ok::<(), namedipc::Error>(())
@@ -319,8 +319,8 @@ impl Semaphore {
     ///
     /// # Errors
     /// [`Error::Os`] only if the OS fails unexpectedly.
-    pub fn wait(&self) -> Result<()> {
-        self.wait_until(None, OnSignal::KeepWaiting).map(drop)
+    pub fn acquire(&self) -> Result<()> {
+        self.acquire_until(None, OnSignal::KeepWaiting).map(drop)
     }
 
     /// Waits at most `timeout` to take one slot: `Ok(true)` if taken,
@@ -331,17 +331,17 @@ impl Semaphore {
     /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
     /// use std::time::Duration;
     /// let sem = Semaphore::create(&name, 0)?;
-    /// assert!(!sem.wait_timeout(Duration::from_millis(10))?); // nobody posted
-    /// sem.post()?;
-    /// assert!(sem.wait_timeout(Duration::from_secs(1))?);
+    /// assert!(!sem.acquire_timeout(Duration::from_millis(10))?); // nobody posted
+    /// sem.release()?;
+    /// assert!(sem.acquire_timeout(Duration::from_secs(1))?);
     /// # sem.unlink()?;
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     ///
     /// # Errors
     /// [`Error::Os`] only if the OS fails unexpectedly.
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.wait_until(Some(Deadline::after(timeout)), OnSignal::KeepWaiting)
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.acquire_until(Some(Deadline::after(timeout)), OnSignal::KeepWaiting)
     }
 
     /// Waits to take one slot for at most `timeout` (`None`: no limit) and
@@ -356,7 +356,7 @@ impl Semaphore {
     /// use namedipc::Error;
     /// let sem = Semaphore::create(&name, 0)?;
     /// let taken = loop {
-    ///     match sem.wait_interruptible(Some(Duration::from_millis(10))) {
+    ///     match sem.acquire_interruptible(Some(Duration::from_millis(10))) {
     ///         Err(Error::Interrupted { .. }) => continue, // act on the signal, then wait again
     ///         other => break other?,
     ///     }
@@ -368,13 +368,13 @@ impl Semaphore {
     ///
     /// # Errors
     /// [`Error::Interrupted`], or [`Error::Os`] if the OS fails unexpectedly.
-    pub fn wait_interruptible(&self, timeout: Option<Duration>) -> Result<bool> {
-        self.wait_until(timeout.map(Deadline::after), OnSignal::Return)
+    pub fn acquire_interruptible(&self, timeout: Option<Duration>) -> Result<bool> {
+        self.acquire_until(timeout.map(Deadline::after), OnSignal::Return)
     }
 
     /// Takes one slot, waiting until `deadline` (`None`: no limit) and
     /// treating signals as `on_signal` says: `Ok(false)` when the time is up.
-    fn wait_until(&self, deadline: Option<Deadline>, on_signal: OnSignal) -> Result<bool> {
+    fn acquire_until(&self, deadline: Option<Deadline>, on_signal: OnSignal) -> Result<bool> {
         deadline::wait_until(deadline, on_signal, |deadline| {
             let taken = self.raw.wait_until(deadline.map(Deadline::at))?;
             Ok(taken.then_some(()))
@@ -396,7 +396,7 @@ impl Semaphore {
     /// # use namedipc::Semaphore;
     /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
     /// let sem = Semaphore::create(&name, 0)?;
-    /// sem.post()?;
+    /// sem.release()?;
     /// assert_eq!(sem.value()?, 1);
     /// # sem.unlink()?;
     /// # Ok::<(), namedipc::Error>(())
@@ -404,18 +404,56 @@ impl Semaphore {
     ///
     /// # Errors
     /// [`Error::Overflow`] if the value is already [`VALUE_MAX`].
-    pub fn post(&self) -> Result<()> {
+    pub fn release(&self) -> Result<()> {
         self.raw.post().map_err(|e| {
             if e.raw_os_error() == Some(libc::EOVERFLOW) {
-                Error::Overflow {
-                    kind: KIND,
-                    name: self.name.clone(),
-                    max: VALUE_MAX,
-                }
+                self.overflow()
             } else {
                 self.os("sem_post", e)
             }
         })
+    }
+
+    /// Gives `n` slots back, all or none: if that would raise the value
+    /// past [`VALUE_MAX`], returns [`Error::Overflow`] and leaves the value
+    /// as it was.
+    ///
+    /// The OS gives slots back one at a time, so other processes may see
+    /// them arrive one by one. Should another process's release take the
+    /// value to the maximum while this call gives slots back, the call takes
+    /// back the ones it gave (at the maximum they are free) and reports
+    /// [`Error::Overflow`].
+    ///
+    /// ```
+    /// # use namedipc::Semaphore;
+    /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
+    /// let sem = Semaphore::create(&name, 0)?;
+    /// sem.release_many(3)?;
+    /// assert_eq!(sem.value()?, 3);
+    /// # sem.unlink()?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Overflow`] if the value would pass [`VALUE_MAX`].
+    pub fn release_many(&self, n: u32) -> Result<()> {
+        if n > VALUE_MAX.saturating_sub(self.value()?) {
+            return Err(self.overflow());
+        }
+        for given in 0..n {
+            if let Err(e) = self.release() {
+                if matches!(e, Error::Overflow { .. }) {
+                    // A concurrent release got there first: none, not some.
+                    for _ in 0..given {
+                        if !self.try_acquire()? {
+                            break;
+                        }
+                    }
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// The number of free slots now (it may change at any moment).
@@ -443,7 +481,7 @@ impl Semaphore {
     /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
     /// let sem = Semaphore::create(&name, 1)?;
     /// sem.unlink()?;
-    /// assert!(sem.try_wait()?); // the handle still works
+    /// assert!(sem.try_acquire()?); // the handle still works
     /// assert!(Semaphore::open(&name).is_err());
     /// # Ok::<(), namedipc::Error>(())
     /// ```
@@ -483,6 +521,14 @@ impl Semaphore {
         }
         // Someone else may have removed or replaced it: nothing to report then.
         file::identity(&self.name) == Some(ours) && sys::sem::unlink(&self.c_name).is_ok()
+    }
+
+    fn overflow(&self) -> Error {
+        Error::Overflow {
+            kind: KIND,
+            name: self.name.clone(),
+            max: VALUE_MAX,
+        }
     }
 
     fn os(&self, operation: &'static str, e: std::io::Error) -> Error {
