@@ -209,17 +209,14 @@ impl MessageQueueOptions {
     pub fn open(&self, name: &str) -> Result<MessageQueue> {
         let c_name = c_name(name)?;
         self.check_arguments()?;
-        if self.existence == Existence::LinkOrCreate {
-            // One mq_open with plain O_CREAT, race-free in the kernel: a queue
-            // handle does not report whether it created the queue, so the
-            // shared loop's exclusive create first would only cost a call.
-            return self.open_raw(name, &c_name, Some(false));
-        }
+        // LinkOrCreate too goes through the shared loop, exclusive create
+        // first, so that `created` is known for certain; on an existing
+        // queue that costs one mq_open failing with EEXIST.
         let (queue, _created) = Object {
             kind: KIND,
             name,
-            create: || self.open_raw(name, &c_name, Some(true)),
-            open: || self.open_raw(name, &c_name, None),
+            create: || self.open_raw(name, &c_name, true),
+            open: || self.open_raw(name, &c_name, false),
             unlink: || unlink_c(name, &c_name),
         }
         .open(self.existence)?;
@@ -242,7 +239,7 @@ impl MessageQueueOptions {
     pub fn create_random(&self, prefix: &str) -> Result<MessageQueue> {
         self.check_arguments()?;
         existence::create_random(KIND, prefix, |name| {
-            self.open_raw(name, &c_name(name)?, Some(true))
+            self.open_raw(name, &c_name(name)?, true)
         })
     }
 
@@ -267,21 +264,22 @@ impl MessageQueueOptions {
         Ok(())
     }
 
-    /// One mq_open: `create` is None to open an existing queue, else
-    /// Some(exclusive).
-    fn open_raw(&self, name: &str, c_name: &CString, create: Option<bool>) -> Result<MessageQueue> {
+    /// One mq_open: an exclusive create if `create`, else an open of the
+    /// existing queue.
+    fn open_raw(&self, name: &str, c_name: &CString, create: bool) -> Result<MessageQueue> {
         let access = match (self.read, self.write) {
             (true, true) => libc::O_RDWR,
             (true, false) => libc::O_RDONLY,
             _ => libc::O_WRONLY,
         };
-        let create = create.map(|exclusive| Create {
-            exclusive,
+        let limits = self.limits();
+        let new = create.then_some(Create {
             mode: self.mode,
-            limits: self.limits(),
+            limits,
         });
-        let raw = RawQueue::open(c_name, access, !self.blocking, create).map_err(|e| {
-            if e.raw_os_error() == Some(libc::EINVAL) && create.is_some() {
+        let raw = RawQueue::open(c_name, access, !self.blocking, new).map_err(|e| {
+            // The name is valid by now: EINVAL means limits the system refuses.
+            if e.raw_os_error() == Some(libc::EINVAL) && create && limits.is_some() {
                 self.limits_error(name)
             } else {
                 Error::from_os("mq_open", KIND, name, e)
@@ -297,6 +295,7 @@ impl MessageQueueOptions {
             write: self.write,
             max_messages: usize::try_from(attributes.max_messages).unwrap_or(0),
             max_message_size: usize::try_from(attributes.max_message_size).unwrap_or(0),
+            created: create,
         })
     }
 
@@ -323,10 +322,7 @@ impl MessageQueueOptions {
 
     fn limits_error(&self, name: &str) -> Error {
         let system = system_limits();
-        let (max_messages, max_message_size) = self.limits().unwrap_or((
-            i64::try_from(system.default_max_messages).unwrap_or(i64::MAX),
-            i64::try_from(system.default_max_message_size).unwrap_or(i64::MAX),
-        ));
+        let (max_messages, max_message_size) = self.limits().unwrap_or_default();
         Error::InvalidArgument(format!(
             "cannot create message queue '{name}' with max_messages={max_messages} and \
              max_message_size={max_message_size}: this system allows at most {} messages of \
@@ -391,6 +387,7 @@ pub struct MessageQueue {
     write: bool,
     max_messages: usize,
     max_message_size: usize,
+    created: bool,
 }
 
 impl MessageQueue {
@@ -453,6 +450,12 @@ impl MessageQueue {
     #[must_use]
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether this handle created the queue (rather than opening an existing one).
+    #[must_use]
+    pub fn created(&self) -> bool {
+        self.created
     }
 
     /// How many messages the queue holds at most.
@@ -984,10 +987,6 @@ impl MessageQueue {
     fn notify_error(&self, e: io::Error) -> Error {
         match e.raw_os_error() {
             Some(libc::EBUSY) => self.busy(BusyReason::NotificationTaken),
-            Some(libc::EINVAL) => Error::InvalidArgument(format!(
-                "the OS refused the notification request for message queue '{}' (EINVAL)",
-                self.name
-            )),
             _ => self.os("mq_notify", e),
         }
     }
@@ -1045,7 +1044,7 @@ fn unlink_c(name: &str, c_name: &CString) -> Result<()> {
 /// shm_open accept it).
 fn c_name(name: &str) -> Result<CString> {
     paths::to_c_name(KIND, name)?;
-    paths::to_c_name(KIND, &format!("/{}", name.trim_start_matches('/')))
+    paths::to_c_name(KIND, &paths::canonical(name))
 }
 
 /// The wait to hand an OS call for `deadline` (`None`: no limit).

@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::os::fd::AsRawFd;
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -61,19 +61,56 @@ fn existence_modes() {
         Err(Error::NotFound { .. })
     ));
     let first = MessageQueue::create(name.as_str()).unwrap();
+    assert!(first.created());
+    assert!(!MessageQueue::open(name.as_str()).unwrap().created());
     assert!(matches!(
         MessageQueue::create(name.as_str()),
         Err(Error::AlreadyExists { .. })
     ));
     first.send(b"kept", 0).unwrap();
     let linked = opts(Existence::LinkOrCreate).open(name.as_str()).unwrap();
+    assert!(!linked.created());
     assert_eq!(linked.current_messages().unwrap(), 1);
     // A fresh queue under the same name: the old message is not in it.
     let fresh = opts(Existence::UnlinkAndCreate)
         .open(name.as_str())
         .unwrap();
+    assert!(fresh.created());
     assert_eq!(fresh.current_messages().unwrap(), 0);
     assert_eq!(first.current_messages().unwrap(), 1);
+}
+
+#[test]
+fn link_or_create_raced_from_many_threads_creates_exactly_once() {
+    const THREADS: usize = 8;
+    for round in 0..20 {
+        let name = Name::new("race");
+        let barrier = Arc::new(Barrier::new(THREADS));
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let barrier = Arc::clone(&barrier);
+                let name = name.as_str().to_owned();
+                thread::spawn(move || {
+                    barrier.wait();
+                    let queue = opts(Existence::LinkOrCreate)
+                        .max_messages(THREADS)
+                        .open(&name)
+                        .unwrap();
+                    queue.send(b"", 0).unwrap();
+                    queue.created()
+                })
+            })
+            .collect();
+        let created = handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|&c| c)
+            .count();
+        assert_eq!(created, 1, "round {round}: {created} threads created it");
+        // All eight handles were on one queue.
+        let queue = MessageQueue::open(name.as_str()).unwrap();
+        assert_eq!(queue.current_messages().unwrap(), THREADS, "round {round}");
+    }
 }
 
 #[test]

@@ -66,11 +66,11 @@ pub(crate) struct Attributes {
     pub(crate) current_messages: libc::c_long,
 }
 
-/// What `RawQueue::open` does when no queue has the name.
+/// How `RawQueue::open` creates a new queue (failing with EEXIST if the
+/// name is taken).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Create {
-    /// Fail with EEXIST if the name is taken.
-    pub(crate) exclusive: bool,
+    /// Permission bits.
     pub(crate) mode: u32,
     /// (max_messages, max_message_size); `None` takes the system defaults.
     pub(crate) limits: Option<(i64, i64)>,
@@ -87,7 +87,8 @@ pub(crate) struct RawQueue {
 
 impl RawQueue {
     /// Opens the queue `name` (which must start with '/', as glibc requires)
-    /// with `access` (O_RDONLY, O_WRONLY or O_RDWR).
+    /// with `access` (O_RDONLY, O_WRONLY or O_RDWR): the existing queue when
+    /// `create` is `None`, else a new one.
     pub(crate) fn open(
         name: &CStr,
         access: libc::c_int,
@@ -103,10 +104,7 @@ impl RawQueue {
             // mq_open reads no variadic arguments.
             None => unsafe { libc::mq_open(name.as_ptr(), oflag) },
             Some(create) => {
-                oflag |= libc::O_CREAT;
-                if create.exclusive {
-                    oflag |= libc::O_EXCL;
-                }
+                oflag |= libc::O_CREAT | libc::O_EXCL;
                 let mut attr = zeroed_attr();
                 let attr_ptr = match create.limits {
                     Some((max_messages, max_message_size)) => {
