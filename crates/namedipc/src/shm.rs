@@ -4,6 +4,7 @@
 
 use std::ffi::CString;
 use std::fmt;
+use std::io;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -271,7 +272,7 @@ impl SharedMemoryOptions {
     }
 }
 
-fn open_error(name: &str, e: std::io::Error) -> Error {
+fn open_error(name: &str, e: io::Error) -> Error {
     // The name is valid by now, so glibc's EINVAL means a directory there,
     // which says nothing useful on its own.
     if e.raw_os_error() == Some(libc::EINVAL) {
@@ -515,8 +516,8 @@ impl SharedMemory {
     /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] if the segment is larger than this
-    /// process's address space; [`Error::Os`] if mmap fails (e.g. ENOMEM).
+    /// [`Error::Os`] if mmap fails: ENOMEM, or EOVERFLOW for a segment
+    /// larger than this process's address space.
     pub fn map(&self) -> Result<Mapping<'_>> {
         Ok(Mapping {
             raw: self.map_raw(false)?,
@@ -586,12 +587,9 @@ impl SharedMemory {
 
     fn map_raw(&self, writable: bool) -> Result<RawMapping> {
         let size = self.size()?;
-        let len = usize::try_from(size).map_err(|_| {
-            Error::InvalidArgument(format!(
-                "shared memory segment '{}' is {size} bytes long, more than this process can map",
-                self.name
-            ))
-        })?;
+        // Longer than this process's address space: mmap's own errno for it.
+        let len = usize::try_from(size)
+            .map_err(|_| self.os("mmap", io::Error::from_raw_os_error(libc::EOVERFLOW)))?;
         RawMapping::new(self.fd.as_fd(), len, writable).map_err(|e| self.os("mmap", e))
     }
 
@@ -599,7 +597,7 @@ impl SharedMemory {
         sys::fstat(self.fd.as_fd()).map_err(|e| self.os("fstat", e))
     }
 
-    fn os(&self, operation: &'static str, e: std::io::Error) -> Error {
+    fn os(&self, operation: &'static str, e: io::Error) -> Error {
         Error::from_os(operation, KIND, &self.name, e)
     }
 }
