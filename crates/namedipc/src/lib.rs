@@ -1,5 +1,5 @@
-//! namedipc: named POSIX semaphores and shared memory for processes that
-//! coordinate by name.
+//! namedipc: named POSIX semaphores, shared memory and message queues, and a
+//! crash-safe semaphore, for processes that coordinate by name.
 //!
 //! Unrelated processes on one machine — a cron job, a web worker, a C
 //! program — find the same object by its name:
@@ -41,6 +41,8 @@ mod doctests;
 
 pub use error::{BusyReason, Error, ObjectKind, Result};
 pub use existence::Existence;
+pub use mqueue::{MessageQueue, MessageQueueOptions};
+pub use robust::{RobustSemaphore, RobustSemaphoreOptions};
 pub use semaphore::{Semaphore, SemaphoreOptions};
 pub use shm::{SharedMemory, SharedMemoryOptions};
 
