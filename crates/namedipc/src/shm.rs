@@ -23,8 +23,7 @@ pub const MAX_SIZE: u64 = i64::MAX.unsigned_abs();
 /// Options for opening or creating a [`SharedMemory`] segment.
 ///
 /// ```
-/// use namedipc::Existence;
-/// use namedipc::shm::SharedMemory;
+/// use namedipc::{Existence, SharedMemory};
 ///
 /// # let name = format!("/namedipc-doc-shm-options-{}", std::process::id());
 /// let shm = SharedMemory::options()
@@ -60,14 +59,6 @@ impl Default for SharedMemoryOptions {
 impl SharedMemoryOptions {
     /// What to do if the segment does or does not exist (default:
     /// [`Existence::LinkOrCreate`]).
-    ///
-    /// ```
-    /// # use namedipc::{Error, Existence};
-    /// # use namedipc::shm::SharedMemory;
-    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
-    /// let missing = SharedMemory::options().existence(Existence::RaiseIfNotExists).open(&name);
-    /// assert!(matches!(missing, Err(Error::NotFound { .. })));
-    /// ```
     #[must_use]
     pub fn existence(mut self, existence: Existence) -> Self {
         self.existence = existence;
@@ -75,14 +66,6 @@ impl SharedMemoryOptions {
     }
 
     /// Permission bits for a new segment, before the umask (default `0o600`).
-    ///
-    /// ```
-    /// # use namedipc::shm::SharedMemory;
-    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
-    /// let shm = SharedMemory::options().mode(0o640).open(&name)?;
-    /// # shm.unlink()?;
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
     #[must_use]
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
@@ -92,15 +75,6 @@ impl SharedMemoryOptions {
     /// Sets the segment's size to `len` bytes once it is open, whether this
     /// handle created it or opened an existing one (default: leave the size
     /// alone). At most [`MAX_SIZE`]; needs read-write access.
-    ///
-    /// ```
-    /// # use namedipc::shm::SharedMemory;
-    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
-    /// let shm = SharedMemory::options().size(100).open(&name)?;
-    /// assert_eq!(shm.size()?, 100);
-    /// # shm.unlink()?;
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
     #[must_use]
     pub fn size(mut self, len: u64) -> Self {
         self.size = Some(len);
@@ -109,16 +83,6 @@ impl SharedMemoryOptions {
 
     /// Opens the segment for reading only (default `false`). Such a handle
     /// can [`SharedMemory::map`] but not [`SharedMemory::map_mut`] or resize.
-    ///
-    /// ```
-    /// # use namedipc::shm::SharedMemory;
-    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
-    /// # let creator = SharedMemory::create(&name, 8)?;
-    /// let reader = SharedMemory::options().read_only(true).open(&name)?;
-    /// assert!(reader.read_only());
-    /// # creator.unlink()?;
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
     #[must_use]
     pub fn read_only(mut self, read_only: bool) -> Self {
         self.read_only = read_only;
@@ -127,16 +91,6 @@ impl SharedMemoryOptions {
 
     /// Truncates an existing segment to 0 bytes on opening (`O_TRUNC`),
     /// before [`Self::size`] applies (default `false`).
-    ///
-    /// ```
-    /// # use namedipc::shm::SharedMemory;
-    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
-    /// let first = SharedMemory::create(&name, 64)?;
-    /// let again = SharedMemory::options().truncate(true).open(&name)?;
-    /// assert_eq!(first.size()?, 0);
-    /// # first.unlink()?;
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
     #[must_use]
     pub fn truncate(mut self, truncate: bool) -> Self {
         self.truncate = truncate;
@@ -149,19 +103,6 @@ impl SharedMemoryOptions {
     /// If setting the size fails, a segment this call created is removed
     /// again (only while the name still refers to it); an existing segment
     /// is left exactly as it was.
-    ///
-    /// ```
-    /// # use namedipc::Existence;
-    /// # use namedipc::shm::SharedMemory;
-    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
-    /// let shm = SharedMemory::options()
-    ///     .existence(Existence::LinkOrCreate)
-    ///     .size(16)
-    ///     .open(&name)?;
-    /// assert!(shm.created());
-    /// # shm.unlink()?;
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
     ///
     /// # Errors
     /// [`Error::InvalidName`], [`Error::InvalidArgument`] (mode or size out
@@ -185,14 +126,6 @@ impl SharedMemoryOptions {
 
     /// Creates a segment under a fresh random name, `prefix` followed by 16
     /// random characters taken from the OS's CSPRNG.
-    ///
-    /// ```
-    /// # use namedipc::shm::SharedMemory;
-    /// let shm = SharedMemory::options().size(32).create_random("/namedipc-doc-")?;
-    /// assert!(shm.name().starts_with("/namedipc-doc-") && shm.created());
-    /// # shm.unlink()?;
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
     ///
     /// # Errors
     /// As [`Self::open`].
@@ -320,7 +253,7 @@ fn read_only_resize(name: &str, len: u64) -> Error {
 /// (or [`unlink`]) removes its name and the last handle and mapping are gone.
 ///
 /// ```
-/// use namedipc::shm::SharedMemory;
+/// use namedipc::SharedMemory;
 ///
 /// # let name = format!("/namedipc-doc-shm-{}", std::process::id());
 /// let mut writer = SharedMemory::create(&name, 4096)?;
@@ -342,31 +275,12 @@ pub struct SharedMemory {
 
 impl SharedMemory {
     /// Options for opening or creating a segment.
-    ///
-    /// ```
-    /// # use namedipc::shm::SharedMemory;
-    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
-    /// let shm = SharedMemory::options().size(10).open(&name)?;
-    /// # shm.unlink()?;
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
     #[must_use]
     pub fn options() -> SharedMemoryOptions {
         SharedMemoryOptions::default()
     }
 
     /// Opens the existing segment `name` for reading and writing.
-    ///
-    /// ```
-    /// # use namedipc::shm::SharedMemory;
-    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
-    /// let shm = SharedMemory::create(&name, 12)?;
-    /// let same = SharedMemory::open(&name)?;
-    /// assert_eq!(same.size()?, 12);
-    /// assert!(!same.created());
-    /// # shm.unlink()?;
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
     ///
     /// # Errors
     /// [`Error::NotFound`] if it does not exist; see [`SharedMemoryOptions::open`].
@@ -378,16 +292,6 @@ impl SharedMemory {
 
     /// Creates the segment `name`, `len` bytes long (zero-filled), with mode `0o600`.
     ///
-    /// ```
-    /// # use namedipc::shm::SharedMemory;
-    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
-    /// let shm = SharedMemory::create(&name, 1024)?;
-    /// assert!(shm.created());
-    /// assert!(matches!(SharedMemory::create(&name, 1), Err(namedipc::Error::AlreadyExists { .. })));
-    /// # shm.unlink()?;
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
-    ///
     /// # Errors
     /// [`Error::AlreadyExists`] if the name is taken; see [`SharedMemoryOptions::open`].
     pub fn create(name: &str, len: u64) -> Result<Self> {
@@ -398,46 +302,18 @@ impl SharedMemory {
     }
 
     /// The name, as given when the segment was opened.
-    ///
-    /// ```
-    /// # use namedipc::shm::SharedMemory;
-    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
-    /// let shm = SharedMemory::create(&name, 0)?;
-    /// assert_eq!(shm.name(), name);
-    /// # shm.unlink()?;
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
     #[must_use]
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// Whether this handle created the segment (rather than opening an existing one).
-    ///
-    /// ```
-    /// # use namedipc::shm::SharedMemory;
-    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
-    /// let shm = SharedMemory::create(&name, 0)?;
-    /// assert!(shm.created());
-    /// assert!(!SharedMemory::open(&name)?.created());
-    /// # shm.unlink()?;
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
     #[must_use]
     pub fn created(&self) -> bool {
         self.created
     }
 
     /// Whether the handle was opened for reading only.
-    ///
-    /// ```
-    /// # use namedipc::shm::SharedMemory;
-    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
-    /// let shm = SharedMemory::create(&name, 0)?;
-    /// assert!(!shm.read_only());
-    /// # shm.unlink()?;
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
     #[must_use]
     pub fn read_only(&self) -> bool {
         self.read_only
@@ -445,17 +321,6 @@ impl SharedMemory {
 
     /// The segment's size now, in bytes. Any process may resize it at any
     /// moment, so this can differ from the length of an earlier mapping.
-    ///
-    /// ```
-    /// # use namedipc::shm::SharedMemory;
-    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
-    /// let shm = SharedMemory::create(&name, 10)?;
-    /// let mut other = SharedMemory::open(&name)?;
-    /// other.resize(20)?;
-    /// assert_eq!(shm.size()?, 20);
-    /// # shm.unlink()?;
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
     ///
     /// # Errors
     /// [`Error::Os`] only if the OS fails unexpectedly.
@@ -469,16 +334,6 @@ impl SharedMemory {
     /// be alive while the segment shrinks under it. Mappings made through
     /// *other* handles or processes have no such protection: touching bytes
     /// past the new end kills the process with SIGBUS.
-    ///
-    /// ```
-    /// # use namedipc::shm::SharedMemory;
-    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
-    /// let mut shm = SharedMemory::create(&name, 0)?;
-    /// shm.resize(4096)?;
-    /// assert_eq!(shm.map()?.len(), 4096);
-    /// # shm.unlink()?;
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
     ///
     /// ```compile_fail,E0502
     /// # use namedipc::shm::SharedMemory;
@@ -505,16 +360,6 @@ impl SharedMemory {
     /// The mapping cannot outlive this handle, and while it lives the handle
     /// cannot be resized; see [`Mapping`] for what other processes can do.
     ///
-    /// ```
-    /// # use namedipc::shm::SharedMemory;
-    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
-    /// let shm = SharedMemory::create(&name, 8)?;
-    /// let bytes = shm.map()?;
-    /// assert_eq!(&bytes[..], &[0; 8]);
-    /// # shm.unlink()?;
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
-    ///
     /// # Errors
     /// [`Error::Os`] if mmap fails: ENOMEM, or EOVERFLOW for a segment
     /// larger than this process's address space.
@@ -530,18 +375,6 @@ impl SharedMemory {
     ///
     /// It takes `&mut self` so that one handle never hands out two mutable
     /// slices of the same bytes.
-    ///
-    /// ```
-    /// # use namedipc::shm::SharedMemory;
-    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
-    /// let mut shm = SharedMemory::create(&name, 8)?;
-    /// let mut bytes = shm.map_mut()?;
-    /// bytes[0] = 42;
-    /// drop(bytes);
-    /// assert_eq!(SharedMemory::open(&name)?.map()?[0], 42);
-    /// # shm.unlink()?;
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
     ///
     /// ```compile_fail,E0597
     /// # use namedipc::shm::SharedMemory;
@@ -569,16 +402,6 @@ impl SharedMemory {
     /// Removes the name; handles and mappings that exist keep working, and
     /// the memory is freed when the last of them is gone.
     ///
-    /// ```
-    /// # use namedipc::shm::SharedMemory;
-    /// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
-    /// let shm = SharedMemory::create(&name, 4)?;
-    /// shm.unlink()?;
-    /// assert_eq!(shm.map()?.len(), 4); // the handle still works
-    /// assert!(SharedMemory::open(&name).is_err());
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
-    ///
     /// # Errors
     /// [`Error::NotFound`] if the name was already removed.
     pub fn unlink(&self) -> Result<()> {
@@ -603,17 +426,6 @@ impl SharedMemory {
 }
 
 /// The segment's file descriptor, e.g. for `fstat` or another mmap.
-///
-/// ```
-/// # use namedipc::shm::SharedMemory;
-/// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
-/// use std::os::fd::AsFd;
-/// let shm = SharedMemory::create(&name, 3)?;
-/// let file = std::fs::File::from(shm.as_fd().try_clone_to_owned().unwrap());
-/// assert_eq!(file.metadata().unwrap().len(), 3);
-/// # shm.unlink()?;
-/// # Ok::<(), namedipc::Error>(())
-/// ```
 impl AsFd for SharedMemory {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
@@ -621,16 +433,6 @@ impl AsFd for SharedMemory {
 }
 
 /// The segment's file descriptor as a number, valid while the handle lives.
-///
-/// ```
-/// # use namedipc::shm::SharedMemory;
-/// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
-/// use std::os::fd::AsRawFd;
-/// let shm = SharedMemory::create(&name, 0)?;
-/// assert!(shm.as_raw_fd() >= 0);
-/// # shm.unlink()?;
-/// # Ok::<(), namedipc::Error>(())
-/// ```
 impl AsRawFd for SharedMemory {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
@@ -638,17 +440,6 @@ impl AsRawFd for SharedMemory {
 }
 
 /// Gives up the handle, keeping its file descriptor open.
-///
-/// ```
-/// # use namedipc::shm::SharedMemory;
-/// # let name = format!("/namedipc-doc-shm-{}-{}", line!(), std::process::id());
-/// use std::os::fd::OwnedFd;
-/// let shm = SharedMemory::create(&name, 5)?;
-/// # shm.unlink()?;
-/// let file = std::fs::File::from(OwnedFd::from(shm));
-/// assert_eq!(file.metadata().unwrap().len(), 5);
-/// # Ok::<(), namedipc::Error>(())
-/// ```
 impl From<SharedMemory> for OwnedFd {
     fn from(shm: SharedMemory) -> Self {
         shm.fd
@@ -775,9 +566,8 @@ impl fmt::Debug for MappingMut<'_> {
 ///
 /// ```
 /// # let name = format!("/namedipc-doc-shm-unlink-{}", std::process::id());
-/// namedipc::shm::SharedMemory::create(&name, 1)?;
+/// # namedipc::SharedMemory::create(&name, 1)?;
 /// namedipc::shm::unlink(&name)?;
-/// assert!(namedipc::shm::unlink(&name).is_err());
 /// # Ok::<(), namedipc::Error>(())
 /// ```
 ///

@@ -217,6 +217,7 @@ fn limits_are_enforced_with_messages_that_say_what_is_allowed() {
         .open(name.as_str())
         .unwrap();
     assert_eq!((queue.max_messages(), queue.max_message_size()), (2, 8));
+    assert_eq!(queue.new_buffer(), vec![0; 8]);
 
     let err = queue.send(&[0; 9], 0).unwrap_err();
     assert!(
@@ -296,6 +297,9 @@ fn access_modes_are_enforced() {
         .read(false)
         .open(name.as_str())
         .unwrap();
+    assert!(reader.can_read() && !reader.can_write());
+    assert!(!writer.can_read() && writer.can_write());
+    assert!(queue.can_read() && queue.can_write());
     let err = reader.send(b"x", 0).unwrap_err();
     assert!(err.to_string().contains("without write access"), "{err}");
     writer.send(b"from writer", 0).unwrap();
@@ -322,6 +326,13 @@ fn timed_waits_are_never_shorter_than_asked() {
         .open(name.as_str())
         .unwrap();
     let mut buf = queue.new_buffer();
+    assert_eq!(queue.try_receive(&mut buf).unwrap(), None);
+    assert_eq!(
+        queue
+            .receive_interruptible(&mut buf, Some(Duration::from_millis(10)))
+            .unwrap(),
+        None
+    );
     let started = Instant::now();
     assert_eq!(
         queue
@@ -483,6 +494,16 @@ fn a_non_blocking_handle_never_waits() {
     assert!(other.is_blocking().unwrap());
     queue.set_blocking(true).unwrap();
     assert!(queue.is_blocking().unwrap());
+    // And a blocking handle can stop blocking.
+    other.set_blocking(false).unwrap();
+    assert!(!other.is_blocking().unwrap());
+    assert!(matches!(
+        other.send(b"more", 0),
+        Err(Error::Busy {
+            reason: BusyReason::Full,
+            ..
+        })
+    ));
 }
 
 // ---------------------------------------------------------------- notification
@@ -607,6 +628,25 @@ fn a_callback_may_ask_for_the_next_notification() {
         assert_eq!(rx.recv_timeout(WAIT), Ok(round));
     }
     queue.cancel_notification();
+}
+
+#[test]
+fn a_signal_notification_can_be_asked_for_replaced_and_cancelled() {
+    let name = Name::new("notify-signal");
+    let queue = MessageQueue::create(name.as_str()).unwrap();
+    let signal = *namedipc::mqueue::user_signals().start();
+    queue.notify_by_signal(signal).unwrap();
+    // A second request from this process replaces the first.
+    queue.notify_by_signal(signal).unwrap();
+    queue.cancel_notification();
+    // Cancelled: the slot is free for a thread notification. No message is
+    // sent while a signal request stands, as its default action ends the process.
+    let (tx, rx) = mpsc::channel();
+    queue
+        .notify_by_thread(move || tx.send("ran").unwrap())
+        .unwrap();
+    queue.send(b"hi", 0).unwrap();
+    assert_eq!(rx.recv_timeout(WAIT), Ok("ran"));
 }
 
 #[test]

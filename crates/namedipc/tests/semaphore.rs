@@ -173,6 +173,9 @@ fn try_acquire_release_and_value() {
     sem.release().unwrap();
     sem.release().unwrap();
     assert_eq!(sem.value().unwrap(), 3);
+    // With slots free, acquire returns at once.
+    sem.acquire().unwrap();
+    assert_eq!(sem.value().unwrap(), 2);
 }
 
 #[test]
@@ -566,6 +569,53 @@ fn unlink_on_drop_removes_the_name_only_for_the_creator() {
         Err(Error::NotFound { .. })
     ));
     assert!(!shm_path(name.as_str()).exists());
+}
+
+#[test]
+fn unlink_if_owner_removes_the_name_once_and_only_for_the_creator() {
+    let name = Name::new("owner");
+    let creator = Semaphore::options()
+        .unlink_on_drop(true)
+        .open(name.as_str())
+        .unwrap();
+    let other = Semaphore::options()
+        .unlink_on_drop(true)
+        .open(name.as_str())
+        .unwrap();
+    assert!(creator.created() && !other.created());
+    assert!(!other.unlink_if_owner(), "only the creator owns the name");
+    assert!(creator.unlink_if_owner());
+    assert!(matches!(
+        Semaphore::open(name.as_str()),
+        Err(Error::NotFound { .. })
+    ));
+    // At most once: a new semaphore under the name is not the creator's.
+    let _new = Semaphore::create(name.as_str(), 0).unwrap();
+    assert!(!creator.unlink_if_owner());
+    assert!(Semaphore::open(name.as_str()).is_ok());
+    // The handle still works after its name is gone.
+    creator.release().unwrap();
+    assert!(creator.try_acquire().unwrap());
+}
+
+#[test]
+fn a_replaced_name_is_left_alone_by_unlink_on_drop() {
+    let name = Name::new("replaced");
+    let creator = Semaphore::options()
+        .unlink_on_drop(true)
+        .open(name.as_str())
+        .unwrap();
+    let replacement = opts(Existence::UnlinkAndCreate)
+        .initial_value(4)
+        .open(name.as_str())
+        .unwrap();
+    drop(creator);
+    assert_eq!(
+        Semaphore::open(name.as_str()).unwrap().value().unwrap(),
+        4,
+        "the creator's drop removed a semaphore it did not create"
+    );
+    drop(replacement);
 }
 
 #[test]
