@@ -57,7 +57,7 @@ fn run(args: &[String]) -> Result<String, String> {
             Ok("created".to_owned())
         }
         ["post", name] => {
-            open(name)?.post().map_err(|e| e.to_string())?;
+            open(name)?.release().map_err(|e| e.to_string())?;
             Ok("posted".to_owned())
         }
         ["wait", name, timeout] => {
@@ -69,7 +69,7 @@ fn run(args: &[String]) -> Result<String, String> {
                     format!("TIMEOUT_SECS must be a number of seconds >= 0, not {timeout:?}")
                 })?;
             let taken = open(name)?
-                .wait_timeout(timeout)
+                .acquire_timeout(timeout)
                 .map_err(|e| e.to_string())?;
             Ok(if taken { "acquired" } else { "timeout" }.to_owned())
         }

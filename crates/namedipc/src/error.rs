@@ -30,6 +30,36 @@ impl fmt::Display for ObjectKind {
     }
 }
 
+/// What an [`Error::Busy`] ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BusyReason {
+    /// A semaphore had no free slot.
+    NoSlot,
+    /// A message queue had no message to receive.
+    Empty,
+    /// A message queue had no room for another message.
+    Full,
+    /// Another process has asked to be notified of a queue's messages, and
+    /// the OS keeps one such request per queue.
+    NotificationTaken,
+}
+
+impl BusyReason {
+    /// What the message says of the object, after its kind and name.
+    fn describe(self) -> &'static str {
+        match self {
+            Self::NoSlot => "is busy: no slot was free in the time allowed",
+            Self::Empty => "is empty: no message arrived in the time allowed",
+            Self::Full => "is full: no room was made in the time allowed",
+            Self::NotificationTaken => {
+                "is busy: another process has asked to be notified of its messages, \
+                 and the OS keeps one request per queue"
+            }
+        }
+    }
+}
+
 /// Everything that can go wrong in namedipc.
 ///
 /// ```
@@ -69,13 +99,16 @@ pub enum Error {
         /// The errno the OS reported.
         errno: i32,
     },
-    /// A wait ended at its deadline, or a non-blocking attempt found the object busy.
-    #[error("{kind} '{name}' is busy: it could not be acquired in the time allowed")]
+    /// A wait ended at its deadline, or an attempt that does not wait found
+    /// no slot, no message or no room; `reason` says which.
+    #[error("{kind} '{name}' {}", reason.describe())]
     Busy {
         /// The kind of object.
         kind: ObjectKind,
         /// The name as given.
         name: String,
+        /// What the wait or the attempt ran into.
+        reason: BusyReason,
     },
     /// A signal handler ran during a wait (EINTR).
     #[error("the wait on {kind} '{name}' was interrupted by a signal")]

@@ -20,8 +20,7 @@ const RACE_RETRIES: usize = 1000;
 /// same rules serve every kind of named object.
 ///
 /// ```
-/// use namedipc::{Existence, Semaphore};
-/// use namedipc::shm::SharedMemory;
+/// use namedipc::{Existence, Semaphore, SharedMemory};
 ///
 /// # let name = format!("/namedipc-doc-existence-{}", std::process::id());
 /// let sem = Semaphore::options().existence(Existence::RaiseIfExists).open(&name)?;

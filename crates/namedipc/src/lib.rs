@@ -1,5 +1,5 @@
-//! namedipc: named POSIX semaphores and shared memory for processes that
-//! coordinate by name.
+//! namedipc: named POSIX semaphores, shared memory and message queues, and a
+//! crash-safe semaphore, for processes that coordinate by name.
 //!
 //! Unrelated processes on one machine — a cron job, a web worker, a C
 //! program — find the same object by its name:
@@ -13,9 +13,9 @@
 //!     .existence(Existence::LinkOrCreate)
 //!     .initial_value(2)
 //!     .open(&name)?;
-//! gpu.wait()?;
+//! gpu.acquire()?;
 //! // ... at most two processes are here at once ...
-//! gpu.post()?;
+//! gpu.release()?;
 //! # gpu.unlink()?;
 //! # Ok::<(), namedipc::Error>(())
 //! ```
@@ -25,6 +25,7 @@
 
 #[cfg(feature = "cli")]
 pub mod cli;
+mod deadline;
 mod error;
 mod existence;
 pub mod inventory;
@@ -38,8 +39,10 @@ mod sys;
 // The README's and the docs' Rust examples, run by `cargo test` as doctests.
 mod doctests;
 
-pub use error::{Error, ObjectKind, Result};
+pub use error::{BusyReason, Error, ObjectKind, Result};
 pub use existence::Existence;
+pub use mqueue::{MessageQueue, MessageQueueOptions};
+pub use robust::{RobustSemaphore, RobustSemaphoreOptions};
 pub use semaphore::{Semaphore, SemaphoreOptions};
 pub use shm::{SharedMemory, SharedMemoryOptions};
 

@@ -59,6 +59,14 @@ impl Identity {
         }
     }
 
+    /// The identity of the open file `stat` describes (from [`sys::fstat`]).
+    pub(crate) fn of_stat(stat: &sys::FileStat) -> Self {
+        Self {
+            dev: stat.dev,
+            ino: stat.ino,
+        }
+    }
+
     /// What `path` points at now, without following a symbolic link; `None`
     /// if nothing is there.
     pub(crate) fn at(path: &str) -> io::Result<Option<Self>> {

@@ -4,12 +4,12 @@
 
 use std::fs;
 use std::os::fd::AsRawFd;
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use namedipc::mqueue::{system_limits, unlink, MessageQueue, MessageQueueOptions, PRIORITY_MAX};
-use namedipc::{Error, Existence};
+use namedipc::{BusyReason, Error, Existence};
 
 mod common;
 use common::WAIT;
@@ -61,19 +61,56 @@ fn existence_modes() {
         Err(Error::NotFound { .. })
     ));
     let first = MessageQueue::create(name.as_str()).unwrap();
+    assert!(first.created());
+    assert!(!MessageQueue::open(name.as_str()).unwrap().created());
     assert!(matches!(
         MessageQueue::create(name.as_str()),
         Err(Error::AlreadyExists { .. })
     ));
     first.send(b"kept", 0).unwrap();
     let linked = opts(Existence::LinkOrCreate).open(name.as_str()).unwrap();
+    assert!(!linked.created());
     assert_eq!(linked.current_messages().unwrap(), 1);
     // A fresh queue under the same name: the old message is not in it.
     let fresh = opts(Existence::UnlinkAndCreate)
         .open(name.as_str())
         .unwrap();
+    assert!(fresh.created());
     assert_eq!(fresh.current_messages().unwrap(), 0);
     assert_eq!(first.current_messages().unwrap(), 1);
+}
+
+#[test]
+fn link_or_create_raced_from_many_threads_creates_exactly_once() {
+    const THREADS: usize = 8;
+    for round in 0..20 {
+        let name = Name::new("race");
+        let barrier = Arc::new(Barrier::new(THREADS));
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let barrier = Arc::clone(&barrier);
+                let name = name.as_str().to_owned();
+                thread::spawn(move || {
+                    barrier.wait();
+                    let queue = opts(Existence::LinkOrCreate)
+                        .max_messages(THREADS)
+                        .open(&name)
+                        .unwrap();
+                    queue.send(b"", 0).unwrap();
+                    queue.created()
+                })
+            })
+            .collect();
+        let created = handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|&c| c)
+            .count();
+        assert_eq!(created, 1, "round {round}: {created} threads created it");
+        // All eight handles were on one queue.
+        let queue = MessageQueue::open(name.as_str()).unwrap();
+        assert_eq!(queue.current_messages().unwrap(), THREADS, "round {round}");
+    }
 }
 
 #[test]
@@ -180,6 +217,7 @@ fn limits_are_enforced_with_messages_that_say_what_is_allowed() {
         .open(name.as_str())
         .unwrap();
     assert_eq!((queue.max_messages(), queue.max_message_size()), (2, 8));
+    assert_eq!(queue.new_buffer(), vec![0; 8]);
 
     let err = queue.send(&[0; 9], 0).unwrap_err();
     assert!(
@@ -259,6 +297,9 @@ fn access_modes_are_enforced() {
         .read(false)
         .open(name.as_str())
         .unwrap();
+    assert!(reader.can_read() && !reader.can_write());
+    assert!(!writer.can_read() && writer.can_write());
+    assert!(queue.can_read() && queue.can_write());
     let err = reader.send(b"x", 0).unwrap_err();
     assert!(err.to_string().contains("without write access"), "{err}");
     writer.send(b"from writer", 0).unwrap();
@@ -285,6 +326,13 @@ fn timed_waits_are_never_shorter_than_asked() {
         .open(name.as_str())
         .unwrap();
     let mut buf = queue.new_buffer();
+    assert_eq!(queue.try_receive(&mut buf).unwrap(), None);
+    assert_eq!(
+        queue
+            .receive_interruptible(&mut buf, Some(Duration::from_millis(10)))
+            .unwrap(),
+        None
+    );
     let started = Instant::now();
     assert_eq!(
         queue
@@ -358,6 +406,33 @@ fn a_blocked_sender_wakes_when_room_appears() {
 }
 
 #[test]
+fn a_signal_ends_only_the_interruptible_waits() {
+    let name = Name::new("signal");
+    let queue = MessageQueue::options()
+        .max_messages(1)
+        .open(name.as_str())
+        .unwrap();
+    let mut buf = queue.new_buffer();
+    let timeout = Duration::from_millis(200);
+
+    let err =
+        common::with_signals(|| queue.receive_interruptible(&mut buf, Some(WAIT))).unwrap_err();
+    assert!(matches!(err, Error::Interrupted { .. }), "{err:?}");
+    let started = Instant::now();
+    let got = common::with_signals(|| queue.receive_timeout(&mut buf, timeout)).unwrap();
+    assert_eq!(got, None);
+    assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
+
+    queue.send(b"fill", 0).unwrap();
+    let err = common::with_signals(|| queue.send_interruptible(b"more", 0, None)).unwrap_err();
+    assert!(matches!(err, Error::Interrupted { .. }), "{err:?}");
+    let started = Instant::now();
+    assert!(!common::with_signals(|| queue.send_timeout(b"more", 0, timeout)).unwrap());
+    assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
+    assert_eq!(queue.current_messages().unwrap(), 1);
+}
+
+#[test]
 fn a_non_blocking_handle_never_waits() {
     let name = Name::new("nonblocking");
     let queue = MessageQueue::options()
@@ -368,7 +443,24 @@ fn a_non_blocking_handle_never_waits() {
     assert!(!queue.is_blocking().unwrap());
     let mut buf = queue.new_buffer();
     let started = Instant::now();
-    assert!(matches!(queue.receive(&mut buf), Err(Error::Busy { .. })));
+    let err = queue.receive(&mut buf).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Busy {
+                reason: BusyReason::Empty,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "message queue '{}' is empty: no message arrived in the time allowed",
+            name.as_str()
+        )
+    );
     assert!(matches!(
         queue.receive_interruptible(&mut buf, None),
         Err(Error::Busy { .. })
@@ -378,7 +470,22 @@ fn a_non_blocking_handle_never_waits() {
         Ok(None) | Err(Error::Busy { .. })
     ));
     queue.send(b"only", 0).unwrap();
-    assert!(matches!(queue.send(b"more", 0), Err(Error::Busy { .. })));
+    let err = queue.send(b"more", 0).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Busy {
+                reason: BusyReason::Full,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .ends_with("is full: no room was made in the time allowed"),
+        "{err}"
+    );
     assert!(!queue.try_send(b"more", 0).unwrap());
     assert!(started.elapsed() < WAIT / 2, "a non-blocking handle waited");
 
@@ -387,6 +494,16 @@ fn a_non_blocking_handle_never_waits() {
     assert!(other.is_blocking().unwrap());
     queue.set_blocking(true).unwrap();
     assert!(queue.is_blocking().unwrap());
+    // And a blocking handle can stop blocking.
+    other.set_blocking(false).unwrap();
+    assert!(!other.is_blocking().unwrap());
+    assert!(matches!(
+        other.send(b"more", 0),
+        Err(Error::Busy {
+            reason: BusyReason::Full,
+            ..
+        })
+    ));
 }
 
 // ---------------------------------------------------------------- notification
@@ -511,6 +628,25 @@ fn a_callback_may_ask_for_the_next_notification() {
         assert_eq!(rx.recv_timeout(WAIT), Ok(round));
     }
     queue.cancel_notification();
+}
+
+#[test]
+fn a_signal_notification_can_be_asked_for_replaced_and_cancelled() {
+    let name = Name::new("notify-signal");
+    let queue = MessageQueue::create(name.as_str()).unwrap();
+    let signal = *namedipc::mqueue::user_signals().start();
+    queue.notify_by_signal(signal).unwrap();
+    // A second request from this process replaces the first.
+    queue.notify_by_signal(signal).unwrap();
+    queue.cancel_notification();
+    // Cancelled: the slot is free for a thread notification. No message is
+    // sent while a signal request stands, as its default action ends the process.
+    let (tx, rx) = mpsc::channel();
+    queue
+        .notify_by_thread(move || tx.send("ran").unwrap())
+        .unwrap();
+    queue.send(b"hi", 0).unwrap();
+    assert_eq!(rx.recv_timeout(WAIT), Ok("ran"));
 }
 
 #[test]

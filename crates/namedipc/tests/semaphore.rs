@@ -89,7 +89,7 @@ fn raise_if_not_exists_opens_an_existing_semaphore() {
         .unwrap();
     assert!(!opener.created());
     assert_eq!(opener.value().unwrap(), 4, "initial_value ignored on open");
-    assert!(opener.try_wait().unwrap());
+    assert!(opener.try_acquire().unwrap());
     assert_eq!(creator.value().unwrap(), 3);
 }
 
@@ -111,10 +111,10 @@ fn link_or_create_creates_then_links() {
     // Linked to the same semaphore: its initial_value was not used and the
     // two handles share one value.
     assert_eq!(second.value().unwrap(), 2);
-    assert!(second.try_wait().unwrap());
+    assert!(second.try_acquire().unwrap());
     assert_eq!(first.value().unwrap(), 1);
-    first.post().unwrap();
-    first.post().unwrap();
+    first.release().unwrap();
+    first.release().unwrap();
     assert_eq!(second.value().unwrap(), 3);
 }
 
@@ -132,10 +132,10 @@ fn unlink_and_create_replaces_an_existing_semaphore() {
     assert_eq!(old.value().unwrap(), 5);
 
     // The old handle still works, but on a semaphore of its own.
-    old.post().unwrap();
+    old.release().unwrap();
     assert_eq!(old.value().unwrap(), 6);
     assert_eq!(new.value().unwrap(), 2);
-    assert!(new.try_wait().unwrap());
+    assert!(new.try_acquire().unwrap());
     assert_eq!(new.value().unwrap(), 1);
     assert_eq!(old.value().unwrap(), 6);
 
@@ -158,21 +158,24 @@ fn unlink_and_create_on_a_missing_name_creates() {
 // ------------------------------------------------------------- operations
 
 #[test]
-fn try_wait_post_and_value() {
+fn try_acquire_release_and_value() {
     let name = Name::new("ops");
     let sem = Semaphore::create(name.as_str(), 2).unwrap();
     assert_eq!(sem.value().unwrap(), 2);
-    assert!(sem.try_wait().unwrap());
+    assert!(sem.try_acquire().unwrap());
     assert_eq!(sem.value().unwrap(), 1);
-    assert!(sem.try_wait().unwrap());
+    assert!(sem.try_acquire().unwrap());
     assert_eq!(sem.value().unwrap(), 0);
-    assert!(!sem.try_wait().unwrap(), "no slot left");
+    assert!(!sem.try_acquire().unwrap(), "no slot left");
     assert_eq!(sem.value().unwrap(), 0);
-    sem.post().unwrap();
+    sem.release().unwrap();
     assert_eq!(sem.value().unwrap(), 1);
-    sem.post().unwrap();
-    sem.post().unwrap();
+    sem.release().unwrap();
+    sem.release().unwrap();
     assert_eq!(sem.value().unwrap(), 3);
+    // With slots free, acquire returns at once.
+    sem.acquire().unwrap();
+    assert_eq!(sem.value().unwrap(), 2);
 }
 
 #[test]
@@ -184,22 +187,22 @@ fn default_initial_value_is_one() {
 }
 
 #[test]
-fn wait_timeout_takes_a_free_slot_at_once() {
+fn acquire_timeout_takes_a_free_slot_at_once() {
     let name = Name::new("wt-free");
     let sem = Semaphore::create(name.as_str(), 1).unwrap();
     let start = Instant::now();
-    assert!(sem.wait_timeout(WAIT).unwrap());
+    assert!(sem.acquire_timeout(WAIT).unwrap());
     assert!(start.elapsed() < WAIT / 2, "took {:?}", start.elapsed());
     assert_eq!(sem.value().unwrap(), 0);
 }
 
 #[test]
-fn wait_timeout_on_a_taken_semaphore_times_out_on_time() {
+fn acquire_timeout_on_a_taken_semaphore_times_out_on_time() {
     let name = Name::new("wt-busy");
     let sem = Semaphore::create(name.as_str(), 0).unwrap();
     for timeout in [Duration::from_millis(1), Duration::from_millis(300)] {
         let start = Instant::now();
-        assert!(!sem.wait_timeout(timeout).unwrap());
+        assert!(!sem.acquire_timeout(timeout).unwrap());
         let elapsed = start.elapsed();
         assert!(
             elapsed >= timeout,
@@ -210,28 +213,57 @@ fn wait_timeout_on_a_taken_semaphore_times_out_on_time() {
             "returned after {elapsed:?}, far beyond {timeout:?}"
         );
     }
-    assert!(!sem.wait_timeout(Duration::ZERO).unwrap());
+    assert!(!sem.acquire_timeout(Duration::ZERO).unwrap());
     assert_eq!(sem.value().unwrap(), 0);
 }
 
 #[test]
-fn wait_interruptible_times_out_on_time() {
+fn acquire_interruptible_times_out_on_time() {
     let name = Name::new("wi");
     let sem = Semaphore::create(name.as_str(), 0).unwrap();
     let timeout = Duration::from_millis(200);
     let start = Instant::now();
-    assert!(!sem.wait_interruptible(Some(timeout)).unwrap());
+    assert!(!sem.acquire_interruptible(Some(timeout)).unwrap());
     let elapsed = start.elapsed();
     assert!(elapsed >= timeout, "returned after {elapsed:?}");
     assert!(elapsed < timeout + Duration::from_secs(2), "{elapsed:?}");
-    sem.post().unwrap();
-    assert!(sem.wait_interruptible(Some(WAIT)).unwrap());
+    sem.release().unwrap();
+    assert!(sem.acquire_interruptible(Some(WAIT)).unwrap());
     assert_eq!(sem.value().unwrap(), 0);
 }
 
-/// Runs `wait` in another thread on a semaphore at 0, posts, and checks that
+#[test]
+fn a_signal_ends_acquire_interruptible_but_no_other_wait() {
+    let name = Name::new("signal");
+    let sem = Arc::new(Semaphore::create(name.as_str(), 0).unwrap());
+
+    let err = common::with_signals(|| sem.acquire_interruptible(Some(WAIT))).unwrap_err();
+    assert!(matches!(err, Error::Interrupted { .. }), "{err:?}");
+    let err = common::with_signals(|| sem.acquire_interruptible(None)).unwrap_err();
+    assert!(matches!(err, Error::Interrupted { .. }), "{err:?}");
+
+    // acquire_timeout waits through the signals to its deadline.
+    let timeout = Duration::from_millis(200);
+    let start = Instant::now();
+    assert!(!common::with_signals(|| sem.acquire_timeout(timeout)).unwrap());
+    assert!(start.elapsed() >= timeout, "{:?}", start.elapsed());
+
+    // acquire waits through the signals until a slot comes.
+    let releaser = {
+        let sem = Arc::clone(&sem);
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(100));
+            sem.release()
+        })
+    };
+    common::with_signals(|| sem.acquire()).unwrap();
+    releaser.join().unwrap().unwrap();
+    assert_eq!(sem.value().unwrap(), 0);
+}
+
+/// Runs `wait` in another thread on a semaphore at 0, releases, and checks that
 /// the waiter was woken and took the slot.
-fn assert_post_wakes(label: &str, wait: fn(&Semaphore) -> namedipc::Result<bool>) {
+fn assert_release_wakes(label: &str, wait: fn(&Semaphore) -> namedipc::Result<bool>) {
     let name = Name::new(label);
     let sem = Arc::new(Semaphore::create(name.as_str(), 0).unwrap());
     let (ready_tx, ready_rx) = mpsc::channel();
@@ -250,13 +282,13 @@ fn assert_post_wakes(label: &str, wait: fn(&Semaphore) -> namedipc::Result<bool>
         "{label}: returned without a slot"
     );
 
-    sem.post().unwrap();
+    sem.release().unwrap();
     match done_rx.recv_timeout(WAIT) {
         Ok(result) => assert!(result.unwrap(), "{label}: reported a timeout"),
         Err(e) => {
             // Unblock the thread so that it does not outlive the test, then fail.
-            sem.post().unwrap();
-            panic!("{label}: not woken by post() within {WAIT:?}: {e}");
+            sem.release().unwrap();
+            panic!("{label}: not woken by release() within {WAIT:?}: {e}");
         }
     }
     waiter.join().unwrap();
@@ -264,18 +296,18 @@ fn assert_post_wakes(label: &str, wait: fn(&Semaphore) -> namedipc::Result<bool>
 }
 
 #[test]
-fn a_post_from_another_thread_wakes_wait() {
-    assert_post_wakes("wake", |sem| sem.wait().map(|()| true));
+fn a_release_from_another_thread_wakes_acquire() {
+    assert_release_wakes("wake", |sem| sem.acquire().map(|()| true));
 }
 
 #[test]
-fn a_post_wakes_waits_with_long_or_unbounded_timeouts() {
-    assert_post_wakes("wake-timeout", |sem| sem.wait_timeout(WAIT));
+fn a_release_wakes_acquires_with_long_or_unbounded_timeouts() {
+    assert_release_wakes("wake-timeout", |sem| sem.acquire_timeout(WAIT));
     // Deadlines past what a timespec can hold saturate rather than fail.
-    assert_post_wakes("wake-max", |sem| sem.wait_timeout(Duration::MAX));
-    assert_post_wakes("wake-intr", |sem| sem.wait_interruptible(None));
-    assert_post_wakes("wake-intr-max", |sem| {
-        sem.wait_interruptible(Some(Duration::MAX))
+    assert_release_wakes("wake-max", |sem| sem.acquire_timeout(Duration::MAX));
+    assert_release_wakes("wake-intr", |sem| sem.acquire_interruptible(None));
+    assert_release_wakes("wake-intr-max", |sem| {
+        sem.acquire_interruptible(Some(Duration::MAX))
     });
 }
 
@@ -295,7 +327,7 @@ fn link_or_create_raced_from_many_threads_creates_exactly_once() {
                         .initial_value(0)
                         .open(&name)
                         .unwrap();
-                    sem.post().unwrap();
+                    sem.release().unwrap();
                     sem.created()
                 })
             })
@@ -315,11 +347,11 @@ fn link_or_create_raced_from_many_threads_creates_exactly_once() {
 // ----------------------------------------------------------------- limits
 
 #[test]
-fn post_at_value_max_is_overflow() {
+fn release_at_value_max_is_overflow() {
     let name = Name::new("overflow");
     let sem = Semaphore::create(name.as_str(), VALUE_MAX).unwrap();
     assert_eq!(sem.value().unwrap(), VALUE_MAX);
-    let err = sem.post().unwrap_err();
+    let err = sem.release().unwrap_err();
     match &err {
         Error::Overflow { max, name: n, .. } => {
             assert_eq!(*max, VALUE_MAX);
@@ -330,9 +362,36 @@ fn post_at_value_max_is_overflow() {
     assert_eq!(err.errno(), Some(libc::EOVERFLOW));
     assert_eq!(err.name(), Some(name.as_str()));
     assert_eq!(sem.value().unwrap(), VALUE_MAX, "value unchanged");
-    // One below the maximum, a post is fine again.
-    assert!(sem.try_wait().unwrap());
-    sem.post().unwrap();
+    // One below the maximum, a release is fine again.
+    assert!(sem.try_acquire().unwrap());
+    sem.release().unwrap();
+    assert_eq!(sem.value().unwrap(), VALUE_MAX);
+}
+
+#[test]
+fn release_many_gives_back_all_or_none() {
+    let name = Name::new("many");
+    let sem = Semaphore::create(name.as_str(), 0).unwrap();
+    sem.release_many(0).unwrap();
+    assert_eq!(sem.value().unwrap(), 0);
+    sem.release_many(5).unwrap();
+    assert_eq!(sem.value().unwrap(), 5);
+
+    let full = Name::new("many-full");
+    let sem = Semaphore::create(full.as_str(), VALUE_MAX - 2).unwrap();
+    for n in [3, u32::MAX] {
+        let err = sem.release_many(n).unwrap_err();
+        assert!(
+            matches!(err, Error::Overflow { max: VALUE_MAX, .. }),
+            "{n}: {err:?}"
+        );
+        assert_eq!(
+            sem.value().unwrap(),
+            VALUE_MAX - 2,
+            "{n}: nothing given back"
+        );
+    }
+    sem.release_many(2).unwrap();
     assert_eq!(sem.value().unwrap(), VALUE_MAX);
 }
 
@@ -410,7 +469,7 @@ fn longest_valid_name_works() {
     name.push_str(&"y".repeat(251 - body_len));
     assert_eq!(name.as_str().len(), 252);
     let sem = Semaphore::create(name.as_str(), 1).unwrap();
-    assert!(sem.try_wait().unwrap());
+    assert!(sem.try_acquire().unwrap());
     let longer = format!("{}y", name.as_str());
     assert!(matches!(
         Semaphore::create(&longer, 1),
@@ -472,7 +531,7 @@ fn a_corrupt_file_at_the_name_is_corrupt_not_sigbus() {
             .open(name.as_str())
             .unwrap();
         assert!(sem.created());
-        assert!(sem.try_wait().unwrap());
+        assert!(sem.try_acquire().unwrap());
         assert_eq!(Semaphore::open(name.as_str()).unwrap().value().unwrap(), 0);
     }
 }
@@ -513,6 +572,53 @@ fn unlink_on_drop_removes_the_name_only_for_the_creator() {
 }
 
 #[test]
+fn unlink_if_owner_removes_the_name_once_and_only_for_the_creator() {
+    let name = Name::new("owner");
+    let creator = Semaphore::options()
+        .unlink_on_drop(true)
+        .open(name.as_str())
+        .unwrap();
+    let other = Semaphore::options()
+        .unlink_on_drop(true)
+        .open(name.as_str())
+        .unwrap();
+    assert!(creator.created() && !other.created());
+    assert!(!other.unlink_if_owner(), "only the creator owns the name");
+    assert!(creator.unlink_if_owner());
+    assert!(matches!(
+        Semaphore::open(name.as_str()),
+        Err(Error::NotFound { .. })
+    ));
+    // At most once: a new semaphore under the name is not the creator's.
+    let _new = Semaphore::create(name.as_str(), 0).unwrap();
+    assert!(!creator.unlink_if_owner());
+    assert!(Semaphore::open(name.as_str()).is_ok());
+    // The handle still works after its name is gone.
+    creator.release().unwrap();
+    assert!(creator.try_acquire().unwrap());
+}
+
+#[test]
+fn a_replaced_name_is_left_alone_by_unlink_on_drop() {
+    let name = Name::new("replaced");
+    let creator = Semaphore::options()
+        .unlink_on_drop(true)
+        .open(name.as_str())
+        .unwrap();
+    let replacement = opts(Existence::UnlinkAndCreate)
+        .initial_value(4)
+        .open(name.as_str())
+        .unwrap();
+    drop(creator);
+    assert_eq!(
+        Semaphore::open(name.as_str()).unwrap().value().unwrap(),
+        4,
+        "the creator's drop removed a semaphore it did not create"
+    );
+    drop(replacement);
+}
+
+#[test]
 fn without_unlink_on_drop_the_name_outlives_the_creator() {
     let name = Name::new("keep");
     drop(Semaphore::create(name.as_str(), 3).unwrap());
@@ -529,8 +635,8 @@ fn unlink_removes_the_name_and_open_handles_keep_working() {
         Semaphore::open(name.as_str()),
         Err(Error::NotFound { .. })
     ));
-    assert!(sem.try_wait().unwrap());
-    sem.post().unwrap();
+    assert!(sem.try_acquire().unwrap());
+    sem.release().unwrap();
     assert_eq!(sem.value().unwrap(), 1);
 
     let err = sem.unlink().unwrap_err();
@@ -581,7 +687,7 @@ fn create_random_gives_distinct_valid_names() {
         // A real semaphore under that name, with the options' value.
         let other = Semaphore::open(sem.name()).unwrap();
         assert_eq!(other.value().unwrap(), 2);
-        assert!(other.try_wait().unwrap());
+        assert!(other.try_acquire().unwrap());
         assert_eq!(sem.value().unwrap(), 1);
     }
 }

@@ -228,6 +228,7 @@ fn a_size_with_read_only_access_is_refused_and_leaves_the_segment_alone() {
         .read_only(true)
         .open(name.as_str())
         .unwrap();
+    assert!(reader.read_only());
     let err = reader.resize(1).unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
     let err = reader.map_mut().unwrap_err();

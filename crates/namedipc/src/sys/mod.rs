@@ -11,6 +11,8 @@ pub(crate) mod sem;
 pub(crate) mod shm;
 
 use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::Duration;
 
 /// Turns a C-style `-1 means errno` return value into an `io::Result`.
@@ -20,6 +22,38 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     } else {
         Ok(ret)
     }
+}
+
+/// What `fstat` says about an open file, as plain numbers; the layers
+/// above give them meaning (which file it is, what type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileStat {
+    /// `st_mode`: the file type and permission bits.
+    pub(crate) mode: u32,
+    /// `st_size`, in bytes.
+    pub(crate) size: u64,
+    /// `st_dev`: the device the file is on.
+    pub(crate) dev: u64,
+    /// `st_ino`: the file's inode on that device.
+    pub(crate) ino: u64,
+}
+
+/// `fstat(2)` on `fd`.
+#[allow(clippy::useless_conversion)] // the field types of `struct stat` differ between platforms
+pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<FileStat> {
+    let mut st = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `fd` is open for the duration of the borrow and `st` is valid,
+    // writable memory for one `struct stat`.
+    check(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: fstat succeeded, so it filled in the whole struct.
+    let st = unsafe { st.assume_init() };
+    Ok(FileStat {
+        mode: u32::from(st.st_mode),
+        // Only a broken file system reports a negative size.
+        size: u64::try_from(st.st_size).unwrap_or(0),
+        dev: u64::from(st.st_dev),
+        ino: u64::from(st.st_ino),
+    })
 }
 
 /// Runs `f` again while it fails with EINTR, for calls that have nothing
@@ -85,6 +119,9 @@ fn clock_now(clock: libc::clockid_t) -> Duration {
 
 /// Converts a point on the monotonic clock to a `timespec`, saturating far
 /// in the future (a deadline of centuries is as good as none).
+// `as`, not `From`, for the nanoseconds: c_long is 32 bits on some targets,
+// and a value below 10^9 fits either way.
+#[allow(clippy::cast_lossless)]
 fn to_timespec(at: Duration) -> libc::timespec {
     libc::timespec {
         tv_sec: libc::time_t::try_from(at.as_secs()).unwrap_or(libc::time_t::MAX),

@@ -1,6 +1,6 @@
-//! POSIX named semaphores (sem_open and friends), and a check of the file
-//! glibc keeps behind each name, so that a truncated or foreign file is
-//! reported instead of crashing the process with SIGBUS.
+//! POSIX named semaphores (sem_open and friends), and the layout of the
+//! file glibc keeps behind each name, which the layer above checks before
+//! sem_open maps it.
 
 use std::ffi::CStr;
 use std::io;
@@ -12,6 +12,13 @@ use super::{check, retry_on_interrupt, to_timespec};
 /// The largest value a semaphore can hold: SEM_VALUE_MAX, which glibc and
 /// musl define as INT_MAX (the libc crate does not export it for Linux).
 pub(crate) const VALUE_MAX: u32 = i32::MAX as u32;
+
+/// The call behind a wait with a deadline, for error messages.
+pub(crate) const TIMED_WAIT: &str = if cfg!(all(target_os = "linux", target_env = "gnu")) {
+    "sem_clockwait"
+} else {
+    "sem_timedwait"
+};
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 extern "C" {
@@ -149,80 +156,53 @@ pub(crate) fn unlink(name: &CStr) -> io::Result<()> {
     check(unsafe { libc::sem_unlink(name.as_ptr()) }).map(drop)
 }
 
-/// Where glibc keeps the semaphore `name`.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn file_path(name: &str) -> String {
-    format!("/dev/shm/sem.{}", name.trim_start_matches('/'))
+// TRANSITIONAL, not sys's business: inventory.rs still calls
+// `sys::sem::check_file`; once it calls `crate::semaphore::check_file`
+// (the same function, moved there), this line goes.
+pub(crate) use crate::semaphore::check_file;
+
+/// The length of the file glibc keeps behind a semaphore name: one `sem_t`.
+pub(crate) const FILE_LEN: u64 = std::mem::size_of::<libc::sem_t>() as u64;
+
+/// The fields of glibc's `struct new_sem`, as a semaphore's file holds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileWords {
+    /// The number of free slots.
+    pub(crate) value: u32,
+    /// The futex sharing flag: 0 for a semaphore shared between processes,
+    /// 128 (FUTEX_PRIVATE_FLAG) for one of a single process.
+    pub(crate) private: i32,
 }
 
-/// Which file a name refers to: (device, inode).
-pub(crate) type FileIdentity = (u64, u64);
-
-/// The identity of the file behind the semaphore `name`, if there is one.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub(crate) fn file_identity(name: &str) -> Option<FileIdentity> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::symlink_metadata(file_path(name)).ok()?;
-    Some((meta.dev(), meta.ino()))
+impl FileWords {
+    /// Whether glibc could have written these words: a value within
+    /// [`VALUE_MAX`] and one of the two sharing flags.
+    pub(crate) fn plausible(self) -> bool {
+        self.value <= VALUE_MAX && (self.private == 0 || self.private == 128)
+    }
 }
 
-/// Checks the file glibc keeps for the semaphore `name` before it is mapped:
-/// glibc maps whatever file is there, and touching a truncated one kills the
-/// process with SIGBUS. `Err(reason)` says what is wrong; a missing or
-/// unreadable file is left for sem_open to report.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub(crate) fn check_file(name: &str) -> Result<(), String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
+/// How many bytes of a semaphore's file [`decode_file`] reads.
+pub(crate) const FILE_WORDS_LEN: usize = 16;
 
-    let path = file_path(name);
-    let Ok(mut file) = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(&path)
-    else {
-        // Missing, unreadable, or a symbolic link (ELOOP): sem_open says which.
-        return Ok(());
-    };
-    let Ok(meta) = file.metadata() else {
-        return Ok(());
-    };
-    if !meta.file_type().is_file() {
-        return Err(format!("{path} is not a regular file"));
-    }
-    let expected = std::mem::size_of::<libc::sem_t>() as u64;
-    if meta.len() != expected {
-        return Err(format!(
-            "{path} is {} bytes long; a semaphore's file is {expected} bytes",
-            meta.len()
-        ));
-    }
-    if cfg!(not(target_pointer_width = "64")) {
-        // The field layout below is glibc's 64-bit one; elsewhere the size check must do.
-        return Ok(());
-    }
-    let mut bytes = [0u8; 16];
-    if file.read_exact(&mut bytes).is_err() {
-        return Ok(());
-    }
-    // glibc's `struct new_sem` on 64-bit: u64 `data` (value in the low 32
-    // bits, waiter count in the high 32), then i32 `private` (FUTEX_SHARED = 128).
-    let value = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-    let private = i32::from_ne_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-    if value > VALUE_MAX || !(private == 0 || private == 128) {
-        return Err(format!(
-            "{path} does not hold a valid semaphore (value field {value}, sharing field {private})"
-        ));
-    }
-    Ok(())
+/// Decodes the start of a semaphore's file, in the layout of glibc's
+/// `struct new_sem` on 64-bit targets: a u64 `data` (the value in its low 32
+/// bits, the number of waiters in its high 32), then the i32 `private`.
+/// `None` where this build does not know the layout.
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
+#[allow(clippy::cast_possible_truncation)] // the value is `data`'s low half, on purpose
+#[allow(clippy::unnecessary_wraps)] // `None` on the platforms whose layout is unknown
+pub(crate) fn decode_file(bytes: &[u8; FILE_WORDS_LEN]) -> Option<FileWords> {
+    let [d0, d1, d2, d3, d4, d5, d6, d7, p0, p1, p2, p3, ..] = *bytes;
+    let data = u64::from_ne_bytes([d0, d1, d2, d3, d4, d5, d6, d7]);
+    Some(FileWords {
+        value: data as u32,
+        private: i32::from_ne_bytes([p0, p1, p2, p3]),
+    })
 }
 
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub(crate) fn file_identity(_name: &str) -> Option<FileIdentity> {
+/// Elsewhere the layout is unknown: the size check must do.
+#[cfg(not(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64")))]
+pub(crate) fn decode_file(_bytes: &[u8; FILE_WORDS_LEN]) -> Option<FileWords> {
     None
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub(crate) fn check_file(_name: &str) -> Result<(), String> {
-    Ok(())
 }

@@ -1,10 +1,9 @@
-//! POSIX shared memory: shm_open, shm_unlink, ftruncate, fstat, and an owned
-//! mmap region that is unmapped on drop. Callers above this module never see
+//! POSIX shared memory: shm_open, shm_unlink, ftruncate, and an owned mmap
+//! region that is unmapped on drop. Callers above this module never see
 //! a raw pointer: they get slices whose lifetime is that of the region.
 
 use std::ffi::CStr;
 use std::io;
-use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 
@@ -62,91 +61,6 @@ pub(crate) fn truncate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
         // no pointers.
         check(unsafe { libc::ftruncate(fd.as_raw_fd(), len) }).map(drop)
     })
-}
-
-/// What `fstat` says about a segment's file.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct FileStat {
-    /// Size in bytes.
-    pub(crate) size: u64,
-    /// `None` for a regular file, else what kind of file it is.
-    pub(crate) not_regular: Option<&'static str>,
-    /// (device, inode): which file it is.
-    pub(crate) identity: (u64, u64),
-}
-
-pub(crate) fn stat(fd: BorrowedFd<'_>) -> io::Result<FileStat> {
-    let mut st = MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `fd` is open for the duration of the borrow and `st` is valid,
-    // writable memory for one `struct stat`.
-    check(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
-    // SAFETY: fstat succeeded, so it filled in the whole struct.
-    let st = unsafe { st.assume_init() };
-    let not_regular = match st.st_mode & libc::S_IFMT {
-        libc::S_IFREG => None,
-        libc::S_IFDIR => Some("a directory"),
-        libc::S_IFIFO => Some("a FIFO"),
-        libc::S_IFSOCK => Some("a socket"),
-        libc::S_IFCHR | libc::S_IFBLK => Some("a device"),
-        _ => Some("not a regular file"),
-    };
-    #[allow(clippy::useless_conversion)] // the field types differ between platforms
-    let identity = (u64::from(st.st_dev), u64::from(st.st_ino));
-    Ok(FileStat {
-        // A regular file never has a negative size.
-        size: u64::try_from(st.st_size).unwrap_or(0),
-        not_regular,
-        identity,
-    })
-}
-
-/// Where Linux keeps the segment `name`.
-#[cfg(target_os = "linux")]
-fn path(name: &str) -> String {
-    format!("/dev/shm/{}", name.trim_start_matches('/'))
-}
-
-/// The (device, inode) of the file the segment `name` refers to now, if any.
-#[cfg(target_os = "linux")]
-pub(crate) fn name_identity(name: &str) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::symlink_metadata(path(name)).ok()?;
-    Some((meta.dev(), meta.ino()))
-}
-
-/// What is at the name if it is not a regular file (glibc's shm_open
-/// reports a directory as EINVAL, which says nothing useful).
-#[cfg(target_os = "linux")]
-pub(crate) fn non_regular_at(name: &str) -> Option<&'static str> {
-    use std::os::unix::fs::FileTypeExt;
-    let kind = std::fs::symlink_metadata(path(name)).ok()?.file_type();
-    if kind.is_file() {
-        None
-    } else if kind.is_dir() {
-        Some("a directory")
-    } else if kind.is_symlink() {
-        Some("a symbolic link")
-    } else if kind.is_fifo() {
-        Some("a FIFO")
-    } else if kind.is_socket() {
-        Some("a socket")
-    } else if kind.is_block_device() || kind.is_char_device() {
-        Some("a device")
-    } else {
-        Some("not a regular file")
-    }
-}
-
-/// Elsewhere the segment's file is not reachable by path: unknown.
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn name_identity(_name: &str) -> Option<(u64, u64)> {
-    None
-}
-
-/// Elsewhere the segment's file is not reachable by path: unknown.
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn non_regular_at(_name: &str) -> Option<&'static str> {
-    None
 }
 
 /// A shared mapping of a whole segment, unmapped on drop.

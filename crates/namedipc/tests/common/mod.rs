@@ -1,14 +1,19 @@
 //! What the integration tests share: unique names that a guard removes when
-//! the test ends, pass or fail. Each test file says, through [`Kind`], what
-//! kind of object its names are for and how to remove one.
+//! the test ends, pass or fail, and signals sent at a waiting thread. Each
+//! test file says, through [`Kind`], what kind of object its names are for
+//! and how to remove one.
 
 // Each test file is its own crate and uses only part of this module.
 #![allow(dead_code)]
+// Signals need libc's signal calls; each block says why it is sound.
+#![allow(unsafe_code)]
 
 use std::fs;
 use std::io::Read;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Once};
+use std::thread;
 use std::time::Duration;
 
 /// Upper bound for every wait that only a bug could make long.
@@ -78,4 +83,49 @@ fn random_u64() -> u64 {
         .and_then(|mut f| f.read_exact(&mut bytes))
         .expect("read /dev/urandom");
     u64::from_ne_bytes(bytes)
+}
+
+/// Runs `wait` in a thread of its own and, until it returns, sends that
+/// thread SIGUSR1 every millisecond. The signal's handler does nothing and
+/// is installed without SA_RESTART, so each signal ends a blocking call in
+/// that thread with EINTR, as a signal a user sends would.
+pub fn with_signals<T: Send>(wait: impl FnOnce() -> T + Send) -> T {
+    install_signal_handler();
+    let done = AtomicBool::new(false);
+    thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel();
+        let done = &done;
+        let waiter = scope.spawn(move || {
+            // SAFETY: pthread_self has no preconditions.
+            tx.send(unsafe { libc::pthread_self() }).unwrap();
+            let result = wait();
+            done.store(true, Ordering::Release);
+            result
+        });
+        let target = rx.recv().expect("the waiting thread started");
+        while !done.load(Ordering::Acquire) {
+            // SAFETY: `target` stays a valid thread id until the thread is
+            // joined, which happens only after this loop; SIGUSR1 has a handler.
+            unsafe { libc::pthread_kill(target, libc::SIGUSR1) };
+            thread::sleep(Duration::from_millis(1));
+        }
+        waiter.join().expect("the waiting thread panicked")
+    })
+}
+
+fn install_signal_handler() {
+    extern "C" fn ignore(_signal: libc::c_int) {}
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        // SAFETY: an all-zero sigaction is a valid value to fill in.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = ignore as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        // No SA_RESTART: a blocking call that the signal interrupts fails with EINTR.
+        action.sa_flags = 0;
+        // SAFETY: `action` is a valid sigaction whose handler is async-signal-safe
+        // (it does nothing); the old action is not asked for.
+        let ret =
+            unsafe { libc::sigaction(libc::SIGUSR1, &raw const action, std::ptr::null_mut()) };
+        assert_eq!(ret, 0, "sigaction(SIGUSR1)");
+    });
 }

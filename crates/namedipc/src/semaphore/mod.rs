@@ -6,12 +6,18 @@ use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::deadline::{self, Deadline, OnSignal};
 use crate::error::{Error, ObjectKind, Result};
 pub use crate::existence::Existence;
 use crate::existence::{self, Object};
 use crate::paths;
 use crate::sys;
 use crate::sys::sem::{OpenFlags, RawSemaphore};
+
+mod file;
+
+// The check inventory runs on each semaphore's file before reading it.
+pub(crate) use file::check_file;
 
 const KIND: ObjectKind = ObjectKind::Semaphore;
 
@@ -106,7 +112,7 @@ impl SemaphoreOptions {
             kind: KIND,
             name,
             create: || self.create_raw(name, &c_name),
-            open: || self.open_existing(name, &c_name),
+            open: || open_existing(name, &c_name),
             unlink: || unlink_c(name, &c_name),
         }
         .open(self.existence)?;
@@ -140,7 +146,7 @@ impl SemaphoreOptions {
     fn handle(&self, raw: RawSemaphore, name: &str, c_name: CString, created: bool) -> Semaphore {
         // Taken right after creation, to recognise our own file at drop.
         let unlink_on_drop = (self.unlink_on_drop && created)
-            .then(|| sys::sem::file_identity(name))
+            .then(|| file::identity(name))
             .flatten()
             .map(|file| (file, std::process::id()));
         Semaphore {
@@ -153,16 +159,6 @@ impl SemaphoreOptions {
         }
     }
 
-    fn open_existing(&self, name: &str, c_name: &CString) -> Result<RawSemaphore> {
-        sys::sem::check_file(name).map_err(|reason| Error::Corrupt {
-            kind: KIND,
-            name: name.to_owned(),
-            reason,
-        })?;
-        RawSemaphore::open(c_name, OpenFlags::Existing)
-            .map_err(|e| Error::from_os("sem_open", KIND, name, e))
-    }
-
     fn create_raw(&self, name: &str, c_name: &CString) -> Result<RawSemaphore> {
         let flags = OpenFlags::CreateExclusive {
             mode: self.mode,
@@ -172,20 +168,32 @@ impl SemaphoreOptions {
     }
 }
 
+fn open_existing(name: &str, c_name: &CString) -> Result<RawSemaphore> {
+    check_file(name).map_err(|reason| Error::Corrupt {
+        kind: KIND,
+        name: name.to_owned(),
+        reason,
+    })?;
+    RawSemaphore::open(c_name, OpenFlags::Existing)
+        .map_err(|e| Error::from_os("sem_open", KIND, name, e))
+}
+
 /// A POSIX named semaphore.
 ///
 /// Any number of threads may share one handle (`&Semaphore` is enough for
 /// every operation); dropping the handle closes it.
 ///
 /// ```
+/// use std::time::Duration;
 /// use namedipc::Semaphore;
 ///
 /// # let name = format!("/namedipc-doc-sem-{}", std::process::id());
-/// let sem = Semaphore::create(&name, 1)?;
-/// assert!(sem.try_wait()?);           // took the one slot
-/// assert!(!sem.try_wait()?);          // none left
-/// sem.post()?;
-/// assert_eq!(sem.value()?, 1);
+/// let sem = Semaphore::create(&name, 2)?;
+/// sem.acquire()?;                  // takes a slot, waiting for one if need be
+/// assert!(sem.try_acquire()?);     // takes the other one
+/// assert!(!sem.acquire_timeout(Duration::from_millis(1))?); // none left
+/// sem.release_many(2)?;            // gives both back
+/// assert_eq!(sem.value()?, 2);
 /// sem.unlink()?;
 /// # Ok::<(), namedipc::Error>(())
 /// ```
@@ -197,7 +205,7 @@ pub struct Semaphore {
     created: bool,
     /// The identity of the file this handle created, and the creating
     /// process, when dropping it should remove the name.
-    unlink_on_drop: Option<(sys::sem::FileIdentity, u32)>,
+    unlink_on_drop: Option<(paths::Identity, u32)>,
     /// Set once [`Semaphore::unlink_if_owner`] has run.
     name_released: AtomicBool,
 }
@@ -211,17 +219,6 @@ impl Semaphore {
 
     /// Opens the existing semaphore `name`.
     ///
-    /// ```
-    /// # use namedipc::Semaphore;
-    /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
-    /// let sem = Semaphore::create(&name, 3)?;
-    /// let same = Semaphore::open(&name)?;
-    /// assert_eq!(same.value()?, 3);
-    /// assert!(!same.created());
-    /// # sem.unlink()?;
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
-    ///
     /// # Errors
     /// [`Error::NotFound`] if it does not exist; see [`SemaphoreOptions::open`].
     pub fn open(name: &str) -> Result<Self> {
@@ -231,16 +228,6 @@ impl Semaphore {
     }
 
     /// Creates the semaphore `name` with `value` free slots and mode `0o600`.
-    ///
-    /// ```
-    /// # use namedipc::Semaphore;
-    /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
-    /// let sem = Semaphore::create(&name, 2)?;
-    /// assert!(sem.created());
-    /// assert!(matches!(Semaphore::create(&name, 2), Err(namedipc::Error::AlreadyExists { .. })));
-    /// # sem.unlink()?;
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
     ///
     /// # Errors
     /// [`Error::AlreadyExists`] if the name is taken; see [`SemaphoreOptions::open`].
@@ -252,30 +239,12 @@ impl Semaphore {
     }
 
     /// The name, as given when the semaphore was opened.
-    ///
-    /// ```
-    /// # use namedipc::Semaphore;
-    /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
-    /// let sem = Semaphore::create(&name, 0)?;
-    /// assert_eq!(sem.name(), name);
-    /// # sem.unlink()?;
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
     #[must_use]
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// Whether this handle created the semaphore (rather than opening an existing one).
-    ///
-    /// ```
-    /// # use namedipc::Semaphore;
-    /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
-    /// let sem = Semaphore::create(&name, 0)?;
-    /// assert!(sem.created());
-    /// # sem.unlink()?;
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
     #[must_use]
     pub fn created(&self) -> bool {
         self.created
@@ -283,71 +252,27 @@ impl Semaphore {
 
     /// Takes one slot if one is free, without waiting: `Ok(true)` if taken.
     ///
-    /// ```
-    /// # use namedipc::Semaphore;
-    /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
-    /// let sem = Semaphore::create(&name, 1)?;
-    /// assert!(sem.try_wait()?);
-    /// assert!(!sem.try_wait()?);
-    /// # sem.unlink()?;
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
-    ///
     /// # Errors
     /// [`Error::Os`] only if the OS fails unexpectedly.
-    pub fn try_wait(&self) -> Result<bool> {
+    pub fn try_acquire(&self) -> Result<bool> {
         self.raw.try_wait().map_err(|e| self.os("sem_trywait", e))
     }
 
     /// Waits as long as it takes to take one slot. Signals do not end the wait.
     ///
-    /// ```
-    /// # use namedipc::Semaphore;
-    /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
-    /// let sem = Semaphore::create(&name, 1)?;
-    /// sem.wait()?; // a slot is free: returns at once
-    /// assert_eq!(sem.value()?, 0);
-    /// # sem.unlink()?;
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
-    ///
     /// # Errors
     /// [`Error::Os`] only if the OS fails unexpectedly.
-    pub fn wait(&self) -> Result<()> {
-        sys::retry_on_interrupt(|| self.raw.wait_until(None))
-            .map(drop)
-            .map_err(|e| self.os("sem_wait", e))
+    pub fn acquire(&self) -> Result<()> {
+        self.acquire_until(None, OnSignal::KeepWaiting).map(drop)
     }
 
     /// Waits at most `timeout` to take one slot: `Ok(true)` if taken,
     /// `Ok(false)` when the time is up. Signals do not end the wait early.
     ///
-    /// ```
-    /// # use namedipc::Semaphore;
-    /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
-    /// use std::time::Duration;
-    /// let sem = Semaphore::create(&name, 0)?;
-    /// assert!(!sem.wait_timeout(Duration::from_millis(10))?); // nobody posted
-    /// sem.post()?;
-    /// assert!(sem.wait_timeout(Duration::from_secs(1))?);
-    /// # sem.unlink()?;
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
-    ///
     /// # Errors
     /// [`Error::Os`] only if the OS fails unexpectedly.
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        let deadline = sys::monotonic_now().saturating_add(timeout);
-        loop {
-            if self.try_wait()? {
-                return Ok(true);
-            }
-            match self.raw.wait_until(Some(deadline)) {
-                Ok(taken) => return Ok(taken),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.os("sem_clockwait", e)),
-            }
-        }
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.acquire_until(Some(Deadline::after(timeout)), OnSignal::KeepWaiting)
     }
 
     /// Waits to take one slot for at most `timeout` (`None`: no limit) and
@@ -356,69 +281,90 @@ impl Semaphore {
     /// time that is left. `Ok(false)` means the time is up.
     ///
     /// ```
-    /// # use namedipc::Semaphore;
-    /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
-    /// use std::time::Duration;
+    /// # let name = format!("/namedipc-doc-sem-intr-{}", std::process::id());
+    /// # let sem = namedipc::Semaphore::create(&name, 1)?;
     /// use namedipc::Error;
-    /// let sem = Semaphore::create(&name, 0)?;
     /// let taken = loop {
-    ///     match sem.wait_interruptible(Some(Duration::from_millis(10))) {
+    ///     match sem.acquire_interruptible(None) {
     ///         Err(Error::Interrupted { .. }) => continue, // act on the signal, then wait again
     ///         other => break other?,
     ///     }
     /// };
-    /// assert!(!taken);
     /// # sem.unlink()?;
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     ///
     /// # Errors
     /// [`Error::Interrupted`], or [`Error::Os`] if the OS fails unexpectedly.
-    pub fn wait_interruptible(&self, timeout: Option<Duration>) -> Result<bool> {
-        let deadline = timeout.map(|t| sys::monotonic_now().saturating_add(t));
-        self.raw
-            .wait_until(deadline)
-            .map_err(|e| self.os("sem_wait", e))
+    pub fn acquire_interruptible(&self, timeout: Option<Duration>) -> Result<bool> {
+        self.acquire_until(timeout.map(Deadline::after), OnSignal::Return)
+    }
+
+    /// Takes one slot, waiting until `deadline` (`None`: no limit) and
+    /// treating signals as `on_signal` says: `Ok(false)` when the time is up.
+    fn acquire_until(&self, deadline: Option<Deadline>, on_signal: OnSignal) -> Result<bool> {
+        deadline::wait_until(deadline, on_signal, |deadline| {
+            let taken = self.raw.wait_until(deadline.map(Deadline::at))?;
+            Ok(taken.then_some(()))
+        })
+        .map(|taken| taken.is_some())
+        .map_err(|e| {
+            let operation = if deadline.is_some() {
+                sys::sem::TIMED_WAIT
+            } else {
+                "sem_wait"
+            };
+            self.os(operation, e)
+        })
     }
 
     /// Gives one slot back.
     ///
-    /// ```
-    /// # use namedipc::Semaphore;
-    /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
-    /// let sem = Semaphore::create(&name, 0)?;
-    /// sem.post()?;
-    /// assert_eq!(sem.value()?, 1);
-    /// # sem.unlink()?;
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
-    ///
     /// # Errors
     /// [`Error::Overflow`] if the value is already [`VALUE_MAX`].
-    pub fn post(&self) -> Result<()> {
+    pub fn release(&self) -> Result<()> {
         self.raw.post().map_err(|e| {
             if e.raw_os_error() == Some(libc::EOVERFLOW) {
-                Error::Overflow {
-                    kind: KIND,
-                    name: self.name.clone(),
-                    max: VALUE_MAX,
-                }
+                self.overflow()
             } else {
                 self.os("sem_post", e)
             }
         })
     }
 
-    /// The number of free slots now (it may change at any moment).
+    /// Gives `n` slots back, all or none: if that would raise the value
+    /// past [`VALUE_MAX`], returns [`Error::Overflow`] and leaves the value
+    /// as it was.
     ///
-    /// ```
-    /// # use namedipc::Semaphore;
-    /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
-    /// let sem = Semaphore::create(&name, 5)?;
-    /// assert_eq!(sem.value()?, 5);
-    /// # sem.unlink()?;
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
+    /// The OS gives slots back one at a time, so other processes may see
+    /// them arrive one by one. Should another process's release take the
+    /// value to the maximum while this call gives slots back, the call takes
+    /// back the ones it gave (at the maximum they are free) and reports
+    /// [`Error::Overflow`].
+    ///
+    /// # Errors
+    /// [`Error::Overflow`] if the value would pass [`VALUE_MAX`].
+    pub fn release_many(&self, n: u32) -> Result<()> {
+        if n > VALUE_MAX.saturating_sub(self.value()?) {
+            return Err(self.overflow());
+        }
+        for given in 0..n {
+            if let Err(e) = self.release() {
+                if matches!(e, Error::Overflow { .. }) {
+                    // A concurrent release got there first: none, not some.
+                    for _ in 0..given {
+                        if !self.try_acquire()? {
+                            break;
+                        }
+                    }
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// The number of free slots now (it may change at any moment).
     ///
     /// # Errors
     /// [`Error::Os`] only if the OS fails unexpectedly.
@@ -428,16 +374,6 @@ impl Semaphore {
 
     /// Removes the name; processes that have the semaphore open keep using
     /// it, and it is destroyed when the last of them closes it.
-    ///
-    /// ```
-    /// # use namedipc::Semaphore;
-    /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
-    /// let sem = Semaphore::create(&name, 1)?;
-    /// sem.unlink()?;
-    /// assert!(sem.try_wait()?); // the handle still works
-    /// assert!(Semaphore::open(&name).is_err());
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
     ///
     /// # Errors
     /// [`Error::NotFound`] if the name was already removed.
@@ -451,17 +387,6 @@ impl Semaphore {
     /// created, and only in the process that created it (a forked child's
     /// copy of the handle never removes it). Runs at most once; returns
     /// whether it removed the name.
-    ///
-    /// ```
-    /// # use namedipc::Semaphore;
-    /// # let name = format!("/namedipc-doc-{}-{}", line!(), std::process::id());
-    /// let sem = Semaphore::options().unlink_on_drop(true).open(&name)?;
-    /// let other = Semaphore::open(&name)?;
-    /// assert!(!other.unlink_if_owner()); // only the creator owns the name
-    /// assert!(sem.unlink_if_owner());
-    /// assert!(Semaphore::open(&name).is_err());
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
     pub fn unlink_if_owner(&self) -> bool {
         let Some((ours, creator)) = self.unlink_on_drop else {
             return false;
@@ -473,7 +398,15 @@ impl Semaphore {
             return false;
         }
         // Someone else may have removed or replaced it: nothing to report then.
-        sys::sem::file_identity(&self.name) == Some(ours) && sys::sem::unlink(&self.c_name).is_ok()
+        file::identity(&self.name) == Some(ours) && sys::sem::unlink(&self.c_name).is_ok()
+    }
+
+    fn overflow(&self) -> Error {
+        Error::Overflow {
+            kind: KIND,
+            name: self.name.clone(),
+            max: VALUE_MAX,
+        }
     }
 
     fn os(&self, operation: &'static str, e: std::io::Error) -> Error {
@@ -491,9 +424,8 @@ impl Drop for Semaphore {
 ///
 /// ```
 /// # let name = format!("/namedipc-doc-unlink-{}", std::process::id());
-/// namedipc::Semaphore::create(&name, 1)?;
+/// # namedipc::Semaphore::create(&name, 1)?;
 /// namedipc::semaphore::unlink(&name)?;
-/// assert!(namedipc::semaphore::unlink(&name).is_err());
 /// # Ok::<(), namedipc::Error>(())
 /// ```
 ///

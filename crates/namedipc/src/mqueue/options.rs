@@ -1,0 +1,234 @@
+//! Opening and creating a message queue: the options, their checks, and
+//! the limits a new queue asks the OS for.
+
+use std::ffi::CString;
+
+use super::limits::{system_limits, LIMITS_DIR};
+use super::{c_name, unlink_c, MessageQueue, KIND};
+use crate::error::{Error, Result};
+use crate::existence::{self, Existence, Object};
+use crate::sys::mq::{Create, RawQueue};
+
+/// Options for opening or creating a [`MessageQueue`].
+///
+/// ```
+/// use namedipc::{Existence, MessageQueue};
+///
+/// # let name = format!("/namedipc-doc-mqopts-{}", std::process::id());
+/// let queue = MessageQueue::options()
+///     .existence(Existence::RaiseIfExists)
+///     .max_messages(4)
+///     .max_message_size(128)
+///     .mode(0o600)
+///     .open(&name)?;
+/// assert_eq!((queue.max_messages(), queue.max_message_size()), (4, 128));
+/// # queue.unlink()?;
+/// # Ok::<(), namedipc::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct MessageQueueOptions {
+    existence: Existence,
+    mode: u32,
+    max_messages: Option<usize>,
+    max_message_size: Option<usize>,
+    read: bool,
+    write: bool,
+    blocking: bool,
+}
+
+impl Default for MessageQueueOptions {
+    fn default() -> Self {
+        Self {
+            existence: Existence::LinkOrCreate,
+            mode: 0o600,
+            max_messages: None,
+            max_message_size: None,
+            read: true,
+            write: true,
+            blocking: true,
+        }
+    }
+}
+
+impl MessageQueueOptions {
+    /// What to do if the queue does or does not exist (default: [`Existence::LinkOrCreate`]).
+    #[must_use]
+    pub fn existence(mut self, existence: Existence) -> Self {
+        self.existence = existence;
+        self
+    }
+
+    /// Permission bits for a new queue, before the umask (default `0o600`).
+    #[must_use]
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// How many messages a new queue holds (default: the system's, see
+    /// [`system_limits`]). An existing queue keeps its own.
+    #[must_use]
+    pub fn max_messages(mut self, max_messages: usize) -> Self {
+        self.max_messages = Some(max_messages);
+        self
+    }
+
+    /// The longest message a new queue takes, in bytes (default: the
+    /// system's, see [`system_limits`]). An existing queue keeps its own.
+    #[must_use]
+    pub fn max_message_size(mut self, max_message_size: usize) -> Self {
+        self.max_message_size = Some(max_message_size);
+        self
+    }
+
+    /// Whether the handle may receive (default `true`).
+    #[must_use]
+    pub fn read(mut self, read: bool) -> Self {
+        self.read = read;
+        self
+    }
+
+    /// Whether the handle may send (default `true`).
+    #[must_use]
+    pub fn write(mut self, write: bool) -> Self {
+        self.write = write;
+        self
+    }
+
+    /// Whether sends and receives may wait (default `true`); see
+    /// [`MessageQueue::set_blocking`].
+    #[must_use]
+    pub fn blocking(mut self, blocking: bool) -> Self {
+        self.blocking = blocking;
+        self
+    }
+
+    /// Opens or creates the queue `name`, as [`Self::existence`] says.
+    ///
+    /// A name is `/` and then 1 to 255 bytes, none of them `/` or NUL; as
+    /// for semaphores, leading slashes may be left out and mean the same.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::InvalidArgument`] (read and write
+    /// both off, a limit of 0, or limits beyond what the system allows),
+    /// [`Error::AlreadyExists`], [`Error::NotFound`],
+    /// [`Error::PermissionDenied`], or [`Error::Os`] (e.g. EMFILE when the
+    /// user's `RLIMIT_MSGQUEUE` bytes are used up).
+    pub fn open(&self, name: &str) -> Result<MessageQueue> {
+        let c_name = c_name(name)?;
+        self.check_arguments()?;
+        // LinkOrCreate too goes through the shared loop, exclusive create
+        // first, so that `created` is known for certain; on an existing
+        // queue that costs one mq_open failing with EEXIST.
+        let (queue, _created) = Object {
+            kind: KIND,
+            name,
+            create: || self.open_raw(name, &c_name, true),
+            open: || self.open_raw(name, &c_name, false),
+            unlink: || unlink_c(name, &c_name),
+        }
+        .open(self.existence)?;
+        Ok(queue)
+    }
+
+    /// Creates a queue under a fresh random name, `prefix` followed by 16
+    /// random characters taken from the OS's CSPRNG.
+    ///
+    /// # Errors
+    /// As [`Self::open`].
+    pub fn create_random(&self, prefix: &str) -> Result<MessageQueue> {
+        self.check_arguments()?;
+        existence::create_random(KIND, prefix, |name| {
+            self.open_raw(name, &c_name(name)?, true)
+        })
+    }
+
+    fn check_arguments(&self) -> Result<()> {
+        if !self.read && !self.write {
+            return Err(Error::InvalidArgument(
+                "a message queue handle must be open for reading, writing or both; read and write cannot both be false".to_owned(),
+            ));
+        }
+        existence::check_mode(self.mode)?;
+        for (what, value) in [
+            ("max_messages", self.max_messages),
+            ("max_message_size", self.max_message_size),
+        ] {
+            if value.is_some_and(|v| v == 0 || i64::try_from(v).is_err()) {
+                return Err(Error::InvalidArgument(format!(
+                    "{what} must be at least 1, not {}",
+                    value.unwrap_or(0)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// One mq_open: an exclusive create if `create`, else an open of the
+    /// existing queue.
+    fn open_raw(&self, name: &str, c_name: &CString, create: bool) -> Result<MessageQueue> {
+        let access = match (self.read, self.write) {
+            (true, true) => libc::O_RDWR,
+            (true, false) => libc::O_RDONLY,
+            _ => libc::O_WRONLY,
+        };
+        let limits = self.limits();
+        let new = create.then_some(Create {
+            mode: self.mode,
+            limits,
+        });
+        let raw = RawQueue::open(c_name, access, !self.blocking, new).map_err(|e| {
+            // The name is valid by now: EINVAL means limits the system refuses.
+            if e.raw_os_error() == Some(libc::EINVAL) && create && limits.is_some() {
+                self.limits_error(name)
+            } else {
+                Error::from_os("mq_open", KIND, name, e)
+            }
+        })?;
+        let attributes = raw
+            .attributes()
+            .map_err(|e| Error::from_os("mq_getattr", KIND, name, e))?;
+        Ok(MessageQueue {
+            raw,
+            name: name.to_owned(),
+            read: self.read,
+            write: self.write,
+            max_messages: usize::try_from(attributes.max_messages).unwrap_or(0),
+            max_message_size: usize::try_from(attributes.max_message_size).unwrap_or(0),
+            created: create,
+        })
+    }
+
+    /// The limits to pass to mq_open: none when neither was set (the kernel
+    /// then applies its defaults), else both, the missing one from /proc
+    /// (read only then: four /proc reads cost more than the queue's creation).
+    fn limits(&self) -> Option<(i64, i64)> {
+        let (max_messages, max_message_size) = match (self.max_messages, self.max_message_size) {
+            (None, None) => return None,
+            (Some(messages), Some(size)) => (messages, size),
+            (messages, size) => {
+                let defaults = system_limits();
+                (
+                    messages.unwrap_or(defaults.default_max_messages),
+                    size.unwrap_or(defaults.default_max_message_size),
+                )
+            }
+        };
+        Some((
+            i64::try_from(max_messages).unwrap_or(i64::MAX),
+            i64::try_from(max_message_size).unwrap_or(i64::MAX),
+        ))
+    }
+
+    fn limits_error(&self, name: &str) -> Error {
+        let system = system_limits();
+        let (max_messages, max_message_size) = self.limits().unwrap_or_default();
+        Error::InvalidArgument(format!(
+            "cannot create message queue '{name}' with max_messages={max_messages} and \
+             max_message_size={max_message_size}: this system allows at most {} messages of \
+             at most {} bytes ({LIMITS_DIR}/msg_max and msgsize_max; only a privileged \
+             process may exceed them)",
+            system.max_messages, system.max_message_size
+        ))
+    }
+}
