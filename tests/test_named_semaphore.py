@@ -105,7 +105,8 @@ def test_release_beyond_the_maximum(sem_name: str) -> None:
     sem = NamedSemaphore(sem_name, namedipc.SEMAPHORE_VALUE_MAX - 1)
     with pytest.raises(ValueError, match="maximum value"):
         sem.release(2)
-    assert sem.value == namedipc.SEMAPHORE_VALUE_MAX
+    # All or none: a release that fails gives nothing back (issue 13, item 7).
+    assert sem.value == namedipc.SEMAPHORE_VALUE_MAX - 1
 
 
 def test_context_manager_returns_self_and_releases_on_error(sem_name: str) -> None:

@@ -52,6 +52,7 @@ from namedipc._namedipc import (
     SharedMemory,
     SignalError,
     unlink_message_queue,
+    unlink_robust_semaphore,
     unlink_semaphore,
     unlink_shared_memory,
 )
@@ -103,6 +104,7 @@ __all__ = [
     "SignalError",
     "VERSION",
     "__version__",
+    "unlink_robust_semaphore",
     "unlink_semaphore",
     "unlink_shared_memory",
 ]

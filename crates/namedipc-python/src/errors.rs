@@ -212,6 +212,7 @@ pub(crate) fn busy(kind: ObjectKind, name: &str) -> PyErr {
     to_py_err(Error::Busy {
         kind,
         name: name.to_owned(),
+        reason: namedipc::BusyReason::NoSlot,
     })
 }
 

@@ -99,8 +99,8 @@ impl SemSlot {
     }
 
     /// Gives one slot back.
-    pub(crate) fn post(&self) -> PyResult<()> {
-        self.with(Semaphore::post)?.map_err(errors::to_py_err)
+    pub(crate) fn release(&self) -> PyResult<()> {
+        self.with(Semaphore::release)?.map_err(errors::to_py_err)
     }
 
     /// Free slots now.
@@ -131,12 +131,12 @@ impl SemSlot {
             // Taken, but the caller would never learn it (a signal handler
             // raised, or the handle was closed meanwhile and nobody could
             // release through it): give it back.
-            undo: Undo::IfHandlerRaisesOrClosed(|()| sem.post()),
+            undo: Undo::IfHandlerRaisesOrClosed(|()| sem.release()),
         }
         .run(py, timeout, |attempt| {
             let taken = match attempt {
-                Attempt::Now => sem.try_wait(),
-                Attempt::Wait(limit) => sem.wait_interruptible(limit),
+                Attempt::Now => sem.try_acquire(),
+                Attempt::Wait(limit) => sem.acquire_interruptible(limit),
             };
             taken.map(|taken| taken.then_some(()))
         })?;

@@ -40,6 +40,7 @@ struct Opened {
     write: bool,
     max_messages: usize,
     max_message_size: usize,
+    created: bool,
 }
 
 #[pyclass(module = "namedipc", name = "MessageQueue", frozen, subclass, weakref)]
@@ -100,6 +101,7 @@ impl PyMessageQueue {
             write,
             max_messages: queue.max_messages(),
             max_message_size: queue.max_message_size(),
+            created: queue.created(),
         };
         self.opened.set(opened)?;
         *lock(&self.queue) = Some(Arc::new(queue));
@@ -438,6 +440,12 @@ impl PyMessageQueue {
     #[getter]
     fn name(&self) -> PyResult<&str> {
         Ok(&self.opened()?.name)
+    }
+
+    /// Whether this handle created the queue (not in posix_ipc).
+    #[getter]
+    fn created(&self) -> PyResult<bool> {
+        Ok(self.opened()?.created)
     }
 
     /// Whether close() was called (not in posix_ipc).

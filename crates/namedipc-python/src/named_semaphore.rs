@@ -87,7 +87,8 @@ impl PyNamedSemaphore {
         initial_value: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         self.slot.ensure_uninitialised()?;
-        let name = args::name(name)?;
+        // One leading slash, as named-semaphores shows it ("imports" is "/imports").
+        let name = namedipc::paths::canonical(&args::name(name)?);
         // `value` is the rule's name (threading.Semaphore(value));
         // `initial_value=` is named-semaphores' spelling, accepted as well.
         let initial_value = match (value, initial_value) {
@@ -117,12 +118,24 @@ impl PyNamedSemaphore {
         self.slot.acquire(py, timeout, OnSignal::Resume)
     }
 
-    /// Gives back n slots (n >= 1).
+    /// Gives back n slots (n >= 1), all or none: ValueError, and nothing
+    /// given back, if that would pass SEMAPHORE_VALUE_MAX.
     #[pyo3(signature = (n = None), text_signature = "(self, n=1)")]
-    fn release(&self, n: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let n = args::int_or(n, 1, "n", 1, i64::from(namedipc::semaphore::VALUE_MAX))?;
+    fn release(&self, py: Python<'_>, n: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let Some(n) = n else {
+            return self.slot.release();
+        };
+        let n = args::int_or(
+            Some(n),
+            1,
+            "n",
+            1,
+            i64::from(namedipc::semaphore::VALUE_MAX),
+        )?;
+        let n = u32::try_from(n).unwrap_or(u32::MAX); // range checked above
+                                                      // The OS gives slots back one at a time: many take a while, without the GIL.
         self.slot
-            .with(|sem| (0..n).try_for_each(|_| sem.post()))?
+            .with(|sem| py.detach(|| sem.release_many(n)))?
             .map_err(to_py_err)
     }
 
@@ -168,7 +181,7 @@ impl PyNamedSemaphore {
 
     #[pyo3(signature = (*_exc_info))]
     fn __exit__(&self, _exc_info: &Bound<'_, PyTuple>) -> PyResult<()> {
-        self.slot.post()
+        self.slot.release()
     }
 
     /// Awaitable acquire: True when a slot is taken, False when timeout

@@ -49,7 +49,7 @@ impl PyRobustSemaphore {
         self.sem.ensure_unset()?;
         let sem = RobustSemaphore::options()
             .existence(existence)
-            .slots(new.slots)
+            .initial_value(new.slots)
             .records(new.records)
             .mode(new.mode)
             .persistent(new.persistent)
@@ -200,10 +200,20 @@ impl PyRobustSemaphore {
         self.acquire_for(py, timeout)
     }
 
-    /// Gives back one slot this process holds; ValueError if it holds none
-    /// (like threading.BoundedSemaphore released too often).
-    fn release(&self) -> PyResult<()> {
-        self.sem()?.release().map_err(to_py_err)
+    /// Gives back n slots this process holds (n >= 1), all or none:
+    /// ValueError, and nothing given back, if it holds fewer (like
+    /// threading.BoundedSemaphore released too often).
+    #[pyo3(signature = (n = None), text_signature = "(self, n=1)")]
+    fn release(&self, n: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let sem = self.sem()?;
+        match n {
+            None => sem.release(),
+            Some(n) => {
+                let n = args::int_or(Some(n), 1, "n", 1, i64::from(sem.slots()))?;
+                sem.release_many(u32::try_from(n).unwrap_or(u32::MAX)) // range checked above
+            }
+        }
+        .map_err(to_py_err)
     }
 
     /// Who holds slots now: a list of Holder(pid, uid, since, alive).
@@ -289,7 +299,7 @@ impl PyRobustSemaphore {
 
     #[pyo3(signature = (*_exc_info))]
     fn __exit__(&self, _exc_info: &Bound<'_, PyTuple>) -> PyResult<()> {
-        self.release()
+        self.release(None)
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
@@ -333,9 +343,17 @@ pub(crate) fn _reopen_robust_semaphore<'py>(
     })
 }
 
+/// Removes the robust semaphore `name` now, even while processes use it
+/// (their next acquire raises NotFoundError); NotFoundError if there is none.
+#[pyfunction]
+fn unlink_robust_semaphore(name: &Bound<'_, PyAny>) -> PyResult<()> {
+    namedipc::robust::unlink(&args::name(name)?).map_err(to_py_err)
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyRobustSemaphore>()?;
     m.add_function(wrap_pyfunction!(_reopen_robust_semaphore, m)?)?;
+    m.add_function(wrap_pyfunction!(unlink_robust_semaphore, m)?)?;
     register_holder(m)?;
     Ok(())
 }

@@ -81,7 +81,7 @@ impl PySemaphore {
 
     /// Gives the semaphore back (adds one to its value).
     fn release(&self) -> PyResult<()> {
-        self.slot.post()
+        self.slot.release()
     }
 
     /// Closes this handle; the semaphore itself lives on until unlinked.

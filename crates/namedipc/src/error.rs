@@ -40,6 +40,9 @@ pub enum BusyReason {
     Empty,
     /// A message queue had no room for another message.
     Full,
+    /// Every process record of a robust semaphore is in use: no room for
+    /// another process now, until one of them closes.
+    NoRecord,
     /// Another process has asked to be notified of a queue's messages, and
     /// the OS keeps one such request per queue.
     NotificationTaken,
@@ -52,6 +55,10 @@ impl BusyReason {
             Self::NoSlot => "is busy: no slot was free in the time allowed",
             Self::Empty => "is empty: no message arrived in the time allowed",
             Self::Full => "is full: no room was made in the time allowed",
+            Self::NoRecord => {
+                "is busy: every process record is in use; close it in other processes, \
+                 or create it with more records"
+            }
             Self::NotificationTaken => {
                 "is busy: another process has asked to be notified of its messages, \
                  and the OS keeps one request per queue"

@@ -27,7 +27,6 @@ use crate::existence::Existence;
 use crate::mqueue::MessageQueue;
 use crate::paths::{self, FileType};
 use crate::robust::{self, Snapshot};
-use crate::sys;
 
 /// One named object.
 #[derive(Debug, Clone)]
@@ -339,7 +338,8 @@ fn read_semaphore(
     name: &str,
     path: &Path,
 ) -> std::result::Result<(Option<u32>, Option<u32>), String> {
-    sys::sem::check_file(name).map_err(|reason| format!("not a valid semaphore: {reason}"))?;
+    crate::semaphore::check_file(name)
+        .map_err(|reason| format!("not a valid semaphore: {reason}"))?;
     if cfg!(not(all(
         target_os = "linux",
         target_env = "gnu",

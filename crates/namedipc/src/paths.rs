@@ -150,7 +150,7 @@ pub(crate) fn body(name: &str) -> &str {
 }
 
 /// `name` with exactly one leading slash, as it is shown and stored.
-pub(crate) fn canonical(name: &str) -> String {
+pub fn canonical(name: &str) -> String {
     format!("/{}", body(name))
 }
 

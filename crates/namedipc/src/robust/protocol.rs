@@ -137,14 +137,11 @@ impl MappedFile {
     /// Every process record is in use: not the caller's argument, and not
     /// a wait that could end; "no room" now, which trying again after other
     /// processes close can cure.
-    // TODO(error.rs): a variant that keeps the message, proposed as
-    // `Error::Full { kind, name, what }` with `what` = "all {records}
-    // process records are in use; close the semaphore in other processes
-    // or create it with more records"; `Busy` until it exists.
     fn records_full(&self) -> Error {
         Error::Busy {
             kind: KIND,
             name: self.name.clone(),
+            reason: crate::error::BusyReason::NoRecord,
         }
     }
 

@@ -156,11 +156,6 @@ pub(crate) fn unlink(name: &CStr) -> io::Result<()> {
     check(unsafe { libc::sem_unlink(name.as_ptr()) }).map(drop)
 }
 
-// TRANSITIONAL, not sys's business: inventory.rs still calls
-// `sys::sem::check_file`; once it calls `crate::semaphore::check_file`
-// (the same function, moved there), this line goes.
-pub(crate) use crate::semaphore::check_file;
-
 /// The length of the file glibc keeps behind a semaphore name: one `sem_t`.
 pub(crate) const FILE_LEN: u64 = std::mem::size_of::<libc::sem_t>() as u64;
 
