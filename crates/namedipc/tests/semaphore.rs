@@ -1,38 +1,20 @@
 //! Integration tests of named semaphores through the public API only, on
-//! real kernel objects. Every name is unique (pid + random) and is removed
-//! by a guard when the test ends, pass or fail.
+//! real kernel objects: opening and creating, names, the file behind a
+//! name, removal (taking and giving back slots: semaphore_counting.rs).
+//! Every name is unique (pid + random) and is removed by a guard when the
+//! test ends, pass or fail.
 
 use std::fs;
-use std::path::PathBuf;
-use std::sync::{mpsc, Arc, Barrier};
+use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::{Duration, Instant};
 
 use namedipc::semaphore::{unlink, VALUE_MAX};
 use namedipc::{Error, Existence, Semaphore, SemaphoreOptions};
 
 mod common;
-use common::WAIT;
+use common::semaphore_file;
 
-/// Semaphore names; the guard also removes whatever file a test planted there.
-struct Semaphores;
-
-impl common::Kind for Semaphores {
-    const TAG: &'static str = "sem";
-
-    fn remove(name: &str) {
-        let _ = unlink(name);
-        // A test may have planted a file there that is not a semaphore.
-        let _ = fs::remove_file(shm_path(name));
-    }
-}
-
-type Name = common::Name<Semaphores>;
-
-/// The file glibc keeps behind a semaphore name.
-fn shm_path(name: &str) -> PathBuf {
-    PathBuf::from(format!("/dev/shm/sem.{}", name.trim_start_matches('/')))
-}
+type Name = common::Name<common::Semaphores>;
 
 fn opts(existence: Existence) -> SemaphoreOptions {
     Semaphore::options().existence(existence)
@@ -72,7 +54,7 @@ fn raise_if_not_exists_on_a_missing_name_is_not_found() {
     assert_eq!(err.name(), Some(name.as_str()));
     assert!(err.to_string().contains(name.as_str()), "{err}");
     // It did not create anything on the way.
-    assert!(!shm_path(name.as_str()).exists());
+    assert!(!semaphore_file(name.as_str()).exists());
     assert!(matches!(
         Semaphore::open(name.as_str()),
         Err(Error::NotFound { .. })
@@ -155,162 +137,6 @@ fn unlink_and_create_on_a_missing_name_creates() {
     assert_eq!(Semaphore::open(name.as_str()).unwrap().value().unwrap(), 3);
 }
 
-// ------------------------------------------------------------- operations
-
-#[test]
-fn try_acquire_release_and_value() {
-    let name = Name::new("ops");
-    let sem = Semaphore::create(name.as_str(), 2).unwrap();
-    assert_eq!(sem.value().unwrap(), 2);
-    assert!(sem.try_acquire().unwrap());
-    assert_eq!(sem.value().unwrap(), 1);
-    assert!(sem.try_acquire().unwrap());
-    assert_eq!(sem.value().unwrap(), 0);
-    assert!(!sem.try_acquire().unwrap(), "no slot left");
-    assert_eq!(sem.value().unwrap(), 0);
-    sem.release().unwrap();
-    assert_eq!(sem.value().unwrap(), 1);
-    sem.release().unwrap();
-    sem.release().unwrap();
-    assert_eq!(sem.value().unwrap(), 3);
-    // With slots free, acquire returns at once.
-    sem.acquire().unwrap();
-    assert_eq!(sem.value().unwrap(), 2);
-}
-
-#[test]
-fn default_initial_value_is_one() {
-    let name = Name::new("default");
-    let sem = Semaphore::options().open(name.as_str()).unwrap();
-    assert!(sem.created());
-    assert_eq!(sem.value().unwrap(), 1);
-}
-
-#[test]
-fn acquire_timeout_takes_a_free_slot_at_once() {
-    let name = Name::new("wt-free");
-    let sem = Semaphore::create(name.as_str(), 1).unwrap();
-    let start = Instant::now();
-    assert!(sem.acquire_timeout(WAIT).unwrap());
-    assert!(start.elapsed() < WAIT / 2, "took {:?}", start.elapsed());
-    assert_eq!(sem.value().unwrap(), 0);
-}
-
-#[test]
-fn acquire_timeout_on_a_taken_semaphore_times_out_on_time() {
-    let name = Name::new("wt-busy");
-    let sem = Semaphore::create(name.as_str(), 0).unwrap();
-    for timeout in [Duration::from_millis(1), Duration::from_millis(300)] {
-        let start = Instant::now();
-        assert!(!sem.acquire_timeout(timeout).unwrap());
-        let elapsed = start.elapsed();
-        assert!(
-            elapsed >= timeout,
-            "returned after {elapsed:?} < {timeout:?}"
-        );
-        assert!(
-            elapsed < timeout + Duration::from_secs(2),
-            "returned after {elapsed:?}, far beyond {timeout:?}"
-        );
-    }
-    assert!(!sem.acquire_timeout(Duration::ZERO).unwrap());
-    assert_eq!(sem.value().unwrap(), 0);
-}
-
-#[test]
-fn acquire_interruptible_times_out_on_time() {
-    let name = Name::new("wi");
-    let sem = Semaphore::create(name.as_str(), 0).unwrap();
-    let timeout = Duration::from_millis(200);
-    let start = Instant::now();
-    assert!(!sem.acquire_interruptible(Some(timeout)).unwrap());
-    let elapsed = start.elapsed();
-    assert!(elapsed >= timeout, "returned after {elapsed:?}");
-    assert!(elapsed < timeout + Duration::from_secs(2), "{elapsed:?}");
-    sem.release().unwrap();
-    assert!(sem.acquire_interruptible(Some(WAIT)).unwrap());
-    assert_eq!(sem.value().unwrap(), 0);
-}
-
-#[test]
-fn a_signal_ends_acquire_interruptible_but_no_other_wait() {
-    let name = Name::new("signal");
-    let sem = Arc::new(Semaphore::create(name.as_str(), 0).unwrap());
-
-    let err = common::with_signals(|| sem.acquire_interruptible(Some(WAIT))).unwrap_err();
-    assert!(matches!(err, Error::Interrupted { .. }), "{err:?}");
-    let err = common::with_signals(|| sem.acquire_interruptible(None)).unwrap_err();
-    assert!(matches!(err, Error::Interrupted { .. }), "{err:?}");
-
-    // acquire_timeout waits through the signals to its deadline.
-    let timeout = Duration::from_millis(200);
-    let start = Instant::now();
-    assert!(!common::with_signals(|| sem.acquire_timeout(timeout)).unwrap());
-    assert!(start.elapsed() >= timeout, "{:?}", start.elapsed());
-
-    // acquire waits through the signals until a slot comes.
-    let releaser = {
-        let sem = Arc::clone(&sem);
-        thread::spawn(move || {
-            thread::sleep(Duration::from_millis(100));
-            sem.release()
-        })
-    };
-    common::with_signals(|| sem.acquire()).unwrap();
-    releaser.join().unwrap().unwrap();
-    assert_eq!(sem.value().unwrap(), 0);
-}
-
-/// Runs `wait` in another thread on a semaphore at 0, releases, and checks that
-/// the waiter was woken and took the slot.
-fn assert_release_wakes(label: &str, wait: fn(&Semaphore) -> namedipc::Result<bool>) {
-    let name = Name::new(label);
-    let sem = Arc::new(Semaphore::create(name.as_str(), 0).unwrap());
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let (done_tx, done_rx) = mpsc::channel();
-    let waiter = {
-        let sem = Arc::clone(&sem);
-        thread::spawn(move || {
-            ready_tx.send(()).unwrap();
-            done_tx.send(wait(&sem)).unwrap();
-        })
-    };
-    ready_rx.recv_timeout(WAIT).expect("waiter thread started");
-    // With the value at 0 the waiter cannot have got through yet.
-    assert!(
-        done_rx.try_recv().is_err(),
-        "{label}: returned without a slot"
-    );
-
-    sem.release().unwrap();
-    match done_rx.recv_timeout(WAIT) {
-        Ok(result) => assert!(result.unwrap(), "{label}: reported a timeout"),
-        Err(e) => {
-            // Unblock the thread so that it does not outlive the test, then fail.
-            sem.release().unwrap();
-            panic!("{label}: not woken by release() within {WAIT:?}: {e}");
-        }
-    }
-    waiter.join().unwrap();
-    assert_eq!(sem.value().unwrap(), 0, "{label}: the waiter took the slot");
-}
-
-#[test]
-fn a_release_from_another_thread_wakes_acquire() {
-    assert_release_wakes("wake", |sem| sem.acquire().map(|()| true));
-}
-
-#[test]
-fn a_release_wakes_acquires_with_long_or_unbounded_timeouts() {
-    assert_release_wakes("wake-timeout", |sem| sem.acquire_timeout(WAIT));
-    // Deadlines past what a timespec can hold saturate rather than fail.
-    assert_release_wakes("wake-max", |sem| sem.acquire_timeout(Duration::MAX));
-    assert_release_wakes("wake-intr", |sem| sem.acquire_interruptible(None));
-    assert_release_wakes("wake-intr-max", |sem| {
-        sem.acquire_interruptible(Some(Duration::MAX))
-    });
-}
-
 #[test]
 fn link_or_create_raced_from_many_threads_creates_exactly_once() {
     const THREADS: usize = 8;
@@ -344,56 +170,7 @@ fn link_or_create_raced_from_many_threads_creates_exactly_once() {
     }
 }
 
-// ----------------------------------------------------------------- limits
-
-#[test]
-fn release_at_value_max_is_overflow() {
-    let name = Name::new("overflow");
-    let sem = Semaphore::create(name.as_str(), VALUE_MAX).unwrap();
-    assert_eq!(sem.value().unwrap(), VALUE_MAX);
-    let err = sem.release().unwrap_err();
-    match &err {
-        Error::Overflow { max, name: n, .. } => {
-            assert_eq!(*max, VALUE_MAX);
-            assert_eq!(n, name.as_str());
-        }
-        other => panic!("expected Overflow, got {other:?}"),
-    }
-    assert_eq!(err.errno(), Some(libc::EOVERFLOW));
-    assert_eq!(err.name(), Some(name.as_str()));
-    assert_eq!(sem.value().unwrap(), VALUE_MAX, "value unchanged");
-    // One below the maximum, a release is fine again.
-    assert!(sem.try_acquire().unwrap());
-    sem.release().unwrap();
-    assert_eq!(sem.value().unwrap(), VALUE_MAX);
-}
-
-#[test]
-fn release_many_gives_back_all_or_none() {
-    let name = Name::new("many");
-    let sem = Semaphore::create(name.as_str(), 0).unwrap();
-    sem.release_many(0).unwrap();
-    assert_eq!(sem.value().unwrap(), 0);
-    sem.release_many(5).unwrap();
-    assert_eq!(sem.value().unwrap(), 5);
-
-    let full = Name::new("many-full");
-    let sem = Semaphore::create(full.as_str(), VALUE_MAX - 2).unwrap();
-    for n in [3, u32::MAX] {
-        let err = sem.release_many(n).unwrap_err();
-        assert!(
-            matches!(err, Error::Overflow { max: VALUE_MAX, .. }),
-            "{n}: {err:?}"
-        );
-        assert_eq!(
-            sem.value().unwrap(),
-            VALUE_MAX - 2,
-            "{n}: nothing given back"
-        );
-    }
-    sem.release_many(2).unwrap();
-    assert_eq!(sem.value().unwrap(), VALUE_MAX);
-}
+// ---------------------------------------------------------------- arguments
 
 #[test]
 fn initial_value_above_value_max_is_invalid_argument() {
@@ -487,7 +264,7 @@ fn plant(name: &str, bytes: &[u8]) {
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(shm_path(name))
+        .open(semaphore_file(name))
         .unwrap();
     file.write_all(bytes).unwrap();
 }
@@ -520,7 +297,7 @@ fn a_corrupt_file_at_the_name_is_corrupt_not_sigbus() {
         ));
         // Nothing replaced or touched the file.
         assert_eq!(
-            &fs::read(shm_path(name.as_str())).unwrap(),
+            &fs::read(semaphore_file(name.as_str())).unwrap(),
             bytes,
             "{label}"
         );
@@ -568,7 +345,7 @@ fn unlink_on_drop_removes_the_name_only_for_the_creator() {
         Semaphore::open(name.as_str()),
         Err(Error::NotFound { .. })
     ));
-    assert!(!shm_path(name.as_str()).exists());
+    assert!(!semaphore_file(name.as_str()).exists());
 }
 
 #[test]

@@ -15,33 +15,14 @@ use namedipc::shm::{unlink, SharedMemory, SharedMemoryOptions, MAX_SIZE};
 use namedipc::{Error, Existence};
 
 mod common;
-use common::WAIT;
+use common::{segment_file, WAIT};
 
-/// Segment names; the guard also removes whatever a test planted at the path.
-struct Segments;
-
-impl common::Kind for Segments {
-    const TAG: &'static str = "shm";
-
-    fn remove(name: &str) {
-        let _ = unlink(name);
-        let path = shm_path(name);
-        let _ = fs::remove_file(&path);
-        let _ = fs::remove_dir(&path);
-    }
-}
-
-type Name = common::Name<Segments>;
+type Name = common::Name<common::Segments>;
 
 impl Name {
     fn path(&self) -> PathBuf {
-        shm_path(self.as_str())
+        segment_file(self.as_str())
     }
-}
-
-/// Where Linux keeps the segment `name`.
-fn shm_path(name: &str) -> PathBuf {
-    PathBuf::from(format!("/dev/shm/{}", name.trim_start_matches('/')))
 }
 
 fn opts(existence: Existence) -> SharedMemoryOptions {
@@ -130,7 +111,7 @@ fn create_random_picks_distinct_valid_names() {
         .unwrap();
     name.track(b.name());
     assert_ne!(a.name(), b.name());
-    assert!(a.created() && shm_path(a.name()).exists());
+    assert!(a.created() && segment_file(a.name()).exists());
     assert_eq!((a.size().unwrap(), b.size().unwrap()), (8, 0));
 }
 

@@ -1,7 +1,7 @@
 //! What the integration tests share: unique names that a guard removes when
-//! the test ends, pass or fail, and signals sent at a waiting thread. Each
-//! test file says, through [`Kind`], what kind of object its names are for
-//! and how to remove one.
+//! the test ends, pass or fail, for each kind of object ([`Semaphores`],
+//! [`Segments`], [`Queues`]; the robust tests bring their own), and signals
+//! sent at a waiting thread.
 
 // Each test file is its own crate and uses only part of this module.
 #![allow(dead_code)]
@@ -11,6 +11,7 @@
 use std::fs;
 use std::io::Read;
 use std::marker::PhantomData;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Once};
 use std::thread;
@@ -75,6 +76,66 @@ impl<K: Kind> Drop for Name<K> {
             K::remove(name);
         }
     }
+}
+
+/// Semaphore names; the guard also removes whatever file a test planted there.
+pub struct Semaphores;
+
+impl Kind for Semaphores {
+    const TAG: &'static str = "sem";
+
+    fn remove(name: &str) {
+        let _ = namedipc::semaphore::unlink(name);
+        // A test may have planted a file there that is not a semaphore.
+        let _ = fs::remove_file(semaphore_file(name));
+    }
+}
+
+/// The file glibc keeps behind a semaphore name (spelled here, not taken
+/// from the crate, so that the tests check where the crate looks).
+pub fn semaphore_file(name: &str) -> PathBuf {
+    PathBuf::from(format!("/dev/shm/sem.{}", name.trim_start_matches('/')))
+}
+
+/// Shared memory segment names; the guard also removes whatever a test
+/// planted at the path.
+pub struct Segments;
+
+impl Kind for Segments {
+    const TAG: &'static str = "shm";
+
+    fn remove(name: &str) {
+        let _ = namedipc::shm::unlink(name);
+        let path = segment_file(name);
+        let _ = fs::remove_file(&path);
+        let _ = fs::remove_dir(&path);
+    }
+}
+
+/// Where Linux keeps the segment `name`.
+pub fn segment_file(name: &str) -> PathBuf {
+    PathBuf::from(format!("/dev/shm/{}", name.trim_start_matches('/')))
+}
+
+/// Message queue names.
+pub struct Queues;
+
+impl Kind for Queues {
+    const TAG: &'static str = "mq";
+
+    fn remove(name: &str) {
+        let _ = namedipc::mqueue::unlink(name);
+    }
+}
+
+/// Receives one message from `queue` at once, as (bytes, priority).
+pub fn take_message(queue: &namedipc::MessageQueue) -> (Vec<u8>, u32) {
+    let mut buf = queue.new_buffer();
+    let got = queue
+        .try_receive(&mut buf)
+        .expect("receive")
+        .expect("a message is waiting");
+    (buf[..got.len].to_vec(), got.priority)
 }
 
 fn random_u64() -> u64 {
