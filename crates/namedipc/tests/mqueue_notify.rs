@@ -115,28 +115,28 @@ fn a_callback_whose_message_arrived_runs_even_if_the_handle_closes_at_once() {
     assert_eq!(rx.recv_timeout(WAIT), Ok("second"));
 }
 
+/// Asks for a notification whose callback drains the queue and, for the
+/// first rounds, asks for the next one: the usual notification loop.
+fn arm(queue: &Arc<MessageQueue>, tx: mpsc::Sender<usize>, round: usize) {
+    let again = Arc::clone(queue);
+    queue
+        .notify_by_thread(move || {
+            let mut buf = again.new_buffer();
+            while again.try_receive(&mut buf).unwrap().is_some() {}
+            if round < 2 {
+                arm(&again, tx.clone(), round + 1);
+            }
+            tx.send(round).unwrap();
+        })
+        .unwrap();
+}
+
 #[test]
 fn a_callback_may_ask_for_the_next_notification() {
     let name = Name::new("rearm");
     let queue = Arc::new(MessageQueue::create(name.as_str()).unwrap());
     let (tx, rx) = mpsc::channel();
-
-    fn arm(queue: Arc<MessageQueue>, tx: mpsc::Sender<usize>, round: usize) {
-        let again = Arc::clone(&queue);
-        queue
-            .notify_by_thread(move || {
-                // Drain, then ask again: the usual notification loop.
-                let mut buf = again.new_buffer();
-                while again.try_receive(&mut buf).unwrap().is_some() {}
-                if round < 2 {
-                    arm(Arc::clone(&again), tx.clone(), round + 1);
-                }
-                tx.send(round).unwrap();
-            })
-            .unwrap();
-    }
-
-    arm(Arc::clone(&queue), tx, 0);
+    arm(&queue, tx, 0);
     let sender = MessageQueue::open(name.as_str()).unwrap();
     for round in 0..3 {
         sender.send(b"tick", 0).unwrap();

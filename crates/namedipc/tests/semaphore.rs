@@ -166,7 +166,11 @@ fn link_or_create_raced_from_many_threads_creates_exactly_once() {
         assert_eq!(created, 1, "round {round}: {created} threads created it");
         // All eight handles were on one semaphore.
         let sem = Semaphore::open(name.as_str()).unwrap();
-        assert_eq!(sem.value().unwrap(), THREADS as u32, "round {round}");
+        assert_eq!(
+            sem.value().unwrap(),
+            u32::try_from(THREADS).unwrap(),
+            "round {round}"
+        );
     }
 }
 

@@ -33,7 +33,7 @@ pub trait Kind {
 /// A unique name (pid + random + counter), removed by [`Kind::remove`]
 /// when the guard drops, even if the test panics.
 pub struct Name<K: Kind> {
-    name: String,
+    text: String,
     /// Names picked elsewhere (e.g. by `create_random`) to remove as well.
     extra: Vec<String>,
     kind: PhantomData<K>,
@@ -44,7 +44,7 @@ impl<K: Kind> Name<K> {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         Self {
-            name: format!(
+            text: format!(
                 "/namedipc-rtest-{}-{}-{:016x}-{label}-{n}",
                 K::TAG,
                 std::process::id(),
@@ -56,12 +56,12 @@ impl<K: Kind> Name<K> {
     }
 
     pub fn as_str(&self) -> &str {
-        &self.name
+        &self.text
     }
 
     /// Appends `suffix` to the name, e.g. to reach the longest valid name.
     pub fn push_str(&mut self, suffix: &str) {
-        self.name.push_str(suffix);
+        self.text.push_str(suffix);
     }
 
     /// Removes `name` too when the guard drops.
@@ -72,7 +72,7 @@ impl<K: Kind> Name<K> {
 
 impl<K: Kind> Drop for Name<K> {
     fn drop(&mut self) {
-        for name in std::iter::once(&self.name).chain(&self.extra) {
+        for name in std::iter::once(&self.text).chain(&self.extra) {
             K::remove(name);
         }
     }
