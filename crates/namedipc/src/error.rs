@@ -135,7 +135,12 @@ pub enum Error {
         /// What a valid name looks like.
         rule: String,
     },
-    /// An argument is outside what is allowed; the message says what is.
+    /// An argument the caller passed breaks a rule, which the message
+    /// states: a mode, size, limit, priority, signal or buffer out of range,
+    /// or an operation the handle was not opened for (writing through a
+    /// read-only handle). Never used for anything but the caller's arguments:
+    /// what the OS or another process does is [`Error::Os`],
+    /// [`Error::Contended`] or another variant.
     #[error("{0}")]
     InvalidArgument(String),
     /// The file behind the name is not a valid object of this kind.

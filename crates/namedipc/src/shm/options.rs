@@ -65,7 +65,7 @@ impl SharedMemoryOptions {
 
     /// Sets the segment's size to `len` bytes once it is open, whether this
     /// handle created it or opened an existing one (default: leave the size
-    /// alone). At most [`MAX_SIZE`]; needs read-write access.
+    /// alone). At most [`MAX_SIZE`](super::MAX_SIZE); needs read-write access.
     #[must_use]
     pub fn size(mut self, len: u64) -> Self {
         self.size = Some(len);
