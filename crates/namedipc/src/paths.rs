@@ -150,6 +150,7 @@ pub(crate) fn body(name: &str) -> &str {
 }
 
 /// `name` with exactly one leading slash, as it is shown and stored.
+#[must_use]
 pub fn canonical(name: &str) -> String {
     format!("/{}", body(name))
 }
