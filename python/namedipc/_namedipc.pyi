@@ -74,7 +74,7 @@ class NotFoundError(ExistentialError, FileNotFoundError):
     """The object was to be opened, but nothing has its name."""
 
 class BusyError(Error, TimeoutError):
-    """The object could not be acquired in the time allowed."""
+    """A wait ended at its deadline, or a call that does not wait found no slot, no message or no room."""
 
 class CorruptError(Error):
     """The file behind the name is not a valid object of the kind asked for."""

@@ -65,7 +65,7 @@ impl Class {
             }
             Self::Exists => "The object was to be created, but its name is taken.",
             Self::NotFound => "The object was to be opened, but nothing has its name.",
-            Self::Busy => "The object could not be acquired in the time allowed.",
+            Self::Busy => "A wait ended at its deadline, or a call that does not wait found no slot, no message or no room.",
             Self::Corrupt => {
                 "The file behind the name is not a valid object of the kind asked for."
             }
