@@ -52,6 +52,8 @@ fn worker_process() {
     let mut ready = format!("READY {}", std::process::id());
     if std::env::var_os(LEND_ENV).is_some() {
         let lock = sem.inheritable_lock().expect("worker: inheritable_lock");
+        // Never waited for: it is to outlive this worker, which the test kills.
+        #[allow(clippy::zombie_processes)]
         let sleeper = Command::new("sleep")
             .arg("30")
             .stdin(Stdio::null())
@@ -59,7 +61,7 @@ fn worker_process() {
             .spawn()
             .expect("worker: spawn sleep");
         drop(lock);
-        ready.push_str(&format!(" {}", sleeper.id()));
+        ready = format!("{ready} {}", sleeper.id());
     }
     let mut out = std::io::stdout();
     writeln!(out, "{ready}").unwrap();
