@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use namedipc::robust::{self, RobustSemaphore};
-use namedipc::{Error, Existence};
+use namedipc::{BusyReason, Error, Existence};
 
 mod common;
 use common::WAIT;
@@ -680,7 +680,17 @@ fn full_records_are_an_error_not_a_hang() {
     kill(&mut child);
     child.wait().unwrap();
     // Every record is in use: no room now, not a bad argument.
-    assert!(matches!(err, Error::Busy { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Busy {
+                reason: BusyReason::NoRecord,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("process record"), "{err}");
 }
 
 fn assert_corrupt(name: &Name, what: &str) {
