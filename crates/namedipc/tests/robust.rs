@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use namedipc::robust::{self, RobustSemaphore};
-use namedipc::{Error, Existence};
+use namedipc::{BusyReason, Error, Existence};
 
 mod common;
 use common::WAIT;
@@ -35,10 +35,13 @@ fn path(name: &str) -> String {
 }
 
 const WORKER_ENV: &str = "NAMEDIPC_ROBUST_WORKER";
+/// Set for a worker that also starts a `sleep` holding its liveness lock.
+const LEND_ENV: &str = "NAMEDIPC_ROBUST_WORKER_LENDS";
 
 /// Not a test on its own: when run as a worker, it opens the semaphore named
-/// in the environment, takes a slot, says `READY <pid>` and waits for its
-/// stdin to close (or for SIGKILL).
+/// in the environment, takes a slot, says `READY <pid>` (and, with
+/// `LEND_ENV`, the pid of a `sleep` that inherited its liveness lock) and
+/// waits for its stdin to close (or for SIGKILL).
 #[test]
 fn worker_process() {
     let Ok(name) = std::env::var(WORKER_ENV) else {
@@ -46,8 +49,22 @@ fn worker_process() {
     };
     let sem = RobustSemaphore::open(&name).expect("worker: open");
     assert!(sem.acquire_timeout(WAIT).expect("worker: acquire"));
+    let mut ready = format!("READY {}", std::process::id());
+    if std::env::var_os(LEND_ENV).is_some() {
+        let lock = sem.inheritable_lock().expect("worker: inheritable_lock");
+        // Never waited for: it is to outlive this worker, which the test kills.
+        #[allow(clippy::zombie_processes)]
+        let sleeper = Command::new("sleep")
+            .arg("30")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("worker: spawn sleep");
+        drop(lock);
+        ready = format!("{ready} {}", sleeper.id());
+    }
     let mut out = std::io::stdout();
-    writeln!(out, "READY {}", std::process::id()).unwrap();
+    writeln!(out, "{ready}").unwrap();
     out.flush().unwrap();
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
@@ -55,7 +72,14 @@ fn worker_process() {
 
 /// Starts a worker holding a slot of `name`; returns once it holds it.
 fn spawn_holder(name: &str) -> Child {
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    spawn_worker(name, false).0
+}
+
+/// Starts a worker holding a slot of `name`, and returns it with the pids
+/// its READY line names once it holds the slot.
+fn spawn_worker(name: &str, lends: bool) -> (Child, Vec<u32>) {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
         .args([
             "--exact",
             "worker_process",
@@ -63,23 +87,42 @@ fn spawn_holder(name: &str) -> Child {
             "--test-threads=1",
         ])
         .env(WORKER_ENV, name)
+        .env_remove(LEND_ENV)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn worker");
+        .stderr(Stdio::inherit());
+    if lends {
+        command.env(LEND_ENV, "1");
+    }
+    let mut child = command.spawn().expect("spawn worker");
     let stdout = child.stdout.take().unwrap();
     // libtest writes "test worker_process ... " before it, without a newline.
     let mut lines = BufReader::new(stdout).lines();
     let ready = lines
         .by_ref()
         .map_while(Result::ok)
-        .any(|line| line.contains("READY "));
-    assert!(ready, "worker exited without taking a slot");
+        .find_map(|line| Some(line.split_once("READY ")?.1.to_owned()))
+        .expect("worker exited without taking a slot");
     // Keep reading, so that a worker that ends normally can still write
     // libtest's report instead of failing on a closed pipe.
     thread::spawn(move || lines.for_each(drop));
-    child
+    let pids = ready
+        .split_whitespace()
+        .map(|pid| pid.parse().unwrap())
+        .collect();
+    (child, pids)
+}
+
+/// SIGKILLs the process `pid` (not a child of this one) when dropped.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .stderr(Stdio::null())
+            .status();
+    }
 }
 
 fn kill(child: &mut Child) {
@@ -96,6 +139,7 @@ fn counts_slots() {
         .unwrap();
     assert!(sem.created());
     assert_eq!(sem.name(), name.as_str());
+    assert_eq!(sem.slots(), 3);
     assert_eq!(sem.value().unwrap(), 3);
     for left in [2, 1, 0] {
         sem.acquire().unwrap();
@@ -146,6 +190,7 @@ fn closing_the_last_handle_gives_slots_back() {
     assert!(sem.try_acquire().unwrap());
     assert!(other.try_acquire().unwrap());
     sem.close();
+    assert!(sem.is_closed() && !other.is_closed());
     assert!(matches!(sem.value(), Err(Error::Closed { .. })));
     assert_eq!(other.value().unwrap(), 0, "another handle is still open");
     other.close();
@@ -263,6 +308,99 @@ fn removed_or_replaced_file_is_reported() {
     let err = sem.acquire_timeout(Duration::from_millis(1)).unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains("another file"), "{err}");
+}
+
+#[test]
+fn unlink_removes_the_name_even_while_in_use() {
+    let name = Name::new("unlink");
+    let sem = RobustSemaphore::options()
+        .persistent(true)
+        .open(name.as_str())
+        .unwrap();
+    sem.unlink().unwrap();
+    assert!(matches!(
+        RobustSemaphore::open(name.as_str()),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(sem.acquire(), Err(Error::NotFound { .. })));
+    // By name, without a handle: the same, and NotFound once it is gone.
+    let again = RobustSemaphore::options().open(name.as_str()).unwrap();
+    robust::unlink(name.as_str()).unwrap();
+    assert!(matches!(again.try_acquire(), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        robust::unlink(name.as_str()),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        robust::unlink("/a/b"),
+        Err(Error::InvalidName { .. })
+    ));
+}
+
+#[test]
+fn a_name_without_its_slash_is_the_same_semaphore() {
+    let name = Name::new("slashless");
+    let slashless = name.as_str().trim_start_matches('/');
+    let sem = RobustSemaphore::options().open(slashless).unwrap();
+    assert_eq!(sem.name(), name.as_str(), "shown with one leading slash");
+    let same = RobustSemaphore::open(name.as_str()).unwrap();
+    assert!(same.try_acquire().unwrap());
+    assert_eq!(sem.value().unwrap(), 0);
+    assert_eq!(robust::inspect(slashless).unwrap().name, name.as_str());
+}
+
+#[test]
+fn options_shape_a_new_semaphore_only() {
+    let name = Name::new("options");
+    let sem = RobustSemaphore::options()
+        .existence(Existence::RaiseIfExists)
+        .initial_value(3)
+        .records(16)
+        .mode(0o640)
+        .persistent(true)
+        .open(name.as_str())
+        .unwrap();
+    let seen = robust::inspect(name.as_str()).unwrap();
+    assert_eq!((seen.slots, seen.records, seen.free), (3, 16, 3));
+    assert!(seen.persistent);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &fs::metadata(path(name.as_str())).unwrap().permissions(),
+    );
+    assert_eq!(
+        mode & 0o777 & !0o640,
+        0,
+        "{mode:o}: the umask may only take bits away"
+    );
+    drop(sem);
+    let reopened = RobustSemaphore::options()
+        .initial_value(5)
+        .records(2)
+        .persistent(false)
+        .open(name.as_str())
+        .unwrap();
+    assert!(!reopened.created());
+    let seen = robust::inspect(name.as_str()).unwrap();
+    assert_eq!((seen.slots, seen.records, seen.persistent), (3, 16, true));
+}
+
+#[test]
+fn an_inheritable_lock_keeps_a_dead_holders_slot_while_its_child_lives() {
+    let name = Name::new("lend");
+    let sem = RobustSemaphore::options().open(name.as_str()).unwrap();
+    let (mut worker, pids) = spawn_worker(name.as_str(), true);
+    let sleeper = KillOnDrop(pids[1]);
+    kill(&mut worker);
+    worker.wait().unwrap();
+    // The worker is dead, but `sleep` holds its open file description.
+    assert!(!sem.try_acquire().unwrap());
+    let holders = sem.holders().unwrap();
+    assert_eq!(holders.len(), 1);
+    assert!(holders[0].alive && holders[0].pid == pids[0], "{holders:?}");
+    drop(sleeper);
+    assert!(
+        sem.acquire_timeout(WAIT).unwrap(),
+        "the slot came back once the child was gone too"
+    );
 }
 
 #[test]
@@ -542,7 +680,17 @@ fn full_records_are_an_error_not_a_hang() {
     kill(&mut child);
     child.wait().unwrap();
     // Every record is in use: no room now, not a bad argument.
-    assert!(matches!(err, Error::Busy { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Busy {
+                reason: BusyReason::NoRecord,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("process record"), "{err}");
 }
 
 fn assert_corrupt(name: &Name, what: &str) {

@@ -1,5 +1,14 @@
 //! Just enough JSON to print the `--json` documents: values built in code,
 //! written with two-space indentation. (Nothing here parses JSON.)
+//!
+//! Why not serde_json: the documents are only ever written, never read, and
+//! this writer is about a hundred lines with its test. It escapes strings as
+//! RFC 8259 asks, keeps members in the order docs/cli.md documents without a
+//! map type, and writes times to the millisecond (`"since": 1795324203.600`)
+//! as the versioned schema's examples show, where serde_json would write up
+//! to seventeen digits and `5.0` for a whole number, changing the bytes of
+//! every document. It would also be the core's first dependency beyond libc,
+//! thiserror and (for the CLI) clap, bought for nothing parsed.
 
 use std::fmt::{self, Write};
 
@@ -29,6 +38,8 @@ impl From<u32> for Json {
 }
 
 impl From<u64> for Json {
+    // Beyond i64::MAX only as a float, rounded: no counter here gets there.
+    #[allow(clippy::cast_precision_loss)]
     fn from(value: u64) -> Self {
         i64::try_from(value).map_or(Self::Float(value as f64), Self::Int)
     }

@@ -1,6 +1,7 @@
 //! `namedipc ls` and `namedipc info`: a table or a description for people,
 //! and one JSON document (docs/cli.md has its schema) for scripts.
 
+use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use super::json::Json;
@@ -197,7 +198,7 @@ fn state(object: &Object) -> String {
         Details::Semaphore { value, waiters } => {
             let mut text = format!("value {}", known(*value));
             if let Some(w) = waiters.filter(|&w| w > 0) {
-                text.push_str(&format!(", {w} waiting"));
+                let _ = write!(text, ", {w} waiting");
             }
             text
         }
@@ -219,7 +220,7 @@ fn state(object: &Object) -> String {
         Details::RobustSemaphore(None) => "? slots".to_owned(),
     };
     if let Some(problem) = &object.problem {
-        text.push_str(&format!(" ({problem})"));
+        let _ = write!(text, " ({problem})");
     }
     text
 }
@@ -290,7 +291,7 @@ fn write_table(out: &mut impl Write, objects: &[&Object], users: &Users) -> io::
             if i + 1 == cells.len() {
                 text.push_str(cell);
             } else {
-                text.push_str(&format!("{cell:<0$}  ", widths[i]));
+                let _ = write!(text, "{cell:<0$}  ", widths[i]);
             }
         }
         text

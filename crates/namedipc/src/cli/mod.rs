@@ -2,7 +2,8 @@
 //! (`ls`, `info`), clean up after crashes (`rm`), and run a command while
 //! holding a slot of a crash-safe semaphore (`run`). One implementation
 //! serves the Rust binary and the Python package's entry points; the exit
-//! codes and the JSON format are documented in docs/cli.md.
+//! codes and the JSON format are documented in docs/cli.md (shipped at the
+//! URL `namedipc --help` names).
 
 mod json;
 mod ls;
@@ -31,11 +32,24 @@ const TIMEOUT_DEFAULT: u8 = 75;
 /// as for `timeout`, `env` and `nice`, so that it differs from CMD's own codes.
 const RUN_FAILED: i32 = 125;
 
-const AFTER_HELP: &str = "\
+/// Where the documentation is: `cli.md` there has the exit codes and the
+/// JSON format. A URL, not a path: the help is read where the source is not.
+macro_rules! docs_url {
+    () => {
+        "https://github.com/namedipc/namedipc/tree/main/docs"
+    };
+}
+#[cfg(test)]
+const DOCS_URL: &str = docs_url!();
+
+const AFTER_HELP: &str = concat!(
+    "\
 Exit codes: 0 success; 1 an object was not found or an operation failed; 2 bad arguments.
 `run` exits with CMD's exit status (128+N if CMD was killed by signal N), 75 (or -E CODE) if
 --timeout passed first, 125 if namedipc itself failed, 126/127 if CMD could not be run / found.
-Details: docs/cli.md";
+Details (exit codes, the JSON format): cli.md in ",
+    docs_url!()
+);
 
 /// See, clean up, and coordinate named IPC objects: POSIX semaphores,
 /// shared memory segments and message queues, and namedipc's crash-safe
@@ -108,7 +122,8 @@ struct LsArgs {
     /// List only objects of this kind
     #[arg(long = "type", short = 't', value_name = "TYPE")]
     kind: Option<Kind>,
-    /// Print JSON (one document, format in docs/cli.md) instead of a table
+    /// Print JSON (one document; its format is in the documentation, see `namedipc --help`)
+    /// instead of a table
     #[arg(long)]
     json: bool,
 }
@@ -250,6 +265,14 @@ mod tests {
     #[test]
     fn the_command_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_help_points_to_documentation_that_ships() {
+        assert!(AFTER_HELP.ends_with(DOCS_URL));
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains(DOCS_URL), "{help}");
+        assert!(!help.contains("docs/"), "a path in the source tree: {help}");
     }
 
     #[test]

@@ -32,31 +32,32 @@ pub(super) fn rm(args: &RmArgs) -> io::Result<i32> {
     Ok(code)
 }
 
+/// The one kind of object that has the name, or the message for the user.
+fn only_kind(name: &str) -> Result<ObjectKind, String> {
+    let found = inventory::find(name).map_err(|e| e.to_string())?;
+    match found.objects.as_slice() {
+        [] => Err(format!(
+            "no semaphore, shared memory segment, message queue or robust semaphore is named '{}'; `namedipc ls` lists the objects there are",
+            canonical(name)
+        )),
+        [one] => Ok(one.kind),
+        several => {
+            let kinds: Vec<String> = several.iter().map(|o| o.kind.to_string()).collect();
+            Err(format!(
+                "'{}' names a {}; say which to remove with --type (sem, shm, mq or robust)",
+                canonical(name),
+                kinds.join(" and a ")
+            ))
+        }
+    }
+}
+
 /// Removes the object `name` (of `kind`, or of the one kind that has the
 /// name); returns what was done, or the message for the user.
 fn remove_one(name: &str, kind: Option<ObjectKind>) -> Result<String, String> {
     let kind = match kind {
         Some(kind) => kind,
-        None => {
-            let found = inventory::find(name).map_err(|e| e.to_string())?;
-            match found.objects.as_slice() {
-                [] => {
-                    return Err(format!(
-                        "no semaphore, shared memory segment, message queue or robust semaphore is named '{}'; `namedipc ls` lists the objects there are",
-                        canonical(name)
-                    ))
-                }
-                [one] => one.kind,
-                several => {
-                    let kinds: Vec<String> = several.iter().map(|o| o.kind.to_string()).collect();
-                    return Err(format!(
-                        "'{}' names a {}; say which to remove with --type (sem, shm, mq or robust)",
-                        canonical(name),
-                        kinds.join(" and a ")
-                    ));
-                }
-            }
-        }
+        None => only_kind(name)?,
     };
     let attached = if kind == ObjectKind::RobustSemaphore {
         robust::inspect(name).map_or(0, |s| s.attached)
@@ -102,10 +103,9 @@ fn stale(names: &[String]) -> io::Result<i32> {
                 continue;
             }
             Ok(_) => {}
-            // Another user's semaphore: not ours to clean up.
-            Err(Error::PermissionDenied { .. }) if !explicit => continue,
-            // Removed since it was listed.
-            Err(Error::NotFound { .. }) if !explicit => continue,
+            // Another user's semaphore (not ours to clean up), or one
+            // removed since it was listed.
+            Err(Error::PermissionDenied { .. } | Error::NotFound { .. }) if !explicit => continue,
             Err(Error::NotFound { .. }) => {
                 error(&format!(
                     "no robust semaphore is named '{name}'; --stale removes only robust semaphores, the only objects whose use can be checked"
@@ -127,8 +127,8 @@ fn stale(names: &[String]) -> io::Result<i32> {
             Ok(false) if explicit => note(&format!(
                 "kept robust semaphore '{name}': a live process is attached to it"
             )),
-            Ok(false) => {}
-            Err(Error::NotFound { .. }) => {}
+            // Kept in use, or removed by someone else meanwhile: nothing to say.
+            Ok(false) | Err(Error::NotFound { .. }) => {}
             Err(e) => {
                 error(&e.to_string());
                 code = FAILURE;

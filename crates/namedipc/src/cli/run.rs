@@ -88,75 +88,12 @@ pub(super) fn run(args: &RunArgs) -> i32 {
             show::count(u64::from(sem.slots()), "slot", "slots")
         ));
     }
-    match wait_for_slot(&sem, &signals, args.timeout) {
-        Ok(Waited::Acquired) => {}
-        Ok(Waited::TimedOut) => {
-            error(&timeout_message(&sem, args.timeout.unwrap_or_default()));
-            return i32::from(args.timeout_exit_code);
-        }
-        Ok(Waited::Signalled(signal)) => return signal_exit_code(signal),
-        Err(WaitFailed::Semaphore(Error::NotFound { name, .. })) => {
-            error(&format!(
-                "robust semaphore '{name}' was removed while this waited for a slot; run again to create it anew"
-            ));
-            return RUN_FAILED;
-        }
-        Err(WaitFailed::Semaphore(e)) => {
-            error(&e.to_string());
-            return RUN_FAILED;
-        }
-        Err(WaitFailed::Signals(e)) => {
-            error(&format!("cannot read pending signals: {e}"));
-            return RUN_FAILED;
-        }
+    if let Err(code) = take_slot(&sem, &signals, args) {
+        return code;
     }
-    // A signal that came while the slot was taken: do not start CMD at all.
-    match pending_signal(&signals) {
-        Ok(Some(signal)) => return signal_exit_code(signal),
-        Ok(None) => {}
-        Err(e) => {
-            error(&format!("cannot read pending signals: {e}"));
-            return RUN_FAILED;
-        }
-    }
-    let Some((program, arguments)) = args.command.split_first() else {
-        error("no command to run; put it after the name, e.g. namedipc run /jobs -- ./job.sh");
-        return RUN_FAILED;
-    };
-    let lock = match sem.inheritable_lock() {
-        Ok(lock) => lock,
-        Err(e) => {
-            error(&e.to_string());
-            return RUN_FAILED;
-        }
-    };
-    let mut command = Command::new(program);
-    command.args(arguments);
-    process::default_signals_in_child(&mut command, DEFAULT_IN_CMD);
-    let spawned = command.spawn();
-    // CMD has its copy; this process keeps the lock through its own handle.
-    drop(lock);
-    let mut child = match spawned {
+    let mut child = match start(&sem, args) {
         Ok(child) => child,
-        Err(e) => {
-            let program = program.to_string_lossy();
-            return match e.kind() {
-                io::ErrorKind::NotFound => {
-                    error(&format!(
-                        "cannot run '{program}': command not found; check the name and PATH"
-                    ));
-                    127
-                }
-                _ if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::ENOMEM)) => {
-                    error(&format!("cannot start a process for '{program}': {e}"));
-                    RUN_FAILED
-                }
-                _ => {
-                    error(&format!("cannot run '{program}': {e}"));
-                    126
-                }
-            };
-        }
+        Err(code) => return code,
     };
     let status = supervise(&mut child, &signals);
     // Gives the slot back (and removes the semaphore if no one else is attached).
@@ -171,6 +108,80 @@ pub(super) fn run(args: &RunArgs) -> i32 {
             RUN_FAILED
         }
     }
+}
+
+/// Takes a slot of `sem` as `args` say, unless a forwarded signal comes
+/// first; `Err` is the exit code, the message printed.
+fn take_slot(sem: &RobustSemaphore, signals: &BlockedSignals, args: &RunArgs) -> Result<(), i32> {
+    match wait_for_slot(sem, signals, args.timeout) {
+        Ok(Waited::Acquired) => {}
+        Ok(Waited::TimedOut) => {
+            error(&timeout_message(sem, args.timeout.unwrap_or_default()));
+            return Err(i32::from(args.timeout_exit_code));
+        }
+        Ok(Waited::Signalled(signal)) => return Err(signal_exit_code(signal)),
+        Err(WaitFailed::Semaphore(Error::NotFound { name, .. })) => {
+            error(&format!(
+                "robust semaphore '{name}' was removed while this waited for a slot; run again to create it anew"
+            ));
+            return Err(RUN_FAILED);
+        }
+        Err(WaitFailed::Semaphore(e)) => {
+            error(&e.to_string());
+            return Err(RUN_FAILED);
+        }
+        Err(WaitFailed::Signals(e)) => {
+            error(&format!("cannot read pending signals: {e}"));
+            return Err(RUN_FAILED);
+        }
+    }
+    // A signal that came while the slot was taken: do not start CMD at all.
+    match pending_signal(signals) {
+        Ok(Some(signal)) => Err(signal_exit_code(signal)),
+        Ok(None) => Ok(()),
+        Err(e) => {
+            error(&format!("cannot read pending signals: {e}"));
+            Err(RUN_FAILED)
+        }
+    }
+}
+
+/// Starts CMD with a descriptor that keeps this process's registration in
+/// `sem` alive; `Err` is the exit code, the message printed.
+fn start(sem: &RobustSemaphore, args: &RunArgs) -> Result<Child, i32> {
+    let Some((program, arguments)) = args.command.split_first() else {
+        error("no command to run; put it after the name, e.g. namedipc run /jobs -- ./job.sh");
+        return Err(RUN_FAILED);
+    };
+    let lock = sem.inheritable_lock().map_err(|e| {
+        error(&e.to_string());
+        RUN_FAILED
+    })?;
+    let mut command = Command::new(program);
+    command.args(arguments);
+    process::default_signals_in_child(&mut command, DEFAULT_IN_CMD);
+    let spawned = command.spawn();
+    // CMD has its copy; this process keeps the lock through its own handle.
+    drop(lock);
+    spawned.map_err(|e| {
+        let program = program.to_string_lossy();
+        match e.kind() {
+            io::ErrorKind::NotFound => {
+                error(&format!(
+                    "cannot run '{program}': command not found; check the name and PATH"
+                ));
+                127
+            }
+            _ if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::ENOMEM)) => {
+                error(&format!("cannot start a process for '{program}': {e}"));
+                RUN_FAILED
+            }
+            _ => {
+                error(&format!("cannot run '{program}': {e}"));
+                126
+            }
+        }
+    })
 }
 
 /// Waits for a slot until `timeout` passes (`None`: for ever), ending the

@@ -67,6 +67,9 @@ pub(super) fn size(bytes: u64) -> String {
     if bytes < 1024 {
         return format!("{bytes} bytes");
     }
+    // Shown to one decimal: the precision an f64 loses past 2^52 bytes is
+    // far below that.
+    #[allow(clippy::cast_precision_loss)]
     let mut value = bytes as f64 / 1024.0;
     let mut unit = 0;
     while value >= 1024.0 && unit + 1 < UNITS.len() {

@@ -39,15 +39,17 @@ pub struct Snapshot {
 /// Looks at the semaphore `name` without attaching to it (read-only if this
 /// user may not write it).
 ///
+/// # Errors
+/// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`],
+/// [`Error::Corrupt`] (not a valid robust semaphore).
+///
 /// ```
 /// use namedipc::robust::{self, RobustSemaphore};
 ///
 /// # let name = format!("/namedipc-doc-robust-inspect-{}", std::process::id());
-/// let sem = RobustSemaphore::options().initial_value(2).open(&name)?;
-/// sem.acquire()?;
+/// # let _sem = RobustSemaphore::options().open(&name)?;
 /// let seen = robust::inspect(&name)?;
-/// assert_eq!((seen.slots, seen.free, seen.attached), (2, 1, 1));
-/// assert_eq!(seen.holders[0].pid, std::process::id());
+/// println!("{} of {} slots free, {} processes attached", seen.free, seen.slots, seen.attached);
 /// # Ok::<(), namedipc::Error>(())
 /// ```
 pub fn inspect(name: &str) -> Result<Snapshot> {
@@ -78,10 +80,8 @@ pub fn inspect(name: &str) -> Result<Snapshot> {
 /// use namedipc::robust::{self, RobustSemaphore};
 ///
 /// # let name = format!("/namedipc-doc-robust-unlink-{}", std::process::id());
-/// let sem = RobustSemaphore::options().open(&name)?;
+/// # let _sem = RobustSemaphore::options().open(&name)?;
 /// robust::unlink(&name)?;
-/// assert!(RobustSemaphore::open(&name).is_err());
-/// assert!(sem.acquire().is_err());
 /// # Ok::<(), namedipc::Error>(())
 /// ```
 ///
@@ -100,10 +100,10 @@ pub fn unlink(name: &str) -> Result<()> {
 /// use namedipc::robust::{self, RobustSemaphore};
 ///
 /// # let name = format!("/namedipc-doc-robust-unused-{}", std::process::id());
-/// let sem = RobustSemaphore::options().persistent(true).open(&name)?;
-/// assert!(!robust::remove_if_unused(&name)?); // this process is attached
-/// drop(sem);
-/// assert!(robust::remove_if_unused(&name)?);
+/// # drop(RobustSemaphore::options().persistent(true).open(&name)?);
+/// if robust::remove_if_unused(&name)? {
+///     println!("removed {name}: nobody used it");
+/// }
 /// # Ok::<(), namedipc::Error>(())
 /// ```
 pub fn remove_if_unused(name: &str) -> Result<bool> {
@@ -114,12 +114,13 @@ pub fn remove_if_unused(name: &str) -> Result<bool> {
 /// The names (with a leading slash) of the robust semaphores in `/dev/shm`,
 /// sorted.
 ///
-/// ```
-/// use namedipc::robust::{self, RobustSemaphore};
+/// # Errors
+/// [`Error::Os`] if the directory cannot be read.
 ///
-/// # let name = format!("/namedipc-doc-robust-names-{}", std::process::id());
-/// let sem = RobustSemaphore::options().open(&name)?;
-/// assert!(robust::names()?.contains(&name));
+/// ```
+/// for name in namedipc::robust::names()? {
+///     println!("{name}");
+/// }
 /// # Ok::<(), namedipc::Error>(())
 /// ```
 pub fn names() -> Result<Vec<String>> {

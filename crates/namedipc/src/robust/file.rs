@@ -10,8 +10,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::Ordering;
 
 use super::layout::{
-    self, FLAG_PERSISTENT, FLAG_REMOVED, HEADER_LEN, H_FLAGS, H_HEADER_LEN, H_MAGIC, H_RECORDS,
-    H_SLOTS, H_VERSION, LOCK_BASE, MAGIC, MAX_RECORDS, MAX_SLOTS, VERSION,
+    self, FLAG_PERSISTENT, FLAG_REMOVED, HEADER_LEN, HEADER_LEN_FIELD, H_FLAGS, H_HEADER_LEN,
+    H_MAGIC, H_RECORDS, H_SLOTS, H_VERSION, LOCK_BASE, MAGIC, MAX_RECORDS, MAX_SLOTS, VERSION,
 };
 use super::{crash, KIND};
 use crate::error::{Error, Result};
@@ -154,7 +154,7 @@ pub(super) fn create(name: &str, path: &str, new: &NewFile) -> Result<MappedFile
         let map = SharedMap::new(file.as_fd(), len).map_err(|e| os_error(name, "mmap", e))?;
         map.u32_at(H_VERSION).store(VERSION, Ordering::Relaxed);
         map.u32_at(H_HEADER_LEN)
-            .store(HEADER_LEN as u32, Ordering::Relaxed);
+            .store(HEADER_LEN_FIELD, Ordering::Relaxed);
         map.u32_at(H_SLOTS).store(new.slots, Ordering::Relaxed);
         map.u32_at(H_RECORDS).store(new.records, Ordering::Relaxed);
         let flags = if new.persistent { FLAG_PERSISTENT } else { 0 };

@@ -8,6 +8,9 @@ pub(crate) const MAGIC: u64 = u64::from_ne_bytes(*b"NIPCRSM1");
 pub(crate) const VERSION: u32 = 1;
 /// Size of the header in bytes.
 pub(crate) const HEADER_LEN: usize = 64;
+/// [`HEADER_LEN`] as the header's own field holds it.
+pub(crate) const HEADER_LEN_FIELD: u32 = 64;
+const _: () = assert!(HEADER_LEN_FIELD as usize == HEADER_LEN);
 /// Size of one process record in bytes.
 pub(crate) const RECORD_LEN: usize = 32;
 /// Size of one slot in bytes.

@@ -3,40 +3,43 @@
 //! waiters within about a millisecond.
 //!
 //! The semaphore is one file in `/dev/shm`, mapped by every process that
-//! opens it. Each handle registers a *process record* in that file and holds
-//! an open-file-description (OFD) lock on a byte that belongs to the record
-//! for its whole life; the kernel drops that lock however the process ends,
-//! so whoever can take it knows the record's owner is gone and may give its
-//! slots back. Every transition is a single compare-and-swap on one word;
-//! docs/robust-semaphore.md describes the layout, each transition and why a
-//! crash at any step is safe.
+//! opens it. Each process registers a *process record* in that file and
+//! holds an open-file-description (OFD) lock on a byte that belongs to the
+//! record for as long as it has the semaphore open; the kernel drops that
+//! lock however the process ends, so whoever can take it knows the record's
+//! owner is gone and may give its slots back. Every transition is a single
+//! compare-and-swap on one word; docs/robust-semaphore.md in the project's
+//! documentation (<https://github.com/namedipc/namedipc/tree/main/docs>)
+//! describes the layout, each transition and why a crash at any step is
+//! safe.
 //!
-//! Slots are owned by the handle (one registration), and a handle belongs
-//! to the process that opened it: open a name once per process and share
-//! the handle between threads (it is `Sync`).
+//! Slots belong to the process: every handle it opens on a name shares one
+//! registration, and any of its threads may give back a slot any other took.
 //!
 //! ```
-//! use namedipc::Existence;
 //! use namedipc::robust::RobustSemaphore;
 //!
 //! # let name = format!("/namedipc-doc-robust-{}", std::process::id());
-//! let gpu = RobustSemaphore::options()
-//!     .existence(Existence::LinkOrCreate)
-//!     .initial_value(2)
-//!     .open(&name)?;
+//! // Every process runs the same line; the first one creates the semaphore.
+//! let gpu = RobustSemaphore::options().initial_value(2).open(&name)?;
 //! gpu.acquire()?;
-//! assert_eq!(gpu.value()?, 1);
-//! assert_eq!(gpu.holders()?[0].pid, std::process::id());
+//! // ... at most two processes are here at once, even if one is killed ...
 //! gpu.release()?;
-//! # gpu.unlink()?;
 //! # Ok::<(), namedipc::Error>(())
 //! ```
 
+// The rooms: `options` (how a semaphore is opened or created), `layout`
+// (where each word of the file is), `file` (creating, opening and checking
+// the file, removing it), `protocol` (the transitions on the mapped file),
+// `attachment` (a process's registration in one file), `registry` (the
+// process's attachments, and fork), `by_name` (what needs only a name),
+// `crash` (the points the crash tests kill a process at).
 mod attachment;
 mod by_name;
 mod crash;
 mod file;
 mod layout;
+mod options;
 mod protocol;
 mod registry;
 
@@ -46,20 +49,15 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, ObjectKind, Result};
-use crate::existence::{self, Existence, Object};
+use crate::existence::Existence;
 use crate::sys::monotonic_now;
 
-use attachment::{attach, Attachment};
+use attachment::Attachment;
 pub use by_name::{inspect, names, remove_if_unused, unlink, Snapshot};
-use file::{checked_path, NewFile};
 pub use layout::{MAX_RECORDS, MAX_SLOTS};
-use protocol::RegisterError;
+pub use options::RobustSemaphoreOptions;
 
 pub(crate) const KIND: ObjectKind = ObjectKind::RobustSemaphore;
-
-/// How many times an open starts again because the name was removed (by a
-/// last process detaching) between opening the file and registering in it.
-const STALE_RETRIES: usize = 100;
 
 /// One slot held at the time of a [`RobustSemaphore::holders`] call.
 ///
@@ -69,9 +67,9 @@ const STALE_RETRIES: usize = 100;
 /// # let name = format!("/namedipc-doc-robust-holder-{}", std::process::id());
 /// let sem = RobustSemaphore::options().open(&name)?;
 /// sem.acquire()?;
-/// let holder = &sem.holders()?[0];
-/// assert!(holder.alive && holder.pid == std::process::id());
-/// # sem.unlink()?;
+/// for holder in sem.holders()? {
+///     println!("pid {} since {:?}, alive: {}", holder.pid, holder.since, holder.alive);
+/// }
 /// # Ok::<(), namedipc::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,189 +85,19 @@ pub struct Holder {
     pub alive: bool,
 }
 
-/// How to open or create a [`RobustSemaphore`].
+/// A crash-safe semaphore handle; see the [module docs](self). `Send`,
+/// `Sync` and `Clone` (another handle of this process, sharing its slots).
 ///
 /// ```
-/// use namedipc::Existence;
-/// use namedipc::robust::RobustSemaphore;
-///
-/// # let name = format!("/namedipc-doc-robust-options-{}", std::process::id());
-/// let sem = RobustSemaphore::options()
-///     .existence(Existence::RaiseIfExists)
-///     .initial_value(3)
-///     .records(16)
-///     .mode(0o600)
-///     .open(&name)?;
-/// assert_eq!(sem.value()?, 3);
-/// # Ok::<(), namedipc::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct RobustSemaphoreOptions {
-    existence: Existence,
-    initial_value: u32,
-    records: u32,
-    mode: u32,
-    persistent: bool,
-}
-
-impl Default for RobustSemaphoreOptions {
-    fn default() -> Self {
-        Self {
-            existence: Existence::LinkOrCreate,
-            initial_value: 1,
-            records: 128,
-            mode: 0o600,
-            persistent: false,
-        }
-    }
-}
-
-impl RobustSemaphoreOptions {
-    /// What to do if the name does, or does not, exist (default
-    /// [`Existence::LinkOrCreate`]).
-    ///
-    /// ```
-    /// use namedipc::Existence;
-    /// let options = namedipc::robust::RobustSemaphore::options().existence(Existence::RaiseIfNotExists);
-    /// # let _ = options;
-    /// ```
-    #[must_use]
-    pub fn existence(mut self, existence: Existence) -> Self {
-        self.existence = existence;
-        self
-    }
-
-    /// The number of slots of a new semaphore, all free at first: its
-    /// initial and maximum value (1 to 65536, default 1), which
-    /// [`RobustSemaphore::slots`] reports. Ignored when an existing
-    /// semaphore is opened: it keeps its own.
-    ///
-    /// ```
-    /// let options = namedipc::robust::RobustSemaphore::options().initial_value(4);
-    /// # let _ = options;
-    /// ```
-    #[must_use]
-    pub fn initial_value(mut self, initial_value: u32) -> Self {
-        self.initial_value = initial_value;
-        self
-    }
-
-    /// How many processes a new semaphore admits at once (1 to 65536,
-    /// default 128). Ignored when an existing semaphore is opened.
-    ///
-    /// ```
-    /// let options = namedipc::robust::RobustSemaphore::options().records(1024);
-    /// # let _ = options;
-    /// ```
-    #[must_use]
-    pub fn records(mut self, records: u32) -> Self {
-        self.records = records;
-        self
-    }
-
-    /// Permission bits of a new semaphore's file (default 0o600; the umask applies).
-    ///
-    /// ```
-    /// let options = namedipc::robust::RobustSemaphore::options().mode(0o660);
-    /// # let _ = options;
-    /// ```
-    #[must_use]
-    pub fn mode(mut self, mode: u32) -> Self {
-        self.mode = mode;
-        self
-    }
-
-    /// Whether a new semaphore stays when the last process detaches from it
-    /// (default `false`: it is removed then, see
-    /// [`RobustSemaphore::close`]). Ignored when an existing one is opened.
-    ///
-    /// ```
-    /// let options = namedipc::robust::RobustSemaphore::options().persistent(true);
-    /// # let _ = options;
-    /// ```
-    #[must_use]
-    pub fn persistent(mut self, persistent: bool) -> Self {
-        self.persistent = persistent;
-        self
-    }
-
-    /// Opens or creates the semaphore `name` and attaches this process to it.
-    ///
-    /// Fails with [`Error::Corrupt`] if the file at the name is not a valid
-    /// robust semaphore of this version (its size and header are checked
-    /// before any offset in it is used).
-    ///
-    /// ```
-    /// use namedipc::robust::RobustSemaphore;
-    ///
-    /// # let name = format!("/namedipc-doc-robust-open-{}", std::process::id());
-    /// let sem = RobustSemaphore::options().initial_value(2).open(&name)?;
-    /// assert!(sem.created());
-    /// # Ok::<(), namedipc::Error>(())
-    /// ```
-    pub fn open(&self, name: &str) -> Result<RobustSemaphore> {
-        let path = checked_path(name)?;
-        if self.initial_value == 0 || self.initial_value > MAX_SLOTS {
-            return Err(Error::InvalidArgument(format!(
-                "the initial value (the number of slots) must be between 1 and {MAX_SLOTS}, not {}",
-                self.initial_value
-            )));
-        }
-        if self.records == 0 || self.records > MAX_RECORDS {
-            return Err(Error::InvalidArgument(format!(
-                "records must be between 1 and {MAX_RECORDS}, not {}",
-                self.records
-            )));
-        }
-        existence::check_mode(self.mode)?;
-        let new = NewFile {
-            slots: self.initial_value,
-            records: self.records,
-            mode: self.mode,
-            persistent: self.persistent,
-        };
-        for _ in 0..STALE_RETRIES {
-            let (opened, created) = Object {
-                kind: KIND,
-                name,
-                create: || file::create(name, &path, &new),
-                open: || file::open(name, &path, true),
-                unlink: || file::remove(name, &path),
-            }
-            .open(self.existence)?;
-            match attach(opened) {
-                Ok(attachment) => {
-                    return Ok(RobustSemaphore {
-                        attachment,
-                        open: AtomicBool::new(true),
-                        created,
-                    })
-                }
-                // Removed by its last user between our open and our
-                // registration: the name is free again, start over.
-                Err(RegisterError::Stale) => {}
-                Err(RegisterError::Failed(e)) => return Err(e),
-            }
-        }
-        Err(Error::Contended {
-            kind: KIND,
-            name: name.to_owned(),
-            what: format!("removed {STALE_RETRIES} times while this process opened it"),
-        })
-    }
-}
-
-/// A crash-safe semaphore handle; see the [module docs](self).
-///
-/// ```
-/// use namedipc::robust::RobustSemaphore;
 /// use std::time::Duration;
+/// use namedipc::robust::RobustSemaphore;
 ///
 /// # let name = format!("/namedipc-doc-robust-type-{}", std::process::id());
-/// let sem = RobustSemaphore::options().initial_value(1).open(&name)?;
-/// assert!(sem.try_acquire()?);
-/// assert!(!sem.acquire_timeout(Duration::from_millis(5))?);
-/// sem.release()?;
+/// let sem = RobustSemaphore::options().open(&name)?;
+/// if sem.acquire_timeout(Duration::from_secs(5))? {
+///     // ... holding the slot ...
+///     sem.release()?;
+/// }
 /// # Ok::<(), namedipc::Error>(())
 /// ```
 #[derive(Debug)]
@@ -281,11 +109,18 @@ pub struct RobustSemaphore {
 }
 
 impl RobustSemaphore {
+    fn new(attachment: Arc<Attachment>, created: bool) -> Self {
+        Self {
+            attachment,
+            open: AtomicBool::new(true),
+            created,
+        }
+    }
+
     /// Options for opening or creating a semaphore.
     ///
     /// ```
     /// let options = namedipc::robust::RobustSemaphore::options();
-    /// # let _ = options;
     /// ```
     #[must_use]
     pub fn options() -> RobustSemaphoreOptions {
@@ -299,9 +134,8 @@ impl RobustSemaphore {
     /// use namedipc::robust::RobustSemaphore;
     ///
     /// # let name = format!("/namedipc-doc-robust-open2-{}", std::process::id());
-    /// let first = RobustSemaphore::options().open(&name)?;
-    /// let second = RobustSemaphore::open(&name)?;
-    /// assert!(!second.created());
+    /// # let _creator = RobustSemaphore::options().open(&name)?;
+    /// let sem = RobustSemaphore::open(&name)?;
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     pub fn open(name: &str) -> Result<Self> {
@@ -340,7 +174,6 @@ impl RobustSemaphore {
     /// # let name = format!("/namedipc-doc-robust-acquire-{}", std::process::id());
     /// let sem = RobustSemaphore::options().open(&name)?;
     /// sem.acquire()?;
-    /// sem.release()?;
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     pub fn acquire(&self) -> Result<()> {
@@ -355,8 +188,7 @@ impl RobustSemaphore {
     ///
     /// # let name = format!("/namedipc-doc-robust-try-{}", std::process::id());
     /// let sem = RobustSemaphore::options().open(&name)?;
-    /// assert!(sem.try_acquire()?);
-    /// assert!(!sem.try_acquire()?);
+    /// let got_one: bool = sem.try_acquire()?;
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     #[inline]
@@ -368,13 +200,12 @@ impl RobustSemaphore {
     /// free in time. Never returns `false` before `timeout` has passed.
     ///
     /// ```
-    /// use namedipc::robust::RobustSemaphore;
     /// use std::time::Duration;
+    /// use namedipc::robust::RobustSemaphore;
     ///
     /// # let name = format!("/namedipc-doc-robust-timeout-{}", std::process::id());
     /// let sem = RobustSemaphore::options().open(&name)?;
-    /// assert!(sem.acquire_timeout(Duration::from_millis(10))?);
-    /// assert!(!sem.acquire_timeout(Duration::from_millis(10))?);
+    /// let got_one: bool = sem.acquire_timeout(Duration::from_millis(10))?;
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
@@ -410,7 +241,6 @@ impl RobustSemaphore {
     ///
     /// # let name = format!("/namedipc-doc-robust-release-{}", std::process::id());
     /// let sem = RobustSemaphore::options().open(&name)?;
-    /// assert!(sem.release().is_err());
     /// sem.acquire()?;
     /// sem.release()?;
     /// # Ok::<(), namedipc::Error>(())
@@ -453,23 +283,23 @@ impl RobustSemaphore {
     /// use namedipc::robust::RobustSemaphore;
     ///
     /// # let name = format!("/namedipc-doc-robust-value-{}", std::process::id());
-    /// let sem = RobustSemaphore::options().initial_value(2).open(&name)?;
-    /// sem.acquire()?;
-    /// assert_eq!(sem.value()?, 1);
+    /// let sem = RobustSemaphore::options().open(&name)?;
+    /// println!("{} of {} slots free", sem.value()?, sem.slots());
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     pub fn value(&self) -> Result<u32> {
         Ok(self.attachment()?.value())
     }
 
-    /// The number of slots: the most processes inside at once.
+    /// The number of slots: the most holders at once (the initial value
+    /// the semaphore was created with).
     ///
     /// ```
     /// use namedipc::robust::RobustSemaphore;
     ///
     /// # let name = format!("/namedipc-doc-robust-slots-{}", std::process::id());
     /// let sem = RobustSemaphore::options().initial_value(3).open(&name)?;
-    /// assert_eq!(sem.slots(), 3);
+    /// let capacity: u32 = sem.slots();
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     #[must_use]
@@ -484,24 +314,22 @@ impl RobustSemaphore {
     /// use namedipc::robust::RobustSemaphore;
     ///
     /// # let name = format!("/namedipc-doc-robust-holders-{}", std::process::id());
-    /// let sem = RobustSemaphore::options().initial_value(2).open(&name)?;
-    /// assert!(sem.holders()?.is_empty());
-    /// sem.acquire()?;
-    /// assert_eq!(sem.holders()?.len(), 1);
+    /// let sem = RobustSemaphore::options().open(&name)?;
+    /// println!("{:?}", sem.holders()?);
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     pub fn holders(&self) -> Result<Vec<Holder>> {
         self.attachment()?.holders()
     }
 
-    /// The name as given when opening.
+    /// The name, with one leading slash.
     ///
     /// ```
     /// use namedipc::robust::RobustSemaphore;
     ///
     /// # let name = format!("/namedipc-doc-robust-name-{}", std::process::id());
     /// let sem = RobustSemaphore::options().open(&name)?;
-    /// assert_eq!(sem.name(), name);
+    /// println!("{}", sem.name());
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     #[must_use]
@@ -509,14 +337,15 @@ impl RobustSemaphore {
         self.attachment.name()
     }
 
-    /// Whether this handle created the semaphore.
+    /// Whether this handle created the semaphore (rather than opening an
+    /// existing one).
     ///
     /// ```
     /// use namedipc::robust::RobustSemaphore;
     ///
     /// # let name = format!("/namedipc-doc-robust-created-{}", std::process::id());
     /// let sem = RobustSemaphore::options().open(&name)?;
-    /// assert!(sem.created());
+    /// println!("created: {}", sem.created());
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     #[must_use]
@@ -526,7 +355,8 @@ impl RobustSemaphore {
 
     /// Removes the name if it still refers to this handle's file, even while
     /// other processes use it (their next acquire fails with
-    /// [`Error::NotFound`]); a new semaphore may then be created under the name.
+    /// [`Error::NotFound`]); a new semaphore may then be created under the
+    /// name. [`unlink`] does the same without a handle.
     ///
     /// ```
     /// use namedipc::robust::RobustSemaphore;
@@ -534,7 +364,6 @@ impl RobustSemaphore {
     /// # let name = format!("/namedipc-doc-robust-unlink-{}", std::process::id());
     /// let sem = RobustSemaphore::options().persistent(true).open(&name)?;
     /// sem.unlink()?;
-    /// assert!(sem.acquire().is_err());
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     pub fn unlink(&self) -> Result<()> {
@@ -556,8 +385,6 @@ impl RobustSemaphore {
     /// # let name = format!("/namedipc-doc-robust-close-{}", std::process::id());
     /// let sem = RobustSemaphore::options().open(&name)?;
     /// sem.close();
-    /// assert!(sem.value().is_err());
-    /// assert!(RobustSemaphore::open(&name).is_err()); // removed: nobody was attached
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     pub fn close(&self) {
@@ -573,7 +400,7 @@ impl RobustSemaphore {
     ///
     /// # let name = format!("/namedipc-doc-robust-closed-{}", std::process::id());
     /// let sem = RobustSemaphore::options().open(&name)?;
-    /// assert!(!sem.is_closed());
+    /// println!("closed: {}", sem.is_closed());
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     #[must_use]
@@ -589,12 +416,16 @@ impl RobustSemaphore {
     /// `namedipc` itself is killed. Close it in the parent after spawning.
     ///
     /// ```
+    /// use std::process::Command;
     /// use namedipc::robust::RobustSemaphore;
     ///
     /// # let name = format!("/namedipc-doc-robust-inherit-{}", std::process::id());
     /// let sem = RobustSemaphore::options().open(&name)?;
-    /// let fd = sem.inheritable_lock()?;
-    /// # drop(fd);
+    /// sem.acquire()?;
+    /// let lock = sem.inheritable_lock()?;
+    /// let mut child = Command::new("true").spawn().expect("spawn"); // inherits `lock`
+    /// drop(lock);
+    /// # child.wait().expect("wait");
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     pub fn inheritable_lock(&self) -> Result<OwnedFd> {

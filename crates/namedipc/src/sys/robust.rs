@@ -163,6 +163,9 @@ impl SharedMap {
         self.u32_ref(offset).load(order)
     }
 
+    // The cast is aligned: the mapping starts on a page and the offset is
+    // checked to be a multiple of the word's size.
+    #[allow(clippy::cast_ptr_alignment)]
     fn u64_ref(&self, offset: usize) -> &AtomicU64 {
         assert!(offset % 8 == 0 && offset.checked_add(8).is_some_and(|end| end <= self.len));
         // SAFETY: the range is inside the live mapping (checked above), the
@@ -173,6 +176,8 @@ impl SharedMap {
         unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU64>() }
     }
 
+    // Aligned as in `u64_ref`.
+    #[allow(clippy::cast_ptr_alignment)]
     fn u32_ref(&self, offset: usize) -> &AtomicU32 {
         assert!(offset % 4 == 0 && offset.checked_add(4).is_some_and(|end| end <= self.len));
         // SAFETY: as in `u64_ref`, with 4-byte size and alignment. Loads
@@ -200,14 +205,18 @@ pub(crate) enum Lock {
     Unlock,
 }
 
-fn flock_at(offset: u64, len: u64, kind: libc::c_short) -> io::Result<libc::flock> {
-    let invalid = |_| io::Error::from_raw_os_error(libc::EINVAL);
+/// A `flock` for the `len` bytes from `offset`, of lock type `kind`
+/// (`F_WRLCK`, `F_UNLCK`).
+fn flock_at(offset: u64, len: u64, kind: libc::c_int) -> io::Result<libc::flock> {
+    fn invalid<E>(_: E) -> io::Error {
+        io::Error::from_raw_os_error(libc::EINVAL)
+    }
     let start = libc::off_t::try_from(offset).map_err(invalid)?;
     let len = libc::off_t::try_from(len).map_err(invalid)?;
     // SAFETY: flock is a plain C struct for which all-zero bytes are valid.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = kind;
-    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_type = libc::c_short::try_from(kind).map_err(invalid)?;
+    fl.l_whence = libc::c_short::try_from(libc::SEEK_SET).map_err(invalid)?;
     fl.l_start = start;
     fl.l_len = len;
     fl.l_pid = 0; // must be 0 for OFD locks
@@ -234,7 +243,7 @@ pub(crate) fn ofd_lock_range(
         Lock::Exclusive => libc::F_WRLCK,
         Lock::Unlock => libc::F_UNLCK,
     };
-    let fl = flock_at(offset, len, kind as libc::c_short)?;
+    let fl = flock_at(offset, len, kind)?;
     let ret = retry_on_interrupt(|| {
         // SAFETY: `fd` is open for the duration of the borrow and `fl` is a
         // valid flock that the kernel only reads for F_OFD_SETLK.
@@ -250,13 +259,13 @@ pub(crate) fn ofd_lock_range(
 /// Whether some other open file description holds a lock on the byte at
 /// `offset` (F_OFD_GETLK; a lock of `fd`'s own description does not count).
 pub(crate) fn ofd_locked_by_other(fd: BorrowedFd<'_>, offset: u64) -> io::Result<bool> {
-    let mut fl = flock_at(offset, 1, libc::F_WRLCK as libc::c_short)?;
+    let mut fl = flock_at(offset, 1, libc::F_WRLCK)?;
     retry_on_interrupt(|| {
         // SAFETY: `fd` is open for the duration of the borrow and `fl` is a
         // valid, writable flock that the kernel fills in.
         check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_GETLK, &raw mut fl) })
     })?;
-    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+    Ok(libc::c_int::from(fl.l_type) != libc::F_UNLCK)
 }
 
 /// Sleeps while `word` holds `expected`, for at most `timeout`, or until a
