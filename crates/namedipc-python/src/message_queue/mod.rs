@@ -10,17 +10,23 @@ use namedipc::mqueue::{self, Limits, MessageQueue, PRIORITY_MAX};
 use namedipc::Error;
 use namedipc::ObjectKind;
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyInt, PyMemoryView, PySlice, PyString, PyTuple, PyType};
+use pyo3::types::{PyBytes, PyDict, PyInt, PySlice, PyString, PyTuple, PyType};
 
 use crate::aio;
-use crate::args::{self, type_name, Negative, Target, Timeout, RANDOM_PREFIX};
+use crate::args::{self, Negative, Target, Timeout, RANDOM_PREFIX};
 use crate::errors::{self, to_py_err, Direction, GaveUp};
 use crate::init::InitOnce;
 use crate::pickling::{self, qualified_name};
 use crate::wait::{Attempt, OnSignal, Undo, Wait};
+
+mod buffers;
+mod notify;
+
+use buffers::{bytes_like, message_bytes, writable_view};
+use notify::{callback_and_param, run_callback};
 
 const KIND: ObjectKind = ObjectKind::MessageQueue;
 
@@ -546,133 +552,6 @@ pub(crate) fn _reopen_message_queue<'py>(
 #[pyfunction]
 fn unlink_message_queue(name: &Bound<'_, PyAny>) -> PyResult<()> {
     mqueue::unlink(&args::name(name)?).map_err(to_py_err)
-}
-
-/// The bytes of a bytes-like object other than bytes itself.
-fn bytes_like<'py>(message: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
-    let view = PyMemoryView::from(message).map_err(|e| {
-        if e.is_instance_of::<PyTypeError>(message.py()) {
-            PyTypeError::new_err(format!(
-                "message must be bytes, a str (sent as UTF-8) or another bytes-like object such as a bytearray or memoryview, not {}",
-                type_name(message)
-            ))
-        } else {
-            e
-        }
-    })?;
-    // tobytes() copies any layout, contiguous or not, in C order.
-    Ok(view.call_method0("tobytes")?.cast_into::<PyBytes>()?)
-}
-
-/// `message` as bytes (a str as UTF-8), copied now, for a send that happens later.
-fn message_bytes<'py>(message: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
-    if let Ok(b) = message.cast::<PyBytes>() {
-        Ok(b.clone())
-    } else if let Ok(s) = message.cast::<PyString>() {
-        Ok(PyBytes::new(message.py(), s.to_str()?.as_bytes()))
-    } else {
-        bytes_like(message)
-    }
-}
-
-/// `buffer` as a flat, writable memoryview of bytes, at least `needed` long.
-fn writable_view<'py>(
-    buffer: &Bound<'py, PyAny>,
-    needed: usize,
-    name: &str,
-) -> PyResult<Bound<'py, PyAny>> {
-    let allowed =
-        "buffer must be a writable bytes-like object such as a bytearray or a memoryview of one";
-    let view = PyMemoryView::from(buffer).map_err(|e| {
-        if e.is_instance_of::<PyTypeError>(buffer.py()) {
-            PyTypeError::new_err(format!("{allowed}, not {}", type_name(buffer)))
-        } else {
-            e
-        }
-    })?;
-    if view.getattr("readonly")?.is_truthy()? {
-        return Err(PyTypeError::new_err(format!(
-            "{allowed}; this {} is read-only",
-            type_name(buffer)
-        )));
-    }
-    if !view.getattr("c_contiguous")?.is_truthy()? {
-        return Err(PyValueError::new_err(format!(
-            "{allowed}, contiguous in memory; this {} is not",
-            type_name(buffer)
-        )));
-    }
-    let nbytes: usize = view.getattr("nbytes")?.extract()?;
-    if nbytes < needed {
-        return Err(PyValueError::new_err(format!(
-            "a buffer of {nbytes} bytes is too small for message queue '{name}': receive_into needs at least max_message_size ({needed}) bytes"
-        )));
-    }
-    let flat = view.getattr("format")?.extract::<String>()? == "B"
-        && view.getattr("ndim")?.extract::<usize>()? == 1;
-    if flat {
-        Ok(view.into_any())
-    } else {
-        view.call_method1("cast", ("B",))
-    }
-}
-
-/// The parts of a (callable, param) notification.
-fn callback_and_param(notification: &Bound<'_, PyAny>) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
-    let allowed = || {
-        PyValueError::new_err(format!(
-            "notification must be None (cancel), a signal number, or a (callable, param) tuple, not {}",
-            notification
-                .repr()
-                .map_or_else(|_| type_name(notification), |r| r.to_string())
-        ))
-    };
-    let tuple = notification.cast::<PyTuple>().map_err(|_| allowed())?;
-    if tuple.len() != 2 {
-        return Err(allowed());
-    }
-    let callable = tuple.get_item(0)?;
-    if !callable.is_callable() {
-        return Err(allowed());
-    }
-    Ok((callable.unbind(), tuple.get_item(1)?.unbind()))
-}
-
-/// What a thread notification runs, in the thread the OS started for it.
-/// `queue` keeps the handle, and so the kernel's request, alive until now,
-/// even if the Python object was deleted.
-fn run_callback(callable: Py<PyAny>, param: Py<PyAny>, queue: Arc<MessageQueue>) {
-    // During interpreter shutdown nothing can run; the references are then
-    // released whenever Python next runs, if ever.
-    Python::try_attach(move |py| {
-        if let Err(err) = callable.call1(py, (param,)) {
-            report_callback_error(py, err, callable.bind(py));
-        }
-        // Released while attached, where dropping a reference is immediate.
-        drop(callable);
-        drop(queue);
-    });
-}
-
-/// Reports an exception that a notification callback raised, as an
-/// exception in a thread: through `threading.excepthook`, or, should that
-/// fail, `sys.unraisablehook`.
-fn report_callback_error(py: Python<'_>, err: PyErr, callable: &Bound<'_, PyAny>) {
-    let hook = || -> PyResult<()> {
-        let threading = py.import("threading")?;
-        let hook_args = threading.getattr("ExceptHookArgs")?.call1(((
-            err.get_type(py),
-            err.value(py),
-            err.traceback(py),
-            py.None(),
-        ),))?;
-        threading.getattr("excepthook")?.call1((hook_args,))?;
-        Ok(())
-    };
-    if let Err(hook_err) = hook() {
-        err.write_unraisable(py, Some(callable));
-        hook_err.write_unraisable(py, None);
-    }
 }
 
 /// Adds the message queue classes, functions and constants to the module.
