@@ -1,6 +1,11 @@
 //! `namedipc.MessageQueue`: posix_ipc 1.3's MessageQueue, without its
 //! crashes: any bad message raises, a pending callback notification keeps
 //! what it needs alive, and a received message holds only its own bytes.
+//!
+//! Over 500 lines because posix_ipc's class has some thirty methods and
+//! properties, and PyO3 wants a class's methods in one `#[pymethods]` block
+//! (several need its `multiple-pymethods` feature and the `inventory` crate);
+//! what is not a method lives in `buffers.rs` and `notify.rs`.
 
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
