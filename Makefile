@@ -3,12 +3,13 @@
 # Extra arguments go in ARGS, e.g.
 #   make test-python ARGS='-k robust -x'
 #   make test-python ARGS='tests/test_pickle.py::test_handles_through_a_pipe'
+#   make one-test T=tests/test_pickle.py::test_handles_through_a_pipe
 #   make bench ARGS=--quick
 
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint test-rust test-python wheel bench lock clean
+.PHONY: help demo test lint test-rust test-python one-test wheel bench lock clean
 
 help: ## list the targets (this text)
 	@echo 'usage: make TARGET [ARGS=...]   (the same as ./dev.sh TARGET ARGS; ./dev.sh help says more)'
@@ -28,6 +29,10 @@ test-rust: ## cargo test (ARGS: cargo test arguments)
 
 test-python: ## pytest on the development build (ARGS: pytest arguments, e.g. one test's node id)
 	./dev.sh test-python $(ARGS)
+
+one-test: ## one pytest test, verbose, stopping at its failure: make one-test T=tests/test_pickle.py::test_x
+	@test -n "$(T)" || { echo 'make one-test T=tests/FILE.py::TEST (a pytest node id)' >&2; exit 2; }
+	./dev.sh test-python -v -x $(T) $(ARGS)
 
 wheel: ## the release abi3 wheel, installed into a new venv, checked by stubtest and pytest (ARGS: pytest's)
 	./dev.sh wheel $(ARGS)
