@@ -3,6 +3,7 @@ the cases where posix_ipc crashes or misbehaves and namedipc raises."""
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import re
@@ -345,3 +346,33 @@ def test_o_excl_without_o_creat_is_refused_like_posix_ipc(sem_name: str) -> None
     with pytest.raises(ValueError, match="O_EXCL must be combined with O_CREAT"):
         real_posix_ipc.Semaphore(sem_name, real_posix_ipc.O_EXCL)
     assert not sem_file(sem_name).exists()
+
+
+def test_release_at_the_maximum_is_an_os_error_as_in_posix_ipc(sem_name: str) -> None:
+    """posix_ipc raises OSError(EOVERFLOW); namedipc's error is that and a
+    ValueError (the rule's class for a count past its maximum) (issue 13, item 3)."""
+    for module in (posix_ipc, real_posix_ipc):
+        sem = module.Semaphore(sem_name, module.O_CREX, initial_value=module.SEMAPHORE_VALUE_MAX)
+        try:
+            with pytest.raises(OSError) as raised:
+                sem.release()
+            assert raised.value.errno == errno.EOVERFLOW
+        finally:
+            sem.unlink()
+            sem.close()
+    assert issubclass(namedipc.OverflowValueError, ValueError)
+    assert issubclass(namedipc.OverflowValueError, namedipc.Error)
+
+
+def test_an_os_failure_without_a_class_of_its_own_is_an_os_error_with_errno(shm_names: Names) -> None:
+    """Mapping a (sparse) segment of 4 EiB fails in mmap with ENOMEM, which
+    has no class of its own: `except OSError` catches it, errno says why."""
+    shm = namedipc.SharedMemory(None, namedipc.O_CREX, size=2**62)
+    shm_names.track(shm.name)
+    try:
+        with pytest.raises(namedipc.SystemCallError, match="mmap") as raised:
+            shm.buf  # noqa: B018 - reading .buf maps the segment
+        assert isinstance(raised.value, OSError) and raised.value.errno == errno.ENOMEM
+    finally:
+        shm.unlink()
+        shm.close()

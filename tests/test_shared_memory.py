@@ -406,10 +406,10 @@ print(json.dumps(out))
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert out["existing"] == (
-        f"Error: ftruncate on shared memory segment '{existing}' failed: File too large (os error 27)"
+        f"SystemCallError: ftruncate on shared memory segment '{existing}' failed: File too large (os error 27)"
     )
     assert shm_path(existing).read_bytes() == b"keep me"
-    assert out["fresh"].startswith("Error: ftruncate on shared memory segment")
+    assert out["fresh"].startswith("SystemCallError: ftruncate on shared memory segment")
     assert not shm_path(fresh).exists(), "a segment the failed call created is removed again"
     assert out["posix_ipc"] != "no error"
     assert not shm_path(theirs).exists(), "posix_ipc 1.3.2 removes a segment it did not create"

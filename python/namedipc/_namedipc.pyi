@@ -16,6 +16,8 @@ __all__ = [
     "NotFoundError",
     "BusyError",
     "CorruptError",
+    "SystemCallError",
+    "OverflowValueError",
     "Holder",
     "_install_asyncio_glue",
     "Semaphore",
@@ -78,6 +80,12 @@ class BusyError(Error, TimeoutError):
 
 class CorruptError(Error):
     """The file behind the name is not a valid object of the kind asked for."""
+
+class SystemCallError(Error, OSError):
+    """An OS call failed with an errno that has no class of its own; also an OSError, with errno set."""
+
+class OverflowValueError(SystemCallError, ValueError):
+    """A release would pass the semaphore's maximum value: a ValueError, and, as in posix_ipc, an OSError with errno EOVERFLOW."""
 
 class Holder(NamedTuple):
     """One slot of a RobustSemaphore held at the time of the call."""

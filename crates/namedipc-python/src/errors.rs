@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use namedipc::{Error, ObjectKind};
 use pyo3::exceptions::{
-    PyBufferError, PyException, PyFileExistsError, PyFileNotFoundError, PyPermissionError,
-    PyTimeoutError, PyTypeError, PyValueError,
+    PyBufferError, PyException, PyFileExistsError, PyFileNotFoundError, PyOSError,
+    PyPermissionError, PyTimeoutError, PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -28,9 +28,11 @@ enum Class {
     NotFound,
     Busy,
     Corrupt,
+    SystemCall,
+    Overflow,
 }
 
-const CLASSES: [Class; 8] = [
+const CLASSES: [Class; 10] = [
     Class::Error,
     Class::Signal,
     Class::Permissions,
@@ -39,6 +41,8 @@ const CLASSES: [Class; 8] = [
     Class::NotFound,
     Class::Busy,
     Class::Corrupt,
+    Class::SystemCall,
+    Class::Overflow,
 ];
 
 impl Class {
@@ -52,6 +56,8 @@ impl Class {
             Self::Busy => "BusyError",
             Self::Signal => "SignalError",
             Self::Corrupt => "CorruptError",
+            Self::SystemCall => "SystemCallError",
+            Self::Overflow => "OverflowValueError",
         }
     }
 
@@ -68,6 +74,12 @@ impl Class {
             Self::Busy => "A wait ended at its deadline, or a call that does not wait found no slot, no message or no room.",
             Self::Corrupt => {
                 "The file behind the name is not a valid object of the kind asked for."
+            }
+            Self::SystemCall => {
+                "An OS call failed with an errno that has no class of its own; also an OSError, with errno set."
+            }
+            Self::Overflow => {
+                "A release would pass the semaphore's maximum value: a ValueError, and, as in posix_ipc, an OSError with errno EOVERFLOW."
             }
         }
     }
@@ -95,6 +107,11 @@ impl Class {
             Self::Busy => (
                 Some(Self::Error),
                 Some(|py| py.get_type::<PyTimeoutError>()),
+            ),
+            Self::SystemCall => (Some(Self::Error), Some(|py| py.get_type::<PyOSError>())),
+            Self::Overflow => (
+                Some(Self::SystemCall),
+                Some(|py| py.get_type::<PyValueError>()),
             ),
         }
     }
@@ -143,7 +160,7 @@ fn new_error(py: Python<'_>, class: Class, message: &str, errno: Option<i32>) ->
             .ok_or_else(|| PyTypeError::new_err("namedipc's exception classes are not made yet"))?;
         let exc = types[class as usize].bind(py).call1((message,))?;
         if let Some(errno) = errno {
-            if exc.is_instance_of::<pyo3::exceptions::PyOSError>() {
+            if exc.is_instance_of::<PyOSError>() {
                 exc.setattr("errno", errno)?;
             }
         }
@@ -167,9 +184,12 @@ pub(crate) fn to_py_err(err: Error) -> PyErr {
             Error::Corrupt { .. } => Class::Corrupt,
             // posix_ipc's choice for any use of a closed handle.
             Error::Closed { .. } => Class::Existential,
-            Error::InvalidName { .. } | Error::InvalidArgument(_) | Error::Overflow { .. } => {
+            Error::Overflow { .. } => Class::Overflow,
+            Error::InvalidName { .. } | Error::InvalidArgument(_) => {
                 return PyValueError::new_err(message);
             }
+            // An OS failure with an errno and no class of its own.
+            _ if errno.is_some() => Class::SystemCall,
             _ => Class::Error,
         };
         new_error(py, class, &message, errno)
