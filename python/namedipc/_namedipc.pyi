@@ -85,7 +85,8 @@ class SystemCallError(Error, OSError):
     """An OS call failed with an errno that has no class of its own; also an OSError, with errno set."""
 
 class OverflowValueError(SystemCallError, ValueError):
-    """A release would pass the semaphore's maximum value: a ValueError, and, as in posix_ipc, an OSError with errno EOVERFLOW."""
+    """A release would pass the semaphore's maximum value: a ValueError, and,
+    as in posix_ipc, an OSError with errno EOVERFLOW."""
 
 class Holder(NamedTuple):
     """One slot of a RobustSemaphore held at the time of the call."""
