@@ -650,3 +650,17 @@ def test_c_program_and_python_share_a_queue(c_peer: Path, mq_name: str) -> None:
             receiver.kill()
             receiver.communicate(timeout=WAIT)
     assert out.strip() == f"5 {b'wake c'.hex()}"
+
+
+@pytest.mark.parametrize("spelling", ["//{}", "{}"])
+def test_the_name_shown_is_the_one_a_c_peer_opens(c_peer: Path, mq_name: str, spelling: str) -> None:
+    """`MessageQueue("//x")` and `MessageQueue("x")` open the queue "/x", and
+    show that name, which C's mq_open takes ("//x" it refuses) (issue 13, item 4)."""
+    mq = MessageQueue(spelling.format(mq_name.lstrip("/")), O_CREX)
+    try:
+        assert mq.name == mq_name
+        assert program_ok(c_peer, "send", mq.name, "3", b"hi".hex()) == "sent"
+        assert mq.receive(timeout=0) == (b"hi", 3)
+    finally:
+        mq.unlink()
+        mq.close()
