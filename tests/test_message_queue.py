@@ -664,3 +664,39 @@ def test_the_name_shown_is_the_one_a_c_peer_opens(c_peer: Path, mq_name: str, sp
     finally:
         mq.unlink()
         mq.close()
+
+
+def test_mqd_of_a_collected_temporary_stays_open(mq_name: str) -> None:
+    """posix_ipc never closes a queue's descriptor when the object is collected (issue 13, item 1)."""
+    MessageQueue(mq_name, O_CREX).close()
+    mqd = MessageQueue(mq_name).mqd  # the handle is collected at once
+    try:
+        gc.collect()
+        assert os.readlink(f"/proc/self/fd/{mqd}") == mq_name
+    finally:
+        os.close(mqd)
+
+
+def test_collecting_a_queue_never_closes_a_number_the_user_closed(mq_name: str) -> None:
+    mq = MessageQueue(mq_name, O_CREX)
+    mqd = mq.mqd
+    os.close(mqd)
+    read_end, write_end = os.pipe()
+    try:
+        os.dup2(read_end, mqd)  # the number is now the pipe's
+        del mq
+        gc.collect()
+        os.write(write_end, b"x")
+        assert os.read(mqd, 1) == b"x"
+    finally:
+        for number in {mqd, read_end, write_end}:
+            os.close(number)
+
+
+def test_a_queue_whose_mqd_was_never_read_closes_it_when_collected(mq_name: str) -> None:
+    before = set(os.listdir("/proc/self/fd"))
+    mq = MessageQueue(mq_name, O_CREX)
+    assert len(set(os.listdir("/proc/self/fd")) - before) == 1
+    del mq
+    gc.collect()
+    assert set(os.listdir("/proc/self/fd")) - before == set()

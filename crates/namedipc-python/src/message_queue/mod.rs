@@ -7,6 +7,8 @@
 //! (several need its `multiple-pymethods` feature and the `inventory` crate);
 //! what is not a method lives in `buffers.rs` and `notify.rs`.
 
+use std::os::fd::{AsRawFd, IntoRawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -64,6 +66,30 @@ pub(crate) struct PyMessageQueue {
     /// A max_message_size buffer reused by receives; the bytes returned are
     /// copied out at their exact length.
     scratch: Mutex<Vec<u8>>,
+    /// The descriptor's number was handed out (`.mqd`, `fileno()`): from
+    /// then on the user may have closed it or handed it on, so collecting
+    /// the object must not close that number (posix_ipc never closes it).
+    exposed: AtomicBool,
+}
+
+impl Drop for PyMessageQueue {
+    /// Collected without close(): a descriptor whose number was handed out
+    /// is left open, as posix_ipc leaves it; one never handed out is closed.
+    fn drop(&mut self) {
+        if !*self.exposed.get_mut() {
+            return;
+        }
+        let queue = self
+            .queue
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        // A pending callback notification may hold the other reference; then
+        // the descriptor closes with it, when the callback has run.
+        if let Some(queue) = queue.and_then(|queue| Arc::try_unwrap(queue).ok()) {
+            let _left_open = queue.into_raw_fd();
+        }
+    }
 }
 
 /// Locks a mutex that guards plain data (a panic cannot leave it half-updated).
@@ -223,6 +249,7 @@ impl PyMessageQueue {
             opened: InitOnce::new(KIND),
             queue: Mutex::new(None),
             scratch: Mutex::new(Vec::new()),
+            exposed: AtomicBool::new(false),
         }
     }
 
@@ -442,10 +469,11 @@ impl PyMessageQueue {
     #[getter]
     fn mqd(&self) -> PyResult<i32> {
         self.opened()?;
-        Ok(lock(&self.queue).as_ref().map_or(-1, |q| {
-            use std::os::fd::AsRawFd;
-            q.as_raw_fd()
-        }))
+        let fd = lock(&self.queue).as_ref().map_or(-1, |q| AsRawFd::as_raw_fd(&**q));
+        if fd >= 0 {
+            self.exposed.store(true, Ordering::Relaxed);
+        }
+        Ok(fd)
     }
 
     #[getter]

@@ -22,7 +22,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, RawFd};
 
 use crate::error::{BusyReason, Error, ObjectKind, Result};
 use crate::existence::Existence;
@@ -203,6 +203,14 @@ impl AsFd for MessageQueue {
     /// waiting, writable when there is room.
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.raw.as_fd()
+    }
+}
+
+impl IntoRawFd for MessageQueue {
+    /// Gives up the queue descriptor without closing it; the caller owns it
+    /// (and closes it with `mq_close` or `close`).
+    fn into_raw_fd(self) -> RawFd {
+        self.raw.into_raw_fd()
     }
 }
 

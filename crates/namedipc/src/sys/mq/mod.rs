@@ -144,6 +144,15 @@ impl RawQueue {
         self.mqd
     }
 
+    /// Gives up the descriptor without closing it: the caller owns it now.
+    /// (A notification the process requested stays with the kernel's open
+    /// description, and so does its registry entry.)
+    pub(crate) fn into_raw_fd(self) -> RawFd {
+        let fd = self.mqd;
+        std::mem::forget(self);
+        fd
+    }
+
     pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
         // SAFETY: on Linux a queue descriptor is a file descriptor, and it
         // stays open until `self` is dropped, which the borrow prevents.
