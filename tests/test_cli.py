@@ -585,6 +585,25 @@ def test_run_timeout_exits_75_or_the_chosen_code(robust_name: str, programs: typ
     assert namedipc_cli("run", robust_name, "--timeout", "0", "--", "true").returncode == 0
 
 
+@pytest.mark.parametrize("seconds", ["9.3e18", "1.8e19", "1e300"])
+def test_run_timeout_too_long_for_the_clock_is_no_limit(seconds: str, robust_name: str, programs: type[Peer]) -> None:
+    """A --timeout past what the clock can count to (from about 9.22e18 s)
+    is a decimal number like any other: `run` waits as long as it takes,
+    and neither panics nor refuses it."""
+    done = namedipc_cli("run", robust_name, "--timeout", seconds, "--", "true")
+    assert (done.returncode, done.stderr) == (0, "")
+    holder = programs(*script(), "run", robust_name, "--", sys.executable, "-c", HOLD)
+    holder.expect("holding")
+    waiter = programs(*script(), "run", robust_name, "--timeout", seconds, "--", "echo", "ran")
+    wait_for(robust_name, lambda o: o["attached"] == 2, "the second run attached and waiting")
+    assert waiter.proc.poll() is None, "the waiting run has not given up"
+    holder.send("go")
+    holder.finish()
+    out, err = waiter.communicate()
+    assert (waiter.proc.returncode, out, err) == (0, "ran\n", "")
+    assert not robust_file(robust_name).exists()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_run_passes_signals_on_to_cmd(
     entry: list[str], signum: signal.Signals, robust_name: str, programs: type[Peer]
