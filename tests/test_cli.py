@@ -428,6 +428,24 @@ def test_info_of_nothing_exits_1_with_a_message(sem_name: str) -> None:
     )
 
 
+def test_info_json_of_nothing_prints_a_document_with_no_objects_and_exits_1(sem_name: str) -> None:
+    """`info --json` prints the same document as `ls --json`, with only the
+    objects named: here none. The exit code and the message stay those of
+    `info` for a name nothing has."""
+    for extra, says in [
+        ([], "no semaphore, shared memory segment, message queue or robust semaphore is named"),
+        (["--type", "robust"], "no robust semaphore is named"),
+    ]:
+        done = namedipc_cli("info", sem_name, "--json", *extra)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr == f"namedipc: {says} '{sem_name}'; `namedipc ls` lists the objects there are\n"
+        document = parse(done.stdout)
+        assert_valid(document)
+        assert (document["objects"], document["notes"]) == ([], [])
+        listed = parse(namedipc_cli("ls", "--type", "sem", "--json").stdout)
+        assert document["mqueue_dir"] == listed["mqueue_dir"]
+
+
 def test_a_corrupt_file_is_listed_with_its_problem(sem_name: str, robust_names: Names) -> None:
     (SHM / f"sem.{sem_name[1:]}").write_bytes(b"")
     robust = robust_names()
