@@ -428,6 +428,24 @@ def test_info_of_nothing_exits_1_with_a_message(sem_name: str) -> None:
     )
 
 
+def test_info_json_of_nothing_prints_a_document_with_no_objects_and_exits_1(sem_name: str) -> None:
+    """`info --json` prints the same document as `ls --json`, with only the
+    objects named: here none. The exit code and the message stay those of
+    `info` for a name nothing has."""
+    for extra, says in [
+        ([], "no semaphore, shared memory segment, message queue or robust semaphore is named"),
+        (["--type", "robust"], "no robust semaphore is named"),
+    ]:
+        done = namedipc_cli("info", sem_name, "--json", *extra)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr == f"namedipc: {says} '{sem_name}'; `namedipc ls` lists the objects there are\n"
+        document = parse(done.stdout)
+        assert_valid(document)
+        assert (document["objects"], document["notes"]) == ([], [])
+        listed = parse(namedipc_cli("ls", "--type", "sem", "--json").stdout)
+        assert document["mqueue_dir"] == listed["mqueue_dir"]
+
+
 def test_a_corrupt_file_is_listed_with_its_problem(sem_name: str, robust_names: Names) -> None:
     (SHM / f"sem.{sem_name[1:]}").write_bytes(b"")
     robust = robust_names()
@@ -583,6 +601,25 @@ def test_run_timeout_exits_75_or_the_chosen_code(robust_name: str, programs: typ
     holder.send("go")
     holder.finish()
     assert namedipc_cli("run", robust_name, "--timeout", "0", "--", "true").returncode == 0
+
+
+@pytest.mark.parametrize("seconds", ["9.3e18", "1.8e19", "1e300"])
+def test_run_timeout_too_long_for_the_clock_is_no_limit(seconds: str, robust_name: str, programs: type[Peer]) -> None:
+    """A --timeout past what the clock can count to (from about 9.22e18 s)
+    is a decimal number like any other: `run` waits as long as it takes,
+    and neither panics nor refuses it."""
+    done = namedipc_cli("run", robust_name, "--timeout", seconds, "--", "true")
+    assert (done.returncode, done.stderr) == (0, "")
+    holder = programs(*script(), "run", robust_name, "--", sys.executable, "-c", HOLD)
+    holder.expect("holding")
+    waiter = programs(*script(), "run", robust_name, "--timeout", seconds, "--", "echo", "ran")
+    wait_for(robust_name, lambda o: o["attached"] == 2, "the second run attached and waiting")
+    assert waiter.proc.poll() is None, "the waiting run has not given up"
+    holder.send("go")
+    holder.finish()
+    out, err = waiter.communicate()
+    assert (waiter.proc.returncode, out, err) == (0, "ran\n", "")
+    assert not robust_file(robust_name).exists()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])

@@ -80,6 +80,16 @@ pub(super) fn info(name: &str, kind: Option<Kind>, json: bool) -> io::Result<i32
             "{what} is named '{}'; `namedipc ls` lists the objects there are",
             paths::canonical(name)
         ));
+        // `--json` prints its document all the same (with no objects), so
+        // that a script reading stdout always gets one. The exit code stays
+        // 1, also when stdout is a pipe already closed.
+        if json {
+            let doc = document(&[], &listing, &[], &Users::load());
+            match writeln!(io::stdout().lock(), "{doc}") {
+                Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e),
+                _ => {}
+            }
+        }
         return Ok(FAILURE);
     }
     let users = Users::load();

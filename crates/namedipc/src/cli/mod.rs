@@ -186,13 +186,20 @@ struct RunArgs {
     command: Vec<OsString>,
 }
 
+/// Parses a number of seconds. A finite, non-negative number of seconds
+/// longer than a [`Duration`] can hold (about 1.8e19) is the longest
+/// `Duration`: a wait that long is one that never times out.
 fn parse_seconds(text: &str) -> Result<Duration, String> {
     let seconds: f64 = text
         .trim()
         .parse()
         .map_err(|_| format!("'{text}' is not a number of seconds, e.g. 30 or 0.5"))?;
-    Duration::try_from_secs_f64(seconds)
-        .map_err(|_| format!("{text} is not a finite, non-negative number of seconds"))
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(format!(
+            "{text} is not a finite, non-negative number of seconds"
+        ));
+    }
+    Ok(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
 }
 
 /// Runs the `namedipc` command with `args` (the program name first, as in
@@ -279,8 +286,11 @@ mod tests {
     fn seconds_are_parsed_or_refused_with_the_rule() {
         assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_seconds("0"), Ok(Duration::ZERO));
-        for bad in ["-1", "nan", "inf", "soon", ""] {
+        for bad in ["-1", "nan", "inf", "-inf", "1e400", "soon", ""] {
             assert!(parse_seconds(bad).is_err(), "{bad}");
         }
+        // Longer than a Duration holds: the longest one (no limit, in effect).
+        assert_eq!(parse_seconds("1e300"), Ok(Duration::MAX));
+        assert_eq!(parse_seconds("1.9e19"), Ok(Duration::MAX));
     }
 }

@@ -185,13 +185,15 @@ fn start(sem: &RobustSemaphore, args: &RunArgs) -> Result<Child, i32> {
 }
 
 /// Waits for a slot until `timeout` passes (`None`: for ever), ending the
-/// wait early when one of the forwarded signals arrives.
+/// wait early when one of the forwarded signals arrives. A timeout that
+/// would end past the latest instant the clock can represent (about 9.2e18
+/// seconds from now, billions of years) never passes: no deadline.
 fn wait_for_slot(
     sem: &RobustSemaphore,
     signals: &BlockedSignals,
     timeout: Option<Duration>,
 ) -> Result<Waited, WaitFailed> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
         let slice = deadline.map_or(SIGNAL_CHECK, |d| {
             d.saturating_duration_since(Instant::now())
