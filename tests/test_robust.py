@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -278,6 +279,19 @@ def test_a_symlink_or_directory_at_the_name_is_refused(robust_name: str) -> None
     path.unlink()
     path.mkdir()
     with pytest.raises(namedipc.CorruptError):
+        RobustSemaphore(robust_name)
+
+
+def test_a_socket_or_fifo_at_the_name_is_a_corrupt_error_saying_what_it_is(robust_name: str) -> None:
+    path = robust_path(robust_name)
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
+        for call in (RobustSemaphore, opened):
+            with pytest.raises(namedipc.CorruptError, match="socket"):
+                call(robust_name)
+    path.unlink()
+    os.mkfifo(path)
+    with pytest.raises(namedipc.CorruptError, match="FIFO"):
         RobustSemaphore(robust_name)
 
 

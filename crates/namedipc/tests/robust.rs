@@ -916,3 +916,45 @@ fn an_uncontended_handle_notices_a_removal_behind_its_back_within_milliseconds()
         removed.elapsed()
     );
 }
+
+#[test]
+fn a_socket_or_fifo_at_the_name_is_corrupt_and_says_what_it_is() {
+    let name = Name::new("special");
+    let file = path(name.as_str());
+    let listener = std::os::unix::net::UnixListener::bind(&file).unwrap();
+    check_special(&name, "socket");
+    drop(listener);
+    fs::remove_file(&file).unwrap();
+    let made = Command::new("mkfifo").arg(&file).status().unwrap();
+    assert!(made.success());
+    check_special(&name, "FIFO");
+    robust::unlink(name.as_str()).unwrap();
+    assert!(fs::symlink_metadata(&file).is_err(), "unlink removes it");
+}
+
+fn check_special(name: &Name, what: &str) {
+    let expect_corrupt = |result: Result<(), Error>, call: &str| match result {
+        Err(Error::Corrupt { reason, .. }) => {
+            assert!(reason.contains(what), "{call} on a {what}: {reason}");
+        }
+        other => panic!("{call} on a {what}: expected Corrupt, got {other:?}"),
+    };
+    for existence in [Existence::RaiseIfNotExists, Existence::LinkOrCreate] {
+        expect_corrupt(
+            RobustSemaphore::options()
+                .existence(existence)
+                .open(name.as_str())
+                .map(drop),
+            "open",
+        );
+    }
+    expect_corrupt(robust::inspect(name.as_str()).map(drop), "inspect");
+    expect_corrupt(
+        robust::remove_if_unused(name.as_str()).map(drop),
+        "remove_if_unused",
+    );
+    assert!(
+        fs::symlink_metadata(path(name.as_str())).is_ok(),
+        "still there"
+    );
+}

@@ -125,6 +125,14 @@ fn corrupt(name: &str, reason: impl Into<String>) -> Error {
     }
 }
 
+/// The name is not a regular file, so not a robust semaphore.
+fn not_regular(name: &str, file_type: FileType) -> Error {
+    corrupt(
+        name,
+        format!("the name is {}, not a regular file", file_type.describe()),
+    )
+}
+
 /// What a new file looks like.
 pub(super) struct NewFile {
     pub(super) slots: u32,
@@ -189,14 +197,16 @@ pub(super) fn open(name: &str, path: &str, writable: bool) -> Result<MappedFile>
         .write(writable)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| os_error(name, "open", e))?;
+        .map_err(|e| match FileType::at(path) {
+            // A socket (ENXIO), a device on a `nodev` mount (EACCES), a
+            // symlink (ELOOP), a directory (EISDIR): say what is there.
+            Some(file_type) if file_type != FileType::Regular => not_regular(name, file_type),
+            _ => os_error(name, "open", e),
+        })?;
     let meta = file.metadata().map_err(|e| os_error(name, "fstat", e))?;
     let file_type = FileType::of(&meta);
     if file_type != FileType::Regular {
-        return Err(corrupt(
-            name,
-            format!("the name is {}, not a regular file", file_type.describe()),
-        ));
+        return Err(not_regular(name, file_type));
     }
     let len = meta.len();
     let max = layout::file_len(MAX_SLOTS, MAX_RECORDS) as u64;
