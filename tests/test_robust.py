@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -278,6 +279,53 @@ def test_a_symlink_or_directory_at_the_name_is_refused(robust_name: str) -> None
     path.unlink()
     path.mkdir()
     with pytest.raises(namedipc.CorruptError):
+        RobustSemaphore(robust_name)
+
+
+def set_removed_flag(path: Path) -> None:
+    """Sets the header's `removed` flag (2 in the flags word at byte 40)."""
+    data = bytearray(path.read_bytes())
+    flags = int.from_bytes(data[40:44], sys.byteorder) | 2
+    data[40:44] = flags.to_bytes(4, sys.byteorder)
+    path.write_bytes(bytes(data))
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "namedipc", *args], capture_output=True, text=True, timeout=WAIT, check=False
+    )
+
+
+def test_a_file_marked_removed_at_the_name_is_a_corrupt_error_and_ls_says_so(robust_name: str) -> None:
+    RobustSemaphore(robust_name, persistent=True).close()
+    path = robust_path(robust_name)
+    set_removed_flag(path)
+    for call in (RobustSemaphore, opened):
+        started = time.monotonic()
+        with pytest.raises(namedipc.CorruptError, match=r"marked removed.*namedipc rm"):
+            call(robust_name)
+        assert time.monotonic() - started < 1, "retried"
+    listed = [line for line in cli("ls", "--type", "robust").stdout.splitlines() if robust_name in line]
+    assert listed, "ls lists it"
+    assert all("marked removed" in line for line in listed), listed
+    info = cli("info", robust_name)
+    assert "marked removed" in info.stdout, info
+    removed = cli("rm", robust_name)
+    assert removed.returncode == 0, removed
+    assert not path.exists()
+    assert RobustSemaphore(robust_name).created
+
+
+def test_a_socket_or_fifo_at_the_name_is_a_corrupt_error_saying_what_it_is(robust_name: str) -> None:
+    path = robust_path(robust_name)
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
+        for call in (RobustSemaphore, opened):
+            with pytest.raises(namedipc.CorruptError, match="socket"):
+                call(robust_name)
+    path.unlink()
+    os.mkfifo(path)
+    with pytest.raises(namedipc.CorruptError, match="FIFO"):
         RobustSemaphore(robust_name)
 
 

@@ -916,3 +916,127 @@ fn an_uncontended_handle_notices_a_removal_behind_its_back_within_milliseconds()
         removed.elapsed()
     );
 }
+
+/// Sets the `removed` flag (bit 2 of the header's flags word, at byte 40)
+/// in `bytes`, the content of a semaphore's file.
+fn with_removed_flag(mut bytes: Vec<u8>) -> Vec<u8> {
+    let flags = u32::from_ne_bytes(bytes[40..44].try_into().unwrap()) | 2;
+    bytes[40..44].copy_from_slice(&flags.to_ne_bytes());
+    bytes
+}
+
+fn assert_marked_removed(err: &Error, what: &str) {
+    match err {
+        Error::Corrupt { reason, .. } => {
+            assert!(reason.contains("marked removed"), "{what}: {err}");
+            assert!(reason.contains("namedipc rm"), "{what}: {err}");
+        }
+        other => panic!("{what}: expected Corrupt, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_file_marked_removed_at_the_name_is_corrupt_not_retried() {
+    let name = Name::new("marked");
+    let file = path(name.as_str());
+    // What `cp` of a removed semaphore's file leaves: a new file at the
+    // name whose header says it was removed.
+    let sem = RobustSemaphore::options()
+        .persistent(true)
+        .open(name.as_str())
+        .unwrap();
+    let mut kept = fs::File::open(&file).unwrap();
+    robust::unlink(name.as_str()).unwrap();
+    assert!(matches!(sem.try_acquire(), Err(Error::NotFound { .. })));
+    let mut removed = Vec::new();
+    kept.read_to_end(&mut removed).unwrap();
+    fs::write(&file, &removed).unwrap();
+    // The same, with the flag set in a file that stays at the name.
+    let valid = {
+        drop(sem);
+        fs::remove_file(&file).unwrap();
+        drop(
+            RobustSemaphore::options()
+                .persistent(true)
+                .open(name.as_str())
+                .unwrap(),
+        );
+        fs::read(&file).unwrap()
+    };
+    for (what, bytes) in [("copy", removed), ("flag", with_removed_flag(valid))] {
+        fs::write(&file, &bytes).unwrap();
+        for existence in [Existence::RaiseIfNotExists, Existence::LinkOrCreate] {
+            let started = Instant::now();
+            let err = RobustSemaphore::options()
+                .existence(existence)
+                .open(name.as_str())
+                .unwrap_err();
+            assert_marked_removed(&err, what);
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "{what}: retried"
+            );
+        }
+        assert_marked_removed(&robust::inspect(name.as_str()).unwrap_err(), what);
+        #[cfg(feature = "cli")]
+        {
+            use namedipc::inventory::{self, Details};
+            let found = inventory::find(name.as_str()).unwrap().objects;
+            let object = found
+                .iter()
+                .find(|o| o.kind == namedipc::ObjectKind::RobustSemaphore)
+                .unwrap();
+            assert!(matches!(object.details, Details::RobustSemaphore(None)));
+            let problem = object.problem.as_deref().unwrap_or("");
+            assert!(problem.contains("marked removed"), "{what}: {problem}");
+        }
+    }
+    // Removing it is the cure.
+    robust::unlink(name.as_str()).unwrap();
+    assert!(!std::path::Path::new(&file).exists());
+    let sem = RobustSemaphore::options().open(name.as_str()).unwrap();
+    assert!(sem.created());
+    assert!(sem.try_acquire().unwrap());
+}
+
+#[test]
+fn a_socket_or_fifo_at_the_name_is_corrupt_and_says_what_it_is() {
+    let name = Name::new("special");
+    let file = path(name.as_str());
+    let listener = std::os::unix::net::UnixListener::bind(&file).unwrap();
+    check_special(&name, "socket");
+    drop(listener);
+    fs::remove_file(&file).unwrap();
+    let made = Command::new("mkfifo").arg(&file).status().unwrap();
+    assert!(made.success());
+    check_special(&name, "FIFO");
+    robust::unlink(name.as_str()).unwrap();
+    assert!(fs::symlink_metadata(&file).is_err(), "unlink removes it");
+}
+
+fn check_special(name: &Name, what: &str) {
+    let expect_corrupt = |result: Result<(), Error>, call: &str| match result {
+        Err(Error::Corrupt { reason, .. }) => {
+            assert!(reason.contains(what), "{call} on a {what}: {reason}");
+        }
+        other => panic!("{call} on a {what}: expected Corrupt, got {other:?}"),
+    };
+    for existence in [Existence::RaiseIfNotExists, Existence::LinkOrCreate] {
+        expect_corrupt(
+            RobustSemaphore::options()
+                .existence(existence)
+                .open(name.as_str())
+                .map(drop),
+            "open",
+        );
+    }
+    expect_corrupt(robust::inspect(name.as_str()).map(drop), "inspect");
+    expect_corrupt(
+        robust::remove_if_unused(name.as_str()).map(drop),
+        "remove_if_unused",
+    );
+    assert!(
+        fs::symlink_metadata(path(name.as_str())).is_ok(),
+        "still there"
+    );
+}

@@ -55,6 +55,14 @@ pub(super) fn describe_shm_file(kind: ObjectKind, name: &str, path: &Path) -> Op
             Err(e) => {
                 problem = Some(match e {
                     Error::PermissionDenied { .. } => "not readable by this user".to_owned(),
+                    Error::Corrupt { reason, .. }
+                        if reason == robust::marked_removed_reason(name) =>
+                    {
+                        format!(
+                            "marked removed: a leftover that nothing can use; remove it: namedipc rm {}",
+                            paths::canonical(name)
+                        )
+                    }
                     Error::Corrupt { reason, .. } => {
                         format!("not a valid robust semaphore: {reason}")
                     }

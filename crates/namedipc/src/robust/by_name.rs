@@ -6,7 +6,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
-use super::file::{self, checked_path};
+use super::file::{self, checked_path, AtName};
 use super::layout::{FLAG_PERSISTENT, H_RECLAIMED};
 use super::{Holder, KIND};
 use crate::error::{Error, Result};
@@ -41,7 +41,8 @@ pub struct Snapshot {
 ///
 /// # Errors
 /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`],
-/// [`Error::Corrupt`] (not a valid robust semaphore).
+/// [`Error::Corrupt`] (not a valid robust semaphore, or a file at the name
+/// that is marked removed: a leftover to remove).
 ///
 /// ```
 /// use namedipc::robust::{self, RobustSemaphore};
@@ -58,6 +59,9 @@ pub fn inspect(name: &str) -> Result<Snapshot> {
         Err(Error::PermissionDenied { .. }) => file::open(name, &path, false)?,
         other => other?,
     };
+    if opened.at_name()? == AtName::MarkedRemoved {
+        return Err(opened.marked_removed());
+    }
     let holders = opened.holders(None);
     Ok(Snapshot {
         free: opened.slots - u32::try_from(holders.len()).unwrap_or(opened.slots),

@@ -75,6 +75,28 @@ impl MappedFile {
         }
     }
 
+    /// What is at the name now, compared with this file. The flag is read
+    /// before the name is looked at: namedipc sets it only after removing
+    /// the name, so a flag seen first on a file that is still at the name
+    /// afterwards is no removal in progress, but a file that can never be
+    /// used (a copy of a removed semaphore's file, or a corrupt one).
+    pub(super) fn at_name(&self) -> Result<AtName> {
+        let removed = self.flags() & FLAG_REMOVED != 0;
+        Ok(
+            match Identity::at(&self.path).map_err(|e| self.os_error("stat", e))? {
+                Some(id) if id == self.identity && removed => AtName::MarkedRemoved,
+                Some(id) if id == self.identity => AtName::Itself,
+                _ => AtName::Elsewhere,
+            },
+        )
+    }
+
+    /// [`Error::Corrupt`]: the file at the name is marked removed
+    /// ([`AtName::MarkedRemoved`]).
+    pub(super) fn marked_removed(&self) -> Error {
+        self.corrupt(marked_removed_reason(&self.name))
+    }
+
     /// Removes the name if no live process is attached to the file and the
     /// name still refers to it. Through this file's open file description
     /// it takes the lock bytes of all records at once, which is granted
@@ -107,6 +129,27 @@ impl MappedFile {
     }
 }
 
+/// What the name refers to now, seen from an open file ([`MappedFile::at_name`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AtName {
+    /// This file, not marked removed.
+    Itself,
+    /// This file, whose header says it was removed: nothing can use it, and
+    /// opening the name again finds it again.
+    MarkedRemoved,
+    /// Nothing, or another file: this one was removed (or replaced) meanwhile.
+    Elsewhere,
+}
+
+/// The reason of the [`Error::Corrupt`] for a file at the name that is
+/// marked removed ([`AtName::MarkedRemoved`]).
+pub(crate) fn marked_removed_reason(name: &str) -> String {
+    format!(
+        "the file at the name is marked removed (its header's removed flag is set: a copy of a removed semaphore's file, or a leftover), so no process can use it; remove it with `namedipc rm {}`",
+        paths::canonical(name)
+    )
+}
+
 /// The file of the semaphore `name`, after checking the name.
 pub(super) fn checked_path(name: &str) -> Result<String> {
     paths::to_c_name(KIND, name)?;
@@ -123,6 +166,14 @@ fn corrupt(name: &str, reason: impl Into<String>) -> Error {
         name: name.to_owned(),
         reason: reason.into(),
     }
+}
+
+/// The name is not a regular file, so not a robust semaphore.
+fn not_regular(name: &str, file_type: FileType) -> Error {
+    corrupt(
+        name,
+        format!("the name is {}, not a regular file", file_type.describe()),
+    )
 }
 
 /// What a new file looks like.
@@ -189,14 +240,16 @@ pub(super) fn open(name: &str, path: &str, writable: bool) -> Result<MappedFile>
         .write(writable)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| os_error(name, "open", e))?;
+        .map_err(|e| match FileType::at(path) {
+            // A socket (ENXIO), a device on a `nodev` mount (EACCES), a
+            // symlink (ELOOP), a directory (EISDIR): say what is there.
+            Some(file_type) if file_type != FileType::Regular => not_regular(name, file_type),
+            _ => os_error(name, "open", e),
+        })?;
     let meta = file.metadata().map_err(|e| os_error(name, "fstat", e))?;
     let file_type = FileType::of(&meta);
     if file_type != FileType::Regular {
-        return Err(corrupt(
-            name,
-            format!("the name is {}, not a regular file", file_type.describe()),
-        ));
+        return Err(not_regular(name, file_type));
     }
     let len = meta.len();
     let max = layout::file_len(MAX_SLOTS, MAX_RECORDS) as u64;
@@ -258,4 +311,67 @@ pub(super) fn remove(name: &str, path: &str) -> Result<()> {
 /// Sets the header's "removed" flag.
 fn mark_removed(map: &SharedMap) {
     map.u32_at(H_FLAGS).fetch_or(FLAG_REMOVED, Ordering::AcqRel);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+    use crate::robust::protocol::RegisterError;
+
+    /// Removes the file when the test ends, pass or fail.
+    struct Planted(String);
+
+    impl Drop for Planted {
+        fn drop(&mut self) {
+            let _ = fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_removal_while_opening_is_retried_but_a_marked_file_at_the_name_is_corrupt() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let name = format!(
+            "/namedipc-utest-robust-{}-{nanos}-at-name",
+            std::process::id()
+        );
+        let path = checked_path(&name).unwrap();
+        let _planted = Planted(path.clone());
+        let new = NewFile {
+            slots: 1,
+            records: 2,
+            mode: 0o600,
+            persistent: true,
+        };
+        let first = create(&name, &path, &new).unwrap();
+        assert_eq!(first.at_name().unwrap(), AtName::Itself);
+        // Removed (and marked) by another process while this one opened it,
+        // then created again: a race, open the name again.
+        remove(&name, &path).unwrap();
+        assert_ne!(first.flags() & FLAG_REMOVED, 0);
+        assert_eq!(first.at_name().unwrap(), AtName::Elsewhere);
+        assert!(matches!(first.register(), Err(RegisterError::Stale)));
+        let second = create(&name, &path, &new).unwrap();
+        assert_eq!(first.at_name().unwrap(), AtName::Elsewhere);
+        assert!(matches!(first.register(), Err(RegisterError::Stale)));
+        drop(second);
+        // The removed file copied back to the name: opening it again finds
+        // the same marked file, so it is corrupt, not a race.
+        fs::remove_file(&path).unwrap();
+        let mut bytes = Vec::new();
+        (&first.file).read_to_end(&mut bytes).unwrap();
+        fs::write(&path, &bytes).unwrap();
+        let leftover = open(&name, &path, true).unwrap();
+        assert_eq!(leftover.at_name().unwrap(), AtName::MarkedRemoved);
+        match leftover.register() {
+            Err(RegisterError::Failed(Error::Corrupt { reason, .. })) => {
+                assert_eq!(reason, marked_removed_reason(&name));
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
 }

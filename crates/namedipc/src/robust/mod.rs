@@ -54,6 +54,7 @@ use crate::sys::monotonic_now;
 
 use attachment::Attachment;
 pub use by_name::{inspect, names, remove_if_unused, unlink, Snapshot};
+pub(crate) use file::marked_removed_reason;
 pub use layout::{MAX_RECORDS, MAX_SLOTS};
 pub use options::RobustSemaphoreOptions;
 

@@ -11,14 +11,13 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::crash;
-use super::file::MappedFile;
+use super::file::{AtName, MappedFile};
 use super::layout::{
-    self, FLAG_PERSISTENT, FLAG_REMOVED, GEN_MASK, H_RECLAIMED, H_SEQ, H_WAITERS, LOCK_BASE, R_PID,
-    R_STATE, R_UID, S_OWNER, S_SINCE,
+    self, FLAG_PERSISTENT, GEN_MASK, H_RECLAIMED, H_SEQ, H_WAITERS, LOCK_BASE, R_PID, R_STATE,
+    R_UID, S_OWNER, S_SINCE,
 };
 use super::{Holder, KIND};
 use crate::error::{Error, Result};
-use crate::paths::Identity;
 use crate::sys::robust::{self as os, Lock};
 use crate::sys::{coarse_realtime_now, monotonic_now};
 
@@ -100,13 +99,14 @@ impl MappedFile {
             // A remover unlinks the name only while it holds every record's
             // byte; now that we hold one, the name stays as it is until we
             // let go. If it no longer refers to this file, start again.
-            let current = Identity::at(&self.path);
-            if self.flags() & FLAG_REMOVED != 0
-                || !matches!(current, Ok(Some(id)) if id == self.identity)
-            {
+            // If it is still at the name but marked removed, opening the
+            // name again would find it again: that is no race to retry.
+            let at_name = self.at_name();
+            if !matches!(at_name, Ok(AtName::Itself)) {
                 let _ = self.lock_byte(r, Lock::Unlock);
-                return Err(match current {
-                    Err(e) => RegisterError::Failed(self.os_error("stat", e)),
+                return Err(match at_name {
+                    Err(e) => RegisterError::Failed(e),
+                    Ok(AtName::MarkedRemoved) => RegisterError::Failed(self.marked_removed()),
                     Ok(_) => RegisterError::Stale,
                 });
             }
