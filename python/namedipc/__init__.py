@@ -13,6 +13,7 @@ Two faces over one Rust core:
   millisecond; ``holders()`` says who holds what.
 """
 
+import atexit
 import importlib
 
 from namedipc import _namedipc
@@ -65,6 +66,9 @@ __version__ = VERSION
 # The bindings never import this package; it hands them what they need from
 # Python: the asyncio glue, imported the first time an async method is used.
 _namedipc._install_asyncio_glue(lambda: importlib.import_module("namedipc._aio"))
+# A creating NamedSemaphore and every RobustSemaphore clean up at a normal
+# exit, also when a thread still holds the handle then.
+atexit.register(_namedipc._close_all_at_exit)
 
 NamedSemaphore.Flags = Flags  # type: ignore[attr-defined]
 RobustSemaphore.Flags = Flags  # type: ignore[attr-defined]

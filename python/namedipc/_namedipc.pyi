@@ -20,6 +20,7 @@ __all__ = [
     "OverflowValueError",
     "Holder",
     "_install_asyncio_glue",
+    "_close_all_at_exit",
     "Semaphore",
     "NamedSemaphore",
     "unlink_semaphore",
@@ -101,6 +102,7 @@ class Holder(NamedTuple):
     """False if the holder has died; its slot is about to be given back."""
 
 def _install_asyncio_glue(loader: Callable[[], Any]) -> None: ...
+def _close_all_at_exit() -> None: ...
 
 O_CREAT: int
 O_EXCL: int

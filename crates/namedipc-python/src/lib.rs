@@ -6,6 +6,7 @@ mod aio;
 mod args;
 mod cli;
 mod errors;
+mod exit;
 mod handle;
 mod init;
 mod message_queue;
@@ -39,6 +40,7 @@ fn _namedipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?)?;
     m.add_function(wrap_pyfunction!(cli::_cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(aio::_install_asyncio_glue, m)?)?;
+    m.add_function(wrap_pyfunction!(exit::_close_all_at_exit, m)?)?;
     shared_memory::register(m)?;
     message_queue::register(m)?;
     robust_semaphore::register(m)?;

@@ -10,6 +10,7 @@ use pyo3::types::{PyDict, PyTuple, PyType};
 use crate::aio;
 use crate::args::{self, Timeout};
 use crate::errors::to_py_err;
+use crate::exit;
 use crate::handle::SemSlot;
 use crate::pickling::{self, qualified_name};
 use crate::wait::OnSignal;
@@ -78,7 +79,7 @@ impl PyNamedSemaphore {
         signature = (name, value = None, handle_existence = None, mode = None, unlink_on_close = true, *, initial_value = None)
     )]
     fn __init__(
-        &self,
+        slf: &Bound<'_, Self>,
         name: &Bound<'_, PyAny>,
         value: Option<&Bound<'_, PyAny>>,
         handle_existence: Option<&Bound<'_, PyAny>>,
@@ -86,7 +87,7 @@ impl PyNamedSemaphore {
         unlink_on_close: bool,
         initial_value: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        self.slot.ensure_uninitialised()?;
+        slf.get().slot.ensure_uninitialised()?;
         // One leading slash, as named-semaphores shows it ("imports" is "/imports").
         let name = namedipc::paths::canonical(&args::name(name)?);
         // `value` is the rule's name (threading.Semaphore(value));
@@ -102,7 +103,14 @@ impl PyNamedSemaphore {
         };
         let existence = existence(args::int_or(handle_existence, 1, "handle_existence", 0, 3)?)?;
         let mode = args::mode(mode)?;
-        self.open(&name, initial_value, existence, mode, unlink_on_close)
+        let this = slf.get();
+        this.open(&name, initial_value, existence, mode, unlink_on_close)?;
+        // A creator removes its name when closed: also at exit, if a thread
+        // still holds the handle then.
+        if unlink_on_close && this.slot.created()? {
+            exit::close_at_exit(slf.as_any())?;
+        }
+        Ok(())
     }
 
     /// Takes one slot, as threading.Semaphore.acquire does: True when taken,

@@ -14,6 +14,7 @@ use pyo3::types::{PyDict, PyList, PyTuple, PyType};
 use crate::aio;
 use crate::args::{self, Timeout};
 use crate::errors::to_py_err;
+use crate::exit;
 use crate::init::InitOnce;
 use crate::named_semaphore::existence;
 use crate::pickling::{self, qualified_name};
@@ -158,7 +159,7 @@ impl PyRobustSemaphore {
         signature = (name, value = None, handle_existence = None, mode = None, *, records = None, persistent = None)
     )]
     fn __init__(
-        &self,
+        slf: &Bound<'_, Self>,
         name: &Bound<'_, PyAny>,
         value: Option<&Bound<'_, PyAny>>,
         handle_existence: Option<&Bound<'_, PyAny>>,
@@ -166,7 +167,7 @@ impl PyRobustSemaphore {
         records: Option<&Bound<'_, PyAny>>,
         persistent: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        self.sem.ensure_unset()?;
+        slf.get().sem.ensure_unset()?;
         let name = args::name(name)?;
         let max = i64::from(namedipc::robust::MAX_SLOTS);
         let new = New {
@@ -183,7 +184,9 @@ impl PyRobustSemaphore {
             persistent: args::flag(persistent, "persistent")?,
         };
         let existence = existence(args::int_or(handle_existence, 1, "handle_existence", 0, 3)?)?;
-        self.open(&name, existence, &new)
+        slf.get().open(&name, existence, &new)?;
+        // Detach at exit even if a thread still holds the handle then.
+        exit::close_at_exit(slf.as_any())
     }
 
     /// Takes one slot for this process, as threading.Semaphore.acquire
@@ -339,7 +342,8 @@ pub(crate) fn _reopen_robust_semaphore<'py>(
                 mode: 0o600,
                 persistent: false,
             },
-        )
+        )?;
+        exit::close_at_exit(obj)
     })
 }
 

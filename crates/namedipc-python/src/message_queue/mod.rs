@@ -469,7 +469,9 @@ impl PyMessageQueue {
     #[getter]
     fn mqd(&self) -> PyResult<i32> {
         self.opened()?;
-        let fd = lock(&self.queue).as_ref().map_or(-1, |q| AsRawFd::as_raw_fd(&**q));
+        let fd = lock(&self.queue)
+            .as_ref()
+            .map_or(-1, |q| AsRawFd::as_raw_fd(&**q));
         if fd >= 0 {
             self.exposed.store(true, Ordering::Relaxed);
         }
