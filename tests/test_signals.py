@@ -17,7 +17,7 @@ import pytest
 import namedipc
 from support.lines import reader_for
 from support.processes import run_program
-from support.waiting import WAIT, wait_until_blocked
+from support.waiting import WAIT, poll_until, wait_until_blocked
 
 # A child that blocks on the semaphore in its main thread and reports (its
 # SIGUSR1 handler says on stderr that it ran).
@@ -176,3 +176,35 @@ def test_the_storm_sees_a_loss_where_there_is_one(sem_name: str) -> None:
 
 def test_the_storm_agrees_with_threading() -> None:
     assert storm_losses("threading", "-") == 0
+
+
+RELEASER = """
+import sys, time, namedipc
+sem = namedipc.NamedSemaphore(sys.argv[1], handle_existence=namedipc.NamedSemaphore.Flags.RAISE_IF_NOT_EXISTS)
+try:
+    sem.release(namedipc.SEMAPHORE_VALUE_MAX)  # some 10 s of posts, one at a time
+    print("released", flush=True)
+except KeyboardInterrupt:
+    print(f"interrupted at {time.monotonic()!r}", flush=True)
+"""
+
+
+def test_ctrl_c_ends_a_long_release_and_takes_back_what_it_gave(sem_name: str) -> None:
+    """release(n) for a huge n runs in chunks, with the handlers run between
+    them: Ctrl-C ends it promptly, and the slots given so far are taken back
+    (issue 13, item 7)."""
+    sem = namedipc.NamedSemaphore(sem_name, 0)
+    child = subprocess.Popen([sys.executable, "-c", RELEASER, sem_name], stdout=subprocess.PIPE, text=True)
+    try:
+        poll_until(lambda: sem.value > 0, what="the release to have begun")
+        sent = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        out, _ = child.communicate(timeout=WAIT)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate(timeout=WAIT)
+    assert out.startswith("interrupted at "), out
+    assert float(out.split()[-1]) - sent < 0.5
+    assert sem.value == 0
+    sem.close()

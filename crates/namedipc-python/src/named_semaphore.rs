@@ -141,10 +141,7 @@ impl PyNamedSemaphore {
             i64::from(namedipc::semaphore::VALUE_MAX),
         )?;
         let n = u32::try_from(n).unwrap_or(u32::MAX); // range checked above
-                                                      // The OS gives slots back one at a time: many take a while, without the GIL.
-        self.slot
-            .with(|sem| py.detach(|| sem.release_many(n)))?
-            .map_err(to_py_err)
+        self.slot.with(|sem| release_many(py, sem, n))?
     }
 
     /// Closes this handle. If it created the semaphore (and unlink_on_close
@@ -236,6 +233,41 @@ impl PyNamedSemaphore {
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
         pickling::reduce(slf, "_reopen_named_semaphore", (slf.get().slot.name()?,))
     }
+}
+
+/// Gives `n` slots back, all or none. The OS gives them back one at a time,
+/// some 5 ns each, so a large `n` takes seconds: it runs without the GIL in
+/// chunks, and between chunks the signal handlers run; if one raises (Ctrl-C),
+/// the slots given so far are taken back (those another process took
+/// meanwhile stay given) and the exception propagates.
+fn release_many(py: Python<'_>, sem: &Semaphore, n: u32) -> PyResult<()> {
+    /// About a millisecond of posts.
+    const CHUNK: u32 = 1 << 18;
+    if n <= CHUNK {
+        return py.detach(|| sem.release_many(n)).map_err(to_py_err);
+    }
+    // All or none: refuse before giving anything back.
+    let value = sem.value().map_err(to_py_err)?;
+    if u64::from(value) + u64::from(n) > u64::from(namedipc::semaphore::VALUE_MAX) {
+        return sem.release_many(n).map_err(to_py_err); // reports the overflow, gives nothing
+    }
+    let mut given = 0;
+    while given < n {
+        let chunk = CHUNK.min(n - given);
+        py.detach(|| sem.release_many(chunk)).map_err(to_py_err)?;
+        given += chunk;
+        if let Err(raised) = py.check_signals() {
+            py.detach(|| {
+                for _ in 0..given {
+                    if !matches!(sem.try_acquire(), Ok(true)) {
+                        break;
+                    }
+                }
+            });
+            return Err(raised);
+        }
+    }
+    Ok(())
 }
 
 /// Unpickling helper: a `cls` instance opened on the existing semaphore `name`.
