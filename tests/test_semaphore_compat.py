@@ -7,8 +7,10 @@ import errno
 import os
 import pickle
 import re
+import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import posix_ipc as real_posix_ipc  # the original, to compare
 import pytest
@@ -376,3 +378,12 @@ def test_an_os_failure_without_a_class_of_its_own_is_an_os_error_with_errno(shm_
     finally:
         shm.unlink()
         shm.close()
+
+
+@pytest.mark.parametrize("cls", [posix_ipc.Semaphore, namedipc.NamedSemaphore])
+def test_a_socket_at_the_name_is_a_corrupt_error(cls: type[Any], sem_name: str) -> None:
+    """A UNIX socket cannot even be opened (ENXIO); the error says what is there (issue 13, item 6)."""
+    with socket.socket(socket.AF_UNIX) as planted:
+        planted.bind(str(sem_file(sem_name)))
+        with pytest.raises(namedipc.CorruptError, match="is a socket, not a regular file"):
+            cls(sem_name)

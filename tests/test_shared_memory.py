@@ -12,6 +12,7 @@ import mmap
 import multiprocessing
 import os
 import pickle
+import socket
 import stat
 import subprocess
 import sys
@@ -675,3 +676,11 @@ def test_a_handle_whose_fd_was_never_read_closes_it_when_collected(shm_name: str
     gc.collect()
     assert set(os.listdir("/proc/self/fd")) - before == set()
     namedipc.unlink_shared_memory(shm_name)
+
+
+def test_a_socket_at_the_name_is_a_corrupt_error(shm_name: str) -> None:
+    """A UNIX socket cannot even be opened (ENXIO); the error says what is there (issue 13, item 6)."""
+    with socket.socket(socket.AF_UNIX) as planted:
+        planted.bind(str(shm_path(shm_name)))
+        with pytest.raises(namedipc.CorruptError, match="is a socket, not a regular file"):
+            SharedMemory(shm_name)

@@ -31,8 +31,13 @@ pub(crate) fn check_file(name: &str) -> Result<(), String> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(&path)
     else {
-        // Missing, unreadable, or a symbolic link (ELOOP): sem_open says which.
-        return Ok(());
+        // A socket cannot be opened at all (ENXIO), and sem_open would say
+        // only that; anything else (missing, unreadable, a symbolic link) is
+        // sem_open's to report.
+        return match FileType::at(&path) {
+            Some(FileType::Socket) => Err(format!("{path} is a socket, not a regular file")),
+            _ => Ok(()),
+        };
     };
     let Ok(meta) = file.metadata() else {
         return Ok(());

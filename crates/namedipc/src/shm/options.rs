@@ -198,8 +198,9 @@ impl SharedMemoryOptions {
 
 fn open_error(name: &str, e: io::Error) -> Error {
     // The name is valid by now, so glibc's EINVAL means a directory there,
-    // which says nothing useful on its own.
-    if e.raw_os_error() == Some(libc::EINVAL) {
+    // and ENXIO a socket (or a device without its driver): neither says
+    // anything useful on its own.
+    if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENXIO)) {
         let at_name = paths::file_path(KIND, name).and_then(|path| FileType::at(&path));
         if let Some(file_type) = at_name.filter(|&t| t != FileType::Regular) {
             return not_regular(name, file_type);
