@@ -418,6 +418,165 @@ def test_a_forked_child_does_not_inherit_or_keep_its_parents_slots(robust_name: 
     poll_until(lambda: process_gone(int(child)), what=f"the forked child {child} ended")
 
 
+# The parent closes its handle right after the fork, before the child may
+# even have run, and exits (a daemonising parent): the child's inherited
+# handle keeps the semaphore, which its close then removes.
+FORK_PARENT_CLOSES_AND_EXITS = """
+import os, sys
+import namedipc
+name, path, wait = sys.argv[1], sys.argv[2], float(sys.argv[3])
+sem = namedipc.RobustSemaphore(name, 1)
+gone_r, gone_w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    code = 1
+    try:
+        os.close(gone_w)
+        os.read(gone_r, 1)  # end of file: the parent has exited
+        report = [os.path.exists(path), sem.acquire(timeout=wait)]
+        report.append([h.pid for h in sem.holders()] == [os.getpid()])
+        sem.release()
+        report.append(os.path.exists(path))
+        sem.close()
+        report.append(os.path.exists(path))
+        print("child", *report, flush=True)
+        code = 0
+    except BaseException as e:
+        print(f"child: {type(e).__name__}: {e}", flush=True)
+    finally:
+        os._exit(code)
+sem.close()
+print(f"parent closed {os.path.exists(path)}", flush=True)
+os._exit(0)
+"""
+
+
+def test_a_forked_child_keeps_the_semaphore_its_parent_closed(robust_name: str) -> None:
+    # stdout reaches its end once the child has exited too.
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_PARENT_CLOSES_AND_EXITS, robust_name, str(robust_path(robust_name)), str(WAIT)],
+        capture_output=True,
+        text=True,
+        timeout=WAIT * 2,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["parent closed True", "child True True True True False"], done.stdout
+    assert not robust_path(robust_name).exists()
+
+
+# A child's own handle shares the attachment of the handle it inherited:
+# closing it gives back no slot while the inherited one is open.
+FORK_CHILD_OPENS_A_SECOND_HANDLE = """
+import os, sys
+import namedipc
+name, wait = sys.argv[1], float(sys.argv[2])
+sem = namedipc.RobustSemaphore(name, 1)
+up_r, up_w = os.pipe()
+down_r, down_w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    code = 1
+    try:
+        os.close(up_r)
+        os.close(down_w)
+        second = namedipc.RobustSemaphore(name, handle_existence=namedipc.RobustSemaphore.Flags.RAISE_IF_NOT_EXISTS)
+        took = second.acquire(timeout=wait)
+        second.close()
+        os.write(up_w, f"{took} {[h.pid for h in sem.holders()] == [os.getpid()]}\\n".encode())
+        os.read(down_r, 1)  # the parent tried to take the slot
+        sem.release()  # through the inherited handle
+        os.write(up_w, b"released\\n")
+        os.read(down_r, 1)
+        code = 0
+    except BaseException as e:
+        os.write(up_w, f"child: {type(e).__name__}: {e}\\n".encode())
+    finally:
+        os._exit(code)
+os.close(up_w)
+os.close(down_r)
+
+
+def tell_child():
+    try:
+        os.write(down_w, b"x")
+    except BrokenPipeError:  # the child failed and ended: its report says why
+        pass
+
+
+from_child = os.fdopen(up_r)
+took = from_child.readline().strip()
+stolen = sem.acquire(blocking=False)
+print(f"child took {took}; parent took {stolen}", flush=True)
+if stolen:
+    sem.release()
+tell_child()
+released = from_child.readline().strip()
+print(f"child {released}; parent took {sem.acquire(timeout=wait)}", flush=True)
+sem.release()
+tell_child()
+os.close(down_w)
+_, status = os.waitpid(pid, 0)
+print(f"child exit {os.waitstatus_to_exitcode(status)}", flush=True)
+"""
+
+
+def test_a_forked_childs_own_handle_shares_its_inherited_attachment(robust_name: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_CHILD_OPENS_A_SECOND_HANDLE, robust_name, str(WAIT)],
+        capture_output=True,
+        text=True,
+        timeout=WAIT * 2,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "child took True True; parent took False",
+        "child released; parent took True",
+        "child exit 0",
+    ], done.stdout
+
+
+# With no record left for the child at the fork, the fork still works and
+# so does the parent; the child's inherited handle says why it cannot.
+FORK_WITH_NO_RECORD_LEFT = """
+import os, sys
+import namedipc
+name = sys.argv[1]
+sem = namedipc.RobustSemaphore(name, 1, records=1)
+pid = os.fork()
+if pid == 0:
+    code = 1
+    try:
+        sem.acquire(blocking=False)
+        print("child acquired", flush=True)
+    except namedipc.BusyError as e:
+        print(f"child BusyError {'record' in str(e)}", flush=True)
+        code = 0
+    except BaseException as e:
+        print(f"child: {type(e).__name__}: {e}", flush=True)
+    finally:
+        os._exit(code)
+_, status = os.waitpid(pid, 0)
+print(f"child exit {os.waitstatus_to_exitcode(status)}; parent took {sem.acquire(blocking=False)}", flush=True)
+sem.release()
+sem.close()
+"""
+
+
+def test_a_fork_with_no_record_left_for_the_child_leaves_its_inherited_handle_unusable(robust_name: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_WITH_NO_RECORD_LEFT, robust_name],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["child BusyError True", "child exit 0; parent took True"], done.stdout
+    assert not robust_path(robust_name).exists()
+
+
 def test_exec_gives_the_slots_back(robust_name: str, ctl: type[Ctl]) -> None:
     sem = RobustSemaphore(robust_name)
     peer = ctl("hold-exec", robust_name)

@@ -5,9 +5,10 @@
 //! the process, not to a handle.
 
 use std::fs::File;
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::file::MappedFile;
@@ -75,10 +76,78 @@ pub(super) struct Attachment {
     hint: AtomicU32,
     /// When (coarse monotonic ns) the name's inode was last compared.
     checked_at: AtomicU64,
-    /// In a forked child whose copy could not be given its own open file
-    /// description, and is unusable here: the errno of the step that
-    /// failed; 0 otherwise.
-    lost: AtomicI32,
+    /// In a forked child that could not be attached to the file at the
+    /// fork, and for which the handle is unusable: why. Set only by the
+    /// fork handler in the child, read under the registry's lock.
+    lost: OnceLock<Lost>,
+}
+
+/// Why an inherited attachment is unusable in a forked child.
+#[derive(Debug)]
+enum Lost {
+    /// Registering the child before the fork failed (in the parent).
+    Attach(Error),
+    /// Moving the child's copies onto its own description failed: the
+    /// errno.
+    Separate(i32),
+}
+
+/// The registration a forking process made for its child, through a new
+/// open file description of the file that carries the record's lock: the
+/// child takes it over (see [`Attachment::separate_from_parent`]); the
+/// parent closes its copy of the descriptor after the fork, so that the
+/// lock lives exactly as long as the child keeps the description.
+#[derive(Debug)]
+pub(super) struct ForkReservation {
+    fd: OwnedFd,
+    registration: Registration,
+}
+
+/// A copy of an error kept in an attachment, to be returned by every call
+/// that needs the registration (errors are not `Clone`: an OS error keeps
+/// its errno, and any other kind its text); `name` is the semaphore's.
+fn copy_of(e: &Error, name: &str) -> Error {
+    match e {
+        Error::NotFound { kind, name } => Error::NotFound {
+            kind: *kind,
+            name: name.clone(),
+        },
+        Error::Busy { kind, name, reason } => Error::Busy {
+            kind: *kind,
+            name: name.clone(),
+            reason: *reason,
+        },
+        Error::PermissionDenied { kind, name, errno } => Error::PermissionDenied {
+            kind: *kind,
+            name: name.clone(),
+            errno: *errno,
+        },
+        Error::Corrupt { kind, name, reason } => Error::Corrupt {
+            kind: *kind,
+            name: name.clone(),
+            reason: reason.clone(),
+        },
+        Error::Os {
+            operation,
+            kind,
+            name,
+            source,
+        } => Error::Os {
+            operation,
+            kind: *kind,
+            name: name.clone(),
+            source: source.raw_os_error().map_or_else(
+                || io::Error::new(source.kind(), source.to_string()),
+                io::Error::from_raw_os_error,
+            ),
+        },
+        other => Error::Os {
+            operation: "attach at fork",
+            kind: KIND,
+            name: name.to_owned(),
+            source: io::Error::other(other.to_string()),
+        },
+    }
 }
 
 /// Finds this process's attachment to the file `opened`, or makes one by
@@ -100,7 +169,7 @@ pub(super) fn attach(opened: MappedFile) -> std::result::Result<Arc<Attachment>,
         releasing: ReleaseLock::default(),
         hint: AtomicU32::new(0),
         checked_at: AtomicU64::new(0),
-        lost: AtomicI32::new(0),
+        lost: OnceLock::new(),
     });
     attachment.register()?;
     registry.add(&attachment);
@@ -155,72 +224,126 @@ impl Attachment {
     #[cold]
     fn registration_slow(&self) -> Result<Registration> {
         let _registry = registry::lock();
-        if self.fork_generation.load(Ordering::Relaxed) != registry::fork_generation() {
-            // A forked child: the parent's registration is not ours.
-            self.token.store(0, Ordering::Relaxed);
-            self.register_in_child()?;
+        if let Some(lost) = self.lost.get() {
+            return Err(self.lost_error(lost));
         }
         match self.token.load(Ordering::Acquire) {
+            token
+                if token != 0
+                    && self.fork_generation.load(Ordering::Relaxed)
+                        == registry::fork_generation() =>
+            {
+                Ok(Registration {
+                    record: self.record.load(Ordering::Relaxed),
+                    token,
+                })
+            }
             // Detached by the close of this process's last handle, which
             // another thread did after this one found its handle open.
-            0 => Err(Error::Closed {
+            _ => Err(Error::Closed {
                 kind: KIND,
                 name: self.name().to_owned(),
             }),
-            token => Ok(Registration {
-                record: self.record.load(Ordering::Relaxed),
-                token,
-            }),
         }
     }
 
-    /// Runs in a forked child, from the fork handler: gives the child's
-    /// copies of the descriptor and the mapping a new open file description
-    /// of the same file, holding no lock. If that fails, the mapping becomes
-    /// anonymous memory and the descriptor `/dev/null`, and the handle is
-    /// unusable in this child; either way the parent's description, and its
+    #[cold]
+    fn lost_error(&self, lost: &Lost) -> Error {
+        match lost {
+            Lost::Attach(e) => copy_of(e, self.name()),
+            Lost::Separate(errno) => self
+                .file
+                .os_error("reopen after fork", io::Error::from_raw_os_error(*errno)),
+        }
+    }
+
+    /// Runs in the parent, from the fork handler before a fork, under the
+    /// registry's lock: registers the child-to-be in the file, through a new
+    /// open file description of it (`/proc/self/fd`, even if unlinked) that
+    /// then carries the child's record lock, so that the child is attached
+    /// from the fork on — before this process could close its own handle
+    /// and find itself the last user. `None` if this process is not
+    /// attached (nothing for the child to inherit).
+    pub(super) fn reserve_for_child(&self) -> Option<Result<ForkReservation>> {
+        if !self.registered_in(registry::fork_generation()) {
+            return None;
+        }
+        Some((|| {
+            let fresh = File::from(
+                os::reopen(self.file.file.as_fd())
+                    .map_err(|e| self.file.os_error("reopen for fork", e))?,
+            );
+            let meta = fresh
+                .metadata()
+                .map_err(|e| self.file.os_error("fstat", e))?;
+            if Identity::of(&meta) != self.file.identity {
+                return Err(self.file.os_error(
+                    "reopen for fork",
+                    io::Error::from_raw_os_error(libc::ESTALE),
+                ));
+            }
+            let registration = match self.file.register_through(fresh.as_fd()) {
+                Ok(registration) => registration,
+                Err(RegisterError::Stale) => return Err(self.file.not_found()),
+                Err(RegisterError::Failed(e)) => return Err(e),
+            };
+            Ok(ForkReservation {
+                fd: OwnedFd::from(fresh),
+                registration,
+            })
+        })())
+    }
+
+    /// Runs in a forked child, from the fork handler (`reservation`: what
+    /// [`Self::reserve_for_child`] made before the fork): moves the child's
+    /// copies of the descriptor and the mapping onto the description that
+    /// carries the child's own record lock, and makes that registration
+    /// this attachment's — the inherited handles are the child's handles
+    /// from the fork on, holding none of the parent's slots. If there is no
+    /// reservation or a step fails, the mapping becomes anonymous memory
+    /// and the descriptor `/dev/null`, and the handle is unusable in this
+    /// child (a clear error); either way the parent's description, and its
     /// locks, no longer depend on this process.
-    pub(super) fn separate_from_parent(&self) {
+    pub(super) fn separate_from_parent(&self, reservation: Option<Result<ForkReservation>>) {
         // A release in another thread of the parent is no release here.
         self.releasing.0.store(false, Ordering::Relaxed);
-        if self.token.load(Ordering::Relaxed) == 0 {
+        // The parent's registration is not the child's.
+        if self.token.swap(0, Ordering::Relaxed) == 0 {
+            // Not attached in the parent: its description carries no lock.
             return;
         }
-        if let Err(e) = self.reopen_in_place() {
-            self.lost
-                .store(e.raw_os_error().unwrap_or(libc::EIO), Ordering::Relaxed);
-            let _ = self.file.map.detach_in_place();
-            let _ = os::cover_with_null(self.file.file.as_fd());
-        }
-    }
-
-    fn reopen_in_place(&self) -> std::io::Result<()> {
-        let fresh = File::from(os::reopen(self.file.file.as_fd())?);
-        let meta = fresh.metadata()?;
-        if Identity::of(&meta) != self.file.identity {
-            return Err(std::io::Error::from_raw_os_error(libc::ESTALE));
-        }
-        self.file.map.remap_in_place(fresh.as_fd())?;
-        os::replace_fd(self.file.file.as_fd(), fresh.as_fd())
-    }
-
-    /// In a forked child: register in the file (the fork handler already
-    /// gave this process its own open file description of it).
-    fn register_in_child(&self) -> Result<()> {
-        match self.lost.load(Ordering::Relaxed) {
-            0 => {}
-            errno => {
-                return Err(self.file.os_error(
-                    "reopen after fork",
-                    std::io::Error::from_raw_os_error(errno),
-                ))
+        let outcome = match reservation {
+            Some(Ok(reserved)) => self
+                .move_onto(reserved.fd.as_fd())
+                .map(|()| reserved.registration)
+                .map_err(|e| Lost::Separate(e.raw_os_error().unwrap_or(libc::EIO))),
+            Some(Err(e)) => Err(Lost::Attach(e)),
+            None => Err(Lost::Separate(libc::ENOLCK)),
+        };
+        // The reservation's descriptor (if any) was dropped above: the
+        // description lives on in the attachment's descriptor and mapping.
+        match outcome {
+            Ok(mine) => {
+                self.file.set_pid(mine.record);
+                self.record.store(mine.record, Ordering::Relaxed);
+                self.hint.store(0, Ordering::Relaxed);
+                self.fork_generation
+                    .store(registry::fork_generation(), Ordering::Relaxed);
+                self.token.store(mine.token, Ordering::Release);
+            }
+            Err(lost) => {
+                let _ = self.lost.set(lost);
+                let _ = self.file.map.detach_in_place();
+                let _ = os::cover_with_null(self.file.file.as_fd());
             }
         }
-        match self.register() {
-            Ok(()) => Ok(()),
-            Err(RegisterError::Stale) => Err(self.file.not_found()),
-            Err(RegisterError::Failed(e)) => Err(e),
-        }
+    }
+
+    /// Maps the file again in place through `fresh` (the same file) and
+    /// moves the descriptor onto it.
+    fn move_onto(&self, fresh: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+        self.file.map.remap_in_place(fresh)?;
+        os::replace_fd(self.file.file.as_fd(), fresh)
     }
 
     /// Fails with [`Error::NotFound`] once the name was removed through

@@ -6,7 +6,7 @@
 //! between transitions (its registration, where it last found a free slot)
 //! is the caller's, in attachment.rs.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -86,13 +86,22 @@ impl MappedFile {
     /// nobody holds, and keeps its lock. The caller serialises the
     /// registrations of its process.
     pub(super) fn register(&self) -> std::result::Result<Registration, RegisterError> {
+        self.register_through(self.file.as_fd())
+    }
+
+    /// **Register** through `fd`, an open file description of this file
+    /// (checked by the caller: same device and inode), which then carries
+    /// the record's lock: a forking process registers its child so, before
+    /// the fork, through a description only the child keeps.
+    pub(super) fn register_through(
+        &self,
+        fd: BorrowedFd<'_>,
+    ) -> std::result::Result<Registration, RegisterError> {
+        let lock_byte = |r: u32, op: Lock| os::ofd_lock(fd, LOCK_BASE + u64::from(r), op);
         for r in 0..self.records {
             // A lock we get is a record nobody lives in (or a reclaimer
             // briefly holds: then we move on).
-            if !self
-                .lock_byte(r, Lock::Exclusive)
-                .map_err(|e| self.os_error("fcntl", e))?
-            {
+            if !lock_byte(r, Lock::Exclusive).map_err(|e| self.os_error("fcntl", e))? {
                 continue;
             }
             crash::crash_point!("register.locked");
@@ -103,7 +112,7 @@ impl MappedFile {
             // name again would find it again: that is no race to retry.
             let at_name = self.at_name();
             if !matches!(at_name, Ok(AtName::Itself)) {
-                let _ = self.lock_byte(r, Lock::Unlock);
+                let _ = lock_byte(r, Lock::Unlock);
                 return Err(match at_name {
                     Err(e) => RegisterError::Failed(e),
                     Ok(AtName::MarkedRemoved) => RegisterError::Failed(self.marked_removed()),
@@ -132,6 +141,15 @@ impl MappedFile {
             });
         }
         Err(RegisterError::Failed(self.records_full()))
+    }
+
+    /// Writes this process's pid into record `r`, which a registration of
+    /// this process holds: a forked child's record was registered by its
+    /// parent, before the fork.
+    pub(super) fn set_pid(&self, r: u32) {
+        self.map
+            .u32_at(layout::record(r) + R_PID)
+            .store(std::process::id(), Ordering::Relaxed);
     }
 
     /// Every process record is in use: not the caller's argument, and not

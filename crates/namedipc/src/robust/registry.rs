@@ -1,16 +1,20 @@
 //! This process's attachments, one per semaphore file, and what keeps them
-//! right across `fork(2)`: a `pthread_atfork` child handler gives the
-//! child's copies of each attachment's descriptor *and mapping* a new open
-//! file description of the same file (the mapping holds a reference to the
-//! description too, and OFD locks live as long as the description does), so
-//! a child never keeps its parent's liveness locks alive; a child that uses
-//! an inherited handle registers itself anew (see attachment.rs).
+//! right across `fork(2)`: a `pthread_atfork` prepare handler registers the
+//! child-to-be in every file this process is attached to, through a new
+//! open file description that carries the child's record lock, and the
+//! child handler moves the child's copies of each attachment's descriptor
+//! *and mapping* onto that description (the mapping holds a reference to
+//! the description too, and OFD locks live as long as the description
+//! does). So a child is attached — one of the users that keep a
+//! non-persistent semaphore alive — from the fork on, before its parent can
+//! close its own handle, and it never keeps its parent's liveness locks
+//! alive (see attachment.rs).
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 
-use super::attachment::Attachment;
+use super::attachment::{Attachment, ForkReservation};
 use super::KIND;
 use crate::error::{Error, Result};
 use crate::paths::Identity;
@@ -26,11 +30,16 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry(Vec::new()));
 /// belongs to an ancestor.
 static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
 
+/// What the forking thread holds from just before a fork until just after
+/// it (in the parent and in the child): the registry, and the registrations
+/// made for the child.
+struct HeldOverFork {
+    registry: MutexGuard<'static, Registry>,
+    reservations: Vec<(Arc<Attachment>, Result<ForkReservation>)>,
+}
+
 thread_local! {
-    /// The registry, held by the forking thread from just before a fork
-    /// until just after it (in the parent and in the child).
-    static HELD_OVER_FORK: RefCell<Option<MutexGuard<'static, Registry>>> =
-        const { RefCell::new(None) };
+    static HELD_OVER_FORK: RefCell<Option<HeldOverFork>> = const { RefCell::new(None) };
 }
 
 /// Locks the registry.
@@ -62,10 +71,24 @@ impl Registry {
 }
 
 extern "C" fn before_fork() {
-    let held = lock();
-    HELD_OVER_FORK.with(|slot| *slot.borrow_mut() = Some(held));
+    let registry = lock();
+    let reservations = registry
+        .0
+        .iter()
+        .filter_map(Weak::upgrade)
+        .filter_map(|a| a.reserve_for_child().map(|r| (a, r)))
+        .collect();
+    HELD_OVER_FORK.with(|slot| {
+        *slot.borrow_mut() = Some(HeldOverFork {
+            registry,
+            reservations,
+        });
+    });
 }
 
+/// Also runs when the fork failed: the registrations made for the child
+/// then end with the parent's copies of their descriptors, like those of a
+/// process that died.
 extern "C" fn after_fork_in_parent() {
     HELD_OVER_FORK.with(|slot| drop(slot.borrow_mut().take()));
 }
@@ -73,13 +96,21 @@ extern "C" fn after_fork_in_parent() {
 extern "C" fn after_fork_in_child() {
     FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
     HELD_OVER_FORK.with(|slot| {
-        let held = slot.borrow_mut().take();
-        for attachment in held
-            .iter()
-            .flat_map(|registry| registry.0.iter().filter_map(Weak::upgrade))
-        {
-            attachment.separate_from_parent();
+        let Some(HeldOverFork {
+            registry,
+            mut reservations,
+        }) = slot.borrow_mut().take()
+        else {
+            return;
+        };
+        for attachment in registry.0.iter().filter_map(Weak::upgrade) {
+            let reservation = reservations
+                .iter()
+                .position(|(a, _)| Arc::ptr_eq(a, &attachment))
+                .map(|i| reservations.swap_remove(i).1);
+            attachment.separate_from_parent(reservation);
         }
+        drop(registry);
     });
 }
 
