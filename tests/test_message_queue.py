@@ -528,6 +528,38 @@ def test_callback_references_live_until_fired_cancelled_replaced_or_closed(mq_na
     assert calls == []
 
 
+def test_a_callback_whose_message_arrived_runs_although_its_handle_is_closed_at_once(mq_name: str) -> None:
+    # Each cycle asks for a callback through a new handle, fires it, and
+    # closes the handle while the callback is on its way. The close must
+    # close the descriptor then, not later in the callback's thread, where
+    # closing it would end (and drop the callback of) the next cycle's
+    # request, even one whose message had already arrived.
+    cycles = 3000
+    MessageQueue(mq_name, O_CREX).close()
+    lock = threading.Lock()
+    ran: set[int] = set()
+    all_ran = threading.Event()
+
+    def callback(cycle: object) -> None:
+        with lock:
+            ran.add(cycle)  # type: ignore[arg-type]
+            if len(ran) == cycles:
+                all_ran.set()
+
+    for cycle in range(cycles):
+        mq = MessageQueue(mq_name)
+        try:
+            mq.request_notification((callback, cycle))
+            mq.send(b"x")
+            assert mq.receive(0) == (b"x", 0)
+        finally:
+            mq.close()
+    all_ran.wait(WAIT)
+    with lock:
+        missing = sorted(set(range(cycles)) - ran)
+    assert not missing, f"{len(missing)} of {cycles} callbacks never ran, e.g. cycles {missing[:10]}"
+
+
 def test_a_second_process_cannot_ask_while_one_is_registered(mq_name: str) -> None:
     mq = MessageQueue(mq_name, O_CREX)
     mq.request_notification((print, None))
