@@ -460,6 +460,9 @@ impl PyMessageQueue {
         let Some(queue) = lock(&self.queue).take() else {
             return Err(errors::closed(KIND, &opened.name));
         };
+        // Threads waiting on this handle return at once, sending or taking
+        // nothing, and raise ExistentialError (`is_open` is false now).
+        queue.end_waits();
         // A pending callback holds the queue open: cancel it first, so that
         // the descriptor closes now (or when the last waiter returns).
         queue.cancel_notification();
