@@ -66,10 +66,16 @@ def run_peer(*args: str) -> list[str]:
     return done.stdout.splitlines()
 
 
+# ppoll's number, by machine: namedipc's waits that close() can end sleep
+# in ppoll on the queue descriptor and an eventfd.
+PPOLL = {"x86_64": 271, "aarch64": 73}.get(os.uname().machine)
+
+
 def wait_until_waiting(pid: int, fd: int, timeout: float = WAIT) -> None:
     """Returns once a thread of process `pid` sleeps in a system call on
-    descriptor `fd` (mq_timedsend or mq_timedreceive on the queue): a test
-    waits for the state of the process, not for time to pass."""
+    descriptor `fd` (mq_timedsend or mq_timedreceive on the queue), or in
+    ppoll (whose descriptors /proc does not show), as namedipc's waits do:
+    a test waits for the state of the process, not for time to pass."""
 
     def a_thread_waits() -> bool:
         for task in Path(f"/proc/{pid}/task").iterdir():
@@ -78,7 +84,8 @@ def wait_until_waiting(pid: int, fd: int, timeout: float = WAIT) -> None:
                 state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
             except (FileNotFoundError, ProcessLookupError):
                 continue  # the thread ended meanwhile
-            if len(call) > 1 and call[0].isdigit() and int(call[1], 16) == fd and state == "S":
+            waits = len(call) > 1 and call[0].isdigit() and state == "S"
+            if waits and (int(call[1], 16) == fd or int(call[0]) == PPOLL):
                 return True
         return False
 
@@ -380,14 +387,59 @@ def test_use_after_close(mq_name: str) -> None:
     mq.unlink()
 
 
-def test_close_while_another_thread_waits(mq_name: str) -> None:
+@pytest.mark.parametrize("timeout", [None, WAIT], ids=["forever", "timeout"])
+def test_close_while_another_thread_waits(mq_name: str, timeout: float | None) -> None:
     mq = MessageQueue(mq_name, O_CREX)
-    waiter = Background(lambda: mq.receive(WAIT))
-    wait_until_waiting(os.getpid(), mq.mqd)
-    mq.close()
-    outcome = waiter.join(WAIT)
-    assert isinstance(outcome, namedipc.ExistentialError), outcome
-    assert "closed by another thread while this one waited" in str(outcome)
+    other = MessageQueue(mq_name)
+    waiter = Background(lambda: mq.receive(timeout))
+    try:
+        wait_until_waiting(os.getpid(), mq.mqd)
+        mq.close()
+        # Without a timeout too, the waiter notices the close by itself.
+        outcome = waiter.join(WAIT)
+        assert isinstance(outcome, namedipc.ExistentialError), outcome
+        assert "closed by another thread while this one waited" in str(outcome)
+    finally:
+        if waiter.is_alive():
+            other.send(b"let a waiter that missed the close go")
+        other.close()
+
+
+@pytest.mark.parametrize("timeout", [None, WAIT], ids=["forever", "timeout"])
+def test_a_receive_waiting_through_a_close_takes_no_message(mq_name: str, timeout: float | None) -> None:
+    # As for semaphores: after close() the waiter must not take the message
+    # that arrives, but leave it in the queue and raise.
+    mq = MessageQueue(mq_name, O_CREX)
+    other = MessageQueue(mq_name)
+    try:
+        waiter = Background(lambda: mq.receive(timeout))
+        wait_until_waiting(os.getpid(), mq.mqd)
+        mq.close()
+        other.send(b"stays", priority=4)
+        outcome = waiter.join(WAIT)
+        assert isinstance(outcome, namedipc.ExistentialError), outcome
+        assert "closed by another thread while this one waited" in str(outcome)
+        assert drain(other) == [(b"stays", 4)]
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("timeout", [None, WAIT], ids=["forever", "timeout"])
+def test_a_send_waiting_through_a_close_sends_nothing(mq_name: str, timeout: float | None) -> None:
+    mq = MessageQueue(mq_name, O_CREX, max_messages=1)
+    other = MessageQueue(mq_name)
+    try:
+        mq.send(b"first")
+        waiter = Background(lambda: mq.send(b"second", timeout))
+        wait_until_waiting(os.getpid(), mq.mqd)
+        mq.close()
+        assert other.receive(0) == (b"first", 0)  # room for a send that must not come
+        outcome = waiter.join(WAIT)
+        assert isinstance(outcome, namedipc.ExistentialError), outcome
+        assert "closed by another thread while this one waited" in str(outcome)
+        assert drain(other) == []
+    finally:
+        other.close()
 
 
 # ---------------------------------------------------------------- receiving
@@ -526,6 +578,38 @@ def test_callback_references_live_until_fired_cancelled_replaced_or_closed(mq_na
     mq.close()
     assert released.is_set(), "close() releases"
     assert calls == []
+
+
+def test_a_callback_whose_message_arrived_runs_although_its_handle_is_closed_at_once(mq_name: str) -> None:
+    # Each cycle asks for a callback through a new handle, fires it, and
+    # closes the handle while the callback is on its way. The close must
+    # close the descriptor then, not later in the callback's thread, where
+    # closing it would end (and drop the callback of) the next cycle's
+    # request, even one whose message had already arrived.
+    cycles = 3000
+    MessageQueue(mq_name, O_CREX).close()
+    lock = threading.Lock()
+    ran: set[int] = set()
+    all_ran = threading.Event()
+
+    def callback(cycle: object) -> None:
+        with lock:
+            ran.add(cycle)  # type: ignore[arg-type]
+            if len(ran) == cycles:
+                all_ran.set()
+
+    for cycle in range(cycles):
+        mq = MessageQueue(mq_name)
+        try:
+            mq.request_notification((callback, cycle))
+            mq.send(b"x")
+            assert mq.receive(0) == (b"x", 0)
+        finally:
+            mq.close()
+    all_ran.wait(WAIT)
+    with lock:
+        missing = sorted(set(range(cycles)) - ran)
+    assert not missing, f"{len(missing)} of {cycles} callbacks never ran, e.g. cycles {missing[:10]}"
 
 
 def test_a_second_process_cannot_ask_while_one_is_registered(mq_name: str) -> None:

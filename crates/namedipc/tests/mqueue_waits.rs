@@ -202,3 +202,43 @@ fn a_non_blocking_handle_never_waits() {
         })
     ));
 }
+
+#[test]
+fn ended_waits_return_without_sending_or_receiving() {
+    let name = Name::new("end-waits");
+    let queue = Arc::new(
+        MessageQueue::options()
+            .max_messages(1)
+            .open(name.as_str())
+            .unwrap(),
+    );
+    let other = MessageQueue::open(name.as_str()).unwrap();
+    // Waiting (or about to) when the waits end: either way it returns
+    // without a message, as none is sent before the end.
+    let receiver = {
+        let queue = Arc::clone(&queue);
+        thread::spawn(move || {
+            let mut buf = queue.new_buffer();
+            queue.receive_interruptible(&mut buf, None)
+        })
+    };
+    queue.end_waits();
+    assert!(queue.waits_ended());
+    assert_eq!(receiver.join().unwrap().unwrap(), None);
+    // Ended for good: later waits return at once, taking or sending nothing.
+    other.send(b"stays", 3).unwrap();
+    let mut buf = queue.new_buffer();
+    assert_eq!(queue.receive_interruptible(&mut buf, None).unwrap(), None);
+    assert!(!queue.send_interruptible(b"never", 0, None).unwrap());
+    assert_eq!(take(&other), (b"stays".to_vec(), 3));
+    assert_eq!(other.current_messages().unwrap(), 0);
+    // Waits that do not end on end_waits still work.
+    other.send(b"again", 1).unwrap();
+    assert_eq!(
+        queue
+            .receive_timeout(&mut buf, WAIT)
+            .unwrap()
+            .map(|got| got.priority),
+        Some(1)
+    );
+}

@@ -37,6 +37,10 @@ use notify::{callback_and_param, run_callback};
 
 const KIND: ObjectKind = ObjectKind::MessageQueue;
 
+/// The queue as pending callback notifications hold it: shared by the
+/// handle and its callbacks, emptied by `close()`.
+type Pinned = Arc<Mutex<Option<Arc<MessageQueue>>>>;
+
 /// The system's defaults for new queues, read once when the module loads
 /// (posix_ipc bakes in the values of the machine it was built on).
 static DEFAULTS: OnceLock<Limits> = OnceLock::new();
@@ -70,6 +74,12 @@ pub(crate) struct PyMessageQueue {
     /// then on the user may have closed it or handed it on, so collecting
     /// the object must not close that number (posix_ipc never closes it).
     exposed: AtomicBool,
+    /// What keeps the descriptor open for pending callback notifications
+    /// (so that deleting the object does not cancel them): each callback
+    /// holds this slot, not the queue, and `close()` empties it, so that the
+    /// descriptor closes in `close()` and not later in a callback's thread,
+    /// where its close would end a request asked for after `close()`.
+    pinned: Pinned,
 }
 
 impl Drop for PyMessageQueue {
@@ -250,6 +260,7 @@ impl PyMessageQueue {
             queue: Mutex::new(None),
             scratch: Mutex::new(Vec::new()),
             exposed: AtomicBool::new(false),
+            pinned: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -431,7 +442,8 @@ impl PyMessageQueue {
             queue.notify_by_signal(signal as i32)
         } else {
             let (callable, param) = callback_and_param(notification)?;
-            let keep = Arc::clone(&queue);
+            *lock(&self.pinned) = Some(Arc::clone(&queue));
+            let keep = Arc::clone(&self.pinned);
             queue.notify_by_thread(move || run_callback(callable, param, keep))
         };
         requested.map_err(|e| match e {
@@ -448,9 +460,17 @@ impl PyMessageQueue {
         let Some(queue) = lock(&self.queue).take() else {
             return Err(errors::closed(KIND, &opened.name));
         };
+        // Threads waiting on this handle return at once, sending or taking
+        // nothing, and raise ExistentialError (`is_open` is false now).
+        queue.end_waits();
         // A pending callback holds the queue open: cancel it first, so that
         // the descriptor closes now (or when the last waiter returns).
         queue.cancel_notification();
+        // Callbacks whose message already arrived still run, but no longer
+        // hold the descriptor open: it closes now (or when the last waiter
+        // returns), before anything the caller does after close().
+        let pinned = lock(&self.pinned).take();
+        drop(pinned);
         drop(queue);
         *lock(&self.scratch) = Vec::new();
         Ok(())

@@ -1,7 +1,7 @@
 //! Callback notifications: checking the `(callable, param)` a user asks
 //! for, and running it in the thread the OS starts when a message arrives.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use namedipc::mqueue::MessageQueue;
 use pyo3::exceptions::PyValueError;
@@ -34,9 +34,13 @@ pub(super) fn callback_and_param(
 }
 
 /// What a thread notification runs, in the thread the OS started for it.
-/// `queue` keeps the handle, and so the kernel's request, alive until now,
-/// even if the Python object was deleted.
-pub(super) fn run_callback(callable: Py<PyAny>, param: Py<PyAny>, queue: Arc<MessageQueue>) {
+/// `queue` kept the handle's descriptor, and so the kernel's request, open
+/// until now, even if the Python object was deleted (`close()` empties it).
+pub(super) fn run_callback(
+    callable: Py<PyAny>,
+    param: Py<PyAny>,
+    queue: Arc<Mutex<Option<Arc<MessageQueue>>>>,
+) {
     // During interpreter shutdown nothing can run; the references are then
     // released whenever Python next runs, if ever.
     Python::try_attach(move |py| {

@@ -34,6 +34,7 @@ mod limits;
 mod notify;
 mod options;
 mod transfer;
+mod waits;
 
 pub use limits::{system_limits, Limits};
 pub use notify::user_signals;
@@ -75,6 +76,8 @@ pub struct MessageQueue {
     max_messages: usize,
     max_message_size: usize,
     created: bool,
+    /// What ends the `*_interruptible` waits early: [`Self::end_waits`].
+    waits: waits::Waits,
 }
 
 impl MessageQueue {

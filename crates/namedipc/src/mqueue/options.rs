@@ -4,6 +4,7 @@
 use std::ffi::CString;
 
 use super::limits::{system_limits, LIMITS_DIR};
+use super::waits::Waits;
 use super::{c_name, unlink_c, MessageQueue, KIND};
 use crate::error::{Error, Result};
 use crate::existence::{self, Existence, Object};
@@ -197,6 +198,7 @@ impl MessageQueueOptions {
             max_messages: usize::try_from(attributes.max_messages).unwrap_or(0),
             max_message_size: usize::try_from(attributes.max_message_size).unwrap_or(0),
             created: create,
+            waits: Waits::default(),
         })
     }
 

@@ -67,7 +67,8 @@ impl MessageQueue {
     /// Sends `message`, waiting at most `timeout` (`None`: no limit) for
     /// room, and returns [`Error::Interrupted`] as soon as a signal handler
     /// has run, so that the caller can act on the signal and then call again
-    /// with the time that is left. `Ok(false)` means the time is up.
+    /// with the time that is left. `Ok(false)` means the time is up, or
+    /// [`Self::end_waits`] was called: then nothing is sent.
     ///
     /// ```
     /// # let name = format!("/namedipc-doc-mq-intr-{}", std::process::id());
@@ -93,7 +94,10 @@ impl MessageQueue {
     ) -> Result<bool> {
         self.check_send(message, priority)?;
         let deadline = timeout.map(Deadline::after);
-        self.send_until(message, priority, deadline, OnSignal::Return)
+        let sent = self.wait_endably(true, deadline, || {
+            timed_out_as_none(self.raw.send(message, priority, Wait::Never))
+        });
+        self.sent(sent)
     }
 
     /// A buffer to receive into: [`Self::max_message_size`] zero bytes.
@@ -143,7 +147,8 @@ impl MessageQueue {
 
     /// Receives a message, waiting at most `timeout` (`None`: no limit), and
     /// returns [`Error::Interrupted`] as soon as a signal handler has run.
-    /// `Ok(None)` means the time is up.
+    /// `Ok(None)` means the time is up, or [`Self::end_waits`] was called:
+    /// then no message is taken.
     ///
     /// # Errors
     /// [`Error::Interrupted`]; otherwise as [`Self::receive`].
@@ -154,7 +159,10 @@ impl MessageQueue {
     ) -> Result<Option<Received>> {
         self.check_receive(buf)?;
         let deadline = timeout.map(Deadline::after);
-        self.receive_until(buf, deadline, OnSignal::Return)
+        let received = self.wait_endably(false, deadline, || {
+            timed_out_as_none(self.raw.receive(buf, Wait::Never))
+        });
+        self.received(received)
     }
 
     fn check_send(&self, message: &[u8], priority: u32) -> Result<()> {
@@ -210,7 +218,12 @@ impl MessageQueue {
         let sent = deadline::wait_until(deadline, on_signal, |deadline| {
             timed_out_as_none(self.raw.send(message, priority, wait(deadline)))
         });
-        match sent {
+        self.sent(sent)
+    }
+
+    /// Maps the outcome of a send: `Ok(false)` when the time ran out.
+    fn sent(&self, result: io::Result<Option<()>>) -> Result<bool> {
+        match result {
             Ok(sent) => Ok(sent.is_some()),
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Err(self.busy(BusyReason::Full)),
             Err(e) => Err(self.os("mq_send", e)),

@@ -11,8 +11,10 @@ use std::time::Duration;
 use super::{check, clock_now, monotonic_now, to_timespec};
 
 mod notify;
+mod wake;
 
 use notify::QueueKey;
+pub(crate) use wake::{Ready, Waker};
 
 /// The highest priority a message can have, `MQ_PRIO_MAX - 1`. Linux fixes
 /// `MQ_PRIO_MAX` at 32768 (`sysconf(_SC_MQ_PRIO_MAX)`, checked by a test).
