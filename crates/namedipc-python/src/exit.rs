@@ -34,7 +34,17 @@ pub(crate) fn close_at_exit(handle: &Bound<'_, PyAny>) -> PyResult<()> {
 /// A failure to close one does not stop the others.
 #[pyfunction]
 pub(crate) fn _close_all_at_exit(py: Python<'_>) -> PyResult<()> {
-    let alive = PyList::new(py, handles(py)?.try_iter()?.collect::<PyResult<Vec<_>>>()?)?;
+    // Nothing was ever registered: nothing to do, and no weakref to import.
+    let Some(registered) = AT_EXIT.get(py) else {
+        return Ok(());
+    };
+    let alive = PyList::new(
+        py,
+        registered
+            .bind(py)
+            .try_iter()?
+            .collect::<PyResult<Vec<_>>>()?,
+    )?;
     for handle in alive.iter() {
         let _ = handle.call_method0("close");
     }
