@@ -61,10 +61,8 @@ impl PySharedMemory {
         size: u64,
         read_only: bool,
     ) -> PyResult<()> {
-        if self.opened.try_get().is_some() {
-            // Checked before opening, so a second __init__ creates nothing.
-            return Err(errors::already_initialised(KIND));
-        }
+        // Checked before opening, so a second __init__ creates nothing.
+        self.opened.ensure_unset()?;
         args::require_creat_with_excl(flags, KIND)?;
         let mut options = SharedMemory::options()
             .mode(mode)

@@ -61,7 +61,7 @@ impl<T> Undo<fn(T) -> namedipc::Result<()>> {
 
 /// A wait on one handle. Build it with the handle's details, then [`Wait::run`] it.
 pub(crate) struct Wait<'a, O, F, G> {
-    /// "semaphore", "message queue", for messages.
+    /// The kind of object, for messages.
     pub(crate) kind: ObjectKind,
     /// The object's name, for messages.
     pub(crate) name: &'a str,

@@ -119,10 +119,8 @@ impl PyMessageQueue {
         read: bool,
         write: bool,
     ) -> PyResult<()> {
-        if self.opened.try_get().is_some() {
-            // Checked before opening too, so that a second __init__ never creates a queue.
-            return Err(errors::already_initialised(KIND));
-        }
+        // Checked before opening too, so that a second __init__ never creates a queue.
+        self.opened.ensure_unset()?;
         args::require_creat_with_excl(flags, KIND)?;
         if !read && !write {
             return Err(PyValueError::new_err(
