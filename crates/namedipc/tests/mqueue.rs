@@ -6,8 +6,6 @@
 
 use std::fs;
 use std::os::fd::AsRawFd;
-use std::sync::{Arc, Barrier};
-use std::thread;
 
 use namedipc::mqueue::{system_limits, unlink, MessageQueue, MessageQueueOptions, PRIORITY_MAX};
 use namedipc::{Error, Existence};
@@ -55,27 +53,14 @@ fn link_or_create_raced_from_many_threads_creates_exactly_once() {
     const THREADS: usize = 8;
     for round in 0..20 {
         let name = Name::new("race");
-        let barrier = Arc::new(Barrier::new(THREADS));
-        let handles: Vec<_> = (0..THREADS)
-            .map(|_| {
-                let barrier = Arc::clone(&barrier);
-                let name = name.as_str().to_owned();
-                thread::spawn(move || {
-                    barrier.wait();
-                    let queue = opts(Existence::LinkOrCreate)
-                        .max_messages(THREADS)
-                        .open(&name)
-                        .unwrap();
-                    queue.send(b"", 0).unwrap();
-                    queue.created()
-                })
-            })
-            .collect();
-        let created = handles
-            .into_iter()
-            .map(|h| h.join().unwrap())
-            .filter(|&c| c)
-            .count();
+        let created = common::race_to_create(THREADS, || {
+            let queue = opts(Existence::LinkOrCreate)
+                .max_messages(THREADS)
+                .open(name.as_str())
+                .unwrap();
+            queue.send(b"", 0).unwrap();
+            queue.created()
+        });
         assert_eq!(created, 1, "round {round}: {created} threads created it");
         // All eight handles were on one queue.
         let queue = MessageQueue::open(name.as_str()).unwrap();

@@ -5,8 +5,6 @@
 //! test ends, pass or fail.
 
 use std::fs;
-use std::sync::{Arc, Barrier};
-use std::thread;
 
 use namedipc::semaphore::{unlink, VALUE_MAX};
 use namedipc::{Error, Existence, Semaphore, SemaphoreOptions};
@@ -142,27 +140,14 @@ fn link_or_create_raced_from_many_threads_creates_exactly_once() {
     const THREADS: usize = 8;
     for round in 0..20 {
         let name = Name::new("race");
-        let barrier = Arc::new(Barrier::new(THREADS));
-        let handles: Vec<_> = (0..THREADS)
-            .map(|_| {
-                let barrier = Arc::clone(&barrier);
-                let name = name.as_str().to_owned();
-                thread::spawn(move || {
-                    barrier.wait();
-                    let sem = opts(Existence::LinkOrCreate)
-                        .initial_value(0)
-                        .open(&name)
-                        .unwrap();
-                    sem.release().unwrap();
-                    sem.created()
-                })
-            })
-            .collect();
-        let created = handles
-            .into_iter()
-            .map(|h| h.join().unwrap())
-            .filter(|&c| c)
-            .count();
+        let created = common::race_to_create(THREADS, || {
+            let sem = opts(Existence::LinkOrCreate)
+                .initial_value(0)
+                .open(name.as_str())
+                .unwrap();
+            sem.release().unwrap();
+            sem.created()
+        });
         assert_eq!(created, 1, "round {round}: {created} threads created it");
         // All eight handles were on one semaphore.
         let sem = Semaphore::open(name.as_str()).unwrap();

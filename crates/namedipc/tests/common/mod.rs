@@ -20,6 +20,28 @@ use std::time::Duration;
 /// Upper bound for every wait that only a bug could make long.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// Runs `open` in `threads` threads released together by a barrier, and
+/// returns how many of them said they created the object. `open` opens (or
+/// creates) it, marks it as seen (a message, a slot) and returns `created()`.
+pub fn race_to_create(threads: usize, open: impl Fn() -> bool + Send + Sync) -> usize {
+    let barrier = std::sync::Barrier::new(threads);
+    thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    open()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|&created| created)
+            .count()
+    })
+}
+
 /// The kind of object a test file names.
 pub trait Kind {
     /// Goes into every name, after `/namedipc-rtest-`.
