@@ -373,10 +373,10 @@ def test_waits_release_the_interpreter_lock(redis_sems: RedisSemaphores) -> None
     sem = redis_sems()
     assert sem.acquire()
     other = redis_sems(name=sem.name)
-    waiter = Background(lambda: other.acquire(timeout=1.0))
+    waiter = Background(lambda: other.acquire(timeout=0.4))
     # The main thread keeps running Python while the other waits.
     count = 0
-    end = time.monotonic() + 0.3
+    end = time.monotonic() + 0.2
     while time.monotonic() < end:
         count += 1
     assert count > 10_000

@@ -105,7 +105,7 @@ def test_password_server_refuses_a_client_without_it(redis_servers: RedisServers
 def test_tls_server_speaks_tls_only(redis_servers: RedisServers) -> None:
     server = redis_servers(tls=True)
     assert server.url().startswith(f"rediss://127.0.0.1:{server.port}/")
-    assert server.cert is not None and server.cert.exists()
+    assert server.ca is not None and server.ca.exists()
     assert server.command("PING") == "PONG"  # over TLS, trusting the self-signed certificate
     with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as plain:
         send_command(plain, "PING")
