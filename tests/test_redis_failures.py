@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -51,15 +51,16 @@ class Holder(Peer):
 
 
 @pytest.fixture
-def holders() -> Callable[..., Holder]:
+def holders() -> Iterator[Callable[..., Holder]]:
+    """Starts holder processes; all killed after the test."""
     started: list[Holder] = []
 
-    def start(*args: object, **kwargs: object) -> Holder:
-        holder = Holder(*args, **kwargs)  # type: ignore[arg-type]
+    def start(url: str, name: str, slots: int = 1, lease: float = LEASE) -> Holder:
+        holder = Holder(url, name, slots, lease)
         started.append(holder)
         return holder
 
-    yield start  # type: ignore[misc]
+    yield start
     for holder in started:
         if holder.proc.poll() is None:
             os.kill(holder.proc.pid, signal.SIGCONT)
