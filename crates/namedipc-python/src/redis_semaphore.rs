@@ -686,6 +686,12 @@ impl PyRedisSemaphore {
             })
         });
         let result: Bound<'_, PyAny> = match outcome {
+            // The task gave up meanwhile: the slot goes back from here, not
+            // through a loop that may be busy.
+            Ok(Some(grant)) if future.call_method0("done")?.is_truthy()? => {
+                let _ = py.detach(|| sem.release(grant));
+                return Ok(());
+            }
             Ok(Some(grant)) => Bound::new(py, GrantToken(grant))?.into_any(),
             Ok(None) => py.None().into_bound(py),
             // The task stopped waiting (its future is done): nobody to tell.
