@@ -14,12 +14,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
 import namedipc
 from support.processes import Background
 from support.redis_server import RedisSemaphores, RedisServer, RedisServers, free_port
+from support.tcp_proxy import TO_SERVER, TcpProxy
 from support.waiting import WAIT, poll_until
 
 pytest_plugins = ["support.redis_fixtures"]
@@ -512,3 +514,58 @@ def test_unreachable_port_is_unavailable_at_once() -> None:
     assert time.monotonic() - started < 2
     assert isinstance(raised.value, ConnectionError) and isinstance(raised.value, namedipc.Error)
     assert url in str(raised.value)
+
+
+def test_an_idle_waiter_does_not_poll(redis_sems: RedisSemaphores, tcp_proxies: Callable[[int], TcpProxy]) -> None:
+    # The waiter talks to the server through the proxy, which counts its bytes:
+    # while it idles it may send one command per lease/3, not one per check.
+    lease = 1.5
+    server = redis_sems.server
+    holder = redis_sems(lease=lease)
+    assert holder.acquire()
+    proxy = tcp_proxies(server.port)
+    waiter_handle = redis_sems(name=holder.name, lease=lease, url=proxy.url_for(server.url(), server.port))
+    waiter = Background(lambda: waiter_handle.acquire(timeout=WAIT))
+    time.sleep(0.3)  # past its first try and into the wait
+    before = proxy.forwarded[TO_SERVER]
+    idle = 1.5
+    time.sleep(idle)
+    sent = proxy.forwarded[TO_SERVER] - before
+    # A command of the protocol is well under 400 bytes; a poll every 50 ms would be 30 of them.
+    allowed = (idle / (lease / 3) + 1) * 400
+    assert sent <= allowed, f"an idle waiter sent {sent} bytes in {idle} s"
+    holder.release()
+    assert waiter.join() is True
+    waiter_handle.release()
+
+
+EXIT_HOLDING = """
+import sys, threading, namedipc
+sem = namedipc.RedisSemaphore(sys.argv[1], 2, url=sys.argv[2], lease=30)
+assert sem.acquire()
+other = namedipc.RedisSemaphore(sys.argv[1], url=sys.argv[2], lease=30)
+assert other.acquire()
+full = namedipc.RedisSemaphore(sys.argv[1] + "-full", url=sys.argv[2], lease=30)
+assert full.acquire()
+blocked = namedipc.RedisSemaphore(full.name, url=sys.argv[2], lease=30)
+waiting = threading.Thread(target=blocked.acquire, daemon=True)  # waits through the exit
+waiting.start()
+print("holding", flush=True)
+"""
+
+
+def test_a_normal_exit_gives_back_what_the_process_held(redis_sems: RedisSemaphores) -> None:
+    observer = redis_sems(2)
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT_HOLDING, observer.name, observer.url],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "holding"
+    # Given back at exit, not after the 30 s lease.
+    assert observer.value == 2
+    assert observer.holders() == []
+    full = redis_sems(name=observer.name + "-full")
+    assert full.value == 1, "the thread waiting through the exit took nothing"
