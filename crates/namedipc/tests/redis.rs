@@ -301,12 +301,12 @@ fn a_release_wakes_a_waiter_at_once() {
         .unwrap()
         .expect("woken by the release");
     let woke = Instant::now();
-    let released = releaser.join().unwrap();
+    let release_at = releaser.join().unwrap();
     // Long before any lease could run out: the release pushed the wake-up.
     assert!(
-        woke.duration_since(released) < Duration::from_millis(500),
+        woke.duration_since(release_at) < Duration::from_millis(500),
         "{:?}",
-        woke - released
+        woke - release_at
     );
     assert!(got.fence > g.fence);
 }
@@ -492,7 +492,7 @@ fn a_stopped_server_is_unavailable_and_holders_see_their_loss_in_time() {
 
 #[test]
 fn a_password_is_used_and_a_wrong_one_is_a_clear_error() {
-    let server = RedisServer::with(Config {
+    let server = RedisServer::with(&Config {
         password: Some("s3cret-pw".to_owned()),
         ..Config::default()
     });
@@ -551,7 +551,7 @@ fn tls_with_a_given_ca_or_without_verification() {
         redis_server::server_has_tls(),
         "this redis-server was built without TLS"
     );
-    let server = RedisServer::with(Config {
+    let server = RedisServer::with(&Config {
         tls: true,
         ..Config::default()
     });

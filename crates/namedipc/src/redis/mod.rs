@@ -20,7 +20,7 @@ use self::keys::Keys;
 use self::scripts::scripts;
 use self::server::{Link, Server};
 use self::wait::{Outcome, Pending, Pool};
-use crate::error::{Error, ObjectKind, Result};
+use crate::error::{BusyReason, Error, ObjectKind, Result};
 use crate::{paths, sys};
 
 const KIND: ObjectKind = ObjectKind::RedisSemaphore;
@@ -363,11 +363,14 @@ impl RedisSemaphore {
             }
         };
         let granted = matches!(outcome, Ok(Some(_)));
-        let mut pass_on = registered && !granted;
+        // An unreachable server is not asked again: the registration runs
+        // out by itself.
+        let reachable = !matches!(outcome, Err(Error::Unavailable { .. }));
+        let mut pass_on = registered && !granted && reachable;
         if let Some(waiting) = pending {
             let (took_token, unblock) = waiting.abandon();
             pass_on |= took_token;
-            if let Some(id) = unblock {
+            if let (Some(id), true) = (unblock, reachable) {
                 let _ = self.with_main(|con| {
                     ::redis::cmd("CLIENT")
                         .arg("UNBLOCK")
@@ -431,6 +434,17 @@ impl RedisSemaphore {
                         inner.keys.clone(),
                         inner.name.clone(),
                     );
+                }
+                if self.is_closed() {
+                    // Closed by another thread meanwhile: close() may have
+                    // given back the grants before this one was added.
+                    inner.held.remove(grant);
+                    let _ = self.with_main(|con| {
+                        invocation(&scripts().release, &inner.keys)
+                            .arg(&id)
+                            .invoke::<i64>(con)
+                    });
+                    return Err(self.closed_error());
                 }
                 Ok(Attempt::Granted(grant))
             }
@@ -577,7 +591,7 @@ impl RedisSemaphore {
         Error::Busy {
             kind: KIND,
             name: self.inner.name.clone(),
-            reason: crate::BusyReason::NoSlot,
+            reason: BusyReason::NoSlot,
         }
     }
 
@@ -599,6 +613,12 @@ impl RedisSemaphore {
         parse_info(&inner.name, &inner.server, value)
     }
 }
+
+/// Threads share a handle.
+const _: () = {
+    const fn shareable<T: Send + Sync>() {}
+    shareable::<RedisSemaphore>();
+};
 
 impl Drop for RedisSemaphore {
     fn drop(&mut self) {
