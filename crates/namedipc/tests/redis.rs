@@ -673,3 +673,36 @@ fn a_holder_that_stops_loses_its_slot_and_its_release_frees_nothing() {
     assert_eq!(sem.value().unwrap(), 0);
     sem.release(mine).unwrap();
 }
+
+#[test]
+fn a_restart_that_lost_the_lease_is_reported_and_a_persistent_one_keeps_it() {
+    for persistent in [false, true] {
+        let mut server = RedisServer::with(&Config {
+            persistent,
+            ..Config::default()
+        });
+        let name = unique("restart");
+        let lease = Duration::from_millis(900);
+        let sem = open(&server, &name, 1, lease);
+        let other = open(&server, &name, 1, lease);
+        let g = sem.acquire().unwrap();
+        server.restart();
+        if persistent {
+            // The lease survived: nobody else gets in while it is renewed.
+            assert!(other.acquire_timeout(lease * 2).unwrap().is_none());
+            assert!(!sem.is_lost(g));
+            sem.release(g).unwrap();
+        } else {
+            // Its next renewal is refused: lost, and the release frees nothing.
+            let deadline = Instant::now() + lease + WAIT;
+            while !sem.is_lost(g) {
+                assert!(Instant::now() < deadline, "the loss was never seen");
+                thread::sleep(Duration::from_millis(10));
+            }
+            let theirs = other.acquire_timeout(WAIT).unwrap().unwrap();
+            assert!(matches!(sem.release(g), Err(Error::LeaseLost { .. })));
+            assert_eq!(other.holders().unwrap().len(), 1);
+            other.release(theirs).unwrap();
+        }
+    }
+}

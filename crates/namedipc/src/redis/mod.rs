@@ -1,6 +1,102 @@
-//! A counting semaphore shared across machines through a Redis server.
+//! A counting semaphore shared across machines through a Redis server
+//! (feature `redis`): the same slots and the same names as
+//! [`RobustSemaphore`](crate::RobustSemaphore), held as leases on the
+//! server's clock.
 //!
-//! (Skeleton: the protocol is being written; see issue 11.)
+//! ```no_run
+//! use std::time::Duration;
+//! use namedipc::redis::RedisSemaphore;
+//!
+//! let gpu = RedisSemaphore::options()
+//!     .url("redis://:secret@db.example:6379/0")
+//!     .initial_value(2)
+//!     .lease(Duration::from_secs(10))
+//!     .open("/gpu")?;
+//! let grant = gpu.acquire()?;
+//! // ... at most two holders anywhere; pass grant.fence to what you protect ...
+//! gpu.release(grant)?;
+//! # Ok::<(), namedipc::Error>(())
+//! ```
+//!
+//! # What is promised
+//!
+//! At most N unexpired leases at any time **by the server's clock**,
+//! provided the server neither loses acknowledged writes (run it with
+//! `appendonly yes` and `appendfsync always` if a restart must not forget
+//! holders) nor steps its clock (slew it; a step forward expires leases
+//! early, a step back stretches them). Every grant carries a fencing token
+//! that strictly increases for the life of the semaphore, also across a
+//! restart that lost the data: it is `max(stored + 1, server time in µs)`.
+//! A holder can outlive its lease (a pause, a partition); it is told as soon
+//! as the client knows ([`RedisSemaphore::is_lost`]), and the resource it
+//! protects must check the fence to be safe from it.
+//!
+//! # How
+//!
+//! Each step is one Lua script, so one round trip, reading the server's
+//! clock (TIME) for every expiry decision; the client's clock is never
+//! compared with the server's.
+//!
+//! - **open**: creates the semaphore with its slot count if it is missing
+//!   (an existing one keeps its own).
+//! - **acquire**: frees the slots of expired leases, then grants the lowest
+//!   free slot under a holder id the client drew at random. A resend of the
+//!   same request (after a reply lost with its connection) finds that
+//!   holder's record and returns the same grant: never a second slot.
+//! - **release**: frees the slot only if that holder still has an unexpired
+//!   lease; otherwise nothing is freed and the caller gets
+//!   [`Error::LeaseLost`].
+//! - **renew**: a thread of the handle, on a connection of its own, extends
+//!   every held lease each lease/3; the server refuses to renew an expired
+//!   one (the grant is lost at once). The grant's local deadline, on the
+//!   monotonic clock, is the send time of the last successful renewal (or
+//!   of the acquire) plus the lease, less a twentieth of it; once it passes
+//!   the grant is lost, even if the server never answered.
+//! - **waiting** is pushed, not polled: a waiter registers on the server
+//!   and blocks in BLPOP on the semaphore's wake list (on a connection of
+//!   its own, so the caller keeps checking `keep_waiting` every 50 ms
+//!   without a word to the server); a release pushes one token per free
+//!   slot that a registered waiter could take (so the list stays no longer
+//!   than the waiters), Redis hands tokens to the longest-blocked client
+//!   first, and a waiter tries again by itself when the earliest lease runs
+//!   out (leases that expire push nothing). An idle waiter sends one
+//!   acquire per expiry of the earliest lease and one BLPOP per lease.
+//!
+//! # Keys
+//!
+//! All keys of one semaphore share the hash tag `{NAME}` (NAME with its
+//! leading slash), so a cluster keeps them in one slot. For `/gpu`:
+//!
+//! | key | type | holds |
+//! | --- | --- | --- |
+//! | `namedipc:{/gpu}:meta` | hash | `slots`, `fence` (the last token), `created` (µs) |
+//! | `namedipc:{/gpu}:holders` | hash | holder id → `slot fence since pid host` |
+//! | `namedipc:{/gpu}:deadlines` | sorted set | holder id, scored by its lease deadline (µs) |
+//! | `namedipc:{/gpu}:free` | sorted set | the free slot numbers |
+//! | `namedipc:{/gpu}:waiters` | sorted set | waiting holder ids, scored by when their registration runs out |
+//! | `namedipc:{/gpu}:wake` | list | wake tokens waiters BLPOP |
+//!
+//! [`unlink`] deletes them all: holders learn at their next renewal that
+//! their lease is lost, and the next acquire creates the semaphore anew.
+//!
+//! # URLs
+//!
+//! `redis://[[user]:password@]host[:port][/db]`; `rediss://...` for TLS,
+//! verifying the server against the system's root certificates; append
+//! `?ca=/path/to/ca.pem` to trust that CA instead (a private CA), or
+//! `#insecure` to skip verification (self-signed test servers only);
+//! `unix:///path/to/redis.sock` for a local socket. Messages show a URL with
+//! its password as `***` ([`redacted`]).
+//!
+//! # Errors and time bounds
+//!
+//! A server that cannot be reached, refuses the password or stops
+//! answering is [`Error::Unavailable`], never a
+//! hang: connecting takes at most the connect timeout (5 s by default) and
+//! every later command as long again (a failed command on an old connection
+//! is sent once more on a new one, for the server may have restarted). A
+//! handle outlives a server restart or a dropped connection: its next call
+//! reconnects, and a lease that ran out meanwhile is reported lost.
 
 mod held;
 mod keys;
