@@ -564,13 +564,19 @@ impl RedisSemaphore {
             });
         };
         let id = grant.holder_id();
+        let mut sends = 0;
         let freed = self.with_main(|con| {
+            sends += 1;
             invocation(&scripts().release, &inner.keys)
                 .arg(&id)
                 .invoke::<i64>(con)
         })?;
+        // A resend (the first reply was lost with its connection) finds
+        // nothing when the first one freed the slot: while the local
+        // deadline has not passed, the lease was still good when it arrived.
+        let resent_after_release = sends > 1 && !inner.held.is_lost(grant);
         inner.held.remove(grant);
-        if freed == 1 && !lost {
+        if (freed == 1 || resent_after_release) && !lost {
             Ok(())
         } else {
             Err(Error::LeaseLost {
@@ -653,11 +659,15 @@ impl RedisSemaphore {
         inner.held.stop();
         for grant in inner.held.take_all() {
             let id = grant.holder_id();
-            let _ = self.with_main(|con| {
+            let released = self.with_main(|con| {
                 invocation(&scripts().release, &inner.keys)
                     .arg(&id)
                     .invoke::<i64>(con)
             });
+            if matches!(released, Err(Error::Unavailable { .. })) {
+                // The rest run out on the server; not waited for one by one.
+                break;
+            }
         }
         inner.pool.clear();
     }
