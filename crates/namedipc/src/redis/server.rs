@@ -147,7 +147,12 @@ impl Server {
                 ),
             };
         }
-        let reason = if err.is_timeout() {
+        let reason = if text.contains("certificate") {
+            format!(
+                "{text} (to trust a private CA add ?ca=/path/to/ca.pem to the URL; \
+                 #insecure skips the check, for test servers only)"
+            )
+        } else if err.is_timeout() {
             "the server did not answer in time (is it stopped or overloaded?)".to_owned()
         } else if err.is_connection_refusal() {
             format!("cannot connect: {text}")
@@ -161,9 +166,13 @@ impl Server {
     }
 }
 
-/// A redis error as words, without anything the URL held.
+/// A redis error as words, without anything the URL held (redis-rs never
+/// puts the password in a message) nor its name for the error's kind.
 fn describe(err: &RedisError) -> String {
-    err.to_string()
+    let text = err.to_string();
+    text.strip_suffix(" - InvalidClientConfig")
+        .unwrap_or(&text)
+        .to_owned()
 }
 
 /// Whether `err` says the connection is no longer usable (rather than the
