@@ -111,7 +111,7 @@ def test_a_release_elsewhere_wakes_an_async_waiter(redis_sems: RedisSemaphores) 
 
     async def main() -> float:
         waiting = asyncio.create_task(sem.acquire_async(WAIT))
-        await asyncio.sleep(0.1)
+        await asyncio.to_thread(redis_sems.server.wait_blocked)
         assert not waiting.done()
         released = time.monotonic()
         await asyncio.to_thread(holder.release)
@@ -129,7 +129,7 @@ def test_cancelling_a_wait_takes_no_slot(redis_sems: RedisSemaphores) -> None:
 
     async def main() -> None:
         waiting = asyncio.create_task(sem.acquire_async())
-        await asyncio.sleep(0.1)
+        await asyncio.to_thread(redis_sems.server.wait_blocked)
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting

@@ -143,7 +143,7 @@ def test_default_value_is_one_and_a_waiter_wakes_on_release(redis_sems: RedisSem
     assert sem.slots == 1
     assert sem.acquire()
     waiter = Background(lambda: sem.acquire(timeout=WAIT))
-    time.sleep(0.05)  # not a synchronisation: the waiter must still be waiting after it
+    redis_sems.server.wait_blocked()
     assert waiter.is_alive()
     released = time.monotonic()
     sem.release()
@@ -363,7 +363,7 @@ def test_close_from_another_thread_ends_a_wait(redis_sems: RedisSemaphores) -> N
     holder = redis_sems(name=sem.name)
     assert holder.acquire()
     waiter = Background(lambda: sem.acquire(timeout=WAIT))
-    time.sleep(0.1)
+    redis_sems.server.wait_blocked()
     sem.close()
     outcome = waiter.join()
     assert isinstance(outcome, namedipc.ExistentialError), outcome
@@ -526,7 +526,7 @@ def test_an_idle_waiter_does_not_poll(redis_sems: RedisSemaphores, tcp_proxies: 
     proxy = tcp_proxies(server.port)
     waiter_handle = redis_sems(name=holder.name, lease=lease, url=proxy.url_for(server.url(), server.port))
     waiter = Background(lambda: waiter_handle.acquire(timeout=WAIT))
-    time.sleep(0.3)  # past its first try and into the wait
+    server.wait_blocked()  # past its first try and into the wait
     before = proxy.forwarded[TO_SERVER]
     idle = 1.5
     time.sleep(idle)

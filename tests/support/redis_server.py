@@ -324,6 +324,20 @@ class RedisServer:
         assert isinstance(found, list)
         return sorted(k for k in found if isinstance(k, bytes))
 
+    def blocked_clients(self) -> int:
+        """How many clients are blocked in a command (a waiter's BLPOP) now."""
+        info = self.command("INFO", "clients")
+        assert isinstance(info, bytes)
+        for line in info.decode().splitlines():
+            if line.startswith("blocked_clients:"):
+                return int(line.split(":", 1)[1])
+        raise AssertionError(f"INFO clients has no blocked_clients: {info!r}")
+
+    def wait_blocked(self, count: int = 1, timeout: float = WAIT) -> None:
+        """Returns once `count` clients are blocked in the server (a test
+        waits for waiters to be waiting, not for time to pass)."""
+        poll_until(lambda: self.blocked_clients() >= count, timeout, f"{count} client(s) blocked in the server")
+
     def time(self) -> float:
         """The server's clock, in seconds (TIME)."""
         now = self.command("TIME")
