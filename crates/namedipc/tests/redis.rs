@@ -709,3 +709,45 @@ fn a_restart_that_lost_the_lease_is_reported_and_a_persistent_one_keeps_it() {
         }
     }
 }
+
+#[test]
+fn a_killed_holders_slot_comes_back_when_its_lease_runs_out() {
+    let server = RedisServer::start();
+    let name = unique("killed-holder");
+    let lease = Duration::from_millis(500);
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "holder_process",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
+        .env(
+            "NAMEDIPC_REDIS_TEST_HOLDER",
+            format!("{} {name} {}", server.url(), lease.as_millis()),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = ChildGuard(child);
+    let lines = Lines::of(child.0.stdout.take().unwrap());
+    let their_fence: u64 = lines.next(WAIT, "acquired").parse().unwrap();
+    let sem = open(&server, &name, 1, Duration::from_secs(10));
+    let remaining = sem.holders().unwrap()[0].expires_in;
+    child.0.kill().unwrap();
+    let killed = Instant::now();
+    let mine = sem
+        .acquire_timeout(WAIT)
+        .unwrap()
+        .expect("the dead holder's lease runs out");
+    let took = killed.elapsed();
+    // Waiting ends on the waiter's own timer at the expiry, not a poll.
+    assert!(
+        took <= remaining + Duration::from_millis(250),
+        "{took:?} for {remaining:?}"
+    );
+    assert!(mine.fence > their_fence);
+    sem.release(mine).unwrap();
+}
