@@ -751,3 +751,36 @@ fn a_killed_holders_slot_comes_back_when_its_lease_runs_out() {
     assert!(mine.fence > their_fence);
     sem.release(mine).unwrap();
 }
+
+#[test]
+fn threads_share_one_handle() {
+    let server = RedisServer::start();
+    let name = unique("shared-handle");
+    let sem = Arc::new(open(&server, &name, 2, Duration::from_secs(10)));
+    let inside = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..5)
+        .map(|_| {
+            let (sem, inside, most) = (sem.clone(), inside.clone(), most.clone());
+            thread::spawn(move || {
+                for _ in 0..10 {
+                    let g = sem
+                        .acquire_timeout(WAIT)
+                        .unwrap()
+                        .expect("a slot within the bound");
+                    let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    thread::sleep(Duration::from_millis(2));
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    sem.release(g).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert!(most.load(Ordering::SeqCst) <= 2);
+    assert!(sem.held().is_empty());
+    assert_eq!(sem.value().unwrap(), 2);
+}
