@@ -709,3 +709,78 @@ fn a_restart_that_lost_the_lease_is_reported_and_a_persistent_one_keeps_it() {
         }
     }
 }
+
+#[test]
+fn a_killed_holders_slot_comes_back_when_its_lease_runs_out() {
+    let server = RedisServer::start();
+    let name = unique("killed-holder");
+    let lease = Duration::from_millis(500);
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "holder_process",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
+        .env(
+            "NAMEDIPC_REDIS_TEST_HOLDER",
+            format!("{} {name} {}", server.url(), lease.as_millis()),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = ChildGuard(child);
+    let lines = Lines::of(child.0.stdout.take().unwrap());
+    let their_fence: u64 = lines.next(WAIT, "acquired").parse().unwrap();
+    let sem = open(&server, &name, 1, Duration::from_secs(10));
+    let remaining = sem.holders().unwrap()[0].expires_in;
+    child.0.kill().unwrap();
+    let killed = Instant::now();
+    let mine = sem
+        .acquire_timeout(WAIT)
+        .unwrap()
+        .expect("the dead holder's lease runs out");
+    let took = killed.elapsed();
+    // Waiting ends on the waiter's own timer at the expiry, not a poll.
+    assert!(
+        took <= remaining + Duration::from_millis(250),
+        "{took:?} for {remaining:?}"
+    );
+    assert!(mine.fence > their_fence);
+    sem.release(mine).unwrap();
+}
+
+#[test]
+fn threads_share_one_handle() {
+    let server = RedisServer::start();
+    let name = unique("shared-handle");
+    let sem = Arc::new(open(&server, &name, 2, Duration::from_secs(10)));
+    let inside = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..5)
+        .map(|_| {
+            let (sem, inside, most) = (sem.clone(), inside.clone(), most.clone());
+            thread::spawn(move || {
+                for _ in 0..10 {
+                    let g = sem
+                        .acquire_timeout(WAIT)
+                        .unwrap()
+                        .expect("a slot within the bound");
+                    let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    thread::sleep(Duration::from_millis(2));
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    sem.release(g).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert!(most.load(Ordering::SeqCst) <= 2);
+    assert!(sem.held().is_empty());
+    assert_eq!(sem.value().unwrap(), 2);
+}

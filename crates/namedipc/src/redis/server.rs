@@ -177,7 +177,7 @@ fn describe(err: &RedisError) -> String {
 
 /// Whether `err` says the connection is no longer usable (rather than the
 /// server refusing one command).
-fn breaks_connection(err: &RedisError) -> bool {
+pub(crate) fn breaks_connection(err: &RedisError) -> bool {
     err.is_io_error()
         || err.is_timeout()
         || err.is_connection_dropped()
