@@ -236,10 +236,15 @@ def test_fences_still_increase_after_a_restart_that_lost_everything(
     redis_server.restart(crash=True)
     assert redis_server.keys() == [], "nothing persisted"
     assert sem.acquire(timeout=WAIT), "the handle outlives the restart"
-    assert sem.fence is not None and sem.fence > max(f for f in fences if f is not None)
+    after_restart = sem.fence
+    assert after_restart is not None and after_restart > max(f for f in fences if f is not None)
     sem.release()
+    # Once more, with nothing on the server at all: a new handle, a second crash.
+    redis_server.restart(crash=True)
     fresh = redis_sems(name=sem.name)
-    assert fresh.acquire() and fresh.fence is not None and fresh.fence > sem.fence if sem.fence else True
+    assert fresh.acquire()
+    assert fresh.fence is not None and fresh.fence > after_restart
+    fresh.release()
 
 
 def test_appendfsync_always_admits_no_one_more_after_a_crash(
