@@ -571,3 +571,32 @@ def test_a_normal_exit_gives_back_what_the_process_held(redis_sems: RedisSemapho
     # just before the process ends: at worst its (1 s) lease keeps it.
     full = redis_sems(name=observer.name + "-full")
     poll_until(lambda: full.value == 1, 1.5, "the waiting thread's slot free")
+
+
+def test_unlink_removes_the_semaphore_and_its_holders_learn_it(
+    redis_sems: RedisSemaphores, redis_server: RedisServer
+) -> None:
+    sem = redis_sems(2, lease=LEASE_FOR_UNLINK)
+    assert sem.acquire()
+    its_keys = f"*{{{sem.name}}}*"  # all of its keys share one hash tag: {name}
+    assert redis_server.keys(its_keys) != []
+    sem.unlink()
+    assert redis_server.keys(its_keys) == []
+    poll_until(lambda: sem.lost, LEASE_FOR_UNLINK, "the holder told its lease is lost")
+    with pytest.raises(namedipc.LeaseLost):
+        sem.release()
+    with pytest.raises(namedipc.NotFoundError, match=sem.name):
+        sem.unlink()
+    # The next open creates it anew, with its own slot count.
+    again = redis_sems(3, name=sem.name)
+    assert again.created and again.slots == 3
+    namedipc.unlink_redis_semaphore(again.name.lstrip("/"), url=redis_server.url())
+    with pytest.raises(namedipc.NotFoundError):
+        namedipc.unlink_redis_semaphore(again.name, url=redis_server.url(), connect_timeout=2)
+    with pytest.raises(TypeError, match="name must be a str"):
+        namedipc.unlink_redis_semaphore(3, url=redis_server.url())  # type: ignore[arg-type]
+    with pytest.raises(namedipc.UnavailableError):
+        namedipc.unlink_redis_semaphore(again.name, url=f"redis://127.0.0.1:{free_port()}/0")
+
+
+LEASE_FOR_UNLINK = 0.6

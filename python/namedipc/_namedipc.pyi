@@ -62,6 +62,7 @@ __all__ = [
     "RedisSemaphore",
     "_reopen_redis_semaphore",
     "_lease_class",
+    "unlink_redis_semaphore",
 ]
 
 # The exception classes, made by the bindings at import (errors.rs).
@@ -119,7 +120,8 @@ class UnavailableError(Error, ConnectionError):
 
 @disjoint_base
 class RedisSemaphore:
-    """A counting semaphore on a Redis server, shared across machines."""
+    """A counting semaphore on a Redis server, shared across machines:
+    at most `slots` unexpired leases at once, by the server's clock."""
 
     def __init__(
         self,
@@ -134,6 +136,7 @@ class RedisSemaphore:
     def release(self) -> None: ...
     def holders(self) -> list[Lease]: ...
     def close(self) -> None: ...
+    def unlink(self) -> None: ...
     @property
     def fence(self) -> int | None: ...
     @property
@@ -176,6 +179,9 @@ def _reopen_redis_semaphore(
     cls: type[RedisSemaphore], name: str, url: str, slots: int, lease: float
 ) -> RedisSemaphore: ...
 def _lease_class() -> type[Lease]: ...
+def unlink_redis_semaphore(
+    name: str | bytes, *, url: str | None = None, connect_timeout: SupportsFloat = 5.0
+) -> None: ...
 def _install_asyncio_glue(loader: Callable[[], Any]) -> None: ...
 def _close_all_at_exit() -> None: ...
 

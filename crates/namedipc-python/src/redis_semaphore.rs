@@ -48,6 +48,15 @@ struct Owner {
     task: usize,
 }
 
+/// A counting semaphore on a Redis server, shared across machines:
+/// at most `slots` unexpired leases at once, by the server's clock.
+///
+/// RedisSemaphore(name, value=1, *, url=None, lease=10.0, connect_timeout=5.0)
+/// opens the semaphore `name` ("/gpu") on the server at `url` (default:
+/// $NAMEDIPC_REDIS, then redis://127.0.0.1:6379/0), creating it with `value`
+/// slots if it does not exist. Each slot taken is a lease of `lease` seconds,
+/// renewed in the background; `lost` says when it could not be, `fence` is
+/// the slot's fencing token.
 #[pyclass(
     module = "namedipc",
     name = "RedisSemaphore",
@@ -571,6 +580,17 @@ impl PyRedisSemaphore {
         PyList::new(py, items)
     }
 
+    /// Removes the semaphore from the server now (every key of it): its
+    /// holders' next renewal is refused, so they learn their leases are
+    /// lost, and the next acquire creates it anew. NotFoundError if it is
+    /// not there.
+    fn unlink(&self, py: Python<'_>) -> PyResult<()> {
+        let sem = self.open_sem()?;
+        let (url, name) = (sem.url(), sem.name());
+        py.detach(|| namedipc::redis::unlink(url, name, DEFAULT_CONNECT_TIMEOUT))
+            .map_err(to_py_err)
+    }
+
     /// Gives back every slot the handle holds (best effort) and stops
     /// renewing. Closing twice is harmless.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
@@ -798,9 +818,34 @@ fn _reopen_redis_semaphore<'py>(
     })
 }
 
+/// Removes the redis semaphore `name` from the server at `url` (default:
+/// $NAMEDIPC_REDIS, then redis://127.0.0.1:6379/0); NotFoundError if it is
+/// not there.
+#[pyfunction]
+#[pyo3(signature = (name, *, url = None, connect_timeout = None), text_signature = "(name, *, url=None, connect_timeout=5.0)")]
+fn unlink_redis_semaphore(
+    py: Python<'_>,
+    name: &Bound<'_, PyAny>,
+    url: Option<&Bound<'_, PyAny>>,
+    connect_timeout: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let name = args::name(name)?;
+    let url = url_arg(url)?;
+    let connect_timeout = seconds_arg(
+        connect_timeout,
+        "connect_timeout",
+        DEFAULT_CONNECT_TIMEOUT,
+        MIN_LEASE,
+        MAX_CONNECT_TIMEOUT,
+    )?;
+    py.detach(|| namedipc::redis::unlink(&url, &name, connect_timeout))
+        .map_err(to_py_err)
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyRedisSemaphore>()?;
     m.add_function(wrap_pyfunction!(_reopen_redis_semaphore, m)?)?;
     m.add_function(wrap_pyfunction!(_lease_class, m)?)?;
+    m.add_function(wrap_pyfunction!(unlink_redis_semaphore, m)?)?;
     Ok(())
 }
