@@ -230,13 +230,16 @@ fn owner(py: Python<'_>) -> Owner {
 /// `id()` of the asyncio task running in this thread, 0 if none. Only a
 /// program that imported asyncio can be in a task, so nothing is imported here.
 fn current_task(py: Python<'_>) -> usize {
+    static MODULES: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
     let find = || -> PyResult<usize> {
-        let Some(asyncio) = py
-            .import("sys")?
-            .getattr("modules")?
-            .cast_into::<PyDict>()?
-            .get_item("asyncio")?
-        else {
+        let modules = MODULES.get_or_try_init(py, || {
+            py.import("sys")?
+                .getattr("modules")?
+                .cast_into::<PyDict>()
+                .map(Bound::unbind)
+                .map_err(PyErr::from)
+        })?;
+        let Some(asyncio) = modules.bind(py).get_item("asyncio")? else {
             return Ok(0);
         };
         let running = asyncio.call_method0("_get_running_loop")?;
