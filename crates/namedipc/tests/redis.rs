@@ -503,6 +503,14 @@ fn a_password_is_used_and_a_wrong_one_is_a_clear_error() {
     let sem = open(&server, &name, 1, Duration::from_secs(10));
     let g = sem.acquire().unwrap();
     sem.release(g).unwrap();
+    assert!(sem.url().contains("s3cret-pw"), "url() is the URL as given");
+    for shown in [
+        format!("{sem:?}"),
+        format!("{:?}", RedisSemaphore::options().url(&server.url())),
+        redis::redacted(&server.url()),
+    ] {
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
 
     for url in [
         format!("redis://:wrong-pw@127.0.0.1:{}/0", server.port()),

@@ -104,6 +104,7 @@ mod scripts;
 mod server;
 mod wait;
 
+use std::fmt;
 use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -187,13 +188,24 @@ pub struct RedisSemaphoreInfo {
 }
 
 /// Options for opening a [`RedisSemaphore`]; see [`RedisSemaphore::options`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use]
 pub struct RedisSemaphoreOptions {
     url: String,
     initial_value: u32,
     lease: Duration,
     connect_timeout: Duration,
+}
+
+impl fmt::Debug for RedisSemaphoreOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisSemaphoreOptions")
+            .field("url", &redacted(&self.url))
+            .field("initial_value", &self.initial_value)
+            .field("lease", &self.lease)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
 }
 
 impl RedisSemaphoreOptions {
@@ -294,12 +306,24 @@ impl RedisSemaphoreOptions {
 /// holds any number of grants. Each grant is renewed every lease/3 by a
 /// thread of the handle; dropping the handle closes it, giving back what it
 /// holds.
-#[derive(Debug)]
 pub struct RedisSemaphore {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+impl fmt::Debug for RedisSemaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &self.inner;
+        f.debug_struct("RedisSemaphore")
+            .field("name", &inner.name)
+            .field("url", &inner.server.redacted())
+            .field("slots", &inner.slots)
+            .field("lease", &inner.lease)
+            .field("created", &inner.created)
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     name: String,
     url: String,
