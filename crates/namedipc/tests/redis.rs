@@ -792,3 +792,25 @@ fn threads_share_one_handle() {
     assert!(sem.held().is_empty());
     assert_eq!(sem.value().unwrap(), 2);
 }
+
+#[test]
+fn exactly_one_of_many_openers_creates() {
+    let server = RedisServer::start();
+    let name = unique("race");
+    let barrier = Barrier::new(6);
+    let created: usize = thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    open(&server, &name, 2, Duration::from_secs(10)).created()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| usize::from(h.join().unwrap()))
+            .sum()
+    });
+    assert_eq!(created, 1);
+}
