@@ -106,7 +106,7 @@ mod wait;
 
 use std::fmt;
 use std::fs;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -289,8 +289,9 @@ impl RedisSemaphoreOptions {
                 lease: self.lease,
                 created,
                 host: host_name(),
-                pid: std::process::id(),
+                pid: AtomicU32::new(std::process::id()),
                 main: Mutex::new(link),
+                io_timeout,
                 held,
                 pool,
                 closed: AtomicBool::new(false),
@@ -333,9 +334,13 @@ struct Inner {
     lease: Duration,
     created: bool,
     host: String,
-    pid: u32,
+    /// The process the handle's connections and threads belong to (a
+    /// forked child starts afresh).
+    pid: AtomicU32,
     /// The connection for acquire, release and queries.
     main: Mutex<Link>,
+    /// How long one of its commands may take.
+    io_timeout: Duration,
     held: Arc<Held>,
     pool: Arc<Pool>,
     closed: AtomicBool,
@@ -530,7 +535,7 @@ impl RedisSemaphore {
                 .arg(&id)
                 .arg(inner.slots)
                 .arg(lease_us)
-                .arg(inner.pid)
+                .arg(inner.pid.load(Ordering::Relaxed))
                 .arg(&inner.host)
                 .arg(wait_us)
                 .arg(this)
@@ -613,6 +618,7 @@ impl RedisSemaphore {
     /// oldest first.
     #[must_use]
     pub fn held(&self) -> Vec<Grant> {
+        self.after_fork();
         self.inner.held.grants()
     }
 
@@ -621,6 +627,7 @@ impl RedisSemaphore {
     /// hold.
     #[must_use]
     pub fn is_lost(&self, grant: Grant) -> bool {
+        self.after_fork();
         self.inner.held.is_lost(grant)
     }
 
@@ -704,10 +711,32 @@ impl RedisSemaphore {
 
     fn check_open(&self) -> Result<()> {
         if self.is_closed() {
-            Err(self.closed_error())
-        } else {
-            Ok(())
+            return Err(self.closed_error());
         }
+        self.after_fork();
+        Ok(())
+    }
+
+    /// In a child forked from the process that used the handle: the
+    /// parent's connections (whose sockets the child shares) and grants are
+    /// not the child's, and its threads did not come along. The child
+    /// forgets them and starts afresh; the parent's grants stay the
+    /// parent's.
+    fn after_fork(&self) {
+        let inner = &self.inner;
+        let me = std::process::id();
+        if inner.pid.load(Ordering::Relaxed) == me {
+            return;
+        }
+        let mut link = inner.main.lock().unwrap_or_else(PoisonError::into_inner);
+        if inner.pid.load(Ordering::Relaxed) == me {
+            return;
+        }
+        // Dropping the child's copy of a socket leaves the parent's open.
+        *link = Link::new(inner.io_timeout);
+        inner.held.forget_after_fork();
+        inner.pool.forget_after_fork();
+        inner.pid.store(me, Ordering::Relaxed);
     }
 
     fn closed_error(&self) -> Error {
