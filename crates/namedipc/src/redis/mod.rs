@@ -97,6 +97,15 @@
 //! is sent once more on a new one, for the server may have restarted). A
 //! handle outlives a server restart or a dropped connection: its next call
 //! reconnects, and a lease that ran out meanwhile is reported lost.
+//!
+//! # fork
+//!
+//! A child forked from a process that used a handle gets the handle
+//! without its grants (they stay the parent's, renewed by the parent) and
+//! without its connections and threads: its first call opens connections of
+//! its own. Forking while another thread of the parent is inside a call on
+//! the same handle is not supported (that thread's lock would stay taken in
+//! the child).
 
 mod held;
 mod keys;
