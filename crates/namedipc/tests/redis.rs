@@ -503,6 +503,14 @@ fn a_password_is_used_and_a_wrong_one_is_a_clear_error() {
     let sem = open(&server, &name, 1, Duration::from_secs(10));
     let g = sem.acquire().unwrap();
     sem.release(g).unwrap();
+    assert!(sem.url().contains("s3cret-pw"), "url() is the URL as given");
+    for shown in [
+        format!("{sem:?}"),
+        format!("{:?}", RedisSemaphore::options().url(&server.url())),
+        redis::redacted(&server.url()),
+    ] {
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
 
     for url in [
         format!("redis://:wrong-pw@127.0.0.1:{}/0", server.port()),
@@ -783,4 +791,92 @@ fn threads_share_one_handle() {
     assert!(most.load(Ordering::SeqCst) <= 2);
     assert!(sem.held().is_empty());
     assert_eq!(sem.value().unwrap(), 2);
+}
+
+#[test]
+fn exactly_one_of_many_openers_creates() {
+    let server = RedisServer::start();
+    let name = unique("race");
+    let barrier = Barrier::new(6);
+    let created: usize = thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    open(&server, &name, 2, Duration::from_secs(10)).created()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| usize::from(h.join().unwrap()))
+            .sum()
+    });
+    assert_eq!(created, 1);
+}
+
+/// fork(2) and waitpid(2) for the next test.
+#[allow(unsafe_code)]
+mod forking {
+    /// Runs `child` in a forked child, which exits with its result (0 or
+    /// 1); returns that exit code.
+    pub fn in_child(child: impl FnOnce() -> bool) -> i32 {
+        // SAFETY: the child runs only `child` and then _exit, never
+        // returning into the test harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(false);
+            // SAFETY: ends the child at once, without the parent's exit handlers.
+            unsafe { libc::_exit(i32::from(!ok)) };
+        }
+        let deadline = std::time::Instant::now() + super::WAIT;
+        let mut status = 0;
+        loop {
+            // SAFETY: `pid` is our child; `status` is a valid out-parameter.
+            let waited = unsafe { libc::waitpid(pid, &raw mut status, libc::WNOHANG) };
+            if waited == pid {
+                break;
+            }
+            assert_eq!(waited, 0, "waitpid failed");
+            if std::time::Instant::now() > deadline {
+                super::redis_server::signal(pid.unsigned_abs(), "KILL");
+                // SAFETY: as above; the child is dead, so this returns.
+                unsafe { libc::waitpid(pid, &raw mut status, 0) };
+                panic!("the forked child did not finish in time");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(libc::WIFEXITED(status), "the child did not exit: {status}");
+        libc::WEXITSTATUS(status)
+    }
+}
+
+#[test]
+fn a_forked_child_starts_afresh_and_leaves_the_parents_grants_alone() {
+    let server = RedisServer::start();
+    let name = unique("fork");
+    let sem = open(&server, &name, 2, Duration::from_secs(10));
+    let parents = sem.acquire().unwrap();
+    let code = forking::in_child(|| {
+        // The parent's grant is not the child's: not held, not releasable.
+        if !sem.held().is_empty() || !matches!(sem.release(parents), Err(Error::NotHeld { .. })) {
+            return false;
+        }
+        // A grant of its own, on connections of its own.
+        let Ok(mine) = sem.acquire() else {
+            return false;
+        };
+        let holders = sem.holders().unwrap_or_default();
+        mine.slot != parents.slot
+            && holders
+                .iter()
+                .any(|h| h.pid == std::process::id() && h.fence == mine.fence)
+            && sem.release(mine).is_ok()
+    });
+    assert_eq!(code, 0, "the child's checks failed");
+    // The parent's connection was not disturbed by the child's.
+    assert_eq!(sem.held(), vec![parents]);
+    assert_eq!(sem.value().unwrap(), 1);
+    sem.release(parents).unwrap();
 }

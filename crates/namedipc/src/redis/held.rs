@@ -134,6 +134,15 @@ impl Held {
         matches!(self.find(grant), Found::Held { lost: true })
     }
 
+    /// In a forked child: the grants are the parent's, and the keep-alive
+    /// thread stayed with it; the next grant starts one for the child.
+    pub(crate) fn forget_after_fork(&self) {
+        let mut state = self.lock();
+        state.entries.clear();
+        state.planned = None;
+        state.started = false;
+    }
+
     /// Stops the keep-alive thread.
     pub(crate) fn stop(&self) {
         self.lock().stop = true;

@@ -97,6 +97,15 @@
 //! is sent once more on a new one, for the server may have restarted). A
 //! handle outlives a server restart or a dropped connection: its next call
 //! reconnects, and a lease that ran out meanwhile is reported lost.
+//!
+//! # fork
+//!
+//! A child forked from a process that used a handle gets the handle
+//! without its grants (they stay the parent's, renewed by the parent) and
+//! without its connections and threads: its first call opens connections of
+//! its own. Forking while another thread of the parent is inside a call on
+//! the same handle is not supported (that thread's lock would stay taken in
+//! the child).
 
 mod held;
 mod keys;
@@ -104,8 +113,9 @@ mod scripts;
 mod server;
 mod wait;
 
+use std::fmt;
 use std::fs;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -187,13 +197,24 @@ pub struct RedisSemaphoreInfo {
 }
 
 /// Options for opening a [`RedisSemaphore`]; see [`RedisSemaphore::options`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use]
 pub struct RedisSemaphoreOptions {
     url: String,
     initial_value: u32,
     lease: Duration,
     connect_timeout: Duration,
+}
+
+impl fmt::Debug for RedisSemaphoreOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisSemaphoreOptions")
+            .field("url", &redacted(&self.url))
+            .field("initial_value", &self.initial_value)
+            .field("lease", &self.lease)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
 }
 
 impl RedisSemaphoreOptions {
@@ -277,8 +298,9 @@ impl RedisSemaphoreOptions {
                 lease: self.lease,
                 created,
                 host: host_name(),
-                pid: std::process::id(),
+                pid: AtomicU32::new(std::process::id()),
                 main: Mutex::new(link),
+                io_timeout,
                 held,
                 pool,
                 closed: AtomicBool::new(false),
@@ -294,12 +316,24 @@ impl RedisSemaphoreOptions {
 /// holds any number of grants. Each grant is renewed every lease/3 by a
 /// thread of the handle; dropping the handle closes it, giving back what it
 /// holds.
-#[derive(Debug)]
 pub struct RedisSemaphore {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+impl fmt::Debug for RedisSemaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &self.inner;
+        f.debug_struct("RedisSemaphore")
+            .field("name", &inner.name)
+            .field("url", &inner.server.redacted())
+            .field("slots", &inner.slots)
+            .field("lease", &inner.lease)
+            .field("created", &inner.created)
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     name: String,
     url: String,
@@ -309,9 +343,13 @@ struct Inner {
     lease: Duration,
     created: bool,
     host: String,
-    pid: u32,
+    /// The process the handle's connections and threads belong to (a
+    /// forked child starts afresh).
+    pid: AtomicU32,
     /// The connection for acquire, release and queries.
     main: Mutex<Link>,
+    /// How long one of its commands may take.
+    io_timeout: Duration,
     held: Arc<Held>,
     pool: Arc<Pool>,
     closed: AtomicBool,
@@ -506,7 +544,7 @@ impl RedisSemaphore {
                 .arg(&id)
                 .arg(inner.slots)
                 .arg(lease_us)
-                .arg(inner.pid)
+                .arg(inner.pid.load(Ordering::Relaxed))
                 .arg(&inner.host)
                 .arg(wait_us)
                 .arg(this)
@@ -589,6 +627,7 @@ impl RedisSemaphore {
     /// oldest first.
     #[must_use]
     pub fn held(&self) -> Vec<Grant> {
+        self.after_fork();
         self.inner.held.grants()
     }
 
@@ -597,6 +636,7 @@ impl RedisSemaphore {
     /// hold.
     #[must_use]
     pub fn is_lost(&self, grant: Grant) -> bool {
+        self.after_fork();
         self.inner.held.is_lost(grant)
     }
 
@@ -680,10 +720,32 @@ impl RedisSemaphore {
 
     fn check_open(&self) -> Result<()> {
         if self.is_closed() {
-            Err(self.closed_error())
-        } else {
-            Ok(())
+            return Err(self.closed_error());
         }
+        self.after_fork();
+        Ok(())
+    }
+
+    /// In a child forked from the process that used the handle: the
+    /// parent's connections (whose sockets the child shares) and grants are
+    /// not the child's, and its threads did not come along. The child
+    /// forgets them and starts afresh; the parent's grants stay the
+    /// parent's.
+    fn after_fork(&self) {
+        let inner = &self.inner;
+        let me = std::process::id();
+        if inner.pid.load(Ordering::Relaxed) == me {
+            return;
+        }
+        let mut link = inner.main.lock().unwrap_or_else(PoisonError::into_inner);
+        if inner.pid.load(Ordering::Relaxed) == me {
+            return;
+        }
+        // Dropping the child's copy of a socket leaves the parent's open.
+        *link = Link::new(inner.io_timeout);
+        inner.held.forget_after_fork();
+        inner.pool.forget_after_fork();
+        inner.pid.store(me, Ordering::Relaxed);
     }
 
     fn closed_error(&self) -> Error {

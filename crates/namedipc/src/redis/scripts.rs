@@ -183,6 +183,10 @@ return result
 const LEAVE: &str = r"
 expire()
 redis.call('ZREM', waiters, ARGV[1])
+if redis.call('ZCARD', waiters) == 0 then
+    -- Nobody is left to take a token: none is kept.
+    redis.call('DEL', wake)
+end
 wake_waiters()
 return 1
 ";

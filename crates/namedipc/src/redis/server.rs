@@ -50,11 +50,19 @@ fn query_param<'u>(url: &'u str, key: &str) -> Option<&'u str> {
 }
 
 /// A server, as a URL names it.
-#[derive(Debug)]
 pub(crate) struct Server {
     client: Client,
     redacted: String,
     connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the client: its connection info holds the password.
+        f.debug_struct("Server")
+            .field("url", &self.redacted)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Server {

@@ -141,6 +141,14 @@ impl Pool {
         }
     }
 
+    /// In a forked child: the waiters' threads stayed with the parent.
+    pub(crate) fn forget_after_fork(&self) {
+        // Their connections are the parent's sockets too; dropping the
+        // child's copies is all that is done with them.
+        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(PoisonError::into_inner));
+        drop(idle);
+    }
+
     /// Drops every idle waiter (their threads end).
     pub(crate) fn clear(&self) {
         self.idle
