@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 
 import pytest
@@ -600,3 +601,33 @@ def test_unlink_removes_the_semaphore_and_its_holders_learn_it(
 
 
 LEASE_FOR_UNLINK = 0.6
+
+
+def test_a_forked_child_holds_none_of_its_parents_slots(redis_sems: RedisSemaphores) -> None:
+    sem = redis_sems(2)
+    assert sem.acquire()
+    parent_fence = sem.fence
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads running (3.12+)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            held_none = sem.fence is None
+            took = sem.acquire(timeout=WAIT)
+            own = sem.fence is not None and sem.fence != parent_fence
+            sem.release()
+            code = 0 if held_none and took and own else 2
+        finally:
+            os.write(write_end, bytes([code]))
+            os._exit(code)
+    os.close(write_end)
+    try:
+        assert os.read(read_end, 1) == b"\x00", "the child saw none of the parent's slots and took its own"
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    assert sem.fence == parent_fence
+    sem.release()
+    assert sem.value == 2
