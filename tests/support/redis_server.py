@@ -187,7 +187,9 @@ class RedisServer:
         return argv + list(self.extra)
 
     def start(self) -> RedisServer:
-        """Starts the server and waits (bounded) until it answers PING."""
+        """Starts the server and waits (bounded) until it answers PING.
+        Call it from a thread that outlives the server (the test's own):
+        the kernel ends the server when the thread that started it ends."""
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.proc = subprocess.Popen(
             self._argv(),

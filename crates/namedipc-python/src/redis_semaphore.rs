@@ -105,8 +105,7 @@ impl PyRedisSemaphore {
         self.owners().retain(|(_, g)| *g != grant);
     }
 
-    /// The caller's latest grant still held; else, if `only_one`, the
-    /// handle's grant when it holds exactly one, or else its oldest.
+    /// The caller's latest grant still held; else as `fallback` says.
     fn current(&self, py: Python<'_>, sem: &RedisSemaphore, fallback: Fallback) -> Option<Grant> {
         let held = sem.held();
         if held.is_empty() {
