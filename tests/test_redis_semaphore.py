@@ -631,3 +631,17 @@ def test_a_forked_child_holds_none_of_its_parents_slots(redis_sems: RedisSemapho
     assert sem.fence == parent_fence
     sem.release()
     assert sem.value == 2
+
+
+def test_one_name_names_a_local_and_a_distributed_semaphore(redis_sems: RedisSemaphores) -> None:
+    name = redis_sems.name()
+    distributed = redis_sems(1, name=name)
+    local = namedipc.RobustSemaphore(name, 1)
+    try:
+        assert local.name == distributed.name == name
+        assert distributed.acquire(False)
+        assert local.acquire(False), "each in its own namespace"
+        local.release()
+        distributed.release()
+    finally:
+        local.close()
