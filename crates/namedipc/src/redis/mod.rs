@@ -54,7 +54,7 @@
 //!   the grant is lost, even if the server never answered.
 //! - **waiting** is pushed, not polled: a waiter registers on the server
 //!   and blocks in BLPOP on the semaphore's wake list (on a connection of
-//!   its own, so the caller keeps checking `keep_waiting` every 50 ms
+//!   its own, so the caller keeps checking `keep_waiting` every 20 ms
 //!   without a word to the server); a release pushes one token per free
 //!   slot that a registered waiter could take (so the list stays no longer
 //!   than the waiters), Redis hands tokens to the longest-blocked client
@@ -138,7 +138,7 @@ pub const MAX_SLOTS: u32 = 100_000;
 const LEASE_RANGE: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(86_400));
 
 /// How often a waiting caller looks at its `keep_waiting` at least.
-const CHECK_EVERY: Duration = Duration::from_millis(50);
+const CHECK_EVERY: Duration = Duration::from_millis(20);
 
 /// How long a waiter's registration on the server outlasts the wait it
 /// announced, so that it is not dropped while it blocks.
@@ -409,8 +409,9 @@ impl RedisSemaphore {
     }
 
     /// Waits up to `timeout` (None: for ever). While it waits it calls
-    /// `keep_waiting` at least every 50 ms, locally, sending no command to
-    /// the server for it. When `keep_waiting` returns false the wait ends
+    /// `keep_waiting` at least every 20 ms (the rule for Python's waits),
+    /// locally, sending no command to the server for it. When
+    /// `keep_waiting` returns false the wait ends
     /// with `Error::Interrupted` and no slot is left taken (a wake-up it
     /// consumed goes to the next waiter).
     ///
