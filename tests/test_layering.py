@@ -29,6 +29,7 @@ CORE_RANKS: dict[str, int] = {
     "shm": 4,
     "mqueue": 4,
     "robust": 4,
+    "redis": 4,
     "inventory": 5,
     "cli": 6,
     # The crate root and the binary sit above everything.
@@ -51,6 +52,11 @@ ROOT_EXPORTS: dict[str, str] = {
     "MessageQueueOptions": "mqueue",
     "RobustSemaphore": "robust",
     "RobustSemaphoreOptions": "robust",
+    "RedisSemaphore": "redis",
+    "RedisSemaphoreOptions": "redis",
+    "RedisSemaphoreInfo": "redis",
+    "Grant": "redis",
+    "Lease": "redis",
 }
 
 CRATE_PATH = re.compile(r"\bcrate::(\w+)")

@@ -17,6 +17,9 @@ pub enum ObjectKind {
     MessageQueue,
     /// A crash-safe semaphore ([`crate::robust::RobustSemaphore`]).
     RobustSemaphore,
+    /// A semaphore on a Redis server (`namedipc::redis::RedisSemaphore`,
+    /// feature `redis`).
+    RedisSemaphore,
 }
 
 impl fmt::Display for ObjectKind {
@@ -26,6 +29,7 @@ impl fmt::Display for ObjectKind {
             Self::SharedMemory => "shared memory segment",
             Self::MessageQueue => "message queue",
             Self::RobustSemaphore => "robust semaphore",
+            Self::RedisSemaphore => "redis semaphore",
         })
     }
 }
@@ -184,6 +188,34 @@ pub enum Error {
         /// What kept happening.
         what: String,
     },
+    /// The lease behind a grant of a redis semaphore was lost: it expired by
+    /// the server's clock (or the semaphore was removed), or the client could
+    /// not renew it before its local deadline. Nothing was freed for it.
+    #[error(
+        "lease of redis semaphore '{name}' was lost: it expired by the server's clock or could \
+         not be renewed in time; the slot may already belong to another holder"
+    )]
+    LeaseLost {
+        /// The name of the semaphore.
+        name: String,
+    },
+    /// A server could not be reached or refused the client: connect timeout,
+    /// a connection reset, a read that timed out, a failed authentication.
+    #[error("redis server {url} is unavailable: {reason}")]
+    Unavailable {
+        /// The server's URL with any password replaced by `***`.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A release of a grant (a slot) that this handle does not hold.
+    #[error("{kind} '{name}': this handle does not hold that slot (released already, or acquired through another handle)")]
+    NotHeld {
+        /// The kind of object.
+        kind: ObjectKind,
+        /// The name as given.
+        name: String,
+    },
     /// Any other failure of the OS.
     #[error("{operation} on {kind} '{name}' failed: {source}")]
     Os {
@@ -215,6 +247,9 @@ impl Error {
             | Self::InvalidArgument(_)
             | Self::Corrupt { .. }
             | Self::Contended { .. }
+            | Self::LeaseLost { .. }
+            | Self::Unavailable { .. }
+            | Self::NotHeld { .. }
             | Self::Closed { .. } => None,
         }
     }
@@ -233,8 +268,10 @@ impl Error {
             | Self::Overflow { name, .. }
             | Self::Closed { name, .. }
             | Self::Contended { name, .. }
+            | Self::LeaseLost { name }
+            | Self::NotHeld { name, .. }
             | Self::Os { name, .. } => Some(name),
-            Self::InvalidArgument(_) => None,
+            Self::InvalidArgument(_) | Self::Unavailable { .. } => None,
         }
     }
 

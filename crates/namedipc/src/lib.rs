@@ -31,6 +31,8 @@ mod existence;
 pub mod inventory;
 pub mod mqueue;
 pub mod paths;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod robust;
 pub mod semaphore;
 pub mod shm;
@@ -39,6 +41,8 @@ mod sys;
 // The README's and the docs' Rust examples, run by `cargo test` as doctests.
 mod doctests;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{Grant, Lease, RedisSemaphore, RedisSemaphoreInfo, RedisSemaphoreOptions};
 pub use error::{BusyReason, Error, ObjectKind, Result};
 pub use existence::Existence;
 pub use mqueue::{MessageQueue, MessageQueueOptions};

@@ -178,7 +178,7 @@ pub(crate) fn name_of_file(kind: ObjectKind, file_name: &str) -> Option<String> 
         ObjectKind::Semaphore => file_name.strip_prefix(SEMAPHORE_FILE_PREFIX)?,
         ObjectKind::RobustSemaphore => file_name.strip_prefix(ROBUST_FILE_PREFIX)?,
         ObjectKind::SharedMemory => file_name,
-        ObjectKind::MessageQueue => return None,
+        ObjectKind::MessageQueue | ObjectKind::RedisSemaphore => return None,
     };
     (!body.is_empty()).then(|| format!("/{body}"))
 }
@@ -197,7 +197,9 @@ pub(crate) fn to_c_name(kind: ObjectKind, name: &str) -> Result<CString> {
     let max = match kind {
         ObjectKind::Semaphore => SEMAPHORE_NAME_MAX,
         ObjectKind::SharedMemory | ObjectKind::MessageQueue => NAME_MAX,
-        ObjectKind::RobustSemaphore => ROBUST_NAME_MAX,
+        // A distributed semaphore takes the names a robust one does, so
+        // one string can name both.
+        ObjectKind::RobustSemaphore | ObjectKind::RedisSemaphore => ROBUST_NAME_MAX,
     };
     let invalid = || Error::InvalidName {
         kind,

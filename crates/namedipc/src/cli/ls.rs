@@ -25,6 +25,7 @@ fn type_label(kind: ObjectKind) -> &'static str {
         ObjectKind::SharedMemory => "shm",
         ObjectKind::MessageQueue => "mq",
         ObjectKind::RobustSemaphore => "robust",
+        ObjectKind::RedisSemaphore => "redis",
     }
 }
 

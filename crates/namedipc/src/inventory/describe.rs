@@ -71,6 +71,8 @@ pub(super) fn describe_shm_file(kind: ObjectKind, name: &str, path: &Path) -> Op
                 Details::RobustSemaphore(None)
             }
         },
+        // Lives on a server, never in a file.
+        ObjectKind::RedisSemaphore => return None,
         ObjectKind::SharedMemory | ObjectKind::MessageQueue => {
             Details::SharedMemory { size: meta.len() }
         }

@@ -259,6 +259,7 @@ fn kind_rank(kind: ObjectKind) -> u8 {
         ObjectKind::SharedMemory => 1,
         ObjectKind::MessageQueue => 2,
         ObjectKind::RobustSemaphore => 3,
+        ObjectKind::RedisSemaphore => 4,
     }
 }
 

@@ -78,6 +78,10 @@ pub fn remove(kind: ObjectKind, name: &str) -> Result<()> {
         ObjectKind::Semaphore => crate::semaphore::unlink(name),
         ObjectKind::RobustSemaphore => robust::unlink(name),
         ObjectKind::SharedMemory | ObjectKind::MessageQueue => crate::shm::unlink(name),
+        ObjectKind::RedisSemaphore => Err(Error::InvalidArgument(format!(
+            "redis semaphore '{}' lives on a server, not in a file; remove it with redis::unlink",
+            paths::canonical(name)
+        ))),
     }
 }
 
