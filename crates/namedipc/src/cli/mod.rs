@@ -157,7 +157,12 @@ struct RedisArg {
 #[derive(Debug, Args)]
 struct LsArgs {
     /// List only objects of this kind
-    #[arg(long = "type", short = 't', value_name = "TYPE", conflicts_with = "url")]
+    #[arg(
+        long = "type",
+        short = 't',
+        value_name = "TYPE",
+        conflicts_with = "url"
+    )]
     kind: Option<Kind>,
     #[command(flatten)]
     redis: RedisArg,
@@ -172,7 +177,12 @@ struct InfoArgs {
     /// The name, e.g. /jobs (the leading slash may be left out)
     name: String,
     /// Show only the object of this kind (a name may belong to several kinds at once)
-    #[arg(long = "type", short = 't', value_name = "TYPE", conflicts_with = "url")]
+    #[arg(
+        long = "type",
+        short = 't',
+        value_name = "TYPE",
+        conflicts_with = "url"
+    )]
     kind: Option<Kind>,
     #[command(flatten)]
     redis: RedisArg,

@@ -165,9 +165,8 @@ fn held_for(since: SystemTime) -> String {
 
 /// " since 2026-12-02 00:50:01 UTC (5s ago)".
 fn held_since(since: SystemTime) -> String {
-    let ago = show::age(since).map_or_else(String::new, |d| {
-        format!(" ({} ago)", show::duration(d))
-    });
+    let ago =
+        show::age(since).map_or_else(String::new, |d| format!(" ({} ago)", show::duration(d)));
     format!(" since {}{ago}", show::utc(since))
 }
 
