@@ -53,6 +53,10 @@ apt_install() {
 
 ensure_system_tools() {
     command -v cc >/dev/null 2>&1 && command -v gcc >/dev/null 2>&1 || apt_install gcc libc6-dev
+    # The Redis tests start Debian's redis-server themselves (tests/support/redis_server.py)
+    # and make a TLS certificate with openssl.
+    [ -x /usr/bin/redis-server ] || apt_install redis-server
+    command -v openssl >/dev/null 2>&1 || apt_install openssl
     for component in rustfmt clippy; do
         if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
             log "adding the rustup component $component"
