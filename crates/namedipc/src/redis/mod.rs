@@ -2,9 +2,41 @@
 //!
 //! (Skeleton: the protocol is being written; see issue 11.)
 
-use std::time::{Duration, SystemTime};
+mod held;
+mod keys;
+mod scripts;
+mod server;
+mod wait;
 
-use crate::error::Result;
+use std::fs;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use ::redis::{Connection, RedisResult, ScriptInvocation, Value};
+
+use self::held::{Found, Held};
+use self::keys::Keys;
+use self::scripts::scripts;
+use self::server::{Link, Server};
+use self::wait::{Outcome, Pending, Pool};
+use crate::error::{Error, ObjectKind, Result};
+use crate::{paths, sys};
+
+const KIND: ObjectKind = ObjectKind::RedisSemaphore;
+
+/// The most slots a semaphore may have (creating one writes each slot).
+pub const MAX_SLOTS: u32 = 100_000;
+
+/// The shortest and the longest lease.
+const LEASE_RANGE: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(86_400));
+
+/// How often a waiting caller looks at its `keep_waiting` at least.
+const CHECK_EVERY: Duration = Duration::from_millis(50);
+
+/// How long a waiter's registration on the server outlasts the wait it
+/// announced, so that it is not dropped while it blocks.
+const REGISTRATION_SLACK: Duration = Duration::from_secs(2);
 
 /// The URL used when none is given. Callers resolve `NAMEDIPC_REDIS`
 /// themselves; this is the fallback.
@@ -94,22 +126,119 @@ impl RedisSemaphoreOptions {
         self
     }
 
-    /// Opens the semaphore `name` on the server, creating it if it does not exist.
+    /// Opens the semaphore `name` on the server, creating it with
+    /// [`initial_value`](Self::initial_value) slots if it does not exist.
+    ///
+    /// Checks the URL, name, slots, lease and timeout (`InvalidArgument`,
+    /// `InvalidName`), then asks the server in one round trip;
+    /// `Unavailable` if it cannot be reached within the connect timeout.
     pub fn open(self, name: &str) -> Result<RedisSemaphore> {
-        let _ = (name, self);
-        todo!()
+        paths::to_c_name(KIND, name)?;
+        let name = paths::canonical(name);
+        if !(1..=MAX_SLOTS).contains(&self.initial_value) {
+            return Err(Error::InvalidArgument(format!(
+                "redis semaphore '{name}': the number of slots must be 1 to {MAX_SLOTS}, not {}",
+                self.initial_value
+            )));
+        }
+        if !(LEASE_RANGE.0..=LEASE_RANGE.1).contains(&self.lease) {
+            return Err(Error::InvalidArgument(format!(
+                "redis semaphore '{name}': the lease must be {:?} to {:?}, not {:?}",
+                LEASE_RANGE.0, LEASE_RANGE.1, self.lease
+            )));
+        }
+        let server = Arc::new(Server::new(&self.url, self.connect_timeout)?);
+        let keys = Keys::of(&name);
+        // A call may take as long as connecting may.
+        let io_timeout = self.connect_timeout;
+        let mut link = Link::new(io_timeout);
+        let slots = self.initial_value;
+        let opened = link.call(&server, &name, |con| {
+            invocation(&scripts().open, &keys)
+                .arg(slots)
+                .invoke::<Vec<i64>>(con)
+        })?;
+        let (created, slots) = match opened.as_slice() {
+            [created, slots] => (*created == 1, u32::try_from(*slots).ok()),
+            _ => (false, None),
+        };
+        let Some(slots) = slots.filter(|s| *s >= 1) else {
+            return Err(corrupt(
+                &name,
+                &server,
+                "its slot count is not a positive number",
+            ));
+        };
+        let held = Arc::new(Held::new(self.lease));
+        let pool = Pool::new(Arc::clone(&server), keys.clone(), name.clone(), io_timeout);
+        Ok(RedisSemaphore {
+            inner: Arc::new(Inner {
+                name,
+                url: self.url,
+                server,
+                keys,
+                slots,
+                lease: self.lease,
+                created,
+                host: host_name(),
+                pid: std::process::id(),
+                main: Mutex::new(link),
+                held,
+                pool,
+                closed: AtomicBool::new(false),
+            }),
+        })
     }
 }
 
-/// A counting semaphore on a Redis server. `Send + Sync`: threads share one
-/// handle, which holds any number of grants.
+/// A counting semaphore on a Redis server: at most `slots` unexpired leases
+/// at once, by the server's clock.
+///
+/// `Send + Sync`: threads share one handle (`&self` everywhere), which
+/// holds any number of grants. Each grant is renewed every lease/3 by a
+/// thread of the handle; dropping the handle closes it, giving back what it
+/// holds.
 #[derive(Debug)]
 pub struct RedisSemaphore {
-    _private: (),
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    name: String,
+    url: String,
+    server: Arc<Server>,
+    keys: Keys,
+    slots: u32,
+    lease: Duration,
+    created: bool,
+    host: String,
+    pid: u32,
+    /// The connection for acquire, release and queries.
+    main: Mutex<Link>,
+    held: Arc<Held>,
+    pool: Arc<Pool>,
+    closed: AtomicBool,
+}
+
+/// What one acquire attempt found.
+enum Attempt {
+    Granted(Grant),
+    /// No slot free; the earliest lease runs out this far ahead (None: no
+    /// holder at all).
+    Busy(Option<Duration>),
+}
+
+impl Grant {
+    /// The holder id as the server knows it: 32 hex digits.
+    fn holder_id(&self) -> String {
+        format!("{:032x}", self.holder)
+    }
 }
 
 impl RedisSemaphore {
-    /// Options with their defaults.
+    /// Options with their defaults: [`DEFAULT_URL`], one slot,
+    /// [`DEFAULT_LEASE`], a 5 s connect timeout.
     pub fn options() -> RedisSemaphoreOptions {
         RedisSemaphoreOptions {
             url: DEFAULT_URL.to_owned(),
@@ -126,123 +255,523 @@ impl RedisSemaphore {
 
     /// Waits until a slot is free and takes it.
     pub fn acquire(&self) -> Result<Grant> {
-        todo!()
+        self.acquire_while(None, &mut || true)?
+            .ok_or_else(|| self.busy())
     }
 
-    /// Takes a slot if one is free now.
+    /// Takes a slot if one is free now (one round trip).
     pub fn try_acquire(&self) -> Result<Option<Grant>> {
-        todo!()
+        self.check_open()?;
+        let holder = new_holder()?;
+        match self.attempt(holder, Duration::ZERO)? {
+            Attempt::Granted(grant) => Ok(Some(grant)),
+            Attempt::Busy(_) => Ok(None),
+        }
     }
 
     /// Waits at most `timeout` for a slot.
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<Grant>> {
-        let _ = timeout;
-        todo!()
+        self.acquire_while(Some(timeout), &mut || true)
     }
 
-    /// Waits up to `timeout` (None: for ever), calling `keep_waiting` at
-    /// least every 50 ms; when it returns false the wait ends with
-    /// `Error::Interrupted` and no slot is left taken.
+    /// Waits up to `timeout` (None: for ever). While it waits it calls
+    /// `keep_waiting` at least every 50 ms, locally, sending no command to
+    /// the server for it. When `keep_waiting` returns false the wait ends
+    /// with `Error::Interrupted` and no slot is left taken (a wake-up it
+    /// consumed goes to the next waiter).
+    ///
+    /// The wait is pushed: the caller blocks in BLPOP on the semaphore's
+    /// wake list (on a connection of a waiter thread), woken by a release,
+    /// and tries again by itself when the earliest lease runs out.
     pub fn acquire_while(
         &self,
         timeout: Option<Duration>,
         keep_waiting: &mut dyn FnMut() -> bool,
     ) -> Result<Option<Grant>> {
-        let _ = (timeout, keep_waiting);
-        todo!()
+        self.check_open()?;
+        let inner = &self.inner;
+        let end = timeout.and_then(|t| Instant::now().checked_add(t));
+        let holder = new_holder()?;
+        // An idle waiter sends one BLPOP per this long at most.
+        let cap = inner.lease;
+        let mut pending: Option<Pending> = None;
+        let mut registered = false;
+        let outcome = 'wait: loop {
+            let now = Instant::now();
+            let left = end.map(|end| end.saturating_duration_since(now));
+            let announce = if left == Some(Duration::ZERO) {
+                Duration::ZERO
+            } else {
+                left.map_or(cap, |l| l.min(cap)) + REGISTRATION_SLACK
+            };
+            let attempt = self.attempt(holder, announce);
+            registered |= !announce.is_zero();
+            let earliest = match attempt {
+                Ok(Attempt::Granted(grant)) => break Ok(Some(grant)),
+                Err(e) => break Err(e),
+                Ok(Attempt::Busy(earliest)) => earliest,
+            };
+            if left == Some(Duration::ZERO) {
+                break Ok(None);
+            }
+            let now = Instant::now();
+            let mut wake_at = now + cap;
+            if let Some(earliest) = earliest {
+                // Tried again just after the earliest lease runs out.
+                wake_at = wake_at.min(now + earliest + Duration::from_millis(1));
+            }
+            if let Some(end) = end {
+                wake_at = wake_at.min(end);
+            }
+            if pending.is_none() {
+                let block = left.map_or(cap, |l| l.min(cap));
+                pending = Some(inner.pool.start(block, holder_hex(holder)));
+            }
+            loop {
+                if !keep_waiting() {
+                    break 'wait Err(Error::Interrupted {
+                        kind: KIND,
+                        name: inner.name.clone(),
+                    });
+                }
+                if inner.closed.load(Ordering::SeqCst) {
+                    break 'wait Err(self.closed_error());
+                }
+                let now = Instant::now();
+                if now >= wake_at {
+                    break;
+                }
+                let slice = CHECK_EVERY.min(wake_at - now);
+                let Some(waiting) = &pending else {
+                    std::thread::sleep(slice);
+                    continue;
+                };
+                match waiting.poll(slice) {
+                    Outcome::NotYet => {}
+                    Outcome::Done(Ok(_)) => {
+                        pending = None;
+                        break;
+                    }
+                    Outcome::Done(Err(_)) => {
+                        // The waiter's connection failed: wait on the
+                        // local timer alone (at most a second) and let the
+                        // next attempt say whether the server is there.
+                        pending = None;
+                        wake_at = wake_at.min(Instant::now() + Duration::from_secs(1));
+                    }
+                }
+            }
+        };
+        let granted = matches!(outcome, Ok(Some(_)));
+        let mut pass_on = registered && !granted;
+        if let Some(waiting) = pending {
+            let (took_token, unblock) = waiting.abandon();
+            pass_on |= took_token;
+            if let Some(id) = unblock {
+                let _ = self.with_main(|con| {
+                    ::redis::cmd("CLIENT")
+                        .arg("UNBLOCK")
+                        .arg(id)
+                        .query::<i64>(con)
+                });
+            }
+        }
+        if pass_on {
+            let id = holder_hex(holder);
+            let _ = self.with_main(|con| {
+                invocation(&scripts().leave, &inner.keys)
+                    .arg(&id)
+                    .invoke::<i64>(con)
+            });
+        }
+        outcome
     }
 
-    /// Gives back `grant`.
+    /// One acquire attempt for `holder`, registering it as a waiter for
+    /// `announce` if no slot is free (zero: not at all).
+    fn attempt(&self, holder: u128, announce: Duration) -> Result<Attempt> {
+        let inner = &self.inner;
+        let id = holder_hex(holder);
+        let lease_us = micros(inner.lease);
+        let wait_us = micros(announce);
+        let sent = Instant::now();
+        let answer = self.with_main(|con| {
+            invocation(&scripts().acquire, &inner.keys)
+                .arg(&id)
+                .arg(inner.slots)
+                .arg(lease_us)
+                .arg(inner.pid)
+                .arg(&inner.host)
+                .arg(wait_us)
+                .invoke::<Vec<i64>>(con)
+        })?;
+        match answer.as_slice() {
+            [1, slot, fence, remaining] => {
+                let (Ok(slot), Ok(fence)) = (u32::try_from(*slot), u64::try_from(*fence)) else {
+                    return Err(self.corrupt("a grant has a negative slot or fence"));
+                };
+                let grant = Grant {
+                    fence,
+                    slot,
+                    holder,
+                };
+                let remaining = Duration::from_micros(u64::try_from(*remaining).unwrap_or(0));
+                if inner.held.add(grant, sent, remaining) {
+                    held::start(
+                        Arc::clone(&inner.held),
+                        Arc::clone(&inner.server),
+                        inner.keys.clone(),
+                        inner.name.clone(),
+                    );
+                }
+                Ok(Attempt::Granted(grant))
+            }
+            [0, earliest] => Ok(Attempt::Busy(
+                u64::try_from(*earliest).ok().map(Duration::from_micros),
+            )),
+            _ => Err(self.corrupt("the server's answer to an acquire has an unknown form")),
+        }
+    }
+
+    /// Gives back `grant`. `LeaseLost` if its lease was lost (then nothing
+    /// but its own record, if the server still had it, is freed);
+    /// `NotHeld` if this handle does not hold it.
     pub fn release(&self, grant: Grant) -> Result<()> {
-        let _ = grant;
-        todo!()
+        self.check_open()?;
+        let inner = &self.inner;
+        let Found::Held { lost } = inner.held.find(grant) else {
+            return Err(Error::NotHeld {
+                kind: KIND,
+                name: inner.name.clone(),
+            });
+        };
+        let id = grant.holder_id();
+        let freed = self.with_main(|con| {
+            invocation(&scripts().release, &inner.keys)
+                .arg(&id)
+                .invoke::<i64>(con)
+        })?;
+        inner.held.remove(grant);
+        if freed == 1 && !lost {
+            Ok(())
+        } else {
+            Err(Error::LeaseLost {
+                name: inner.name.clone(),
+            })
+        }
     }
 
-    /// The grants this handle holds now, oldest first.
+    /// The grants this handle holds now (lost ones too, until released),
+    /// oldest first.
     #[must_use]
     pub fn held(&self) -> Vec<Grant> {
-        todo!()
+        self.inner.held.grants()
     }
 
-    /// Whether `grant`'s lease is lost.
+    /// Whether `grant`'s lease is lost: its local deadline passed, or the
+    /// server refused to renew it. False for a grant this handle does not
+    /// hold.
     #[must_use]
     pub fn is_lost(&self, grant: Grant) -> bool {
-        let _ = grant;
-        todo!()
+        self.inner.held.is_lost(grant)
     }
 
     /// The free slots now, by the server's clock.
     pub fn value(&self) -> Result<u32> {
-        todo!()
+        self.check_open()?;
+        Ok(self
+            .query_info()?
+            .map_or(self.inner.slots, |info| info.value))
     }
 
-    /// The semaphore's capacity.
+    /// The semaphore's capacity (as the server had it when the handle
+    /// opened it).
     #[must_use]
     pub fn slots(&self) -> u32 {
-        todo!()
+        self.inner.slots
     }
 
     /// The name, with one leading slash.
     #[must_use]
     pub fn name(&self) -> &str {
-        todo!()
+        &self.inner.name
     }
 
-    /// The URL as given.
+    /// The URL as given (it may contain a password; [`redacted`] hides it).
     #[must_use]
     pub fn url(&self) -> &str {
-        todo!()
+        &self.inner.url
     }
 
     /// The lease of each grant.
     #[must_use]
     pub fn lease(&self) -> Duration {
-        todo!()
+        self.inner.lease
     }
 
     /// The unexpired holders, by slot.
     pub fn holders(&self) -> Result<Vec<Lease>> {
-        todo!()
+        self.check_open()?;
+        Ok(self
+            .query_info()?
+            .map(|info| info.holders)
+            .unwrap_or_default())
     }
 
     /// Whether this handle created the semaphore.
     #[must_use]
     pub fn created(&self) -> bool {
-        todo!()
+        self.inner.created
     }
 
-    /// Releases every grant (best effort) and stops the keep-alive.
+    /// Releases every grant it holds (best effort: an unreachable server
+    /// lets them run out), stops the keep-alive thread and the waiters.
+    /// Closing twice is allowed.
     pub fn close(&self) {
-        todo!()
+        let inner = &self.inner;
+        if inner.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        inner.held.stop();
+        for grant in inner.held.take_all() {
+            let id = grant.holder_id();
+            let _ = self.with_main(|con| {
+                invocation(&scripts().release, &inner.keys)
+                    .arg(&id)
+                    .invoke::<i64>(con)
+            });
+        }
+        inner.pool.clear();
     }
 
     /// Whether [`close`](Self::close) was called.
     #[must_use]
     pub fn is_closed(&self) -> bool {
-        todo!()
+        self.inner.closed.load(Ordering::SeqCst)
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.is_closed() {
+            Err(self.closed_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn closed_error(&self) -> Error {
+        Error::Closed {
+            kind: KIND,
+            name: self.inner.name.clone(),
+        }
+    }
+
+    fn busy(&self) -> Error {
+        Error::Busy {
+            kind: KIND,
+            name: self.inner.name.clone(),
+            reason: crate::BusyReason::NoSlot,
+        }
+    }
+
+    fn corrupt(&self, reason: &str) -> Error {
+        corrupt(&self.inner.name, &self.inner.server, reason)
+    }
+
+    /// Runs `op` on the handle's main connection.
+    fn with_main<T>(&self, op: impl FnMut(&mut Connection) -> RedisResult<T>) -> Result<T> {
+        let inner = &self.inner;
+        let mut link = inner.main.lock().unwrap_or_else(PoisonError::into_inner);
+        link.call(&inner.server, &inner.name, op)
+    }
+
+    fn query_info(&self) -> Result<Option<RedisSemaphoreInfo>> {
+        let inner = &self.inner;
+        let value =
+            self.with_main(|con| invocation(&scripts().info, &inner.keys).invoke::<Value>(con))?;
+        parse_info(&inner.name, &inner.server, value)
     }
 }
 
-/// Every semaphore on the server at `url`.
+impl Drop for RedisSemaphore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// A script invocation with the semaphore's keys.
+fn invocation<'s>(script: &'s ::redis::Script, keys: &Keys) -> ScriptInvocation<'s> {
+    let mut invocation = script.prepare_invoke();
+    for key in keys.all() {
+        invocation.key(key);
+    }
+    invocation
+}
+
+fn corrupt(name: &str, server: &Server, reason: &str) -> Error {
+    Error::Corrupt {
+        kind: KIND,
+        name: name.to_owned(),
+        reason: format!("on {}: {reason}", server.redacted()),
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn holder_hex(holder: u128) -> String {
+    format!("{holder:032x}")
+}
+
+/// A fresh holder id from the OS's CSPRNG: no two clients pick the same.
+fn new_holder() -> Result<u128> {
+    let mut bytes = [0u8; 16];
+    sys::fill_random(&mut bytes).map_err(|source| Error::Os {
+        operation: "getrandom",
+        kind: KIND,
+        name: String::new(),
+        source,
+    })?;
+    Ok(u128::from_ne_bytes(bytes))
+}
+
+/// This machine's name, as holders are shown with it.
+fn host_name() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| fs::read_to_string("/etc/hostname"))
+        .ok()
+        .map(|h| h.trim().replace(char::is_whitespace, "_"))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// Reads the INFO script's answer; None when the semaphore does not exist.
+fn parse_info(name: &str, server: &Server, value: Value) -> Result<Option<RedisSemaphoreInfo>> {
+    let bad = || {
+        corrupt(
+            name,
+            server,
+            "the server's description of it has an unknown form",
+        )
+    };
+    let Value::Array(items) = value else {
+        return Err(bad());
+    };
+    if items.is_empty() {
+        return Ok(None);
+    }
+    let mut items = items.into_iter();
+    let number = |v: Option<Value>| match v {
+        Some(Value::Int(n)) => Ok(n),
+        _ => Err(bad()),
+    };
+    let slots = u32::try_from(number(items.next())?).map_err(|_| bad())?;
+    let value = u32::try_from(number(items.next())?).map_err(|_| bad())?;
+    let mut holders = Vec::new();
+    for item in items {
+        let (slot, fence, since, remaining, pid, host): (i64, i64, i64, i64, i64, String) =
+            ::redis::from_redis_value(item).map_err(|_| bad())?;
+        holders.push(Lease {
+            host,
+            pid: u32::try_from(pid).map_err(|_| bad())?,
+            since: SystemTime::UNIX_EPOCH
+                + Duration::from_micros(u64::try_from(since).map_err(|_| bad())?),
+            expires_in: Duration::from_micros(u64::try_from(remaining).unwrap_or(0)),
+            fence: u64::try_from(fence).map_err(|_| bad())?,
+            slot: u32::try_from(slot).map_err(|_| bad())?,
+        });
+    }
+    holders.sort_by_key(|lease| lease.slot);
+    Ok(Some(RedisSemaphoreInfo {
+        name: name.to_owned(),
+        slots,
+        value,
+        holders,
+    }))
+}
+
+/// Describes the semaphore `name` through a one-off connection.
+fn describe_one(
+    server: &Server,
+    link: &mut Link,
+    name: &str,
+) -> Result<Option<RedisSemaphoreInfo>> {
+    let keys = Keys::of(name);
+    let value = link.call(server, name, |con| {
+        invocation(&scripts().info, &keys).invoke::<Value>(con)
+    })?;
+    parse_info(name, server, value)
+}
+
+/// Every semaphore on the server at `url`, by name (SCAN, so it does not
+/// block the server on a large database).
 pub fn list(url: &str, connect_timeout: Duration) -> Result<Vec<RedisSemaphoreInfo>> {
-    let _ = (url, connect_timeout);
-    todo!()
+    let server = Server::new(url, connect_timeout)?;
+    let mut link = Link::new(connect_timeout);
+    let mut names = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = link.call(&server, "", |con| {
+            ::redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(keys::META_PATTERN)
+                .arg("COUNT")
+                .arg(1000)
+                .query(con)
+        })?;
+        names.extend(
+            keys.iter()
+                .filter_map(|k| keys::name_of_meta_key(k))
+                .map(str::to_owned),
+        );
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    names.sort();
+    names.dedup();
+    let mut found = Vec::with_capacity(names.len());
+    for name in names {
+        // Removed since the scan saw it: not listed.
+        if let Some(info) = describe_one(&server, &mut link, &name)? {
+            found.push(info);
+        }
+    }
+    Ok(found)
 }
 
 /// The semaphore `name` on the server at `url`; `NotFound` if there is none.
 pub fn info(url: &str, name: &str, connect_timeout: Duration) -> Result<RedisSemaphoreInfo> {
-    let _ = (url, name, connect_timeout);
-    todo!()
+    paths::to_c_name(KIND, name)?;
+    let name = paths::canonical(name);
+    let server = Server::new(url, connect_timeout)?;
+    let mut link = Link::new(connect_timeout);
+    describe_one(&server, &mut link, &name)?.ok_or(Error::NotFound { kind: KIND, name })
 }
 
-/// Removes the semaphore `name` (every key of it); `NotFound` if there is none.
+/// Removes the semaphore `name`: every key of it, so that its holders'
+/// next renewal is refused (they learn their lease is lost) and its next
+/// acquire creates it anew. `NotFound` if there is none.
 pub fn unlink(url: &str, name: &str, connect_timeout: Duration) -> Result<()> {
-    let _ = (url, name, connect_timeout);
-    todo!()
+    paths::to_c_name(KIND, name)?;
+    let name = paths::canonical(name);
+    let server = Server::new(url, connect_timeout)?;
+    let mut link = Link::new(connect_timeout);
+    let keys = Keys::of(&name);
+    let existed = link.call(&server, &name, |con| {
+        invocation(&scripts().unlink, &keys).invoke::<i64>(con)
+    })?;
+    if existed == 1 {
+        Ok(())
+    } else {
+        Err(Error::NotFound { kind: KIND, name })
+    }
 }
 
 /// `url` with any password replaced by `***`, for messages.
 #[must_use]
 pub fn redacted(url: &str) -> String {
-    url.to_owned()
+    server::redacted(url)
 }
