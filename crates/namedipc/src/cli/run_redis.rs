@@ -6,6 +6,8 @@
 
 use std::io;
 use std::process::{Child, ExitStatus};
+use std::sync::{mpsc, Arc};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use super::run::{
@@ -19,6 +21,11 @@ use crate::Error;
 /// While CMD runs, the lease is looked at this often (a local check: no
 /// command goes to the server for it).
 const LEASE_CHECK: Duration = Duration::from_millis(20);
+
+/// After a lost lease, how long `run` waits for the server to take the slot
+/// back before it exits all the same: the server may be the reason the lease
+/// was lost (paused, unreachable), and the lease runs out without it.
+const LOST_RELEASE_WAIT: Duration = Duration::from_secs(1);
 
 /// How CMD's run ended.
 struct Ended {
@@ -40,28 +47,34 @@ pub(super) fn run(args: &RunArgs) -> i32 {
             return RUN_FAILED;
         }
     };
-    let sem = match RedisSemaphore::options()
-        .url(url)
-        .initial_value(args.slots.unwrap_or(1))
-        .lease(args.lease.unwrap_or(DEFAULT_LEASE))
-        .connect_timeout(CONNECT_TIMEOUT)
-        .open(&args.name)
-    {
-        Ok(sem) => sem,
-        Err(e) => {
-            error(&e.to_string());
-            return RUN_FAILED;
-        }
-    };
+    let sem = Arc::new(
+        match RedisSemaphore::options()
+            .url(url)
+            .initial_value(args.slots.unwrap_or(1))
+            .lease(args.lease.unwrap_or(DEFAULT_LEASE))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .open(&args.name)
+        {
+            Ok(sem) => sem,
+            Err(e) => {
+                error(&e.to_string());
+                return RUN_FAILED;
+            }
+        },
+    );
     let code = run_holding(&sem, &signals, args);
-    // Gives back whatever is still held (nothing, normally) and stops the keep-alive.
-    sem.close();
+    // Gives back whatever is still held (nothing, normally) and stops the
+    // keep-alive; a release still under way after a lost lease closes the
+    // handle itself.
+    if Arc::strong_count(&sem) == 1 {
+        sem.close();
+    }
     // Signals still pending were meant for CMD (a terminal's ^C reaches both).
     while let Ok(Some(_)) = signals.wait(Duration::ZERO) {}
     code
 }
 
-fn run_holding(sem: &RedisSemaphore, signals: &BlockedSignals, args: &RunArgs) -> i32 {
+fn run_holding(sem: &Arc<RedisSemaphore>, signals: &BlockedSignals, args: &RunArgs) -> i32 {
     if let Some(asked) = args.slots.filter(|&n| n != sem.slots()) {
         note(&format!(
             "redis semaphore '{}' already exists with {}; -n {asked} applies only when run creates it",
@@ -102,8 +115,11 @@ fn run_holding(sem: &RedisSemaphore, signals: &BlockedSignals, args: &RunArgs) -
             return RUN_FAILED;
         }
     };
+    if ended.lost {
+        release_within(sem, grant, LOST_RELEASE_WAIT);
+        return LEASE_LOST;
+    }
     match sem.release(grant) {
-        Ok(()) | Err(Error::LeaseLost { .. }) if ended.lost => LEASE_LOST,
         Ok(()) => exit_code(ended.status),
         Err(Error::LeaseLost { .. }) => {
             // Lost between CMD's end and the release: CMD's last moments
@@ -119,12 +135,25 @@ fn run_holding(sem: &RedisSemaphore, signals: &BlockedSignals, args: &RunArgs) -
                 "could not give the slot back ({e}); it comes back when its lease runs out, within {} s",
                 sem.lease().as_secs_f64()
             ));
-            if ended.lost {
-                LEASE_LOST
-            } else {
-                exit_code(ended.status)
-            }
+            exit_code(ended.status)
         }
+    }
+}
+
+/// Releases `grant` (what the server still has of it) and closes the
+/// handle, in a thread of its own, waiting for that at most `wait`.
+fn release_within(sem: &Arc<RedisSemaphore>, grant: Grant, wait: Duration) {
+    let (done, finished) = mpsc::channel();
+    let sem = Arc::clone(sem);
+    let spawned = thread::Builder::new()
+        .name("namedipc-release".to_owned())
+        .spawn(move || {
+            let _ = sem.release(grant);
+            sem.close();
+            let _ = done.send(());
+        });
+    if spawned.is_ok() {
+        let _ = finished.recv_timeout(wait);
     }
 }
 
