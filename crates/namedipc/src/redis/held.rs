@@ -197,7 +197,9 @@ impl Held {
                 }
                 if *ok {
                     entry.renewed = sent;
-                    entry.deadline = entry.deadline.max(sent + (self.lease - margin(self.lease)));
+                    entry.deadline = entry
+                        .deadline
+                        .max(sent + self.lease.saturating_sub(margin(self.lease)));
                 } else {
                     entry.refused = true;
                 }

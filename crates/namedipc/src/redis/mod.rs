@@ -263,7 +263,7 @@ impl RedisSemaphore {
     pub fn try_acquire(&self) -> Result<Option<Grant>> {
         self.check_open()?;
         let holder = new_holder()?;
-        match self.attempt(holder, Duration::ZERO)? {
+        match self.attempt(holder, Duration::ZERO, false)? {
             Attempt::Granted(grant) => Ok(Some(grant)),
             Attempt::Busy(_) => Ok(None),
         }
@@ -304,7 +304,7 @@ impl RedisSemaphore {
             } else {
                 left.map_or(cap, |l| l.min(cap)) + REGISTRATION_SLACK
             };
-            let attempt = self.attempt(holder, announce);
+            let attempt = self.attempt(holder, announce, registered);
             registered |= !announce.is_zero();
             let earliest = match attempt {
                 Ok(Attempt::Granted(grant)) => break Ok(Some(grant)),
@@ -388,14 +388,21 @@ impl RedisSemaphore {
     }
 
     /// One acquire attempt for `holder`, registering it as a waiter for
-    /// `announce` if no slot is free (zero: not at all).
-    fn attempt(&self, holder: u128, announce: Duration) -> Result<Attempt> {
+    /// `announce` if no slot is free (zero: not at all); `registered` if an
+    /// earlier attempt of the same wait may have registered it.
+    fn attempt(&self, holder: u128, announce: Duration, registered: bool) -> Result<Attempt> {
         let inner = &self.inner;
         let id = holder_hex(holder);
         let lease_us = micros(inner.lease);
         let wait_us = micros(announce);
         let sent = Instant::now();
+        // A fresh id has no record yet, unless this very request was sent
+        // before (the link resends after a lost reply) or an earlier
+        // attempt of the wait got one.
+        let mut flags = if registered { 3 } else { 0 };
         let answer = self.with_main(|con| {
+            let this = flags;
+            flags |= 1;
             invocation(&scripts().acquire, &inner.keys)
                 .arg(&id)
                 .arg(inner.slots)
@@ -403,6 +410,7 @@ impl RedisSemaphore {
                 .arg(inner.pid)
                 .arg(&inner.host)
                 .arg(wait_us)
+                .arg(this)
                 .invoke::<Vec<i64>>(con)
         })?;
         match answer.as_slice() {

@@ -51,8 +51,11 @@ end
 
 -- Pushes a wake token for each free slot that a registered waiter could
 -- take and that no token stands for yet; the list never holds more tokens
--- than there are waiters.
+-- than there are waiters. Costs one call when nobody waits.
 local function wake_waiters()
+    if redis.call('ZCARD', waiters) == 0 then
+        return
+    end
     redis.call('ZREMRANGEBYSCORE', waiters, '-inf', n(now))
     local w = redis.call('ZCARD', waiters)
     if w == 0 then
@@ -65,42 +68,50 @@ local function wake_waiters()
     end
 end
 
--- Creates the semaphore with `slots` slots if it does not exist; true if it did not.
+-- Creates the semaphore with `slots` slots if it does not exist. Returns
+-- its fence counter (a string) and whether it was created.
 local function ensure(slots)
-    if redis.call('EXISTS', meta) == 1 then
-        return false
+    local fence = redis.call('HGET', meta, 'fence')
+    if fence then
+        return fence, false
     end
     redis.call('DEL', holders, deadlines, free, waiters, wake)
     redis.call('HSET', meta, 'slots', n(slots), 'fence', '0', 'created', n(now))
     for i = 0, slots - 1 do
         redis.call('ZADD', free, n(i), n(i))
     end
-    return true
+    return '0', true
 end
 ";
 
 /// Opens the semaphore, creating it with `ARGV[1]` slots if it is missing.
 /// Returns `{created (0/1), slots}`.
 const OPEN: &str = r"
-local created = ensure(tonumber(ARGV[1]))
+local _, created = ensure(tonumber(ARGV[1]))
 return {created and 1 or 0, tonumber(redis.call('HGET', meta, 'slots'))}
 ";
 
 /// Acquires a slot for holder `ARGV[1]` (ARGV: id, slots for a new
-/// semaphore, lease µs, pid, host, wait µs). A holder that already has an
-/// unexpired record gets it back: a resend is never a second slot.
-/// Returns `{1, slot, fence, remaining lease µs}` or, when no slot is free,
-/// `{0, µs until the earliest deadline (-1: none)}`; a refused holder with
-/// `wait µs > 0` is registered as a waiter for that long.
+/// semaphore, lease µs, pid, host, wait µs, flags). Flags: 1 if the id may
+/// have been sent before (a resend, or an earlier attempt of the same
+/// wait), 2 if it may be registered as a waiter; a fresh id skips those
+/// lookups. A holder that already has an unexpired record gets it back: a
+/// resend is never a second slot. Returns `{1, slot, fence, remaining lease
+/// µs}` or, when no slot is free, `{0, µs until the earliest deadline (-1:
+/// none)}`; a refused holder with `wait µs > 0` is registered as a waiter
+/// for that long.
 const ACQUIRE: &str = r"
 local id, lease, pid, host, wait = ARGV[1], tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])
-ensure(tonumber(ARGV[2]))
+local flags = tonumber(ARGV[7])
+local stored = ensure(tonumber(ARGV[2]))
 expire()
-local rec = redis.call('HGET', holders, id)
-if rec then
-    local slot, fence = parse(rec)
-    redis.call('ZREM', waiters, id)
-    return {1, slot, fence, tonumber(redis.call('ZSCORE', deadlines, id)) - now}
+if flags % 2 == 1 then
+    local rec = redis.call('HGET', holders, id)
+    if rec then
+        local slot, fence = parse(rec)
+        redis.call('ZREM', waiters, id)
+        return {1, slot, fence, tonumber(redis.call('ZSCORE', deadlines, id)) - now}
+    end
 end
 local popped = redis.call('ZPOPMIN', free)
 if #popped == 0 then
@@ -114,11 +125,13 @@ if #popped == 0 then
     return {0, math.max(tonumber(first[2]) - now, 0)}
 end
 local slot = tonumber(popped[1])
-local fence = math.max(tonumber(redis.call('HGET', meta, 'fence') or '0') + 1, now)
+local fence = math.max(tonumber(stored) + 1, now)
 redis.call('HSET', meta, 'fence', n(fence))
 redis.call('HSET', holders, id, n(slot) .. ' ' .. n(fence) .. ' ' .. n(now) .. ' ' .. pid .. ' ' .. host)
 redis.call('ZADD', deadlines, n(now + lease), id)
-redis.call('ZREM', waiters, id)
+if flags >= 2 then
+    redis.call('ZREM', waiters, id)
+end
 wake_waiters()
 return {1, slot, fence, lease}
 ";
