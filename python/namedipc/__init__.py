@@ -11,6 +11,8 @@ Two faces over one Rust core:
   the threads of a process, across processes, and survives its holders: a
   slot whose holder dies (even by SIGKILL) comes back within about a
   millisecond; ``holders()`` says who holds what.
+- ``RedisSemaphore`` is the same counting semaphore across machines, on a
+  Redis server: leases on the server's clock, fencing tokens, ``lost``.
 """
 
 import atexit
@@ -44,16 +46,19 @@ from namedipc._namedipc import (
     ExistentialError,
     ExistsError,
     Holder,
+    LeaseLost,
     MessageQueue,
     NamedSemaphore,
     NotFoundError,
     OverflowValueError,
     PermissionsError,
+    RedisSemaphore,
     RobustSemaphore,
     Semaphore,
     SharedMemory,
     SignalError,
     SystemCallError,
+    UnavailableError,
     unlink_message_queue,
     unlink_robust_semaphore,
     unlink_semaphore,
@@ -73,6 +78,36 @@ atexit.register(_namedipc._close_all_at_exit)
 NamedSemaphore.Flags = Flags  # type: ignore[attr-defined]
 RobustSemaphore.Flags = Flags  # type: ignore[attr-defined]
 
+# namedipc.Lease (RedisSemaphore.holders()) is a named tuple made on first
+# use, so that importing namedipc does not import collections.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NamedTuple
+
+    class Lease(NamedTuple):
+        """One holder of a RedisSemaphore at the time of the call."""
+
+        host: str
+        """Host name of the holder's machine."""
+        pid: int
+        """Process id of the holder on its host."""
+        since: float
+        """When the slot was taken, in seconds since the epoch, by the server's clock."""
+        expires_in: float
+        """Seconds the lease has left, by the server's clock, at the time of the call."""
+        fence: int
+        """The grant's fencing token: larger than every token given before."""
+        slot: int
+        """The slot held, 0 to slots - 1."""
+
+else:
+
+    def __getattr__(name):
+        if name == "Lease":
+            return _namedipc._lease_class()
+        raise AttributeError(f"module 'namedipc' has no attribute {name!r}")
+
+
 __all__ = [
     "MESSAGE_QUEUES_SUPPORTED",
     "MessageQueue",
@@ -89,6 +124,8 @@ __all__ = [
     "ExistsError",
     "Flags",
     "Holder",
+    "Lease",
+    "LeaseLost",
     "NamedSemaphore",
     "NotFoundError",
     "OverflowValueError",
@@ -102,6 +139,7 @@ __all__ = [
     "O_WRONLY",
     "PAGE_SIZE",
     "PermissionsError",
+    "RedisSemaphore",
     "RobustSemaphore",
     "SEMAPHORE_TIMEOUT_SUPPORTED",
     "SEMAPHORE_VALUE_MAX",
@@ -110,6 +148,7 @@ __all__ = [
     "SharedMemory",
     "SignalError",
     "SystemCallError",
+    "UnavailableError",
     "VERSION",
     "__version__",
     "unlink_robust_semaphore",

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from support.redis_server import RedisServer, RedisServers
+from support.redis_server import RedisSemaphores, RedisServer, RedisServers
 from support.tcp_proxy import TcpProxy
 
 
@@ -48,3 +48,14 @@ def tcp_proxies() -> Iterator[Callable[[int], TcpProxy]]:
     finally:
         for proxy in made:
             proxy.stop()
+
+
+@pytest.fixture
+def redis_sems(redis_server: RedisServer) -> Iterator[RedisSemaphores]:
+    """RedisSemaphore handles (unique names, lease 1 s by default) on the
+    test's own server; closed after the test, then the server is stopped."""
+    made = RedisSemaphores(redis_server)
+    try:
+        yield made
+    finally:
+        made.cleanup()

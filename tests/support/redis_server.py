@@ -34,6 +34,7 @@ from pathlib import Path
 
 import pytest
 
+import namedipc
 from support.waiting import WAIT, poll_until, process_gone, process_state
 
 REDIS_SERVER = Path("/usr/bin/redis-server")
@@ -415,6 +416,40 @@ class RedisServers:
         self.started.clear()
         if errors:
             raise errors[0]
+
+
+class RedisSemaphores:
+    """Opens RedisSemaphore handles under unique names on one server, and
+    closes every one at the end of the test (the server goes with it)."""
+
+    def __init__(self, server: RedisServer) -> None:
+        self.server = server
+        self._prefix = f"/namedipc-test-{os.getpid()}-{secrets.token_hex(4)}"
+        self._count = 0
+        self.opened: list[namedipc.RedisSemaphore] = []
+
+    def name(self, label: str = "redis") -> str:
+        """A fresh unique name."""
+        self._count += 1
+        return f"{self._prefix}-{label}-{self._count}"
+
+    def __call__(
+        self, value: int = 1, *, name: str | None = None, lease: float = 1.0, url: str | None = None
+    ) -> namedipc.RedisSemaphore:
+        sem = namedipc.RedisSemaphore(
+            name or self.name(), value, url=url or self.server.url(), lease=lease, connect_timeout=WAIT
+        )
+        self.opened.append(sem)
+        return sem
+
+    def track(self, sem: namedipc.RedisSemaphore) -> namedipc.RedisSemaphore:
+        """Closes `sem`, opened elsewhere, at the end of the test too."""
+        self.opened.append(sem)
+        return sem
+
+    def cleanup(self) -> None:
+        for sem in self.opened:
+            sem.close()
 
 
 @atexit.register

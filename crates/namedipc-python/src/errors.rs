@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use namedipc::{Error, ObjectKind};
 use pyo3::exceptions::{
-    PyBufferError, PyException, PyFileExistsError, PyFileNotFoundError, PyOSError,
-    PyPermissionError, PyTimeoutError, PyTypeError, PyValueError,
+    PyBufferError, PyConnectionError, PyException, PyFileExistsError, PyFileNotFoundError,
+    PyOSError, PyPermissionError, PyTimeoutError, PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -30,9 +30,12 @@ enum Class {
     Corrupt,
     SystemCall,
     Overflow,
+    // RedisSemaphore's.
+    LeaseLost,
+    Unavailable,
 }
 
-const CLASSES: [Class; 10] = [
+const CLASSES: [Class; 12] = [
     Class::Error,
     Class::Signal,
     Class::Permissions,
@@ -43,6 +46,8 @@ const CLASSES: [Class; 10] = [
     Class::Corrupt,
     Class::SystemCall,
     Class::Overflow,
+    Class::LeaseLost,
+    Class::Unavailable,
 ];
 
 impl Class {
@@ -58,6 +63,8 @@ impl Class {
             Self::Corrupt => "CorruptError",
             Self::SystemCall => "SystemCallError",
             Self::Overflow => "OverflowValueError",
+            Self::LeaseLost => "LeaseLost",
+            Self::Unavailable => "UnavailableError",
         }
     }
 
@@ -81,6 +88,12 @@ impl Class {
             Self::Overflow => {
                 "A release would pass the semaphore's maximum value: a ValueError, and, as in posix_ipc, an OSError with errno EOVERFLOW."
             }
+            Self::LeaseLost => {
+                "The lease of a RedisSemaphore slot was lost (expired by the server's clock, or not renewed in time): the slot may be another holder's now."
+            }
+            Self::Unavailable => {
+                "The Redis server could not be reached, or refused the client (connect timeout, reset, failed authentication); also a ConnectionError."
+            }
         }
     }
 
@@ -91,7 +104,9 @@ impl Class {
     fn bases(self) -> (Option<Self>, Option<BuiltinType>) {
         match self {
             Self::Error => (None, Some(|py| py.get_type::<PyException>())),
-            Self::Signal | Self::Existential | Self::Corrupt => (Some(Self::Error), None),
+            Self::Signal | Self::Existential | Self::Corrupt | Self::LeaseLost => {
+                (Some(Self::Error), None)
+            }
             Self::Permissions => (
                 Some(Self::Error),
                 Some(|py| py.get_type::<PyPermissionError>()),
@@ -112,6 +127,10 @@ impl Class {
             Self::Overflow => (
                 Some(Self::SystemCall),
                 Some(|py| py.get_type::<PyValueError>()),
+            ),
+            Self::Unavailable => (
+                Some(Self::Error),
+                Some(|py| py.get_type::<PyConnectionError>()),
             ),
         }
     }
@@ -185,6 +204,10 @@ pub(crate) fn to_py_err(err: Error) -> PyErr {
             // posix_ipc's choice for any use of a closed handle.
             Error::Closed { .. } => Class::Existential,
             Error::Overflow { .. } => Class::Overflow,
+            Error::LeaseLost { .. } => Class::LeaseLost,
+            Error::Unavailable { .. } => Class::Unavailable,
+            // A release without a slot held, as threading.BoundedSemaphore's.
+            Error::NotHeld { .. } => return PyValueError::new_err(message),
             Error::InvalidName { .. } | Error::InvalidArgument(_) => {
                 return PyValueError::new_err(message);
             }

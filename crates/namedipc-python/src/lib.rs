@@ -12,6 +12,7 @@ mod init;
 mod message_queue;
 mod named_semaphore;
 mod pickling;
+mod redis_semaphore;
 mod robust_semaphore;
 mod semaphore;
 mod shared_memory;
@@ -44,6 +45,7 @@ fn _namedipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     shared_memory::register(m)?;
     message_queue::register(m)?;
     robust_semaphore::register(m)?;
+    redis_semaphore::register(m)?;
 
     m.add("O_CREAT", flags::O_CREAT)?;
     m.add("O_EXCL", flags::O_EXCL)?;
