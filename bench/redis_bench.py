@@ -170,9 +170,6 @@ class Server:
     def blocked_clients(self) -> int:
         return int(self.admin().info("clients")["blocked_clients"])
 
-    def client_addrs(self) -> set[str]:
-        return {str(client["addr"]) for client in self.admin().client_list()}
-
     def version(self) -> str:
         return str(self.admin().info("server").get("redis_version", "?"))
 
@@ -303,6 +300,14 @@ def time_ping_redis_py(client: redis.Redis, count: int) -> float:
     return (time.perf_counter_ns() - started) / count
 
 
+def time_value(handle: _NamedipcHandle, count: int) -> float:
+    sem = handle.sem
+    started = time.perf_counter_ns()
+    for _ in range(count):
+        _ = sem.value
+    return (time.perf_counter_ns() - started) / count
+
+
 def time_pairs(handle: Handle, count: int) -> float:
     acquire, release = handle.acquire, handle.release
     started = time.perf_counter_ns()
@@ -318,6 +323,10 @@ def uncontended(server: Server, handles: dict[str, Handle], rounds: int, count: 
         "ping_raw": lambda: time_ping_raw(server, count),
         "ping_redis_py": lambda: time_ping_redis_py(client, count),
     }
+    if isinstance(handles.get("namedipc"), _NamedipcHandle):
+        named = handles["namedipc"]
+        assert isinstance(named, _NamedipcHandle)
+        timed["value_namedipc"] = lambda: time_value(named, count)
     for key, handle in handles.items():
         timed[key] = lambda handle=handle: time_pairs(handle, count)  # type: ignore[misc]
     for f in timed.values():  # a warm-up round, thrown away
@@ -349,30 +358,52 @@ def wake_ups(server: Server, key: str, handle: Handle, name: str, lease: float, 
 
 
 def idle_commands(server: Server, key: str, handle: Handle, name: str, lease: float, window: float) -> tuple[int, int]:
-    """(commands from the waiter's connections, commands from the holder's) in `window` seconds."""
+    """(commands from the waiter process's connections, commands from this
+    process's: the holder's renewals) in `window` seconds."""
     handle.acquire()
-    holder_addrs = server.client_addrs()
     waiter = Waiter(BY_KEY[key], server.url, name, lease)
     try:
         before = server.blocked_clients()
         waiter.send("go")
         wait_blocked(server, before)
-        waiter_addrs = server.client_addrs() - holder_addrs
+        waiter_ports = local_ports(waiter.proc.pid)
         seen = monitor(server, window)
+        waiter_ports |= local_ports(waiter.proc.pid)
+        holder_ports = local_ports(os.getpid())
         handle.release()
         waiter.line()
         waiter.expect("released")
     finally:
         waiter.stop()
-    from_waiter = sum(n for addr, n in seen.items() if addr in waiter_addrs)
-    from_holder = sum(n for addr, n in seen.items() if addr in holder_addrs)
+    from_waiter = sum(n for port, n in seen.items() if port in waiter_ports)
+    from_holder = sum(n for port, n in seen.items() if port in holder_ports)
     return from_waiter, from_holder
 
 
-def monitor(server: Server, seconds: float) -> dict[str, int]:
-    """Commands the server ran for each client address over `seconds` (MONITOR;
-    commands a script runs inside the server are not counted apart)."""
-    counts: dict[str, int] = {}
+def local_ports(pid: int) -> set[int]:
+    """The local TCP ports of the sockets process `pid` has open (its
+    descriptors' socket inodes, looked up in /proc/net/tcp): which
+    connections of the server belong to which process."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[9] in inodes:
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def monitor(server: Server, seconds: float) -> dict[int, int]:
+    """Commands the server ran for each client port over `seconds` (MONITOR;
+    the commands a script runs inside the server are not counted apart)."""
+    counts: dict[int, int] = {}
     with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as conn:
         conn.sendall(encode("MONITOR"))
         buffer = b""
@@ -395,7 +426,8 @@ def monitor(server: Server, seconds: float) -> dict[str, int]:
                 if started and b" [" in line:
                     addr = line.split(b" [", 1)[1].split(b"]", 1)[0].split()[-1].decode()
                     if addr != "lua":
-                        counts[addr] = counts.get(addr, 0) + 1
+                        port = int(addr.rsplit(":", 1)[1])
+                        counts[port] = counts.get(port, 0) + 1
     return counts
 
 
@@ -414,7 +446,11 @@ def report(results: Results, lease: float, window: float) -> bool:
     all_met = True
     floor = results.per_op["ping_raw"]
     py_floor = results.per_op["ping_redis_py"]
-    labels = {"ping_raw": "PING, bare socket", "ping_redis_py": "PING, redis-py"} | {s.key: s.label for s in SUBJECTS}
+    labels = {
+        "ping_raw": "PING, bare socket",
+        "ping_redis_py": "PING, redis-py",
+        "value_namedipc": "namedipc .value (1 script)",
+    } | {s.key: s.label for s in SUBJECTS}
     print("1. acquire() + release(), uncontended, one process")
     print(f"   {'':28} {'median':>10} {'/ bare PING':>12} {'/ redis-py PING':>16}")
     for key, figures in results.per_op.items():
