@@ -280,7 +280,7 @@ def test_cmd_is_stopped_when_the_server_is_paused_past_the_lease(
     with redis_server.paused():
         paused_at = time.monotonic()
         job.expect(f"got {int(signal.SIGTERM)}")
-        assert time.monotonic() - paused_at < 1.0 + 0.5, "stopped by the local deadline, within about a lease"
+        assert time.monotonic() - paused_at < 1.0 + 1.5, "stopped by the local deadline, within about a lease"
         assert job.proc.wait(WAIT) == LEASE_LOST
         assert redis_server.is_paused, "all of it happened before the server came back"
     _, err = job.communicate()
@@ -302,11 +302,13 @@ def test_a_cmd_that_ignores_sigterm_gets_sigkill_after_kill_after(
         *redis_run(through_proxy, name, "--lease", "1", "--kill-after", "0.5", "--", sys.executable, "-c", STUBBORN)
     )
     cmd_pid = int(job.expect("ready").split()[1])
+    dropped_at = time.monotonic()
     proxy.drop()
     job.expect(f"got {int(signal.SIGTERM)}")
-    termed_at = time.monotonic()
     assert job.proc.wait(WAIT) == LEASE_LOST
-    assert time.monotonic() - termed_at >= 0.5 - 0.05, "SIGKILL came no sooner than --kill-after"
+    # SIGTERM came after the drop, SIGKILL at least --kill-after later.
+    assert time.monotonic() - dropped_at >= 0.5
+    # CMD ignores SIGTERM and would read its stdin (still open) for ever: it is gone, so it was killed.
     poll_until(lambda: process_gone(cmd_pid), what="CMD killed")
     _, err = job.communicate()
     assert "SIGTERM now, SIGKILL in 0.5 s" in err, err
@@ -423,7 +425,7 @@ def test_rm_of_a_semaphore_in_use_says_its_holders_lose_their_leases(
     redis_server: RedisServer, name: str, programs: type[Peer]
 ) -> None:
     url = redis_server.url()
-    job = programs(*redis_run(url, name, "--", sys.executable, "-c", TRAP))
+    job = programs(*redis_run(url, name, "--lease", "1", "--", sys.executable, "-c", TRAP))
     job.expect("ready")
     done = namedipc_cli("rm", "--redis", url, name)
     assert (done.returncode, done.stdout) == (0, f"removed redis semaphore {name}\n"), done.stderr
