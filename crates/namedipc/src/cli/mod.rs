@@ -395,4 +395,64 @@ mod tests {
         assert_eq!(parse_seconds("1e300"), Ok(Duration::MAX));
         assert_eq!(parse_seconds("1.9e19"), Ok(Duration::MAX));
     }
+
+    #[test]
+    fn a_lease_is_positive_and_a_url_is_not_empty() {
+        assert_eq!(parse_lease("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["0", "-1", "nan", "soon"] {
+            assert!(parse_lease(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_redis_url("redis://h:1/0"),
+            Ok("redis://h:1/0".to_owned())
+        );
+        for empty in ["", "  "] {
+            let said = parse_redis_url(empty).unwrap_err();
+            assert!(said.contains("NAMEDIPC_REDIS"), "{said}");
+        }
+    }
+
+    #[test]
+    fn redis_switches_each_command_and_goes_with_no_local_option() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args.iter().copied());
+        let Ok(Cli {
+            command: Command::Run(run),
+        }) = parse(&[
+            "namedipc",
+            "run",
+            "--redis",
+            "redis://h/0",
+            "/x",
+            "--",
+            "true",
+        ])
+        else {
+            panic!("run --redis is refused");
+        };
+        assert_eq!(run.redis.url.as_deref(), Some("redis://h/0"));
+        assert_eq!(run.kill_after, Duration::from_secs(2));
+        assert!(parse(&["namedipc", "run", "/x", "--lease", "1", "--", "true"]).is_err());
+        assert!(parse(&["namedipc", "ls", "--redis", "redis://h/0", "-t", "sem"]).is_err());
+        assert!(parse(&[
+            "namedipc",
+            "info",
+            "--redis",
+            "redis://h/0",
+            "-t",
+            "sem",
+            "/x"
+        ])
+        .is_err());
+        assert!(parse(&["namedipc", "rm", "--redis", "redis://h/0", "--stale"]).is_err());
+        assert!(parse(&[
+            "namedipc",
+            "rm",
+            "--redis",
+            "redis://h/0",
+            "-t",
+            "sem",
+            "/x"
+        ])
+        .is_err());
+    }
 }
