@@ -197,6 +197,9 @@ fn a_resend_after_a_lost_reply_takes_no_second_slot() {
     assert_eq!(holders.len(), 1, "{holders:?}");
     assert_eq!(holders[0].fence, grant.fence);
     assert_eq!(sem.value().unwrap(), 1);
+    // A release whose reply is lost is resent, finds the slot freed by the
+    // first, and says so (not LeaseLost).
+    proxy.drop_next_reply();
     sem.release(grant).unwrap();
     assert_eq!(sem.value().unwrap(), 2);
 }
@@ -301,12 +304,12 @@ fn a_release_wakes_a_waiter_at_once() {
         .unwrap()
         .expect("woken by the release");
     let woke = Instant::now();
-    let released = releaser.join().unwrap();
+    let release_at = releaser.join().unwrap();
     // Long before any lease could run out: the release pushed the wake-up.
     assert!(
-        woke.duration_since(released) < Duration::from_millis(500),
+        woke.duration_since(release_at) < Duration::from_millis(500),
         "{:?}",
-        woke - released
+        woke - release_at
     );
     assert!(got.fence > g.fence);
 }
@@ -492,7 +495,7 @@ fn a_stopped_server_is_unavailable_and_holders_see_their_loss_in_time() {
 
 #[test]
 fn a_password_is_used_and_a_wrong_one_is_a_clear_error() {
-    let server = RedisServer::with(Config {
+    let server = RedisServer::with(&Config {
         password: Some("s3cret-pw".to_owned()),
         ..Config::default()
     });
@@ -500,6 +503,14 @@ fn a_password_is_used_and_a_wrong_one_is_a_clear_error() {
     let sem = open(&server, &name, 1, Duration::from_secs(10));
     let g = sem.acquire().unwrap();
     sem.release(g).unwrap();
+    assert!(sem.url().contains("s3cret-pw"), "url() is the URL as given");
+    for shown in [
+        format!("{sem:?}"),
+        format!("{:?}", RedisSemaphore::options().url(&server.url())),
+        redis::redacted(&server.url()),
+    ] {
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
 
     for url in [
         format!("redis://:wrong-pw@127.0.0.1:{}/0", server.port()),
@@ -551,7 +562,7 @@ fn tls_with_a_given_ca_or_without_verification() {
         redis_server::server_has_tls(),
         "this redis-server was built without TLS"
     );
-    let server = RedisServer::with(Config {
+    let server = RedisServer::with(&Config {
         tls: true,
         ..Config::default()
     });
@@ -672,4 +683,112 @@ fn a_holder_that_stops_loses_its_slot_and_its_release_frees_nothing() {
     assert_eq!(holders[0].fence, mine.fence);
     assert_eq!(sem.value().unwrap(), 0);
     sem.release(mine).unwrap();
+}
+
+#[test]
+fn a_restart_that_lost_the_lease_is_reported_and_a_persistent_one_keeps_it() {
+    for persistent in [false, true] {
+        let mut server = RedisServer::with(&Config {
+            persistent,
+            ..Config::default()
+        });
+        let name = unique("restart");
+        let lease = Duration::from_millis(900);
+        let sem = open(&server, &name, 1, lease);
+        let other = open(&server, &name, 1, lease);
+        let g = sem.acquire().unwrap();
+        server.restart();
+        if persistent {
+            // The lease survived: nobody else gets in while it is renewed.
+            assert!(other.acquire_timeout(lease * 2).unwrap().is_none());
+            assert!(!sem.is_lost(g));
+            sem.release(g).unwrap();
+        } else {
+            // Its next renewal is refused: lost, and the release frees nothing.
+            let deadline = Instant::now() + lease + WAIT;
+            while !sem.is_lost(g) {
+                assert!(Instant::now() < deadline, "the loss was never seen");
+                thread::sleep(Duration::from_millis(10));
+            }
+            let theirs = other.acquire_timeout(WAIT).unwrap().unwrap();
+            assert!(matches!(sem.release(g), Err(Error::LeaseLost { .. })));
+            assert_eq!(other.holders().unwrap().len(), 1);
+            other.release(theirs).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_killed_holders_slot_comes_back_when_its_lease_runs_out() {
+    let server = RedisServer::start();
+    let name = unique("killed-holder");
+    let lease = Duration::from_millis(500);
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "holder_process",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
+        .env(
+            "NAMEDIPC_REDIS_TEST_HOLDER",
+            format!("{} {name} {}", server.url(), lease.as_millis()),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = ChildGuard(child);
+    let lines = Lines::of(child.0.stdout.take().unwrap());
+    let their_fence: u64 = lines.next(WAIT, "acquired").parse().unwrap();
+    let sem = open(&server, &name, 1, Duration::from_secs(10));
+    let remaining = sem.holders().unwrap()[0].expires_in;
+    child.0.kill().unwrap();
+    let killed = Instant::now();
+    let mine = sem
+        .acquire_timeout(WAIT)
+        .unwrap()
+        .expect("the dead holder's lease runs out");
+    let took = killed.elapsed();
+    // Waiting ends on the waiter's own timer at the expiry, not a poll.
+    assert!(
+        took <= remaining + Duration::from_millis(250),
+        "{took:?} for {remaining:?}"
+    );
+    assert!(mine.fence > their_fence);
+    sem.release(mine).unwrap();
+}
+
+#[test]
+fn threads_share_one_handle() {
+    let server = RedisServer::start();
+    let name = unique("shared-handle");
+    let sem = Arc::new(open(&server, &name, 2, Duration::from_secs(10)));
+    let inside = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..5)
+        .map(|_| {
+            let (sem, inside, most) = (sem.clone(), inside.clone(), most.clone());
+            thread::spawn(move || {
+                for _ in 0..10 {
+                    let g = sem
+                        .acquire_timeout(WAIT)
+                        .unwrap()
+                        .expect("a slot within the bound");
+                    let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    thread::sleep(Duration::from_millis(2));
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    sem.release(g).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert!(most.load(Ordering::SeqCst) <= 2);
+    assert!(sem.held().is_empty());
+    assert_eq!(sem.value().unwrap(), 2);
 }

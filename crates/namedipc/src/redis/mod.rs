@@ -1,6 +1,102 @@
-//! A counting semaphore shared across machines through a Redis server.
+//! A counting semaphore shared across machines through a Redis server
+//! (feature `redis`): the same slots and the same names as
+//! [`RobustSemaphore`](crate::RobustSemaphore), held as leases on the
+//! server's clock.
 //!
-//! (Skeleton: the protocol is being written; see issue 11.)
+//! ```no_run
+//! use std::time::Duration;
+//! use namedipc::redis::RedisSemaphore;
+//!
+//! let gpu = RedisSemaphore::options()
+//!     .url("redis://:secret@db.example:6379/0")
+//!     .initial_value(2)
+//!     .lease(Duration::from_secs(10))
+//!     .open("/gpu")?;
+//! let grant = gpu.acquire()?;
+//! // ... at most two holders anywhere; pass grant.fence to what you protect ...
+//! gpu.release(grant)?;
+//! # Ok::<(), namedipc::Error>(())
+//! ```
+//!
+//! # What is promised
+//!
+//! At most N unexpired leases at any time **by the server's clock**,
+//! provided the server neither loses acknowledged writes (run it with
+//! `appendonly yes` and `appendfsync always` if a restart must not forget
+//! holders) nor steps its clock (slew it; a step forward expires leases
+//! early, a step back stretches them). Every grant carries a fencing token
+//! that strictly increases for the life of the semaphore, also across a
+//! restart that lost the data: it is `max(stored + 1, server time in µs)`.
+//! A holder can outlive its lease (a pause, a partition); it is told as soon
+//! as the client knows ([`RedisSemaphore::is_lost`]), and the resource it
+//! protects must check the fence to be safe from it.
+//!
+//! # How
+//!
+//! Each step is one Lua script, so one round trip, reading the server's
+//! clock (TIME) for every expiry decision; the client's clock is never
+//! compared with the server's.
+//!
+//! - **open**: creates the semaphore with its slot count if it is missing
+//!   (an existing one keeps its own).
+//! - **acquire**: frees the slots of expired leases, then grants the lowest
+//!   free slot under a holder id the client drew at random. A resend of the
+//!   same request (after a reply lost with its connection) finds that
+//!   holder's record and returns the same grant: never a second slot.
+//! - **release**: frees the slot only if that holder still has an unexpired
+//!   lease; otherwise nothing is freed and the caller gets
+//!   [`Error::LeaseLost`].
+//! - **renew**: a thread of the handle, on a connection of its own, extends
+//!   every held lease each lease/3; the server refuses to renew an expired
+//!   one (the grant is lost at once). The grant's local deadline, on the
+//!   monotonic clock, is the send time of the last successful renewal (or
+//!   of the acquire) plus the lease, less a twentieth of it; once it passes
+//!   the grant is lost, even if the server never answered.
+//! - **waiting** is pushed, not polled: a waiter registers on the server
+//!   and blocks in BLPOP on the semaphore's wake list (on a connection of
+//!   its own, so the caller keeps checking `keep_waiting` every 50 ms
+//!   without a word to the server); a release pushes one token per free
+//!   slot that a registered waiter could take (so the list stays no longer
+//!   than the waiters), Redis hands tokens to the longest-blocked client
+//!   first, and a waiter tries again by itself when the earliest lease runs
+//!   out (leases that expire push nothing). An idle waiter sends one
+//!   acquire per expiry of the earliest lease and one BLPOP per lease.
+//!
+//! # Keys
+//!
+//! All keys of one semaphore share the hash tag `{NAME}` (NAME with its
+//! leading slash), so a cluster keeps them in one slot. For `/gpu`:
+//!
+//! | key | type | holds |
+//! | --- | --- | --- |
+//! | `namedipc:{/gpu}:meta` | hash | `slots`, `fence` (the last token), `created` (µs) |
+//! | `namedipc:{/gpu}:holders` | hash | holder id → `slot fence since pid host` |
+//! | `namedipc:{/gpu}:deadlines` | sorted set | holder id, scored by its lease deadline (µs) |
+//! | `namedipc:{/gpu}:free` | sorted set | the free slot numbers |
+//! | `namedipc:{/gpu}:waiters` | sorted set | waiting holder ids, scored by when their registration runs out |
+//! | `namedipc:{/gpu}:wake` | list | wake tokens waiters BLPOP |
+//!
+//! [`unlink`] deletes them all: holders learn at their next renewal that
+//! their lease is lost, and the next acquire creates the semaphore anew.
+//!
+//! # URLs
+//!
+//! `redis://[[user]:password@]host[:port][/db]`; `rediss://...` for TLS,
+//! verifying the server against the system's root certificates; append
+//! `?ca=/path/to/ca.pem` to trust that CA instead (a private CA), or
+//! `#insecure` to skip verification (self-signed test servers only);
+//! `unix:///path/to/redis.sock` for a local socket. Messages show a URL with
+//! its password as `***` ([`redacted`]).
+//!
+//! # Errors and time bounds
+//!
+//! A server that cannot be reached, refuses the password or stops
+//! answering is [`Error::Unavailable`], never a
+//! hang: connecting takes at most the connect timeout (5 s by default) and
+//! every later command as long again (a failed command on an old connection
+//! is sent once more on a new one, for the server may have restarted). A
+//! handle outlives a server restart or a dropped connection: its next call
+//! reconnects, and a lease that ran out meanwhile is reported lost.
 
 mod held;
 mod keys;
@@ -8,6 +104,7 @@ mod scripts;
 mod server;
 mod wait;
 
+use std::fmt;
 use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,7 +117,7 @@ use self::keys::Keys;
 use self::scripts::scripts;
 use self::server::{Link, Server};
 use self::wait::{Outcome, Pending, Pool};
-use crate::error::{Error, ObjectKind, Result};
+use crate::error::{BusyReason, Error, ObjectKind, Result};
 use crate::{paths, sys};
 
 const KIND: ObjectKind = ObjectKind::RedisSemaphore;
@@ -91,13 +188,24 @@ pub struct RedisSemaphoreInfo {
 }
 
 /// Options for opening a [`RedisSemaphore`]; see [`RedisSemaphore::options`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use]
 pub struct RedisSemaphoreOptions {
     url: String,
     initial_value: u32,
     lease: Duration,
     connect_timeout: Duration,
+}
+
+impl fmt::Debug for RedisSemaphoreOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisSemaphoreOptions")
+            .field("url", &redacted(&self.url))
+            .field("initial_value", &self.initial_value)
+            .field("lease", &self.lease)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
 }
 
 impl RedisSemaphoreOptions {
@@ -198,12 +306,24 @@ impl RedisSemaphoreOptions {
 /// holds any number of grants. Each grant is renewed every lease/3 by a
 /// thread of the handle; dropping the handle closes it, giving back what it
 /// holds.
-#[derive(Debug)]
 pub struct RedisSemaphore {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+impl fmt::Debug for RedisSemaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &self.inner;
+        f.debug_struct("RedisSemaphore")
+            .field("name", &inner.name)
+            .field("url", &inner.server.redacted())
+            .field("slots", &inner.slots)
+            .field("lease", &inner.lease)
+            .field("created", &inner.created)
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     name: String,
     url: String,
@@ -363,11 +483,14 @@ impl RedisSemaphore {
             }
         };
         let granted = matches!(outcome, Ok(Some(_)));
-        let mut pass_on = registered && !granted;
+        // An unreachable server is not asked again: the registration runs
+        // out by itself.
+        let reachable = !matches!(outcome, Err(Error::Unavailable { .. }));
+        let mut pass_on = registered && !granted && reachable;
         if let Some(waiting) = pending {
             let (took_token, unblock) = waiting.abandon();
             pass_on |= took_token;
-            if let Some(id) = unblock {
+            if let (Some(id), true) = (unblock, reachable) {
                 let _ = self.with_main(|con| {
                     ::redis::cmd("CLIENT")
                         .arg("UNBLOCK")
@@ -432,6 +555,17 @@ impl RedisSemaphore {
                         inner.name.clone(),
                     );
                 }
+                if self.is_closed() {
+                    // Closed by another thread meanwhile: close() may have
+                    // given back the grants before this one was added.
+                    inner.held.remove(grant);
+                    let _ = self.with_main(|con| {
+                        invocation(&scripts().release, &inner.keys)
+                            .arg(&id)
+                            .invoke::<i64>(con)
+                    });
+                    return Err(self.closed_error());
+                }
                 Ok(Attempt::Granted(grant))
             }
             [0, earliest] => Ok(Attempt::Busy(
@@ -454,13 +588,19 @@ impl RedisSemaphore {
             });
         };
         let id = grant.holder_id();
+        let mut sends = 0;
         let freed = self.with_main(|con| {
+            sends += 1;
             invocation(&scripts().release, &inner.keys)
                 .arg(&id)
                 .invoke::<i64>(con)
         })?;
+        // A resend (the first reply was lost with its connection) finds
+        // nothing when the first one freed the slot: while the local
+        // deadline has not passed, the lease was still good when it arrived.
+        let resent_after_release = sends > 1 && !inner.held.is_lost(grant);
         inner.held.remove(grant);
-        if freed == 1 && !lost {
+        if (freed == 1 || resent_after_release) && !lost {
             Ok(())
         } else {
             Err(Error::LeaseLost {
@@ -543,11 +683,15 @@ impl RedisSemaphore {
         inner.held.stop();
         for grant in inner.held.take_all() {
             let id = grant.holder_id();
-            let _ = self.with_main(|con| {
+            let released = self.with_main(|con| {
                 invocation(&scripts().release, &inner.keys)
                     .arg(&id)
                     .invoke::<i64>(con)
             });
+            if matches!(released, Err(Error::Unavailable { .. })) {
+                // The rest run out on the server; not waited for one by one.
+                break;
+            }
         }
         inner.pool.clear();
     }
@@ -577,7 +721,7 @@ impl RedisSemaphore {
         Error::Busy {
             kind: KIND,
             name: self.inner.name.clone(),
-            reason: crate::BusyReason::NoSlot,
+            reason: BusyReason::NoSlot,
         }
     }
 
@@ -599,6 +743,12 @@ impl RedisSemaphore {
         parse_info(&inner.name, &inner.server, value)
     }
 }
+
+/// Threads share a handle.
+const _: () = {
+    const fn shareable<T: Send + Sync>() {}
+    shareable::<RedisSemaphore>();
+};
 
 impl Drop for RedisSemaphore {
     fn drop(&mut self) {

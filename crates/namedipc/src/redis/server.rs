@@ -50,11 +50,19 @@ fn query_param<'u>(url: &'u str, key: &str) -> Option<&'u str> {
 }
 
 /// A server, as a URL names it.
-#[derive(Debug)]
 pub(crate) struct Server {
     client: Client,
     redacted: String,
     connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the client: its connection info holds the password.
+        f.debug_struct("Server")
+            .field("url", &self.redacted)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Server {
@@ -147,7 +155,12 @@ impl Server {
                 ),
             };
         }
-        let reason = if err.is_timeout() {
+        let reason = if text.contains("certificate") {
+            format!(
+                "{text} (to trust a private CA add ?ca=/path/to/ca.pem to the URL; \
+                 #insecure skips the check, for test servers only)"
+            )
+        } else if err.is_timeout() {
             "the server did not answer in time (is it stopped or overloaded?)".to_owned()
         } else if err.is_connection_refusal() {
             format!("cannot connect: {text}")
@@ -161,14 +174,18 @@ impl Server {
     }
 }
 
-/// A redis error as words, without anything the URL held.
+/// A redis error as words, without anything the URL held (redis-rs never
+/// puts the password in a message) nor its name for the error's kind.
 fn describe(err: &RedisError) -> String {
-    err.to_string()
+    let text = err.to_string();
+    text.strip_suffix(" - InvalidClientConfig")
+        .unwrap_or(&text)
+        .to_owned()
 }
 
 /// Whether `err` says the connection is no longer usable (rather than the
 /// server refusing one command).
-fn breaks_connection(err: &RedisError) -> bool {
+pub(crate) fn breaks_connection(err: &RedisError) -> bool {
     err.is_io_error()
         || err.is_timeout()
         || err.is_connection_dropped()

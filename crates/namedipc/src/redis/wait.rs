@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::keys::Keys;
 use super::scripts::scripts;
-use super::server::{Link, Server};
+use super::server::{breaks_connection, Link, Server};
 use crate::error::Result;
 
 /// One waiter thread, idle in the pool or lent to a caller.
@@ -226,10 +226,13 @@ fn blpop(
         let con = link.connection(server)?;
         match ::redis::cmd("CLIENT").arg("ID").query::<i64>(con) {
             Ok(id) => client_id.store(id, Ordering::SeqCst),
-            Err(e) => {
+            Err(e) if breaks_connection(&e) => {
                 link.drop_connection();
                 return Err(server.error(&e, name));
             }
+            // Refused (an ACL without CLIENT): the wait works, only a
+            // caller that leaves early cannot cut it short.
+            Err(_) => client_id.store(0, Ordering::SeqCst),
         }
     }
     let con = link.connection(server)?;

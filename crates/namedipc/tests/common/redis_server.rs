@@ -65,11 +65,11 @@ pub fn free_port() -> u16 {
 impl RedisServer {
     /// A server without password, TLS or persistence.
     pub fn start() -> Self {
-        Self::with(Config::default())
+        Self::with(&Config::default())
     }
 
     /// A server as `config` says.
-    pub fn with(config: Config) -> Self {
+    pub fn with(config: &Config) -> Self {
         let dir = temp_dir();
         if config.tls {
             make_certificate(&dir);
@@ -378,7 +378,7 @@ impl Proxy {
                     let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                     thread::spawn(move || pump(client, server, None));
                     let drop_reply = drop_reply.clone();
-                    thread::spawn(move || pump(s2, c2, Some(drop_reply)));
+                    thread::spawn(move || pump(s2, c2, Some(&drop_reply)));
                 }
             });
         }
@@ -409,7 +409,7 @@ impl Proxy {
 
 /// Copies `from` to `to` until either ends; with `drop_reply` set, the
 /// next bytes are swallowed and both ends are cut.
-fn pump(mut from: TcpStream, mut to: TcpStream, drop_reply: Option<Arc<AtomicBool>>) {
+fn pump(mut from: TcpStream, mut to: TcpStream, drop_reply: Option<&AtomicBool>) {
     let mut buf = [0u8; 16 * 1024];
     loop {
         let n = match from.read(&mut buf) {
