@@ -14,12 +14,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
 import namedipc
 from support.processes import Background
 from support.redis_server import RedisSemaphores, RedisServer, RedisServers, free_port
+from support.tcp_proxy import TO_SERVER, TcpProxy
 from support.waiting import WAIT, poll_until
 
 pytest_plugins = ["support.redis_fixtures"]
@@ -141,7 +143,7 @@ def test_default_value_is_one_and_a_waiter_wakes_on_release(redis_sems: RedisSem
     assert sem.slots == 1
     assert sem.acquire()
     waiter = Background(lambda: sem.acquire(timeout=WAIT))
-    time.sleep(0.05)  # not a synchronisation: the waiter must still be waiting after it
+    redis_sems.server.wait_blocked()
     assert waiter.is_alive()
     released = time.monotonic()
     sem.release()
@@ -361,7 +363,7 @@ def test_close_from_another_thread_ends_a_wait(redis_sems: RedisSemaphores) -> N
     holder = redis_sems(name=sem.name)
     assert holder.acquire()
     waiter = Background(lambda: sem.acquire(timeout=WAIT))
-    time.sleep(0.1)
+    redis_sems.server.wait_blocked()
     sem.close()
     outcome = waiter.join()
     assert isinstance(outcome, namedipc.ExistentialError), outcome
@@ -373,10 +375,10 @@ def test_waits_release_the_interpreter_lock(redis_sems: RedisSemaphores) -> None
     sem = redis_sems()
     assert sem.acquire()
     other = redis_sems(name=sem.name)
-    waiter = Background(lambda: other.acquire(timeout=1.0))
+    waiter = Background(lambda: other.acquire(timeout=0.4))
     # The main thread keeps running Python while the other waits.
     count = 0
-    end = time.monotonic() + 0.3
+    end = time.monotonic() + 0.2
     while time.monotonic() < end:
         count += 1
     assert count > 10_000
@@ -512,3 +514,60 @@ def test_unreachable_port_is_unavailable_at_once() -> None:
     assert time.monotonic() - started < 2
     assert isinstance(raised.value, ConnectionError) and isinstance(raised.value, namedipc.Error)
     assert url in str(raised.value)
+
+
+def test_an_idle_waiter_does_not_poll(redis_sems: RedisSemaphores, tcp_proxies: Callable[[int], TcpProxy]) -> None:
+    # The waiter talks to the server through the proxy, which counts its bytes:
+    # while it idles it may send one command per lease/3, not one per check.
+    lease = 1.5
+    server = redis_sems.server
+    holder = redis_sems(lease=lease)
+    assert holder.acquire()
+    proxy = tcp_proxies(server.port)
+    waiter_handle = redis_sems(name=holder.name, lease=lease, url=proxy.url_for(server.url(), server.port))
+    waiter = Background(lambda: waiter_handle.acquire(timeout=WAIT))
+    server.wait_blocked()  # past its first try and into the wait
+    before = proxy.forwarded[TO_SERVER]
+    idle = 1.5
+    time.sleep(idle)
+    sent = proxy.forwarded[TO_SERVER] - before
+    # A command of the protocol is well under 400 bytes; a poll every 50 ms would be 30 of them.
+    allowed = (idle / (lease / 3) + 1) * 400
+    assert sent <= allowed, f"an idle waiter sent {sent} bytes in {idle} s"
+    holder.release()
+    assert waiter.join() is True
+    waiter_handle.release()
+
+
+EXIT_HOLDING = """
+import sys, threading, namedipc
+sem = namedipc.RedisSemaphore(sys.argv[1], 2, url=sys.argv[2], lease=30)
+assert sem.acquire()
+other = namedipc.RedisSemaphore(sys.argv[1], url=sys.argv[2], lease=30)
+assert other.acquire()
+full = namedipc.RedisSemaphore(sys.argv[1] + "-full", url=sys.argv[2], lease=30)
+assert full.acquire()
+blocked = namedipc.RedisSemaphore(full.name, url=sys.argv[2], lease=1)
+waiting = threading.Thread(target=blocked.acquire, daemon=True)  # waits through the exit
+waiting.start()
+print("holding", flush=True)
+"""
+
+
+def test_a_normal_exit_gives_back_what_the_process_held(redis_sems: RedisSemaphores) -> None:
+    observer = redis_sems(2)
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT_HOLDING, observer.name, observer.url],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "holding"
+    # Given back at exit, not after the 30 s lease.
+    assert observer.value == 2
+    assert observer.holders() == []
+    # A thread still waiting at exit may win the slot that the exit frees
+    # just before the process ends: at worst its (1 s) lease keeps it.
+    full = redis_sems(name=observer.name + "-full")
+    poll_until(lambda: full.value == 1, 1.5, "the waiting thread's slot free")

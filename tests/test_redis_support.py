@@ -105,7 +105,7 @@ def test_password_server_refuses_a_client_without_it(redis_servers: RedisServers
 def test_tls_server_speaks_tls_only(redis_servers: RedisServers) -> None:
     server = redis_servers(tls=True)
     assert server.url().startswith(f"rediss://127.0.0.1:{server.port}/")
-    assert server.cert is not None and server.cert.exists()
+    assert server.ca is not None and server.ca.exists()
     assert server.command("PING") == "PONG"  # over TLS, trusting the self-signed certificate
     with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as plain:
         send_command(plain, "PING")
@@ -244,3 +244,13 @@ def test_proxy_stop_closes_everything(redis_server: RedisServer) -> None:
             _ping_on(conn)
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=WAIT).close()
+
+
+def test_blocked_clients_counts_a_client_in_blpop(redis_server: RedisServer) -> None:
+    assert redis_server.blocked_clients() == 0
+    with redis_server.connect() as conn:
+        send_command(conn, "BLPOP", "namedipc-test-list", "5")
+        redis_server.wait_blocked(1)
+        redis_server.command("RPUSH", "namedipc-test-list", "x")
+        assert RespReader(conn).reply() == [b"namedipc-test-list", b"x"]
+    poll_until(lambda: redis_server.blocked_clients() == 0, what="no client blocked")

@@ -107,6 +107,9 @@ else:
             return _namedipc._lease_class()
         raise AttributeError(f"module 'namedipc' has no attribute {name!r}")
 
+    def __dir__():
+        return sorted([*globals(), "Lease"])
+
 
 __all__ = [
     "MESSAGE_QUEUES_SUPPORTED",

@@ -13,7 +13,7 @@ Opens the semaphore, says "ready", then answers one line per command on stdin:
     redis_holder.py --work URL NAME SLOTS LEASE LOG SECONDS
 
 Worker mode, for the kill storm: for SECONDS, acquires a slot, appends
-"start FENCE SLOT T" to LOG (T: time.monotonic(), the same clock in every
+"start FENCE SLOT T PID" to LOG (T: time.monotonic(), the same clock in every
 process on the machine), works for a few milliseconds, appends
 "end FENCE SLOT T LOST", releases, and again. Lines are written with
 O_APPEND in one write each, so lines of several workers never mix.
@@ -65,7 +65,7 @@ def work(url: str, name: str, slots: int, lease: float, log: str, seconds: float
     while time.monotonic() < end:
         assert sem.acquire(timeout=30)
         fence, slot = sem.fence, sem.slot
-        os.write(fd, f"start {fence} {slot} {time.monotonic()}\n".encode())
+        os.write(fd, f"start {fence} {slot} {time.monotonic()} {os.getpid()}\n".encode())
         time.sleep(random.uniform(0.001, 0.02))
         lost = sem.lost
         os.write(fd, f"end {fence} {slot} {time.monotonic()} {lost}\n".encode())

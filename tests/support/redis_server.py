@@ -74,26 +74,33 @@ def tls_supported() -> bool:
         return False
 
 
-def make_certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and localhost, and its key,
-    made with openssl in `directory`; the certificate is its own CA."""
+def make_certificate(directory: Path) -> tuple[Path, Path, Path]:
+    """A self-signed CA and a server certificate it signed for 127.0.0.1 and
+    localhost, with the server's key, made with openssl in `directory`:
+    (ca, cert, key). Clients trust the CA (TLS libraries such as rustls
+    refuse a CA certificate presented as the server's own)."""
     if shutil.which(OPENSSL) is None:
         pytest.fail("openssl is not installed, but the TLS test makes its certificate with it; ./dev.sh installs it")
-    cert, key = directory / "server.crt", directory / "server.key"
-    done = subprocess.run(
-        [
-            *(OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
-            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"),
-            *("-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
-            *("-addext", "basicConstraints=critical,CA:TRUE"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=WAIT * 3,
-        check=False,
+    ca, ca_key = directory / "ca.crt", directory / "ca.key"
+    cert, key, request = directory / "server.crt", directory / "server.key", directory / "server.csr"
+    extensions = directory / "server.ext"
+    extensions.write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
     )
-    assert done.returncode == 0, f"openssl could not make a certificate:\n{done.stderr}"
-    return cert, key
+    new_key = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    ca_subject = ("-subj", "/CN=namedipc test CA", "-addext", "basicConstraints=critical,CA:TRUE")
+    ca_usage = ("-addext", "keyUsage=critical,keyCertSign,cRLSign", "-days", "2")
+    signed_by_ca = ("-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-days", "2")
+    steps = [
+        [OPENSSL, "req", "-x509", *new_key, "-keyout", str(ca_key), "-out", str(ca), *ca_subject, *ca_usage],
+        [OPENSSL, "req", *new_key, "-keyout", str(key), "-out", str(request), "-subj", "/CN=localhost"],
+        [OPENSSL, "x509", "-req", "-in", str(request), *signed_by_ca, "-out", str(cert), "-extfile", str(extensions)],
+    ]
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True, timeout=WAIT * 3, check=False)
+        assert done.returncode == 0, f"openssl could not make the certificates ({step}):\n{done.stderr}"
+    return ca, cert, key
 
 
 class RedisServer:
@@ -116,10 +123,12 @@ class RedisServer:
         self.tls = tls
         self.extra = extra
         self.dir = Path(tempfile.mkdtemp(prefix=f"namedipc-redis-{os.getpid()}-"))
+        # TLS: the CA clients trust, and the server's certificate and key.
+        self.ca: Path | None = None
         self.cert: Path | None = None
         self.key: Path | None = None
         if tls:
-            self.cert, self.key = make_certificate(self.dir)
+            self.ca, self.cert, self.key = make_certificate(self.dir)
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self._log = self.dir / "server.log"
@@ -158,13 +167,13 @@ class RedisServer:
             "--protected-mode", "no",
         ]  # fmt: skip
         if self.tls:
-            assert self.cert is not None and self.key is not None
+            assert self.ca is not None and self.cert is not None and self.key is not None
             argv += [
                 "--port", "0",
                 "--tls-port", str(self.port),
                 "--tls-cert-file", str(self.cert),
                 "--tls-key-file", str(self.key),
-                "--tls-ca-cert-file", str(self.cert),
+                "--tls-ca-cert-file", str(self.ca),
                 "--tls-auth-clients", "no",
             ]  # fmt: skip
         else:
@@ -294,7 +303,7 @@ class RedisServer:
         raw = socket.create_connection((self.host, port or self.port), timeout=timeout)
         if not self.tls:
             return raw
-        context = ssl.create_default_context(cafile=str(self.cert))
+        context = ssl.create_default_context(cafile=str(self.ca))
         return context.wrap_socket(raw, server_hostname="localhost")
 
     def command(self, *args: str | bytes | int | float, timeout: float = WAIT, port: int | None = None) -> Reply:
@@ -314,6 +323,20 @@ class RedisServer:
         found = self.command("KEYS", pattern)
         assert isinstance(found, list)
         return sorted(k for k in found if isinstance(k, bytes))
+
+    def blocked_clients(self) -> int:
+        """How many clients are blocked in a command (a waiter's BLPOP) now."""
+        info = self.command("INFO", "clients")
+        assert isinstance(info, bytes)
+        for line in info.decode().splitlines():
+            if line.startswith("blocked_clients:"):
+                return int(line.split(":", 1)[1])
+        raise AssertionError(f"INFO clients has no blocked_clients: {info!r}")
+
+    def wait_blocked(self, count: int = 1, timeout: float = WAIT) -> None:
+        """Returns once `count` clients are blocked in the server (a test
+        waits for waiters to be waiting, not for time to pass)."""
+        poll_until(lambda: self.blocked_clients() >= count, timeout, f"{count} client(s) blocked in the server")
 
     def time(self) -> float:
         """The server's clock, in seconds (TIME)."""

@@ -31,8 +31,8 @@ const KIND: ObjectKind = ObjectKind::RedisSemaphore;
 /// The environment variable naming the server when no `url` is given.
 const URL_VARIABLE: &str = "NAMEDIPC_REDIS";
 
-/// The largest slot count a new semaphore may have.
-const MAX_SLOTS: i64 = 1 << 20;
+/// The largest slot count a new semaphore may have (the core's).
+const MAX_SLOTS: i64 = namedipc::redis::MAX_SLOTS as i64;
 
 /// The bounds of `lease` and `connect_timeout`, in seconds: a lease much
 /// shorter than a round trip could never be renewed, and one beyond a day
@@ -611,10 +611,17 @@ impl PyRedisSemaphore {
         Ok(slf.clone())
     }
 
-    /// Gives the slot back; LeaseLost if its lease was lost meanwhile.
-    #[pyo3(signature = (*_exc_info))]
-    fn __exit__(&self, py: Python<'_>, _exc_info: &Bound<'_, PyTuple>) -> PyResult<()> {
-        self.release(py)
+    /// Gives the slot back; LeaseLost if its lease was lost meanwhile (with
+    /// the block's own exception, if any, as its context).
+    #[pyo3(signature = (*exc_info))]
+    fn __exit__(&self, py: Python<'_>, exc_info: &Bound<'_, PyTuple>) -> PyResult<()> {
+        self.release(py).inspect_err(|err| {
+            if let Ok(exc) = exc_info.get_item(1) {
+                if !exc.is_none() {
+                    let _ = err.value(py).setattr("__context__", exc);
+                }
+            }
+        })
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
@@ -679,6 +686,12 @@ impl PyRedisSemaphore {
             })
         });
         let result: Bound<'_, PyAny> = match outcome {
+            // The task gave up meanwhile: the slot goes back from here, not
+            // through a loop that may be busy.
+            Ok(Some(grant)) if future.call_method0("done")?.is_truthy()? => {
+                let _ = py.detach(|| sem.release(grant));
+                return Ok(());
+            }
             Ok(Some(grant)) => Bound::new(py, GrantToken(grant))?.into_any(),
             Ok(None) => py.None().into_bound(py),
             // The task stopped waiting (its future is done): nobody to tell.
