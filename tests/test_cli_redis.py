@@ -320,10 +320,15 @@ def test_a_cmd_that_ignores_sigterm_gets_sigkill_after_kill_after(
 def test_cmd_gets_sigterm_at_once_if_run_is_killed(redis_server: RedisServer, name: str, programs: type[Peer]) -> None:
     """Nothing renews the lease once run is dead: CMD must not go on."""
     job = programs(*redis_run(redis_server.url(), name, "--", sys.executable, "-c", TRAP))
-    job.expect("ready")
-    job.proc.kill()
-    assert job.proc.wait(WAIT) == -signal.SIGKILL
-    job.expect(f"got {int(signal.SIGTERM)}")  # CMD still writes to the same pipe
+    cmd_pid = int(job.expect("ready").split()[1])
+    try:
+        job.proc.kill()
+        assert job.proc.wait(WAIT) == -signal.SIGKILL
+        job.expect(f"got {int(signal.SIGTERM)}")  # CMD still writes to the same pipe
+        poll_until(lambda: process_gone(cmd_pid), what="CMD ended")
+    finally:
+        if not process_gone(cmd_pid):
+            os.kill(cmd_pid, signal.SIGKILL)
 
 
 # -- ls, info, rm
