@@ -20,7 +20,7 @@ import pytest
 
 from support.names import Names, robust_file
 from support.processes import Peer
-from support.redis_server import RedisServer, RedisServers, free_port, random_password
+from support.redis_server import RedisServer, RedisServers, free_port, random_password, tls_supported
 from support.tcp_proxy import TcpProxy
 from support.waiting import WAIT, poll_until, process_gone
 from test_cli import (  # the local command's helpers; the `entry` fixture runs each entry point
@@ -459,6 +459,19 @@ def test_a_password_is_never_shown(redis_servers: RedisServers, name: str) -> No
         assert done.returncode == code, (args, done.stderr)
         assert done.stderr.startswith("namedipc: ") and secret not in done.stderr, done.stderr
         assert "***" in done.stderr, done.stderr
+
+
+@pytest.mark.skipif(not tls_supported(), reason="this redis-server was built without TLS")
+def test_tls(redis_servers: RedisServers, name: str) -> None:
+    """rediss:// URLs; the fixture's certificate is self-signed, so it is
+    used with #insecure (no check), and refused without."""
+    server = redis_servers(tls=True)
+    url = f"{server.url()}#insecure"
+    done = namedipc_cli("run", "--redis", url, name, "--", "sh", "-c", 'echo "$NAMEDIPC_SLOT"')
+    assert (done.returncode, done.stdout, done.stderr) == (0, "0\n", "")
+    assert [o["name"] for o in parse(namedipc_cli("ls", "--redis", url, "--json").stdout)["objects"]] == [name]
+    untrusted = namedipc_cli("ls", "--redis", server.url())
+    assert untrusted.returncode == 1 and "certificate" in untrusted.stderr, untrusted.stderr
 
 
 def test_an_unreachable_server_is_an_error_not_a_hang() -> None:
