@@ -463,13 +463,16 @@ def test_a_password_is_never_shown(redis_servers: RedisServers, name: str) -> No
 
 @pytest.mark.skipif(not tls_supported(), reason="this redis-server was built without TLS")
 def test_tls(redis_servers: RedisServers, name: str) -> None:
-    """rediss:// URLs; the fixture's certificate is self-signed, so it is
-    used with #insecure (no check), and refused without."""
+    """rediss:// URLs: the test's own CA trusted with ?ca=, or no check with
+    #insecure; the system's roots refuse the certificate."""
     server = redis_servers(tls=True)
-    url = f"{server.url()}#insecure"
+    assert server.ca is not None
+    url = f"{server.url()}?ca={server.ca}"
     done = namedipc_cli("run", "--redis", url, name, "--", "sh", "-c", 'echo "$NAMEDIPC_SLOT"')
     assert (done.returncode, done.stdout, done.stderr) == (0, "0\n", "")
-    assert [o["name"] for o in parse(namedipc_cli("ls", "--redis", url, "--json").stdout)["objects"]] == [name]
+    for listed in (url, f"{server.url()}#insecure"):
+        document = parse(namedipc_cli("ls", "--redis", listed, "--json").stdout)
+        assert [o["name"] for o in document["objects"]] == [name]
     untrusted = namedipc_cli("ls", "--redis", server.url())
     assert untrusted.returncode == 1 and "certificate" in untrusted.stderr, untrusted.stderr
 
