@@ -33,6 +33,8 @@ usage: ./dev.sh COMMAND [ARGS...]
                          virtualenv, check that namedipc comes from there, and
                          run mypy.stubtest and pytest against it
   bench [BENCH...]       namedipc vs posix_ipc vs a C floor (./dev.sh bench --help)
+  bench --redis [...]    RedisSemaphore vs python-redis-lock and py-redis-semaphore on a
+                         redis-server the benchmark starts (./dev.sh bench --redis --help)
   lock [UV...]           regenerate requirements-dev.txt from requirements-dev.in
                          (e.g. ./dev.sh lock --upgrade, --upgrade-package ruff)
   clean [--all]          remove build outputs and caches (--all: also .venv)
@@ -207,7 +209,12 @@ cmd_test() {
 cmd_bench() {
     setup
     build --release
-    python bench/bench.py "$@"
+    if [ "${1:-}" = --redis ]; then
+        shift
+        python bench/redis_bench.py "$@"
+    else
+        python bench/bench.py "$@"
+    fi
 }
 
 cmd_lock() {

@@ -14,7 +14,7 @@ use crate::ObjectKind;
 
 /// The version of the JSON document's format; it changes only when a
 /// member is removed or changes meaning (new members may be added).
-const SCHEMA_VERSION: u32 = 1;
+pub(super) const SCHEMA_VERSION: u32 = 1;
 
 const MQUEUE_NOT_MOUNTED: &str = "message queues are not listed: no mqueue file system is mounted \
      (`mount -t mqueue none /dev/mqueue` as root mounts it); `namedipc info NAME` still finds a queue by name";

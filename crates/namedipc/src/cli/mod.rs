@@ -1,14 +1,17 @@
 //! The `namedipc` command: see the named IPC objects on this machine
 //! (`ls`, `info`), clean up after crashes (`rm`), and run a command while
-//! holding a slot of a crash-safe semaphore (`run`). One implementation
-//! serves the Rust binary and the Python package's entry points; the exit
-//! codes and the JSON format are documented in docs/cli.md (shipped at the
-//! URL `namedipc --help` names).
+//! holding a slot of a crash-safe semaphore (`run`); with `--redis URL`, the
+//! same four on the distributed semaphores of a Redis server. One
+//! implementation serves the Rust binary and the Python package's entry
+//! points; the exit codes and the JSON format are documented in docs/cli.md
+//! (shipped at the URL `namedipc --help` names).
 
 mod json;
 mod ls;
+mod remote;
 mod rm;
 mod run;
+mod run_redis;
 mod show;
 
 use std::ffi::OsString;
@@ -31,6 +34,13 @@ const TIMEOUT_DEFAULT: u8 = 75;
 /// Exit code of `run` when namedipc itself failed (bad arguments included),
 /// as for `timeout`, `env` and `nice`, so that it differs from CMD's own codes.
 const RUN_FAILED: i32 = 125;
+/// Exit code of `run --redis` when the lease was lost while CMD ran (CMD was
+/// stopped, or ended after the loss): as GNU `timeout` exits 124 when it
+/// stopped its command because its time ran out.
+const LEASE_LOST: i32 = 124;
+/// How long `ls`, `info`, `rm` and `run` with `--redis` wait for the server
+/// to answer a connection before they give up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where the documentation is: `cli.md` there has the exit codes and the
 /// JSON format. A URL, not a path: the help is read where the source is not.
@@ -44,10 +54,14 @@ const DOCS_URL: &str = docs_url!();
 
 const AFTER_HELP: &str = concat!(
     "\
+With --redis URL, ls, info, rm and run work on the distributed semaphores of the Redis server at
+URL instead of on this machine; without it they stay local, whatever NAMEDIPC_REDIS says.
+
 Exit codes: 0 success; 1 an object was not found or an operation failed; 2 bad arguments.
 `run` exits with CMD's exit status (128+N if CMD was killed by signal N), 75 (or -E CODE) if
---timeout passed first, 125 if namedipc itself failed, 126/127 if CMD could not be run / found.
-Details (exit codes, the JSON format): cli.md in ",
+--timeout passed first, 124 if the lease was lost (--redis), 125 if namedipc itself failed
+(the Redis server unreachable included), 126/127 if CMD could not be run / found.
+Details (exit codes, the JSON format, distributed semaphores): cli.md and distributed.md in ",
     docs_url!()
 );
 
@@ -68,20 +82,25 @@ enum Command {
     /// Lists the named IPC objects this user can see, with owner, mode, age and state: a
     /// semaphore's value, a segment's size, a queue's messages, a robust semaphore's free slots,
     /// attached processes and holders (pid, alive or dead). Message queues can be listed only
-    /// while the mqueue file system is mounted; `ls` says when it is not.
+    /// while the mqueue file system is mounted; `ls` says when it is not. With --redis URL:
+    /// every distributed semaphore on that Redis server, with its free slots and holders (host,
+    /// pid, since, lease expires in, fence, slot).
     Ls(LsArgs),
     /// Show everything known about the objects with a name
     Info(InfoArgs),
     /// Remove objects by name, or only robust semaphores nobody uses (--stale)
     ///
     /// Removes the named objects. Never follows a symbolic link, and never removes a file that
-    /// is not an object of the kind named.
+    /// is not an object of the kind named. With --redis URL: removes distributed semaphores
+    /// from that Redis server.
     Rm(RmArgs),
-    /// Run a command while holding a slot of a robust semaphore
+    /// Run a command while holding a slot of a robust semaphore (or, with --redis, of a
+    /// distributed semaphore on a Redis server)
     ///
     /// Runs CMD while holding one slot of the robust semaphore NAME (created with SLOTS slots if
     /// it does not exist), so that at most SLOTS commands started this way run at once,
-    /// machine-wide.
+    /// machine-wide. With --redis URL, NAME is a distributed semaphore on that Redis server, and
+    /// the limit holds across every machine that uses the server.
     #[command(after_help = RUN_AFTER_HELP)]
     Run(RunArgs),
 }
@@ -91,7 +110,15 @@ The slot is held while CMD runs and given back when CMD ends, however it ends; n
 exits with CMD's status. SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1 and SIGUSR2 sent to
 namedipc are passed on to CMD (a terminal's ^C already reaches both). If namedipc itself is
 killed, CMD keeps the slot until it ends: the semaphore never admits more than SLOTS commands.
-Example: namedipc run /nightly -n 2 --timeout 60 -- ./job.sh --full";
+Example: namedipc run /nightly -n 2 --timeout 60 -- ./job.sh --full
+
+With --redis URL the slot is a lease on the Redis server, renewed every LEASE/3 while CMD runs.
+CMD gets NAMEDIPC_FENCE (the grant's fencing token, to hand to the resource it writes to) and
+NAMEDIPC_SLOT (0 to SLOTS-1) in its environment. When the lease is lost (not renewed in time:
+the server unreachable or paused, this process stalled), CMD gets SIGTERM, then SIGKILL after
+--kill-after SECS, and namedipc exits with 124. If namedipc itself is killed, CMD gets SIGTERM
+at once: its lease is no longer renewed.
+Example: namedipc run --redis \"$NAMEDIPC_REDIS\" /nightly -n 2 --lease 30 -- ./job.sh";
 
 /// A kind of object, as `--type` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -117,11 +144,28 @@ impl Kind {
     }
 }
 
+/// `--redis URL`, the same on every command that takes it.
+#[derive(Debug, Args)]
+struct RedisArg {
+    /// Work on the distributed semaphores of the Redis server at URL, e.g.
+    /// redis://:password@host:6379/0 or rediss://host:6380/0 (TLS); without it, on this machine
+    /// (NAMEDIPC_REDIS is not read: write --redis "$NAMEDIPC_REDIS")
+    #[arg(long = "redis", value_name = "URL", value_parser = parse_redis_url)]
+    url: Option<String>,
+}
+
 #[derive(Debug, Args)]
 struct LsArgs {
     /// List only objects of this kind
-    #[arg(long = "type", short = 't', value_name = "TYPE")]
+    #[arg(
+        long = "type",
+        short = 't',
+        value_name = "TYPE",
+        conflicts_with = "url"
+    )]
     kind: Option<Kind>,
+    #[command(flatten)]
+    redis: RedisArg,
     /// Print JSON (one document; its format is in the documentation, see `namedipc --help`)
     /// instead of a table
     #[arg(long)]
@@ -133,8 +177,15 @@ struct InfoArgs {
     /// The name, e.g. /jobs (the leading slash may be left out)
     name: String,
     /// Show only the object of this kind (a name may belong to several kinds at once)
-    #[arg(long = "type", short = 't', value_name = "TYPE")]
+    #[arg(
+        long = "type",
+        short = 't',
+        value_name = "TYPE",
+        conflicts_with = "url"
+    )]
     kind: Option<Kind>,
+    #[command(flatten)]
+    redis: RedisArg,
     /// Print JSON (the same format as `ls --json`) instead of text
     #[arg(long)]
     json: bool,
@@ -150,14 +201,17 @@ struct RmArgs {
         long = "type",
         short = 't',
         value_name = "TYPE",
-        conflicts_with = "stale"
+        conflicts_with_all = ["stale", "url"]
     )]
     kind: Option<Kind>,
     /// Remove only robust semaphores that no live process is attached to (all of them, or those
     /// NAMES), and files left by a robust semaphore's creation that crashed; persistent robust
     /// semaphores, and objects whose use cannot be checked (sem, shm, mq), are never removed
-    #[arg(long)]
+    /// (not with --redis: a distributed semaphore's leases run out by themselves)
+    #[arg(long, conflicts_with = "url")]
     stale: bool,
+    #[command(flatten)]
+    redis: RedisArg,
 }
 
 #[derive(Debug, Args)]
@@ -176,6 +230,16 @@ struct RunArgs {
     /// Exit code when --timeout passes without a free slot
     #[arg(short = 'E', long, value_name = "CODE", default_value_t = TIMEOUT_DEFAULT)]
     timeout_exit_code: u8,
+    #[command(flatten)]
+    redis: RedisArg,
+    /// With --redis: how long the server keeps the slot without a renewal (a decimal number of
+    /// seconds; renewed every LEASE/3 while CMD runs) [default: 10]
+    #[arg(long, value_name = "SECS", value_parser = parse_lease, requires = "url")]
+    lease: Option<Duration>,
+    /// With --redis: when the lease is lost, how long CMD has after SIGTERM before SIGKILL
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds, requires = "url",
+          default_value = "2")]
+    kill_after: Duration,
     /// The command to run, and its arguments (put `--` before it if it starts with `-`)
     #[arg(
         required = true,
@@ -200,6 +264,27 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         ));
     }
     Ok(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
+}
+
+/// Parses a lease: a positive number of seconds.
+fn parse_lease(text: &str) -> Result<Duration, String> {
+    let lease = parse_seconds(text)?;
+    if lease.is_zero() {
+        return Err(format!("{text} is not a positive number of seconds"));
+    }
+    Ok(lease)
+}
+
+/// Takes a Redis URL as written; the core checks it when it connects. An
+/// empty one is refused here, with the likely cause.
+fn parse_redis_url(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err(
+            "the URL is empty (is NAMEDIPC_REDIS set?); write one such as redis://127.0.0.1:6379/0"
+                .to_owned(),
+        );
+    }
+    Ok(text.to_owned())
 }
 
 /// Runs the `namedipc` command with `args` (the program name first, as in
@@ -238,9 +323,26 @@ fn is_run(args: &[OsString]) -> bool {
 
 fn dispatch(cli: Cli) -> i32 {
     let result = match cli.command {
+        Command::Ls(LsArgs {
+            redis: RedisArg { url: Some(url) },
+            json,
+            ..
+        }) => remote::ls(&url, json),
         Command::Ls(args) => ls::ls(args.kind, args.json),
+        Command::Info(InfoArgs {
+            redis: RedisArg { url: Some(url) },
+            name,
+            json,
+            ..
+        }) => remote::info(&url, &name, json),
         Command::Info(args) => ls::info(&args.name, args.kind, args.json),
+        Command::Rm(RmArgs {
+            redis: RedisArg { url: Some(url) },
+            names,
+            ..
+        }) => remote::rm(&url, &names),
         Command::Rm(args) => rm::rm(&args),
+        Command::Run(args) if args.redis.url.is_some() => return run_redis::run(&args),
         Command::Run(args) => return run::run(&args),
     };
     match result {
@@ -292,5 +394,65 @@ mod tests {
         // Longer than a Duration holds: the longest one (no limit, in effect).
         assert_eq!(parse_seconds("1e300"), Ok(Duration::MAX));
         assert_eq!(parse_seconds("1.9e19"), Ok(Duration::MAX));
+    }
+
+    #[test]
+    fn a_lease_is_positive_and_a_url_is_not_empty() {
+        assert_eq!(parse_lease("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["0", "-1", "nan", "soon"] {
+            assert!(parse_lease(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_redis_url("redis://h:1/0"),
+            Ok("redis://h:1/0".to_owned())
+        );
+        for empty in ["", "  "] {
+            let said = parse_redis_url(empty).unwrap_err();
+            assert!(said.contains("NAMEDIPC_REDIS"), "{said}");
+        }
+    }
+
+    #[test]
+    fn redis_switches_each_command_and_goes_with_no_local_option() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args.iter().copied());
+        let Ok(Cli {
+            command: Command::Run(run),
+        }) = parse(&[
+            "namedipc",
+            "run",
+            "--redis",
+            "redis://h/0",
+            "/x",
+            "--",
+            "true",
+        ])
+        else {
+            panic!("run --redis is refused");
+        };
+        assert_eq!(run.redis.url.as_deref(), Some("redis://h/0"));
+        assert_eq!(run.kill_after, Duration::from_secs(2));
+        assert!(parse(&["namedipc", "run", "/x", "--lease", "1", "--", "true"]).is_err());
+        assert!(parse(&["namedipc", "ls", "--redis", "redis://h/0", "-t", "sem"]).is_err());
+        assert!(parse(&[
+            "namedipc",
+            "info",
+            "--redis",
+            "redis://h/0",
+            "-t",
+            "sem",
+            "/x"
+        ])
+        .is_err());
+        assert!(parse(&["namedipc", "rm", "--redis", "redis://h/0", "--stale"]).is_err());
+        assert!(parse(&[
+            "namedipc",
+            "rm",
+            "--redis",
+            "redis://h/0",
+            "-t",
+            "sem",
+            "/x"
+        ])
+        .is_err());
     }
 }

@@ -16,7 +16,7 @@ use crate::sys::process::{self, BlockedSignals};
 use crate::{Error, Existence};
 
 /// Signals passed on to CMD. Others keep their usual effect.
-const FORWARDED: [i32; 6] = [
+pub(super) const FORWARDED: [i32; 6] = [
     libc::SIGHUP,
     libc::SIGINT,
     libc::SIGQUIT,
@@ -28,17 +28,17 @@ const FORWARDED: [i32; 6] = [
 /// Signals CMD starts with the default disposition of, as a command run from
 /// a shell would: Python (SIGPIPE, SIGXFSZ) and Rust (SIGPIPE) set them to
 /// "ignore", and an ignored signal stays ignored across exec.
-const DEFAULT_IN_CMD: &[i32] = &[libc::SIGPIPE, libc::SIGXFSZ];
+pub(super) const DEFAULT_IN_CMD: &[i32] = &[libc::SIGPIPE, libc::SIGXFSZ];
 
 /// While waiting for a slot, signals are looked at this often.
 const SIGNAL_CHECK: Duration = Duration::from_millis(20);
 
 /// While CMD runs, its status is checked at least this often (SIGCHLD
 /// wakes the wait at once; this is a safety net).
-const CHILD_CHECK: Duration = Duration::from_secs(1);
+pub(super) const CHILD_CHECK: Duration = Duration::from_secs(1);
 
 /// Exit code for "killed by signal N" (as shells report it).
-fn signal_exit_code(signal: i32) -> i32 {
+pub(super) fn signal_exit_code(signal: i32) -> i32 {
     128 + signal
 }
 
@@ -149,22 +149,35 @@ fn take_slot(sem: &RobustSemaphore, signals: &BlockedSignals, args: &RunArgs) ->
 /// Starts CMD with a descriptor that keeps this process's registration in
 /// `sem` alive; `Err` is the exit code, the message printed.
 fn start(sem: &RobustSemaphore, args: &RunArgs) -> Result<Child, i32> {
-    let Some((program, arguments)) = args.command.split_first() else {
-        error("no command to run; put it after the name, e.g. namedipc run /jobs -- ./job.sh");
-        return Err(RUN_FAILED);
-    };
+    let mut command = command(args)?;
     let lock = sem.inheritable_lock().map_err(|e| {
         error(&e.to_string());
         RUN_FAILED
     })?;
+    let spawned = spawn(&mut command);
+    // CMD has its copy; this process keeps the lock through its own handle.
+    drop(lock);
+    spawned
+}
+
+/// CMD and its arguments, to start with the signal dispositions a shell
+/// gives a command; `Err` is the exit code, the message printed.
+pub(super) fn command(args: &RunArgs) -> Result<Command, i32> {
+    let Some((program, arguments)) = args.command.split_first() else {
+        error("no command to run; put it after the name, e.g. namedipc run /jobs -- ./job.sh");
+        return Err(RUN_FAILED);
+    };
     let mut command = Command::new(program);
     command.args(arguments);
     process::default_signals_in_child(&mut command, DEFAULT_IN_CMD);
-    let spawned = command.spawn();
-    // CMD has its copy; this process keeps the lock through its own handle.
-    drop(lock);
-    spawned.map_err(|e| {
-        let program = program.to_string_lossy();
+    Ok(command)
+}
+
+/// Starts `command`; `Err` is the exit code (127 not found, 126 not
+/// runnable, 125 no process), the message printed.
+pub(super) fn spawn(command: &mut Command) -> Result<Child, i32> {
+    command.spawn().map_err(|e| {
+        let program = command.get_program().to_string_lossy();
         match e.kind() {
             io::ErrorKind::NotFound => {
                 error(&format!(
@@ -213,7 +226,7 @@ fn wait_for_slot(
 
 /// The first forwarded signal that is pending, if any (SIGCHLD is dropped:
 /// before CMD starts this process has no child).
-fn pending_signal(signals: &BlockedSignals) -> io::Result<Option<i32>> {
+pub(super) fn pending_signal(signals: &BlockedSignals) -> io::Result<Option<i32>> {
     while let Some(received) = signals.wait(Duration::ZERO)? {
         if received.signal != libc::SIGCHLD {
             return Ok(Some(received.signal));
@@ -244,7 +257,7 @@ fn supervise(child: &mut Child, signals: &BlockedSignals) -> io::Result<ExitStat
     }
 }
 
-fn exit_code(status: ExitStatus) -> i32 {
+pub(super) fn exit_code(status: ExitStatus) -> i32 {
     status
         .code()
         .or_else(|| status.signal().map(signal_exit_code))

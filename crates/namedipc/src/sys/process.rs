@@ -154,3 +154,26 @@ pub(crate) fn default_signals_in_child(command: &mut Command, signals: &'static 
         });
     }
 }
+
+/// Makes the child of `command` get `signal` when the thread that starts it
+/// ends (Linux's parent-death signal, `PR_SET_PDEATHSIG`), so that a command
+/// whose supervisor is killed learns of it at once. A supervisor that died
+/// before the child set this up makes the spawn fail instead.
+pub(crate) fn parent_death_signal_in_child(command: &mut Command, signal: i32) {
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe functions may be called: prctl and getppid are system
+    // calls, and nothing is allocated (the error is built from an errno).
+    unsafe {
+        command.pre_exec(move || {
+            let signal = libc::c_ulong::try_from(signal)
+                .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+            check(libc::prctl(libc::PR_SET_PDEATHSIG, signal, 0, 0, 0))?;
+            // Reparented already: the supervisor is gone, and no signal will come.
+            if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
