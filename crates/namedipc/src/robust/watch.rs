@@ -25,6 +25,25 @@ use crate::sys::pidfd;
 /// process lives on (it `exec`ed without handing its descriptor on) or a
 /// holder whose pid names another process here (another PID namespace).
 pub(super) const BACKSTOP: Duration = Duration::from_secs(1);
+/// [`BACKSTOP`], which debug builds let tests stretch (to the seconds that
+/// `NAMEDIPC_WATCH_BACKSTOP_S` says), so that a test can tell a death seen
+/// through its pidfd from one the backstop found.
+fn backstop() -> Duration {
+    #[cfg(debug_assertions)]
+    {
+        static STRETCHED: OnceLock<Option<Duration>> = OnceLock::new();
+        if let Some(stretched) = *STRETCHED.get_or_init(|| {
+            std::env::var("NAMEDIPC_WATCH_BACKSTOP_S")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .map(Duration::from_secs)
+        }) {
+            return stretched;
+        }
+    }
+    BACKSTOP
+}
+
 /// A holder that cannot be watched through a pidfd is looked at again
 /// after this, then after twice as long each time, up to [`SUSPECT_MAX`].
 const SUSPECT_FIRST: Duration = Duration::from_millis(1);
@@ -167,7 +186,7 @@ impl Watch {
             .map(|s| s.next)
             .chain(std::iter::once(self.next_backstop))
             .min()
-            .map_or(BACKSTOP, |next| next.saturating_sub(now))
+            .map_or(backstop(), |next| next.saturating_sub(now))
     }
 }
 
@@ -200,9 +219,13 @@ fn run(weak: &Weak<Attachment>, shared: &Arc<Shared>) {
                 if kicked || due || fired.iter().any(|&f| f) {
                     if let Ok(mine) = attachment.registration() {
                         if now >= watch.next_backstop {
-                            watch.next_backstop = now + BACKSTOP;
+                            watch.next_backstop = now + backstop();
                         }
                         watch.look(&attachment, mine, &fired, now);
+                    } else {
+                        // Detached (its waiters are leaving): nothing to
+                        // watch, and no readable pidfd to spin on.
+                        watch.clear();
                     }
                 }
                 watch.timeout(now)

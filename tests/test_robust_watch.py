@@ -1,0 +1,201 @@
+"""How a RobustSemaphore waiter learns of a holder's death without polling:
+a watcher thread per waiting process, with every signal blocked, that polls
+the pidfds of the holders — also of a holder that took its slot while the
+process already waited — and ends when nobody waits; and releases that wake
+every waiter, so that none is lost.
+
+The debug build lets a test stretch the watcher's backstop (its look at
+every holder once a second) with NAMEDIPC_WATCH_BACKSTOP_S, so that a slot
+that comes back within the tests' bounded waits came back through a pidfd."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from namedipc import RobustSemaphore
+from support.processes import read_line
+from support.waiting import WAIT, poll_until, robust_waiters, wait_until_blocked
+
+# Longer than any wait of these tests.
+STRETCHED_BACKSTOP = {"NAMEDIPC_WATCH_BACKSTOP_S": "3600"}
+
+# A waiting process: its SIGUSR1 handler says so and then waits for a line
+# on stdin, so that the test can act while the process is inside its wait
+# (its watcher engaged) but not looking at the slots.
+WAITER = """
+import signal, sys, namedipc
+name, wait = sys.argv[1], float(sys.argv[2])
+sem = namedipc.RobustSemaphore(name, handle_existence=namedipc.NamedSemaphore.Flags.RAISE_IF_NOT_EXISTS)
+def pause(*_):
+    print("in handler", flush=True)
+    sys.stdin.readline()
+signal.signal(signal.SIGUSR1, pause)
+print("waiting", flush=True)
+took = sem.acquire(timeout=wait)
+print("took" if took else "timeout", flush=True)
+if took:
+    sem.release()
+"""
+
+# A process that takes a free slot at once and holds it until killed.
+TAKER = """
+import sys, namedipc
+sem = namedipc.RobustSemaphore(sys.argv[1], handle_existence=namedipc.NamedSemaphore.Flags.RAISE_IF_NOT_EXISTS)
+print("took" if sem.acquire(blocking=False) else "none free", flush=True)
+sys.stdin.read()
+"""
+
+# A worker that takes and gives back the slot ROUNDS times, each take a
+# bounded wait: a lost wake-up ends it with "lost".
+WORKER = """
+import sys, namedipc
+name, rounds, wait = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+sem = namedipc.RobustSemaphore(name, handle_existence=namedipc.NamedSemaphore.Flags.RAISE_IF_NOT_EXISTS)
+print("ready", flush=True)
+sys.stdin.readline()
+for i in range(rounds):
+    if not sem.acquire(timeout=wait):
+        print(f"lost at {i}", flush=True)
+        sys.exit(1)
+    sem.release()
+print("done", flush=True)
+"""
+
+
+def start(script: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def stop(*procs: subprocess.Popen[str]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=WAIT)
+
+
+def threads(pid: int) -> list[Path]:
+    return sorted(Path(f"/proc/{pid}/task").iterdir())
+
+
+def pidfds(pid: int) -> int:
+    """How many pidfds the process `pid` has open."""
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            count += os.readlink(fd) == "anon_inode:[pidfd]"
+        except FileNotFoundError:
+            pass  # closed meanwhile
+    return count
+
+
+def blocked_signals(task: Path) -> int:
+    for line in (task / "status").read_text().splitlines():
+        if line.startswith("SigBlk:"):
+            return int(line.split()[1], 16)
+    raise AssertionError(f"no SigBlk in {task}/status")
+
+
+def test_a_holder_that_took_the_slot_while_others_waited_is_watched_and_its_death_ends_the_wait(
+    robust_name: str,
+) -> None:
+    sem = RobustSemaphore(robust_name)
+    sem.acquire()
+    waiter = start(WAITER, robust_name, str(WAIT), env=STRETCHED_BACKSTOP)
+    taker = None
+    try:
+        assert read_line(waiter) == "waiting"
+        wait_until_blocked(robust_name, waiters=robust_waiters)
+        # Past its grace the waiter has a watcher thread, watching this process.
+        poll_until(lambda: len(threads(waiter.pid)) == 2 and pidfds(waiter.pid) == 1, what="the watcher")
+        os.kill(waiter.pid, signal.SIGUSR1)
+        assert read_line(waiter) == "in handler"
+        # While the waiter is in its handler (still inside its wait), the slot
+        # changes hands: a holder the watcher has never seen takes it.
+        sem.release()
+        taker = start(TAKER, robust_name)
+        assert read_line(taker) == "took"
+        assert waiter.stdin is not None
+        waiter.stdin.write("go on\n")
+        waiter.stdin.flush()
+        # Woken by the release, it found no slot: its watcher looked again
+        # and watches the new holder (this process holds no slot any more).
+        poll_until(
+            lambda: pidfds(waiter.pid) == 1 and robust_waiters(robust_name) == 1, what="the watcher on the new holder"
+        )
+        taker.kill()
+        taker.communicate(timeout=WAIT)
+        assert read_line(waiter) == "took"
+    finally:
+        stop(waiter, *([taker] if taker else []))
+        sem.close()
+
+
+def test_the_watcher_blocks_every_signal_and_ends_when_nobody_waits(robust_name: str) -> None:
+    sem = RobustSemaphore(robust_name)
+    sem.acquire()
+    waiter = start(WAITER, robust_name, str(WAIT))
+    try:
+        assert read_line(waiter) == "waiting"
+        poll_until(lambda: len(threads(waiter.pid)) == 2, what="the watcher thread")
+        main, watcher = threads(waiter.pid)
+        assert main.name == str(waiter.pid)
+        mask = blocked_signals(watcher)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGCHLD, signal.SIGALRM):
+            assert mask & (1 << (sig - 1)), f"{sig.name} is not blocked in the watcher: {mask:#x}"
+        assert blocked_signals(main) & (1 << (signal.SIGINT - 1)) == 0
+        sem.release()
+        assert read_line(waiter) == "took"
+    finally:
+        stop(waiter)
+        sem.close()
+
+
+def test_the_watcher_thread_goes_once_the_wait_is_over(robust_name: str) -> None:
+    code = (
+        "import sys, threading, namedipc\n"
+        "sem = namedipc.RobustSemaphore(sys.argv[1], handle_existence=2)\n"
+        "print('waiting', flush=True)\n"
+        "print('took' if sem.acquire(timeout=float(sys.argv[2])) else 'timeout', flush=True)\n"
+        "sys.stdin.readline()\n"
+    )
+    sem = RobustSemaphore(robust_name)
+    sem.acquire()
+    proc = start(code, robust_name, str(WAIT))
+    try:
+        assert read_line(proc) == "waiting"
+        poll_until(lambda: len(threads(proc.pid)) == 2, what="the watcher thread")
+        sem.release()
+        assert read_line(proc) == "took"
+        poll_until(lambda: len(threads(proc.pid)) == 1 and pidfds(proc.pid) == 0, what="the watcher to end")
+    finally:
+        stop(proc)
+        sem.close()
+
+
+def test_no_wake_up_is_lost_across_many_releases(robust_name: str) -> None:
+    """Four processes take turns on one slot a few hundred times each; a
+    wake-up lost would leave one waiting until its bounded wait ends."""
+    sem = RobustSemaphore(robust_name)
+    workers = [start(WORKER, robust_name, "300", str(WAIT), env=STRETCHED_BACKSTOP) for _ in range(4)]
+    try:
+        for worker in workers:
+            assert read_line(worker) == "ready"
+        for worker in workers:
+            assert worker.stdin is not None
+            worker.stdin.write("go\n")
+            worker.stdin.flush()
+        assert [read_line(worker, timeout=60) for worker in workers] == ["done"] * 4
+        assert sem.value == 1
+    finally:
+        stop(*workers)
+        sem.close()
