@@ -9,8 +9,7 @@ from collections.abc import Callable
 
 from harness.measure import Context, Part
 from harness.session import Session
-from subjects import cycles, mqueue, pingpong, robust, semaphore, shm
-from subjects import idle
+from subjects import cycles, idle, mqueue, pingpong, robust, semaphore, shm
 
 SUBJECTS: list[Callable[[Session, Context], Part]] = [
     semaphore.subjects,  # rows 1 and 2

@@ -525,7 +525,7 @@ impl Attachment {
                     }
                     continue;
                 }
-                let rest = GRACE - waited;
+                let rest = GRACE.saturating_sub(waited);
                 sleep = Some(sleep.map_or(rest, |s| s.min(rest)));
             }
             if self.file.sleep(seq, sleep) == Slept::Interrupted && interruptible {

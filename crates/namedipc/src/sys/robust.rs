@@ -290,9 +290,7 @@ pub(crate) fn futex_wait(
         tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
         tv_nsec: libc::c_long::from(timeout.subsec_nanos()),
     });
-    let ts_ptr = ts
-        .as_ref()
-        .map_or(std::ptr::null(), |ts| std::ptr::from_ref(ts));
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), std::ptr::from_ref);
     // SAFETY: `word` is a valid, aligned 32-bit word for the duration of the
     // call (shared futex: no FUTEX_PRIVATE_FLAG, as the word is in a
     // MAP_SHARED file mapping); `ts_ptr` is NULL (no timeout) or points to
