@@ -1,6 +1,6 @@
 //! A crash-safe named counting semaphore: when a process that holds a slot
 //! dies — `SIGKILL`, OOM killer, a segfault — its slot comes back to the
-//! waiters within about a millisecond.
+//! waiters within a fraction of a millisecond of its death.
 //!
 //! The semaphore is one file in `/dev/shm`, mapped by every process that
 //! opens it. Each process registers a *process record* in that file and
