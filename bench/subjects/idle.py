@@ -124,7 +124,8 @@ def measure_idle(session: Session, namedipc: Any, posix_ipc: Any) -> list[Result
                     name = session.semaphore(posix_ipc, tag, 0).name
                 else:
                     name = session.mq_name(tag)
-                    queues.append(posix_ipc.MessageQueue(name, posix_ipc.O_CREX))
+                    # Small: the rows before it use most of RLIMIT_MSGQUEUE.
+                    queues.append(posix_ipc.MessageQueue(name, posix_ipc.O_CREX, max_messages=1, max_message_size=64))
                 argv = [sys.executable, "-c", WAITER, kind, name, "timed" if timed else "untimed", str(LONG_TIMEOUT_S)]
                 # A session of its own keeps a terminal's Ctrl-C away from it.
                 waiter = subprocess.Popen(argv, stdout=subprocess.PIPE, start_new_session=True)
