@@ -199,3 +199,54 @@ def test_no_wake_up_is_lost_across_many_releases(robust_name: str) -> None:
     finally:
         stop(*workers)
         sem.close()
+
+
+# A process whose thread waits (so it has a watcher) while its main thread
+# forks; the thread's wait then times out, and the child waits on its own:
+# it must get a watcher of its own (the parent's thread is not in it).
+FORK_WHILE_WAITING = """
+import os, sys, threading, time, namedipc
+name, wait = sys.argv[1], float(sys.argv[2])
+sem = namedipc.RobustSemaphore(name, handle_existence=namedipc.NamedSemaphore.Flags.RAISE_IF_NOT_EXISTS)
+outcome = []
+waiter = threading.Thread(target=lambda: outcome.append(sem.acquire(timeout=1.0)))
+waiter.start()
+deadline = time.monotonic() + wait
+while len(os.listdir("/proc/self/task")) < 3:  # main, the waiting thread, its watcher
+    assert time.monotonic() < deadline, "no watcher"
+    time.sleep(0.001)
+pid = os.fork()
+if pid == 0:
+    print(f"child waiting {os.getpid()}", flush=True)
+    took = sem.acquire(timeout=wait)
+    print("child took" if took else "child timeout", flush=True)
+    if took:
+        sem.release()
+    os._exit(0)
+waiter.join()
+print("parent thread took" if outcome[0] else "parent thread timeout", flush=True)
+_, status = os.waitpid(pid, 0)
+print(f"child exit {os.waitstatus_to_exitcode(status)}", flush=True)
+"""
+
+
+def test_a_child_forked_while_its_parent_waits_watches_on_its_own(robust_name: str) -> None:
+    sem = RobustSemaphore(robust_name)
+    holder = start(TAKER, robust_name)
+    proc = None
+    try:
+        assert read_line(holder) == "took"
+        proc = start(FORK_WHILE_WAITING, robust_name, str(WAIT), env=STRETCHED_BACKSTOP)
+        said, child = read_line(proc).rsplit(maxsplit=1)
+        assert said == "child waiting"
+        child_pid = int(child)
+        # The parent's watcher has no waiter left; the child's wait has one.
+        assert read_line(proc) == "parent thread timeout"
+        poll_until(lambda: len(threads(child_pid)) == 2 and pidfds(child_pid) >= 1, what="the child's watcher")
+        holder.kill()
+        holder.communicate(timeout=WAIT)
+        assert read_line(proc) == "child took"
+        assert read_line(proc) == "child exit 0"
+    finally:
+        stop(holder, *([proc] if proc else []))
+        sem.close()
