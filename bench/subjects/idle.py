@@ -54,13 +54,13 @@ wait()
 print("woken", flush=True)
 """
 
-# (label in the table, kind passed to WAITER, which library)
+# (label in the table, kind passed to WAITER: posix_ipc's start with "posix_ipc.")
 SUBJECTS = [
-    ("NamedSemaphore.acquire()", "NamedSemaphore", "namedipc"),
-    ("RobustSemaphore.acquire()", "RobustSemaphore", "namedipc"),
-    ("MessageQueue.receive()", "MessageQueue", "namedipc"),
-    ("posix_ipc Semaphore.acquire()", "posix_ipc.Semaphore", "posix_ipc"),
-    ("posix_ipc MessageQueue.receive()", "posix_ipc.MessageQueue", "posix_ipc"),
+    ("NamedSemaphore.acquire()", "NamedSemaphore"),
+    ("RobustSemaphore.acquire()", "RobustSemaphore"),
+    ("MessageQueue.receive()", "MessageQueue"),
+    ("posix_ipc Semaphore.acquire()", "posix_ipc.Semaphore"),
+    ("posix_ipc MessageQueue.receive()", "posix_ipc.MessageQueue"),
 ]
 
 
@@ -110,7 +110,7 @@ def measure_idle(session: Session, namedipc: Any, posix_ipc: Any) -> list[Result
     queues: list[Any] = []
     robust: list[Any] = []
     try:
-        for label, kind, _ in SUBJECTS:
+        for label, kind in SUBJECTS:
             for timed in (False, True):
                 tag = f"idle-{kind.replace('.', '-').lower()}-{'timed' if timed else 'untimed'}"
                 if kind == "NamedSemaphore":
