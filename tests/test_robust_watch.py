@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from namedipc import RobustSemaphore
 from support.processes import read_line
 from support.waiting import WAIT, poll_until, robust_waiters, wait_until_blocked
@@ -96,6 +98,14 @@ def pidfds(pid: int) -> int:
         except FileNotFoundError:
             pass  # closed meanwhile
     return count
+
+
+def wchan(task: Path) -> str:
+    """Where in the kernel the thread `task` sleeps."""
+    try:
+        return (task / "wchan").read_text()
+    except FileNotFoundError:
+        return ""  # it ended meanwhile
 
 
 def blocked_signals(task: Path) -> int:
@@ -249,4 +259,48 @@ def test_a_child_forked_while_its_parent_waits_watches_on_its_own(robust_name: s
         assert read_line(proc) == "child exit 0"
     finally:
         stop(holder, *([proc] if proc else []))
+        sem.close()
+
+
+def in_new_pid_namespace() -> list[str] | None:
+    """The command prefix that runs a program as pid 1 of a new PID
+    namespace (killed with the prefix's process), or None where this user
+    may not make one."""
+    prefix = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"]
+    try:
+        done = subprocess.run([*prefix, "true"], capture_output=True, timeout=WAIT, check=False)
+    except FileNotFoundError:
+        return None
+    return prefix if done.returncode == 0 else None
+
+
+def test_a_holder_in_another_pid_namespace_is_not_taken_for_the_process_its_pid_names_here(
+    robust_name: str,
+) -> None:
+    """Its pid (1, in its namespace) names another process here (init): the
+    waiter must not watch that one, or the holder's death would wait for
+    the backstop."""
+    prefix = in_new_pid_namespace()
+    if prefix is None:
+        pytest.skip("this user cannot create a PID namespace (unshare --pid)")
+    sem = RobustSemaphore(robust_name)
+    holder = subprocess.Popen(
+        [*prefix, sys.executable, "-c", TAKER, robust_name], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    waiter = None
+    try:
+        assert read_line(holder) == "took"
+        assert [h.pid for h in sem.holders()] == [1]
+        waiter = start(WAITER, robust_name, str(WAIT), env=STRETCHED_BACKSTOP)
+        assert read_line(waiter) == "waiting"
+        wait_until_blocked(robust_name, waiters=robust_waiters)
+        # The watcher has looked at the holder and sleeps in poll().
+        poll_until(
+            lambda: len(threads(waiter.pid)) == 2 and "poll" in wchan(threads(waiter.pid)[1]), what="the watcher"
+        )
+        holder.kill()  # unshare, and with it (--kill-child) the holder
+        holder.communicate(timeout=WAIT)
+        assert read_line(waiter) == "took"
+    finally:
+        stop(holder, *([waiter] if waiter else []))
         sem.close()

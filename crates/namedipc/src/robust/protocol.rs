@@ -13,12 +13,13 @@ use std::time::{Duration, UNIX_EPOCH};
 use super::crash;
 use super::file::{AtName, MappedFile};
 use super::layout::{
-    self, FLAG_PERSISTENT, GEN_MASK, H_RECLAIMED, H_SEQ, H_WAITERS, LOCK_BASE, R_PID, R_STATE,
-    R_UID, S_OWNER, S_SINCE,
+    self, FLAG_PERSISTENT, GEN_MASK, H_RECLAIMED, H_SEQ, H_WAITERS, LOCK_BASE, R_PID, R_PIDNS,
+    R_STATE, R_UID, S_OWNER, S_SINCE,
 };
 use super::{Holder, KIND};
 use crate::error::{Error, Result};
 use crate::sys::coarse_realtime_now;
+use crate::sys::pidfd::pid_namespace;
 use crate::sys::robust::{self as os, Lock};
 
 /// How long a waiter sleeps at most when the kernel refuses the futex wait
@@ -43,6 +44,8 @@ pub(super) struct HeldBy {
     pub(super) state: u64,
     /// The pid the registrant wrote, in its own PID namespace.
     pub(super) pid: u32,
+    /// That PID namespace ([`crate::sys::pidfd::pid_namespace`]; 0: not known).
+    pub(super) pid_namespace: u64,
 }
 
 /// One registration of a process record: the record, and the token that
@@ -153,6 +156,9 @@ impl MappedFile {
             self.map
                 .u32_at(rec + R_UID)
                 .store(os::uid(), Ordering::Relaxed);
+            self.map
+                .u64_at(rec + R_PIDNS)
+                .store(pid_namespace(), Ordering::Relaxed);
             self.state(r).store(generation << 1 | 1, Ordering::Release);
             crash::crash_point!("register.done");
             return Ok(Registration {
@@ -167,9 +173,15 @@ impl MappedFile {
     /// this process holds: a forked child's record was registered by its
     /// parent, before the fork.
     pub(super) fn set_pid(&self, r: u32) {
+        let rec = layout::record(r);
         self.map
-            .u32_at(layout::record(r) + R_PID)
+            .u32_at(rec + R_PID)
             .store(std::process::id(), Ordering::Relaxed);
+        // The child's own: a parent that left its PID namespace
+        // (unshare(CLONE_NEWPID)) forks children into another.
+        self.map
+            .u64_at(rec + R_PIDNS)
+            .store(pid_namespace(), Ordering::Relaxed);
     }
 
     /// Every process record is in use: not the caller's argument, and not
@@ -371,13 +383,12 @@ impl MappedFile {
             if state != (generation << 1 | 1) || held.iter().any(|h| h.record == r) {
                 continue;
             }
+            let rec = layout::record(r);
             held.push(HeldBy {
                 record: r,
                 state,
-                pid: self
-                    .map
-                    .u32_at(layout::record(r) + R_PID)
-                    .load(Ordering::Relaxed),
+                pid: self.map.u32_at(rec + R_PID).load(Ordering::Relaxed),
+                pid_namespace: self.map.u64_at(rec + R_PIDNS).load(Ordering::Relaxed),
             });
         }
         held

@@ -117,6 +117,9 @@ struct Watch {
     watched: Vec<Watched>,
     suspects: Vec<Suspect>,
     next_backstop: Duration,
+    /// This process's PID namespace: a holder that says it lives in
+    /// another has a pid that means nothing here.
+    pid_namespace: u64,
 }
 
 impl Watch {
@@ -163,11 +166,13 @@ impl Watch {
                 suspects.push(suspect);
                 continue;
             }
-            match pidfd::pidfd_open(held.pid) {
+            // A holder of another PID namespace: its pid means nothing here.
+            let here = held.pid_namespace == 0 || held.pid_namespace == self.pid_namespace;
+            match here.then(|| pidfd::pidfd_open(held.pid).ok()).flatten() {
                 // Opened while the registration stood and its lock was held
                 // (checked after the open): the pidfd is of the process
                 // that holds it, unless its pid names another process here.
-                Ok(pidfd) if file.still_held(held) => watched.push(Watched { held, pidfd }),
+                Some(pidfd) if file.still_held(held) => watched.push(Watched { held, pidfd }),
                 _ => suspects.push(Suspect {
                     held,
                     next: now + SUSPECT_FIRST,
@@ -191,7 +196,10 @@ impl Watch {
 }
 
 fn run(weak: &Weak<Attachment>, shared: &Arc<Shared>) {
-    let mut watch = Watch::default();
+    let mut watch = Watch {
+        pid_namespace: pidfd::pid_namespace(),
+        ..Watch::default()
+    };
     let mut fired: Vec<bool> = Vec::new();
     let mut idle_since: Option<Duration> = None;
     loop {

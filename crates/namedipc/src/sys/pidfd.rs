@@ -6,6 +6,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use super::{check, retry_on_interrupt};
@@ -25,6 +26,14 @@ pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     check(fd)?;
     // SAFETY: `fd` was just returned by pidfd_open and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// What identifies this process's PID namespace: the inode of
+/// `/proc/self/ns/pid` (0 if it cannot be read: no `/proc`). Two processes
+/// with the same non-zero value number processes alike. Allocates nothing
+/// (a forked child calls it from its fork handler).
+pub(crate) fn pid_namespace() -> u64 {
+    std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
 }
 
 /// A new eventfd (close-on-exec, non-blocking), counting from 0.
