@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from harness.measure import Context, Part
 from harness.session import Session
-from subjects import cycles, mqueue, pingpong, robust, semaphore, shm
+from subjects import cycles, idle, mqueue, pingpong, robust, semaphore, shm
 
 SUBJECTS: list[Callable[[Session, Context], Part]] = [
     semaphore.subjects,  # rows 1 and 2
@@ -18,4 +18,5 @@ SUBJECTS: list[Callable[[Session, Context], Part]] = [
     cycles.subjects,  # rows 5, 6, 9 and 10
     mqueue.subjects,  # rows 7 and 8
     robust.subjects,  # row 11, and the kill-to-acquire latency
+    idle.subjects,  # the idle waiters' wake-ups and CPU time
 ]

@@ -2,9 +2,9 @@
 //! threading.BoundedSemaphore's manners, per process: a process releases
 //! only slots it holds, from any of its threads or handles.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
-use namedipc::robust::{Holder, RobustSemaphore};
+use namedipc::robust::{Holder, RobustSemaphore, Waiter};
 use namedipc::Existence;
 use namedipc::ObjectKind;
 use pyo3::prelude::*;
@@ -18,13 +18,9 @@ use crate::exit;
 use crate::init::InitOnce;
 use crate::named_semaphore::existence;
 use crate::pickling::{self, qualified_name};
-use crate::wait::{Attempt, OnSignal, Undo, Wait};
+use crate::wait::{Attempt, OnSignal, Undo, Wait, WAIT_SLICE};
 
 const KIND: ObjectKind = ObjectKind::RobustSemaphore;
-
-/// A wait sleeps at most this long in the core before it comes back to
-/// check for signals (the core's wait does not return on EINTR).
-const SLICE: Duration = Duration::from_millis(20);
 
 #[pyclass(
     module = "namedipc",
@@ -67,6 +63,12 @@ impl PyRobustSemaphore {
     fn acquire_for(&self, py: Python<'_>, timeout: Timeout) -> PyResult<bool> {
         let sem = self.sem()?;
         let name = sem.name();
+        // One wait in the core over all the slices (the watcher of holders'
+        // deaths stays with it), ended when the acquire returns. A signal
+        // ends a slice at once (Error::Interrupted); even without a
+        // deadline it is sliced, as the backstop for a signal that landed
+        // just before the sleep.
+        let mut waiter: Option<Waiter<'_>> = None;
         let taken = Wait {
             kind: KIND,
             name,
@@ -80,7 +82,15 @@ impl PyRobustSemaphore {
         .run(py, timeout, |attempt| {
             let taken = match attempt {
                 Attempt::Now => sem.try_acquire(),
-                Attempt::Wait(limit) => sem.acquire_timeout(limit.map_or(SLICE, |l| l.min(SLICE))),
+                Attempt::Wait(limit) => {
+                    let slice = limit.map_or(WAIT_SLICE, |l| l.min(WAIT_SLICE));
+                    match &mut waiter {
+                        Some(waiter) => waiter.acquire_interruptible(Some(slice)),
+                        None => sem
+                            .waiter()
+                            .and_then(|w| waiter.insert(w).acquire_interruptible(Some(slice))),
+                    }
+                }
             };
             taken.map(|taken| taken.then_some(()))
         })?;

@@ -13,10 +13,16 @@ use crate::errors;
 
 /// A wait with a deadline sleeps at most this long at a time, then checks,
 /// with the interpreter attached, whether its handle was closed or a signal
-/// arrived unnoticed (one that landed between the failed try and the wait).
-/// Waits without a deadline sleep in one piece: a timed sleep costs a
-/// kernel timer each time the thread blocks, which shows in ping-pong.
-const WAIT_SLICE: Duration = Duration::from_millis(20);
+/// arrived unnoticed. A signal delivered to the waiting thread ends its
+/// sleep at once (CPython installs its handlers without `SA_RESTART`, so
+/// the kernel returns EINTR); the slice is only the backstop for a signal
+/// that landed just before the thread fell asleep, or on another thread,
+/// and for a `close()` that cannot wake the sleep. 500 ms: two wake-ups a
+/// second of an idle wait (each costs some 50-150 µs of CPU on a VM, most
+/// of it the wake-up itself, so fewer is what keeps an idle wait cheap). Waits without a deadline sleep in one piece: a
+/// timed sleep costs a kernel timer each time the thread blocks, which
+/// shows in ping-pong.
+pub(crate) const WAIT_SLICE: Duration = Duration::from_millis(500);
 
 /// What a signal that interrupts a wait does.
 #[derive(Debug, Clone, Copy)]

@@ -8,15 +8,25 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use super::file::MappedFile;
-use super::protocol::{wall_clock_ns, RegisterError, Registration};
-use super::{registry, Holder, KIND};
+use super::protocol::{wall_clock_ns, RegisterError, Registration, Slept};
+use super::{registry, watch, Holder, KIND};
 use crate::error::{Error, Result};
 use crate::paths::Identity;
+use crate::sys::monotonic_now;
 use crate::sys::robust as os;
+
+/// A waiter sleeps this long on the futex alone before it counts on the
+/// watcher (or, where there are no pidfds, polls): a wait that a release
+/// ends sooner — the common hand-off between busy processes — never
+/// touches the watcher. A holder that dies meanwhile is found at its end.
+const GRACE: Duration = Duration::from_millis(1);
+/// Where there are no pidfds, a waiter past its grace looks for dead
+/// holders this often (it polls).
+const POLL: Duration = Duration::from_millis(1);
 
 /// An acquire that does not wait compares the name's inode with its file's
 /// when the coarse clock has moved this far since the last comparison
@@ -80,6 +90,25 @@ pub(super) struct Attachment {
     /// fork, and for which the handle is unusable: why. Set only by the
     /// fork handler in the child, read under the registry's lock.
     lost: OnceLock<Lost>,
+    /// The watcher of this attachment while it runs (watch.rs). Locked
+    /// only under the registry's lock, which a fork holds: so it is never
+    /// held at a fork, and the child can reset it.
+    watcher: Mutex<Option<Arc<watch::Shared>>>,
+}
+
+/// What one waiting thread keeps from the start of its wait to its end,
+/// over the sleeps of one wait (and the calls of a [`super::Waiter`]).
+#[derive(Debug)]
+pub(super) struct WaitState {
+    mine: Registration,
+    /// When it began (monotonic).
+    started: Duration,
+    /// The watcher it counts on, once past its grace.
+    watcher: Option<Arc<watch::Shared>>,
+    /// Past its grace without a watcher: polling.
+    polling: bool,
+    /// `seq` when it last asked the watcher for a new look.
+    kicked_at: Option<u32>,
 }
 
 /// Why an inherited attachment is unusable in a forked child.
@@ -170,6 +199,7 @@ pub(super) fn attach(opened: MappedFile) -> std::result::Result<Arc<Attachment>,
         hint: AtomicU32::new(0),
         checked_at: AtomicU64::new(0),
         lost: OnceLock::new(),
+        watcher: Mutex::new(None),
     });
     attachment.register()?;
     registry.add(&attachment);
@@ -179,6 +209,15 @@ pub(super) fn attach(opened: MappedFile) -> std::result::Result<Arc<Attachment>,
 impl Attachment {
     pub(super) fn name(&self) -> &str {
         &self.file.name
+    }
+
+    pub(super) fn file(&self) -> &MappedFile {
+        &self.file
+    }
+
+    /// The watcher slot; the caller holds the registry's lock.
+    fn watcher_slot(&self) -> MutexGuard<'_, Option<Arc<watch::Shared>>> {
+        self.watcher.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(super) fn slots(&self) -> u32 {
@@ -307,6 +346,11 @@ impl Attachment {
     pub(super) fn separate_from_parent(&self, reservation: Option<Result<ForkReservation>>) {
         // A release in another thread of the parent is no release here.
         self.releasing.0.store(false, Ordering::Relaxed);
+        // Nor is its watcher thread here: the next wait starts one. (Its
+        // descriptors stay open in the child until it execs.)
+        if let Some(theirs) = self.watcher_slot().take() {
+            std::mem::forget(theirs);
+        }
         // The parent's registration is not the child's.
         if self.token.swap(0, Ordering::Relaxed) == 0 {
             // Not attached in the parent: its description carries no lock.
@@ -373,21 +417,168 @@ impl Attachment {
         let mine = self.registration()?;
         let now = wall_clock_ns();
         self.check_still_named(now)?;
-        if self.file.try_take(mine.token, now, &self.hint) {
+        if self.take(mine, now)? {
             return Ok(true);
         }
-        Ok(self.file.reclaim(mine) > 0 && self.file.try_take(mine.token, now, &self.hint))
+        Ok(self.file.reclaim(mine) > 0 && self.take(mine, now)?)
+    }
+
+    /// Takes a free slot for `mine`, if there is one. A thread that took
+    /// one as another closed the process's last handle (which detached
+    /// meanwhile, and may have passed this slot by) gives it back: a slot
+    /// under an ended registration would wait for a reclaimer, whom no
+    /// death wakes (the process lives on).
+    #[inline]
+    fn take(&self, mine: Registration, now: u64) -> Result<bool> {
+        if !self.file.try_take(mine.token, now, &self.hint) {
+            return Ok(false);
+        }
+        if self.token.load(Ordering::SeqCst) != mine.token {
+            self.file.give_back(mine.token, 1, &self.hint);
+            return Err(Error::Closed {
+                kind: KIND,
+                name: self.name().to_owned(),
+            });
+        }
+        Ok(true)
+    }
+
+    /// Begins a wait: counts a waiter in the file (until [`Self::end_wait`]).
+    pub(super) fn begin_wait(&self) -> Result<WaitState> {
+        let mine = self.registration()?;
+        self.file.begin_wait()?;
+        Ok(WaitState {
+            mine,
+            started: monotonic_now(),
+            watcher: None,
+            polling: false,
+            kicked_at: None,
+        })
+    }
+
+    /// Ends a wait that [`Self::begin_wait`] began.
+    pub(super) fn end_wait(&self, state: &mut WaitState) {
+        if let Some(watcher) = state.watcher.take() {
+            let _registry = registry::lock();
+            if watcher.engaged.fetch_sub(1, Ordering::SeqCst) == 1 {
+                // The watcher lingers a moment, then ends.
+                watcher.kick();
+            }
+        }
+        self.file.end_wait();
     }
 
     /// Waits for a slot until `deadline` (monotonic; `None`: for ever), or
-    /// until `is_open` says the waiting handle was closed ([`Error::Closed`]).
+    /// until `is_open` says the waiting handle was closed ([`Error::Closed`]),
+    /// or, if `interruptible`, a signal handler ran ([`Error::Interrupted`]).
+    /// Sleeps on the futex, which every free wakes; past its grace it counts
+    /// on the watcher for holders' deaths (watch.rs).
     pub(super) fn wait(
-        &self,
+        self: &Arc<Self>,
+        state: &mut WaitState,
         deadline: Option<Duration>,
+        interruptible: bool,
         is_open: impl Fn() -> bool,
     ) -> Result<bool> {
-        let mine = self.registration()?;
-        self.file.wait(mine, &self.hint, deadline, is_open)
+        let mine = state.mine;
+        loop {
+            let seq = self.file.wake_seq();
+            if self.take(mine, wall_clock_ns())? {
+                return Ok(true);
+            }
+            if !is_open() {
+                return Err(Error::Closed {
+                    kind: KIND,
+                    name: self.name().to_owned(),
+                });
+            }
+            let now = monotonic_now();
+            let mut sleep = match deadline {
+                None => None,
+                Some(deadline) => match deadline.checked_sub(now).filter(|d| !d.is_zero()) {
+                    None => return Ok(false),
+                    left => left,
+                },
+            };
+            if let Some(watcher) = &state.watcher {
+                // Woken, and no slot: the holders changed (or it was a
+                // signal, a timeout): the watcher must know the new ones.
+                if state.kicked_at != Some(seq) {
+                    state.kicked_at = Some(seq);
+                    watcher.kick();
+                }
+            } else if state.polling {
+                sleep = Some(sleep.map_or(POLL, |s| s.min(POLL)));
+            } else {
+                let waited = now.saturating_sub(state.started);
+                if waited >= GRACE {
+                    // A holder that died during the grace.
+                    if self.file.reclaim(mine) > 0 {
+                        continue;
+                    }
+                    match self.engage() {
+                        Some(watcher) => {
+                            state.kicked_at = Some(seq);
+                            state.watcher = Some(watcher);
+                        }
+                        None => state.polling = true,
+                    }
+                    continue;
+                }
+                let rest = GRACE.saturating_sub(waited);
+                sleep = Some(sleep.map_or(rest, |s| s.min(rest)));
+            }
+            if self.file.sleep(seq, sleep) == Slept::Interrupted && interruptible {
+                return Err(Error::Interrupted {
+                    kind: KIND,
+                    name: self.name().to_owned(),
+                });
+            }
+            if state.polling {
+                self.file.reclaim(mine);
+            }
+            self.file.check_named()?;
+        }
+    }
+
+    /// Counts one more waiter on this attachment's watcher, starting it if
+    /// none runs, and asks it for a look at the holders; `None` where
+    /// there are no pidfds (or no thread could be started): poll then.
+    fn engage(self: &Arc<Self>) -> Option<Arc<watch::Shared>> {
+        if !watch::supported() {
+            return None;
+        }
+        let _registry = registry::lock();
+        let mut slot = self.watcher_slot();
+        if let Some(watcher) = slot.as_ref() {
+            watcher.engaged.fetch_add(1, Ordering::SeqCst);
+            watcher.kick();
+            return Some(Arc::clone(watcher));
+        }
+        let watcher = watch::start(self).ok()?;
+        *slot = Some(Arc::clone(&watcher));
+        Some(watcher)
+    }
+
+    /// Run by the watcher `watcher` when it has had no waiters for a while:
+    /// whether it may end (no waiter arrived meanwhile), in which case the
+    /// attachment forgets it.
+    pub(super) fn stop_watching(&self, watcher: &Arc<watch::Shared>) -> bool {
+        let _registry = registry::lock();
+        let mut slot = self.watcher_slot();
+        if watcher.engaged.load(Ordering::SeqCst) != 0 {
+            return false;
+        }
+        if slot.as_ref().is_some_and(|s| Arc::ptr_eq(s, watcher)) {
+            *slot = None;
+        }
+        true
+    }
+
+    /// Wakes every waiter: a handle of this process was closed, and its
+    /// waiters must see it.
+    pub(super) fn wake_waiters(&self) {
+        self.file.wake_if_waited();
     }
 
     /// Gives back `n` (at least 1) slots that this process holds, all or
@@ -492,7 +683,7 @@ impl Attachment {
         if self.handles.fetch_sub(1, Ordering::Relaxed) != 1 {
             return;
         }
-        let token = self.token.swap(0, Ordering::AcqRel);
+        let token = self.token.swap(0, Ordering::SeqCst);
         if token == 0 || self.fork_generation.load(Ordering::Relaxed) != registry::fork_generation()
         {
             // Not registered, or registered by a parent process: not ours.

@@ -49,6 +49,10 @@ pub(crate) const FLAG_REMOVED: u32 = 2;
 pub(crate) const R_STATE: usize = 0;
 pub(crate) const R_PID: usize = 8;
 pub(crate) const R_UID: usize = 12;
+/// The registrant's PID namespace (the inode of its `/proc/self/ns/pid`),
+/// which says where `R_PID` means something; 0: not known (a writer that
+/// did not say, as older versions of this library).
+pub(crate) const R_PIDNS: usize = 16;
 
 // Slot fields, relative to the slot.
 /// 0 when free, else the holder's token.

@@ -1,6 +1,6 @@
 //! A crash-safe named counting semaphore: when a process that holds a slot
 //! dies — `SIGKILL`, OOM killer, a segfault — its slot comes back to the
-//! waiters within about a millisecond.
+//! waiters within a fraction of a millisecond of its death.
 //!
 //! The semaphore is one file in `/dev/shm`, mapped by every process that
 //! opens it. Each process registers a *process record* in that file and
@@ -33,7 +33,8 @@
 // the file, removing it), `protocol` (the transitions on the mapped file),
 // `attachment` (a process's registration in one file), `registry` (the
 // process's attachments, and fork), `by_name` (what needs only a name),
-// `crash` (the points the crash tests kill a process at).
+// `crash` (the points the crash tests kill a process at), `watch` (the
+// thread that learns of holders' deaths while this process waits).
 mod attachment;
 mod by_name;
 mod crash;
@@ -42,6 +43,7 @@ mod layout;
 mod options;
 mod protocol;
 mod registry;
+mod watch;
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,7 +54,7 @@ use crate::error::{Error, ObjectKind, Result};
 use crate::existence::Existence;
 use crate::sys::monotonic_now;
 
-use attachment::Attachment;
+use attachment::{Attachment, WaitState};
 pub use by_name::{inspect, names, remove_if_unused, unlink, Snapshot};
 pub(crate) use file::marked_removed_reason;
 pub use layout::{MAX_RECORDS, MAX_SLOTS};
@@ -221,15 +223,45 @@ impl RobustSemaphore {
             return Ok(false);
         }
         let deadline = timeout.and_then(|t| monotonic_now().checked_add(t));
+        self.waiter()?.wait_until(deadline, false)
+    }
+
+    /// A wait for a slot that may be spread over several calls, each of
+    /// which returns [`Error::Interrupted`] when a signal handler has run
+    /// (so that the caller can act on it, as a Python binding must), and
+    /// which counts as one wait throughout: it counts among the semaphore's
+    /// waiters, and keeps this process's watcher of holders' deaths, from
+    /// its first call until it is dropped. Make it after a
+    /// [`Self::try_acquire`] that found no free slot.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use namedipc::{Error, robust::RobustSemaphore};
+    ///
+    /// # let name = format!("/namedipc-doc-robust-waiter-{}", std::process::id());
+    /// let sem = RobustSemaphore::options().open(&name)?;
+    /// let mut waiter = sem.waiter()?;
+    /// let taken = loop {
+    ///     match waiter.acquire_interruptible(Some(Duration::from_millis(200))) {
+    ///         Err(Error::Interrupted { .. }) => continue, // act on the signal, then wait again
+    ///         Ok(false) => continue,                      // or give up: the time is up
+    ///         other => break other?,
+    ///     }
+    /// };
+    /// # drop(waiter);
+    /// # sem.release()?;
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Closed`] if the handle is closed, [`Error::NotFound`] or
+    /// [`Error::Corrupt`] if the name no longer refers to its file.
+    pub fn waiter(&self) -> Result<Waiter<'_>> {
         let attachment = self.attachment()?;
-        let taken = attachment.wait(deadline, || !self.is_closed())?;
-        if taken && self.is_closed() {
-            // Another thread closed this handle while this one waited:
-            // nobody could release the slot through it, so give it back.
-            let _ = attachment.release(1);
-            return Err(self.closed_error());
-        }
-        Ok(taken)
+        Ok(Waiter {
+            sem: self,
+            state: attachment.begin_wait()?,
+        })
     }
 
     /// Gives back one slot that this process holds; fails with
@@ -389,8 +421,10 @@ impl RobustSemaphore {
     /// # Ok::<(), namedipc::Error>(())
     /// ```
     pub fn close(&self) {
-        if self.open.swap(false, Ordering::AcqRel) {
+        if self.open.swap(false, Ordering::SeqCst) {
             self.attachment.close_handle();
+            // Threads waiting on this handle see it closed when they wake.
+            self.attachment.wake_waiters();
         }
     }
 
@@ -406,7 +440,7 @@ impl RobustSemaphore {
     /// ```
     #[must_use]
     pub fn is_closed(&self) -> bool {
-        !self.open.load(Ordering::Acquire)
+        !self.open.load(Ordering::SeqCst)
     }
 
     /// A new descriptor, without close-on-exec, of the open file description
@@ -444,6 +478,53 @@ impl Clone for RobustSemaphore {
             open: AtomicBool::new(!self.is_closed()),
             created: false,
         }
+    }
+}
+
+/// A wait for a slot of a [`RobustSemaphore`], spread over calls; see
+/// [`RobustSemaphore::waiter`]. It ends when dropped.
+#[derive(Debug)]
+pub struct Waiter<'a> {
+    sem: &'a RobustSemaphore,
+    state: WaitState,
+}
+
+impl Waiter<'_> {
+    /// Waits for a slot for at most `timeout` (`None`: no limit); returns
+    /// [`Error::Interrupted`] as soon as a signal handler has run, and
+    /// `Ok(false)` when the time is up. A slot taken while another thread
+    /// closed the handle is given back ([`Error::Closed`]).
+    ///
+    /// # Errors
+    /// [`Error::Interrupted`], [`Error::Closed`], and as
+    /// [`RobustSemaphore::acquire`].
+    pub fn acquire_interruptible(&mut self, timeout: Option<Duration>) -> Result<bool> {
+        let deadline = timeout.and_then(|t| monotonic_now().checked_add(t));
+        self.wait_until(deadline, true)
+    }
+
+    fn wait_until(&mut self, deadline: Option<Duration>, interruptible: bool) -> Result<bool> {
+        let sem = self.sem;
+        // A closed handle fails here (its attachment is only reached so).
+        sem.attachment()?;
+        let taken = sem
+            .attachment
+            .wait(&mut self.state, deadline, interruptible, || {
+                !sem.is_closed()
+            })?;
+        if taken && sem.is_closed() {
+            // Another thread closed this handle while this one waited:
+            // nobody could release the slot through it, so give it back.
+            let _ = sem.attachment.release(1);
+            return Err(sem.closed_error());
+        }
+        Ok(taken)
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        self.sem.attachment.end_wait(&mut self.state);
     }
 }
 

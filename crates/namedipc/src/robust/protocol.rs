@@ -13,17 +13,40 @@ use std::time::{Duration, UNIX_EPOCH};
 use super::crash;
 use super::file::{AtName, MappedFile};
 use super::layout::{
-    self, FLAG_PERSISTENT, GEN_MASK, H_RECLAIMED, H_SEQ, H_WAITERS, LOCK_BASE, R_PID, R_STATE,
-    R_UID, S_OWNER, S_SINCE,
+    self, FLAG_PERSISTENT, GEN_MASK, H_RECLAIMED, H_SEQ, H_WAITERS, LOCK_BASE, R_PID, R_PIDNS,
+    R_STATE, R_UID, S_OWNER, S_SINCE,
 };
 use super::{Holder, KIND};
 use crate::error::{Error, Result};
+use crate::sys::coarse_realtime_now;
+use crate::sys::pidfd::pid_namespace;
 use crate::sys::robust::{self as os, Lock};
-use crate::sys::{coarse_realtime_now, monotonic_now};
 
-/// How long a waiter sleeps before it looks for dead holders again: the
-/// bound on how late a dead holder's slot is noticed while someone waits.
-const POLL: Duration = Duration::from_millis(1);
+/// How long a waiter sleeps at most when the kernel refuses the futex wait
+/// (a seccomp filter, say): it then polls, never spins.
+const NO_FUTEX_SLEEP: Duration = Duration::from_millis(1);
+
+/// How a [`MappedFile::sleep`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Slept {
+    /// Woken, timed out, or `seq` had moved on already: look again.
+    Returned,
+    /// A signal handler ran.
+    Interrupted,
+}
+
+/// A process record with a live registration (as far as the file says)
+/// that holds at least one slot: what a watcher watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct HeldBy {
+    pub(super) record: u32,
+    /// The record's `state` word: its registration.
+    pub(super) state: u64,
+    /// The pid the registrant wrote, in its own PID namespace.
+    pub(super) pid: u32,
+    /// That PID namespace ([`crate::sys::pidfd::pid_namespace`]; 0: not known).
+    pub(super) pid_namespace: u64,
+}
 
 /// One registration of a process record: the record, and the token that
 /// the slots taken under it carry.
@@ -133,6 +156,9 @@ impl MappedFile {
             self.map
                 .u32_at(rec + R_UID)
                 .store(os::uid(), Ordering::Relaxed);
+            self.map
+                .u64_at(rec + R_PIDNS)
+                .store(pid_namespace(), Ordering::Relaxed);
             self.state(r).store(generation << 1 | 1, Ordering::Release);
             crash::crash_point!("register.done");
             return Ok(Registration {
@@ -147,9 +173,15 @@ impl MappedFile {
     /// this process holds: a forked child's record was registered by its
     /// parent, before the fork.
     pub(super) fn set_pid(&self, r: u32) {
+        let rec = layout::record(r);
         self.map
-            .u32_at(layout::record(r) + R_PID)
+            .u32_at(rec + R_PID)
             .store(std::process::id(), Ordering::Relaxed);
+        // The child's own: a parent that left its PID namespace
+        // (unshare(CLONE_NEWPID)) forks children into another.
+        self.map
+            .u64_at(rec + R_PIDNS)
+            .store(pid_namespace(), Ordering::Relaxed);
     }
 
     /// Every process record is in use: not the caller's argument, and not
@@ -163,19 +195,33 @@ impl MappedFile {
         }
     }
 
-    fn wake(&self, n: u32) {
+    /// Bumps `seq` and wakes *every* waiter, of every process: each one
+    /// looks again, and a waiting process learns this way of every change
+    /// of holders, which its watcher must see (docs/robust-semaphore.md,
+    /// "Waiting").
+    pub(super) fn wake(&self) {
         self.seq().fetch_add(1, Ordering::SeqCst);
-        // A wake-up that fails is caught by the waiters' poll.
-        let _ = os::futex_wake(self.seq(), i32::try_from(n).unwrap_or(i32::MAX));
+        // A wake-up that fails is caught by the waiters' watchers' backstop.
+        let _ = os::futex_wake(self.seq(), i32::MAX);
+    }
+
+    /// Wakes every waiter if anybody waits (the count is a hint that errs
+    /// on the high side): a handle closed under a waiter of this process.
+    pub(super) fn wake_if_waited(&self) {
+        if self.waiters().load(Ordering::SeqCst) != 0 {
+            self.wake();
+        }
     }
 
     /// Frees every slot that holds `token`. Returns how many.
     fn free_token(&self, token: u64) -> u32 {
         let mut freed = 0;
         for i in 0..self.slots {
+            // SeqCst: a thread of a detaching process that takes a slot
+            // after this pass looked at it sees the detach (attachment.rs).
             if self
                 .owner(i)
-                .compare_exchange(token, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(token, 0, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
             {
                 freed += 1;
@@ -192,7 +238,7 @@ impl MappedFile {
             self.map
                 .u64_at(H_RECLAIMED)
                 .fetch_add(u64::from(freed), Ordering::Relaxed);
-            self.wake(freed);
+            self.wake();
         }
         freed
     }
@@ -204,7 +250,7 @@ impl MappedFile {
             .is_ok()
         {
             self.map.u64_at(H_RECLAIMED).fetch_add(1, Ordering::Relaxed);
-            self.wake(1);
+            self.wake();
             1
         } else {
             0
@@ -265,7 +311,7 @@ impl MappedFile {
             let owner = self.owner(i);
             if owner.load(Ordering::Relaxed) == 0
                 && owner
-                    .compare_exchange(0, token, Ordering::Acquire, Ordering::Relaxed)
+                    .compare_exchange(0, token, Ordering::SeqCst, Ordering::Relaxed)
                     .is_ok()
             {
                 crash::crash_point!("acquire.taken");
@@ -281,51 +327,79 @@ impl MappedFile {
         false
     }
 
-    /// **Wait**: waits for a slot until `deadline` (monotonic; `None`: for
-    /// ever), or until `is_open` says the waiting handle was closed
-    /// ([`Error::Closed`]); reclaims dead holders' slots after every sleep
-    /// and fails as [`Self::check_named`] does once the name no longer
-    /// refers to this file.
-    pub(super) fn wait(
-        &self,
-        mine: Registration,
-        hint: &AtomicU32,
-        deadline: Option<Duration>,
-        is_open: impl Fn() -> bool,
-    ) -> Result<bool> {
+    /// **Wait**, its first step: checks that the name still refers to this
+    /// file and counts one more waiter (see [`Self::end_wait`]).
+    pub(super) fn begin_wait(&self) -> Result<()> {
         self.check_named()?;
         self.waiters().fetch_add(1, Ordering::SeqCst);
-        let result = (|| loop {
-            let seq = self.seq().load(Ordering::SeqCst);
-            if self.try_take(mine.token, wall_clock_ns(), hint) {
-                return Ok(true);
-            }
-            let slice = match deadline {
-                None => POLL,
-                Some(deadline) => {
-                    let now = monotonic_now();
-                    let Some(left) = deadline.checked_sub(now).filter(|d| !d.is_zero()) else {
-                        return Ok(false);
-                    };
-                    left.min(POLL)
-                }
-            };
-            if os::futex_wait(self.seq(), seq, slice).is_err() {
+        Ok(())
+    }
+
+    /// **Wait**, its last step: one waiter fewer.
+    pub(super) fn end_wait(&self) {
+        self.waiters().fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// The futex word now: read it before looking for a free slot, and
+    /// sleep on the value read ([`Self::sleep`]), so that a wake-up between
+    /// the look and the sleep is not lost.
+    pub(super) fn wake_seq(&self) -> u32 {
+        self.seq().load(Ordering::SeqCst)
+    }
+
+    /// **Wait**, one sleep: until `seq` moves on from `seen` (every free and
+    /// every [`Self::wake`] moves it), at most `timeout` (`None`: no limit),
+    /// or until a signal handler runs.
+    pub(super) fn sleep(&self, seen: u32, timeout: Option<Duration>) -> Slept {
+        match os::futex_wait(self.seq(), seen, timeout) {
+            Ok(os::FutexWait::Returned) => Slept::Returned,
+            Ok(os::FutexWait::Interrupted) => Slept::Interrupted,
+            Err(_) => {
                 // No futex here (a seccomp filter, say): sleep instead,
                 // never spin.
-                std::thread::sleep(slice);
+                std::thread::sleep(timeout.map_or(NO_FUTEX_SLEEP, |t| t.min(NO_FUTEX_SLEEP)));
+                Slept::Returned
             }
-            if !is_open() {
-                return Err(Error::Closed {
-                    kind: KIND,
-                    name: self.name.clone(),
-                });
+        }
+    }
+
+    /// The records, other than `mine`, whose current registration holds a
+    /// slot, each once.
+    pub(super) fn held_by(&self, mine: Registration) -> Vec<HeldBy> {
+        let mut held: Vec<HeldBy> = Vec::new();
+        for i in 0..self.slots {
+            let token = self.owner(i).load(Ordering::Acquire);
+            if token == 0 || token == mine.token {
+                continue;
             }
-            self.reclaim(mine);
-            self.check_named()?;
-        })();
-        self.waiters().fetch_sub(1, Ordering::SeqCst);
-        result
+            let (r, generation) = layout::split_token(token);
+            let Some(r) = u32::try_from(r)
+                .ok()
+                .filter(|&r| r < self.records && r != mine.record)
+            else {
+                continue;
+            };
+            let state = self.state(r).load(Ordering::Acquire);
+            if state != (generation << 1 | 1) || held.iter().any(|h| h.record == r) {
+                continue;
+            }
+            let rec = layout::record(r);
+            held.push(HeldBy {
+                record: r,
+                state,
+                pid: self.map.u32_at(rec + R_PID).load(Ordering::Relaxed),
+                pid_namespace: self.map.u64_at(rec + R_PIDNS).load(Ordering::Relaxed),
+            });
+        }
+        held
+    }
+
+    /// Whether `held`'s registration is still the record's, and another
+    /// open file description still holds the record's lock (any error
+    /// counts as held).
+    pub(super) fn still_held(&self, held: HeldBy) -> bool {
+        self.state(held.record).load(Ordering::Acquire) == held.state
+            && self.record_locked_by_other(held.record)
     }
 
     /// **Release**: gives back up to `n` slots holding `token`, starting
@@ -340,7 +414,7 @@ impl MappedFile {
             let owner = self.owner(i);
             if owner.load(Ordering::Relaxed) == token
                 && owner
-                    .compare_exchange(token, 0, Ordering::Release, Ordering::Relaxed)
+                    .compare_exchange(token, 0, Ordering::SeqCst, Ordering::Relaxed)
                     .is_ok()
             {
                 crash::crash_point!("release.freed");
@@ -351,7 +425,7 @@ impl MappedFile {
             }
         }
         if freed > 0 && self.waiters().load(Ordering::SeqCst) != 0 {
-            self.wake(freed);
+            self.wake();
         }
         freed
     }
@@ -385,7 +459,7 @@ impl MappedFile {
         }
         let _ = self.lock_byte(mine.record, Lock::Unlock);
         if freed > 0 {
-            self.wake(freed);
+            self.wake();
         }
     }
 

@@ -4,6 +4,7 @@
 #![allow(unsafe_code)]
 
 pub(crate) mod mq;
+pub(crate) mod pidfd;
 #[cfg(feature = "cli")]
 pub(crate) mod process;
 pub(crate) mod robust;

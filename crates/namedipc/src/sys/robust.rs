@@ -268,40 +268,56 @@ pub(crate) fn ofd_locked_by_other(fd: BorrowedFd<'_>, offset: u64) -> io::Result
     Ok(libc::c_int::from(fl.l_type) != libc::F_UNLCK)
 }
 
-/// Sleeps while `word` holds `expected`, for at most `timeout`, or until a
-/// [`futex_wake`] on the same word from any process. Returns `Ok` on wake,
-/// timeout, signal or a changed value alike (callers re-check their
-/// condition), and an error only when the kernel refused the wait itself.
-pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) -> io::Result<()> {
-    let ts = libc::timespec {
+/// How a [`futex_wait`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FutexWait {
+    /// Woken, timed out, or the word no longer held the expected value.
+    Returned,
+    /// A signal handler ran.
+    Interrupted,
+}
+
+/// Sleeps while `word` holds `expected`, for at most `timeout` (`None`: no
+/// limit), or until a [`futex_wake`] on the same word from any process.
+/// Callers re-check their condition whichever way it ended; an error only
+/// when the kernel refused the wait itself.
+pub(crate) fn futex_wait(
+    word: &AtomicU32,
+    expected: u32,
+    timeout: Option<Duration>,
+) -> io::Result<FutexWait> {
+    let ts = timeout.map(|timeout| libc::timespec {
         tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
         tv_nsec: libc::c_long::from(timeout.subsec_nanos()),
-    };
+    });
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), std::ptr::from_ref);
     // SAFETY: `word` is a valid, aligned 32-bit word for the duration of the
     // call (shared futex: no FUTEX_PRIVATE_FLAG, as the word is in a
-    // MAP_SHARED file mapping); `ts` is a valid relative timeout.
+    // MAP_SHARED file mapping); `ts_ptr` is NULL (no timeout) or points to
+    // a valid relative timeout that outlives the call.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
             libc::FUTEX_WAIT,
             expected,
-            &raw const ts,
+            ts_ptr,
             std::ptr::null::<u32>(),
             0u32,
         )
     };
     if ret == 0 {
-        return Ok(());
+        return Ok(FutexWait::Returned);
     }
     let e = io::Error::last_os_error();
     match e.raw_os_error() {
-        Some(libc::EAGAIN | libc::ETIMEDOUT | libc::EINTR) => Ok(()),
+        Some(libc::EAGAIN | libc::ETIMEDOUT) => Ok(FutexWait::Returned),
+        Some(libc::EINTR) => Ok(FutexWait::Interrupted),
         _ => Err(e),
     }
 }
 
-/// Wakes up to `n` processes sleeping in [`futex_wait`] on `word`.
+/// Wakes up to `n` threads (of any process) sleeping in [`futex_wait`] on `word`.
 pub(crate) fn futex_wake(word: &AtomicU32, n: i32) -> io::Result<()> {
     // SAFETY: `word` is a valid, aligned 32-bit word; FUTEX_WAKE reads no
     // other argument.
