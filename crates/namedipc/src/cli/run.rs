@@ -30,8 +30,11 @@ pub(super) const FORWARDED: [i32; 6] = [
 /// "ignore", and an ignored signal stays ignored across exec.
 pub(super) const DEFAULT_IN_CMD: &[i32] = &[libc::SIGPIPE, libc::SIGXFSZ];
 
-/// While waiting for a slot, signals are looked at this often.
-const SIGNAL_CHECK: Duration = Duration::from_millis(20);
+/// While waiting for a slot, signals are looked at this often. They are
+/// blocked (they are read with sigtimedwait), so they cannot end the wait
+/// itself: this bounds how late a forwarded signal ends a wait, and each
+/// check is one wake-up of an idle `run` (10 a second).
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 
 /// While CMD runs, its status is checked at least this often (SIGCHLD
 /// wakes the wait at once; this is a safety net).
@@ -207,12 +210,19 @@ fn wait_for_slot(
     timeout: Option<Duration>,
 ) -> Result<Waited, WaitFailed> {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    // One wait spread over the slices, so that the waiter's watcher of the
+    // holders lives through them instead of starting again each time.
+    let mut waiter = sem.waiter().map_err(WaitFailed::Semaphore)?;
     loop {
         let slice = deadline.map_or(SIGNAL_CHECK, |d| {
             d.saturating_duration_since(Instant::now())
                 .min(SIGNAL_CHECK)
         });
-        if sem.acquire_timeout(slice).map_err(WaitFailed::Semaphore)? {
+        let acquired = match waiter.acquire_interruptible(Some(slice)) {
+            Err(Error::Interrupted { .. }) => false,
+            other => other.map_err(WaitFailed::Semaphore)?,
+        };
+        if acquired {
             return Ok(Waited::Acquired);
         }
         if let Some(signal) = pending_signal(signals).map_err(WaitFailed::Signals)? {
