@@ -5,7 +5,7 @@
 //! do not pick the same name). Every other module asks this one; none spells
 //! a path or a prefix of its own.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fs;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -17,6 +17,9 @@ use crate::sys;
 /// The directory in which Linux keeps shared memory segments, glibc keeps
 /// named semaphores, and namedipc keeps robust semaphores.
 pub const SHM_DIR: &str = "/dev/shm";
+
+/// [`SHM_DIR`] as a C string, for the calls that create a file in it.
+pub(crate) const SHM_DIR_C: &CStr = c"/dev/shm";
 
 /// Prefix of a named semaphore's file in [`SHM_DIR`] (glibc's): the semaphore
 /// `/jobs` is `/dev/shm/sem.jobs`.
@@ -170,6 +173,25 @@ pub(crate) fn file_path(kind: ObjectKind, name: &str) -> Option<String> {
     Some(format!("{SHM_DIR}/{prefix}{}", body(name)))
 }
 
+/// [`file_path`] as a C string. `name` must have passed [`to_c_name`]
+/// (so it holds no NUL).
+pub(crate) fn file_path_c(kind: ObjectKind, name: &str) -> Option<CString> {
+    file_path(kind, name).and_then(|path| CString::new(path).ok())
+}
+
+/// A fresh temporary path for a new semaphore's file, in [`SHM_DIR`] with
+/// glibc's prefix (glibc's sem_open writes a new semaphore under such a
+/// name too before linking it to its own), for systems where the file
+/// cannot be made without a name.
+pub(crate) fn semaphore_temp_path() -> io::Result<CString> {
+    let name = random_name(ObjectKind::Semaphore, "/tmp.").map_err(|e| match e {
+        Error::Os { source, .. } => source,
+        other => io::Error::other(other.to_string()),
+    })?;
+    file_path_c(ObjectKind::Semaphore, &name)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOTSUP))
+}
+
 /// The name of the object of `kind` whose file in [`SHM_DIR`] is called
 /// `file_name`, if such a file can belong to that kind; the inverse of
 /// [`file_path`].
@@ -272,6 +294,7 @@ mod tests {
         }
         assert_eq!(file_path(ObjectKind::MessageQueue, "/jobs"), None);
         assert_eq!(canonical("///jobs"), "/jobs");
+        assert_eq!(SHM_DIR_C.to_str(), Ok(SHM_DIR));
     }
 
     #[test]

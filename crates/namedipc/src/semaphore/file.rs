@@ -1,28 +1,137 @@
 //! The file glibc keeps behind a semaphore's name (where [`paths::file_path`]
-//! says): which file it is, and a check of it before sem_open maps it, as
-//! glibc maps whatever file is there and touching a truncated one kills the
-//! process with SIGBUS.
+//! says): which file it is, its checks, and opening and creating it.
+//!
+//! glibc's sem_open maps whatever file is at the name, and touching a
+//! truncated one kills the process with SIGBUS. So the core does what
+//! sem_open does itself, checking on the way: it opens the file once, checks
+//! that very descriptor with fstat (a regular file of one `sem_t`), maps
+//! it, and checks the words in the mapping. A file swapped in at the name
+//! meanwhile is not the one mapped, so there is no window between check
+//! and use.
 
+use std::ffi::CStr;
 use std::fs;
-use std::io::Read;
+use std::io::{self, Read};
+use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 
-use crate::error::ObjectKind;
+use crate::error::{Error, ObjectKind, Result};
 use crate::paths::{self, FileType, Identity};
 use crate::sys;
+use crate::sys::sem::RawSemaphore;
+
+const KIND: ObjectKind = ObjectKind::Semaphore;
 
 /// The identity of the file behind the semaphore `name`, where this
 /// platform keeps one and something is there.
 pub(super) fn identity(name: &str) -> Option<Identity> {
-    let path = paths::file_path(ObjectKind::Semaphore, name)?;
+    let path = paths::file_path(KIND, name)?;
     Identity::at(&path).ok().flatten()
 }
 
-/// Checks the file behind the semaphore `name` before it is mapped.
-/// `Err(reason)` says what is wrong; a missing or unreadable file, or a
-/// platform that keeps no file, is left for sem_open to report.
+/// Opens the existing semaphore whose file is `path`: one open, one fstat
+/// and one mmap of the same descriptor, then a look at the mapped words.
+pub(super) fn open(name: &str, path: &CStr) -> Result<RawSemaphore> {
+    let fd = sys::sem::open_file(path).map_err(|e| open_error(name, path, e))?;
+    let stat = sys::fstat(fd.as_fd()).map_err(|e| Error::from_os("fstat", KIND, name, e))?;
+    check_stat(&display(path), FileType::from_mode(stat.mode), stat.size)
+        .map_err(|reason| corrupt(name, reason))?;
+    let sem = sys::sem::RawSemaphore::map(fd.as_fd())
+        .map_err(|e| Error::from_os("mmap", KIND, name, e))?;
+    drop(fd);
+    check_words(&display(path), &sem.file_bytes()).map_err(|reason| corrupt(name, reason))?;
+    Ok(sem)
+}
+
+/// Creates the semaphore whose file is `path`, exclusively, with `mode`
+/// and `value`; returns it, and the identity of its file if `identify`.
+pub(super) fn create(
+    name: &str,
+    path: &CStr,
+    mode: u32,
+    value: u32,
+    identify: bool,
+) -> Result<(RawSemaphore, Option<Identity>)> {
+    let (sem, fd) = sys::sem::create_file(
+        paths::SHM_DIR_C,
+        path,
+        mode,
+        value,
+        paths::semaphore_temp_path,
+    )
+    .map_err(|e| Error::from_os("sem_open", KIND, name, e))?;
+    // From the descriptor, not the name: the file this call made, even if
+    // another process has already replaced it at the name.
+    let file_identity = identify
+        .then(|| sys::fstat(fd.as_fd()).ok())
+        .flatten()
+        .map(|stat| Identity::of_stat(&stat));
+    Ok((sem, file_identity))
+}
+
+/// What a failed open of the file means. A directory (EISDIR, as the open
+/// asks for writing) or a socket (ENXIO) is a file that is not a
+/// semaphore; a symbolic link (ELOOP) is reported as such by `from_os`.
+fn open_error(name: &str, path: &CStr, e: io::Error) -> Error {
+    let not_regular = match e.raw_os_error() {
+        Some(libc::EISDIR) => Some(FileType::Directory),
+        Some(libc::ENXIO) => paths::FileType::at(&display(path)).filter(|&t| t == FileType::Socket),
+        _ => None,
+    };
+    match not_regular {
+        Some(file_type) => corrupt(name, not_regular_reason(&display(path), file_type)),
+        None => Error::from_os("sem_open", KIND, name, e),
+    }
+}
+
+fn corrupt(name: &str, reason: String) -> Error {
+    Error::Corrupt {
+        kind: KIND,
+        name: name.to_owned(),
+        reason,
+    }
+}
+
+fn display(path: &CStr) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+fn not_regular_reason(path: &str, file_type: FileType) -> String {
+    format!("{path} is {}, not a regular file", file_type.describe())
+}
+
+/// Checks what fstat says of a semaphore's file: a regular file of one `sem_t`.
+fn check_stat(path: &str, file_type: FileType, len: u64) -> Result<(), String> {
+    if file_type != FileType::Regular {
+        return Err(not_regular_reason(path, file_type));
+    }
+    if len != sys::sem::FILE_LEN {
+        return Err(format!(
+            "{path} is {len} bytes long; a semaphore's file is {} bytes",
+            sys::sem::FILE_LEN
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the first words of a semaphore's file: ones glibc could have written.
+fn check_words(path: &str, bytes: &[u8; sys::sem::FILE_WORDS_LEN]) -> Result<(), String> {
+    match sys::sem::decode_file(bytes) {
+        Some(words) if !words.plausible() => Err(format!(
+            "{path} does not hold a valid semaphore (value field {}, sharing field {})",
+            words.value, words.private
+        )),
+        // Valid, or a layout this build does not know: the size check must do.
+        _ => Ok(()),
+    }
+}
+
+/// Checks the file behind the semaphore `name` without mapping it, for the
+/// inventory, which only reads it. `Err(reason)` says what is wrong; a
+/// missing or unreadable file, or a platform that keeps no file, is left
+/// for the caller to report.
 pub(crate) fn check_file(name: &str) -> Result<(), String> {
-    let Some(path) = paths::file_path(ObjectKind::Semaphore, name) else {
+    let Some(path) = paths::file_path(KIND, name) else {
         return Ok(());
     };
     let Ok(mut file) = fs::OpenOptions::new()
@@ -31,41 +140,20 @@ pub(crate) fn check_file(name: &str) -> Result<(), String> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(&path)
     else {
-        // A socket cannot be opened at all (ENXIO), and sem_open would say
-        // only that; anything else (missing, unreadable, a symbolic link) is
-        // sem_open's to report.
+        // A socket cannot be opened at all (ENXIO); anything else (missing,
+        // unreadable, a symbolic link) is the caller's to report.
         return match FileType::at(&path) {
-            Some(FileType::Socket) => Err(format!("{path} is a socket, not a regular file")),
+            Some(FileType::Socket) => Err(not_regular_reason(&path, FileType::Socket)),
             _ => Ok(()),
         };
     };
     let Ok(meta) = file.metadata() else {
         return Ok(());
     };
-    let file_type = FileType::of(&meta);
-    if file_type != FileType::Regular {
-        return Err(format!(
-            "{path} is {}, not a regular file",
-            file_type.describe()
-        ));
-    }
-    if meta.len() != sys::sem::FILE_LEN {
-        return Err(format!(
-            "{path} is {} bytes long; a semaphore's file is {} bytes",
-            meta.len(),
-            sys::sem::FILE_LEN
-        ));
-    }
+    check_stat(&path, FileType::of(&meta), meta.len())?;
     let mut bytes = [0u8; sys::sem::FILE_WORDS_LEN];
     if file.read_exact(&mut bytes).is_err() {
         return Ok(());
     }
-    match sys::sem::decode_file(&bytes) {
-        Some(words) if !words.plausible() => Err(format!(
-            "{path} does not hold a valid semaphore (value field {}, sharing field {})",
-            words.value, words.private
-        )),
-        // Valid, or a layout this build does not know: the size check must do.
-        _ => Ok(()),
-    }
+    check_words(&path, &bytes)
 }

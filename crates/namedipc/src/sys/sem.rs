@@ -1,10 +1,14 @@
-//! POSIX named semaphores (sem_open and friends), and the layout of the
-//! file glibc keeps behind each name, which the layer above checks before
-//! sem_open maps it.
+//! POSIX named semaphores: the file glibc keeps behind each name, opened,
+//! created and mapped here the way glibc's sem_open does it (so that C
+//! programs calling sem_open on the same name share the semaphore), the
+//! layout of that file, and sem_open itself for platforms that keep no file.
+//! Waits and posts are glibc's own sem_* functions on the mapped `sem_t`.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::{check, retry_on_interrupt, to_timespec};
@@ -30,10 +34,15 @@ extern "C" {
     ) -> libc::c_int;
 }
 
-/// An open named semaphore; `sem_close`d on drop.
+/// An open named semaphore: a `sem_t` in a shared mapping of the
+/// semaphore's file, unmapped on drop, or one that sem_open returned,
+/// `sem_close`d on drop.
 #[derive(Debug)]
 pub(crate) struct RawSemaphore {
     sem: NonNull<libc::sem_t>,
+    /// Whether `sem` is our own mapping of the file ([`RawSemaphore::map`]),
+    /// rather than sem_open's.
+    mapped: bool,
 }
 
 // SAFETY: a POSIX semaphore is made for concurrent use by any number of
@@ -75,8 +84,54 @@ impl RawSemaphore {
             return Err(io::Error::last_os_error());
         }
         NonNull::new(sem)
-            .map(|sem| Self { sem })
+            .map(|sem| Self { sem, mapped: false })
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
+    }
+
+    /// Maps the semaphore in the file `fd` (one `sem_t`, shared), as glibc's
+    /// sem_open does once it has the file open. The caller has checked that
+    /// the file is a regular file of [`FILE_LEN`] bytes.
+    pub(crate) fn map(fd: BorrowedFd<'_>) -> io::Result<Self> {
+        // SAFETY: a null address lets the kernel choose where, so no existing
+        // mapping is replaced; `fd` is open for the call; the result is
+        // checked against MAP_FAILED before use.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                SEM_LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        NonNull::new(ptr.cast::<libc::sem_t>())
+            .map(|sem| Self { sem, mapped: true })
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
+    }
+
+    /// The first [`FILE_WORDS_LEN`] bytes of the semaphore as it is now, for
+    /// [`decode_file`]. Read with atomic loads, as other processes change
+    /// them at any moment.
+    pub(crate) fn file_bytes(&self) -> [u8; FILE_WORDS_LEN] {
+        let words = self.sem.as_ptr().cast::<AtomicU64>();
+        // SAFETY: `sem` points to a live mapping (or sem_open's semaphore) of
+        // at least `FILE_WORDS_LEN` (16) bytes, page- or `sem_t`-aligned, so
+        // 8-aligned; other processes change these words only with atomic
+        // operations, so atomic loads of them are sound.
+        let (low, high) = unsafe {
+            (
+                (*words).load(Ordering::Relaxed),
+                (*words.add(1)).load(Ordering::Relaxed),
+            )
+        };
+        let mut bytes = [0u8; FILE_WORDS_LEN];
+        bytes[..8].copy_from_slice(&low.to_ne_bytes());
+        bytes[8..].copy_from_slice(&high.to_ne_bytes());
+        bytes
     }
 
     /// Takes the semaphore if it is free; `Ok(false)` if it is not.
@@ -145,10 +200,168 @@ impl RawSemaphore {
 
 impl Drop for RawSemaphore {
     fn drop(&mut self) {
-        // SAFETY: the pointer came from a successful sem_open and, as we own
-        // it exclusively here, no other thread can be using it.
-        unsafe { libc::sem_close(self.sem.as_ptr()) };
+        if self.mapped {
+            // SAFETY: the pointer and length are exactly what mmap returned
+            // in `map`, and, as we own the value exclusively here, no other
+            // thread can be using the semaphore.
+            unsafe { libc::munmap(self.sem.as_ptr().cast(), SEM_LEN) };
+        } else {
+            // SAFETY: the pointer came from a successful sem_open and, as we
+            // own it exclusively here, no other thread can be using it.
+            unsafe { libc::sem_close(self.sem.as_ptr()) };
+        }
     }
+}
+
+/// The length of one `sem_t`, what a semaphore's file holds and is mapped.
+const SEM_LEN: usize = std::mem::size_of::<libc::sem_t>();
+
+/// Opens an existing semaphore's file at `path` for [`RawSemaphore::map`],
+/// as glibc's sem_open does: read-write, never through a symbolic link
+/// (ELOOP), and not blocking should a FIFO be at the name.
+pub(crate) fn open_file(path: &CStr) -> io::Result<OwnedFd> {
+    let flags = libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK;
+    retry_on_interrupt(|| {
+        // SAFETY: `path` is a valid NUL-terminated string; without O_CREAT
+        // open reads no mode argument.
+        let fd = check(unsafe { libc::open(path.as_ptr(), flags) })?;
+        // SAFETY: open just returned this descriptor, so nothing else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    })
+}
+
+/// Creates the semaphore's file at `path` (in the directory `dir`), with
+/// permission bits `mode` (less the umask) and the value `value`, failing
+/// with EEXIST if something is at the name; returns it mapped, and its
+/// descriptor, which the caller may fstat and then closes.
+///
+/// As glibc's sem_open does, the file is complete (one initialised
+/// `sem_t`) before it appears at the name, by a link that fails if the
+/// name is taken: an unnamed file (O_TMPFILE) linked through
+/// `/proc/self/fd`, or where either is missing, a file under a temporary
+/// name from `temp_path`, linked and then removed.
+pub(crate) fn create_file(
+    dir: &CStr,
+    path: &CStr,
+    mode: u32,
+    value: u32,
+    temp_path: impl FnMut() -> io::Result<CString>,
+) -> io::Result<(RawSemaphore, OwnedFd)> {
+    let initial = initial_bytes(value)?;
+    match create_unnamed(dir, path, mode, &initial) {
+        Err(e) if unnamed_unsupported(&e) => create_via_temp(path, mode, &initial, temp_path),
+        other => other,
+    }
+}
+
+/// Whether an O_TMPFILE open or its link failed because this system lacks
+/// one of them (a file system without O_TMPFILE, no /proc), not because of
+/// the name.
+fn unnamed_unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL | libc::ENOENT)
+    )
+}
+
+/// An initialised process-shared `sem_t` with `value`, as sem_open writes
+/// it to a new file: zeroes, then sem_init.
+fn initial_bytes(value: u32) -> io::Result<[u8; SEM_LEN]> {
+    let mut sem = std::mem::MaybeUninit::<libc::sem_t>::zeroed();
+    // SAFETY: `sem` is valid, writable memory for one sem_t; pshared 1 makes
+    // a semaphore for use between processes, which is what a file holds.
+    check(unsafe { libc::sem_init(sem.as_mut_ptr(), 1, value as libc::c_uint) })?;
+    // SAFETY: the memory was zeroed and then initialised by sem_init: every
+    // byte is initialised. A sem_t is plain data that may be copied (glibc's
+    // and musl's sem_open write it to the file the same way).
+    Ok(unsafe { std::mem::transmute::<libc::sem_t, [u8; SEM_LEN]>(sem.assume_init()) })
+}
+
+fn create_unnamed(
+    dir: &CStr,
+    path: &CStr,
+    mode: u32,
+    initial: &[u8; SEM_LEN],
+) -> io::Result<(RawSemaphore, OwnedFd)> {
+    let flags = libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC;
+    let fd = retry_on_interrupt(|| {
+        // SAFETY: `dir` is a valid NUL-terminated string; with O_TMPFILE
+        // open reads exactly one mode_t argument, which is what we pass.
+        let fd = check(unsafe { libc::open(dir.as_ptr(), flags, mode as libc::mode_t) })?;
+        // SAFETY: open just returned this descriptor, so nothing else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    })?;
+    write_all(fd.as_fd(), initial)?;
+    let sem = RawSemaphore::map(fd.as_fd())?;
+    // Linking an O_TMPFILE file by its descriptor (AT_EMPTY_PATH) needs
+    // CAP_DAC_READ_SEARCH; through /proc it needs nothing.
+    let proc_path = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    retry_on_interrupt(|| {
+        // SAFETY: both paths are valid NUL-terminated strings; AT_FDCWD
+        // and the flag take no pointers.
+        check(unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                proc_path.as_ptr(),
+                libc::AT_FDCWD,
+                path.as_ptr(),
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        })
+    })?;
+    Ok((sem, fd))
+}
+
+fn create_via_temp(
+    path: &CStr,
+    mode: u32,
+    initial: &[u8; SEM_LEN],
+    mut temp_path: impl FnMut() -> io::Result<CString>,
+) -> io::Result<(RawSemaphore, OwnedFd)> {
+    let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    let (temp, fd) = loop {
+        let temp = temp_path()?;
+        let opened = retry_on_interrupt(|| {
+            // SAFETY: `temp` is a valid NUL-terminated string; with O_CREAT
+            // open reads exactly one mode_t argument, which is what we pass.
+            let fd = check(unsafe { libc::open(temp.as_ptr(), flags, mode as libc::mode_t) })?;
+            // SAFETY: open just returned this descriptor, so nothing else owns it.
+            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        });
+        match opened {
+            Ok(fd) => break (temp, fd),
+            // Another process's temporary file: draw another name.
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => return Err(e),
+        }
+    };
+    let linked = write_all(fd.as_fd(), initial)
+        .and_then(|()| RawSemaphore::map(fd.as_fd()))
+        .and_then(|sem| {
+            // SAFETY: both paths are valid NUL-terminated strings.
+            check(unsafe { libc::link(temp.as_ptr(), path.as_ptr()) }).map(|_| sem)
+        });
+    // SAFETY: `temp` is a valid NUL-terminated string; the file is ours.
+    unsafe { libc::unlink(temp.as_ptr()) };
+    linked.map(|sem| (sem, fd))
+}
+
+fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let written = retry_on_interrupt(|| {
+            // SAFETY: `fd` is open for the call; `bytes` is valid for reads
+            // of its length.
+            let n = unsafe { libc::write(fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
+            // Negative (-1) exactly when the call failed.
+            usize::try_from(n).map_err(|_| io::Error::last_os_error())
+        })?;
+        if written == 0 {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        bytes = &bytes[written..];
+    }
+    Ok(())
 }
 
 pub(crate) fn unlink(name: &CStr) -> io::Result<()> {
@@ -200,4 +413,106 @@ pub(crate) fn decode_file(bytes: &[u8; FILE_WORDS_LEN]) -> Option<FileWords> {
 #[cfg(not(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64")))]
 pub(crate) fn decode_file(_bytes: &[u8; FILE_WORDS_LEN]) -> Option<FileWords> {
     None
+}
+
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A unique path in /dev/shm for a semaphore's file, removed on drop.
+    struct TestPath(CString);
+
+    impl TestPath {
+        fn new(label: &str) -> Self {
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let name = format!("sem.namedipc-sys-{label}-{}-{n}", std::process::id());
+            Self(CString::new(format!("/dev/shm/{name}")).unwrap())
+        }
+    }
+
+    impl Drop for TestPath {
+        fn drop(&mut self) {
+            // SAFETY: a valid NUL-terminated string.
+            unsafe { libc::unlink(self.0.as_ptr()) };
+        }
+    }
+
+    fn file_bytes(path: &CStr) -> Vec<u8> {
+        std::fs::read(path.to_str().unwrap()).unwrap()
+    }
+
+    /// What glibc's own sem_open writes for a new semaphore of `value`.
+    fn glibc_file(value: u32) -> Vec<u8> {
+        let path = TestPath::new("glibc");
+        let name = CString::new(&path.0.to_bytes()["/dev/shm/sem.".len()..]).unwrap();
+        let sem =
+            RawSemaphore::open(&name, OpenFlags::CreateExclusive { mode: 0o600, value }).unwrap();
+        drop(sem);
+        file_bytes(&path.0)
+    }
+
+    fn dir() -> &'static CStr {
+        c"/dev/shm"
+    }
+
+    #[test]
+    fn both_ways_of_creating_write_what_sem_open_writes() {
+        for value in [0, 1, 7, VALUE_MAX] {
+            let unnamed = TestPath::new("unnamed");
+            let (sem, _fd) =
+                create_unnamed(dir(), &unnamed.0, 0o600, &initial_bytes(value).unwrap()).unwrap();
+            assert_eq!(sem.value().unwrap(), value);
+            assert_eq!(file_bytes(&unnamed.0), glibc_file(value), "{value}");
+
+            let temp = TestPath::new("temp");
+            let scratch = TestPath::new("scratch");
+            let scratch_path = scratch.0.clone();
+            let (sem, _fd) =
+                create_via_temp(&temp.0, 0o600, &initial_bytes(value).unwrap(), || {
+                    Ok(scratch_path.clone())
+                })
+                .unwrap();
+            assert_eq!(sem.value().unwrap(), value);
+            assert_eq!(file_bytes(&temp.0), glibc_file(value), "{value}");
+            // The temporary name is gone again.
+            assert!(std::fs::symlink_metadata(scratch.0.to_str().unwrap()).is_err());
+        }
+    }
+
+    #[test]
+    fn a_taken_name_is_eexist_and_leaves_no_temporary_file() {
+        let taken = TestPath::new("taken");
+        std::fs::write(taken.0.to_str().unwrap(), b"x").unwrap();
+        let initial = initial_bytes(1).unwrap();
+        let err = create_unnamed(dir(), &taken.0, 0o600, &initial).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
+
+        let scratch = TestPath::new("scratch");
+        let (busy, free) = (TestPath::new("busy"), scratch.0.clone());
+        std::fs::write(busy.0.to_str().unwrap(), b"").unwrap();
+        // The first temporary name is taken: another one is drawn.
+        let mut names = vec![free, busy.0.clone()];
+        let err =
+            create_via_temp(&taken.0, 0o600, &initial, || Ok(names.pop().unwrap())).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
+        assert!(names.is_empty());
+        assert!(std::fs::symlink_metadata(scratch.0.to_str().unwrap()).is_err());
+        assert_eq!(std::fs::read(taken.0.to_str().unwrap()).unwrap(), b"x");
+        assert_eq!(std::fs::read(busy.0.to_str().unwrap()).unwrap(), b"");
+    }
+
+    #[test]
+    fn a_mapped_semaphore_works_with_glibc_functions() {
+        let path = TestPath::new("mapped");
+        let (created, _fd) =
+            create_unnamed(dir(), &path.0, 0o600, &initial_bytes(2).unwrap()).unwrap();
+        let opened = RawSemaphore::map(open_file(&path.0).unwrap().as_fd()).unwrap();
+        assert!(opened.try_wait().unwrap());
+        assert_eq!(created.value().unwrap(), 1);
+        created.post().unwrap();
+        assert_eq!(opened.value().unwrap(), 2);
+        assert_eq!(&opened.file_bytes()[..], &glibc_file(2)[..FILE_WORDS_LEN]);
+    }
 }
