@@ -216,23 +216,36 @@ pub(crate) fn shm_dir() -> PathBuf {
 /// then 1 to N bytes, none of them `/` or NUL. Like glibc, a name without
 /// a leading slash is accepted and means the same.
 pub(crate) fn to_c_name(kind: ObjectKind, name: &str) -> Result<CString> {
-    let max = match kind {
+    check_name(kind, name)?;
+    CString::new(name).map_err(|_| invalid_name(kind, name))
+}
+
+/// Checks `name` as [`to_c_name`] does, without making the C string.
+pub(crate) fn check_name(kind: ObjectKind, name: &str) -> Result<()> {
+    let body = body(name);
+    if body.is_empty() || body.len() > name_max(kind) || body.contains('/') || name.contains('\0') {
+        return Err(invalid_name(kind, name));
+    }
+    Ok(())
+}
+
+fn name_max(kind: ObjectKind) -> usize {
+    match kind {
         ObjectKind::Semaphore => SEMAPHORE_NAME_MAX,
         ObjectKind::SharedMemory | ObjectKind::MessageQueue => NAME_MAX,
         ObjectKind::RobustSemaphore => ROBUST_NAME_MAX,
-    };
-    let invalid = || Error::InvalidName {
+    }
+}
+
+fn invalid_name(kind: ObjectKind, name: &str) -> Error {
+    Error::InvalidName {
         kind,
         name: name.to_owned(),
         rule: format!(
-            "a name is '/' followed by 1 to {max} bytes, none of them '/' or NUL, e.g. '/jobs'"
+            "a name is '/' followed by 1 to {} bytes, none of them '/' or NUL, e.g. '/jobs'",
+            name_max(kind)
         ),
-    };
-    let body = body(name);
-    if body.is_empty() || body.len() > max || body.contains('/') || name.contains('\0') {
-        return Err(invalid());
     }
-    CString::new(name).map_err(|_| invalid())
 }
 
 /// A fresh random name for an object of `kind`: `prefix` and 16 characters
