@@ -162,15 +162,26 @@ pub fn canonical(name: &str) -> String {
 /// one on this platform (a message queue has none: it lives in mqueue's own
 /// namespace). The name is not checked here.
 pub(crate) fn file_path(kind: ObjectKind, name: &str) -> Option<String> {
-    let prefix = match kind {
+    let prefix = file_prefix(kind)?;
+    let body = body(name);
+    // One byte to spare, so that `file_path_c` adds its NUL without moving it.
+    let mut path = String::with_capacity(SHM_DIR.len() + 1 + prefix.len() + body.len() + 1);
+    path.push_str(SHM_DIR);
+    path.push('/');
+    path.push_str(prefix);
+    path.push_str(body);
+    Some(path)
+}
+
+fn file_prefix(kind: ObjectKind) -> Option<&'static str> {
+    match kind {
         ObjectKind::Semaphore if cfg!(all(target_os = "linux", target_env = "gnu")) => {
-            SEMAPHORE_FILE_PREFIX
+            Some(SEMAPHORE_FILE_PREFIX)
         }
-        ObjectKind::SharedMemory if cfg!(target_os = "linux") => "",
-        ObjectKind::RobustSemaphore => ROBUST_FILE_PREFIX,
-        _ => return None,
-    };
-    Some(format!("{SHM_DIR}/{prefix}{}", body(name)))
+        ObjectKind::SharedMemory if cfg!(target_os = "linux") => Some(""),
+        ObjectKind::RobustSemaphore => Some(ROBUST_FILE_PREFIX),
+        _ => None,
+    }
 }
 
 /// [`file_path`] as a C string. `name` must have passed [`to_c_name`]

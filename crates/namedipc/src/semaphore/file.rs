@@ -3,11 +3,11 @@
 //!
 //! glibc's sem_open maps whatever file is at the name, and touching a
 //! truncated one kills the process with SIGBUS. So the core does what
-//! sem_open does itself, checking on the way: it opens the file once, checks
-//! that very descriptor with fstat (a regular file of one `sem_t`), maps
-//! it, and checks the words in the mapping. A file swapped in at the name
-//! meanwhile is not the one mapped, so there is no window between check
-//! and use.
+//! sem_open does itself, checking on the way: it opens the file once, reads
+//! that very descriptor (a regular file of exactly one `sem_t`, holding
+//! words glibc could have written), and maps it. A file swapped in at the
+//! name meanwhile is not the one checked and mapped, so there is no window
+//! between check and use.
 
 use std::ffi::CStr;
 use std::fs;
@@ -29,18 +29,32 @@ pub(super) fn identity(name: &str) -> Option<Identity> {
     Identity::at(&path).ok().flatten()
 }
 
-/// Opens the existing semaphore whose file is `path`: one open, one fstat
-/// and one mmap of the same descriptor, then a look at the mapped words.
+/// Opens the existing semaphore whose file is `path`: one open, one read
+/// and one mmap of the same descriptor, as many calls as sem_open makes
+/// (its fstat is replaced by the read, which shows the length too).
 pub(super) fn open(name: &str, path: &CStr) -> Result<RawSemaphore> {
     let fd = sys::sem::open_file(path).map_err(|e| open_error(name, path, e))?;
-    let stat = sys::fstat(fd.as_fd()).map_err(|e| Error::from_os("fstat", KIND, name, e))?;
-    check_stat(&display(path), FileType::from_mode(stat.mode), stat.size)
-        .map_err(|reason| corrupt(name, reason))?;
-    let sem = sys::sem::RawSemaphore::map(fd.as_fd())
-        .map_err(|e| Error::from_os("mmap", KIND, name, e))?;
-    drop(fd);
-    check_words(&display(path), &sem.file_bytes()).map_err(|reason| corrupt(name, reason))?;
-    Ok(sem)
+    let start = match sys::sem::read_file(fd.as_fd()) {
+        Ok(start) if start.len == sys::sem::FILE_LEN => start,
+        // The wrong length, or no reading at all (a FIFO): fstat says what
+        // the file is, for the message.
+        read => {
+            let stat =
+                sys::fstat(fd.as_fd()).map_err(|e| Error::from_os("fstat", KIND, name, e))?;
+            check_stat(&display(path), FileType::from_mode(stat.mode), stat.size)
+                .map_err(|reason| corrupt(name, reason))?;
+            // A regular file of the right length now, yet not when read: its
+            // length changed under the open.
+            return Err(match read {
+                Ok(short) => corrupt(name, length_reason(&display(path), short.len)),
+                Err(e) => Error::from_os("pread", KIND, name, e),
+            });
+        }
+    };
+    if let Some(words) = implausible(&start.words) {
+        return Err(corrupt(name, words_reason(&display(path), words)));
+    }
+    sys::sem::RawSemaphore::map(fd.as_fd()).map_err(|e| Error::from_os("mmap", KIND, name, e))
 }
 
 /// Creates the semaphore whose file is `path`, exclusively, with `mode`
@@ -106,24 +120,30 @@ fn check_stat(path: &str, file_type: FileType, len: u64) -> Result<(), String> {
         return Err(not_regular_reason(path, file_type));
     }
     if len != sys::sem::FILE_LEN {
-        return Err(format!(
-            "{path} is {len} bytes long; a semaphore's file is {} bytes",
-            sys::sem::FILE_LEN
-        ));
+        return Err(length_reason(path, len));
     }
     Ok(())
 }
 
-/// Checks the first words of a semaphore's file: ones glibc could have written.
-fn check_words(path: &str, bytes: &[u8; sys::sem::FILE_WORDS_LEN]) -> Result<(), String> {
-    match sys::sem::decode_file(bytes) {
-        Some(words) if !words.plausible() => Err(format!(
-            "{path} does not hold a valid semaphore (value field {}, sharing field {})",
-            words.value, words.private
-        )),
-        // Valid, or a layout this build does not know: the size check must do.
-        _ => Ok(()),
-    }
+fn length_reason(path: &str, len: u64) -> String {
+    format!(
+        "{path} is {len} bytes long; a semaphore's file is {} bytes",
+        sys::sem::FILE_LEN
+    )
+}
+
+/// The first words of a semaphore's file if glibc could not have written
+/// them; `None` for valid ones, or a layout this build does not know (the
+/// length check must do then).
+fn implausible(bytes: &[u8; sys::sem::FILE_WORDS_LEN]) -> Option<sys::sem::FileWords> {
+    sys::sem::decode_file(bytes).filter(|words| !words.plausible())
+}
+
+fn words_reason(path: &str, words: sys::sem::FileWords) -> String {
+    format!(
+        "{path} does not hold a valid semaphore (value field {}, sharing field {})",
+        words.value, words.private
+    )
 }
 
 /// Checks the file behind the semaphore `name` without mapping it, for the
@@ -155,5 +175,5 @@ pub(crate) fn check_file(name: &str) -> Result<(), String> {
     if file.read_exact(&mut bytes).is_err() {
         return Ok(());
     }
-    check_words(&path, &bytes)
+    implausible(&bytes).map_or(Ok(()), |words| Err(words_reason(&path, words)))
 }

@@ -8,7 +8,6 @@ use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::{check, retry_on_interrupt, to_timespec};
@@ -113,27 +112,6 @@ impl RawSemaphore {
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
     }
 
-    /// The first [`FILE_WORDS_LEN`] bytes of the semaphore as it is now, for
-    /// [`decode_file`]. Read with atomic loads, as other processes change
-    /// them at any moment.
-    pub(crate) fn file_bytes(&self) -> [u8; FILE_WORDS_LEN] {
-        let words = self.sem.as_ptr().cast::<AtomicU64>();
-        // SAFETY: `sem` points to a live mapping (or sem_open's semaphore) of
-        // at least `FILE_WORDS_LEN` (16) bytes, page- or `sem_t`-aligned, so
-        // 8-aligned; other processes change these words only with atomic
-        // operations, so atomic loads of them are sound.
-        let (low, high) = unsafe {
-            (
-                (*words).load(Ordering::Relaxed),
-                (*words.add(1)).load(Ordering::Relaxed),
-            )
-        };
-        let mut bytes = [0u8; FILE_WORDS_LEN];
-        bytes[..8].copy_from_slice(&low.to_ne_bytes());
-        bytes[8..].copy_from_slice(&high.to_ne_bytes());
-        bytes
-    }
-
     /// Takes the semaphore if it is free; `Ok(false)` if it is not.
     pub(crate) fn try_wait(&self) -> io::Result<bool> {
         let taken = retry_on_interrupt(|| {
@@ -227,6 +205,38 @@ pub(crate) fn open_file(path: &CStr) -> io::Result<OwnedFd> {
         let fd = check(unsafe { libc::open(path.as_ptr(), flags) })?;
         // SAFETY: open just returned this descriptor, so nothing else owns it.
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    })
+}
+
+/// What [`read_file`] read: the first bytes of a semaphore's file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FileStart {
+    /// How many bytes the file gave: [`FILE_LEN`] exactly for a file of one
+    /// `sem_t`, as one byte more was asked for.
+    pub(crate) len: u64,
+    /// Its first [`FILE_WORDS_LEN`] bytes (zeroes past `len`).
+    pub(crate) words: [u8; FILE_WORDS_LEN],
+}
+
+/// Reads the start of the file `fd` with one pread of one byte more than a
+/// `sem_t`, so that the count also tells whether the file is exactly one
+/// `sem_t` long: a regular file reads short only at its end. A FIFO or
+/// other stream fails (ESPIPE). Reading through the descriptor rather than
+/// the mapping spares a page fault, which costs more than the whole open.
+pub(crate) fn read_file(fd: BorrowedFd<'_>) -> io::Result<FileStart> {
+    let mut buf = [0u8; SEM_LEN + 1];
+    let len = retry_on_interrupt(|| {
+        // SAFETY: `fd` is open for the call; `buf` is valid for writes of
+        // its length.
+        let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        // Negative (-1) exactly when the call failed.
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    })?;
+    let mut words = [0u8; FILE_WORDS_LEN];
+    words.copy_from_slice(&buf[..FILE_WORDS_LEN]);
+    Ok(FileStart {
+        len: len as u64,
+        words,
     })
 }
 
@@ -418,7 +428,7 @@ pub(crate) fn decode_file(_bytes: &[u8; FILE_WORDS_LEN]) -> Option<FileWords> {
 #[cfg(all(test, target_os = "linux", target_env = "gnu"))]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A unique path in /dev/shm for a semaphore's file, removed on drop.
     struct TestPath(CString);
@@ -508,11 +518,14 @@ mod tests {
         let path = TestPath::new("mapped");
         let (created, _fd) =
             create_unnamed(dir(), &path.0, 0o600, &initial_bytes(2).unwrap()).unwrap();
-        let opened = RawSemaphore::map(open_file(&path.0).unwrap().as_fd()).unwrap();
+        let fd = open_file(&path.0).unwrap();
+        let opened = RawSemaphore::map(fd.as_fd()).unwrap();
         assert!(opened.try_wait().unwrap());
         assert_eq!(created.value().unwrap(), 1);
         created.post().unwrap();
         assert_eq!(opened.value().unwrap(), 2);
-        assert_eq!(&opened.file_bytes()[..], &glibc_file(2)[..FILE_WORDS_LEN]);
+        let start = read_file(fd.as_fd()).unwrap();
+        assert_eq!(start.len, FILE_LEN);
+        assert_eq!(&start.words[..], &glibc_file(2)[..FILE_WORDS_LEN]);
     }
 }
