@@ -84,17 +84,21 @@ pub(super) fn create(
 }
 
 /// What a failed open of the file means. A directory (EISDIR, as the open
-/// asks for writing) or a socket (ENXIO) is a file that is not a
+/// asks for writing) or a socket or device (ENXIO) is a file that is not a
 /// semaphore; a symbolic link (ELOOP) is reported as such by `from_os`.
 fn open_error(name: &str, path: &CStr, e: io::Error) -> Error {
-    let not_regular = match e.raw_os_error() {
-        Some(libc::EISDIR) => Some(FileType::Directory),
-        Some(libc::ENXIO) => paths::FileType::at(&display(path)).filter(|&t| t == FileType::Socket),
-        _ => None,
-    };
-    match not_regular {
-        Some(file_type) => corrupt(name, not_regular_reason(&display(path), file_type)),
-        None => Error::from_os("sem_open", KIND, name, e),
+    let path = display(path);
+    match e.raw_os_error() {
+        Some(libc::EISDIR) => corrupt(name, not_regular_reason(&path, FileType::Directory)),
+        // Which of the two it was, if it is still there to look at.
+        Some(libc::ENXIO) => corrupt(
+            name,
+            match FileType::at(&path).filter(|&t| t != FileType::Regular) {
+                Some(file_type) => not_regular_reason(&path, file_type),
+                None => format!("{path} is a socket or a device, not a regular file"),
+            },
+        ),
+        _ => Error::from_os("sem_open", KIND, name, e),
     }
 }
 
