@@ -142,12 +142,19 @@ fn make(kind: &str, variant: &str, path: &Path, temp: &Path) {
 
 /// Renames `temp` over `path`. A directory and a file cannot replace each
 /// other, so then what is at `path` goes first (the name is empty for an
-/// instant).
+/// instant), again if the opening side created a semaphore there meanwhile.
 fn place(temp: &Path, path: &Path) {
-    if fs::rename(temp, path).is_err() {
+    for _ in 0..1000 {
+        if fs::rename(temp, path).is_ok() {
+            return;
+        }
         remove_any(path);
-        fs::rename(temp, path).unwrap();
     }
+    panic!(
+        "swapper: could not put {} at {}",
+        temp.display(),
+        path.display()
+    );
 }
 
 fn remove_any(path: &Path) {
