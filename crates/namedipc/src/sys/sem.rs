@@ -259,19 +259,15 @@ pub(crate) fn create_file(
 ) -> io::Result<(RawSemaphore, OwnedFd)> {
     let initial = initial_bytes(value)?;
     match create_unnamed(dir, path, mode, &initial) {
-        Err(e) if unnamed_unsupported(&e) => create_via_temp(path, mode, &initial, temp_path),
+        // Any other failure may be this system's lack of O_TMPFILE (or of
+        // it on this file system) or of /proc, or a sandbox refusing the
+        // link through /proc: glibc's way works wherever sem_open does, and
+        // reports the real error where that was one.
+        Err(e) if e.raw_os_error() != Some(libc::EEXIST) => {
+            create_via_temp(path, mode, &initial, temp_path)
+        }
         other => other,
     }
-}
-
-/// Whether an O_TMPFILE open or its link failed because this system lacks
-/// one of them (a file system without O_TMPFILE, no /proc), not because of
-/// the name.
-fn unnamed_unsupported(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL | libc::ENOENT)
-    )
 }
 
 /// An initialised process-shared `sem_t` with `value`, as sem_open writes
