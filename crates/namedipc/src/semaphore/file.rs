@@ -181,3 +181,112 @@ pub(crate) fn check_file(name: &str) -> Result<(), String> {
     }
     implausible(&bytes).map_or(Ok(()), |words| Err(words_reason(&path, words)))
 }
+
+/// The two ways `sys::sem::create_file` makes a file, each checked against
+/// what glibc's own sem_open writes.
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+mod tests {
+    use std::ffi::CString;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::sys::sem::{create_unnamed, create_via_temp, initial_bytes, OpenFlags};
+
+    /// A unique semaphore name and its file's path, removed on drop.
+    struct TestName {
+        name: String,
+        path: CString,
+    }
+
+    impl TestName {
+        fn new(label: &str) -> Self {
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let name = format!("/namedipc-unit-{label}-{}-{n}", std::process::id());
+            let path = paths::file_path_c(KIND, &name).unwrap();
+            Self { name, path }
+        }
+
+        fn bytes(&self) -> Vec<u8> {
+            fs::read(self.path.to_str().unwrap()).unwrap()
+        }
+
+        fn exists(&self) -> bool {
+            fs::symlink_metadata(self.path.to_str().unwrap()).is_ok()
+        }
+    }
+
+    impl Drop for TestName {
+        fn drop(&mut self) {
+            let _ = fs::remove_file(self.path.to_str().unwrap());
+        }
+    }
+
+    /// What glibc's sem_open writes for a new semaphore of `value`.
+    fn glibc_file(value: u32) -> Vec<u8> {
+        let made = TestName::new("glibc");
+        let c_name = paths::to_c_name(KIND, &made.name).unwrap();
+        drop(
+            RawSemaphore::open(&c_name, OpenFlags::CreateExclusive { mode: 0o600, value }).unwrap(),
+        );
+        made.bytes()
+    }
+
+    #[test]
+    fn both_ways_of_creating_write_what_sem_open_writes() {
+        for value in [0, 1, 7, sys::sem::VALUE_MAX] {
+            let initial = initial_bytes(value).unwrap();
+            let unnamed = TestName::new("unnamed");
+            let (sem, _fd) =
+                create_unnamed(paths::SHM_DIR_C, &unnamed.path, 0o600, &initial).unwrap();
+            assert_eq!(sem.value().unwrap(), value);
+            assert_eq!(unnamed.bytes(), glibc_file(value), "{value}");
+
+            let named = TestName::new("named");
+            let scratch = TestName::new("scratch");
+            let (sem, _fd) =
+                create_via_temp(&named.path, 0o600, &initial, || Ok(scratch.path.clone())).unwrap();
+            assert_eq!(sem.value().unwrap(), value);
+            assert_eq!(named.bytes(), glibc_file(value), "{value}");
+            // The temporary name is gone again.
+            assert!(!scratch.exists());
+        }
+    }
+
+    #[test]
+    fn a_taken_name_is_eexist_and_leaves_no_temporary_file() {
+        let taken = TestName::new("taken");
+        fs::write(taken.path.to_str().unwrap(), b"x").unwrap();
+        let initial = initial_bytes(1).unwrap();
+        let err = create_unnamed(paths::SHM_DIR_C, &taken.path, 0o600, &initial).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
+
+        let (busy, free) = (TestName::new("busy"), TestName::new("free"));
+        fs::write(busy.path.to_str().unwrap(), b"").unwrap();
+        // The first temporary name is taken: another one is drawn.
+        let mut temps = vec![free.path.clone(), busy.path.clone()];
+        let err =
+            create_via_temp(&taken.path, 0o600, &initial, || Ok(temps.pop().unwrap())).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
+        assert!(temps.is_empty());
+        assert!(!free.exists());
+        assert_eq!(taken.bytes(), b"x");
+        assert_eq!(busy.bytes(), b"");
+    }
+
+    #[test]
+    fn a_mapped_semaphore_works_with_glibc_functions() {
+        let made = TestName::new("mapped");
+        let initial = initial_bytes(2).unwrap();
+        let (created, _fd) = create_unnamed(paths::SHM_DIR_C, &made.path, 0o600, &initial).unwrap();
+        let opened = open(&made.name, &made.path).unwrap();
+        assert!(opened.try_wait().unwrap());
+        assert_eq!(created.value().unwrap(), 1);
+        created.post().unwrap();
+        assert_eq!(opened.value().unwrap(), 2);
+        let fd = sys::sem::open_file(&made.path).unwrap();
+        let start = sys::sem::read_file(fd.as_fd()).unwrap();
+        assert_eq!(start.len, sys::sem::FILE_LEN);
+        assert_eq!(&start.words[..], &glibc_file(2)[..sys::sem::FILE_WORDS_LEN]);
+    }
+}

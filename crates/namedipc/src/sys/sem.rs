@@ -272,7 +272,7 @@ pub(crate) fn create_file(
 
 /// An initialised process-shared `sem_t` with `value`, as sem_open writes
 /// it to a new file: zeroes, then sem_init.
-fn initial_bytes(value: u32) -> io::Result<[u8; SEM_LEN]> {
+pub(crate) fn initial_bytes(value: u32) -> io::Result<[u8; SEM_LEN]> {
     let mut sem = std::mem::MaybeUninit::<libc::sem_t>::zeroed();
     // SAFETY: `sem` is valid, writable memory for one sem_t; pshared 1 makes
     // a semaphore for use between processes, which is what a file holds.
@@ -283,7 +283,8 @@ fn initial_bytes(value: u32) -> io::Result<[u8; SEM_LEN]> {
     Ok(unsafe { std::mem::transmute::<libc::sem_t, [u8; SEM_LEN]>(sem.assume_init()) })
 }
 
-fn create_unnamed(
+/// The first way of [`create_file`]: an unnamed file, linked through `/proc`.
+pub(crate) fn create_unnamed(
     dir: &CStr,
     path: &CStr,
     mode: u32,
@@ -319,7 +320,9 @@ fn create_unnamed(
     Ok((sem, fd))
 }
 
-fn create_via_temp(
+/// The second way of [`create_file`]: a file under a temporary name from
+/// `temp_path`, linked to `path` and then removed.
+pub(crate) fn create_via_temp(
     path: &CStr,
     mode: u32,
     initial: &[u8; SEM_LEN],
@@ -419,109 +422,4 @@ pub(crate) fn decode_file(bytes: &[u8; FILE_WORDS_LEN]) -> Option<FileWords> {
 #[cfg(not(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64")))]
 pub(crate) fn decode_file(_bytes: &[u8; FILE_WORDS_LEN]) -> Option<FileWords> {
     None
-}
-
-#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// A unique path in /dev/shm for a semaphore's file, removed on drop.
-    struct TestPath(CString);
-
-    impl TestPath {
-        fn new(label: &str) -> Self {
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let name = format!("sem.namedipc-sys-{label}-{}-{n}", std::process::id());
-            Self(CString::new(format!("/dev/shm/{name}")).unwrap())
-        }
-    }
-
-    impl Drop for TestPath {
-        fn drop(&mut self) {
-            // SAFETY: a valid NUL-terminated string.
-            unsafe { libc::unlink(self.0.as_ptr()) };
-        }
-    }
-
-    fn file_bytes(path: &CStr) -> Vec<u8> {
-        std::fs::read(path.to_str().unwrap()).unwrap()
-    }
-
-    /// What glibc's own sem_open writes for a new semaphore of `value`.
-    fn glibc_file(value: u32) -> Vec<u8> {
-        let path = TestPath::new("glibc");
-        let name = CString::new(&path.0.to_bytes()["/dev/shm/sem.".len()..]).unwrap();
-        let sem =
-            RawSemaphore::open(&name, OpenFlags::CreateExclusive { mode: 0o600, value }).unwrap();
-        drop(sem);
-        file_bytes(&path.0)
-    }
-
-    fn dir() -> &'static CStr {
-        c"/dev/shm"
-    }
-
-    #[test]
-    fn both_ways_of_creating_write_what_sem_open_writes() {
-        for value in [0, 1, 7, VALUE_MAX] {
-            let unnamed = TestPath::new("unnamed");
-            let (sem, _fd) =
-                create_unnamed(dir(), &unnamed.0, 0o600, &initial_bytes(value).unwrap()).unwrap();
-            assert_eq!(sem.value().unwrap(), value);
-            assert_eq!(file_bytes(&unnamed.0), glibc_file(value), "{value}");
-
-            let temp = TestPath::new("temp");
-            let scratch = TestPath::new("scratch");
-            let scratch_path = scratch.0.clone();
-            let (sem, _fd) =
-                create_via_temp(&temp.0, 0o600, &initial_bytes(value).unwrap(), || {
-                    Ok(scratch_path.clone())
-                })
-                .unwrap();
-            assert_eq!(sem.value().unwrap(), value);
-            assert_eq!(file_bytes(&temp.0), glibc_file(value), "{value}");
-            // The temporary name is gone again.
-            assert!(std::fs::symlink_metadata(scratch.0.to_str().unwrap()).is_err());
-        }
-    }
-
-    #[test]
-    fn a_taken_name_is_eexist_and_leaves_no_temporary_file() {
-        let taken = TestPath::new("taken");
-        std::fs::write(taken.0.to_str().unwrap(), b"x").unwrap();
-        let initial = initial_bytes(1).unwrap();
-        let err = create_unnamed(dir(), &taken.0, 0o600, &initial).unwrap_err();
-        assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
-
-        let scratch = TestPath::new("scratch");
-        let (busy, free) = (TestPath::new("busy"), scratch.0.clone());
-        std::fs::write(busy.0.to_str().unwrap(), b"").unwrap();
-        // The first temporary name is taken: another one is drawn.
-        let mut names = vec![free, busy.0.clone()];
-        let err =
-            create_via_temp(&taken.0, 0o600, &initial, || Ok(names.pop().unwrap())).unwrap_err();
-        assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
-        assert!(names.is_empty());
-        assert!(std::fs::symlink_metadata(scratch.0.to_str().unwrap()).is_err());
-        assert_eq!(std::fs::read(taken.0.to_str().unwrap()).unwrap(), b"x");
-        assert_eq!(std::fs::read(busy.0.to_str().unwrap()).unwrap(), b"");
-    }
-
-    #[test]
-    fn a_mapped_semaphore_works_with_glibc_functions() {
-        let path = TestPath::new("mapped");
-        let (created, _fd) =
-            create_unnamed(dir(), &path.0, 0o600, &initial_bytes(2).unwrap()).unwrap();
-        let fd = open_file(&path.0).unwrap();
-        let opened = RawSemaphore::map(fd.as_fd()).unwrap();
-        assert!(opened.try_wait().unwrap());
-        assert_eq!(created.value().unwrap(), 1);
-        created.post().unwrap();
-        assert_eq!(opened.value().unwrap(), 2);
-        let start = read_file(fd.as_fd()).unwrap();
-        assert_eq!(start.len, FILE_LEN);
-        assert_eq!(&start.words[..], &glibc_file(2)[..FILE_WORDS_LEN]);
-    }
 }
