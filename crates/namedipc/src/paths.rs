@@ -155,7 +155,12 @@ pub(crate) fn body(name: &str) -> &str {
 /// `name` with exactly one leading slash, as it is shown and stored.
 #[must_use]
 pub fn canonical(name: &str) -> String {
-    format!("/{}", body(name))
+    let body = body(name);
+    // One byte to spare, for the NUL of a C string made from it.
+    let mut canonical = String::with_capacity(body.len() + 2);
+    canonical.push('/');
+    canonical.push_str(body);
+    canonical
 }
 
 /// The file in [`SHM_DIR`] behind the object `name` of `kind`, where there is
@@ -229,6 +234,11 @@ pub(crate) fn shm_dir() -> PathBuf {
 pub(crate) fn to_c_name(kind: ObjectKind, name: &str) -> Result<CString> {
     check_name(kind, name)?;
     CString::new(name).map_err(|_| invalid_name(kind, name))
+}
+
+/// `name`, which [`check_name`] has passed, as a C string, without copying it.
+pub(crate) fn into_c_name(kind: ObjectKind, name: String) -> Result<CString> {
+    CString::new(name).map_err(|e| invalid_name(kind, &String::from_utf8_lossy(&e.into_vec())))
 }
 
 /// Checks `name` as [`to_c_name`] does, without making the C string.

@@ -252,5 +252,5 @@ fn unlink_c(name: &str, c_name: &CString) -> Result<()> {
 /// shm_open accept it).
 fn c_name(name: &str) -> Result<CString> {
     paths::check_name(KIND, name)?;
-    paths::to_c_name(KIND, &paths::canonical(name))
+    paths::into_c_name(KIND, paths::canonical(name))
 }

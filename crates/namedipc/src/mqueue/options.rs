@@ -191,9 +191,8 @@ impl MessageQueueOptions {
             .map_err(|e| Error::from_os("mq_getattr", KIND, name, e))?;
         Ok(MessageQueue {
             raw,
-            // As C peers must spell it: mq_open wants exactly one leading
-            // slash, and `c_name` has it (see `super::c_name`).
-            name: c_name.to_string_lossy().into_owned(),
+            // As C peers must spell it: mq_open wants exactly one leading slash.
+            name: crate::paths::canonical(name),
             read: self.read,
             write: self.write,
             max_messages: usize::try_from(attributes.max_messages).unwrap_or(0),
