@@ -81,17 +81,21 @@ impl<Create, Open, Unlink> Object<'_, Create, Open, Unlink> {
         Create: FnMut() -> Result<T>,
         Open: FnMut() -> Result<T>,
     {
-        // Exclusive create first, so that `created` is known for certain
-        // (plain O_CREAT would not say whether it created the object).
+        // Open first, as glibc's sem_open does with O_CREAT: an object that
+        // exists (the common case, as one process creates what many open)
+        // costs one call. Only when nothing has the name does an exclusive
+        // create follow, so that `created` is known for certain (plain
+        // O_CREAT would not say whether it created the object).
         for _ in 0..RACE_RETRIES {
-            match (self.create)() {
-                Err(Error::AlreadyExists { .. }) => {}
-                other => return other.map(|object| (object, true)),
-            }
             match (self.open)() {
-                Ok(object) => return Ok((object, false)),
-                // Removed between our create and our open: try again.
+                // Nothing has the name: create it.
                 Err(Error::NotFound { .. }) => {}
+                other => return other.map(|object| (object, false)),
+            }
+            match (self.create)() {
+                Ok(object) => return Ok((object, true)),
+                // Created by another process between our open and our create: try again.
+                Err(Error::AlreadyExists { .. }) => {}
                 Err(e) => return Err(e),
             }
         }

@@ -5,7 +5,7 @@
 //! do not pick the same name). Every other module asks this one; none spells
 //! a path or a prefix of its own.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fs;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -17,6 +17,9 @@ use crate::sys;
 /// The directory in which Linux keeps shared memory segments, glibc keeps
 /// named semaphores, and namedipc keeps robust semaphores.
 pub const SHM_DIR: &str = "/dev/shm";
+
+/// [`SHM_DIR`] as a C string, for the calls that create a file in it.
+pub(crate) const SHM_DIR_C: &CStr = c"/dev/shm";
 
 /// Prefix of a named semaphore's file in [`SHM_DIR`] (glibc's): the semaphore
 /// `/jobs` is `/dev/shm/sem.jobs`.
@@ -152,22 +155,57 @@ pub(crate) fn body(name: &str) -> &str {
 /// `name` with exactly one leading slash, as it is shown and stored.
 #[must_use]
 pub fn canonical(name: &str) -> String {
-    format!("/{}", body(name))
+    let body = body(name);
+    // One byte to spare, for the NUL of a C string made from it.
+    let mut canonical = String::with_capacity(body.len() + 2);
+    canonical.push('/');
+    canonical.push_str(body);
+    canonical
 }
 
 /// The file in [`SHM_DIR`] behind the object `name` of `kind`, where there is
 /// one on this platform (a message queue has none: it lives in mqueue's own
 /// namespace). The name is not checked here.
 pub(crate) fn file_path(kind: ObjectKind, name: &str) -> Option<String> {
-    let prefix = match kind {
+    let prefix = file_prefix(kind)?;
+    let body = body(name);
+    // One byte to spare, so that `file_path_c` adds its NUL without moving it.
+    let mut path = String::with_capacity(SHM_DIR.len() + 1 + prefix.len() + body.len() + 1);
+    path.push_str(SHM_DIR);
+    path.push('/');
+    path.push_str(prefix);
+    path.push_str(body);
+    Some(path)
+}
+
+fn file_prefix(kind: ObjectKind) -> Option<&'static str> {
+    match kind {
         ObjectKind::Semaphore if cfg!(all(target_os = "linux", target_env = "gnu")) => {
-            SEMAPHORE_FILE_PREFIX
+            Some(SEMAPHORE_FILE_PREFIX)
         }
-        ObjectKind::SharedMemory if cfg!(target_os = "linux") => "",
-        ObjectKind::RobustSemaphore => ROBUST_FILE_PREFIX,
-        _ => return None,
-    };
-    Some(format!("{SHM_DIR}/{prefix}{}", body(name)))
+        ObjectKind::SharedMemory if cfg!(target_os = "linux") => Some(""),
+        ObjectKind::RobustSemaphore => Some(ROBUST_FILE_PREFIX),
+        _ => None,
+    }
+}
+
+/// [`file_path`] as a C string. `name` must have passed [`to_c_name`]
+/// (so it holds no NUL).
+pub(crate) fn file_path_c(kind: ObjectKind, name: &str) -> Option<CString> {
+    file_path(kind, name).and_then(|path| CString::new(path).ok())
+}
+
+/// A fresh temporary path for a new semaphore's file, in [`SHM_DIR`] with
+/// glibc's prefix (glibc's sem_open writes a new semaphore under such a
+/// name too before linking it to its own), for systems where the file
+/// cannot be made without a name.
+pub(crate) fn semaphore_temp_path() -> io::Result<CString> {
+    let name = random_name(ObjectKind::Semaphore, "/tmp.").map_err(|e| match e {
+        Error::Os { source, .. } => source,
+        other => io::Error::other(other.to_string()),
+    })?;
+    file_path_c(ObjectKind::Semaphore, &name)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOTSUP))
 }
 
 /// The name of the object of `kind` whose file in [`SHM_DIR`] is called
@@ -194,25 +232,43 @@ pub(crate) fn shm_dir() -> PathBuf {
 /// then 1 to N bytes, none of them `/` or NUL. Like glibc, a name without
 /// a leading slash is accepted and means the same.
 pub(crate) fn to_c_name(kind: ObjectKind, name: &str) -> Result<CString> {
-    let max = match kind {
+    check_name(kind, name)?;
+    CString::new(name).map_err(|_| invalid_name(kind, name))
+}
+
+/// `name`, which [`check_name`] has passed, as a C string, without copying it.
+pub(crate) fn into_c_name(kind: ObjectKind, name: String) -> Result<CString> {
+    CString::new(name).map_err(|e| invalid_name(kind, &String::from_utf8_lossy(&e.into_vec())))
+}
+
+/// Checks `name` as [`to_c_name`] does, without making the C string.
+pub(crate) fn check_name(kind: ObjectKind, name: &str) -> Result<()> {
+    let body = body(name);
+    if body.is_empty() || body.len() > name_max(kind) || body.contains('/') || name.contains('\0') {
+        return Err(invalid_name(kind, name));
+    }
+    Ok(())
+}
+
+fn name_max(kind: ObjectKind) -> usize {
+    match kind {
         ObjectKind::Semaphore => SEMAPHORE_NAME_MAX,
         ObjectKind::SharedMemory | ObjectKind::MessageQueue => NAME_MAX,
         // A distributed semaphore takes the names a robust one does, so
         // one string can name both.
         ObjectKind::RobustSemaphore | ObjectKind::RedisSemaphore => ROBUST_NAME_MAX,
-    };
-    let invalid = || Error::InvalidName {
+    }
+}
+
+fn invalid_name(kind: ObjectKind, name: &str) -> Error {
+    Error::InvalidName {
         kind,
         name: name.to_owned(),
         rule: format!(
-            "a name is '/' followed by 1 to {max} bytes, none of them '/' or NUL, e.g. '/jobs'"
+            "a name is '/' followed by 1 to {} bytes, none of them '/' or NUL, e.g. '/jobs'",
+            name_max(kind)
         ),
-    };
-    let body = body(name);
-    if body.is_empty() || body.len() > max || body.contains('/') || name.contains('\0') {
-        return Err(invalid());
     }
-    CString::new(name).map_err(|_| invalid())
 }
 
 /// A fresh random name for an object of `kind`: `prefix` and 16 characters
@@ -274,6 +330,7 @@ mod tests {
         }
         assert_eq!(file_path(ObjectKind::MessageQueue, "/jobs"), None);
         assert_eq!(canonical("///jobs"), "/jobs");
+        assert_eq!(SHM_DIR_C.to_str(), Ok(SHM_DIR));
     }
 
     #[test]

@@ -205,6 +205,8 @@ impl AsFd for MessageQueue {
     /// The queue descriptor, for `poll`/`epoll`: readable when a message is
     /// waiting, writable when there is room.
     fn as_fd(&self) -> BorrowedFd<'_> {
+        // Whoever gets the descriptor may ask for notifications through it.
+        sys::mq::may_have_requests();
         self.raw.as_fd()
     }
 }
@@ -213,6 +215,7 @@ impl IntoRawFd for MessageQueue {
     /// Gives up the queue descriptor without closing it; the caller owns it
     /// (and closes it with `mq_close` or `close`).
     fn into_raw_fd(self) -> RawFd {
+        sys::mq::may_have_requests();
         self.raw.into_raw_fd()
     }
 }
@@ -220,6 +223,7 @@ impl IntoRawFd for MessageQueue {
 impl AsRawFd for MessageQueue {
     /// The queue descriptor (`mqd_t`), valid while the handle lives.
     fn as_raw_fd(&self) -> RawFd {
+        sys::mq::may_have_requests();
         self.raw.raw_fd()
     }
 }
@@ -247,6 +251,6 @@ fn unlink_c(name: &str, c_name: &CString) -> Result<()> {
 /// leading slash (it rejects a name without one, where sem_open and
 /// shm_open accept it).
 fn c_name(name: &str) -> Result<CString> {
-    paths::to_c_name(KIND, name)?;
-    paths::to_c_name(KIND, &paths::canonical(name))
+    paths::check_name(KIND, name)?;
+    paths::into_c_name(KIND, paths::canonical(name))
 }

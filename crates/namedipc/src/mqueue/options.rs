@@ -118,9 +118,9 @@ impl MessageQueueOptions {
     pub fn open(&self, name: &str) -> Result<MessageQueue> {
         let c_name = c_name(name)?;
         self.check_arguments()?;
-        // LinkOrCreate too goes through the shared loop, exclusive create
-        // first, so that `created` is known for certain; on an existing
-        // queue that costs one mq_open failing with EEXIST.
+        // LinkOrCreate too goes through the shared loop, so that `created`
+        // is known for certain: an existing queue costs one mq_open, a new
+        // one a failed open and an exclusive create.
         let (queue, _created) = Object {
             kind: KIND,
             name,

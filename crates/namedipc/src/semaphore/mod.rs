@@ -2,7 +2,7 @@
 //! unrelated processes find by name, compatible with C programs that call
 //! `sem_open` on the same name.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -108,15 +108,18 @@ impl SemaphoreOptions {
     pub fn open(&self, name: &str) -> Result<Semaphore> {
         let c_name = paths::to_c_name(KIND, name)?;
         self.check_arguments()?;
-        let (raw, created) = Object {
+        // Where glibc keeps a file behind the name, the core opens and maps
+        // it itself (file.rs says why); elsewhere sem_open does.
+        let path = paths::file_path_c(KIND, name);
+        let ((raw, identity), created) = Object {
             kind: KIND,
             name,
-            create: || self.create_raw(name, &c_name),
-            open: || open_existing(name, &c_name),
+            create: || self.create_raw(name, &c_name, path.as_deref()),
+            open: || open_existing(name, &c_name, path.as_deref()).map(|raw| (raw, None)),
             unlink: || unlink_c(name, &c_name),
         }
         .open(self.existence)?;
-        Ok(self.handle(raw, name, c_name, created))
+        Ok(self.handle(raw, identity, name, c_name, created))
     }
 
     /// Creates a semaphore under a fresh random name, `prefix` followed by
@@ -128,8 +131,9 @@ impl SemaphoreOptions {
         self.check_arguments()?;
         existence::create_random(KIND, prefix, |name| {
             let c_name = paths::to_c_name(KIND, name)?;
-            let raw = self.create_raw(name, &c_name)?;
-            Ok(self.handle(raw, name, c_name, true))
+            let path = paths::file_path_c(KIND, name);
+            let (raw, identity) = self.create_raw(name, &c_name, path.as_deref())?;
+            Ok(self.handle(raw, identity, name, c_name, true))
         })
     }
 
@@ -143,10 +147,19 @@ impl SemaphoreOptions {
         existence::check_mode(self.mode)
     }
 
-    fn handle(&self, raw: RawSemaphore, name: &str, c_name: CString, created: bool) -> Semaphore {
-        // Taken right after creation, to recognise our own file at drop.
+    fn handle(
+        &self,
+        raw: RawSemaphore,
+        identity: Option<paths::Identity>,
+        name: &str,
+        c_name: CString,
+        created: bool,
+    ) -> Semaphore {
+        // The identity of the file this handle created, to recognise it at
+        // drop: from the creating call where it made the file itself, else
+        // looked up right after creation.
         let unlink_on_drop = (self.unlink_on_drop && created)
-            .then(|| file::identity(name))
+            .then(|| identity.or_else(|| file::identity(name)))
             .flatten()
             .map(|file| (file, std::process::id()));
         Semaphore {
@@ -159,21 +172,30 @@ impl SemaphoreOptions {
         }
     }
 
-    fn create_raw(&self, name: &str, c_name: &CString) -> Result<RawSemaphore> {
+    fn create_raw(
+        &self,
+        name: &str,
+        c_name: &CString,
+        path: Option<&CStr>,
+    ) -> Result<(RawSemaphore, Option<paths::Identity>)> {
+        if let Some(path) = path {
+            let identify = self.unlink_on_drop;
+            return file::create(name, path, self.mode, self.initial_value, identify);
+        }
         let flags = OpenFlags::CreateExclusive {
             mode: self.mode,
             value: self.initial_value,
         };
-        RawSemaphore::open(c_name, flags).map_err(|e| Error::from_os("sem_open", KIND, name, e))
+        RawSemaphore::open(c_name, flags)
+            .map(|raw| (raw, None))
+            .map_err(|e| Error::from_os("sem_open", KIND, name, e))
     }
 }
 
-fn open_existing(name: &str, c_name: &CString) -> Result<RawSemaphore> {
-    check_file(name).map_err(|reason| Error::Corrupt {
-        kind: KIND,
-        name: name.to_owned(),
-        reason,
-    })?;
+fn open_existing(name: &str, c_name: &CString, path: Option<&CStr>) -> Result<RawSemaphore> {
+    if let Some(path) = path {
+        return file::open(name, path);
+    }
     RawSemaphore::open(c_name, OpenFlags::Existing)
         .map_err(|e| Error::from_os("sem_open", KIND, name, e))
 }

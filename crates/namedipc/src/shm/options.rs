@@ -197,16 +197,20 @@ impl SharedMemoryOptions {
 }
 
 fn open_error(name: &str, e: io::Error) -> Error {
-    // The name is valid by now, so glibc's EINVAL means a directory there,
-    // and ENXIO a socket (or a device without its driver): neither says
-    // anything useful on its own.
-    if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENXIO)) {
-        let at_name = paths::file_path(KIND, name).and_then(|path| FileType::at(&path));
-        if let Some(file_type) = at_name.filter(|&t| t != FileType::Regular) {
-            return not_regular(name, file_type);
-        }
-    }
-    Error::from_os("shm_open", KIND, name, e)
+    // The name is valid by now, so glibc's EINVAL means a directory there
+    // (glibc turns EISDIR into EINVAL), and ENXIO a socket (or a device
+    // without its driver): neither says anything useful on its own. What is
+    // at the name now tells which, unless it was replaced meanwhile.
+    let guess = match e.raw_os_error() {
+        Some(libc::EINVAL) => FileType::Directory,
+        Some(libc::ENXIO) => FileType::Socket,
+        _ => return Error::from_os("shm_open", KIND, name, e),
+    };
+    let at_name = paths::file_path(KIND, name).and_then(|path| FileType::at(&path));
+    not_regular(
+        name,
+        at_name.filter(|&t| t != FileType::Regular).unwrap_or(guess),
+    )
 }
 
 fn not_regular(name: &str, file_type: FileType) -> Error {

@@ -1,9 +1,12 @@
-//! POSIX named semaphores (sem_open and friends), and the layout of the
-//! file glibc keeps behind each name, which the layer above checks before
-//! sem_open maps it.
+//! POSIX named semaphores: the file glibc keeps behind each name, opened,
+//! created and mapped here the way glibc's sem_open does it (so that C
+//! programs calling sem_open on the same name share the semaphore), the
+//! layout of that file, and sem_open itself for platforms that keep no file.
+//! Waits and posts are glibc's own sem_* functions on the mapped `sem_t`.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::time::Duration;
 
@@ -30,10 +33,15 @@ extern "C" {
     ) -> libc::c_int;
 }
 
-/// An open named semaphore; `sem_close`d on drop.
+/// An open named semaphore: a `sem_t` in a shared mapping of the
+/// semaphore's file, unmapped on drop, or one that sem_open returned,
+/// `sem_close`d on drop.
 #[derive(Debug)]
 pub(crate) struct RawSemaphore {
     sem: NonNull<libc::sem_t>,
+    /// Whether `sem` is our own mapping of the file ([`RawSemaphore::map`]),
+    /// rather than sem_open's.
+    mapped: bool,
 }
 
 // SAFETY: a POSIX semaphore is made for concurrent use by any number of
@@ -75,7 +83,32 @@ impl RawSemaphore {
             return Err(io::Error::last_os_error());
         }
         NonNull::new(sem)
-            .map(|sem| Self { sem })
+            .map(|sem| Self { sem, mapped: false })
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
+    }
+
+    /// Maps the semaphore in the file `fd` (one `sem_t`, shared), as glibc's
+    /// sem_open does once it has the file open. The caller has checked that
+    /// the file is a regular file of [`FILE_LEN`] bytes.
+    pub(crate) fn map(fd: BorrowedFd<'_>) -> io::Result<Self> {
+        // SAFETY: a null address lets the kernel choose where, so no existing
+        // mapping is replaced; `fd` is open for the call; the result is
+        // checked against MAP_FAILED before use.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                SEM_LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        NonNull::new(ptr.cast::<libc::sem_t>())
+            .map(|sem| Self { sem, mapped: true })
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
     }
 
@@ -145,10 +178,199 @@ impl RawSemaphore {
 
 impl Drop for RawSemaphore {
     fn drop(&mut self) {
-        // SAFETY: the pointer came from a successful sem_open and, as we own
-        // it exclusively here, no other thread can be using it.
-        unsafe { libc::sem_close(self.sem.as_ptr()) };
+        if self.mapped {
+            // SAFETY: the pointer and length are exactly what mmap returned
+            // in `map`, and, as we own the value exclusively here, no other
+            // thread can be using the semaphore.
+            unsafe { libc::munmap(self.sem.as_ptr().cast(), SEM_LEN) };
+        } else {
+            // SAFETY: the pointer came from a successful sem_open and, as we
+            // own it exclusively here, no other thread can be using it.
+            unsafe { libc::sem_close(self.sem.as_ptr()) };
+        }
     }
+}
+
+/// The length of one `sem_t`, what a semaphore's file holds and is mapped.
+const SEM_LEN: usize = std::mem::size_of::<libc::sem_t>();
+
+/// Opens an existing semaphore's file at `path` for [`RawSemaphore::map`],
+/// as glibc's sem_open does: read-write, never through a symbolic link
+/// (ELOOP), and not blocking should a FIFO be at the name.
+pub(crate) fn open_file(path: &CStr) -> io::Result<OwnedFd> {
+    let flags = libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK;
+    retry_on_interrupt(|| {
+        // SAFETY: `path` is a valid NUL-terminated string; without O_CREAT
+        // open reads no mode argument.
+        let fd = check(unsafe { libc::open(path.as_ptr(), flags) })?;
+        // SAFETY: open just returned this descriptor, so nothing else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    })
+}
+
+/// What [`read_file`] read: the first bytes of a semaphore's file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FileStart {
+    /// How many bytes the file gave: [`FILE_LEN`] exactly for a file of one
+    /// `sem_t`, as one byte more was asked for.
+    pub(crate) len: u64,
+    /// Its first [`FILE_WORDS_LEN`] bytes (zeroes past `len`).
+    pub(crate) words: [u8; FILE_WORDS_LEN],
+}
+
+/// Reads the start of the file `fd` with one pread of one byte more than a
+/// `sem_t`, so that the count also tells whether the file is exactly one
+/// `sem_t` long: a regular file reads short only at its end. A FIFO or
+/// other stream fails (ESPIPE). Reading through the descriptor rather than
+/// the mapping spares a page fault, which costs more than the whole open.
+pub(crate) fn read_file(fd: BorrowedFd<'_>) -> io::Result<FileStart> {
+    let mut buf = [0u8; SEM_LEN + 1];
+    let len = retry_on_interrupt(|| {
+        // SAFETY: `fd` is open for the call; `buf` is valid for writes of
+        // its length.
+        let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        // Negative (-1) exactly when the call failed.
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    })?;
+    let mut words = [0u8; FILE_WORDS_LEN];
+    words.copy_from_slice(&buf[..FILE_WORDS_LEN]);
+    Ok(FileStart {
+        len: len as u64,
+        words,
+    })
+}
+
+/// Creates the semaphore's file at `path` (in the directory `dir`), with
+/// permission bits `mode` (less the umask) and the value `value`, failing
+/// with EEXIST if something is at the name; returns it mapped, and its
+/// descriptor, which the caller may fstat and then closes.
+///
+/// As glibc's sem_open does, the file is complete (one initialised
+/// `sem_t`) before it appears at the name, by a link that fails if the
+/// name is taken: an unnamed file (O_TMPFILE) linked through
+/// `/proc/self/fd`, or where either is missing, a file under a temporary
+/// name from `temp_path`, linked and then removed.
+pub(crate) fn create_file(
+    dir: &CStr,
+    path: &CStr,
+    mode: u32,
+    value: u32,
+    temp_path: impl FnMut() -> io::Result<CString>,
+) -> io::Result<(RawSemaphore, OwnedFd)> {
+    let initial = initial_bytes(value)?;
+    match create_unnamed(dir, path, mode, &initial) {
+        // Any other failure may be this system's lack of O_TMPFILE (or of
+        // it on this file system) or of /proc, or a sandbox refusing the
+        // link through /proc: glibc's way works wherever sem_open does, and
+        // reports the real error where that was one.
+        Err(e) if e.raw_os_error() != Some(libc::EEXIST) => {
+            create_via_temp(path, mode, &initial, temp_path)
+        }
+        other => other,
+    }
+}
+
+/// An initialised process-shared `sem_t` with `value`, as sem_open writes
+/// it to a new file: zeroes, then sem_init.
+pub(crate) fn initial_bytes(value: u32) -> io::Result<[u8; SEM_LEN]> {
+    let mut sem = std::mem::MaybeUninit::<libc::sem_t>::zeroed();
+    // SAFETY: `sem` is valid, writable memory for one sem_t; pshared 1 makes
+    // a semaphore for use between processes, which is what a file holds.
+    check(unsafe { libc::sem_init(sem.as_mut_ptr(), 1, value as libc::c_uint) })?;
+    // SAFETY: the memory was zeroed and then initialised by sem_init: every
+    // byte is initialised. A sem_t is plain data that may be copied (glibc's
+    // and musl's sem_open write it to the file the same way).
+    Ok(unsafe { std::mem::transmute::<libc::sem_t, [u8; SEM_LEN]>(sem.assume_init()) })
+}
+
+/// The first way of [`create_file`]: an unnamed file, linked through `/proc`.
+pub(crate) fn create_unnamed(
+    dir: &CStr,
+    path: &CStr,
+    mode: u32,
+    initial: &[u8; SEM_LEN],
+) -> io::Result<(RawSemaphore, OwnedFd)> {
+    let flags = libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC;
+    let fd = retry_on_interrupt(|| {
+        // SAFETY: `dir` is a valid NUL-terminated string; with O_TMPFILE
+        // open reads exactly one mode_t argument, which is what we pass.
+        let fd = check(unsafe { libc::open(dir.as_ptr(), flags, mode as libc::mode_t) })?;
+        // SAFETY: open just returned this descriptor, so nothing else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    })?;
+    write_all(fd.as_fd(), initial)?;
+    let sem = RawSemaphore::map(fd.as_fd())?;
+    // Linking an O_TMPFILE file by its descriptor (AT_EMPTY_PATH) needs
+    // CAP_DAC_READ_SEARCH; through /proc it needs nothing.
+    let proc_path = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    retry_on_interrupt(|| {
+        // SAFETY: both paths are valid NUL-terminated strings; AT_FDCWD
+        // and the flag take no pointers.
+        check(unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                proc_path.as_ptr(),
+                libc::AT_FDCWD,
+                path.as_ptr(),
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        })
+    })?;
+    Ok((sem, fd))
+}
+
+/// The second way of [`create_file`]: a file under a temporary name from
+/// `temp_path`, linked to `path` and then removed.
+pub(crate) fn create_via_temp(
+    path: &CStr,
+    mode: u32,
+    initial: &[u8; SEM_LEN],
+    mut temp_path: impl FnMut() -> io::Result<CString>,
+) -> io::Result<(RawSemaphore, OwnedFd)> {
+    let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    let (temp, fd) = loop {
+        let temp = temp_path()?;
+        let opened = retry_on_interrupt(|| {
+            // SAFETY: `temp` is a valid NUL-terminated string; with O_CREAT
+            // open reads exactly one mode_t argument, which is what we pass.
+            let fd = check(unsafe { libc::open(temp.as_ptr(), flags, mode as libc::mode_t) })?;
+            // SAFETY: open just returned this descriptor, so nothing else owns it.
+            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        });
+        match opened {
+            Ok(fd) => break (temp, fd),
+            // Another process's temporary file: draw another name.
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => return Err(e),
+        }
+    };
+    let linked = write_all(fd.as_fd(), initial)
+        .and_then(|()| RawSemaphore::map(fd.as_fd()))
+        .and_then(|sem| {
+            // SAFETY: both paths are valid NUL-terminated strings.
+            check(unsafe { libc::link(temp.as_ptr(), path.as_ptr()) }).map(|_| sem)
+        });
+    // SAFETY: `temp` is a valid NUL-terminated string; the file is ours.
+    unsafe { libc::unlink(temp.as_ptr()) };
+    linked.map(|sem| (sem, fd))
+}
+
+fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let written = retry_on_interrupt(|| {
+            // SAFETY: `fd` is open for the call; `bytes` is valid for reads
+            // of its length.
+            let n = unsafe { libc::write(fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
+            // Negative (-1) exactly when the call failed.
+            usize::try_from(n).map_err(|_| io::Error::last_os_error())
+        })?;
+        if written == 0 {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        bytes = &bytes[written..];
+    }
+    Ok(())
 }
 
 pub(crate) fn unlink(name: &CStr) -> io::Result<()> {

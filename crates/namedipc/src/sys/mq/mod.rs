@@ -13,6 +13,7 @@ use super::{check, clock_now, monotonic_now, to_timespec};
 mod notify;
 mod wake;
 
+pub(crate) use notify::may_have_requests;
 use notify::QueueKey;
 pub(crate) use wake::{Ready, Waker};
 

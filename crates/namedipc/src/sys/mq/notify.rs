@@ -8,7 +8,7 @@
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::RawQueue;
@@ -36,6 +36,7 @@ impl RawQueue {
     /// Asks for `signal` when a message arrives in the empty queue,
     /// replacing this process's earlier request for the queue.
     pub(crate) fn notify_signal(&self, signal: libc::c_int) -> io::Result<()> {
+        may_have_requests();
         let event = NotifyEvent::signal(signal);
         let (result, replaced) = {
             let mut pending = pending();
@@ -54,6 +55,7 @@ impl RawQueue {
     /// replaced, or a descriptor of the queue is closed in this process,
     /// before a message arrives.
     pub(crate) fn notify_thread(&self, callback: Callback) -> io::Result<()> {
+        may_have_requests();
         let queue = self.key()?;
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let event = NotifyEvent::thread(id);
@@ -83,8 +85,12 @@ impl RawQueue {
         let cancelled = {
             let mut pending = pending();
             if pending.is_empty() {
-                // No callback anywhere in the process: at most a signal request.
-                self.cancel_kernel_request();
+                // No callback anywhere in the process: at most a signal
+                // request, and none at all if nothing in the process can have
+                // made one (as when a handle is closed without ever asking).
+                if MAY_HAVE_REQUESTS.load(Ordering::Acquire) {
+                    self.cancel_kernel_request();
+                }
                 None
             } else {
                 self.end_request(&mut pending)
@@ -161,6 +167,19 @@ impl Drop for RawQueue {
         };
         drop(cancelled);
     }
+}
+
+/// Whether this process may hold a notification request on some queue:
+/// set once a handle asks for one, or hands its descriptor out (whoever has
+/// it may call mq_notify), and never cleared. Until then cancelling has
+/// nothing to cancel and makes no call.
+static MAY_HAVE_REQUESTS: AtomicBool = AtomicBool::new(false);
+
+/// Notes that this process may from now on hold notification requests made
+/// outside [`RawQueue::notify_signal`] and [`RawQueue::notify_thread`]:
+/// through a descriptor handed out.
+pub(crate) fn may_have_requests() {
+    MAY_HAVE_REQUESTS.store(true, Ordering::Release);
 }
 
 /// What a thread notification runs.
