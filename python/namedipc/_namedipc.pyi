@@ -57,7 +57,12 @@ __all__ = [
     "_cli_main",
 ]
 
-# The exception classes, made by the bindings at import (errors.rs).
+# The module lists, in dir(), the names it makes on first use (the
+# exception classes, Holder and the queue defaults, through a module
+# __getattr__ that is left out here, so that type checkers know every name).
+def __dir__() -> list[str]: ...
+
+# The exception classes, made by the bindings on first use (errors.rs).
 class Error(Exception):
     """Base class of every namedipc error."""
 

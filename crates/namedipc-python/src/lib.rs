@@ -17,7 +17,17 @@ mod semaphore;
 mod shared_memory;
 mod wait;
 
+// The unwinder linked into the module itself (what `gcc -static-libgcc`
+// does), rather than through libgcc_s.so.1: loading that library took a
+// third of `import namedipc`. Unwinding does not leave the module: PyO3
+// turns a panic into a Python exception at every entry point.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[link(name = "gcc_eh", kind = "static", modifiers = "-bundle")]
+extern "C" {}
+
+use pyo3::exceptions::PyAttributeError;
 use pyo3::prelude::*;
+use pyo3::types::PyList;
 
 /// Removes the semaphore `name`; ExistentialError if there is none.
 #[pyfunction]
@@ -25,11 +35,56 @@ fn unlink_semaphore(name: &Bound<'_, PyAny>) -> PyResult<()> {
     namedipc::semaphore::unlink(&args::name(name)?).map_err(errors::to_py_err)
 }
 
+/// The module's attributes made on first use (PEP 562's `__getattr__`):
+/// each needs work that would otherwise be paid by every import, and most
+/// programs never ask for it. A value, once made, is stored on the module.
+#[pyfunction]
+#[pyo3(name = "__getattr__", pass_module)]
+fn module_getattr<'py>(m: &Bound<'py, PyModule>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    let py = m.py();
+    let value = if name == "Holder" {
+        robust_semaphore::holder_class(py)?.clone().into_any()
+    } else if let Some(class) = errors::class_named(py, name)? {
+        class.into_any()
+    } else if let Some(value) = message_queue::lazy_constant(py, name)? {
+        value
+    } else {
+        return Err(PyAttributeError::new_err(format!(
+            "module 'namedipc._namedipc' has no attribute '{name}'"
+        )));
+    };
+    m.setattr(name, &value)?;
+    Ok(value)
+}
+
+/// Every name `module_getattr` makes.
+fn lazy_names() -> impl Iterator<Item = &'static str> {
+    std::iter::once("Holder")
+        .chain(errors::CLASS_NAMES)
+        .chain(message_queue::LAZY_CONSTANTS)
+}
+
+/// `dir()` of the module lists the names made on first use, too.
+#[pyfunction]
+#[pyo3(name = "__dir__", pass_module)]
+fn module_dir<'py>(m: &Bound<'py, PyModule>) -> PyResult<Bound<'py, PyList>> {
+    let names = PyList::new(m.py(), lazy_names())?;
+    for name in m.dict().keys() {
+        if !names.contains(&name)? {
+            names.append(name)?;
+        }
+    }
+    names.sort()?;
+    Ok(names)
+}
+
 #[pymodule]
 fn _namedipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     use namedipc::flags;
 
-    errors::register(m)?;
+    // setattr, not add_function: neither is an export (`__all__`).
+    m.setattr("__getattr__", wrap_pyfunction!(module_getattr, m)?)?;
+    m.setattr("__dir__", wrap_pyfunction!(module_dir, m)?)?;
     m.add_class::<semaphore::PySemaphore>()?;
     m.add_class::<named_semaphore::PyNamedSemaphore>()?;
     m.add_function(wrap_pyfunction!(unlink_semaphore, m)?)?;
@@ -58,5 +113,10 @@ fn _namedipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SEMAPHORE_VALUE_SUPPORTED", true)?;
     m.add("SEMAPHORE_VALUE_MAX", namedipc::semaphore::VALUE_MAX)?;
     m.add("VERSION", env!("CARGO_PKG_VERSION"))?;
+    // Exported, though made on first use.
+    let all = m.getattr("__all__")?.cast_into::<PyList>()?;
+    for name in lazy_names() {
+        all.append(name)?;
+    }
     Ok(())
 }
