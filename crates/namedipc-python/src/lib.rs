@@ -7,6 +7,7 @@ mod args;
 mod cli;
 mod errors;
 mod exit;
+mod fast_path;
 mod handle;
 mod init;
 mod message_queue;
@@ -86,6 +87,7 @@ fn _namedipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.setattr("__getattr__", wrap_pyfunction!(module_getattr, m)?)?;
     m.setattr("__dir__", wrap_pyfunction!(module_dir, m)?)?;
     m.add_class::<semaphore::PySemaphore>()?;
+    fast_path::install(&m.py().get_type::<semaphore::PySemaphore>())?;
     m.add_class::<named_semaphore::PyNamedSemaphore>()?;
     m.add_function(wrap_pyfunction!(unlink_semaphore, m)?)?;
     m.add_function(wrap_pyfunction!(semaphore::_reopen_semaphore, m)?)?;

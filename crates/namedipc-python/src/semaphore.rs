@@ -37,6 +37,12 @@ impl PySemaphore {
         .map_err(to_py_err)?;
         self.slot.install(sem, mode)
     }
+
+    /// The semaphore if the handle is open, for `fast_path.rs` (which takes
+    /// the full path, and its errors, otherwise).
+    pub(crate) fn open_semaphore(&self) -> Option<&Semaphore> {
+        self.slot.open_semaphore()
+    }
 }
 
 #[pymethods]
@@ -70,7 +76,11 @@ impl PySemaphore {
     /// Takes the semaphore. timeout None waits as long as it takes, 0 never
     /// waits, > 0 waits at most that many seconds; BusyError when it cannot.
     #[pyo3(signature = (timeout = None))]
-    fn acquire(&self, py: Python<'_>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    pub(crate) fn acquire(
+        &self,
+        py: Python<'_>,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let timeout = args::timeout(timeout, Negative::Reject)?;
         if self.slot.acquire(py, timeout, OnSignal::Raise)? {
             Ok(())
@@ -80,7 +90,7 @@ impl PySemaphore {
     }
 
     /// Gives the semaphore back (adds one to its value).
-    fn release(&self) -> PyResult<()> {
+    pub(crate) fn release(&self) -> PyResult<()> {
         self.slot.release()
     }
 
