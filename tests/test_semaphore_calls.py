@@ -64,6 +64,38 @@ def test_no_free_slot_is_busy_error(sem: Semaphore, args: tuple[Any, ...], kwarg
         sem.release()
 
 
+def test_busy_errors_are_alike_whichever_way_they_are_raised(sem: Semaphore) -> None:
+    # The first BusyError of a handle takes the full path, later ones of
+    # acquire(0) and acquire(timeout=0) the fast one; acquire(0.0) and
+    # acquire(False) always take the full path.
+    sem.acquire()
+    try:
+        seen = []
+        calls = [partial(sem.acquire, 0)] * 3 + [partial(sem.acquire, timeout=0)] * 2
+        calls += [partial(sem.acquire, 0.0), partial(sem.acquire, False), partial(sem.acquire, 0)]
+        for call in calls:
+            with pytest.raises(namedipc.BusyError) as raised:
+                call()
+            error = raised.value
+            assert isinstance(error, TimeoutError)
+            seen.append((type(error), error.args, error.errno, str(error)))
+        assert len(set(seen)) == 1
+        message = f"semaphore '{sem.name}' is busy: no slot was free in the time allowed"
+        assert seen[0][1:] == ((message,), None, message)
+        assert sem.value == 0
+    finally:
+        sem.release()
+
+
+def test_acquire_none_waits_like_acquire(sem: Semaphore) -> None:
+    sem.acquire(None)
+    assert sem.value == 0
+    sem.release()
+    sem.acquire(timeout=None)
+    assert sem.value == 0
+    sem.release()
+
+
 @pytest.mark.parametrize(
     ("args", "kwargs", "message"),
     [

@@ -14,7 +14,7 @@ use pyo3::exceptions::{
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyTuple, PyType};
+use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
 /// The Python exception classes, in the order they are made (a class's
 /// namedipc base comes before it).
@@ -248,13 +248,34 @@ pub(crate) fn interrupted(kind: ObjectKind, name: &str) -> PyErr {
     })
 }
 
-/// The error for a non-blocking or timed-out acquire (posix_ipc's behaviour): the core's message.
-pub(crate) fn busy(kind: ObjectKind, name: &str) -> PyErr {
-    to_py_err(Error::Busy {
+/// The message of the BusyError that a non-blocking or timed-out acquire
+/// raises (posix_ipc's behaviour): the core's. A handle makes it once and
+/// keeps it, since it raises it again and again in a polling loop.
+pub(crate) fn busy_message(py: Python<'_>, kind: ObjectKind, name: &str) -> Py<PyString> {
+    let err = Error::Busy {
         kind,
         name: name.to_owned(),
         reason: namedipc::BusyReason::NoSlot,
-    })
+    };
+    PyString::new(py, &err.to_string()).unbind()
+}
+
+/// The BusyError with `message` (from `busy_message`), made only when it
+/// is raised, as the interpreter makes a C extension's exception.
+pub(crate) fn busy_with(py: Python<'_>, message: &Py<PyString>) -> PyErr {
+    match types(py) {
+        Ok(types) => PyErr::from_type(
+            types[Class::Busy as usize].bind(py).clone(),
+            message.clone_ref(py),
+        ),
+        Err(e) => e,
+    }
+}
+
+/// The BusyError class, if the classes are made already: what
+/// `fast_path.rs` raises with a handle's `busy_message`, without PyO3.
+pub(crate) fn busy_class_if_made(py: Python<'_>) -> Option<&Py<PyType>> {
+    TYPES.get(py).map(|types| &types[Class::Busy as usize])
 }
 
 /// The error for a wait whose handle another thread closed.

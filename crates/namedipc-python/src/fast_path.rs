@@ -17,7 +17,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
-use pyo3::types::{PyString, PyTuple, PyType};
+use pyo3::types::{PyNone, PyString, PyTuple, PyType};
 
 use crate::errors;
 use crate::semaphore::PySemaphore;
@@ -96,31 +96,37 @@ unsafe extern "C" fn acquire(
             });
         };
         let this = this.get();
-        if nargs == 0 && kwnames.is_null() {
-            // acquire() with a free slot: take it, then run any signal
-            // handler that is due, giving the slot back if one raises
-            // (what the full path does, wait.rs).
-            if let Some(sem) = this.open_semaphore() {
-                match sem.try_acquire() {
-                    Ok(true) => {
-                        // SAFETY: the thread is attached.
-                        if unsafe { ffi::PyErr_CheckSignals() } == 0 {
-                            return Ok(none(py));
-                        }
-                        // A handler raised: its exception is set.
-                        return Python::attach(|py| {
-                            let raised = PyErr::fetch(py);
-                            sem.release().map_err(errors::to_py_err)?;
-                            Err(raised)
-                        });
+        // acquire(), acquire(None), and the polling idiom acquire(0) or
+        // acquire(timeout=0): whether the call must not wait, if it is one
+        // of those.
+        // SAFETY: the arguments are as the vectorcall protocol has them.
+        let no_wait = match unsafe { arguments(nargs, args, kwnames) } {
+            Arguments::Other => None,
+            Arguments::None => Some(false),
+            Arguments::Timeout(timeout) if timeout == PyNone::get(py).as_ptr() => Some(false),
+            Arguments::Timeout(timeout) => is_int_zero(timeout).then_some(true),
+        };
+        if let (Some(no_wait), Some(sem)) = (no_wait, this.open_semaphore()) {
+            match sem.try_acquire() {
+                Ok(true) => return signals_after_taking(py, sem),
+                Ok(false) if no_wait => {
+                    if let (Some(class), Some(message)) =
+                        (errors::busy_class_if_made(py), this.made_busy_message(py))
+                    {
+                        // SAFETY: the thread is attached; both are live
+                        // objects, which PyErr_SetObject takes references to.
+                        unsafe { ffi::PyErr_SetObject(class.as_ptr(), message.as_ptr()) };
+                        return Ok(std::ptr::null_mut());
                     }
-                    // No slot free: the full path waits.
-                    Ok(false) => {}
-                    Err(e) => return Python::attach(|_| Err(errors::to_py_err(e))),
+                    // The first BusyError of this handle: the full path makes it.
                 }
+                // No slot free: the full path waits.
+                Ok(false) => {}
+                Err(e) => return Python::attach(|_| Err(errors::to_py_err(e))),
             }
-            // Closed, or never initialised: the full path says so.
         }
+        // Other arguments, a wait, a closed or uninitialised handle: the
+        // full path, which checks and says everything.
         Python::attach(|py| {
             let len = usize::try_from(nargs).unwrap_or(0);
             let keywords = if kwnames.is_null() {
@@ -183,6 +189,76 @@ fn timeout_argument<'py>(
         .filter(|value| !value.is_none()))
 }
 
+/// After a slot was taken without waiting: runs any signal handler that
+/// is due, giving the slot back if one raises (what the full path does,
+/// wait.rs), else returns None.
+fn signals_after_taking(py: Python<'_>, sem: &namedipc::Semaphore) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the thread is attached.
+    if unsafe { ffi::PyErr_CheckSignals() } == 0 {
+        return Ok(none(py));
+    }
+    // A handler raised: its exception is set.
+    Python::attach(|py| {
+        let raised = PyErr::fetch(py);
+        sem.release().map_err(errors::to_py_err)?;
+        Err(raised)
+    })
+}
+
+/// What an `acquire` call was given, as far as its fast path cares.
+enum Arguments {
+    /// No argument.
+    None,
+    /// Only `timeout`, by position or by keyword.
+    Timeout(*mut ffi::PyObject),
+    /// Anything else.
+    Other,
+}
+
+/// What an `acquire` call was given.
+///
+/// # Safety
+/// The arguments are a vectorcall's: `nargs` positional values at `args`,
+/// followed by one per name in `kwnames` (a tuple of str, or NULL).
+unsafe fn arguments(
+    nargs: ffi::Py_ssize_t,
+    args: *const *mut ffi::PyObject,
+    kwnames: *mut ffi::PyObject,
+) -> Arguments {
+    match (nargs, kwnames.is_null()) {
+        (0, true) => Arguments::None,
+        // SAFETY: there is one positional argument.
+        (1, true) => Arguments::Timeout(unsafe { *args }),
+        // SAFETY: kwnames is a live tuple; with one name, there is one value at args.
+        (0, false) => unsafe {
+            let timeout = ffi::PyTuple_Size(kwnames) == 1
+                && ffi::PyUnicode_CompareWithASCIIString(
+                    ffi::PyTuple_GetItem(kwnames, 0),
+                    c"timeout".as_ptr(),
+                ) == 0;
+            if timeout {
+                Arguments::Timeout(*args)
+            } else {
+                Arguments::Other
+            }
+        },
+        _ => Arguments::Other,
+    }
+}
+
+/// Whether `value` is exactly the int 0 (not a subclass, not 0.0).
+fn is_int_zero(value: *mut ffi::PyObject) -> bool {
+    let mut overflow = 0;
+    // SAFETY: `value` is a live reference borrowed for the call; reading
+    // an exact int's value cannot fail (an overflow is reported in
+    // `overflow`, with no exception set).
+    unsafe {
+        ffi::PyLong_CheckExact(value) != 0
+            && ffi::PyLong_AsLongAndOverflow(value, &raw mut overflow) == 0
+            && overflow == 0
+    }
+}
+
 /// `Semaphore.release()`.
 unsafe extern "C" fn release(
     slf: *mut ffi::PyObject,
@@ -219,7 +295,8 @@ fn none(py: Python<'_>) -> *mut ffi::PyObject {
 }
 
 /// Runs a method's body: its result as the interpreter wants it (a new
-/// reference, or NULL with the exception set), and a panic as PyO3 reports
+/// reference, or NULL with the exception set: `body` may return either),
+/// and a panic as PyO3 reports
 /// one (PanicException), never unwinding into the interpreter.
 fn guarded(
     py: Python<'_>,
