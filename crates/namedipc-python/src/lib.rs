@@ -18,14 +18,6 @@ mod semaphore;
 mod shared_memory;
 mod wait;
 
-// The unwinder linked into the module itself (what `gcc -static-libgcc`
-// does), rather than through libgcc_s.so.1: loading that library took a
-// third of `import namedipc`. Unwinding does not leave the module: PyO3
-// turns a panic into a Python exception at every entry point.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[link(name = "gcc_eh", kind = "static", modifiers = "-bundle")]
-extern "C" {}
-
 use pyo3::exceptions::PyAttributeError;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
