@@ -36,6 +36,9 @@ LAZY_IN_BINDINGS = [
     "SystemCallError",
     "OverflowValueError",
     "Holder",
+    "NamedSemaphore",
+    "SharedMemory",
+    "MessageQueue",
     "QUEUE_MESSAGES_MAX_DEFAULT",
     "QUEUE_MESSAGE_SIZE_MAX_DEFAULT",
 ]
@@ -105,6 +108,18 @@ def test_flags_in_a_fresh_interpreter_from_the_class_first() -> None:
         "import namedipc\n"
         "flags = namedipc.RobustSemaphore.Flags\n"
         "print(json.dumps([flags is namedipc.Flags, flags.UNLINK_AND_CREATE == 3, 'enum' in sys.modules]))\n"
+    )
+    assert made == [True, True, True]
+
+
+def test_named_semaphore_has_its_flags_whichever_module_gives_it_first() -> None:
+    made = fresh(
+        "import json\n"
+        "import namedipc\n"
+        "from namedipc import _namedipc\n"
+        "cls = _namedipc.NamedSemaphore\n"
+        "print(json.dumps([cls.Flags is namedipc.Flags, cls is namedipc.NamedSemaphore,\n"
+        "                  namedipc.RobustSemaphore.Flags is namedipc.Flags]))\n"
     )
     assert made == [True, True, True]
 

@@ -34,11 +34,8 @@ from namedipc._namedipc import (
     USER_SIGNAL_MAX,
     USER_SIGNAL_MIN,
     VERSION,
-    MessageQueue,
-    NamedSemaphore,
     RobustSemaphore,
     Semaphore,
-    SharedMemory,
     unlink_message_queue,
     unlink_robust_semaphore,
     unlink_semaphore,
@@ -47,8 +44,8 @@ from namedipc._namedipc import (
 
 # Some names are made on first use (the module's __getattr__ below): Flags
 # needs enum, Holder collections, the exception classes ten calls of type(),
-# and the queue defaults are read from /proc; together that costs an import
-# several times what the rest of it does. A program that never uses them
+# the queue defaults are read from /proc, and each class costs its type's
+# making; together that costs an import several times what the rest of it does. A program that never uses them
 # never pays for them. For type checkers, they are plain imports.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -62,9 +59,12 @@ if TYPE_CHECKING:
         ExistentialError,
         ExistsError,
         Holder,
+        MessageQueue,
+        NamedSemaphore,
         NotFoundError,
         OverflowValueError,
         PermissionsError,
+        SharedMemory,
         SignalError,
         SystemCallError,
     )
@@ -82,9 +82,12 @@ _FROM_BINDINGS = frozenset(
         "ExistentialError",
         "ExistsError",
         "Holder",
+        "MessageQueue",
+        "NamedSemaphore",
         "NotFoundError",
         "OverflowValueError",
         "PermissionsError",
+        "SharedMemory",
         "SignalError",
         "SystemCallError",
     }
@@ -137,7 +140,8 @@ class _FlagsAttribute:
         return _make("Flags")
 
 
-NamedSemaphore.Flags = _FlagsAttribute()  # type: ignore[assignment]
+# NamedSemaphore gets its own when the bindings make it.
+_namedipc._install_flags_attribute(_FlagsAttribute())
 RobustSemaphore.Flags = _FlagsAttribute()  # type: ignore[assignment]
 
 __all__ = [

@@ -628,11 +628,10 @@ pub(crate) fn lazy_constant<'py>(
     Ok(Some(value.into_pyobject(py)?.into_any()))
 }
 
-/// Adds the message queue classes, functions and constants to the module
-/// (but for those of `lazy_constant`).
+/// Adds the message queue functions and constants to the module (the class
+/// and the constants of `lazy_constant` are made on first use, lib.rs).
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let signals = mqueue::user_signals();
-    m.add_class::<PyMessageQueue>()?;
     m.add_function(wrap_pyfunction!(unlink_message_queue, m)?)?;
     m.add_function(wrap_pyfunction!(_reopen_message_queue, m)?)?;
     m.add("MESSAGE_QUEUES_SUPPORTED", true)?;
