@@ -17,8 +17,11 @@
  *                                    mq_open(O_CREAT|O_EXCL) with those limits
  *                                    + mq_close + mq_unlink
  *   floor mq-open NAME               mq_open of an existing queue + mq_close
+ *   floor sem-create NAME            sem_open(O_CREAT|O_EXCL, value 0) + sem_unlink
+ *                                    + sem_close
+ *   floor sem-open NAME              sem_open of an existing semaphore + sem_close
  * The semaphores, queues, and the segment of shm-open, must already exist;
- * shm-create and mq-create leave nothing behind (bench.py creates and unlinks
+ * shm-create, mq-create and sem-create leave nothing behind (bench.py creates and unlinks
  * everything, and unlinks NAME on failure).
  *
  * Protocol, the same as bench/pingpong_partner.py's: read a count N per line
@@ -89,6 +92,7 @@ static const char *shm_name;
 static off_t shm_size;
 static mqd_t q1, q2;
 static const char *mq_name;
+static const char *sem_name;
 static struct mq_attr mq_limits;
 static char *message; /* what side a sends; both sides receive into it */
 static size_t message_size;
@@ -220,11 +224,33 @@ static void mq_reopen(long n) {
     }
 }
 
+/* Semaphore(name, O_CREX, 0o600, 0) + unlink + close. */
+static void sem_create(long n) {
+    for (long i = 0; i < n; i++) {
+        sem_t *sem = sem_open(sem_name, O_CREAT | O_EXCL, 0600, 0);
+        if (sem == SEM_FAILED) {
+            die("sem_open", sem_name);
+        }
+        if (sem_unlink(sem_name) != 0) {
+            die("sem_unlink", sem_name);
+        }
+        sem_close(sem);
+    }
+}
+
+/* Semaphore(name) + close on a semaphore that exists. */
+static void sem_reopen(long n) {
+    for (long i = 0; i < n; i++) {
+        sem_close(open_sem(sem_name));
+    }
+}
+
 static int usage(void) {
     fputs("usage: floor uncontended SEM | floor pingpong-a|pingpong-b S1 S2 CPU\n"
           "     | floor shm-create NAME SIZE | floor shm-open NAME\n"
           "     | floor mq-pingpong-a Q1 Q2 CPU SIZE | floor mq-pingpong-b Q1 Q2 CPU\n"
-          "     | floor mq-create NAME MAXMSG MSGSIZE | floor mq-open NAME\n",
+          "     | floor mq-create NAME MAXMSG MSGSIZE | floor mq-open NAME\n"
+          "     | floor sem-create NAME | floor sem-open NAME\n",
           stderr);
     return 2;
 }
@@ -287,6 +313,12 @@ int main(int argc, char **argv) {
     } else if (argc == 3 && strcmp(argv[1], "shm-open") == 0) {
         shm_name = argv[2];
         timed = shm_reopen;
+    } else if (argc == 3 && strcmp(argv[1], "sem-create") == 0) {
+        sem_name = argv[2];
+        timed = sem_create;
+    } else if (argc == 3 && strcmp(argv[1], "sem-open") == 0) {
+        sem_name = argv[2];
+        timed = sem_reopen;
     } else {
         return usage();
     }

@@ -117,6 +117,44 @@ def test_only_sys_has_unsafe_code() -> None:
     assert unsafe == []
 
 
+# The one module of the bindings that calls pyo3::ffi and has `unsafe`:
+# Semaphore.acquire() and release() as the interpreter calls them (the
+# module's own first lines say why).
+BINDINGS_FFI = BINDINGS / "src" / "fast_path.rs"
+
+
+def test_in_the_bindings_only_the_fast_path_has_unsafe_code_or_calls_ffi() -> None:
+    found = [
+        str(path.relative_to(ROOT))
+        for path in sorted((BINDINGS / "src").rglob("*.rs"))
+        if re.search(
+            r"\bunsafe\s*(\{|fn|impl|extern)|(?<!std::)\bffi::|allow\(unsafe_code\)", code_only(path.read_text())
+        )
+    ]
+    assert found == [str(BINDINGS_FFI.relative_to(ROOT))]
+
+
+def test_every_unsafe_block_of_the_fast_path_says_why_it_holds() -> None:
+    lines = BINDINGS_FFI.read_text(encoding="utf-8").splitlines()
+    unexplained = []
+    for number, line in enumerate(lines):
+        if not re.search(r"\bunsafe\s*\{", line.split("//")[0]):
+            continue
+        # The comment block right above the statement that holds the block.
+        above = number - 1
+        while above >= 0 and not lines[above].strip().startswith("//"):
+            if lines[above].strip().endswith((";", "{", "}")) or not lines[above].strip():
+                break
+            above -= 1
+        comment = []
+        while above >= 0 and lines[above].strip().startswith("//"):
+            comment.append(lines[above])
+            above -= 1
+        if not any("SAFETY:" in text for text in comment):
+            unexplained.append(f"line {number + 1}: {line.strip()}")
+    assert unexplained == []
+
+
 def test_sys_knows_no_names_paths_or_messages() -> None:
     """sys/ holds the FFI and the platform switch: no paths, prefixes or error types of the crate."""
     found = []

@@ -58,10 +58,17 @@ class Part:
     after_rounds: Callable[[], Callable[[], bool]] | None = None
 
 
+def row_order(key: str) -> tuple[int, str]:
+    """Where the row `key` goes: by its number, and a row such as "6a"
+    (one that belongs with row 6) right after the row of that number."""
+    digits = len(key) - len(key.lstrip("0123456789"))
+    return int(key[:digits]), key[digits:]
+
+
 def arrange(parts: list[Part]) -> tuple[list[Row], list[list[Subject]]]:
     """All the parts' rows in the order of their numbers, and their groups in
     the order of those rows: the table and each round go 1, 2, 3, ..."""
-    rows = sorted((row for part in parts for row in part.rows), key=lambda row: int(row.key))
+    rows = sorted((row for part in parts for row in part.rows), key=lambda row: row_order(row.key))
     position = {row.key: i for i, row in enumerate(rows)}
     groups = [group for part in parts for group in part.groups if group]
     groups.sort(key=lambda group: position[group[0].row.key])

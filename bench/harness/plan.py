@@ -43,6 +43,8 @@ class Plan:
     # Rows 9 and 10 create and open queues with Linux's default limits,
     # given explicitly: what MessageQueue(name, O_CREX) asks for.
     mq_cycle_limits: tuple[int, int] = (10, 8192)
+    # Row 0: fresh interpreters per sample, each timing one import.
+    imports: int = 5
 
 
 DEFAULT_PLAN = Plan(

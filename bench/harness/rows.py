@@ -29,7 +29,9 @@ class Row:
     title: str
     iters: int  # iterations per sample
     # What the floor column holds: "py", "C", "mmap", or "Semaphore"
-    # (namedipc.Semaphore: row 11 compares the crash-safe semaphore with it).
+    # (namedipc.Semaphore: row 11 compares the crash-safe semaphore with it),
+    # "mp" (multiprocessing.Semaphore, row 1m), "ext" (the import of a tiny
+    # C extension of the standard library, row 0).
     floor_label: str
     # Non-zero for a throughput row: bytes each iteration moves. Its samples
     # are then GiB/s (higher is better); otherwise ns per iteration.
@@ -72,4 +74,6 @@ class Row:
             "C": "C floor",
             "mmap": "plain mmap",
             "Semaphore": "namedipc.Semaphore",
+            "mp": "multiprocessing.Semaphore",
+            "ext": "import _bisect",
         }[self.floor_label]

@@ -1,6 +1,8 @@
 """Rows 1 and 2, timed in this process: a semaphore's uncontended
 acquire()+release(), and a non-blocking acquire that finds it unavailable,
-each against the cheapest C method call the interpreter makes.
+each against the cheapest C method call the interpreter makes; row 1m, row
+1 against multiprocessing.Semaphore; and row 2b, posix_ipc's
+acquire(timeout=0) on both libraries, raising BusyError.
 """
 
 from __future__ import annotations
@@ -40,6 +42,17 @@ def busy_loop(acquire: Callable[[int], object], busy: type[BaseException], n: in
     return time.perf_counter_ns() - start
 
 
+def raising_floor_loop(pop: Callable[[int], object], missing: type[BaseException], n: int) -> int:
+    # busy_loop's shape: a C call that makes an exception, caught.
+    start = time.perf_counter_ns()
+    for _ in range(n):
+        try:
+            pop(0)
+        except missing:
+            pass
+    return time.perf_counter_ns() - start
+
+
 def subjects(session: Session, context: Context) -> Part:
     """Rows 1 and 2; with the C floor, sem_wait+sem_post in a C loop too,
     timed with row 1 and shown in its notes."""
@@ -49,7 +62,7 @@ def subjects(session: Session, context: Context) -> Part:
         "1. acquire()+release(), uncontended",
         plan.uncontended_iters,
         "py",
-        target=Target("namedipc", "posix_ipc", "<=", 0.55),
+        target=Target("namedipc", "posix_ipc", "<=", 0.60),
     )
     row2 = Row(
         "2",
@@ -59,6 +72,15 @@ def subjects(session: Session, context: Context) -> Part:
         target=Target("namedipc", "posix_ipc", "<=", 0.20),
     )
     c_pair = Row("1c", "C sem_wait+sem_post", plan.uncontended_iters, "C")
+    # Row 1 again, with CPython's own semaphore in the floor column.
+    row1m = Row("1m", "1m. row 1 vs multiprocessing", plan.uncontended_iters, "mp")
+    row2b = Row(
+        "2b",
+        "2b. acquire(timeout=0), BusyError",
+        plan.nonblocking_iters,
+        "py",
+        target=Target("namedipc", "posix_ipc", "<=", 1.00),
+    )
 
     # Row 1: the same kind of object from each library, value 1.
     nd_free = session.semaphore(namedipc, "free-nd", 1)
@@ -68,6 +90,8 @@ def subjects(session: Session, context: Context) -> Part:
     pi_busy = session.semaphore(posix_ipc, "busy-pi", 0)
     if nd_busy.acquire(blocking=False) is not False:
         raise RuntimeError("row 2: the namedipc semaphore is not unavailable")
+    # Row 2b: posix_ipc's face of namedipc, value 0.
+    nd_busy_pi = session.semaphore(namedipc, "busy-nd-pi", 0)
 
     # multiprocessing.Semaphore: CPython's own hand-written C semaphore, the
     # best a binding can hope for. Its name is unlinked as soon as it exists.
@@ -91,6 +115,21 @@ def subjects(session: Session, context: Context) -> Part:
         Subject(row2, "namedipc", lambda: nonblocking_loop(nd_busy.acquire, n2)),
         Subject(row2, "posix_ipc", lambda: busy_loop(pi_busy.acquire, busy_error, n2)),
         Subject(row2, "floor", lambda: keyword_floor_loop(sort, n2)),
+    ]
+    nd_pair_m, pi_pair_m, mp_pair_m = (private_copy(pair_loop) for _ in range(3))
+    versus_mp = [
+        Subject(row1m, "namedipc", lambda: nd_pair_m(nd_free.acquire, nd_free.release, n1)),
+        Subject(row1m, "posix_ipc", lambda: pi_pair_m(pi_free.acquire, pi_free.release, n1)),
+        Subject(row1m, "floor", lambda: mp_pair_m(mp_free.acquire, mp_free.release, n1)),
+    ]
+    nd_busy_loop, pi_busy_loop, raising_loop = private_copy(busy_loop), private_copy(busy_loop), raising_floor_loop
+    nd_busy_error: type[BaseException] = namedipc.BusyError
+    empty: dict[int, int] = {}
+    pop: Callable[[int], object] = empty.pop
+    busy_timeout = [
+        Subject(row2b, "namedipc", lambda: nd_busy_loop(nd_busy_pi.acquire, nd_busy_error, n2)),
+        Subject(row2b, "posix_ipc", lambda: pi_busy_loop(pi_busy.acquire, busy_error, n2)),
+        Subject(row2b, "floor", lambda: raising_loop(pop, KeyError, n2)),
     ]
     if context.floor_binary is not None:
         c_sem = session.semaphore(posix_ipc, "free-c", 1)
@@ -118,4 +157,4 @@ def subjects(session: Session, context: Context) -> Part:
         if c_cost is not None:
             print(f"  sem_wait+sem_post cost {c_cost:,.0f} ns per pair in a C loop")
 
-    return Part(rows=[row1, row2], groups=[first, second], notes=notes)
+    return Part(rows=[row1, row1m, row2, row2b], groups=[first, versus_mp, second, busy_timeout], notes=notes)

@@ -16,10 +16,8 @@ Two faces over one Rust core:
 """
 
 import atexit
-import importlib
 
 from namedipc import _namedipc
-from namedipc._flags import Flags
 from namedipc._namedipc import (
     MESSAGE_QUEUES_SUPPORTED,
     O_CREAT,
@@ -31,8 +29,6 @@ from namedipc._namedipc import (
     O_TRUNC,
     O_WRONLY,
     PAGE_SIZE,
-    QUEUE_MESSAGE_SIZE_MAX_DEFAULT,
-    QUEUE_MESSAGES_MAX_DEFAULT,
     QUEUE_PRIORITY_MAX,
     SEMAPHORE_TIMEOUT_SUPPORTED,
     SEMAPHORE_VALUE_MAX,
@@ -40,25 +36,8 @@ from namedipc._namedipc import (
     USER_SIGNAL_MAX,
     USER_SIGNAL_MIN,
     VERSION,
-    BusyError,
-    CorruptError,
-    Error,
-    ExistentialError,
-    ExistsError,
-    Holder,
-    LeaseLost,
-    MessageQueue,
-    NamedSemaphore,
-    NotFoundError,
-    OverflowValueError,
-    PermissionsError,
-    RedisSemaphore,
     RobustSemaphore,
     Semaphore,
-    SharedMemory,
-    SignalError,
-    SystemCallError,
-    UnavailableError,
     unlink_message_queue,
     unlink_redis_semaphore,
     unlink_robust_semaphore,
@@ -66,23 +45,35 @@ from namedipc._namedipc import (
     unlink_shared_memory,
 )
 
-__version__ = VERSION
-
-
-# The bindings never import this package; it hands them what they need from
-# Python: the asyncio glue, imported the first time an async method is used.
-_namedipc._install_asyncio_glue(lambda: importlib.import_module("namedipc._aio"))
-# A creating NamedSemaphore and every RobustSemaphore clean up at a normal
-# exit, also when a thread still holds the handle then.
-atexit.register(_namedipc._close_all_at_exit)
-
-NamedSemaphore.Flags = Flags  # type: ignore[attr-defined]
-RobustSemaphore.Flags = Flags  # type: ignore[attr-defined]
-
-# namedipc.Lease (RedisSemaphore.holders()) is a named tuple made on first
-# use, so that importing namedipc does not import collections.
+# Some names are made on first use (the module's __getattr__ below): Flags
+# needs enum, Holder collections, the exception classes ten calls of type(),
+# the queue defaults are read from /proc, and each class costs its type's
+# making; together that costs an import several times what the rest of it does. A program that never uses them
+# never pays for them. For type checkers, they are plain imports.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from namedipc._flags import Flags
+    from namedipc._namedipc import (
+        QUEUE_MESSAGE_SIZE_MAX_DEFAULT,
+        QUEUE_MESSAGES_MAX_DEFAULT,
+        BusyError,
+        CorruptError,
+        Error,
+        ExistentialError,
+        ExistsError,
+        Holder,
+        LeaseLost,
+        MessageQueue,
+        NamedSemaphore,
+        NotFoundError,
+        OverflowValueError,
+        PermissionsError,
+        RedisSemaphore,
+        SharedMemory,
+        SignalError,
+        SystemCallError,
+        UnavailableError,
+    )
     from typing import NamedTuple
 
     class Lease(NamedTuple):
@@ -101,16 +92,86 @@ if TYPE_CHECKING:
         slot: int
         """The slot held, 0 to slots - 1."""
 
-else:
+__version__ = VERSION
 
-    def __getattr__(name):
-        if name == "Lease":
-            return _namedipc._lease_class()
+# What the bindings make on first use.
+_FROM_BINDINGS = frozenset(
+    {
+        "QUEUE_MESSAGE_SIZE_MAX_DEFAULT",
+        "QUEUE_MESSAGES_MAX_DEFAULT",
+        "BusyError",
+        "CorruptError",
+        "Error",
+        "ExistentialError",
+        "ExistsError",
+        "Holder",
+        "LeaseLost",
+        "MessageQueue",
+        "NamedSemaphore",
+        "NotFoundError",
+        "OverflowValueError",
+        "PermissionsError",
+        "RedisSemaphore",
+        "SharedMemory",
+        "SignalError",
+        "SystemCallError",
+        "UnavailableError",
+    }
+)
+
+
+def _load_aio() -> object:
+    import namedipc._aio
+
+    return namedipc._aio
+
+
+# The bindings never import this package; it hands them what they need from
+# Python: the asyncio glue, imported the first time an async method is used.
+_namedipc._install_asyncio_glue(_load_aio)
+# A creating NamedSemaphore and every RobustSemaphore clean up at a normal
+# exit, also when a thread still holds the handle then.
+atexit.register(_namedipc._close_all_at_exit)
+
+
+def _make(name: str) -> object:
+    """The value of a name made on first use, stored in the module for later lookups."""
+    value: object
+    if name == "Flags":
+        from namedipc import _flags
+
+        value = _flags.Flags
+    elif name == "Lease":
+        # RedisSemaphore.holders()' named tuple: collections is imported then.
+        value = _namedipc._lease_class()
+    elif name in _FROM_BINDINGS:
+        value = getattr(_namedipc, name)
+    else:
         raise AttributeError(f"module 'namedipc' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
-    def __dir__():
-        return sorted([*globals(), "Lease"])
 
+if not TYPE_CHECKING:
+    # Only at run time: for a type checker, a module __getattr__ would make
+    # every misspelt name look like an attribute.
+    __getattr__ = _make
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "Flags", "Lease", *_FROM_BINDINGS})
+
+
+class _FlagsAttribute:
+    """``NamedSemaphore.Flags`` and ``RobustSemaphore.Flags``: ``namedipc.Flags``, made on first use."""
+
+    def __get__(self, instance: object, owner: object = None) -> object:
+        return _make("Flags")
+
+
+# NamedSemaphore gets its own when the bindings make it.
+_namedipc._install_flags_attribute(_FlagsAttribute())
+RobustSemaphore.Flags = _FlagsAttribute()  # type: ignore[assignment]
 
 __all__ = [
     "MESSAGE_QUEUES_SUPPORTED",

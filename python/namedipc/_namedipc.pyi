@@ -21,6 +21,7 @@ __all__ = [
     "OverflowValueError",
     "Holder",
     "_install_asyncio_glue",
+    "_install_flags_attribute",
     "_close_all_at_exit",
     "Semaphore",
     "NamedSemaphore",
@@ -65,7 +66,13 @@ __all__ = [
     "unlink_redis_semaphore",
 ]
 
-# The exception classes, made by the bindings at import (errors.rs).
+# The module lists, in dir(), the names it makes on first use (the
+# exception classes, Holder, NamedSemaphore, SharedMemory, MessageQueue and
+# the queue defaults, through a module
+# __getattr__ that is left out here, so that type checkers know every name).
+def __dir__() -> list[str]: ...
+
+# The exception classes, made by the bindings on first use (errors.rs).
 class Error(Exception):
     """Base class of every namedipc error."""
 
@@ -408,3 +415,4 @@ class MessageQueue:
 
 def _reopen_message_queue(cls: type[MessageQueue], name: str, read: bool, write: bool) -> MessageQueue: ...
 def _cli_main(argv: list[str]) -> int: ...
+def _install_flags_attribute(descriptor: object) -> None: ...

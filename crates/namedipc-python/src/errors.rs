@@ -1,5 +1,5 @@
 //! The one place where namedipc errors become Python exceptions, and where
-//! the exception classes are made. They are made here, at import, with
+//! the exception classes are made. They are made here, on first use, with
 //! Python's `type()`, because under the stable ABI a class defined in Rust
 //! cannot have two bases and ours must (ExistsError is also a
 //! FileExistsError); defining them in the Python package instead would make
@@ -14,7 +14,7 @@ use pyo3::exceptions::{
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyTuple, PyType};
+use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
 /// The Python exception classes, in the order they are made (a class's
 /// namedipc base comes before it).
@@ -50,8 +50,19 @@ const CLASSES: [Class; 12] = [
     Class::Unavailable,
 ];
 
+/// The classes' names, in `CLASSES`' order.
+pub(crate) const CLASS_NAMES: [&str; CLASSES.len()] = {
+    let mut names = [""; CLASSES.len()];
+    let mut i = 0;
+    while i < CLASSES.len() {
+        names[i] = CLASSES[i].name();
+        i += 1;
+    }
+    names
+};
+
 impl Class {
-    fn name(self) -> &'static str {
+    const fn name(self) -> &'static str {
         match self {
             Self::Error => "Error",
             Self::Existential => "ExistentialError",
@@ -141,43 +152,53 @@ type BuiltinType = for<'py> fn(Python<'py>) -> Bound<'py, PyType>;
 
 static TYPES: PyOnceLock<Vec<Py<PyType>>> = PyOnceLock::new();
 
-/// Makes the exception classes and adds them to the module `m`, as
-/// `namedipc.<name>` (their `__module__`, so they pickle by that name).
-pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let py = m.py();
-    let type_of_types = py.get_type::<PyType>();
-    let mut made: Vec<Py<PyType>> = Vec::with_capacity(CLASSES.len());
-    for class in CLASSES {
-        let (ours, builtin) = class.bases();
-        let mut bases: Vec<Bound<'_, PyType>> = Vec::new();
-        if let Some(ours) = ours {
-            bases.push(made[ours as usize].bind(py).clone());
+/// The exception classes, made the first time one is needed (the module's
+/// `__getattr__`, or an error to raise): ten calls of `type()` cost more
+/// than the rest of the module's import, and a program that never meets an
+/// error or names a class never pays for them. Each is `namedipc.<name>`
+/// (its `__module__`, so it pickles by that name).
+fn types(py: Python<'_>) -> PyResult<&[Py<PyType>]> {
+    let made = TYPES.get_or_try_init(py, || -> PyResult<Vec<Py<PyType>>> {
+        let type_of_types = py.get_type::<PyType>();
+        let mut made: Vec<Py<PyType>> = Vec::with_capacity(CLASSES.len());
+        for class in CLASSES {
+            let (ours, builtin) = class.bases();
+            let mut bases: Vec<Bound<'_, PyType>> = Vec::new();
+            if let Some(ours) = ours {
+                bases.push(made[ours as usize].bind(py).clone());
+            }
+            if let Some(builtin) = builtin {
+                bases.push(builtin(py));
+            }
+            let namespace = PyDict::new(py);
+            namespace.set_item("__module__", "namedipc")?;
+            namespace.set_item("__doc__", class.doc())?;
+            let cls = type_of_types
+                .call1((class.name(), PyTuple::new(py, bases)?, namespace))?
+                .cast_into::<PyType>()?;
+            made.push(cls.unbind());
         }
-        if let Some(builtin) = builtin {
-            bases.push(builtin(py));
-        }
-        let namespace = PyDict::new(py);
-        namespace.set_item("__module__", "namedipc")?;
-        namespace.set_item("__doc__", class.doc())?;
-        let cls = type_of_types
-            .call1((class.name(), PyTuple::new(py, bases)?, namespace))?
-            .cast_into::<PyType>()?;
-        m.add(class.name(), &cls)?;
-        made.push(cls.unbind());
+        Ok(made)
+    })?;
+    Ok(made)
+}
+
+/// The exception class `name` (`"BusyError"`, ...), if there is one by that name.
+pub(crate) fn class_named<'py>(
+    py: Python<'py>,
+    name: &str,
+) -> PyResult<Option<Bound<'py, PyType>>> {
+    match CLASS_NAMES.iter().position(|&class| class == name) {
+        Some(index) => Ok(Some(types(py)?[index].bind(py).clone())),
+        None => Ok(None),
     }
-    TYPES
-        .set(py, made)
-        .map_err(|_| PyTypeError::new_err("namedipc's exception classes were made twice"))
 }
 
 /// Builds an exception of `class` with `message`; `errno` is set on the
 /// classes that derive from OSError, so `e.errno` works as users expect.
 fn new_error(py: Python<'_>, class: Class, message: &str, errno: Option<i32>) -> PyErr {
     let build = || -> PyResult<PyErr> {
-        let types = TYPES
-            .get(py)
-            .ok_or_else(|| PyTypeError::new_err("namedipc's exception classes are not made yet"))?;
-        let exc = types[class as usize].bind(py).call1((message,))?;
+        let exc = types(py)?[class as usize].bind(py).call1((message,))?;
         if let Some(errno) = errno {
             if exc.is_instance_of::<PyOSError>() {
                 exc.setattr("errno", errno)?;
@@ -250,13 +271,34 @@ pub(crate) fn interrupted(kind: ObjectKind, name: &str) -> PyErr {
     })
 }
 
-/// The error for a non-blocking or timed-out acquire (posix_ipc's behaviour): the core's message.
-pub(crate) fn busy(kind: ObjectKind, name: &str) -> PyErr {
-    to_py_err(Error::Busy {
+/// The message of the BusyError that a non-blocking or timed-out acquire
+/// raises (posix_ipc's behaviour): the core's. A handle makes it once and
+/// keeps it, since it raises it again and again in a polling loop.
+pub(crate) fn busy_message(py: Python<'_>, kind: ObjectKind, name: &str) -> Py<PyString> {
+    let err = Error::Busy {
         kind,
         name: name.to_owned(),
         reason: namedipc::BusyReason::NoSlot,
-    })
+    };
+    PyString::new(py, &err.to_string()).unbind()
+}
+
+/// The BusyError with `message` (from `busy_message`), made only when it
+/// is raised, as the interpreter makes a C extension's exception.
+pub(crate) fn busy_with(py: Python<'_>, message: &Py<PyString>) -> PyErr {
+    match types(py) {
+        Ok(types) => PyErr::from_type(
+            types[Class::Busy as usize].bind(py).clone(),
+            message.clone_ref(py),
+        ),
+        Err(e) => e,
+    }
+}
+
+/// The BusyError class, if the classes are made already: what
+/// `fast_path.rs` raises with a handle's `busy_message`, without PyO3.
+pub(crate) fn busy_class_if_made(py: Python<'_>) -> Option<&Py<PyType>> {
+    TYPES.get(py).map(|types| &types[Class::Busy as usize])
 }
 
 /// The error for a wait whose handle another thread closed.

@@ -93,6 +93,13 @@ impl SemSlot {
         }
     }
 
+    /// The semaphore if the handle is open, without making the Python error
+    /// that says why not.
+    pub(crate) fn open_semaphore(&self) -> Option<&Semaphore> {
+        let opened = self.opened.try_get()?;
+        self.is_open().then_some(&opened.sem)
+    }
+
     /// Runs `f` on the semaphore if the handle is open.
     pub(crate) fn with<R>(&self, f: impl FnOnce(&Semaphore) -> R) -> PyResult<R> {
         Ok(f(self.sem()?))

@@ -7,6 +7,7 @@ mod args;
 mod cli;
 mod errors;
 mod exit;
+mod fast_path;
 mod handle;
 mod init;
 mod message_queue;
@@ -18,7 +19,10 @@ mod semaphore;
 mod shared_memory;
 mod wait;
 
+use pyo3::exceptions::{PyAttributeError, PyTypeError};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyList, PyType};
 
 /// Removes the semaphore `name`; ExistentialError if there is none.
 #[pyfunction]
@@ -26,13 +30,97 @@ fn unlink_semaphore(name: &Bound<'_, PyAny>) -> PyResult<()> {
     namedipc::semaphore::unlink(&args::name(name)?).map_err(errors::to_py_err)
 }
 
+/// The module's attributes made on first use (PEP 562's `__getattr__`):
+/// each needs work that would otherwise be paid by every import, and most
+/// programs never ask for it. A value, once made, is stored on the module.
+#[pyfunction]
+#[pyo3(name = "__getattr__", pass_module)]
+fn module_getattr<'py>(m: &Bound<'py, PyModule>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    let py = m.py();
+    let value = if name == "Holder" {
+        robust_semaphore::holder_class(py)?.clone().into_any()
+    } else if let Some(class) = lazy_class(py, name)? {
+        class.into_any()
+    } else if let Some(class) = errors::class_named(py, name)? {
+        class.into_any()
+    } else if let Some(value) = message_queue::lazy_constant(py, name)? {
+        value
+    } else {
+        return Err(PyAttributeError::new_err(format!(
+            "module 'namedipc._namedipc' has no attribute '{name}'"
+        )));
+    };
+    m.setattr(name, &value)?;
+    Ok(value)
+}
+
+/// Classes a plain Semaphore user does not need, made on first use: each
+/// costs its share of an import.
+const LAZY_CLASSES: [&str; 3] = ["NamedSemaphore", "SharedMemory", "MessageQueue"];
+
+/// What the package hands down as `NamedSemaphore.Flags` (a descriptor
+/// that makes `namedipc.Flags` on first use).
+static FLAGS_ATTRIBUTE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// `_install_flags_attribute(descriptor)`: the package's `Flags` attribute
+/// of NamedSemaphore, set on it as it is made.
+#[pyfunction]
+fn _install_flags_attribute(py: Python<'_>, descriptor: Py<PyAny>) -> PyResult<()> {
+    FLAGS_ATTRIBUTE
+        .set(py, descriptor)
+        .map_err(|_| PyTypeError::new_err("the Flags attribute is installed already"))
+}
+
+/// The class `name` of `LAZY_CLASSES`, made (the first time) and given its
+/// `Flags`. Python code gets these classes only here (the module's
+/// `__getattr__`), so every copy of them it sees has its `Flags`.
+fn lazy_class<'py>(py: Python<'py>, name: &str) -> PyResult<Option<Bound<'py, PyType>>> {
+    let (class, has_flags) = match name {
+        "NamedSemaphore" => (py.get_type::<named_semaphore::PyNamedSemaphore>(), true),
+        "SharedMemory" => (py.get_type::<shared_memory::PySharedMemory>(), false),
+        "MessageQueue" => (py.get_type::<message_queue::PyMessageQueue>(), false),
+        _ => return Ok(None),
+    };
+    if has_flags {
+        if let Some(descriptor) = FLAGS_ATTRIBUTE.get(py) {
+            class.setattr("Flags", descriptor)?;
+        }
+    }
+    Ok(Some(class))
+}
+
+/// Every name `module_getattr` makes.
+fn lazy_names() -> impl Iterator<Item = &'static str> {
+    std::iter::once("Holder")
+        .chain(LAZY_CLASSES)
+        .chain(errors::CLASS_NAMES)
+        .chain(message_queue::LAZY_CONSTANTS)
+}
+
+/// `dir()` of the module lists the names made on first use, too.
+#[pyfunction]
+#[pyo3(name = "__dir__", pass_module)]
+fn module_dir<'py>(m: &Bound<'py, PyModule>) -> PyResult<Bound<'py, PyList>> {
+    let names = PyList::new(m.py(), lazy_names())?;
+    for name in m.dict().keys() {
+        if !names.contains(&name)? {
+            names.append(name)?;
+        }
+    }
+    names.sort()?;
+    Ok(names)
+}
+
 #[pymodule]
 fn _namedipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     use namedipc::flags;
 
-    errors::register(m)?;
+    // setattr, not add_function: neither is an export (`__all__`).
+    m.setattr("__getattr__", wrap_pyfunction!(module_getattr, m)?)?;
+    m.setattr("__dir__", wrap_pyfunction!(module_dir, m)?)?;
     m.add_class::<semaphore::PySemaphore>()?;
-    m.add_class::<named_semaphore::PyNamedSemaphore>()?;
+    fast_path::install(&m.py().get_type::<semaphore::PySemaphore>())?;
+    m.add_function(wrap_pyfunction!(_install_flags_attribute, m)?)?;
     m.add_function(wrap_pyfunction!(unlink_semaphore, m)?)?;
     m.add_function(wrap_pyfunction!(semaphore::_reopen_semaphore, m)?)?;
     m.add_function(wrap_pyfunction!(
@@ -60,5 +148,10 @@ fn _namedipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SEMAPHORE_VALUE_SUPPORTED", true)?;
     m.add("SEMAPHORE_VALUE_MAX", namedipc::semaphore::VALUE_MAX)?;
     m.add("VERSION", env!("CARGO_PKG_VERSION"))?;
+    // Exported, though made on first use.
+    let all = m.getattr("__all__")?.cast_into::<PyList>()?;
+    for name in lazy_names() {
+        all.append(name)?;
+    }
     Ok(())
 }

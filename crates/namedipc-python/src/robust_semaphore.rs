@@ -117,42 +117,40 @@ const HOLDER_FIELDS: [(&str, &str); 4] = [
     ),
 ];
 
-/// Makes `namedipc.Holder`, a named tuple (`collections.namedtuple`, so it
-/// unpacks, compares and prints as users expect), and adds it to `m`.
-fn register_holder(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let py = m.py();
-    let kwargs = PyDict::new(py);
-    kwargs.set_item("module", "namedipc")?;
-    let fields: Vec<&str> = HOLDER_FIELDS.iter().map(|(field, _)| *field).collect();
-    let cls = py
-        .import("collections")?
-        .getattr("namedtuple")?
-        .call(("Holder", fields), Some(&kwargs))?
-        .cast_into::<PyType>()?;
-    cls.setattr(
-        "__doc__",
-        "One slot of a RobustSemaphore held at the time of the call: Holder(pid, uid, since, alive).",
-    )?;
-    for (field, doc) in HOLDER_FIELDS {
-        cls.getattr(field)?.setattr("__doc__", doc)?;
-    }
-    m.add("Holder", &cls)?;
-    HOLDER_CLASS
-        .set(py, cls.unbind())
-        .map_err(|_| pyo3::exceptions::PyTypeError::new_err("namedipc.Holder was made twice"))
+/// `namedipc.Holder`, a named tuple (`collections.namedtuple`, so it
+/// unpacks, compares and prints as users expect), made on first use: the
+/// module's `__getattr__` or the first `holders()`, so that importing
+/// namedipc does not import collections.
+pub(crate) fn holder_class(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    let cls = HOLDER_CLASS.get_or_try_init(py, || -> PyResult<Py<PyType>> {
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("module", "namedipc")?;
+        let fields: Vec<&str> = HOLDER_FIELDS.iter().map(|(field, _)| *field).collect();
+        let cls = py
+            .import("collections")?
+            .getattr("namedtuple")?
+            .call(("Holder", fields), Some(&kwargs))?
+            .cast_into::<PyType>()?;
+        cls.setattr(
+            "__doc__",
+            "One slot of a RobustSemaphore held at the time of the call: Holder(pid, uid, since, alive).",
+        )?;
+        for (field, doc) in HOLDER_FIELDS {
+            cls.getattr(field)?.setattr("__doc__", doc)?;
+        }
+        Ok(cls.unbind())
+    })?;
+    Ok(cls.bind(py))
 }
 
 /// `namedipc.Holder(pid, uid, since, alive)`.
 fn holder_tuple<'py>(py: Python<'py>, holder: &Holder) -> PyResult<Bound<'py, PyAny>> {
-    let cls = HOLDER_CLASS
-        .get(py)
-        .ok_or_else(|| pyo3::exceptions::PyTypeError::new_err("namedipc.Holder is not made yet"))?;
+    let cls = holder_class(py)?;
     let since = holder
         .since
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
-    cls.bind(py)
-        .call1((holder.pid, holder.uid, since, holder.alive))
+    cls.call1((holder.pid, holder.uid, since, holder.alive))
 }
 
 #[pymethods]
@@ -368,6 +366,5 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyRobustSemaphore>()?;
     m.add_function(wrap_pyfunction!(_reopen_robust_semaphore, m)?)?;
     m.add_function(wrap_pyfunction!(unlink_robust_semaphore, m)?)?;
-    register_holder(m)?;
     Ok(())
 }

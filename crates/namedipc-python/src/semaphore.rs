@@ -4,7 +4,8 @@
 use namedipc::ObjectKind;
 use namedipc::Semaphore;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple, PyType};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
 use crate::args::{self, Negative, Target, RANDOM_PREFIX};
 use crate::errors::{self, to_py_err};
@@ -17,6 +18,8 @@ const KIND: ObjectKind = ObjectKind::Semaphore;
 #[pyclass(module = "namedipc", name = "Semaphore", frozen, subclass, weakref)]
 pub(crate) struct PySemaphore {
     slot: SemSlot,
+    /// The message of this handle's BusyError, made the first time it is raised.
+    busy: PyOnceLock<Py<PyString>>,
 }
 
 impl PySemaphore {
@@ -37,6 +40,26 @@ impl PySemaphore {
         .map_err(to_py_err)?;
         self.slot.install(sem, mode)
     }
+
+    /// The message of this handle's BusyError.
+    fn busy_message(&self, py: Python<'_>) -> PyResult<&Py<PyString>> {
+        let name = self.slot.name()?;
+        Ok(self
+            .busy
+            .get_or_init(py, || errors::busy_message(py, KIND, name)))
+    }
+
+    /// The message of this handle's BusyError if one was raised before, for
+    /// `fast_path.rs`, which raises it again without PyO3.
+    pub(crate) fn made_busy_message(&self, py: Python<'_>) -> Option<&Py<PyString>> {
+        self.busy.get(py)
+    }
+
+    /// The semaphore if the handle is open, for `fast_path.rs` (which takes
+    /// the full path, and its errors, otherwise).
+    pub(crate) fn open_semaphore(&self) -> Option<&Semaphore> {
+        self.slot.open_semaphore()
+    }
 }
 
 #[pymethods]
@@ -46,6 +69,7 @@ impl PySemaphore {
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
         Self {
             slot: SemSlot::new(KIND),
+            busy: PyOnceLock::new(),
         }
     }
 
@@ -70,17 +94,21 @@ impl PySemaphore {
     /// Takes the semaphore. timeout None waits as long as it takes, 0 never
     /// waits, > 0 waits at most that many seconds; BusyError when it cannot.
     #[pyo3(signature = (timeout = None))]
-    fn acquire(&self, py: Python<'_>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    pub(crate) fn acquire(
+        &self,
+        py: Python<'_>,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let timeout = args::timeout(timeout, Negative::Reject)?;
         if self.slot.acquire(py, timeout, OnSignal::Raise)? {
             Ok(())
         } else {
-            Err(errors::busy(KIND, self.slot.name()?))
+            Err(errors::busy_with(py, self.busy_message(py)?))
         }
     }
 
     /// Gives the semaphore back (adds one to its value).
-    fn release(&self) -> PyResult<()> {
+    pub(crate) fn release(&self) -> PyResult<()> {
         self.slot.release()
     }
 

@@ -378,9 +378,9 @@ fn unlink_shared_memory(name: &Bound<'_, PyAny>) -> PyResult<()> {
     namedipc::shm::unlink(&args::name(name)?).map_err(to_py_err)
 }
 
-/// Adds the shared memory classes, functions and constants to the module.
+/// Adds the shared memory functions to the module (the class is made on
+/// first use, lib.rs).
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<PySharedMemory>()?;
     m.add_function(wrap_pyfunction!(unlink_shared_memory, m)?)?;
     m.add_function(wrap_pyfunction!(_reopen_shared_memory, m)?)?;
     Ok(())

@@ -607,19 +607,34 @@ fn unlink_message_queue(name: &Bound<'_, PyAny>) -> PyResult<()> {
     mqueue::unlink(&args::name(name)?).map_err(to_py_err)
 }
 
-/// Adds the message queue classes, functions and constants to the module.
+/// The constants `lazy_constant` makes.
+pub(crate) const LAZY_CONSTANTS: [&str; 2] = [
+    "QUEUE_MESSAGES_MAX_DEFAULT",
+    "QUEUE_MESSAGE_SIZE_MAX_DEFAULT",
+];
+
+/// The constant `name` if it is one read from the system on first use
+/// (`/proc/sys/fs/mqueue`: four files, which an import should not read);
+/// the module's `__getattr__` asks.
+pub(crate) fn lazy_constant<'py>(
+    py: Python<'py>,
+    name: &str,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let value = match name {
+        "QUEUE_MESSAGES_MAX_DEFAULT" => defaults().default_max_messages,
+        "QUEUE_MESSAGE_SIZE_MAX_DEFAULT" => defaults().default_max_message_size,
+        _ => return Ok(None),
+    };
+    Ok(Some(value.into_pyobject(py)?.into_any()))
+}
+
+/// Adds the message queue functions and constants to the module (the class
+/// and the constants of `lazy_constant` are made on first use, lib.rs).
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let defaults = defaults();
     let signals = mqueue::user_signals();
-    m.add_class::<PyMessageQueue>()?;
     m.add_function(wrap_pyfunction!(unlink_message_queue, m)?)?;
     m.add_function(wrap_pyfunction!(_reopen_message_queue, m)?)?;
     m.add("MESSAGE_QUEUES_SUPPORTED", true)?;
-    m.add("QUEUE_MESSAGES_MAX_DEFAULT", defaults.default_max_messages)?;
-    m.add(
-        "QUEUE_MESSAGE_SIZE_MAX_DEFAULT",
-        defaults.default_max_message_size,
-    )?;
     m.add("QUEUE_PRIORITY_MAX", PRIORITY_MAX)?;
     m.add("USER_SIGNAL_MIN", *signals.start())?;
     m.add("USER_SIGNAL_MAX", *signals.end())?;

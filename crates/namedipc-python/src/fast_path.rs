@@ -1,0 +1,324 @@
+//! `Semaphore.acquire()` and `release()` as the interpreter calls them,
+//! through `pyo3::ffi`: in an uncontended acquire+release pair, PyO3's own
+//! call path (its argument extraction, trampoline and thread-local attach
+//! count) cost as much as the two semaphore operations. Here the call that
+//! takes a free slot, or gives one back, goes straight to the core; every
+//! other call (arguments, a wait, an error, a closed handle) takes the same
+//! Rust code as before, with PyO3 attached as usual. The one module of the
+//! bindings with `unsafe`, each block saying why it holds
+//! (tests/test_layering.py checks both).
+#![allow(unsafe_code)]
+
+use std::any::Any;
+use std::ffi::CString;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::panic::PanicException;
+use pyo3::prelude::*;
+use pyo3::types::{PyNone, PyString, PyTuple, PyType};
+
+use crate::errors;
+use crate::semaphore::PySemaphore;
+
+/// Puts this module's `acquire` and `release` in the place of PyO3's on
+/// `cls` (namedipc.Semaphore), with the same name, signature and docs.
+pub(crate) fn install(cls: &Bound<'_, PyType>) -> PyResult<()> {
+    let acquire = ffi::PyMethodDefPointer {
+        PyCFunctionFastWithKeywords: acquire,
+    };
+    let release = ffi::PyMethodDefPointer {
+        PyCFunction: release,
+    };
+    replace(
+        cls,
+        "acquire",
+        acquire,
+        ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+    )?;
+    replace(cls, "release", release, ffi::METH_NOARGS)
+}
+
+/// Replaces the method `name` of `cls` with one that calls `meth`.
+fn replace(
+    cls: &Bound<'_, PyType>,
+    name: &str,
+    meth: ffi::PyMethodDefPointer,
+    flags: std::ffi::c_int,
+) -> PyResult<()> {
+    let py = cls.py();
+    let old = cls.getattr(name)?;
+    // PyO3's docstring format, which the interpreter turns back into
+    // __text_signature__ and __doc__ (and inspect.signature, stubtest, help()).
+    let signature: String = old.getattr("__text_signature__")?.extract()?;
+    let doc: Option<String> = old.getattr("__doc__")?.extract()?;
+    let doc = format!("{name}{signature}\n--\n\n{}", doc.unwrap_or_default());
+    let to_c = |text: String| {
+        CString::new(text).map_err(|_| PyValueError::new_err("a method's name or docs hold a NUL"))
+    };
+    // The method table lives as long as the type, which lives as long as
+    // the process: leaked on purpose, once per method.
+    let def: &'static mut ffi::PyMethodDef = Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: to_c(name.to_owned())?.into_raw().cast_const(),
+        ml_meth: meth,
+        ml_flags: flags,
+        ml_doc: to_c(doc)?.into_raw().cast_const(),
+    }));
+    // SAFETY: `cls` is a live type object; `def` is a valid method table
+    // that is never freed, as PyDescr_NewMethod requires; the call returns a
+    // new reference or NULL with an exception set, which from_owned_ptr_or_err
+    // takes over.
+    let descriptor = unsafe {
+        Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(cls.as_type_ptr(), def))?
+    };
+    cls.setattr(name, descriptor)
+}
+
+/// `Semaphore.acquire(timeout=None)`.
+unsafe extern "C" fn acquire(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: the interpreter calls a method with the thread attached.
+    let py = unsafe { Python::assume_attached() };
+    guarded(py, || {
+        // SAFETY: `slf` is the call's borrowed, live reference to the
+        // instance (the method descriptor checked it is a Semaphore).
+        let slf = unsafe { Borrowed::from_ptr(py, slf) };
+        let Ok(this) = slf.cast::<PySemaphore>() else {
+            return Python::attach(|_| {
+                Err(PyTypeError::new_err(
+                    "Semaphore.acquire() needs a Semaphore",
+                ))
+            });
+        };
+        let this = this.get();
+        // acquire(), acquire(None), and the polling idiom acquire(0) or
+        // acquire(timeout=0): whether the call must not wait, if it is one
+        // of those.
+        // SAFETY: the arguments are as the vectorcall protocol has them.
+        let no_wait = match unsafe { arguments(nargs, args, kwnames) } {
+            Arguments::Other => None,
+            Arguments::None => Some(false),
+            Arguments::Timeout(timeout) if timeout == PyNone::get(py).as_ptr() => Some(false),
+            Arguments::Timeout(timeout) => is_int_zero(timeout).then_some(true),
+        };
+        if let (Some(no_wait), Some(sem)) = (no_wait, this.open_semaphore()) {
+            match sem.try_acquire() {
+                Ok(true) => return signals_after_taking(py, sem),
+                Ok(false) if no_wait => {
+                    if let (Some(class), Some(message)) =
+                        (errors::busy_class_if_made(py), this.made_busy_message(py))
+                    {
+                        // SAFETY: the thread is attached; both are live
+                        // objects, which PyErr_SetObject takes references to.
+                        unsafe { ffi::PyErr_SetObject(class.as_ptr(), message.as_ptr()) };
+                        return Ok(std::ptr::null_mut());
+                    }
+                    // The first BusyError of this handle: the full path makes it.
+                }
+                // No slot free: the full path waits.
+                Ok(false) => {}
+                Err(e) => return Python::attach(|_| Err(errors::to_py_err(e))),
+            }
+        }
+        // Other arguments, a wait, a closed or uninitialised handle: the
+        // full path, which checks and says everything.
+        Python::attach(|py| {
+            let len = usize::try_from(nargs).unwrap_or(0);
+            let keywords = if kwnames.is_null() {
+                None
+            } else {
+                // SAFETY: a non-NULL kwnames is a live tuple of strings,
+                // borrowed for the call (vectorcall protocol).
+                Some(unsafe { Borrowed::from_ptr(py, kwnames) }.cast::<PyTuple>()?)
+            };
+            let given = len + keywords.as_ref().map_or(0, |k| k.len());
+            // With no arguments, `args` may be NULL: it is not read then.
+            let values: &[*mut ffi::PyObject] = if given == 0 {
+                &[]
+            } else {
+                // SAFETY: `args` holds `nargs` positional arguments followed
+                // by one value per keyword name, all borrowed for the call.
+                unsafe { std::slice::from_raw_parts(args, given) }
+            };
+            let timeout = timeout_argument(py, values, len, keywords.as_ref())?;
+            this.acquire(py, timeout.as_ref())?;
+            Ok(none(py))
+        })
+    })
+}
+
+/// The `timeout` that `acquire` was called with, checked as PyO3 checks a
+/// `signature = (timeout = None)`: `None` if not given or given as None.
+fn timeout_argument<'py>(
+    py: Python<'py>,
+    values: &[*mut ffi::PyObject],
+    positional: usize,
+    keywords: Option<&Borrowed<'_, 'py, PyTuple>>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    if positional > 1 {
+        return Err(PyTypeError::new_err(format!(
+            "Semaphore.acquire() takes from 0 to 1 positional arguments but {positional} were given"
+        )));
+    }
+    let mut timeout = values.first().filter(|_| positional == 1).copied();
+    if let Some(keywords) = keywords {
+        for (index, keyword) in keywords.iter().enumerate() {
+            let keyword = keyword.cast_into::<PyString>()?;
+            if keyword.to_cow()? != "timeout" {
+                return Err(PyTypeError::new_err(format!(
+                    "Semaphore.acquire() got an unexpected keyword argument '{keyword}'"
+                )));
+            }
+            if timeout.is_some() {
+                return Err(PyTypeError::new_err(
+                    "Semaphore.acquire() got multiple values for argument 'timeout'",
+                ));
+            }
+            timeout = Some(values[positional + index]);
+        }
+    }
+    Ok(timeout
+        // SAFETY: each value is a live reference borrowed for the call;
+        // to_owned takes a reference of its own.
+        .map(|value| unsafe { Borrowed::from_ptr(py, value) }.to_owned())
+        .filter(|value| !value.is_none()))
+}
+
+/// After a slot was taken without waiting: runs any signal handler that
+/// is due, giving the slot back if one raises (what the full path does,
+/// wait.rs), else returns None.
+fn signals_after_taking(py: Python<'_>, sem: &namedipc::Semaphore) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the thread is attached.
+    if unsafe { ffi::PyErr_CheckSignals() } == 0 {
+        return Ok(none(py));
+    }
+    // A handler raised: its exception is set.
+    Python::attach(|py| {
+        let raised = PyErr::fetch(py);
+        sem.release().map_err(errors::to_py_err)?;
+        Err(raised)
+    })
+}
+
+/// What an `acquire` call was given, as far as its fast path cares.
+enum Arguments {
+    /// No argument.
+    None,
+    /// Only `timeout`, by position or by keyword.
+    Timeout(*mut ffi::PyObject),
+    /// Anything else.
+    Other,
+}
+
+/// What an `acquire` call was given.
+///
+/// # Safety
+/// The arguments are a vectorcall's: `nargs` positional values at `args`,
+/// followed by one per name in `kwnames` (a tuple of str, or NULL).
+unsafe fn arguments(
+    nargs: ffi::Py_ssize_t,
+    args: *const *mut ffi::PyObject,
+    kwnames: *mut ffi::PyObject,
+) -> Arguments {
+    match (nargs, kwnames.is_null()) {
+        (0, true) => Arguments::None,
+        // SAFETY: there is one positional argument.
+        (1, true) => Arguments::Timeout(unsafe { *args }),
+        // SAFETY: kwnames is a live tuple; with one name, there is one value at args.
+        (0, false) => unsafe {
+            let timeout = ffi::PyTuple_Size(kwnames) == 1
+                && ffi::PyUnicode_CompareWithASCIIString(
+                    ffi::PyTuple_GetItem(kwnames, 0),
+                    c"timeout".as_ptr(),
+                ) == 0;
+            if timeout {
+                Arguments::Timeout(*args)
+            } else {
+                Arguments::Other
+            }
+        },
+        _ => Arguments::Other,
+    }
+}
+
+/// Whether `value` is exactly the int 0 (not a subclass, not 0.0).
+fn is_int_zero(value: *mut ffi::PyObject) -> bool {
+    let mut overflow = 0;
+    // SAFETY: `value` is a live reference borrowed for the call; reading
+    // an exact int's value cannot fail (an overflow is reported in
+    // `overflow`, with no exception set).
+    unsafe {
+        ffi::PyLong_CheckExact(value) != 0
+            && ffi::PyLong_AsLongAndOverflow(value, &raw mut overflow) == 0
+            && overflow == 0
+    }
+}
+
+/// `Semaphore.release()`.
+unsafe extern "C" fn release(
+    slf: *mut ffi::PyObject,
+    _unused: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: the interpreter calls a method with the thread attached.
+    let py = unsafe { Python::assume_attached() };
+    guarded(py, || {
+        // SAFETY: as in `acquire`.
+        let slf = unsafe { Borrowed::from_ptr(py, slf) };
+        let Ok(this) = slf.cast::<PySemaphore>() else {
+            return Python::attach(|_| {
+                Err(PyTypeError::new_err(
+                    "Semaphore.release() needs a Semaphore",
+                ))
+            });
+        };
+        let this = this.get();
+        if let Some(sem) = this.open_semaphore() {
+            return match sem.release() {
+                Ok(()) => Ok(none(py)),
+                Err(e) => Python::attach(|_| Err(errors::to_py_err(e))),
+            };
+        }
+        // Closed, or never initialised: the full path says so.
+        Python::attach(|_| this.release())?;
+        Ok(none(py))
+    })
+}
+
+/// A new reference to None.
+fn none(py: Python<'_>) -> *mut ffi::PyObject {
+    py.None().into_ptr()
+}
+
+/// Runs a method's body: its result as the interpreter wants it (a new
+/// reference, or NULL with the exception set: `body` may return either),
+/// and a panic as PyO3 reports
+/// one (PanicException), never unwinding into the interpreter.
+fn guarded(
+    py: Python<'_>,
+    body: impl FnOnce() -> PyResult<*mut ffi::PyObject>,
+) -> *mut ffi::PyObject {
+    let outcome =
+        catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| Err(panicked(&*payload)));
+    match outcome {
+        Ok(result) => result,
+        Err(e) => {
+            Python::attach(|_| e.restore(py));
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// The PanicException for a panic's payload.
+fn panicked(payload: &(dyn Any + Send)) -> PyErr {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic with a payload that is not a string".to_owned());
+    PanicException::new_err(message)
+}
