@@ -52,6 +52,8 @@ from namedipc._namedipc import (
 # never pays for them. For type checkers, they are plain imports.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import NamedTuple
+
     from namedipc._flags import Flags
     from namedipc._namedipc import (
         QUEUE_MESSAGE_SIZE_MAX_DEFAULT,
@@ -74,7 +76,6 @@ if TYPE_CHECKING:
         SystemCallError,
         UnavailableError,
     )
-    from typing import NamedTuple
 
     class Lease(NamedTuple):
         """One holder of a RedisSemaphore at the time of the call."""
@@ -91,6 +92,7 @@ if TYPE_CHECKING:
         """The grant's fencing token: larger than every token given before."""
         slot: int
         """The slot held, 0 to slots - 1."""
+
 
 __version__ = VERSION
 
