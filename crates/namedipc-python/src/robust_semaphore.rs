@@ -18,7 +18,7 @@ use crate::exit;
 use crate::init::InitOnce;
 use crate::named_semaphore::existence;
 use crate::pickling::{self, qualified_name};
-use crate::wait::{Attempt, OnSignal, Undo, Wait, WAIT_SLICE};
+use crate::wait::{slice_after, Attempt, OnSignal, Undo, Wait};
 
 const KIND: ObjectKind = ObjectKind::RobustSemaphore;
 
@@ -69,6 +69,7 @@ impl PyRobustSemaphore {
         // deadline it is sliced, as the backstop for a signal that landed
         // just before the sleep.
         let mut waiter: Option<Waiter<'_>> = None;
+        let started = std::time::Instant::now();
         let taken = Wait {
             kind: KIND,
             name,
@@ -83,7 +84,8 @@ impl PyRobustSemaphore {
             let taken = match attempt {
                 Attempt::Now => sem.try_acquire(),
                 Attempt::Wait(limit) => {
-                    let slice = limit.map_or(WAIT_SLICE, |l| l.min(WAIT_SLICE));
+                    let backstop = slice_after(started);
+                    let slice = limit.map_or(backstop, |l| l.min(backstop));
                     match &mut waiter {
                         Some(waiter) => waiter.acquire_interruptible(Some(slice)),
                         None => sem

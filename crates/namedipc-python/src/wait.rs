@@ -11,18 +11,32 @@ use pyo3::prelude::*;
 use crate::args::Timeout;
 use crate::errors;
 
-/// A wait with a deadline sleeps at most this long at a time, then checks,
-/// with the interpreter attached, whether its handle was closed or a signal
-/// arrived unnoticed. A signal delivered to the waiting thread ends its
-/// sleep at once (CPython installs its handlers without `SA_RESTART`, so
-/// the kernel returns EINTR); the slice is only the backstop for a signal
-/// that landed just before the thread fell asleep, or on another thread,
-/// and for a `close()` that cannot wake the sleep. 500 ms: two wake-ups a
-/// second of an idle wait (each costs some 50-150 µs of CPU on a VM, most
-/// of it the wake-up itself, so fewer is what keeps an idle wait cheap). Waits without a deadline sleep in one piece: a
-/// timed sleep costs a kernel timer each time the thread blocks, which
-/// shows in ping-pong.
+/// A wait with a deadline sleeps in slices, then checks, with the
+/// interpreter attached, whether its handle was closed or a signal arrived
+/// unnoticed. A signal delivered to the waiting thread ends its sleep at
+/// once (CPython installs its handlers without `SA_RESTART`, so the kernel
+/// returns EINTR); the slice is only the backstop for a signal that landed
+/// just before the thread fell asleep, or on another thread, and for a
+/// `close()` that cannot wake the sleep. Waits without a deadline sleep in
+/// one piece: a timed sleep costs a kernel timer each time the thread
+/// blocks, which shows in ping-pong.
+///
+/// The slice grows with the wait, from [`FIRST_SLICE`] to [`WAIT_SLICE`]:
+/// a slice lasts as long as the wait has lasted so far. A signal that
+/// lands just before the first sleep (a Ctrl-C right as the wait begins,
+/// the likeliest moment for it) is seen within 10 ms, and a long idle wait
+/// wakes twice a second (each wake-up costs some 50-150 µs of CPU on a VM,
+/// most of it the wake-up itself, so fewer is what keeps an idle wait
+/// cheap).
 pub(crate) const WAIT_SLICE: Duration = Duration::from_millis(500);
+
+/// The first slice of a wait; see [`WAIT_SLICE`].
+pub(crate) const FIRST_SLICE: Duration = Duration::from_millis(10);
+
+/// The longest slice a wait that began at `started` sleeps now.
+pub(crate) fn slice_after(started: Instant) -> Duration {
+    started.elapsed().clamp(FIRST_SLICE, WAIT_SLICE)
+}
 
 /// What a signal that interrupts a wait does.
 #[derive(Debug, Clone, Copy)]
@@ -123,10 +137,13 @@ where
     where
         G: FnOnce(T) -> namedipc::Result<()>,
     {
+        let started = Instant::now();
         loop {
             // No deadline (or one beyond what the clock holds): sleep in one piece.
-            let slice =
-                limit.map(|at| at.saturating_duration_since(Instant::now()).min(WAIT_SLICE));
+            let slice = limit.map(|at| {
+                at.saturating_duration_since(Instant::now())
+                    .min(slice_after(started))
+            });
             match py.detach(|| attempt(Attempt::Wait(slice))) {
                 Ok(Some(taken)) => return self.taken(py, taken, true),
                 Ok(None) => {}
