@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import signal
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
@@ -54,8 +55,10 @@ S = TypeVar("S", bound=Acquirable)
 T = TypeVar("T")
 
 # How long the waiter thread blocks at a time before it checks whether
-# anyone still waits: the longest a thread outlives its last waiter.
-WAITER_SLICE = 0.05
+# anyone still waits: the longest a thread outlives its last waiter. Each
+# slice is a wake-up of an idle process, so it is long (a waiter that is
+# cancelled or times out does not wait for it: it is decided on its loop).
+WAITER_SLICE = 0.5
 
 
 # --- semaphores --------------------------------------------------------------
@@ -119,6 +122,9 @@ def _enqueue(sem: Acquirable, loop: asyncio.AbstractEventLoop, future: asyncio.F
 def _serve(waiters: _Waiters) -> None:
     """The waiter thread: takes slots while anyone waits, hands each over."""
     sem = waiters.sem
+    # Signals go to the threads that handle them (Python runs handlers on
+    # the main thread, whose own waits a signal ends at once), not here.
+    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     try:
         while True:
             with _lock:

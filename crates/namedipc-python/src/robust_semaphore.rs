@@ -18,7 +18,7 @@ use crate::exit;
 use crate::init::InitOnce;
 use crate::named_semaphore::existence;
 use crate::pickling::{self, qualified_name};
-use crate::wait::{slice_after, Attempt, OnSignal, Undo, Wait};
+use crate::wait::{Attempt, OnSignal, Slices, Undo, Wait};
 
 const KIND: ObjectKind = ObjectKind::RobustSemaphore;
 
@@ -69,7 +69,8 @@ impl PyRobustSemaphore {
         // deadline it is sliced, as the backstop for a signal that landed
         // just before the sleep.
         let mut waiter: Option<Waiter<'_>> = None;
-        let started = std::time::Instant::now();
+        // Made when the wait first has to sleep.
+        let mut slices: Option<Slices> = None;
         let taken = Wait {
             kind: KIND,
             name,
@@ -84,7 +85,9 @@ impl PyRobustSemaphore {
             let taken = match attempt {
                 Attempt::Now => sem.try_acquire(),
                 Attempt::Wait(limit) => {
-                    let backstop = slice_after(started);
+                    let backstop = slices
+                        .get_or_insert_with(|| Python::attach(Slices::begin))
+                        .next();
                     let slice = limit.map_or(backstop, |l| l.min(backstop));
                     match &mut waiter {
                         Some(waiter) => waiter.acquire_interruptible(Some(slice)),

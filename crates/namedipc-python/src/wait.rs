@@ -21,21 +21,55 @@ use crate::errors;
 /// one piece: a timed sleep costs a kernel timer each time the thread
 /// blocks, which shows in ping-pong.
 ///
-/// The slice grows with the wait, from [`FIRST_SLICE`] to [`WAIT_SLICE`]:
-/// a slice lasts as long as the wait has lasted so far. A signal that
-/// lands just before the first sleep (a Ctrl-C right as the wait begins,
-/// the likeliest moment for it) is seen within 10 ms, and a long idle wait
-/// wakes twice a second (each wake-up costs some 50-150 µs of CPU on a VM,
-/// most of it the wake-up itself, so fewer is what keeps an idle wait
-/// cheap).
+/// On the main thread, where Python runs signal handlers, the slice grows
+/// with the wait, from [`FIRST_SLICE`] to [`WAIT_SLICE`]: a slice lasts as
+/// long as the wait has lasted so far. A signal that lands just before the
+/// first sleep (a Ctrl-C right as the wait begins, the likeliest moment for
+/// it) is seen within 10 ms, and a long idle wait wakes twice a second
+/// (each wake-up costs some 50-150 µs of CPU on a VM, most of it the
+/// wake-up itself, so fewer is what keeps an idle wait cheap). Other
+/// threads run no handlers: they sleep 500 ms slices from the start.
 pub(crate) const WAIT_SLICE: Duration = Duration::from_millis(500);
 
 /// The first slice of a wait; see [`WAIT_SLICE`].
 pub(crate) const FIRST_SLICE: Duration = Duration::from_millis(10);
 
-/// The longest slice a wait that began at `started` sleeps now.
-pub(crate) fn slice_after(started: Instant) -> Duration {
-    started.elapsed().clamp(FIRST_SLICE, WAIT_SLICE)
+/// The slices of one wait (see [`WAIT_SLICE`]).
+pub(crate) struct Slices {
+    started: Instant,
+    /// Whether the waiting thread is the one that runs signal handlers.
+    grow: bool,
+}
+
+impl Slices {
+    /// The slices of a wait that begins now on the calling thread.
+    pub(crate) fn begin(py: Python<'_>) -> Self {
+        Self {
+            started: Instant::now(),
+            grow: is_main_thread(py),
+        }
+    }
+
+    /// The longest the wait sleeps next.
+    pub(crate) fn next(&self) -> Duration {
+        if self.grow {
+            self.started.elapsed().clamp(FIRST_SLICE, WAIT_SLICE)
+        } else {
+            WAIT_SLICE
+        }
+    }
+}
+
+/// Whether the calling thread is the interpreter's main thread (the one
+/// that runs signal handlers); on doubt, yes (the slices grow: a few more
+/// wake-ups, never a late signal).
+fn is_main_thread(py: Python<'_>) -> bool {
+    let check = || -> PyResult<bool> {
+        let threading = py.import("threading")?;
+        let main = threading.call_method0("main_thread")?;
+        Ok(main.is(&threading.call_method0("current_thread")?))
+    };
+    check().unwrap_or(true)
 }
 
 /// What a signal that interrupts a wait does.
@@ -137,12 +171,12 @@ where
     where
         G: FnOnce(T) -> namedipc::Result<()>,
     {
-        let started = Instant::now();
+        let slices = limit.map(|_| Slices::begin(py));
         loop {
             // No deadline (or one beyond what the clock holds): sleep in one piece.
-            let slice = limit.map(|at| {
+            let slice = limit.zip(slices.as_ref()).map(|(at, slices)| {
                 at.saturating_duration_since(Instant::now())
-                    .min(slice_after(started))
+                    .min(slices.next())
             });
             match py.detach(|| attempt(Attempt::Wait(slice))) {
                 Ok(Some(taken)) => return self.taken(py, taken, true),
