@@ -18,9 +18,10 @@ from harness.rows import Row, Target
 from harness.session import Session
 
 ROBUST_HOLDER = BENCH_DIR / "robust_holder.py"
-# Kill-to-acquire: the median latency, in ms, from SIGKILL of the holder to
-# a waiting process taking its slot.
-KILL_TO_ACQUIRE_TARGET_MS = 1.0
+# Death-to-acquire: the latency, in ms, from the holder's death to a waiting
+# process taking its slot: its median, and its largest (issue 14's targets).
+KILL_TO_ACQUIRE_TARGET_MS = 0.1
+KILL_TO_ACQUIRE_MAX_MS = 1.0
 
 
 def kill_to_acquire(session: Session, namedipc: Any, kills: int) -> tuple[list[float], list[float]]:
@@ -28,7 +29,8 @@ def kill_to_acquire(session: Session, namedipc: Any, kills: int) -> tuple[list[f
     (when waitpid returns: the kernel has torn it down, which for a Python
     process takes about a millisecond here), to this process taking its slot
     while it waits in acquire(). The kill lands at a random moment of the
-    waiter's 1 ms poll, as a real crash would."""
+    wait, as a real crash would; the waiter learns of it from the holder's
+    pidfd (its watcher thread), not by polling."""
     import random
     import threading
 
@@ -64,25 +66,28 @@ def report_kill_to_acquire(from_kill: list[float], from_death: list[float]) -> b
         return f"min {min(values):.2f}, median {median:.2f}, max {max(values):.2f} ms"
 
     median = statistics.median(from_death)
-    met = median <= KILL_TO_ACQUIRE_TARGET_MS
+    met = median <= KILL_TO_ACQUIRE_TARGET_MS and max(from_death) <= KILL_TO_ACQUIRE_MAX_MS
     print(f"\nRobustSemaphore: {len(from_kill)} holder processes SIGKILLed while the harness waits")
     print(f"  kill to acquire:  {spread(from_kill)}")
     print(f"  death to acquire: {spread(from_death)} (death: waitpid returned)")
-    print(f"  target: median after death <= {KILL_TO_ACQUIRE_TARGET_MS:.1f} ms: {'met' if met else 'NOT MET'}")
+    print(
+        f"  target: after death median <= {KILL_TO_ACQUIRE_TARGET_MS:.1f} ms, max <= {KILL_TO_ACQUIRE_MAX_MS:.1f} ms:"
+        f" {'met' if met else 'NOT MET'}"
+    )
     return not met
 
 
 def subjects(session: Session, context: Context) -> Part:
-    """Row 11: RobustSemaphore's uncontended pair against namedipc.Semaphore's
-    (the floor column) and posix_ipc's, in this process; and kill-to-acquire
-    once the rounds are done."""
+    """Row 11: RobustSemaphore's uncontended pair against posix_ipc's (the
+    target: never behind posix_ipc) and namedipc.Semaphore's (the floor
+    column), in this process; and kill-to-acquire once the rounds are done."""
     plan, namedipc, posix_ipc = context.plan, context.namedipc, context.posix_ipc
     row = Row(
         "11",
         "11. robust acquire()+release()",
         plan.uncontended_iters,
         "Semaphore",
-        target=Target("namedipc", "floor", "<=", 1.20),
+        target=Target("namedipc", "posix_ipc", "<=", 1.00),
     )
     robust = session.robust_semaphore(namedipc, "robust-free")
     nd_free = session.semaphore(namedipc, "robust-row-nd", 1)
