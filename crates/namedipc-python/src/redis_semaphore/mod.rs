@@ -172,6 +172,17 @@ impl PyRedisSemaphore {
         py.detach(|| sem.value()).map_err(to_py_err)
     }
 
+    /// A health check: one PING on the handle's own connection (the one
+    /// acquire and release use); returns its round trip in seconds.
+    /// UnavailableError if the server cannot be reached, or does not answer
+    /// within the connect timeout.
+    fn ping(&self, py: Python<'_>) -> PyResult<f64> {
+        let sem = self.open_sem()?;
+        py.detach(|| sem.ping())
+            .map(|rtt| rtt.as_secs_f64())
+            .map_err(to_py_err)
+    }
+
     /// The number of slots.
     #[getter]
     fn slots(&self) -> PyResult<u32> {

@@ -123,7 +123,7 @@ mod wait;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use ::redis::{Connection, RedisResult, ScriptInvocation, Value};
 
@@ -275,6 +275,20 @@ impl RedisSemaphore {
     pub fn is_lost(&self, grant: Grant) -> bool {
         self.after_fork();
         self.inner.held.is_lost(grant)
+    }
+
+    /// A health check: sends one PING on the handle's own connection (the
+    /// one acquire and release use, connecting first if it has none) and
+    /// returns the round trip, on the monotonic clock, not counting the
+    /// connect. `Unavailable` if the server cannot be reached or does not
+    /// answer within the connect timeout.
+    pub fn ping(&self) -> Result<Duration> {
+        self.check_open()?;
+        self.with_main(|con| {
+            let sent = Instant::now();
+            ::redis::cmd("PING").query::<String>(con)?;
+            Ok(sent.elapsed())
+        })
     }
 
     /// The free slots now, by the server's clock.
