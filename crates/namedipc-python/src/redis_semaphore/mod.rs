@@ -11,10 +11,11 @@
 //!
 //! The class and its methods are here; who owns which grant in `grants.rs`,
 //! argument checks in `arguments.rs`, `namedipc.Lease` in `lease.rs`, the
-//! asyncio glue in `asyncio.rs`.
+//! asyncio glue in `asyncio.rs`, the module's functions in `functions.rs`.
 
 mod arguments;
 mod asyncio;
+mod functions;
 mod grants;
 mod lease;
 
@@ -23,9 +24,8 @@ use std::time::Duration;
 
 use namedipc::redis::{Grant, RedisSemaphore, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LEASE};
 use namedipc::{Error, ObjectKind};
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use self::arguments::{seconds_arg, url_arg, MAX_CONNECT_TIMEOUT, MAX_LEASE, MAX_SLOTS, MIN_LEASE};
 use self::asyncio::aio_call;
@@ -435,66 +435,10 @@ impl PyRedisSemaphore {
     }
 }
 
-/// Unpickling helper: a `cls` instance on the semaphore `name` at `url`.
-#[pyfunction]
-fn _reopen_redis_semaphore<'py>(
-    cls: &Bound<'py, PyType>,
-    name: &str,
-    url: &str,
-    slots: u32,
-    lease: f64,
-) -> PyResult<Bound<'py, PyAny>> {
-    pickling::reopen(cls, |obj| {
-        let py = obj.py();
-        let this = obj.cast::<PyRedisSemaphore>()?.get();
-        this.sem.ensure_unset()?;
-        let lease = Duration::try_from_secs_f64(lease).map_err(|_| {
-            PyValueError::new_err(format!(
-                "lease must be a number of seconds > 0, not {lease}"
-            ))
-        })?;
-        let sem = py
-            .detach(|| {
-                RedisSemaphore::options()
-                    .url(url)
-                    .initial_value(slots)
-                    .lease(lease)
-                    .open(name)
-            })
-            .map_err(to_py_err)?;
-        this.sem.set(Arc::new(sem))?;
-        exit::close_at_exit(obj)
-    })
-}
-
-/// Removes the redis semaphore `name` from the server at `url` (default:
-/// $NAMEDIPC_REDIS, then redis://127.0.0.1:6379/0); NotFoundError if it is
-/// not there.
-#[pyfunction]
-#[pyo3(signature = (name, *, url = None, connect_timeout = None), text_signature = "(name, *, url=None, connect_timeout=5.0)")]
-fn unlink_redis_semaphore(
-    py: Python<'_>,
-    name: &Bound<'_, PyAny>,
-    url: Option<&Bound<'_, PyAny>>,
-    connect_timeout: Option<&Bound<'_, PyAny>>,
-) -> PyResult<()> {
-    let name = args::name(name)?;
-    let url = url_arg(url)?;
-    let connect_timeout = seconds_arg(
-        connect_timeout,
-        "connect_timeout",
-        DEFAULT_CONNECT_TIMEOUT,
-        MIN_LEASE,
-        MAX_CONNECT_TIMEOUT,
-    )?;
-    py.detach(|| namedipc::redis::unlink(&url, &name, connect_timeout))
-        .map_err(to_py_err)
-}
-
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyRedisSemaphore>()?;
-    m.add_function(wrap_pyfunction!(_reopen_redis_semaphore, m)?)?;
+    m.add_function(wrap_pyfunction!(functions::_reopen_redis_semaphore, m)?)?;
     m.add_function(wrap_pyfunction!(lease::_lease_class, m)?)?;
-    m.add_function(wrap_pyfunction!(unlink_redis_semaphore, m)?)?;
+    m.add_function(wrap_pyfunction!(functions::unlink_redis_semaphore, m)?)?;
     Ok(())
 }
