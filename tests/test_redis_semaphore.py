@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import re
 import socket
 import subprocess
 import sys
@@ -351,7 +352,7 @@ def test_close_gives_back_every_slot_and_refuses_later_use(redis_sems: RedisSema
     sem.close()
     assert observer.value == 3
     assert sem.closed
-    for call in (sem.acquire, sem.release, lambda: sem.value, sem.holders, lambda: sem.acquire(False)):
+    for call in (sem.acquire, sem.release, lambda: sem.value, sem.holders, sem.ping, lambda: sem.acquire(False)):
         with pytest.raises(namedipc.ExistentialError, match="closed"):
             call()
     assert sem.name == observer.name and sem.slots == 3, "what describes it stays readable"
@@ -505,6 +506,48 @@ def test_second_init_and_missing_init(redis_sems: RedisSemaphores) -> None:
         forgot.acquire()
     with pytest.raises(TypeError, match="never initialised"):
         forgot.close()
+
+
+def connected_clients(server: RedisServer) -> int:
+    """The server's count of client connections (this query's own included)."""
+    info = server.command("INFO", "clients")
+    assert isinstance(info, bytes)
+    return int(info.split(b"connected_clients:")[1].split()[0])
+
+
+def test_ping_is_a_health_check_on_the_handles_own_connection(redis_sems: RedisSemaphores) -> None:
+    server = redis_sems.server
+    sem = redis_sems.track(namedipc.RedisSemaphore(redis_sems.name(), url=server.url(), connect_timeout=0.5))
+    clients = connected_clients(server)
+    for _ in range(3):
+        rtt = sem.ping()
+        assert type(rtt) is float and 0 < rtt < WAIT
+    assert connected_clients(server) == clients, "ping opened no connection of its own"
+
+    with server.paused():
+        # Detached: the main thread runs Python while the ping waits for its answer.
+        pinger = Background(sem.ping)
+        count = 0
+        end = time.monotonic() + 0.2
+        while time.monotonic() < end:
+            count += 1
+        assert count > 10_000
+        started = time.monotonic()
+        outcome = pinger.join()
+        assert isinstance(outcome, namedipc.UnavailableError), outcome
+        # At most one connect timeout per try: the broken connection's, and one resend.
+        assert time.monotonic() - started < 2 * 0.5 + 1
+    assert sem.ping() > 0
+
+    server.stop()
+    started = time.monotonic()
+    with pytest.raises(namedipc.UnavailableError, match=re.escape(server.url())):
+        sem.ping()
+    assert time.monotonic() - started < 2 * 0.5 + 1
+
+    sem.close()
+    with pytest.raises(namedipc.ExistentialError, match="closed"):
+        sem.ping()
 
 
 def test_unreachable_port_is_unavailable_at_once() -> None:

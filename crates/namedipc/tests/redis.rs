@@ -409,6 +409,48 @@ fn acquire_while_stopped_leaves_no_slot_and_checks_often() {
 }
 
 #[test]
+fn ping_times_a_round_trip_on_the_handles_connection() {
+    let mut server = RedisServer::start();
+    let proxy = Proxy::to(server.port());
+    let name = unique("ping");
+    let sem = RedisSemaphore::options()
+        .url(&format!("redis://127.0.0.1:{}/0", proxy.port()))
+        .connect_timeout(Duration::from_millis(500))
+        .open(&name)
+        .unwrap();
+    let connections = proxy.accepted();
+    for _ in 0..3 {
+        let rtt = sem.ping().unwrap();
+        assert!(rtt > Duration::ZERO && rtt < WAIT, "{rtt:?}");
+    }
+    assert_eq!(
+        proxy.accepted(),
+        connections,
+        "ping uses the connection the handle opened with"
+    );
+
+    // A paused server: Unavailable within the timeout, not a hang.
+    server.pause();
+    let started = Instant::now();
+    let err = sem.ping().unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    server.resume();
+    assert!(sem.ping().unwrap() < WAIT);
+
+    // A stopped one: Unavailable too.
+    server.stop();
+    let started = Instant::now();
+    let err = sem.ping().unwrap_err();
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    sem.close();
+    assert!(matches!(sem.ping(), Err(Error::Closed { .. })));
+}
+
+#[test]
 fn an_unreachable_server_is_an_error_within_the_connect_timeout() {
     // Nothing listens: refused at once.
     let port = redis_server::free_port();

@@ -11,44 +11,62 @@
 //! `KEYS[6]` wake (list of wake tokens waiters BLPOP). Times are server
 //! microseconds.
 //!
-//! Numbers pass through `n()` before they reach `redis.call`: Lua turns a
-//! number into a string with 14 significant digits, too few for a time in
-//! microseconds.
+//! Times and fences pass through `n()` before they reach `redis.call`: Lua
+//! turns a number into a string with 14 significant digits, too few for a
+//! time in microseconds (slot numbers are small enough to need none).
 
 use std::sync::OnceLock;
 
 use ::redis::Script;
 
-/// Definitions every script starts with.
-const PRELUDE: &str = r"
+/// What every script starts with: the keys by name, `n()`, and the
+/// server's time now, as a number and as a string.
+const HEAD: &str = r"
 local meta, holders, deadlines, free, waiters, wake =
     KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local function n(x) return string.format('%.0f', x) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now_s = n(now)
+";
 
+/// The fields of a holder record. (Each script defines only the functions
+/// it uses: a definition costs the server time on every call.)
+const PARSE: &str = r"
 -- A holder record: 'slot fence since pid host'.
 local function parse(rec)
     local slot, fence, since, pid, host = string.match(rec, '^(%d+) (%d+) (%d+) (%d+) (.*)$')
     return tonumber(slot), tonumber(fence), tonumber(since), tonumber(pid), host
 end
+";
+
+/// Expiry: frees the slots of leases that ran out.
+const EXPIRE: &str = r"
+-- The slot of a holder record, as the string it is stored as (a slot
+-- number is small: it needs no n()).
+local function slot_of(rec)
+    return string.match(rec, '^(%d+) ')
+end
 
 -- Frees the slot of every holder whose lease deadline has passed; returns
 -- how many there were.
 local function expire()
-    local dead = redis.call('ZRANGEBYSCORE', deadlines, '-inf', n(now))
+    local dead = redis.call('ZRANGEBYSCORE', deadlines, '-inf', now_s)
     for _, id in ipairs(dead) do
         local rec = redis.call('HGET', holders, id)
         if rec then
-            local slot = parse(rec)
-            redis.call('ZADD', free, n(slot), n(slot))
+            local slot = slot_of(rec)
+            redis.call('ZADD', free, slot, slot)
             redis.call('HDEL', holders, id)
         end
         redis.call('ZREM', deadlines, id)
     end
     return #dead
 end
+";
 
+/// Wake-ups for registered waiters.
+const WAKE: &str = r"
 -- Pushes a wake token for each free slot that a registered waiter could
 -- take and that no token stands for yet; the list never holds more tokens
 -- than there are waiters. Costs one call when nobody waits.
@@ -56,7 +74,7 @@ local function wake_waiters()
     if redis.call('ZCARD', waiters) == 0 then
         return
     end
-    redis.call('ZREMRANGEBYSCORE', waiters, '-inf', n(now))
+    redis.call('ZREMRANGEBYSCORE', waiters, '-inf', now_s)
     local w = redis.call('ZCARD', waiters)
     if w == 0 then
         redis.call('DEL', wake)
@@ -67,7 +85,10 @@ local function wake_waiters()
         redis.call('RPUSH', wake, '1')
     end
 end
+";
 
+/// Creation on first use.
+const ENSURE: &str = r"
 -- Creates the semaphore with `slots` slots if it does not exist. Returns
 -- its fence counter (a string) and whether it was created.
 local function ensure(slots)
@@ -76,9 +97,9 @@ local function ensure(slots)
         return fence, false
     end
     redis.call('DEL', holders, deadlines, free, waiters, wake)
-    redis.call('HSET', meta, 'slots', n(slots), 'fence', '0', 'created', n(now))
+    redis.call('HSET', meta, 'slots', n(slots), 'fence', '0', 'created', now_s)
     for i = 0, slots - 1 do
-        redis.call('ZADD', free, n(i), n(i))
+        redis.call('ZADD', free, i, i)
     end
     return '0', true
 end
@@ -124,16 +145,17 @@ if #popped == 0 then
     end
     return {0, math.max(tonumber(first[2]) - now, 0)}
 end
-local slot = tonumber(popped[1])
-local fence = math.max(tonumber(stored) + 1, now)
-redis.call('HSET', meta, 'fence', n(fence))
-redis.call('HSET', holders, id, n(slot) .. ' ' .. n(fence) .. ' ' .. n(now) .. ' ' .. pid .. ' ' .. host)
+-- The slot as stored, the fence formatted once.
+local slot = popped[1]
+local fence = n(math.max(tonumber(stored) + 1, now))
+redis.call('HSET', meta, 'fence', fence)
+redis.call('HSET', holders, id, slot .. ' ' .. fence .. ' ' .. now_s .. ' ' .. pid .. ' ' .. host)
 redis.call('ZADD', deadlines, n(now + lease), id)
 if flags >= 2 then
     redis.call('ZREM', waiters, id)
 end
 wake_waiters()
-return {1, slot, fence, lease}
+return {1, tonumber(slot), tonumber(fence), lease}
 ";
 
 /// Releases holder `ARGV[1]`. Returns 1, or 0 when the holder has no
@@ -148,10 +170,10 @@ if not rec then
     end
     return 0
 end
-local slot = parse(rec)
+local slot = slot_of(rec)
 redis.call('HDEL', holders, id)
 redis.call('ZREM', deadlines, id)
-redis.call('ZADD', free, n(slot), n(slot))
+redis.call('ZADD', free, slot, slot)
 wake_waiters()
 return 1
 ";
@@ -199,7 +221,7 @@ if redis.call('EXISTS', meta) == 0 then
     return {}
 end
 local slots = tonumber(redis.call('HGET', meta, 'slots'))
-local live = redis.call('ZRANGEBYSCORE', deadlines, '(' .. n(now), '+inf', 'WITHSCORES')
+local live = redis.call('ZRANGEBYSCORE', deadlines, '(' .. now_s, '+inf', 'WITHSCORES')
 local result = {slots, 0}
 local count = 0
 for i = 1, #live, 2 do
@@ -237,15 +259,22 @@ pub(crate) struct Scripts {
 pub(crate) fn scripts() -> &'static Scripts {
     static SCRIPTS: OnceLock<Scripts> = OnceLock::new();
     SCRIPTS.get_or_init(|| {
-        let with_prelude = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
+        let script = |parts: &[&str], body: &str| {
+            let mut text = HEAD.to_owned();
+            for part in parts.iter().chain([&body]) {
+                text.push('\n');
+                text.push_str(part);
+            }
+            Script::new(&text)
+        };
         Scripts {
-            open: with_prelude(OPEN),
-            acquire: with_prelude(ACQUIRE),
-            release: with_prelude(RELEASE),
-            renew: with_prelude(RENEW),
-            leave: with_prelude(LEAVE),
-            info: with_prelude(INFO),
-            unlink: with_prelude(UNLINK),
+            open: script(&[ENSURE], OPEN),
+            acquire: script(&[PARSE, EXPIRE, WAKE, ENSURE], ACQUIRE),
+            release: script(&[EXPIRE, WAKE], RELEASE),
+            renew: script(&[EXPIRE, WAKE], RENEW),
+            leave: script(&[EXPIRE, WAKE], LEAVE),
+            info: script(&[PARSE], INFO),
+            unlink: script(&[], UNLINK),
         }
     })
 }
