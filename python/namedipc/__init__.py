@@ -36,7 +36,6 @@ from namedipc._namedipc import (
     USER_SIGNAL_MAX,
     USER_SIGNAL_MIN,
     VERSION,
-    RobustSemaphore,
     Semaphore,
     unlink_message_queue,
     unlink_redis_semaphore,
@@ -48,8 +47,8 @@ from namedipc._namedipc import (
 # Some names are made on first use (the module's __getattr__ below): Flags
 # needs enum, Holder collections, the exception classes ten calls of type(),
 # the queue defaults are read from /proc, and each class costs its type's
-# making; together that costs an import several times what the rest of it does. A program that never uses them
-# never pays for them. For type checkers, they are plain imports.
+# making; together that costs an import several times what the rest of it
+# does. A program that never uses them never pays for them. For type checkers, they are plain imports.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import NamedTuple
@@ -71,6 +70,7 @@ if TYPE_CHECKING:
         OverflowValueError,
         PermissionsError,
         RedisSemaphore,
+        RobustSemaphore,
         SharedMemory,
         SignalError,
         SystemCallError,
@@ -114,6 +114,7 @@ _FROM_BINDINGS = frozenset(
         "OverflowValueError",
         "PermissionsError",
         "RedisSemaphore",
+        "RobustSemaphore",
         "SharedMemory",
         "SignalError",
         "SystemCallError",
@@ -171,9 +172,9 @@ class _FlagsAttribute:
         return _make("Flags")
 
 
-# NamedSemaphore gets its own when the bindings make it.
+# NamedSemaphore and RobustSemaphore get it as their class attribute
+# `Flags` when the bindings make them.
 _namedipc._install_flags_attribute(_FlagsAttribute())
-RobustSemaphore.Flags = _FlagsAttribute()  # type: ignore[assignment]
 
 __all__ = [
     "MESSAGE_QUEUES_SUPPORTED",

@@ -39,7 +39,7 @@ fn module_getattr<'py>(m: &Bound<'py, PyModule>, name: &str) -> PyResult<Bound<'
     let py = m.py();
     let value = if name == "Holder" {
         robust_semaphore::holder_class(py)?.clone().into_any()
-    } else if let Some(class) = lazy_class(py, name)? {
+    } else if let Some(class) = lazy_class(py, name) {
         class.into_any()
     } else if let Some(class) = errors::class_named(py, name)? {
         class.into_any()
@@ -56,14 +56,22 @@ fn module_getattr<'py>(m: &Bound<'py, PyModule>, name: &str) -> PyResult<Bound<'
 
 /// Classes a plain Semaphore user does not need, made on first use: each
 /// costs its share of an import.
-const LAZY_CLASSES: [&str; 3] = ["NamedSemaphore", "SharedMemory", "MessageQueue"];
+const LAZY_CLASSES: [&str; 5] = [
+    "NamedSemaphore",
+    "SharedMemory",
+    "MessageQueue",
+    "RobustSemaphore",
+    "RedisSemaphore",
+];
 
 /// What the package hands down as `NamedSemaphore.Flags` (a descriptor
 /// that makes `namedipc.Flags` on first use).
 static FLAGS_ATTRIBUTE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// `_install_flags_attribute(descriptor)`: the package's `Flags` attribute
-/// of NamedSemaphore, set on it as it is made.
+/// of NamedSemaphore and RobustSemaphore, which they get as their types are
+/// made (a class attribute), however that happens (through the module, or
+/// an unpickled handle).
 #[pyfunction]
 fn _install_flags_attribute(py: Python<'_>, descriptor: Py<PyAny>) -> PyResult<()> {
     FLAGS_ATTRIBUTE
@@ -71,22 +79,25 @@ fn _install_flags_attribute(py: Python<'_>, descriptor: Py<PyAny>) -> PyResult<(
         .map_err(|_| PyTypeError::new_err("the Flags attribute is installed already"))
 }
 
-/// The class `name` of `LAZY_CLASSES`, made (the first time) and given its
-/// `Flags`. Python code gets these classes only here (the module's
-/// `__getattr__`), so every copy of them it sees has its `Flags`.
-fn lazy_class<'py>(py: Python<'py>, name: &str) -> PyResult<Option<Bound<'py, PyType>>> {
-    let (class, has_flags) = match name {
-        "NamedSemaphore" => (py.get_type::<named_semaphore::PyNamedSemaphore>(), true),
-        "SharedMemory" => (py.get_type::<shared_memory::PySharedMemory>(), false),
-        "MessageQueue" => (py.get_type::<message_queue::PyMessageQueue>(), false),
-        _ => return Ok(None),
-    };
-    if has_flags {
-        if let Some(descriptor) = FLAGS_ATTRIBUTE.get(py) {
-            class.setattr("Flags", descriptor)?;
-        }
-    }
-    Ok(Some(class))
+/// What NamedSemaphore's and RobustSemaphore's `Flags` class attribute
+/// is: the package's descriptor (None where the bindings are used without
+/// the package).
+pub(crate) fn flags_attribute(py: Python<'_>) -> Py<PyAny> {
+    FLAGS_ATTRIBUTE
+        .get(py)
+        .map_or_else(|| py.None(), |descriptor| descriptor.clone_ref(py))
+}
+
+/// The class `name` of `LAZY_CLASSES`, made the first time.
+fn lazy_class<'py>(py: Python<'py>, name: &str) -> Option<Bound<'py, PyType>> {
+    Some(match name {
+        "NamedSemaphore" => py.get_type::<named_semaphore::PyNamedSemaphore>(),
+        "SharedMemory" => py.get_type::<shared_memory::PySharedMemory>(),
+        "MessageQueue" => py.get_type::<message_queue::PyMessageQueue>(),
+        "RobustSemaphore" => py.get_type::<robust_semaphore::PyRobustSemaphore>(),
+        "RedisSemaphore" => py.get_type::<redis_semaphore::PyRedisSemaphore>(),
+        _ => return None,
+    })
 }
 
 /// Every name `module_getattr` makes.

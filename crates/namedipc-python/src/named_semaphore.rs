@@ -67,6 +67,13 @@ impl PyNamedSemaphore {
 
 #[pymethods]
 impl PyNamedSemaphore {
+    /// `namedipc.Flags` (the existence flags), made on first use.
+    #[classattr]
+    #[pyo3(name = "Flags")]
+    fn flags_attribute(py: Python<'_>) -> Py<PyAny> {
+        crate::flags_attribute(py)
+    }
+
     #[new]
     #[pyo3(signature = (*_args, **_kwargs), text_signature = "(name, value=1, handle_existence=NamedSemaphore.Flags.LINK_OR_CREATE, mode=0o600, unlink_on_close=True, *, initial_value=None)")]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {

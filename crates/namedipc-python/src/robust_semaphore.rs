@@ -160,6 +160,13 @@ fn holder_tuple<'py>(py: Python<'py>, holder: &Holder) -> PyResult<Bound<'py, Py
 
 #[pymethods]
 impl PyRobustSemaphore {
+    /// `namedipc.Flags` (the existence flags), made on first use.
+    #[classattr]
+    #[pyo3(name = "Flags")]
+    fn flags_attribute(py: Python<'_>) -> Py<PyAny> {
+        crate::flags_attribute(py)
+    }
+
     #[new]
     #[pyo3(signature = (*_args, **_kwargs), text_signature = "(name, value=1, handle_existence=RobustSemaphore.Flags.LINK_OR_CREATE, mode=0o600, *, records=128, persistent=False)")]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
@@ -368,7 +375,7 @@ fn unlink_robust_semaphore(name: &Bound<'_, PyAny>) -> PyResult<()> {
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<PyRobustSemaphore>()?;
+    // The class itself is made on first use (lib.rs, LAZY_CLASSES).
     m.add_function(wrap_pyfunction!(_reopen_robust_semaphore, m)?)?;
     m.add_function(wrap_pyfunction!(unlink_robust_semaphore, m)?)?;
     Ok(())

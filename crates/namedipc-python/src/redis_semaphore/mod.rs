@@ -436,7 +436,7 @@ impl PyRedisSemaphore {
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<PyRedisSemaphore>()?;
+    // The class itself is made on first use (lib.rs, LAZY_CLASSES).
     m.add_function(wrap_pyfunction!(functions::_reopen_redis_semaphore, m)?)?;
     m.add_function(wrap_pyfunction!(lease::_lease_class, m)?)?;
     m.add_function(wrap_pyfunction!(functions::unlink_redis_semaphore, m)?)?;
