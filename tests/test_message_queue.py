@@ -157,9 +157,10 @@ def test_existence(mq_names: Names) -> None:
 
 
 def test_random_names(mq_names: Names) -> None:
+    # Each is tracked as soon as it exists, so that it is removed whatever fails next.
     a = MessageQueue(None, O_CREX)
-    b = MessageQueue(None, O_CREX)
     mq_names.track(a.name)
+    b = MessageQueue(None, O_CREX)
     mq_names.track(b.name)
     assert a.name != b.name and re.fullmatch(r"/namedipc-[a-z0-9]{16}", a.name), a.name
     MessageQueue(a.name).send(b"found by name")

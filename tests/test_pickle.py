@@ -61,18 +61,22 @@ class Handles:
 def handles(names: Names, shm_names: Names, mq_names: Names, robust_name: str) -> Iterator[Handles]:
     named = TaggedSemaphore(names(), 0)
     named.tag = "travels"
+    # The random names are tracked as soon as they exist, so that they are
+    # removed whatever fails next.
+    shm_reader = SharedMemory(None, namedipc.O_CREX, size=16)
+    shm_names.track(shm_reader.name)
+    mq_reader = MessageQueue(None, namedipc.O_CREX, max_messages=1, max_message_size=16, write=False)
+    mq_names.track(mq_reader.name)
     made = Handles(
         compat=namedipc.Semaphore(names(), namedipc.O_CREX),
         named=named,
         shm=SharedMemory(shm_names(), namedipc.O_CREX, size=4096),
-        shm_reader=SharedMemory(None, namedipc.O_CREX, size=16),
+        shm_reader=shm_reader,
         mq=MessageQueue(mq_names(), namedipc.O_CREX, max_messages=2, max_message_size=64),
-        mq_reader=MessageQueue(None, namedipc.O_CREX, max_messages=1, max_message_size=16, write=False),
+        mq_reader=mq_reader,
         robust=RobustSemaphore(robust_name, 2),
     )
     assert made.robust.acquire(blocking=False)
-    shm_names.track(made.shm_reader.name)
-    mq_names.track(made.mq_reader.name)
     made.shm_reader = SharedMemory(made.shm_reader.name, read_only=True)
     yield made
     made.shm.close()

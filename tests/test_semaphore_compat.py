@@ -118,9 +118,10 @@ def test_permissions_error(sem_name: str) -> None:
 def test_random_name_requires_o_excl(names: Names) -> None:
     with pytest.raises(ValueError, match="O_CREX"):
         posix_ipc.Semaphore(None)
+    # Each is tracked as soon as it exists, so that it is removed whatever fails next.
     a = posix_ipc.Semaphore(None, posix_ipc.O_CREX, initial_value=1)
-    b = posix_ipc.Semaphore(None, posix_ipc.O_CREX)
     names.track(a.name)
+    b = posix_ipc.Semaphore(None, posix_ipc.O_CREX)
     names.track(b.name)
     assert a.name != b.name
     assert a.name.startswith("/") and sem_file(a.name).exists()

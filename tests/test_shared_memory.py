@@ -163,9 +163,10 @@ def test_random_names_need_o_crex(shm_names: Names) -> None:
         posix_ipc.SharedMemory(None, posix_ipc.O_CREAT)
     with pytest.raises(ValueError, match="name can be None only with flags=O_CREX"):
         SharedMemory(None, O_CREAT)
+    # Each is tracked as soon as it exists, so that it is removed whatever fails next.
     a = SharedMemory(None, O_CREX, size=16)
-    b = SharedMemory(None, O_CREX)
     shm_names.track(a.name)
+    b = SharedMemory(None, O_CREX)
     shm_names.track(b.name)
     assert a.name != b.name
     assert a.name.startswith("/namedipc-") and shm_path(a.name).exists()
