@@ -86,7 +86,11 @@ impl PyRobustSemaphore {
                 Attempt::Now => sem.try_acquire(),
                 Attempt::Wait(limit) => {
                     let backstop = slices
-                        .get_or_insert_with(|| Python::attach(Slices::begin))
+                        // (Detached here: a thread still waiting as the
+                        // interpreter shuts down cannot attach any more.)
+                        .get_or_insert_with(|| {
+                            Python::try_attach(Slices::begin).unwrap_or_else(Slices::fixed)
+                        })
                         .next();
                     let slice = limit.map_or(backstop, |l| l.min(backstop));
                     match &mut waiter {

@@ -50,6 +50,15 @@ impl Slices {
         }
     }
 
+    /// Slices that do not grow, for a thread that cannot ask whether it is
+    /// the main thread.
+    pub(crate) fn fixed() -> Self {
+        Self {
+            started: Instant::now(),
+            grow: false,
+        }
+    }
+
     /// The longest the wait sleeps next.
     pub(crate) fn next(&self) -> Duration {
         if self.grow {
