@@ -54,9 +54,6 @@ ROOT_EXPORTS: dict[str, str] = {
     "RobustSemaphoreOptions": "robust",
     "RedisSemaphore": "redis",
     "RedisSemaphoreOptions": "redis",
-    "RedisSemaphoreInfo": "redis",
-    "Grant": "redis",
-    "Lease": "redis",
 }
 
 CRATE_PATH = re.compile(r"\bcrate::(\w+)")

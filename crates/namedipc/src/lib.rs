@@ -42,7 +42,7 @@ mod sys;
 mod doctests;
 
 #[cfg(feature = "redis")]
-pub use self::redis::{Grant, Lease, RedisSemaphore, RedisSemaphoreInfo, RedisSemaphoreOptions};
+pub use self::redis::{RedisSemaphore, RedisSemaphoreOptions};
 pub use error::{BusyReason, Error, ObjectKind, Result};
 pub use existence::Existence;
 pub use mqueue::{MessageQueue, MessageQueueOptions};
