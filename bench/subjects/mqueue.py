@@ -82,7 +82,7 @@ def subjects(session: Session, context: Context) -> Part:
             f"{key}. mq round trip, {size_text(size)}, {mq_cpu_text}",
             plan.mq_trips,
             "C",
-            target=Target("namedipc", "floor", "<=", 1.10),
+            target=Target("namedipc", "posix_ipc", "<=", 1.00),
         )
         for key, size in zip(("7", "8"), plan.mq_message_sizes, strict=True)
     ]

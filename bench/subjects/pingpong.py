@@ -38,7 +38,7 @@ def subjects(session: Session, context: Context) -> Part:
         "3. ping-pong round trip, 1 CPU",
         context.plan.pingpong_trips,
         "C",
-        target=Target("namedipc", "floor", "<=", 1.10),
+        target=Target("namedipc", "posix_ipc", "<=", 1.00),
     )
     partner = [sys.executable, str(PARTNER)]
     third = [pingpong_subject(session, context, row3, lib, [*partner, lib]) for lib in ("namedipc", "posix_ipc")]

@@ -39,7 +39,7 @@ def subjects(session: Session, context: Context) -> Part:
         plan.shm_passes,
         "mmap",
         bytes_per_iter=2 * size,
-        target=Target("namedipc", "floor", ">=", 0.95),
+        target=Target("namedipc", "posix_ipc", ">=", 1.00),
     )
     # Each segment made by its own library, the floor's as an ordinary file
     # (open + ftruncate), and all filled here: their pages then exist in
