@@ -149,7 +149,9 @@ impl FileType {
 
 /// The part of `name` after its leading slashes: "/jobs" and "jobs" are both "jobs".
 pub(crate) fn body(name: &str) -> &str {
-    name.trim_start_matches('/')
+    // Byte by byte: names are short, and every open checks one.
+    let slashes = name.bytes().take_while(|&b| b == b'/').count();
+    &name[slashes..]
 }
 
 /// `name` with exactly one leading slash, as it is shown and stored.
@@ -244,7 +246,12 @@ pub(crate) fn into_c_name(kind: ObjectKind, name: String) -> Result<CString> {
 /// Checks `name` as [`to_c_name`] does, without making the C string.
 pub(crate) fn check_name(kind: ObjectKind, name: &str) -> Result<()> {
     let body = body(name);
-    if body.is_empty() || body.len() > name_max(kind) || body.contains('/') || name.contains('\0') {
+    // What precedes the body is slashes only, so the body is all that can
+    // hold a NUL; one pass looks for both bytes.
+    if body.is_empty()
+        || body.len() > name_max(kind)
+        || body.bytes().any(|b| b == b'/' || b == b'\0')
+    {
         return Err(invalid_name(kind, name));
     }
     Ok(())
