@@ -61,7 +61,6 @@ fn read_only_resize(name: &str, len: u64) -> Error {
 pub struct SharedMemory {
     fd: OwnedFd,
     name: String,
-    c_name: CString,
     read_only: bool,
     created: bool,
 }
@@ -154,7 +153,9 @@ impl SharedMemory {
     /// # Errors
     /// [`Error::NotFound`] if the name was already removed.
     pub fn unlink(&self) -> Result<()> {
-        unlink_c(&self.name, &self.c_name)
+        // The C name is made here, not kept from the open: an open is
+        // common, an unlink through the handle rare.
+        unlink(&self.name)
     }
 
     fn stat(&self) -> Result<sys::FileStat> {

@@ -112,7 +112,7 @@ impl SharedMemoryOptions {
             unlink: || unlink_c(name, &c_name),
         }
         .open(self.existence)?;
-        self.finish(fd, name, c_name, created)
+        self.finish(fd, name, &c_name, created)
     }
 
     /// Creates a segment under a fresh random name, `prefix` followed by 16
@@ -125,7 +125,7 @@ impl SharedMemoryOptions {
             let c_name = paths::to_c_name(KIND, name)?;
             self.check_arguments(name)?;
             let fd = self.create(name, &c_name)?;
-            self.finish(fd, name, c_name, true)
+            self.finish(fd, name, &c_name, true)
         })
     }
 
@@ -154,7 +154,7 @@ impl SharedMemoryOptions {
         &self,
         fd: OwnedFd,
         name: &str,
-        c_name: CString,
+        c_name: &CString,
         created: bool,
     ) -> Result<SharedMemory> {
         if !created {
@@ -180,7 +180,7 @@ impl SharedMemoryOptions {
                         .ok()
                         .map(|stat| Identity::of_stat(&stat));
                     if ours.is_some() && identity_at(name) == ours {
-                        let _ = sys::shm::unlink(&c_name);
+                        let _ = sys::shm::unlink(c_name);
                     }
                 }
                 return Err(Error::from_os("ftruncate", KIND, name, e));
@@ -189,7 +189,6 @@ impl SharedMemoryOptions {
         Ok(SharedMemory {
             fd,
             name: name.to_owned(),
-            c_name,
             read_only: self.read_only,
             created,
         })
