@@ -120,8 +120,14 @@ unsafe extern "C" fn acquire(
                     }
                     // The first BusyError of this handle: the full path makes it.
                 }
-                // No slot free: the full path waits.
-                Ok(false) => {}
+                // No slot free and no timeout: wait, without the second
+                // try at once that the full path would make first.
+                Ok(false) => {
+                    return Python::attach(|py| {
+                        this.acquire_forever_after_try(py)?;
+                        Ok(none(py))
+                    });
+                }
                 Err(e) => return Python::attach(|_| Err(errors::to_py_err(e))),
             }
         }

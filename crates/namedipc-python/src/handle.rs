@@ -128,8 +128,29 @@ impl SemSlot {
         timeout: Timeout,
         on_signal: OnSignal,
     ) -> PyResult<bool> {
+        self.acquire_with(py, timeout, on_signal, false)
+    }
+
+    /// [`Self::acquire`] for a caller that has just found no slot free with
+    /// its own try: waits without trying at once again.
+    pub(crate) fn acquire_after_try(
+        &self,
+        py: Python<'_>,
+        timeout: Timeout,
+        on_signal: OnSignal,
+    ) -> PyResult<bool> {
+        self.acquire_with(py, timeout, on_signal, true)
+    }
+
+    fn acquire_with(
+        &self,
+        py: Python<'_>,
+        timeout: Timeout,
+        on_signal: OnSignal,
+        tried: bool,
+    ) -> PyResult<bool> {
         let sem = self.sem()?;
-        let taken = Wait {
+        let wait = Wait {
             kind: self.kind,
             name: sem.name(),
             on_signal,
@@ -139,14 +160,19 @@ impl SemSlot {
             // raised, or the handle was closed meanwhile and nobody could
             // release through it): give it back.
             undo: Undo::IfHandlerRaisesOrClosed(|()| sem.release()),
-        }
-        .run(py, timeout, |attempt| {
+        };
+        let attempt = |attempt| {
             let taken = match attempt {
                 Attempt::Now => sem.try_acquire(),
                 Attempt::Wait(limit) => sem.acquire_interruptible(limit),
             };
             taken.map(|taken| taken.then_some(()))
-        })?;
+        };
+        let taken = if tried {
+            wait.run_after_try(py, timeout, attempt)?
+        } else {
+            wait.run(py, timeout, attempt)?
+        };
         Ok(taken.is_some())
     }
 }

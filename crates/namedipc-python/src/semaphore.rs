@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
-use crate::args::{self, Negative, Target, RANDOM_PREFIX};
+use crate::args::{self, Negative, Target, Timeout, RANDOM_PREFIX};
 use crate::errors::{self, to_py_err};
 use crate::handle::SemSlot;
 use crate::pickling::{self, qualified_name};
@@ -53,6 +53,19 @@ impl PySemaphore {
     /// `fast_path.rs`, which raises it again without PyO3.
     pub(crate) fn made_busy_message(&self, py: Python<'_>) -> Option<&Py<PyString>> {
         self.busy.get(py)
+    }
+
+    /// `acquire()` without a timeout, for a caller that has just found no
+    /// slot free with its own try (the fast path): waits as long as it takes.
+    pub(crate) fn acquire_forever_after_try(&self, py: Python<'_>) -> PyResult<()> {
+        if self
+            .slot
+            .acquire_after_try(py, Timeout::Forever, OnSignal::Raise)?
+        {
+            Ok(())
+        } else {
+            Err(errors::busy_with(py, self.busy_message(py)?))
+        }
     }
 
     /// The semaphore if the handle is open, for `fast_path.rs` (which takes

@@ -72,12 +72,22 @@ impl PySharedMemory {
         if size > 0 {
             options = options.size(size);
         }
-        let shm = match args::target(name, flags, KIND)? {
-            Target::Random => options.create_random(RANDOM_PREFIX),
-            Target::Named(name, existence) => options.existence(existence).open(&name),
-        }
-        .map_err(to_py_err)?;
-        let name = shm.name().to_owned();
+        // The name given is the one the segment keeps, so it is moved into
+        // `Opened` rather than copied from the segment.
+        let (shm, name) = match args::target(name, flags, KIND)? {
+            Target::Random => {
+                let shm = options.create_random(RANDOM_PREFIX).map_err(to_py_err)?;
+                let name = shm.name().to_owned();
+                (shm, name)
+            }
+            Target::Named(name, existence) => {
+                let shm = options
+                    .existence(existence)
+                    .open(&name)
+                    .map_err(to_py_err)?;
+                (shm, name)
+            }
+        };
         self.opened.set(Opened {
             name,
             mode,

@@ -160,6 +160,21 @@ where
             // The caller checked that the handle is open.
             return self.taken(py, taken, false);
         }
+        self.run_after_try(py, timeout, attempt)
+    }
+
+    /// [`Wait::run`] for a caller that has just tried at once itself and
+    /// found nothing: waits as `timeout` says without trying at once again.
+    #[inline]
+    pub(crate) fn run_after_try<T: Send>(
+        self,
+        py: Python<'_>,
+        timeout: Timeout,
+        attempt: impl FnMut(Attempt) -> namedipc::Result<Option<T>> + Send,
+    ) -> PyResult<Option<T>>
+    where
+        G: FnOnce(T) -> namedipc::Result<()>,
+    {
         let limit = match timeout {
             Timeout::NoWait => return Ok(None),
             Timeout::For(d) => Instant::now().checked_add(d),

@@ -149,15 +149,16 @@ impl FileType {
 
 /// The part of `name` after its leading slashes: "/jobs" and "jobs" are both "jobs".
 pub(crate) fn body(name: &str) -> &str {
-    name.trim_start_matches('/')
+    // Byte by byte: names are short, and every open checks one.
+    let slashes = name.bytes().take_while(|&b| b == b'/').count();
+    &name[slashes..]
 }
 
 /// `name` with exactly one leading slash, as it is shown and stored.
 #[must_use]
 pub fn canonical(name: &str) -> String {
     let body = body(name);
-    // One byte to spare, for the NUL of a C string made from it.
-    let mut canonical = String::with_capacity(body.len() + 2);
+    let mut canonical = String::with_capacity(body.len() + 1);
     canonical.push('/');
     canonical.push_str(body);
     canonical
@@ -236,15 +237,43 @@ pub(crate) fn to_c_name(kind: ObjectKind, name: &str) -> Result<CString> {
     CString::new(name).map_err(|_| invalid_name(kind, name))
 }
 
-/// `name`, which [`check_name`] has passed, as a C string, without copying it.
-pub(crate) fn into_c_name(kind: ObjectKind, name: String) -> Result<CString> {
-    CString::new(name).map_err(|e| invalid_name(kind, &String::from_utf8_lossy(&e.into_vec())))
+/// Room for a slash, the longest body any kind allows and the NUL.
+const C_NAME_CAPACITY: usize = NAME_MAX + 2;
+
+/// Checks `name` and runs `f` with it as a C string with exactly one
+/// leading slash (the form mq_open wants; shm_open skips leading slashes, so
+/// it opens the same segment), made on the stack: every open makes one, and
+/// a heap allocation for it is a measurable share of opening an existing
+/// object.
+pub(crate) fn with_c_name<R>(
+    kind: ObjectKind,
+    name: &str,
+    f: impl FnOnce(&CStr) -> Result<R>,
+) -> Result<R> {
+    check_name(kind, name)?;
+    let body = body(name).as_bytes();
+    let mut buf = [0u8; C_NAME_CAPACITY];
+    // Always there: check_name keeps every body within NAME_MAX bytes.
+    let Some(room) = buf.get_mut(1..=body.len()) else {
+        return Err(invalid_name(kind, name));
+    };
+    room.copy_from_slice(body);
+    buf[0] = b'/';
+    // The byte after the body is still 0, and the body holds no NUL.
+    let c_name =
+        CStr::from_bytes_with_nul(&buf[..body.len() + 2]).map_err(|_| invalid_name(kind, name))?;
+    f(c_name)
 }
 
 /// Checks `name` as [`to_c_name`] does, without making the C string.
 pub(crate) fn check_name(kind: ObjectKind, name: &str) -> Result<()> {
     let body = body(name);
-    if body.is_empty() || body.len() > name_max(kind) || body.contains('/') || name.contains('\0') {
+    // What precedes the body is slashes only, so the body is all that can
+    // hold a NUL; one pass looks for both bytes.
+    if body.is_empty()
+        || body.len() > name_max(kind)
+        || body.bytes().any(|b| b == b'/' || b == b'\0')
+    {
         return Err(invalid_name(kind, name));
     }
     Ok(())

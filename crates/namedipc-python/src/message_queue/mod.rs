@@ -79,7 +79,9 @@ pub(crate) struct PyMessageQueue {
     /// holds this slot, not the queue, and `close()` empties it, so that the
     /// descriptor closes in `close()` and not later in a callback's thread,
     /// where its close would end a request asked for after `close()`.
-    pinned: Pinned,
+    /// Made by the first callback request, so that a handle that never asks
+    /// for one allocates nothing for it.
+    pinned: OnceLock<Pinned>,
 }
 
 impl Drop for PyMessageQueue {
@@ -134,13 +136,21 @@ impl PyMessageQueue {
             .read(read)
             .write(write)
             .blocking(flags & i64::from(O_NONBLOCK) == 0);
-        let queue = match args::target(name, flags, KIND)? {
-            Target::Random => options.create_random(RANDOM_PREFIX),
-            Target::Named(name, existence) => options.existence(existence).open(&name),
-        }
-        .map_err(to_py_err)?;
+        let (queue, given) = match args::target(name, flags, KIND)? {
+            Target::Random => (options.create_random(RANDOM_PREFIX), None),
+            Target::Named(name, existence) => {
+                (options.existence(existence).open(&name), Some(name))
+            }
+        };
+        let queue = queue.map_err(to_py_err)?;
+        // The queue shows its name with exactly one leading slash: the name
+        // given is kept, not copied, when it already has that form.
+        let name = match given {
+            Some(given) if given == queue.name() => given,
+            _ => queue.name().to_owned(),
+        };
         let opened = Opened {
-            name: queue.name().to_owned(),
+            name,
             mode,
             read,
             write,
@@ -258,7 +268,7 @@ impl PyMessageQueue {
             queue: Mutex::new(None),
             scratch: Mutex::new(Vec::new()),
             exposed: AtomicBool::new(false),
-            pinned: Arc::new(Mutex::new(None)),
+            pinned: OnceLock::new(),
         }
     }
 
@@ -440,8 +450,9 @@ impl PyMessageQueue {
             queue.notify_by_signal(signal as i32)
         } else {
             let (callable, param) = callback_and_param(notification)?;
-            *lock(&self.pinned) = Some(Arc::clone(&queue));
-            let keep = Arc::clone(&self.pinned);
+            let pinned = self.pinned.get_or_init(Pinned::default);
+            *lock(pinned) = Some(Arc::clone(&queue));
+            let keep = Arc::clone(pinned);
             queue.notify_by_thread(move || run_callback(callable, param, keep))
         };
         requested.map_err(|e| match e {
@@ -467,8 +478,10 @@ impl PyMessageQueue {
         // Callbacks whose message already arrived still run, but no longer
         // hold the descriptor open: it closes now (or when the last waiter
         // returns), before anything the caller does after close().
-        let pinned = lock(&self.pinned).take();
-        drop(pinned);
+        if let Some(pinned) = self.pinned.get() {
+            let pinned = lock(pinned).take();
+            drop(pinned);
+        }
         drop(queue);
         *lock(&self.scratch) = Vec::new();
         Ok(())

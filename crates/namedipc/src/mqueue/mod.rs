@@ -20,7 +20,7 @@
 //! # Ok::<(), namedipc::Error>(())
 //! ```
 
-use std::ffi::CString;
+use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, RawFd};
 
@@ -240,17 +240,9 @@ impl AsRawFd for MessageQueue {
 /// # Errors
 /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`].
 pub fn unlink(name: &str) -> Result<()> {
-    unlink_c(name, &c_name(name)?)
+    paths::with_c_name(KIND, name, |c_name| unlink_c(name, c_name))
 }
 
-fn unlink_c(name: &str, c_name: &CString) -> Result<()> {
+fn unlink_c(name: &str, c_name: &CStr) -> Result<()> {
     sys::mq::unlink(c_name).map_err(|e| Error::from_os("mq_unlink", KIND, name, e))
-}
-
-/// Checks `name` and returns the C name glibc's mq_open wants: exactly one
-/// leading slash (it rejects a name without one, where sem_open and
-/// shm_open accept it).
-fn c_name(name: &str) -> Result<CString> {
-    paths::check_name(KIND, name)?;
-    paths::into_c_name(KIND, paths::canonical(name))
 }

@@ -1,13 +1,14 @@
 //! Opening and creating a message queue: the options, their checks, and
 //! the limits a new queue asks the OS for.
 
-use std::ffi::CString;
+use std::ffi::CStr;
 
 use super::limits::{system_limits, LIMITS_DIR};
 use super::waits::Waits;
-use super::{c_name, unlink_c, MessageQueue, KIND};
+use super::{unlink_c, MessageQueue, KIND};
 use crate::error::{Error, Result};
 use crate::existence::{self, Existence, Object};
+use crate::paths;
 use crate::sys::mq::{Create, RawQueue};
 
 /// Options for opening or creating a [`MessageQueue`].
@@ -116,20 +117,21 @@ impl MessageQueueOptions {
     /// [`Error::PermissionDenied`], or [`Error::Os`] (e.g. EMFILE when the
     /// user's `RLIMIT_MSGQUEUE` bytes are used up).
     pub fn open(&self, name: &str) -> Result<MessageQueue> {
-        let c_name = c_name(name)?;
-        self.check_arguments()?;
-        // LinkOrCreate too goes through the shared loop, so that `created`
-        // is known for certain: an existing queue costs one mq_open, a new
-        // one a failed open and an exclusive create.
-        let (queue, _created) = Object {
-            kind: KIND,
-            name,
-            create: || self.open_raw(name, &c_name, true),
-            open: || self.open_raw(name, &c_name, false),
-            unlink: || unlink_c(name, &c_name),
-        }
-        .open(self.existence)?;
-        Ok(queue)
+        paths::with_c_name(KIND, name, |c_name| {
+            self.check_arguments()?;
+            // LinkOrCreate too goes through the shared loop, so that `created`
+            // is known for certain: an existing queue costs one mq_open, a new
+            // one a failed open and an exclusive create.
+            let (queue, _created) = Object {
+                kind: KIND,
+                name,
+                create: || self.open_raw(name, c_name, true),
+                open: || self.open_raw(name, c_name, false),
+                unlink: || unlink_c(name, c_name),
+            }
+            .open(self.existence)?;
+            Ok(queue)
+        })
     }
 
     /// Creates a queue under a fresh random name, `prefix` followed by 16
@@ -140,7 +142,7 @@ impl MessageQueueOptions {
     pub fn create_random(&self, prefix: &str) -> Result<MessageQueue> {
         self.check_arguments()?;
         existence::create_random(KIND, prefix, |name| {
-            self.open_raw(name, &c_name(name)?, true)
+            paths::with_c_name(KIND, name, |c_name| self.open_raw(name, c_name, true))
         })
     }
 
@@ -167,7 +169,7 @@ impl MessageQueueOptions {
 
     /// One mq_open: an exclusive create if `create`, else an open of the
     /// existing queue.
-    fn open_raw(&self, name: &str, c_name: &CString, create: bool) -> Result<MessageQueue> {
+    fn open_raw(&self, name: &str, c_name: &CStr, create: bool) -> Result<MessageQueue> {
         let access = match (self.read, self.write) {
             (true, true) => libc::O_RDWR,
             (true, false) => libc::O_RDONLY,
@@ -192,7 +194,7 @@ impl MessageQueueOptions {
         Ok(MessageQueue {
             raw,
             // As C peers must spell it: mq_open wants exactly one leading slash.
-            name: crate::paths::canonical(name),
+            name: paths::canonical(name),
             read: self.read,
             write: self.write,
             max_messages: usize::try_from(attributes.max_messages).unwrap_or(0),

@@ -5,7 +5,7 @@
 //! The handle and its size are here; opening is in `options`, the mappings
 //! in `mapping`.
 
-use std::ffi::CString;
+use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
@@ -61,7 +61,6 @@ fn read_only_resize(name: &str, len: u64) -> Error {
 pub struct SharedMemory {
     fd: OwnedFd,
     name: String,
-    c_name: CString,
     read_only: bool,
     created: bool,
 }
@@ -154,7 +153,9 @@ impl SharedMemory {
     /// # Errors
     /// [`Error::NotFound`] if the name was already removed.
     pub fn unlink(&self) -> Result<()> {
-        unlink_c(&self.name, &self.c_name)
+        // The C name is made here, not kept from the open: an open is
+        // common, an unlink through the handle rare.
+        unlink(&self.name)
     }
 
     fn stat(&self) -> Result<sys::FileStat> {
@@ -200,10 +201,9 @@ impl From<SharedMemory> for OwnedFd {
 /// # Errors
 /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`].
 pub fn unlink(name: &str) -> Result<()> {
-    let c_name = paths::to_c_name(KIND, name)?;
-    unlink_c(name, &c_name)
+    paths::with_c_name(KIND, name, |c_name| unlink_c(name, c_name))
 }
 
-fn unlink_c(name: &str, c_name: &CString) -> Result<()> {
+fn unlink_c(name: &str, c_name: &CStr) -> Result<()> {
     sys::shm::unlink(c_name).map_err(|e| Error::from_os("shm_unlink", KIND, name, e))
 }

@@ -1,7 +1,7 @@
 //! Opening and creating a segment: the options, their checks, and what is
 //! checked of the file that was opened.
 
-use std::ffi::CString;
+use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -102,17 +102,18 @@ impl SharedMemoryOptions {
     /// (a directory, symbolic link or other non-regular file at the name),
     /// or [`Error::Os`].
     pub fn open(&self, name: &str) -> Result<SharedMemory> {
-        let c_name = paths::to_c_name(KIND, name)?;
-        self.check_arguments(name)?;
-        let (fd, created) = Object {
-            kind: KIND,
-            name,
-            create: || self.create(name, &c_name),
-            open: || self.open_existing(name, &c_name),
-            unlink: || unlink_c(name, &c_name),
-        }
-        .open(self.existence)?;
-        self.finish(fd, name, c_name, created)
+        paths::with_c_name(KIND, name, |c_name| {
+            self.check_arguments(name)?;
+            let (fd, created) = Object {
+                kind: KIND,
+                name,
+                create: || self.create(name, c_name),
+                open: || self.open_existing(name, c_name),
+                unlink: || unlink_c(name, c_name),
+            }
+            .open(self.existence)?;
+            self.finish(fd, name, c_name, created)
+        })
     }
 
     /// Creates a segment under a fresh random name, `prefix` followed by 16
@@ -122,10 +123,11 @@ impl SharedMemoryOptions {
     /// As [`Self::open`].
     pub fn create_random(&self, prefix: &str) -> Result<SharedMemory> {
         existence::create_random(KIND, prefix, |name| {
-            let c_name = paths::to_c_name(KIND, name)?;
-            self.check_arguments(name)?;
-            let fd = self.create(name, &c_name)?;
-            self.finish(fd, name, c_name, true)
+            paths::with_c_name(KIND, name, |c_name| {
+                self.check_arguments(name)?;
+                let fd = self.create(name, c_name)?;
+                self.finish(fd, name, c_name, true)
+            })
         })
     }
 
@@ -140,11 +142,11 @@ impl SharedMemoryOptions {
         Ok(())
     }
 
-    fn open_existing(&self, name: &str, c_name: &CString) -> Result<OwnedFd> {
+    fn open_existing(&self, name: &str, c_name: &CStr) -> Result<OwnedFd> {
         sys::shm::open(c_name, None, self.read_only, self.truncate).map_err(|e| open_error(name, e))
     }
 
-    fn create(&self, name: &str, c_name: &CString) -> Result<OwnedFd> {
+    fn create(&self, name: &str, c_name: &CStr) -> Result<OwnedFd> {
         sys::shm::open(c_name, Some(self.mode), self.read_only, self.truncate)
             .map_err(|e| open_error(name, e))
     }
@@ -154,7 +156,7 @@ impl SharedMemoryOptions {
         &self,
         fd: OwnedFd,
         name: &str,
-        c_name: CString,
+        c_name: &CStr,
         created: bool,
     ) -> Result<SharedMemory> {
         if !created {
@@ -180,7 +182,7 @@ impl SharedMemoryOptions {
                         .ok()
                         .map(|stat| Identity::of_stat(&stat));
                     if ours.is_some() && identity_at(name) == ours {
-                        let _ = sys::shm::unlink(&c_name);
+                        let _ = sys::shm::unlink(c_name);
                     }
                 }
                 return Err(Error::from_os("ftruncate", KIND, name, e));
@@ -189,7 +191,6 @@ impl SharedMemoryOptions {
         Ok(SharedMemory {
             fd,
             name: name.to_owned(),
-            c_name,
             read_only: self.read_only,
             created,
         })
