@@ -489,8 +489,12 @@ fn an_unreachable_server_is_an_error_within_the_connect_timeout() {
         .unwrap_err();
     let took = started.elapsed();
     assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    // The connect succeeds (the kernel accepts into the backlog); the first
+    // command's reply is waited for one connect timeout, then the command
+    // is resent once on a new connection: at most three timeouts, and a
+    // loaded machine's scheduling on top.
     assert!(
-        took >= Duration::from_millis(400) && took < Duration::from_secs(3),
+        took >= Duration::from_millis(400) && took < Duration::from_secs(6),
         "{took:?}"
     );
 }
