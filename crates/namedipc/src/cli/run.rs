@@ -16,7 +16,7 @@ use crate::sys::process::{self, BlockedSignals};
 use crate::{Error, Existence};
 
 /// Signals passed on to CMD. Others keep their usual effect.
-pub(super) const FORWARDED: [i32; 6] = [
+const FORWARDED: [i32; 6] = [
     libc::SIGHUP,
     libc::SIGINT,
     libc::SIGQUIT,
@@ -64,14 +64,9 @@ pub(super) fn run(args: &RunArgs) -> i32 {
     // Blocked before anything else, so that a ^C or a SIGTERM while waiting
     // for a slot ends the wait cleanly, and one that arrives while CMD starts
     // is passed on rather than lost.
-    let mut blocked = FORWARDED.to_vec();
-    blocked.push(libc::SIGCHLD);
-    let signals = match BlockedSignals::block(&blocked) {
+    let signals = match block_signals() {
         Ok(signals) => signals,
-        Err(e) => {
-            error(&format!("cannot block signals: {e}"));
-            return RUN_FAILED;
-        }
+        Err(code) => return code,
     };
     let sem = match RobustSemaphore::options()
         .existence(Existence::LinkOrCreate)
@@ -111,6 +106,18 @@ pub(super) fn run(args: &RunArgs) -> i32 {
             RUN_FAILED
         }
     }
+}
+
+/// Blocks the signals `run` forwards, and SIGCHLD, in this thread (and the
+/// threads it starts later); they are read with sigtimedwait. `Err` is the
+/// exit code, the message printed.
+pub(super) fn block_signals() -> Result<BlockedSignals, i32> {
+    let mut blocked = FORWARDED.to_vec();
+    blocked.push(libc::SIGCHLD);
+    BlockedSignals::block(&blocked).map_err(|e| {
+        error(&format!("cannot block signals: {e}"));
+        RUN_FAILED
+    })
 }
 
 /// Takes a slot of `sem` as `args` say, unless a forwarded signal comes

@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::run::{
-    command, exit_code, pending_signal, signal_exit_code, spawn, CHILD_CHECK, FORWARDED,
+    block_signals, command, exit_code, pending_signal, signal_exit_code, spawn, CHILD_CHECK,
 };
 use super::{error, note, show, RunArgs, CONNECT_TIMEOUT, LEASE_LOST, RUN_FAILED};
 use crate::redis::{Grant, RedisSemaphore, DEFAULT_LEASE};
@@ -38,14 +38,9 @@ pub(super) fn run(args: &RunArgs) -> i32 {
     let url = args.redis.url.as_deref().unwrap_or_default();
     // Blocked before the semaphore starts its threads, which inherit the
     // mask: every signal then waits for this thread, as in the local `run`.
-    let mut blocked = FORWARDED.to_vec();
-    blocked.push(libc::SIGCHLD);
-    let signals = match BlockedSignals::block(&blocked) {
+    let signals = match block_signals() {
         Ok(signals) => signals,
-        Err(e) => {
-            error(&format!("cannot block signals: {e}"));
-            return RUN_FAILED;
-        }
+        Err(code) => return code,
     };
     let sem = Arc::new(
         match RedisSemaphore::options()
