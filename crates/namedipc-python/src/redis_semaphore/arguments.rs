@@ -46,6 +46,17 @@ pub(super) fn url_arg(url: Option<&Bound<'_, PyAny>>) -> PyResult<String> {
     Ok(url)
 }
 
+/// `connect_timeout=`, as the constructor and `unlink_redis_semaphore` take it.
+pub(super) fn connect_timeout_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Duration> {
+    seconds_arg(
+        obj,
+        "connect_timeout",
+        namedipc::redis::DEFAULT_CONNECT_TIMEOUT,
+        MIN_LEASE,
+        MAX_CONNECT_TIMEOUT,
+    )
+}
+
 /// A duration in seconds, `what` in `min..=max` (a finite real number):
 /// `default` when omitted.
 pub(super) fn seconds_arg(

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use namedipc::redis::{RedisSemaphore, DEFAULT_CONNECT_TIMEOUT};
+use namedipc::redis::RedisSemaphore;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 
-use super::arguments::{seconds_arg, url_arg, MAX_CONNECT_TIMEOUT, MIN_LEASE};
+use super::arguments::{connect_timeout_arg, url_arg};
 use super::PyRedisSemaphore;
 use crate::args;
 use crate::errors::to_py_err;
@@ -61,13 +61,7 @@ pub(super) fn unlink_redis_semaphore(
 ) -> PyResult<()> {
     let name = args::name(name)?;
     let url = url_arg(url)?;
-    let connect_timeout = seconds_arg(
-        connect_timeout,
-        "connect_timeout",
-        DEFAULT_CONNECT_TIMEOUT,
-        MIN_LEASE,
-        MAX_CONNECT_TIMEOUT,
-    )?;
+    let connect_timeout = connect_timeout_arg(connect_timeout)?;
     py.detach(|| namedipc::redis::unlink(&url, &name, connect_timeout))
         .map_err(to_py_err)
 }

@@ -27,7 +27,7 @@ use namedipc::{Error, ObjectKind};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
-use self::arguments::{seconds_arg, url_arg, MAX_CONNECT_TIMEOUT, MAX_LEASE, MAX_SLOTS, MIN_LEASE};
+use self::arguments::{connect_timeout_arg, seconds_arg, url_arg, MAX_LEASE, MAX_SLOTS, MIN_LEASE};
 use self::asyncio::aio_call;
 use self::grants::{Fallback, Owner};
 use self::lease::lease_tuple;
@@ -94,13 +94,7 @@ impl PyRedisSemaphore {
         let slots = u32::try_from(args::int_or(value, 1, "value", 1, MAX_SLOTS)?).unwrap_or(1); // range checked
         let url = url_arg(url)?;
         let lease = seconds_arg(lease, "lease", DEFAULT_LEASE, MIN_LEASE, MAX_LEASE)?;
-        let connect_timeout = seconds_arg(
-            connect_timeout,
-            "connect_timeout",
-            DEFAULT_CONNECT_TIMEOUT,
-            MIN_LEASE,
-            MAX_CONNECT_TIMEOUT,
-        )?;
+        let connect_timeout = connect_timeout_arg(connect_timeout)?;
         let sem = py
             .detach(|| {
                 RedisSemaphore::options()
