@@ -644,6 +644,30 @@ fn tls_with_a_given_ca_or_without_verification() {
     ));
 }
 
+/// Starts [`holder_process`] as a process of its own on `name`, with
+/// `lease`; its guard (killed on drop) and its output's lines.
+fn spawn_holder(server: &RedisServer, name: &str, lease: Duration) -> (ChildGuard, Lines) {
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "holder_process",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
+        .env(
+            "NAMEDIPC_REDIS_TEST_HOLDER",
+            format!("{} {name} {}", server.url(), lease.as_millis()),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = ChildGuard(child);
+    let lines = Lines::of(child.0.stdout.take().unwrap());
+    (child, lines)
+}
+
 /// The holder process of the next test: opens, acquires, reports, waits to
 /// be told to look, then reports whether it lost the lease and what its
 /// release said. Does nothing unless run by that test.
@@ -681,24 +705,7 @@ fn a_holder_that_stops_loses_its_slot_and_its_release_frees_nothing() {
     let server = RedisServer::start();
     let name = unique("stopped-holder");
     let lease = Duration::from_millis(700);
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "holder_process",
-            "--nocapture",
-            "--test-threads=1",
-            "-q",
-        ])
-        .env(
-            "NAMEDIPC_REDIS_TEST_HOLDER",
-            format!("{} {name} {}", server.url(), lease.as_millis()),
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = ChildGuard(child);
-    let lines = Lines::of(child.0.stdout.take().unwrap());
+    let (mut child, lines) = spawn_holder(&server, &name, lease);
     let their_fence: u64 = lines.next(WAIT, "acquired").parse().unwrap();
     redis_server::signal(child.0.id(), "STOP");
     let sem = open(&server, &name, 1, Duration::from_secs(10));
@@ -769,24 +776,7 @@ fn a_killed_holders_slot_comes_back_when_its_lease_runs_out() {
     let server = RedisServer::start();
     let name = unique("killed-holder");
     let lease = Duration::from_millis(500);
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "holder_process",
-            "--nocapture",
-            "--test-threads=1",
-            "-q",
-        ])
-        .env(
-            "NAMEDIPC_REDIS_TEST_HOLDER",
-            format!("{} {name} {}", server.url(), lease.as_millis()),
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = ChildGuard(child);
-    let lines = Lines::of(child.0.stdout.take().unwrap());
+    let (mut child, lines) = spawn_holder(&server, &name, lease);
     let their_fence: u64 = lines.next(WAIT, "acquired").parse().unwrap();
     let sem = open(&server, &name, 1, Duration::from_secs(10));
     let remaining = sem.holders().unwrap()[0].expires_in;
