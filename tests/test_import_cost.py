@@ -35,14 +35,18 @@ LAZY_IN_BINDINGS = [
     "CorruptError",
     "SystemCallError",
     "OverflowValueError",
+    "LeaseLost",
+    "UnavailableError",
     "Holder",
     "NamedSemaphore",
     "SharedMemory",
     "MessageQueue",
+    "RobustSemaphore",
+    "RedisSemaphore",
     "QUEUE_MESSAGES_MAX_DEFAULT",
     "QUEUE_MESSAGE_SIZE_MAX_DEFAULT",
 ]
-LAZY = ["Flags", *LAZY_IN_BINDINGS]
+LAZY = ["Flags", "Lease", *LAZY_IN_BINDINGS]
 
 # Modules a plain Semaphore user does not need.
 NOT_AT_IMPORT = ["enum", "collections", "typing", "asyncio", "namedipc._flags", "namedipc._aio"]
