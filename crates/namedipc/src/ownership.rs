@@ -30,6 +30,83 @@ impl Owner {
     }
 }
 
+/// What a new object is to get: exact permission bits (unless the umask is
+/// to apply) and a group. The handles' options carry one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NewObject {
+    /// The permission bits asked for.
+    pub(crate) mode: u32,
+    /// The group asked for, if any.
+    pub(crate) group: Option<u32>,
+    /// Keep what the kernel's umask left of `mode` (posix_ipc's way).
+    pub(crate) apply_umask: bool,
+}
+
+impl NewObject {
+    /// Checks what can be checked of the group before creating: one this
+    /// process may give a file (its own, one of its supplementary groups, or
+    /// any for root). The mode is the caller's to check.
+    pub(crate) fn check_group(self) -> Result<()> {
+        let Some(gid) = self.group else {
+            return Ok(());
+        };
+        if sys::geteuid() == 0 || sys::getegid() == gid {
+            return Ok(());
+        }
+        let groups = sys::getgroups().map_err(|e| {
+            Error::InvalidArgument(format!("cannot check the groups of this process: {e}"))
+        })?;
+        if groups.contains(&gid) {
+            return Ok(());
+        }
+        Err(Error::InvalidArgument(format!(
+            "group={}: this process is not a member of that group, so it cannot give it a new \
+             object (only members and root can); pick one of its groups or leave group unset",
+            describe_group(gid)
+        )))
+    }
+
+    /// Gives the new object open at `fd` its group and exact mode, where
+    /// fstat shows they differ from what was asked for: one fstat, and a
+    /// fchown or fchmod only when needed. Returns its owner afterwards, and
+    /// what the fstat said (its identity; the mode as it was before).
+    pub(crate) fn settle(
+        self,
+        fd: std::os::fd::BorrowedFd<'_>,
+        kind: ObjectKind,
+        name: &str,
+    ) -> Result<(Owner, sys::FileStat)> {
+        let os = |operation, e| Error::from_os(operation, kind, name, e);
+        let stat = sys::fstat(fd).map_err(|e| os("fstat", e))?;
+        let mut owner = Owner::of_stat(&stat);
+        if let Some(gid) = self.group {
+            if owner.gid != gid {
+                sys::fchgrp(fd, gid).map_err(|e| os("fchown", e))?;
+                owner.gid = gid;
+                if owner.mode & 0o6000 != 0 {
+                    // A change of group may clear the set-user-ID and set-group-ID bits.
+                    owner.mode = sys::fstat(fd).map_err(|e| os("fstat", e))?.mode & 0o7777;
+                }
+            }
+        }
+        if !self.apply_umask && owner.mode != self.mode {
+            sys::fchmod(fd, self.mode).map_err(|e| os("fchmod", e))?;
+            owner.mode = self.mode;
+        }
+        Ok((owner, stat))
+    }
+
+    /// The owner of a new object where no descriptor shows it (a platform
+    /// whose semaphores have no file): this process's ids and the mode asked for.
+    pub(crate) fn assumed_owner(self) -> Owner {
+        Owner {
+            uid: sys::geteuid(),
+            gid: self.group.unwrap_or_else(sys::getegid),
+            mode: self.mode,
+        }
+    }
+}
+
 /// Whom an existing object may belong to before a handle uses it.
 ///
 /// The default ([`Trust::new`]) accepts objects owned by this process's
@@ -139,6 +216,14 @@ impl Trust {
             owner,
             reason: reason.to_owned(),
         })
+    }
+}
+
+/// A gid with its name, for messages: `1001 ('staff')` or `1001`.
+fn describe_group(gid: u32) -> String {
+    match group_name(gid) {
+        Some(name) => format!("{gid} ('{name}')"),
+        None => gid.to_string(),
     }
 }
 

@@ -81,6 +81,31 @@ pub(crate) fn fchgrp(fd: BorrowedFd<'_>, gid: u32) -> io::Result<()> {
     })
 }
 
+/// This process's effective group id.
+pub(crate) fn getegid() -> u32 {
+    // SAFETY: getegid has no preconditions and cannot fail.
+    unsafe { libc::getegid() }
+}
+
+/// This process's supplementary groups (getgroups(2)).
+pub(crate) fn getgroups() -> io::Result<Vec<u32>> {
+    loop {
+        // SAFETY: a size of 0 asks only for the count; the pointer is not used.
+        let count = check(unsafe { libc::getgroups(0, std::ptr::null_mut()) })?;
+        let mut groups = vec![0 as libc::gid_t; usize::try_from(count).unwrap_or(0)];
+        // SAFETY: `groups` is valid, writable memory for `count` gids.
+        match check(unsafe { libc::getgroups(count, groups.as_mut_ptr()) }) {
+            Ok(n) => {
+                groups.truncate(usize::try_from(n).unwrap_or(0));
+                return Ok(groups);
+            }
+            // The list grew in between (another thread called setgroups): again.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// This process's effective user id.
 pub(crate) fn geteuid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
