@@ -4,6 +4,9 @@
 //! and, as root, objects given to other uids and the kernel's
 //! `fs.protected_regular` check that `LinkOrCreate` must not walk around.
 
+// One name per kind (sem_name, shm_name, mq_name) reads best here.
+#![allow(clippy::similar_names)]
+
 mod common;
 
 use std::fs;
