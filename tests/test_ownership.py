@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -174,6 +175,10 @@ def test_an_own_world_writable_semaphore_is_refused_unless_the_mode_asks_for_it(
         shared = NamedSemaphore(sem_name, mode=0o666)
         assert (shared.created, shared.mode) == (False, 0o666)
         shared.close()
+        # An unpickled copy trusts what the original accepted.
+        copy = pickle.loads(pickle.dumps(shared))
+        assert (copy.created, copy.file_mode) == (False, 0o666)
+        copy.close()
         # The posix_ipc class checks nothing, as posix_ipc.
         Semaphore(sem_name).close()
     finally:
@@ -278,6 +283,16 @@ def test_a_group_members_semaphore_is_refused_by_default_and_accepted_by_opt_in(
             "file_mode": 0o660,
             "created": False,
         }, opt_in
+    # An unpickled copy (e.g. in a worker) trusts the owner its original
+    # accepted. (What pickle.loads calls, called directly: the user cannot
+    # import more of the standard library once its privileges are dropped.)
+    code = """
+s = namedipc.NamedSemaphore(sys.argv[1], group=sys.argv[2])
+reopen, args = s.__reduce__()[:2]
+copy = reopen(*args)
+print(json.dumps([copy.created, copy.uid, copy.value]))
+"""
+    assert json.loads(run_as(users.victim, code, name, group.name)) == [False, attacker.uid, VALUE_MAX]
     # Someone else's trust does not help.
     assert "refused" in open_named_as(users.victim, name, trust_owners=[users.outsider.name])
 

@@ -52,6 +52,9 @@ pub(crate) struct Sharing {
     pub(crate) group: Option<u32>,
     /// `trust_owners=`: other owners trusted.
     pub(crate) owners: Vec<u32>,
+    /// Others' writes trusted whatever the mode asked for (an unpickled
+    /// handle, whose original accepted them).
+    pub(crate) world_writable: bool,
 }
 
 impl Sharing {
@@ -66,6 +69,7 @@ impl Sharing {
                 .map(args::trust_owners)
                 .transpose()?
                 .unwrap_or_default(),
+            world_writable: false,
         })
     }
 
@@ -75,7 +79,7 @@ impl Sharing {
         self.owners
             .iter()
             .fold(Trust::new(), |trust, &uid| trust.owner(uid))
-            .world_writable(mode & 0o002 != 0)
+            .world_writable(self.world_writable || mode & 0o002 != 0)
     }
 }
 
@@ -310,9 +314,17 @@ impl PyNamedSemaphore {
     }
 
     /// Pickles by name: unpickling opens the same semaphore (value
-    /// untouched), as a handle that did not create it.
+    /// untouched), as a handle that did not create it, trusting what this
+    /// handle accepted: the owner it found, and others' writes if the mode
+    /// it found grants them.
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
-        pickling::reduce(slf, "_reopen_named_semaphore", (slf.get().slot.name()?,))
+        let slot = &slf.get().slot;
+        let owner = slot.owner()?;
+        pickling::reduce(
+            slf,
+            "_reopen_named_semaphore",
+            (slot.name()?, owner.uid, owner.mode & 0o002 != 0),
+        )
     }
 }
 
@@ -351,12 +363,21 @@ fn release_many(py: Python<'_>, sem: &Semaphore, n: u32) -> PyResult<()> {
     Ok(())
 }
 
-/// Unpickling helper: a `cls` instance opened on the existing semaphore `name`.
+/// Unpickling helper: a `cls` instance opened on the existing semaphore
+/// `name`, trusting also `owner` and, if `world_writable`, others' writes.
 #[pyfunction]
+#[pyo3(signature = (cls, name, owner = None, world_writable = false))]
 pub(crate) fn _reopen_named_semaphore<'py>(
     cls: &Bound<'py, PyType>,
     name: &str,
+    owner: Option<u32>,
+    world_writable: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let sharing = Sharing {
+        group: None,
+        owners: owner.into_iter().collect(),
+        world_writable,
+    };
     pickling::reopen(cls, |obj| {
         obj.cast::<PyNamedSemaphore>()?.get().open(
             name,
@@ -364,7 +385,7 @@ pub(crate) fn _reopen_named_semaphore<'py>(
             Existence::RaiseIfNotExists,
             0o600,
             false,
-            &Sharing::default(),
+            &sharing,
         )
     })
 }
