@@ -1,9 +1,12 @@
 //! `namedipc run NAME -- CMD`: hold one slot of a robust semaphore while
 //! CMD runs, pass signals on to CMD, and exit with CMD's status.
 //!
-//! CMD inherits a descriptor of the open file description that carries
-//! this process's liveness lock, so the slot stays held while CMD runs even
-//! if `namedipc` itself is killed; when both are gone, the slot comes back.
+//! CMD inherits a read-only open file description of the semaphore's file
+//! that holds a read lock on this process's liveness byte
+//! ([`RobustSemaphore::inheritable_lock`]), so the slot stays held while
+//! CMD runs even if `namedipc` itself is killed; when both are gone, the
+//! slot comes back. This process's own description is close-on-exec: CMD
+//! cannot write, truncate or unlock it.
 
 use std::io;
 use std::os::unix::process::ExitStatusExt;

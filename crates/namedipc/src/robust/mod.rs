@@ -443,11 +443,17 @@ impl RobustSemaphore {
         !self.open.load(Ordering::SeqCst)
     }
 
-    /// A new descriptor, without close-on-exec, of the open file description
-    /// that carries this process's liveness lock. A child process that keeps
-    /// it open (also across `exec`) keeps this process's registration alive:
-    /// if this process dies first, its slots stay held until the child ends
-    /// too. Used by `namedipc run` so that the command keeps its slot even if
+    /// A new descriptor, without close-on-exec, that keeps this process's
+    /// registration alive: a new read-only open file description of the
+    /// semaphore's file (the same inode, reopened through `/proc/self/fd`)
+    /// holding a read (shared) lock on this process's liveness byte. A
+    /// child process that keeps it open (also across `exec`) keeps this
+    /// process's slots held if this process dies first, until the child
+    /// ends too. The child cannot release them or corrupt the file through
+    /// it: it may not write or truncate a read-only description, and
+    /// unlocking or closing it drops only its own lock, while this
+    /// process's lock (now a read lock as well) keeps the slots. Used by
+    /// `namedipc run` so that the command keeps its slot even if
     /// `namedipc` itself is killed. Close it in the parent after spawning.
     ///
     /// ```
