@@ -97,6 +97,60 @@ pub(crate) fn mode(obj: Option<&Bound<'_, PyAny>>) -> PyResult<u32> {
     Ok(mode as u32)
 }
 
+/// The largest uid or gid accepted: `u32::MAX` is `(uid_t)-1`, "no change" to chown.
+const MAX_ID: i64 = u32::MAX as i64 - 1;
+
+/// A user or group given as a name (str) or a number (int), as `what` in messages.
+fn id(
+    obj: &Bound<'_, PyAny>,
+    what: &str,
+    lookup: fn(&str) -> namedipc::Result<u32>,
+) -> PyResult<u32> {
+    if let Ok(s) = obj.cast::<PyString>() {
+        return lookup(s.to_str()?).map_err(crate::errors::to_py_err);
+    }
+    if obj.is_instance_of::<PyInt>() && !obj.is_instance_of::<PyBool>() {
+        let id = int_in_range(obj, what, 0, MAX_ID)?;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // range checked above
+        return Ok(id as u32);
+    }
+    Err(PyTypeError::new_err(format!(
+        "{what} must be a name (str) or a number between 0 and {MAX_ID} (int), not {}",
+        type_name(obj)
+    )))
+}
+
+/// A `group=` argument: None (no group asked for), a group name or a gid.
+pub(crate) fn group(obj: &Bound<'_, PyAny>) -> PyResult<Option<u32>> {
+    if obj.is_none() {
+        return Ok(None);
+    }
+    id(obj, "group", namedipc::ownership::gid_of).map(Some)
+}
+
+/// A `trust_owners=` argument: an iterable of user names (str) or uids (int).
+pub(crate) fn trust_owners(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
+    let allowed = "trust_owners must be an iterable of user names (str) or uids (int), such as ['alice'] or (1001,)";
+    if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
+        // A lone name would otherwise be read letter by letter.
+        return Err(PyTypeError::new_err(format!(
+            "{allowed}, not a single {}; put it in a list",
+            type_name(obj)
+        )));
+    }
+    let items = obj
+        .try_iter()
+        .map_err(|_| PyTypeError::new_err(format!("{allowed}, not {}", type_name(obj))))?;
+    let mut uids = Vec::new();
+    for item in items {
+        let uid = id(&item?, "each of trust_owners", namedipc::ownership::uid_of)?;
+        if !uids.contains(&uid) {
+            uids.push(uid);
+        }
+    }
+    Ok(uids)
+}
+
 /// A semaphore's `initial_value`: `default` when omitted.
 pub(crate) fn initial_value(obj: Option<&Bound<'_, PyAny>>, default: u32) -> PyResult<u32> {
     count(obj, "initial_value", default)

@@ -83,7 +83,7 @@ impl Class {
         match self {
             Self::Error => "Base class of every namedipc error.",
             Self::Signal => "A signal interrupted a wait (posix_ipc's Semaphore.acquire).",
-            Self::Permissions => "The OS refused access to the object.",
+            Self::Permissions => "The OS refused access to the object, or namedipc refused an existing object whose owner or mode it does not trust.",
             Self::Existential => {
                 "The object does or does not exist, or the handle has been closed."
             }
@@ -218,7 +218,8 @@ pub(crate) fn to_py_err(err: Error) -> PyErr {
         let class = match &err {
             Error::AlreadyExists { .. } => Class::Exists,
             Error::NotFound { .. } => Class::NotFound,
-            Error::PermissionDenied { .. } => Class::Permissions,
+            // A refused owner or mode is a refused access, as the OS's own.
+            Error::PermissionDenied { .. } | Error::Untrusted { .. } => Class::Permissions,
             Error::Busy { .. } => Class::Busy,
             Error::Interrupted { .. } => Class::Signal,
             Error::Corrupt { .. } => Class::Corrupt,

@@ -34,6 +34,64 @@ impl fmt::Display for ObjectKind {
     }
 }
 
+/// Who owns a named object and its permission bits, as fstat(2) of the
+/// descriptor the handle opened reported at open (or right after creating
+/// it). Also `namedipc::ownership::Owner`; handles report it with `owner()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    /// The owner's user id.
+    pub uid: u32,
+    /// The object's group id.
+    pub gid: u32,
+    /// The permission bits: `st_mode & 0o7777`.
+    pub mode: u32,
+}
+
+/// Why [`Error::Untrusted`] refuses an object owned by another user who is not root.
+pub(crate) const FOREIGN_OWNER: &str = "another user who is not root owns it";
+/// Why [`Error::Untrusted`] refuses an object that "other" may write.
+pub(crate) const OTHERS_MAY_WRITE: &str = "users other than its owner and group may write it";
+
+/// The message of [`Error::Untrusted`]: the object, its owner, group and
+/// mode, why it is refused, and what allows it.
+fn untrusted_message(kind: ObjectKind, name: &str, owner: Owner, reason: &str) -> String {
+    let user = crate::sys::users::user_name(owner.uid).ok().flatten();
+    let group = crate::sys::users::group_name(owner.gid).ok().flatten();
+    let named = |number: u32, name: &Option<String>| match name {
+        Some(n) => format!("{number} ({n})"),
+        None => number.to_string(),
+    };
+    let hint = if reason == OTHERS_MAY_WRITE {
+        // Trusting an owner or a group does not help here: only a caller
+        // that asks for a world-writable mode itself accepts one.
+        "if it is shared with every user on purpose, ask for a mode that lets others write it \
+         (mode=0o666, --mode 0666); otherwise remove it and create it again"
+            .to_owned()
+    } else if reason == FOREIGN_OWNER {
+        let (user_py, user_cli) = match &user {
+            Some(n) => (format!("'{n}'"), n.clone()),
+            None => (owner.uid.to_string(), owner.uid.to_string()),
+        };
+        let (group_py, group_cli) = match &group {
+            Some(n) => (format!("'{n}'"), n.clone()),
+            None => (owner.gid.to_string(), owner.gid.to_string()),
+        };
+        format!(
+            "if it is shared on purpose, trust its owner (trust_owners=[{user_py}], \
+             --trust-owner {user_cli}) or its group (group={group_py}, --group {group_cli})"
+        )
+    } else {
+        "it cannot be used safely: remove it and create it again".to_owned()
+    };
+    format!(
+        "refusing the {kind} '{name}': it belongs to uid {}, group {}, mode {:04o}, and {reason}; \
+         {hint}; see docs/security.md",
+        named(owner.uid, &user),
+        named(owner.gid, &group),
+        owner.mode & 0o7777,
+    )
+}
+
 /// What an [`Error::Busy`] ran into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -109,6 +167,21 @@ pub enum Error {
         name: String,
         /// The errno the OS reported.
         errno: i32,
+    },
+    /// An existing object could have been planted or tampered with: its
+    /// owner or mode fails the handle's [`crate::ownership::Trust`]. The
+    /// message names the owner, the group, the mode, `reason`, and how to
+    /// allow such an object.
+    #[error("{}", untrusted_message(*kind, name, *owner, reason))]
+    Untrusted {
+        /// The kind of object.
+        kind: ObjectKind,
+        /// The name as given.
+        name: String,
+        /// Its owner and mode, as fstat reported them.
+        owner: Owner,
+        /// Why it is refused, e.g. "another user who is not root owns it".
+        reason: String,
     },
     /// A wait ended at its deadline, or an attempt that does not wait found
     /// no slot, no message or no room; `reason` says which.
@@ -250,6 +323,7 @@ impl Error {
             | Self::LeaseLost { .. }
             | Self::Unavailable { .. }
             | Self::NotHeld { .. }
+            | Self::Untrusted { .. }
             | Self::Closed { .. } => None,
         }
     }
@@ -261,6 +335,7 @@ impl Error {
             Self::AlreadyExists { name, .. }
             | Self::NotFound { name, .. }
             | Self::PermissionDenied { name, .. }
+            | Self::Untrusted { name, .. }
             | Self::Busy { name, .. }
             | Self::Interrupted { name, .. }
             | Self::InvalidName { name, .. }

@@ -30,6 +30,7 @@ mod error;
 mod existence;
 pub mod inventory;
 pub mod mqueue;
+pub mod ownership;
 pub mod paths;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -46,6 +47,7 @@ pub use self::redis::{RedisSemaphore, RedisSemaphoreOptions};
 pub use error::{BusyReason, Error, ObjectKind, Result};
 pub use existence::Existence;
 pub use mqueue::{MessageQueue, MessageQueueOptions};
+pub use ownership::{Owner, Trust};
 pub use robust::{RobustSemaphore, RobustSemaphoreOptions};
 pub use semaphore::{Semaphore, SemaphoreOptions};
 pub use shm::{SharedMemory, SharedMemoryOptions};

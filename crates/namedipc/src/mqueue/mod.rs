@@ -26,6 +26,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, RawFd};
 
 use crate::error::{BusyReason, Error, ObjectKind, Result};
 use crate::existence::Existence;
+use crate::ownership::Owner;
 use crate::paths;
 use crate::sys;
 use crate::sys::mq::RawQueue;
@@ -76,6 +77,8 @@ pub struct MessageQueue {
     max_messages: usize,
     max_message_size: usize,
     created: bool,
+    /// The owner and mode, from the fstat at open or create.
+    owner: Owner,
     /// What ends the `*_interruptible` waits early: [`Self::end_waits`].
     waits: waits::Waits,
 }
@@ -117,6 +120,13 @@ impl MessageQueue {
     #[must_use]
     pub fn created(&self) -> bool {
         self.created
+    }
+
+    /// Who owns the queue and its mode, as they were when this handle
+    /// opened or created it.
+    #[must_use]
+    pub fn owner(&self) -> Owner {
+        self.owner
     }
 
     /// How many messages the queue holds at most.

@@ -8,7 +8,9 @@ use super::waits::Waits;
 use super::{unlink_c, MessageQueue, KIND};
 use crate::error::{Error, Result};
 use crate::existence::{self, Existence, Object};
+use crate::ownership::{NewObject, Owner, Trust};
 use crate::paths;
+use crate::sys;
 use crate::sys::mq::{Create, RawQueue};
 
 /// Options for opening or creating a [`MessageQueue`].
@@ -28,9 +30,13 @@ use crate::sys::mq::{Create, RawQueue};
 /// # Ok::<(), namedipc::Error>(())
 /// ```
 #[derive(Debug, Clone)]
+#[allow(clippy::struct_excessive_bools)] // one setter each, as the API rule has it
 pub struct MessageQueueOptions {
     existence: Existence,
     mode: u32,
+    group: Option<u32>,
+    apply_umask: bool,
+    trust: Trust,
     max_messages: Option<usize>,
     max_message_size: Option<usize>,
     read: bool,
@@ -43,6 +49,9 @@ impl Default for MessageQueueOptions {
         Self {
             existence: Existence::LinkOrCreate,
             mode: 0o600,
+            group: None,
+            apply_umask: false,
+            trust: Trust::new(),
             max_messages: None,
             max_message_size: None,
             read: true,
@@ -60,10 +69,39 @@ impl MessageQueueOptions {
         self
     }
 
-    /// Permission bits for a new queue, before the umask (default `0o600`).
+    /// Permission bits for a new queue (default `0o600`), exactly: the
+    /// umask does not narrow them unless [`Self::apply_umask`] says so (a
+    /// new queue appears at its name with the umask's bits and gets these
+    /// at once). An existing queue keeps its own.
     #[must_use]
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
+        self
+    }
+
+    /// Lets the kernel's umask narrow [`Self::mode`], as `mq_open` does
+    /// (posix_ipc's behaviour; default `false`).
+    #[must_use]
+    pub fn apply_umask(mut self, apply: bool) -> Self {
+        self.apply_umask = apply;
+        self
+    }
+
+    /// Gives a new queue the group `gid`, and trusts existing ones of that
+    /// group ([`Trust::group`]). This process must be a member of the
+    /// group, or root.
+    #[must_use]
+    pub fn group(mut self, gid: u32) -> Self {
+        self.group = Some(gid);
+        self
+    }
+
+    /// Whom an existing queue may belong to (default [`Trust::new`]: this
+    /// user or root, and not writable by others). Checked on every queue
+    /// the handle opens, not on one it creates.
+    #[must_use]
+    pub fn trust(mut self, trust: Trust) -> Self {
+        self.trust = trust;
         self
     }
 
@@ -114,19 +152,24 @@ impl MessageQueueOptions {
     /// [`Error::InvalidName`], [`Error::InvalidArgument`] (read and write
     /// both off, a limit of 0, or limits beyond what the system allows),
     /// [`Error::AlreadyExists`], [`Error::NotFound`],
-    /// [`Error::PermissionDenied`], or [`Error::Os`] (e.g. EMFILE when the
-    /// user's `RLIMIT_MSGQUEUE` bytes are used up).
+    /// [`Error::PermissionDenied`], [`Error::Untrusted`] (an existing
+    /// queue whose owner or mode [`Self::trust`] refuses), or [`Error::Os`]
+    /// (e.g. EMFILE when the user's `RLIMIT_MSGQUEUE` bytes are used up).
     pub fn open(&self, name: &str) -> Result<MessageQueue> {
         paths::with_c_name(KIND, name, |c_name| {
             self.check_arguments()?;
+            let trust = match self.group {
+                Some(gid) => self.trust.clone().group(gid),
+                None => self.trust.clone(),
+            };
             // LinkOrCreate too goes through the shared loop, so that `created`
             // is known for certain: an existing queue costs one mq_open, a new
             // one a failed open and an exclusive create.
             let (queue, _created) = Object {
                 kind: KIND,
                 name,
-                create: || self.open_raw(name, c_name, true),
-                open: || self.open_raw(name, c_name, false),
+                create: || self.open_raw(name, c_name, true, &trust),
+                open: || self.open_raw(name, c_name, false, &trust),
                 unlink: || unlink_c(name, c_name),
             }
             .open(self.existence)?;
@@ -142,7 +185,9 @@ impl MessageQueueOptions {
     pub fn create_random(&self, prefix: &str) -> Result<MessageQueue> {
         self.check_arguments()?;
         existence::create_random(KIND, prefix, |name| {
-            paths::with_c_name(KIND, name, |c_name| self.open_raw(name, c_name, true))
+            paths::with_c_name(KIND, name, |c_name| {
+                self.open_raw(name, c_name, true, &self.trust)
+            })
         })
     }
 
@@ -153,6 +198,7 @@ impl MessageQueueOptions {
             ));
         }
         existence::check_mode(self.mode)?;
+        self.new_object().check_group()?;
         for (what, value) in [
             ("max_messages", self.max_messages),
             ("max_message_size", self.max_message_size),
@@ -167,9 +213,24 @@ impl MessageQueueOptions {
         Ok(())
     }
 
+    fn new_object(&self) -> NewObject {
+        NewObject {
+            mode: self.mode,
+            group: self.group,
+            apply_umask: self.apply_umask,
+        }
+    }
+
     /// One mq_open: an exclusive create if `create`, else an open of the
-    /// existing queue.
-    fn open_raw(&self, name: &str, c_name: &CStr, create: bool) -> Result<MessageQueue> {
+    /// existing queue, whose owner `trust` must accept; then one fstat (the
+    /// owner; and where a new queue needs them, a fchown or fchmod).
+    fn open_raw(
+        &self,
+        name: &str,
+        c_name: &CStr,
+        create: bool,
+        trust: &Trust,
+    ) -> Result<MessageQueue> {
         let access = match (self.read, self.write) {
             (true, true) => libc::O_RDWR,
             (true, false) => libc::O_RDONLY,
@@ -188,6 +249,7 @@ impl MessageQueueOptions {
                 Error::from_os("mq_open", KIND, name, e)
             }
         })?;
+        let owner = self.owner_of(&raw, name, c_name, create, trust)?;
         let attributes = raw
             .attributes()
             .map_err(|e| Error::from_os("mq_getattr", KIND, name, e))?;
@@ -200,8 +262,35 @@ impl MessageQueueOptions {
             max_messages: usize::try_from(attributes.max_messages).unwrap_or(0),
             max_message_size: usize::try_from(attributes.max_message_size).unwrap_or(0),
             created: create,
+            owner,
             waits: Waits::default(),
         })
+    }
+
+    /// The owner of the queue just opened: checked against `trust` if it
+    /// existed, given its group and exact mode if it is new (and removed
+    /// again if it cannot get them).
+    fn owner_of(
+        &self,
+        raw: &RawQueue,
+        name: &str,
+        c_name: &CStr,
+        created: bool,
+        trust: &Trust,
+    ) -> Result<Owner> {
+        if created {
+            return self
+                .new_object()
+                .settle(raw.as_fd(), KIND, name)
+                .map(|(owner, _)| owner)
+                .inspect_err(|_| {
+                    let _ = sys::mq::unlink(c_name);
+                });
+        }
+        let stat = sys::fstat(raw.as_fd()).map_err(|e| Error::from_os("fstat", KIND, name, e))?;
+        let owner = Owner::of_stat(&stat);
+        trust.check(KIND, name, owner)?;
+        Ok(owner)
     }
 
     /// The limits to pass to mq_open: none when neither was set (the kernel

@@ -16,6 +16,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 
 use crate::error::{Error, ObjectKind, Result};
+use crate::ownership::{NewObject, Owner, Trust};
 use crate::paths::{self, FileType, Identity};
 use crate::sys;
 use crate::sys::sem::RawSemaphore;
@@ -29,10 +30,11 @@ pub(super) fn identity(name: &str) -> Option<Identity> {
     Identity::at(&path).ok().flatten()
 }
 
-/// Opens the existing semaphore whose file is `path`: one open, one read
-/// and one mmap of the same descriptor, as many calls as sem_open makes
-/// (its fstat is replaced by the read, which shows the length too).
-pub(super) fn open(name: &str, path: &CStr) -> Result<RawSemaphore> {
+/// Opens the existing semaphore whose file is `path`: one open, one read,
+/// one fstat and one mmap of the same descriptor, as many calls as sem_open
+/// makes plus the fstat (the read shows the length, the fstat the owner,
+/// which `trust` must accept before the file is mapped).
+pub(super) fn open(name: &str, path: &CStr, trust: &Trust) -> Result<(RawSemaphore, Owner)> {
     let fd = sys::sem::open_file(path).map_err(|e| open_error(name, path, e))?;
     let start = match sys::sem::read_file(fd.as_fd()) {
         Ok(start) if start.len == sys::sem::FILE_LEN => start,
@@ -54,33 +56,57 @@ pub(super) fn open(name: &str, path: &CStr) -> Result<RawSemaphore> {
     if let Some(words) = implausible(&start.words) {
         return Err(corrupt(name, words_reason(&display(path), words)));
     }
-    sys::sem::RawSemaphore::map(fd.as_fd()).map_err(|e| Error::from_os("mmap", KIND, name, e))
+    let file = sys::fstat(fd.as_fd()).map_err(|e| Error::from_os("fstat", KIND, name, e))?;
+    let owner = Owner::of_stat(&file);
+    trust.check(KIND, name, owner)?;
+    let sem = sys::sem::RawSemaphore::map(fd.as_fd())
+        .map_err(|e| Error::from_os("mmap", KIND, name, e))?;
+    Ok((sem, owner))
 }
 
-/// Creates the semaphore whose file is `path`, exclusively, with `mode`
-/// and `value`; returns it, and the identity of its file if `identify`.
+/// Creates the semaphore whose file is `path`, exclusively, with `value`,
+/// and the mode and group `new` asks for (set before the file appears at
+/// the name); returns it, its owner, and the identity of its file.
 pub(super) fn create(
     name: &str,
     path: &CStr,
-    mode: u32,
+    new: NewObject,
     value: u32,
-    identify: bool,
-) -> Result<(RawSemaphore, Option<Identity>)> {
-    let (sem, fd) = sys::sem::create_file(
+) -> Result<(RawSemaphore, Owner, Identity)> {
+    // What the preparation found or why it failed, kept from inside the
+    // call, which only passes an io::Error on.
+    let mut settled: Option<Result<(Owner, Identity)>> = None;
+    let mut prepare = |fd: std::os::fd::BorrowedFd<'_>| {
+        let result = new.settle(fd, KIND, name);
+        let failed = result.is_err();
+        // From the descriptor, not the name: the file this call made, even
+        // if another process has already replaced it at the name.
+        settled = Some(result.map(|(owner, stat)| (owner, Identity::of_stat(&stat))));
+        if failed {
+            Err(io::Error::other("the new semaphore could not be prepared"))
+        } else {
+            Ok(())
+        }
+    };
+    let made = sys::sem::create_file(
         paths::SHM_DIR_C,
         path,
-        mode,
+        new.mode,
         value,
         paths::semaphore_temp_path,
-    )
-    .map_err(|e| Error::from_os("sem_open", KIND, name, e))?;
-    // From the descriptor, not the name: the file this call made, even if
-    // another process has already replaced it at the name.
-    let file_identity = identify
-        .then(|| sys::fstat(fd.as_fd()).ok())
-        .flatten()
-        .map(|stat| Identity::of_stat(&stat));
-    Ok((sem, file_identity))
+        &mut prepare,
+    );
+    match (made, settled) {
+        (_, Some(Err(e))) => Err(e),
+        (Ok((sem, _fd)), Some(Ok((owner, identity)))) => Ok((sem, owner, identity)),
+        (Err(e), _) => Err(Error::from_os("sem_open", KIND, name, e)),
+        (Ok(_), None) => Err(Error::Os {
+            operation: "sem_open",
+            kind: KIND,
+            name: name.to_owned(),
+            source: io::Error::other("the new semaphore's file was not prepared"),
+        }),
+    }
 }
 
 /// What a failed open of the file means. A directory (EISDIR, as the open
@@ -237,15 +263,27 @@ mod tests {
         for value in [0, 1, 7, sys::sem::VALUE_MAX] {
             let initial = initial_bytes(value).unwrap();
             let unnamed = TestName::new("unnamed");
-            let (sem, _fd) =
-                create_unnamed(paths::SHM_DIR_C, &unnamed.path, 0o600, &initial).unwrap();
+            let (sem, _fd) = create_unnamed(
+                paths::SHM_DIR_C,
+                &unnamed.path,
+                0o600,
+                &initial,
+                &mut |_| Ok(()),
+            )
+            .unwrap();
             assert_eq!(sem.value().unwrap(), value);
             assert_eq!(unnamed.bytes(), glibc_file(value), "{value}");
 
             let named = TestName::new("named");
             let scratch = TestName::new("scratch");
-            let (sem, _fd) =
-                create_via_temp(&named.path, 0o600, &initial, || Ok(scratch.path.clone())).unwrap();
+            let (sem, _fd) = create_via_temp(
+                &named.path,
+                0o600,
+                &initial,
+                || Ok(scratch.path.clone()),
+                &mut |_| Ok(()),
+            )
+            .unwrap();
             assert_eq!(sem.value().unwrap(), value);
             assert_eq!(named.bytes(), glibc_file(value), "{value}");
             // The temporary name is gone again.
@@ -258,15 +296,24 @@ mod tests {
         let taken = TestName::new("taken");
         fs::write(taken.path.to_str().unwrap(), b"x").unwrap();
         let initial = initial_bytes(1).unwrap();
-        let err = create_unnamed(paths::SHM_DIR_C, &taken.path, 0o600, &initial).unwrap_err();
+        let err = create_unnamed(paths::SHM_DIR_C, &taken.path, 0o600, &initial, &mut |_| {
+            Ok(())
+        })
+        .unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
 
         let (busy, free) = (TestName::new("busy"), TestName::new("free"));
         fs::write(busy.path.to_str().unwrap(), b"").unwrap();
         // The first temporary name is taken: another one is drawn.
         let mut temps = vec![free.path.clone(), busy.path.clone()];
-        let err =
-            create_via_temp(&taken.path, 0o600, &initial, || Ok(temps.pop().unwrap())).unwrap_err();
+        let err = create_via_temp(
+            &taken.path,
+            0o600,
+            &initial,
+            || Ok(temps.pop().unwrap()),
+            &mut |_| Ok(()),
+        )
+        .unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
         assert!(temps.is_empty());
         assert!(!free.exists());
@@ -278,8 +325,12 @@ mod tests {
     fn a_mapped_semaphore_works_with_glibc_functions() {
         let made = TestName::new("mapped");
         let initial = initial_bytes(2).unwrap();
-        let (created, _fd) = create_unnamed(paths::SHM_DIR_C, &made.path, 0o600, &initial).unwrap();
-        let opened = open(&made.name, &made.path).unwrap();
+        let (created, _fd) =
+            create_unnamed(paths::SHM_DIR_C, &made.path, 0o600, &initial, &mut |_| {
+                Ok(())
+            })
+            .unwrap();
+        let (opened, _) = open(&made.name, &made.path, &Trust::new()).unwrap();
         assert!(opened.try_wait().unwrap());
         assert_eq!(created.value().unwrap(), 1);
         created.post().unwrap();

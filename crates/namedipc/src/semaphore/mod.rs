@@ -10,6 +10,7 @@ use crate::deadline::{self, Deadline, OnSignal};
 use crate::error::{Error, ObjectKind, Result};
 pub use crate::existence::Existence;
 use crate::existence::{self, Object};
+use crate::ownership::{NewObject, Owner, Trust};
 use crate::paths;
 use crate::sys;
 use crate::sys::sem::{OpenFlags, RawSemaphore};
@@ -43,6 +44,9 @@ pub const VALUE_MAX: u32 = sys::sem::VALUE_MAX;
 pub struct SemaphoreOptions {
     existence: Existence,
     mode: u32,
+    group: Option<u32>,
+    apply_umask: bool,
+    trust: Trust,
     initial_value: u32,
     unlink_on_drop: bool,
 }
@@ -52,6 +56,9 @@ impl Default for SemaphoreOptions {
         Self {
             existence: Existence::LinkOrCreate,
             mode: 0o600,
+            group: None,
+            apply_umask: false,
+            trust: Trust::new(),
             initial_value: 1,
             unlink_on_drop: false,
         }
@@ -66,10 +73,39 @@ impl SemaphoreOptions {
         self
     }
 
-    /// Permission bits for a new semaphore, before the umask (default `0o600`).
+    /// Permission bits for a new semaphore (default `0o600`), exactly: the
+    /// umask does not narrow them unless [`Self::apply_umask`] says so. They
+    /// are set before the semaphore appears at its name. An existing
+    /// semaphore keeps its own.
     #[must_use]
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
+        self
+    }
+
+    /// Lets the kernel's umask narrow [`Self::mode`], as `sem_open` does
+    /// (posix_ipc's behaviour; default `false`).
+    #[must_use]
+    pub fn apply_umask(mut self, apply: bool) -> Self {
+        self.apply_umask = apply;
+        self
+    }
+
+    /// Gives a new semaphore the group `gid` (before it appears at its
+    /// name), and trusts existing ones of that group ([`Trust::group`]).
+    /// This process must be a member of the group, or root.
+    #[must_use]
+    pub fn group(mut self, gid: u32) -> Self {
+        self.group = Some(gid);
+        self
+    }
+
+    /// Whom an existing semaphore may belong to (default [`Trust::new`]:
+    /// this user or root, and not writable by others). Checked on every
+    /// semaphore the handle opens, not on one it creates.
+    #[must_use]
+    pub fn trust(mut self, trust: Trust) -> Self {
+        self.trust = trust;
         self
     }
 
@@ -103,23 +139,45 @@ impl SemaphoreOptions {
     /// # Errors
     /// [`Error::InvalidName`], [`Error::InvalidArgument`] (mode or value out
     /// of range), [`Error::AlreadyExists`], [`Error::NotFound`],
-    /// [`Error::PermissionDenied`], [`Error::Corrupt`] (the file at the name
-    /// is not a semaphore), or [`Error::Os`].
+    /// [`Error::PermissionDenied`], [`Error::Untrusted`] (an existing
+    /// semaphore whose owner or mode [`Self::trust`] refuses),
+    /// [`Error::Corrupt`] (the file at the name is not a semaphore), or
+    /// [`Error::Os`].
     pub fn open(&self, name: &str) -> Result<Semaphore> {
         let c_name = paths::to_c_name(KIND, name)?;
         self.check_arguments()?;
         // Where glibc keeps a file behind the name, the core opens and maps
         // it itself (file.rs says why); elsewhere sem_open does.
         let path = paths::file_path_c(KIND, name);
-        let ((raw, identity), created) = Object {
+        let trust = self.effective_trust();
+        let ((raw, owner, identity), created) = Object {
             kind: KIND,
             name,
             create: || self.create_raw(name, &c_name, path.as_deref()),
-            open: || open_existing(name, &c_name, path.as_deref()).map(|raw| (raw, None)),
+            open: || {
+                open_existing(name, &c_name, path.as_deref(), &trust)
+                    .map(|(raw, owner)| (raw, owner, None))
+            },
             unlink: || unlink_c(name, &c_name),
         }
         .open(self.existence)?;
-        Ok(self.handle(raw, identity, name, c_name, created))
+        Ok(self.handle(raw, owner, identity, name, c_name, created))
+    }
+
+    /// The trust asked for, widened by the group asked for.
+    fn effective_trust(&self) -> Trust {
+        match self.group {
+            Some(gid) => self.trust.clone().group(gid),
+            None => self.trust.clone(),
+        }
+    }
+
+    fn new_object(&self) -> NewObject {
+        NewObject {
+            mode: self.mode,
+            group: self.group,
+            apply_umask: self.apply_umask,
+        }
     }
 
     /// Creates a semaphore under a fresh random name, `prefix` followed by
@@ -132,8 +190,8 @@ impl SemaphoreOptions {
         existence::create_random(KIND, prefix, |name| {
             let c_name = paths::to_c_name(KIND, name)?;
             let path = paths::file_path_c(KIND, name);
-            let (raw, identity) = self.create_raw(name, &c_name, path.as_deref())?;
-            Ok(self.handle(raw, identity, name, c_name, true))
+            let (raw, owner, identity) = self.create_raw(name, &c_name, path.as_deref())?;
+            Ok(self.handle(raw, owner, identity, name, c_name, true))
         })
     }
 
@@ -144,12 +202,14 @@ impl SemaphoreOptions {
                 self.initial_value
             )));
         }
-        existence::check_mode(self.mode)
+        existence::check_mode(self.mode)?;
+        self.new_object().check_group()
     }
 
     fn handle(
         &self,
         raw: RawSemaphore,
+        owner: Owner,
         identity: Option<paths::Identity>,
         name: &str,
         c_name: CString,
@@ -164,6 +224,7 @@ impl SemaphoreOptions {
             .map(|file| (file, std::process::id()));
         Semaphore {
             raw,
+            owner,
             name: name.to_owned(),
             c_name,
             created,
@@ -177,26 +238,43 @@ impl SemaphoreOptions {
         name: &str,
         c_name: &CString,
         path: Option<&CStr>,
-    ) -> Result<(RawSemaphore, Option<paths::Identity>)> {
+    ) -> Result<(RawSemaphore, Owner, Option<paths::Identity>)> {
         if let Some(path) = path {
-            let identify = self.unlink_on_drop;
-            return file::create(name, path, self.mode, self.initial_value, identify);
+            return file::create(name, path, self.new_object(), self.initial_value)
+                .map(|(raw, owner, identity)| (raw, owner, Some(identity)));
         }
+        // No file to set a group or mode on, or to ask for its owner:
+        // sem_open applies the umask, and the owner is what was asked for.
         let flags = OpenFlags::CreateExclusive {
             mode: self.mode,
             value: self.initial_value,
         };
         RawSemaphore::open(c_name, flags)
-            .map(|raw| (raw, None))
+            .map(|raw| (raw, self.new_object().assumed_owner(), None))
             .map_err(|e| Error::from_os("sem_open", KIND, name, e))
     }
 }
 
-fn open_existing(name: &str, c_name: &CString, path: Option<&CStr>) -> Result<RawSemaphore> {
+/// Opens an existing semaphore, checking its owner against `trust` where a
+/// file shows the owner.
+fn open_existing(
+    name: &str,
+    c_name: &CString,
+    path: Option<&CStr>,
+    trust: &Trust,
+) -> Result<(RawSemaphore, Owner)> {
     if let Some(path) = path {
-        return file::open(name, path);
+        return file::open(name, path, trust);
     }
+    // Where semaphores have no file, the owner cannot be seen: assumed ours.
+    let assumed = NewObject {
+        mode: 0,
+        group: None,
+        apply_umask: true,
+    }
+    .assumed_owner();
     RawSemaphore::open(c_name, OpenFlags::Existing)
+        .map(|raw| (raw, assumed))
         .map_err(|e| Error::from_os("sem_open", KIND, name, e))
 }
 
@@ -222,6 +300,8 @@ fn open_existing(name: &str, c_name: &CString, path: Option<&CStr>) -> Result<Ra
 #[derive(Debug)]
 pub struct Semaphore {
     raw: RawSemaphore,
+    /// The owner and mode, from the fstat at open or create.
+    owner: Owner,
     name: String,
     c_name: CString,
     created: bool,
@@ -270,6 +350,14 @@ impl Semaphore {
     #[must_use]
     pub fn created(&self) -> bool {
         self.created
+    }
+
+    /// Who owns the semaphore and its mode, as they were when this handle
+    /// opened or created it. (Where the platform keeps no file behind a
+    /// semaphore, this process's ids and the mode asked for.)
+    #[must_use]
+    pub fn owner(&self) -> Owner {
+        self.owner
     }
 
     /// Takes one slot if one is free, without waiting: `Ok(true)` if taken.

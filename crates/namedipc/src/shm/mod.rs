@@ -11,6 +11,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use crate::error::{Error, ObjectKind, Result};
 use crate::existence::Existence;
+use crate::ownership::Owner;
 use crate::paths;
 use crate::sys;
 
@@ -60,6 +61,8 @@ fn read_only_resize(name: &str, len: u64) -> Error {
 #[derive(Debug)]
 pub struct SharedMemory {
     fd: OwnedFd,
+    /// The owner and mode, from the fstat at open or create.
+    owner: Owner,
     name: String,
     read_only: bool,
     created: bool,
@@ -103,6 +106,13 @@ impl SharedMemory {
     #[must_use]
     pub fn created(&self) -> bool {
         self.created
+    }
+
+    /// Who owns the segment and its mode, as they were when this handle
+    /// opened or created it.
+    #[must_use]
+    pub fn owner(&self) -> Owner {
+        self.owner
     }
 
     /// Whether the handle was opened for reading only.

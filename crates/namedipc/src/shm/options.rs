@@ -8,8 +8,10 @@ use std::os::fd::{AsFd, OwnedFd};
 use super::{check_size, read_only_resize, unlink_c, SharedMemory, KIND};
 use crate::error::{Error, Result};
 use crate::existence::{self, Existence, Object};
+use crate::ownership::{NewObject, Owner, Trust};
 use crate::paths::{self, FileType, Identity};
 use crate::sys;
+use crate::sys::shm::Open;
 
 /// Options for opening or creating a [`SharedMemory`] segment.
 ///
@@ -30,6 +32,9 @@ use crate::sys;
 pub struct SharedMemoryOptions {
     existence: Existence,
     mode: u32,
+    group: Option<u32>,
+    apply_umask: bool,
+    trust: Trust,
     size: Option<u64>,
     read_only: bool,
     truncate: bool,
@@ -40,6 +45,9 @@ impl Default for SharedMemoryOptions {
         Self {
             existence: Existence::LinkOrCreate,
             mode: 0o600,
+            group: None,
+            apply_umask: false,
+            trust: Trust::new(),
             size: None,
             read_only: false,
             truncate: false,
@@ -56,10 +64,39 @@ impl SharedMemoryOptions {
         self
     }
 
-    /// Permission bits for a new segment, before the umask (default `0o600`).
+    /// Permission bits for a new segment (default `0o600`), exactly: the
+    /// umask does not narrow them unless [`Self::apply_umask`] says so (a
+    /// new segment appears at its name with the umask's bits and gets these
+    /// at once). An existing segment keeps its own.
     #[must_use]
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
+        self
+    }
+
+    /// Lets the kernel's umask narrow [`Self::mode`], as `shm_open` does
+    /// (posix_ipc's behaviour; default `false`).
+    #[must_use]
+    pub fn apply_umask(mut self, apply: bool) -> Self {
+        self.apply_umask = apply;
+        self
+    }
+
+    /// Gives a new segment the group `gid`, and trusts existing ones of
+    /// that group ([`Trust::group`]). This process must be a member of the
+    /// group, or root.
+    #[must_use]
+    pub fn group(mut self, gid: u32) -> Self {
+        self.group = Some(gid);
+        self
+    }
+
+    /// Whom an existing segment may belong to (default [`Trust::new`]: this
+    /// user or root, and not writable by others). Checked on every segment
+    /// the handle opens, not on one it creates.
+    #[must_use]
+    pub fn trust(mut self, trust: Trust) -> Self {
+        self.trust = trust;
         self
     }
 
@@ -98,21 +135,29 @@ impl SharedMemoryOptions {
     /// # Errors
     /// [`Error::InvalidName`], [`Error::InvalidArgument`] (mode or size out
     /// of range, a size with read-only access), [`Error::AlreadyExists`],
-    /// [`Error::NotFound`], [`Error::PermissionDenied`], [`Error::Corrupt`]
-    /// (a directory, symbolic link or other non-regular file at the name),
-    /// or [`Error::Os`].
+    /// [`Error::NotFound`], [`Error::PermissionDenied`] (also where
+    /// `shm_open` with `O_CREAT` would fail: `LinkOrCreate` on another
+    /// user's segment under the kernel's `fs.protected_regular`),
+    /// [`Error::Untrusted`] (an existing segment whose owner or mode
+    /// [`Self::trust`] refuses), [`Error::Corrupt`] (a directory, symbolic
+    /// link or other non-regular file at the name), or [`Error::Os`].
     pub fn open(&self, name: &str) -> Result<SharedMemory> {
         paths::with_c_name(KIND, name, |c_name| {
             self.check_arguments(name)?;
-            let (fd, created) = Object {
+            let trust = match self.group {
+                Some(gid) => self.trust.clone().group(gid),
+                None => self.trust.clone(),
+            };
+            let as_creat = self.existence == Existence::LinkOrCreate;
+            let ((fd, owner), created) = Object {
                 kind: KIND,
                 name,
                 create: || self.create(name, c_name),
-                open: || self.open_existing(name, c_name),
+                open: || self.open_existing(name, c_name, &trust, as_creat),
                 unlink: || unlink_c(name, c_name),
             }
             .open(self.existence)?;
-            self.finish(fd, name, c_name, created)
+            self.finish(fd, owner, name, c_name, created)
         })
     }
 
@@ -125,14 +170,23 @@ impl SharedMemoryOptions {
         existence::create_random(KIND, prefix, |name| {
             paths::with_c_name(KIND, name, |c_name| {
                 self.check_arguments(name)?;
-                let fd = self.create(name, c_name)?;
-                self.finish(fd, name, c_name, true)
+                let (fd, owner) = self.create(name, c_name)?;
+                self.finish(fd, owner, name, c_name, true)
             })
         })
     }
 
+    fn new_object(&self) -> NewObject {
+        NewObject {
+            mode: self.mode,
+            group: self.group,
+            apply_umask: self.apply_umask,
+        }
+    }
+
     fn check_arguments(&self, name: &str) -> Result<()> {
         existence::check_mode(self.mode)?;
+        self.new_object().check_group()?;
         if let Some(len) = self.size {
             check_size(len)?;
             if self.read_only {
@@ -142,54 +196,117 @@ impl SharedMemoryOptions {
         Ok(())
     }
 
-    fn open_existing(&self, name: &str, c_name: &CStr) -> Result<OwnedFd> {
-        sys::shm::open(c_name, None, self.read_only, self.truncate).map_err(|e| open_error(name, e))
+    /// Opens the existing segment, and checks what it is (a regular file)
+    /// and whom it belongs to, with the one fstat of the open.
+    /// `as_creat`: the open stands for posix_ipc's `O_CREAT` open, which
+    /// the kernel refuses on another user's segment under
+    /// `fs.protected_regular`; namedipc must not do better than that.
+    fn open_existing(
+        &self,
+        name: &str,
+        c_name: &CStr,
+        trust: &Trust,
+        as_creat: bool,
+    ) -> Result<(OwnedFd, Owner)> {
+        // A segment is truncated only once its type and owner are checked,
+        // so that a refused one is left as it was (a read-only handle
+        // cannot ftruncate: it keeps O_TRUNC).
+        let truncate_later = self.truncate && !self.read_only;
+        let fd = sys::shm::open(
+            c_name,
+            Open::Existing,
+            self.read_only,
+            self.truncate && !truncate_later,
+        )
+        .map_err(|e| open_error(name, e))?;
+        let stat = sys::fstat(fd.as_fd()).map_err(|e| Error::from_os("fstat", KIND, name, e))?;
+        let file_type = FileType::from_mode(stat.mode);
+        if file_type != FileType::Regular {
+            // Only a read-only open gets this far with a directory; a FIFO,
+            // socket or device gets here either way.
+            return Err(not_regular(name, file_type));
+        }
+        let owner = Owner::of_stat(&stat);
+        trust.check(KIND, name, owner)?;
+        if as_creat && owner.uid != sys::geteuid() {
+            // Rare (another user's segment): ask the kernel what O_CREAT
+            // would meet, on the segment now at the name.
+            self.open_as_creat(name, c_name, &stat)?;
+        }
+        if truncate_later {
+            sys::shm::truncate(fd.as_fd(), 0)
+                .map_err(|e| Error::from_os("ftruncate", KIND, name, e))?;
+        }
+        Ok((fd, owner))
     }
 
-    fn create(&self, name: &str, c_name: &CStr) -> Result<OwnedFd> {
-        sys::shm::open(c_name, Some(self.mode), self.read_only, self.truncate)
-            .map_err(|e| open_error(name, e))
+    /// Opens the segment `name` once more with `O_CREAT` (no `O_EXCL`), as
+    /// `shm_open` with `O_CREAT` would: `Ok` if the kernel lets that reach
+    /// the file `opened` describes. If the name has changed meanwhile,
+    /// [`Error::NotFound`], so that the caller's loop starts over (after
+    /// removing a segment this probe itself created).
+    fn open_as_creat(&self, name: &str, c_name: &CStr, opened: &sys::FileStat) -> Result<()> {
+        let probe = sys::shm::open(c_name, Open::CreateIfMissing, self.read_only, false)
+            .map_err(|e| open_error(name, e))?;
+        let stat = sys::fstat(probe.as_fd()).map_err(|e| Error::from_os("fstat", KIND, name, e))?;
+        if Identity::of_stat(&stat) == Identity::of_stat(opened) {
+            return Ok(());
+        }
+        // Another segment is at the name now. One the probe made itself is
+        // ours, empty and without permission bits: it goes again.
+        let made_by_probe =
+            stat.uid == sys::geteuid() && stat.size == 0 && Owner::of_stat(&stat).mode == 0;
+        if made_by_probe && identity_at(name) == Some(Identity::of_stat(&stat)) {
+            let _ = sys::shm::unlink(c_name);
+        }
+        Err(Error::NotFound {
+            kind: KIND,
+            name: name.to_owned(),
+        })
     }
 
-    /// Checks what was opened and applies the size.
+    /// Creates the segment exclusively and gives it the group and exact
+    /// mode asked for; a segment that cannot get them is removed again.
+    fn create(&self, name: &str, c_name: &CStr) -> Result<(OwnedFd, Owner)> {
+        let fd = sys::shm::open(
+            c_name,
+            Open::CreateExclusive(self.mode),
+            self.read_only,
+            self.truncate,
+        )
+        .map_err(|e| open_error(name, e))?;
+        match self.new_object().settle(fd.as_fd(), KIND, name) {
+            Ok((owner, _)) => Ok((fd, owner)),
+            Err(e) => {
+                remove_if_ours(&fd, name, c_name);
+                Err(e)
+            }
+        }
+    }
+
+    /// Applies the size to what was opened or created.
     fn finish(
         &self,
         fd: OwnedFd,
+        owner: Owner,
         name: &str,
         c_name: &CStr,
         created: bool,
     ) -> Result<SharedMemory> {
-        if !created {
-            // What an exclusive create made is a new regular file; what was
-            // already at the name may be anything. The fstat is skipped on
-            // create because it is a measurable share of a create cycle.
-            let stat =
-                sys::fstat(fd.as_fd()).map_err(|e| Error::from_os("fstat", KIND, name, e))?;
-            let file_type = FileType::from_mode(stat.mode);
-            if file_type != FileType::Regular {
-                // Only a read-only open gets this far with a directory; a FIFO,
-                // socket or device gets here either way.
-                return Err(not_regular(name, file_type));
-            }
-        }
         if let Some(len) = self.size {
             if let Err(e) = sys::shm::truncate(fd.as_fd(), len) {
                 // posix_ipc removes the segment here, even one that another
                 // process created and uses. Only our own new segment goes,
                 // and only while the name still refers to it.
                 if created {
-                    let ours = sys::fstat(fd.as_fd())
-                        .ok()
-                        .map(|stat| Identity::of_stat(&stat));
-                    if ours.is_some() && identity_at(name) == ours {
-                        let _ = sys::shm::unlink(c_name);
-                    }
+                    remove_if_ours(&fd, name, c_name);
                 }
                 return Err(Error::from_os("ftruncate", KIND, name, e));
             }
         }
         Ok(SharedMemory {
             fd,
+            owner,
             name: name.to_owned(),
             read_only: self.read_only,
             created,
@@ -219,6 +336,17 @@ fn not_regular(name: &str, file_type: FileType) -> Error {
         kind: KIND,
         name: name.to_owned(),
         reason: format!("the name is {}, not a regular file", file_type.describe()),
+    }
+}
+
+/// Removes the name `name` if it still refers to the segment open at `fd`
+/// (one this call created and must not leave behind).
+fn remove_if_ours(fd: &OwnedFd, name: &str, c_name: &CStr) {
+    let ours = sys::fstat(fd.as_fd())
+        .ok()
+        .map(|stat| Identity::of_stat(&stat));
+    if ours.is_some() && identity_at(name) == ours {
+        let _ = sys::shm::unlink(c_name);
     }
 }
 

@@ -10,6 +10,7 @@ pub(crate) mod process;
 pub(crate) mod robust;
 pub(crate) mod sem;
 pub(crate) mod shm;
+pub(crate) mod users;
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -37,6 +38,10 @@ pub(crate) struct FileStat {
     pub(crate) dev: u64,
     /// `st_ino`: the file's inode on that device.
     pub(crate) ino: u64,
+    /// `st_uid`: the file's owner.
+    pub(crate) uid: u32,
+    /// `st_gid`: the file's group.
+    pub(crate) gid: u32,
 }
 
 /// `fstat(2)` on `fd`.
@@ -54,7 +59,57 @@ pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<FileStat> {
         size: u64::try_from(st.st_size).unwrap_or(0),
         dev: u64::from(st.st_dev),
         ino: u64::from(st.st_ino),
+        uid: st.st_uid,
+        gid: st.st_gid,
     })
+}
+
+/// `fchmod(2)`: sets the permission bits of the file `fd` to `mode`.
+pub(crate) fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    retry_on_interrupt(|| {
+        // SAFETY: `fd` is open for the duration of the borrow; fchmod takes no pointers.
+        check(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) }).map(drop)
+    })
+}
+
+/// `fchown(2)` with the owner left as it is: gives the file `fd` the group `gid`.
+pub(crate) fn fchgrp(fd: BorrowedFd<'_>, gid: u32) -> io::Result<()> {
+    retry_on_interrupt(|| {
+        // SAFETY: `fd` is open for the duration of the borrow; fchown takes no
+        // pointers, and uid -1 means "keep the owner".
+        check(unsafe { libc::fchown(fd.as_raw_fd(), libc::uid_t::MAX, gid) }).map(drop)
+    })
+}
+
+/// This process's effective group id.
+pub(crate) fn getegid() -> u32 {
+    // SAFETY: getegid has no preconditions and cannot fail.
+    unsafe { libc::getegid() }
+}
+
+/// This process's supplementary groups (getgroups(2)).
+pub(crate) fn getgroups() -> io::Result<Vec<u32>> {
+    loop {
+        // SAFETY: a size of 0 asks only for the count; the pointer is not used.
+        let count = check(unsafe { libc::getgroups(0, std::ptr::null_mut()) })?;
+        let mut groups = vec![0 as libc::gid_t; usize::try_from(count).unwrap_or(0)];
+        // SAFETY: `groups` is valid, writable memory for `count` gids.
+        match check(unsafe { libc::getgroups(count, groups.as_mut_ptr()) }) {
+            Ok(n) => {
+                groups.truncate(usize::try_from(n).unwrap_or(0));
+                return Ok(groups);
+            }
+            // The list grew in between (another thread called setgroups): again.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// This process's effective user id.
+pub(crate) fn geteuid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 /// Runs `f` again while it fails with EINTR, for calls that have nothing

@@ -243,7 +243,9 @@ pub(crate) fn read_file(fd: BorrowedFd<'_>) -> io::Result<FileStart> {
 /// Creates the semaphore's file at `path` (in the directory `dir`), with
 /// permission bits `mode` (less the umask) and the value `value`, failing
 /// with EEXIST if something is at the name; returns it mapped, and its
-/// descriptor, which the caller may fstat and then closes.
+/// descriptor, which the caller may fstat and then closes. `prepare` runs on
+/// the new file's descriptor before the file appears at the name (to set
+/// its group and mode); its error ends the creation, leaving nothing behind.
 ///
 /// As glibc's sem_open does, the file is complete (one initialised
 /// `sem_t`) before it appears at the name, by a link that fails if the
@@ -256,15 +258,16 @@ pub(crate) fn create_file(
     mode: u32,
     value: u32,
     temp_path: impl FnMut() -> io::Result<CString>,
+    prepare: &mut dyn FnMut(BorrowedFd<'_>) -> io::Result<()>,
 ) -> io::Result<(RawSemaphore, OwnedFd)> {
     let initial = initial_bytes(value)?;
-    match create_unnamed(dir, path, mode, &initial) {
+    match create_unnamed(dir, path, mode, &initial, prepare) {
         // Any other failure may be this system's lack of O_TMPFILE (or of
         // it on this file system) or of /proc, or a sandbox refusing the
         // link through /proc: glibc's way works wherever sem_open does, and
         // reports the real error where that was one.
         Err(e) if e.raw_os_error() != Some(libc::EEXIST) => {
-            create_via_temp(path, mode, &initial, temp_path)
+            create_via_temp(path, mode, &initial, temp_path, prepare)
         }
         other => other,
     }
@@ -289,6 +292,7 @@ pub(crate) fn create_unnamed(
     path: &CStr,
     mode: u32,
     initial: &[u8; SEM_LEN],
+    prepare: &mut dyn FnMut(BorrowedFd<'_>) -> io::Result<()>,
 ) -> io::Result<(RawSemaphore, OwnedFd)> {
     let flags = libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC;
     let fd = retry_on_interrupt(|| {
@@ -299,6 +303,7 @@ pub(crate) fn create_unnamed(
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     })?;
     write_all(fd.as_fd(), initial)?;
+    prepare(fd.as_fd())?;
     let sem = RawSemaphore::map(fd.as_fd())?;
     // Linking an O_TMPFILE file by its descriptor (AT_EMPTY_PATH) needs
     // CAP_DAC_READ_SEARCH; through /proc it needs nothing.
@@ -327,6 +332,7 @@ pub(crate) fn create_via_temp(
     mode: u32,
     initial: &[u8; SEM_LEN],
     mut temp_path: impl FnMut() -> io::Result<CString>,
+    prepare: &mut dyn FnMut(BorrowedFd<'_>) -> io::Result<()>,
 ) -> io::Result<(RawSemaphore, OwnedFd)> {
     let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
     let (temp, fd) = loop {
@@ -346,6 +352,7 @@ pub(crate) fn create_via_temp(
         }
     };
     let linked = write_all(fd.as_fd(), initial)
+        .and_then(|()| prepare(fd.as_fd()))
         .and_then(|()| RawSemaphore::map(fd.as_fd()))
         .and_then(|sem| {
             // SAFETY: both paths are valid NUL-terminated strings.

@@ -9,14 +9,21 @@ use std::ptr::NonNull;
 
 use super::{check, retry_on_interrupt};
 
-/// Opens the segment `name`: an existing one when `create_mode` is `None`,
-/// else a new one with those permission bits (EEXIST if the name is taken).
-pub(crate) fn open(
-    name: &CStr,
-    create_mode: Option<u32>,
-    read_only: bool,
-    truncate: bool,
-) -> io::Result<OwnedFd> {
+/// How [`open`] treats the name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Open {
+    /// Open an existing segment.
+    Existing,
+    /// Create a new one with these permission bits (EEXIST if the name is taken).
+    CreateExclusive(u32),
+    /// `O_CREAT` without `O_EXCL`, as posix_ipc's `O_CREAT` open does, with
+    /// no permission bits for a segment it would create: for the kernel's
+    /// `fs.protected_regular` check on an existing segment of another user.
+    CreateIfMissing,
+}
+
+/// Opens the segment `name` as `how` says.
+pub(crate) fn open(name: &CStr, how: Open, read_only: bool, truncate: bool) -> io::Result<OwnedFd> {
     let mut oflag = if read_only {
         libc::O_RDONLY
     } else {
@@ -30,12 +37,16 @@ pub(crate) fn open(
     if truncate {
         oflag |= libc::O_TRUNC;
     }
-    let mode = match create_mode {
-        Some(mode) => {
+    let mode = match how {
+        Open::CreateExclusive(mode) => {
             oflag |= libc::O_CREAT | libc::O_EXCL;
             mode
         }
-        None => 0,
+        Open::CreateIfMissing => {
+            oflag |= libc::O_CREAT;
+            0
+        }
+        Open::Existing => 0,
     };
     retry_on_interrupt(|| {
         // SAFETY: `name` is a valid NUL-terminated string; the libc crate
