@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use namedipc::{ObjectKind, Semaphore};
+use namedipc::{ObjectKind, Owner, Semaphore};
 use pyo3::prelude::*;
 
 use crate::args::Timeout;
@@ -71,8 +71,15 @@ impl SemSlot {
         Ok(self.opened()?.sem.created())
     }
 
+    /// The mode the handle reports as `.mode`: posix_ipc's Semaphore the
+    /// one asked for, NamedSemaphore the object's.
     pub(crate) fn mode(&self) -> PyResult<u32> {
         Ok(self.opened()?.mode)
+    }
+
+    /// The semaphore's owner and mode at open (readable after close, too).
+    pub(crate) fn owner(&self) -> PyResult<Owner> {
+        Ok(self.opened()?.sem.owner())
     }
 
     pub(crate) fn is_open(&self) -> bool {

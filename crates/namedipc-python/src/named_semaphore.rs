@@ -2,7 +2,7 @@
 //! manners (acquire returns a bool, release takes n) and explicit
 //! ownership: the handle that created it removes it when closed.
 
-use namedipc::{Existence, ObjectKind, Semaphore};
+use namedipc::{Existence, ObjectKind, Semaphore, Trust};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple, PyType};
@@ -45,6 +45,40 @@ pub(crate) struct PyNamedSemaphore {
     slot: SemSlot,
 }
 
+/// Whom a NamedSemaphore trusts and what a new one gets, from its arguments.
+#[derive(Default)]
+pub(crate) struct Sharing {
+    /// `group=`: the gid a new semaphore gets, and whose semaphores are trusted.
+    pub(crate) group: Option<u32>,
+    /// `trust_owners=`: other owners trusted.
+    pub(crate) owners: Vec<u32>,
+}
+
+impl Sharing {
+    /// Reads `group=` and `trust_owners=`.
+    pub(crate) fn from_args(
+        group: Option<&Bound<'_, PyAny>>,
+        trust_owners: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        Ok(Self {
+            group: group.map(args::group).transpose()?.flatten(),
+            owners: trust_owners
+                .map(args::trust_owners)
+                .transpose()?
+                .unwrap_or_default(),
+        })
+    }
+
+    /// The default trust, these owners, and others' writes where the mode
+    /// asked for grants them itself (the group is the options' to add).
+    pub(crate) fn trust(&self, mode: u32) -> Trust {
+        self.owners
+            .iter()
+            .fold(Trust::new(), |trust, &uid| trust.owner(uid))
+            .world_writable(mode & 0o002 != 0)
+    }
+}
+
 impl PyNamedSemaphore {
     fn open(
         &self,
@@ -53,15 +87,20 @@ impl PyNamedSemaphore {
         existence: Existence,
         mode: u32,
         unlink_on_close: bool,
+        sharing: &Sharing,
     ) -> PyResult<()> {
-        let sem = Semaphore::options()
+        let mut options = Semaphore::options()
             .existence(existence)
             .initial_value(initial_value)
             .mode(mode)
-            .unlink_on_drop(unlink_on_close)
-            .open(name)
-            .map_err(to_py_err)?;
-        self.slot.install(sem, mode)
+            .trust(sharing.trust(mode))
+            .unlink_on_drop(unlink_on_close);
+        if let Some(gid) = sharing.group {
+            options = options.group(gid);
+        }
+        let sem = options.open(name).map_err(to_py_err)?;
+        let file_mode = sem.owner().mode;
+        self.slot.install(sem, file_mode)
     }
 }
 
@@ -75,7 +114,7 @@ impl PyNamedSemaphore {
     }
 
     #[new]
-    #[pyo3(signature = (*_args, **_kwargs), text_signature = "(name, value=1, handle_existence=NamedSemaphore.Flags.LINK_OR_CREATE, mode=0o600, unlink_on_close=True, *, initial_value=None)")]
+    #[pyo3(signature = (*_args, **_kwargs), text_signature = "(name, value=1, handle_existence=NamedSemaphore.Flags.LINK_OR_CREATE, mode=0o600, unlink_on_close=True, *, initial_value=None, group=None, trust_owners=())")]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
         Self {
             slot: SemSlot::new(KIND),
@@ -83,8 +122,9 @@ impl PyNamedSemaphore {
     }
 
     #[pyo3(
-        signature = (name, value = None, handle_existence = None, mode = None, unlink_on_close = true, *, initial_value = None)
+        signature = (name, value = None, handle_existence = None, mode = None, unlink_on_close = true, *, initial_value = None, group = None, trust_owners = None)
     )]
+    #[allow(clippy::too_many_arguments)] // Python's keyword arguments
     fn __init__(
         slf: &Bound<'_, Self>,
         name: &Bound<'_, PyAny>,
@@ -93,6 +133,8 @@ impl PyNamedSemaphore {
         mode: Option<&Bound<'_, PyAny>>,
         unlink_on_close: bool,
         initial_value: Option<&Bound<'_, PyAny>>,
+        group: Option<&Bound<'_, PyAny>>,
+        trust_owners: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         slf.get().slot.ensure_uninitialised()?;
         // One leading slash, as named-semaphores shows it ("imports" is "/imports").
@@ -110,8 +152,16 @@ impl PyNamedSemaphore {
         };
         let existence = existence(args::int_or(handle_existence, 1, "handle_existence", 0, 3)?)?;
         let mode = args::mode(mode)?;
+        let sharing = Sharing::from_args(group, trust_owners)?;
         let this = slf.get();
-        this.open(&name, initial_value, existence, mode, unlink_on_close)?;
+        this.open(
+            &name,
+            initial_value,
+            existence,
+            mode,
+            unlink_on_close,
+            &sharing,
+        )?;
         // A creator removes its name when closed: also at exit, if a thread
         // still holds the handle then.
         if unlink_on_close && this.slot.created()? {
@@ -182,6 +232,30 @@ impl PyNamedSemaphore {
     #[getter]
     fn closed(&self) -> bool {
         !self.slot.is_open()
+    }
+
+    /// The semaphore's permission bits (as file_mode).
+    #[getter]
+    fn mode(&self) -> PyResult<u32> {
+        self.slot.mode()
+    }
+
+    /// The owner's uid, when this handle opened the semaphore.
+    #[getter]
+    fn uid(&self) -> PyResult<u32> {
+        Ok(self.slot.owner()?.uid)
+    }
+
+    /// The semaphore's gid, when this handle opened it.
+    #[getter]
+    fn gid(&self) -> PyResult<u32> {
+        Ok(self.slot.owner()?.gid)
+    }
+
+    /// The semaphore's permission bits, when this handle opened it.
+    #[getter]
+    fn file_mode(&self) -> PyResult<u32> {
+        Ok(self.slot.owner()?.mode)
     }
 
     fn __enter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Self>> {
@@ -290,6 +364,7 @@ pub(crate) fn _reopen_named_semaphore<'py>(
             Existence::RaiseIfNotExists,
             0o600,
             false,
+            &Sharing::default(),
         )
     })
 }

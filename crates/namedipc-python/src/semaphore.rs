@@ -2,7 +2,7 @@
 //! minus its crashes.
 
 use namedipc::ObjectKind;
-use namedipc::Semaphore;
+use namedipc::{Semaphore, Trust};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
@@ -32,7 +32,12 @@ impl PySemaphore {
     ) -> PyResult<()> {
         // posix_ipc refuses O_EXCL alone, as SharedMemory and MessageQueue do.
         args::require_creat_with_excl(flags, KIND)?;
-        let options = Semaphore::options().mode(mode).initial_value(initial_value);
+        // posix_ipc's ways: any owner, and the umask narrows the mode.
+        let options = Semaphore::options()
+            .trust(Trust::anyone())
+            .apply_umask(true)
+            .mode(mode)
+            .initial_value(initial_value);
         let sem = match args::target(name, flags, KIND)? {
             Target::Random => options.create_random(RANDOM_PREFIX),
             Target::Named(name, existence) => options.existence(existence).open(&name),
@@ -156,9 +161,29 @@ impl PySemaphore {
         !self.slot.is_open()
     }
 
+    /// The mode asked for, as posix_ipc reports it; file_mode is the semaphore's own.
     #[getter]
     fn mode(&self) -> PyResult<u32> {
         self.slot.mode()
+    }
+
+    /// The owner's uid, when this handle opened the semaphore (not in posix_ipc).
+    #[getter]
+    fn uid(&self) -> PyResult<u32> {
+        Ok(self.slot.owner()?.uid)
+    }
+
+    /// The semaphore's gid, when this handle opened it (not in posix_ipc).
+    #[getter]
+    fn gid(&self) -> PyResult<u32> {
+        Ok(self.slot.owner()?.gid)
+    }
+
+    /// The semaphore's permission bits, when this handle opened it, after
+    /// the umask (not in posix_ipc).
+    #[getter]
+    fn file_mode(&self) -> PyResult<u32> {
+        Ok(self.slot.owner()?.mode)
     }
 
     #[getter]

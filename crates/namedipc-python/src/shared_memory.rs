@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use namedipc::flags::O_TRUNC;
 use namedipc::shm::SharedMemory;
-use namedipc::ObjectKind;
+use namedipc::{ObjectKind, Owner, Trust};
 use pyo3::exceptions::PyBufferError;
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
@@ -24,6 +24,8 @@ const KIND: ObjectKind = ObjectKind::SharedMemory;
 struct Opened {
     name: String,
     mode: u32,
+    /// The segment's owner and mode at open.
+    owner: Owner,
     read_only: bool,
     created: bool,
 }
@@ -64,7 +66,10 @@ impl PySharedMemory {
         // Checked before opening, so a second __init__ creates nothing.
         self.opened.ensure_unset()?;
         args::require_creat_with_excl(flags, KIND)?;
+        // posix_ipc's ways: any owner, and the umask narrows the mode.
         let mut options = SharedMemory::options()
+            .trust(Trust::anyone())
+            .apply_umask(true)
             .mode(mode)
             .read_only(read_only)
             .truncate(flags & i64::from(O_TRUNC) != 0);
@@ -91,6 +96,7 @@ impl PySharedMemory {
         self.opened.set(Opened {
             name,
             mode,
+            owner: shm.owner(),
             read_only,
             created: shm.created(),
         })?;
@@ -204,6 +210,25 @@ impl PySharedMemory {
     #[getter]
     fn mode(&self) -> PyResult<u32> {
         Ok(self.opened()?.mode)
+    }
+
+    /// The owner's uid, when this handle opened the segment (not in posix_ipc).
+    #[getter]
+    fn uid(&self) -> PyResult<u32> {
+        Ok(self.opened()?.owner.uid)
+    }
+
+    /// The segment's gid, when this handle opened it (not in posix_ipc).
+    #[getter]
+    fn gid(&self) -> PyResult<u32> {
+        Ok(self.opened()?.owner.gid)
+    }
+
+    /// The segment's permission bits, when this handle opened it, after the
+    /// umask (not in posix_ipc; mode is the one asked for).
+    #[getter]
+    fn file_mode(&self) -> PyResult<u32> {
+        Ok(self.opened()?.owner.mode)
     }
 
     /// Whether this handle created the segment (not in posix_ipc).

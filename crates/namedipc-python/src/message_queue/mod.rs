@@ -15,7 +15,7 @@ use std::time::Duration;
 use namedipc::flags::O_NONBLOCK;
 use namedipc::mqueue::{self, Limits, MessageQueue, PRIORITY_MAX};
 use namedipc::Error;
-use namedipc::ObjectKind;
+use namedipc::{ObjectKind, Owner, Trust};
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
@@ -53,6 +53,8 @@ fn defaults() -> &'static Limits {
 struct Opened {
     name: String,
     mode: u32,
+    /// The queue's owner and mode at open.
+    owner: Owner,
     read: bool,
     write: bool,
     max_messages: usize,
@@ -129,7 +131,10 @@ impl PyMessageQueue {
                 "at least one of read or write must be True",
             ));
         }
+        // posix_ipc's ways: any owner, and the umask narrows the mode.
         let options = MessageQueue::options()
+            .trust(Trust::anyone())
+            .apply_umask(true)
             .mode(mode)
             .max_messages(max_messages)
             .max_message_size(max_message_size)
@@ -152,6 +157,7 @@ impl PyMessageQueue {
         let opened = Opened {
             name,
             mode,
+            owner: queue.owner(),
             read,
             write,
             max_messages: queue.max_messages(),
@@ -530,6 +536,25 @@ impl PyMessageQueue {
     #[getter]
     fn mode(&self) -> PyResult<u32> {
         Ok(self.opened()?.mode)
+    }
+
+    /// The owner's uid, when this handle opened the queue (not in posix_ipc).
+    #[getter]
+    fn uid(&self) -> PyResult<u32> {
+        Ok(self.opened()?.owner.uid)
+    }
+
+    /// The queue's gid, when this handle opened it (not in posix_ipc).
+    #[getter]
+    fn gid(&self) -> PyResult<u32> {
+        Ok(self.opened()?.owner.gid)
+    }
+
+    /// The queue's permission bits, when this handle opened it, after the
+    /// umask (not in posix_ipc; mode is the one asked for).
+    #[getter]
+    fn file_mode(&self) -> PyResult<u32> {
+        Ok(self.opened()?.owner.mode)
     }
 
     #[getter]
