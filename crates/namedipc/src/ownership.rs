@@ -116,7 +116,11 @@ impl NewObject {
 pub struct Trust {
     /// No check at all.
     anyone: bool,
-    /// Trusted owners (uids).
+    /// Objects of this process's effective uid and of root pass. The uid is
+    /// asked for when an object is checked, not when the trust is made (a
+    /// process may change its uid in between; and most handles never check).
+    own_and_root: bool,
+    /// Other trusted owners (uids).
     owners: Vec<u32>,
     /// Trusted groups (gids), whoever owns the object.
     groups: Vec<u32>,
@@ -135,14 +139,10 @@ impl Trust {
     /// (uid 0), and not writable by "other" (`mode & 0o002 == 0`).
     #[must_use]
     pub fn new() -> Self {
-        let me = sys::geteuid();
-        let mut owners = vec![0];
-        if me != 0 {
-            owners.push(me);
-        }
         Self {
             anyone: false,
-            owners,
+            own_and_root: true,
+            owners: Vec::new(),
             groups: Vec::new(),
             world_writable: false,
         }
@@ -153,6 +153,7 @@ impl Trust {
     pub fn anyone() -> Self {
         Self {
             anyone: true,
+            own_and_root: true,
             owners: Vec::new(),
             groups: Vec::new(),
             world_writable: true,
@@ -203,7 +204,11 @@ impl Trust {
         if self.anyone {
             return Ok(());
         }
-        let reason = if !self.owners.contains(&owner.uid) && !self.groups.contains(&owner.gid) {
+        let trusted_owner = (self.own_and_root && owner.uid == 0)
+            || self.owners.contains(&owner.uid)
+            || self.groups.contains(&owner.gid)
+            || (self.own_and_root && owner.uid == sys::geteuid());
+        let reason = if !trusted_owner {
             FOREIGN_OWNER
         } else if owner.mode & 0o002 != 0 && !self.world_writable {
             OTHERS_MAY_WRITE

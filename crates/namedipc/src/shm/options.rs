@@ -228,9 +228,10 @@ impl SharedMemoryOptions {
         }
         let owner = Owner::of_stat(&stat);
         trust.check(KIND, name, owner)?;
-        if as_creat && owner.uid != sys::geteuid() {
-            // Rare (another user's segment): ask the kernel what O_CREAT
-            // would meet, on the segment now at the name.
+        // Root owns /dev/shm, so the kernel lets O_CREAT reach root's
+        // segments; for another user's (rare), ask it what O_CREAT would
+        // meet, on the segment now at the name.
+        if as_creat && owner.uid != 0 && owner.uid != sys::geteuid() {
             self.open_as_creat(name, c_name, &stat)?;
         }
         if truncate_later {
