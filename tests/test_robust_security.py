@@ -115,6 +115,18 @@ def test_a_file_others_may_write_is_refused_unless_the_mode_asked_for_lets_them(
     ran(cli("run", robust_name, "--mode", "0666", "--", "true"))
 
 
+def test_run_notes_when_an_existing_semaphore_has_another_mode_or_group(robust_name: str) -> None:
+    RobustSemaphore(robust_name, 2, persistent=True).close()
+    done = cli("run", robust_name, "--mode", "0660", "--group", "0", "-n", "3", "--", "true")
+    assert done.returncode == 0, done.stderr
+    assert "already exists with 2 slots; -n 3 applies only when run creates it" in done.stderr
+    assert "already exists with mode 0600; --mode 0660 applies only when run creates it" in done.stderr
+    if os.getegid() != 0:
+        assert "--group 0 (" in done.stderr
+    st = robust_file(robust_name).stat()
+    assert st.st_mode & 0o7777 == 0o600, "an existing semaphore keeps its mode"
+
+
 def test_group_and_trust_owners_take_names_or_numbers_and_refuse_the_rest(robust_name: str) -> None:
     for bad, error in [
         ({"group": 1.5}, TypeError),

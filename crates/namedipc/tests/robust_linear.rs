@@ -2,8 +2,8 @@
 //! writer) costs time in proportion to its size, whatever its slots say:
 //! the files here have the most slots and records a file may have
 //! (65,536 each), every slot naming a different process record, and the
-//! acquire, the reclaim of the dead records' slots, `holders()` and a wait
-//! that engages the watcher all finish within a bound that only quadratic
+//! acquire, the reclaim of the dead records' slots, `holders()`, `inspect`
+//! and a wait among live holders all finish within a bound that only quadratic
 //! work (some 4·10⁹ steps) could pass. The files are written byte by byte
 //! from the documented layout (docs/robust-semaphore.md, "File layout").
 
@@ -169,8 +169,10 @@ fn a_wait_among_many_live_holders_costs_linear_time() {
     // Record 0's slot came back when this process registered in it.
     assert!(sem.try_acquire().unwrap());
     assert!(!sem.try_acquire().unwrap());
-    // A wait past its grace: the watcher looks at 65,535 holders, none of
-    // which a pidfd can watch, and keeps looking until the deadline.
+    // A wait past its grace: at the grace's end the waiter reclaims (one
+    // lock attempt per live record) and then counts on its watcher, which
+    // looks at the 65,535 holders in its own thread (not timed here: the
+    // wait's own work is).
     assert!(!sem.acquire_timeout(Duration::from_millis(300)).unwrap());
     assert_eq!(sem.holders().unwrap().len(), MAX_SLOTS as usize);
     let took = started.elapsed();
