@@ -23,6 +23,7 @@ import signal
 import struct
 import sys
 import time
+import weakref  # noqa: F401  (RobustSemaphore closes its handles at exit through it)
 
 import namedipc
 from namedipc._namedipc import _cli_main

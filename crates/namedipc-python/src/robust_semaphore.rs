@@ -16,7 +16,7 @@ use crate::args::{self, Timeout};
 use crate::errors::to_py_err;
 use crate::exit;
 use crate::init::InitOnce;
-use crate::named_semaphore::existence;
+use crate::named_semaphore::{existence, Sharing};
 use crate::pickling::{self, qualified_name};
 use crate::wait::{Attempt, OnSignal, Slices, Undo, Wait};
 
@@ -33,25 +33,30 @@ pub(crate) struct PyRobustSemaphore {
     sem: InitOnce<RobustSemaphore>,
 }
 
-/// How a new semaphore is made (ignored when an existing one is opened).
+/// How a new semaphore is made (ignored when an existing one is opened),
+/// and whom an existing one may belong to.
 struct New {
     slots: u32,
     records: u32,
     mode: u32,
     persistent: bool,
+    sharing: Sharing,
 }
 
 impl PyRobustSemaphore {
     fn open(&self, name: &str, existence: Existence, new: &New) -> PyResult<()> {
         self.sem.ensure_unset()?;
-        let sem = RobustSemaphore::options()
+        let mut options = RobustSemaphore::options()
             .existence(existence)
             .initial_value(new.slots)
             .records(new.records)
             .mode(new.mode)
-            .persistent(new.persistent)
-            .open(name)
-            .map_err(to_py_err)?;
+            .trust(new.sharing.trust(new.mode))
+            .persistent(new.persistent);
+        if let Some(gid) = new.sharing.group {
+            options = options.group(gid);
+        }
+        let sem = options.open(name).map_err(to_py_err)?;
         self.sem.set(sem).map(drop)
     }
 
@@ -172,7 +177,7 @@ impl PyRobustSemaphore {
     }
 
     #[new]
-    #[pyo3(signature = (*_args, **_kwargs), text_signature = "(name, value=1, handle_existence=RobustSemaphore.Flags.LINK_OR_CREATE, mode=0o600, *, records=128, persistent=False)")]
+    #[pyo3(signature = (*_args, **_kwargs), text_signature = "(name, value=1, handle_existence=RobustSemaphore.Flags.LINK_OR_CREATE, mode=0o600, *, records=128, persistent=False, group=None, trust_owners=())")]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
         Self {
             sem: InitOnce::new(KIND),
@@ -180,8 +185,9 @@ impl PyRobustSemaphore {
     }
 
     #[pyo3(
-        signature = (name, value = None, handle_existence = None, mode = None, *, records = None, persistent = None)
+        signature = (name, value = None, handle_existence = None, mode = None, *, records = None, persistent = None, group = None, trust_owners = None)
     )]
+    #[allow(clippy::too_many_arguments)] // Python's keyword arguments
     fn __init__(
         slf: &Bound<'_, Self>,
         name: &Bound<'_, PyAny>,
@@ -190,6 +196,8 @@ impl PyRobustSemaphore {
         mode: Option<&Bound<'_, PyAny>>,
         records: Option<&Bound<'_, PyAny>>,
         persistent: Option<&Bound<'_, PyAny>>,
+        group: Option<&Bound<'_, PyAny>>,
+        trust_owners: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         slf.get().sem.ensure_unset()?;
         let name = args::name(name)?;
@@ -206,6 +214,7 @@ impl PyRobustSemaphore {
             .unwrap_or(128),
             mode: args::mode(mode)?,
             persistent: args::flag(persistent, "persistent")?,
+            sharing: Sharing::from_args(group, trust_owners)?,
         };
         let existence = existence(args::int_or(handle_existence, 1, "handle_existence", 0, 3)?)?;
         slf.get().open(&name, existence, &new)?;
@@ -296,6 +305,31 @@ impl PyRobustSemaphore {
         Ok(self.sem()?.is_closed())
     }
 
+    /// The permission bits of the semaphore's file (as file_mode): exactly
+    /// the mode asked for when this handle created it.
+    #[getter]
+    fn mode(&self) -> PyResult<u32> {
+        Ok(self.sem()?.owner().mode)
+    }
+
+    /// The uid of the file's owner, when this handle opened it.
+    #[getter]
+    fn uid(&self) -> PyResult<u32> {
+        Ok(self.sem()?.owner().uid)
+    }
+
+    /// The file's gid, when this handle opened it.
+    #[getter]
+    fn gid(&self) -> PyResult<u32> {
+        Ok(self.sem()?.owner().gid)
+    }
+
+    /// The file's permission bits, when this handle opened it.
+    #[getter]
+    fn file_mode(&self) -> PyResult<u32> {
+        Ok(self.sem()?.owner().mode)
+    }
+
     /// Awaitable acquire: True when a slot is taken, False when timeout
     /// (seconds; None: no limit) passes first. A slot whose holder died
     /// comes back as in acquire(); a cancelled wait leaves no slot taken.
@@ -365,6 +399,7 @@ pub(crate) fn _reopen_robust_semaphore<'py>(
                 records: 1,
                 mode: 0o600,
                 persistent: false,
+                sharing: Sharing::default(),
             },
         )?;
         exit::close_at_exit(obj)

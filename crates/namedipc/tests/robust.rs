@@ -356,7 +356,7 @@ fn options_shape_a_new_semaphore_only() {
         .existence(Existence::RaiseIfExists)
         .initial_value(3)
         .records(16)
-        .mode(0o640)
+        .mode(0o660)
         .persistent(true)
         .open(name.as_str())
         .unwrap();
@@ -366,11 +366,8 @@ fn options_shape_a_new_semaphore_only() {
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &fs::metadata(path(name.as_str())).unwrap().permissions(),
     );
-    assert_eq!(
-        mode & 0o777 & !0o640,
-        0,
-        "{mode:o}: the umask may only take bits away"
-    );
+    assert_eq!(mode & 0o7777, 0o660, "{mode:o}: exactly the mode asked for");
+    assert_eq!(sem.owner().mode, 0o660);
     drop(sem);
     let reopened = RobustSemaphore::options()
         .initial_value(5)

@@ -110,7 +110,13 @@ The slot is held while CMD runs and given back when CMD ends, however it ends; n
 exits with CMD's status. SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1 and SIGUSR2 sent to
 namedipc are passed on to CMD (a terminal's ^C already reaches both). If namedipc itself is
 killed, CMD keeps the slot until it ends: the semaphore never admits more than SLOTS commands.
+CMD inherits a read-only descriptor of the semaphore's file that keeps the slot so; it cannot
+give the slot up or change the file through it.
+An existing semaphore is used only if it belongs to this user or root, others may not write it,
+and nobody may read it who may not write it; otherwise namedipc says whose it is and exits with
+125. --group GROUP and --trust-owner USER accept one shared on purpose (see security.md).
 Example: namedipc run /nightly -n 2 --timeout 60 -- ./job.sh --full
+Example: namedipc run /gpu --mode 0660 --group render -- ./train.sh
 
 With --redis URL the slot is a lease on the Redis server, renewed every LEASE/3 while CMD runs.
 CMD gets NAMEDIPC_FENCE (the grant's fencing token, to hand to the resource it writes to) and
@@ -230,6 +236,21 @@ struct RunArgs {
     /// Exit code when --timeout passes without a free slot
     #[arg(short = 'E', long, value_name = "CODE", default_value_t = TIMEOUT_DEFAULT)]
     timeout_exit_code: u8,
+    /// Permission bits of the semaphore when this creates it, in octal, applied exactly (the
+    /// umask does not narrow them): 0600 the owner only, 0660 its group too (with --group),
+    /// 0666 every user; whoever may read it must be able to write it [default: 0600; an
+    /// existing semaphore keeps its own]
+    #[arg(long, value_name = "OCTAL", value_parser = parse_mode, conflicts_with = "url")]
+    mode: Option<u32>,
+    /// Give the semaphore this group (a name or a gid) when this creates it, and use an
+    /// existing one of this group whoever owns it: with --mode 0660, the group's members share it
+    #[arg(long, value_name = "GROUP", value_parser = parse_group, conflicts_with = "url")]
+    group: Option<u32>,
+    /// Also use an existing semaphore that belongs to USER (a name or a uid), not only this
+    /// user's or root's (repeatable)
+    #[arg(long = "trust-owner", value_name = "USER", value_parser = parse_user,
+          conflicts_with = "url", action = clap::ArgAction::Append)]
+    trust_owners: Vec<u32>,
     #[command(flatten)]
     redis: RedisArg,
     /// With --redis: how long the server keeps the slot without a renewal (a decimal number of
@@ -264,6 +285,28 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         ));
     }
     Ok(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
+}
+
+/// Parses a mode in octal (`0660`, `660`, `0o660`), permission bits only.
+fn parse_mode(text: &str) -> Result<u32, String> {
+    let digits = text.trim();
+    let digits = digits.strip_prefix("0o").unwrap_or(digits);
+    u32::from_str_radix(digits, 8)
+        .ok()
+        .filter(|&mode| !digits.is_empty() && !digits.starts_with('+') && mode <= 0o7777)
+        .ok_or_else(|| {
+            format!("'{text}' is not a mode: give octal permission bits such as 0600, 0660 or 0666")
+        })
+}
+
+/// Parses a group: a name, or a gid.
+fn parse_group(text: &str) -> Result<u32, String> {
+    crate::ownership::gid_of(text).map_err(|e| e.to_string())
+}
+
+/// Parses a user: a name, or a uid.
+fn parse_user(text: &str) -> Result<u32, String> {
+    crate::ownership::uid_of(text).map_err(|e| e.to_string())
 }
 
 /// Parses a lease: a positive number of seconds.
@@ -394,6 +437,58 @@ mod tests {
         // Longer than a Duration holds: the longest one (no limit, in effect).
         assert_eq!(parse_seconds("1e300"), Ok(Duration::MAX));
         assert_eq!(parse_seconds("1.9e19"), Ok(Duration::MAX));
+    }
+
+    #[test]
+    fn run_takes_a_mode_in_octal_a_group_and_owners_to_trust() {
+        assert_eq!(parse_mode("0660"), Ok(0o660));
+        assert_eq!(parse_mode("600"), Ok(0o600));
+        assert_eq!(parse_mode("0o666"), Ok(0o666));
+        for bad in ["", "0o", "8", "0x1a", "-600", "+600", "17777", "rw-rw----"] {
+            let said = parse_mode(bad).unwrap_err();
+            assert!(said.contains("0600, 0660 or 0666"), "{bad}: {said}");
+        }
+        assert_eq!(parse_group("0"), Ok(0));
+        assert_eq!(parse_user("root"), Ok(0));
+        assert!(parse_user("no-such-user-namedipc")
+            .unwrap_err()
+            .contains("unknown user"));
+        let parse = |args: &[&str]| Cli::try_parse_from(args.iter().copied());
+        let Ok(Cli {
+            command: Command::Run(run),
+        }) = parse(&[
+            "namedipc",
+            "run",
+            "/x",
+            "--mode",
+            "0660",
+            "--group",
+            "0",
+            "--trust-owner",
+            "root",
+            "--trust-owner",
+            "7",
+            "--",
+            "true",
+        ])
+        else {
+            panic!("run with --mode, --group and --trust-owner is refused");
+        };
+        assert_eq!((run.mode, run.group), (Some(0o660), Some(0)));
+        assert_eq!(run.trust_owners, [0, 7]);
+        // Local options: not with --redis.
+        assert!(parse(&[
+            "namedipc",
+            "run",
+            "--redis",
+            "redis://h/0",
+            "/x",
+            "--mode",
+            "0600",
+            "--",
+            "true"
+        ])
+        .is_err());
     }
 
     #[test]

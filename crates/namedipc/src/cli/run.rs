@@ -1,9 +1,12 @@
 //! `namedipc run NAME -- CMD`: hold one slot of a robust semaphore while
 //! CMD runs, pass signals on to CMD, and exit with CMD's status.
 //!
-//! CMD inherits a descriptor of the open file description that carries
-//! this process's liveness lock, so the slot stays held while CMD runs even
-//! if `namedipc` itself is killed; when both are gone, the slot comes back.
+//! CMD inherits a read-only open file description of the semaphore's file
+//! that holds a read lock on this process's liveness byte
+//! ([`RobustSemaphore::inheritable_lock`]), so the slot stays held while
+//! CMD runs even if `namedipc` itself is killed; when both are gone, the
+//! slot comes back. This process's own description is close-on-exec: CMD
+//! cannot write, truncate or unlock it.
 
 use std::io;
 use std::os::unix::process::ExitStatusExt;
@@ -11,9 +14,13 @@ use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use super::{error, note, show, RunArgs, RUN_FAILED};
+use crate::ownership::{self, Trust};
 use crate::robust::RobustSemaphore;
 use crate::sys::process::{self, BlockedSignals};
 use crate::{Error, Existence};
+
+/// `--mode` when none is given: the owner only.
+const DEFAULT_MODE: u32 = 0o600;
 
 /// Signals passed on to CMD. Others keep their usual effect.
 const FORWARDED: [i32; 6] = [
@@ -68,24 +75,16 @@ pub(super) fn run(args: &RunArgs) -> i32 {
         Ok(signals) => signals,
         Err(code) => return code,
     };
-    let sem = match RobustSemaphore::options()
-        .existence(Existence::LinkOrCreate)
-        .initial_value(args.slots.unwrap_or(1))
-        .open(&args.name)
-    {
+    let sem = match open(args) {
         Ok(sem) => sem,
         Err(e) => {
+            // An untrusted semaphore's message names its owner and mode,
+            // and how to accept it.
             error(&e.to_string());
             return RUN_FAILED;
         }
     };
-    if let Some(asked) = args.slots.filter(|&n| n != sem.slots()) {
-        note(&format!(
-            "robust semaphore '{}' already exists with {}; -n {asked} applies only when run creates it",
-            sem.name(),
-            show::count(u64::from(sem.slots()), "slot", "slots")
-        ));
-    }
+    notes_on_existing(&sem, args);
     if let Err(code) = take_slot(&sem, &signals, args) {
         return code;
     }
@@ -105,6 +104,62 @@ pub(super) fn run(args: &RunArgs) -> i32 {
             error(&format!("lost track of the command: {e}"));
             RUN_FAILED
         }
+    }
+}
+
+/// Opens the semaphore as `args` say, creating it if missing: an existing
+/// one must belong to this user or root, or to a `--trust-owner`, or have
+/// the `--group`; others may write it only if `--mode` lets them too.
+fn open(args: &RunArgs) -> crate::Result<RobustSemaphore> {
+    let mode = args.mode.unwrap_or(DEFAULT_MODE);
+    let trust = args
+        .trust_owners
+        .iter()
+        .fold(Trust::new(), |trust, &uid| trust.owner(uid))
+        .world_writable(mode & 0o002 != 0);
+    let mut options = RobustSemaphore::options()
+        .existence(Existence::LinkOrCreate)
+        .initial_value(args.slots.unwrap_or(1))
+        .mode(mode)
+        .trust(trust);
+    if let Some(gid) = args.group {
+        options = options.group(gid);
+    }
+    options.open(&args.name)
+}
+
+/// Says so where an existing semaphore differs from what `-n`, `--mode` or
+/// `--group` asked for: they shape only a semaphore that run creates.
+fn notes_on_existing(sem: &RobustSemaphore, args: &RunArgs) {
+    if sem.created() {
+        return;
+    }
+    if let Some(asked) = args.slots.filter(|&n| n != sem.slots()) {
+        note(&format!(
+            "robust semaphore '{}' already exists with {}; -n {asked} applies only when run creates it",
+            sem.name(),
+            show::count(u64::from(sem.slots()), "slot", "slots")
+        ));
+    }
+    let owner = sem.owner();
+    if let Some(asked) = args.mode.filter(|&m| m != owner.mode) {
+        note(&format!(
+            "robust semaphore '{}' already exists with mode {:04o}; --mode {asked:04o} applies only when run creates it",
+            sem.name(),
+            owner.mode
+        ));
+    }
+    if let Some(asked) = args.group.filter(|&g| g != owner.gid) {
+        let named = |gid: u32| match ownership::group_name(gid) {
+            Some(name) => format!("{gid} ({name})"),
+            None => gid.to_string(),
+        };
+        note(&format!(
+            "robust semaphore '{}' already exists with group {}; --group {} applies only when run creates it",
+            sem.name(),
+            named(owner.gid),
+            named(asked)
+        ));
     }
 }
 

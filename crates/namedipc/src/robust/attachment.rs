@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use super::file::MappedFile;
+use super::layout::LOCK_BASE;
 use super::protocol::{wall_clock_ns, RegisterError, Registration, Slept};
 use super::{registry, watch, Holder, KIND};
 use crate::error::{Error, Result};
@@ -661,11 +662,40 @@ impl Attachment {
         super::file::remove(&self.file.name, &self.file.path)
     }
 
-    /// A descriptor of the description that carries this process's liveness
-    /// lock, without close-on-exec.
+    /// A new read-only open file description of this file, without
+    /// close-on-exec, that holds a read lock on this process's record's
+    /// liveness byte: whoever keeps it keeps the registration alive, and
+    /// can neither write the file nor release the slots through it. This
+    /// process's own lock on the byte becomes a read lock too (atomically:
+    /// the byte is never unlocked meanwhile), so that both may hold it.
     pub(super) fn inheritable_lock(&self) -> Result<OwnedFd> {
-        self.registration()?;
-        os::dup_inheritable(self.file.file.as_fd()).map_err(|e| self.file.os_error("fcntl", e))
+        let mine = self.registration()?;
+        let fresh = File::from(
+            os::reopen_read_only_inheritable(self.file.file.as_fd())
+                .map_err(|e| self.file.os_error("reopen", e))?,
+        );
+        let meta = fresh
+            .metadata()
+            .map_err(|e| self.file.os_error("fstat", e))?;
+        if Identity::of(&meta) != self.file.identity {
+            return Err(self
+                .file
+                .os_error("reopen", io::Error::from_raw_os_error(libc::ESTALE)));
+        }
+        let byte = LOCK_BASE + u64::from(mine.record);
+        let shared = |fd| {
+            match os::ofd_lock(fd, byte, os::Lock::Shared) {
+                Ok(true) => Ok(()),
+                // Only a write lock of another description could refuse it,
+                // and this description holds the byte.
+                Ok(false) => Err(io::Error::from_raw_os_error(libc::EAGAIN)),
+                Err(e) => Err(e),
+            }
+            .map_err(|e| self.file.os_error("fcntl", e))
+        };
+        shared(self.file.file.as_fd())?;
+        shared(fresh.as_fd())?;
+        Ok(OwnedFd::from(fresh))
     }
 
     /// A handle of this process opened it again.

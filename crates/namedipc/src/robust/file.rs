@@ -6,7 +6,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::sync::atomic::Ordering;
 
 use super::layout::{
@@ -15,6 +15,7 @@ use super::layout::{
 };
 use super::{crash, KIND};
 use crate::error::{Error, Result};
+use crate::ownership::{NewObject, Owner, Trust};
 use crate::paths::{self, FileType, Identity, ROBUST_TEMP_PREFIX};
 use crate::sys::robust::{self as os, Lock, SharedMap};
 
@@ -35,6 +36,49 @@ pub(super) struct MappedFile {
     pub(super) records: u32,
     /// The file this was opened from.
     pub(super) identity: Identity,
+    /// Its owner and mode, from the fstat at open (or after creating it).
+    pub(super) owner: Owner,
+}
+
+/// Why an existing file is refused whose group or others may read it
+/// without writing it ([`Error::Untrusted`]'s reason).
+pub(crate) const READER_CAN_FAKE: &str =
+    "users who may not write it may read it: such a reader can fake a holder's liveness";
+/// Why an existing file is refused whose owner may not read and write it.
+pub(crate) const OWNER_CANNOT_USE: &str = "its owner may not read and write it";
+
+/// Whether one class's permission bits (`rw` in bits 2 and 1, as `mode`
+/// holds "other"'s) grant exactly one of read and write.
+fn half_access(bits: u32) -> bool {
+    let (read, write) = (bits & 0o4 != 0, bits & 0o2 != 0);
+    read != write
+}
+
+/// Why a robust semaphore's file may not have `mode`, if it may not: its
+/// owner needs read and write (so that it can use it), and whoever may
+/// read it must be able to write it too, since a reader can take read
+/// locks on the liveness bytes and so fake live processes (block every
+/// record, keep a dead holder's slot, stop removal).
+pub(super) fn mode_problem(mode: u32) -> Option<&'static str> {
+    if mode & 0o600 != 0o600 {
+        Some(OWNER_CANNOT_USE)
+    } else if (mode & 0o040 != 0 && mode & 0o020 == 0) || (mode & 0o004 != 0 && mode & 0o002 == 0) {
+        Some(READER_CAN_FAKE)
+    } else {
+        None
+    }
+}
+
+/// Checks a mode asked for a new file: the owner gets read and write, and
+/// the group and others each read and write or nothing.
+pub(super) fn check_new_mode(name: &str, mode: u32, what: &str) -> Result<()> {
+    if mode & 0o600 == 0o600 && !half_access(mode >> 3) && !half_access(mode) {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument(format!(
+        "{what} {mode:#05o} for robust semaphore '{}': its owner needs read and write, and its group and others each get read and write or nothing, such as 0o600, 0o660 or 0o666 (one who may only read it could fake a holder's liveness)",
+        paths::canonical(name)
+    )))
 }
 
 impl MappedFile {
@@ -180,7 +224,8 @@ fn not_regular(name: &str, file_type: FileType) -> Error {
 pub(super) struct NewFile {
     pub(super) slots: u32,
     pub(super) records: u32,
-    pub(super) mode: u32,
+    /// Its mode and group (set before the file is linked to the name).
+    pub(super) object: NewObject,
     pub(super) persistent: bool,
 }
 
@@ -194,11 +239,16 @@ pub(super) fn create(name: &str, path: &str, new: &NewFile) -> Result<MappedFile
         .read(true)
         .write(true)
         .create_new(true)
-        .mode(new.mode)
+        .mode(new.object.mode)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(&tmp)
         .map_err(|e| os_error(name, "open", e))?;
     let result = (|| {
+        // Group and exact mode before anybody can open it by its name.
+        let (owner, _) = new.object.settle(file.as_fd(), KIND, name)?;
+        if new.object.apply_umask {
+            check_new_mode(name, owner.mode, "the umask left mode")?;
+        }
         let len = layout::file_len(new.slots, new.records);
         file.set_len(len as u64)
             .map_err(|e| os_error(name, "ftruncate", e))?;
@@ -223,6 +273,7 @@ pub(super) fn create(name: &str, path: &str, new: &NewFile) -> Result<MappedFile
             slots: new.slots,
             records: new.records,
             identity,
+            owner,
         })
     })();
     let _ = fs::remove_file(&tmp);
@@ -231,8 +282,28 @@ pub(super) fn create(name: &str, path: &str, new: &NewFile) -> Result<MappedFile
 
 /// Opens the existing file at `path` and checks its size and header before
 /// trusting anything in it. `writable: false` maps it read-only (for looking
-/// at a semaphore one may not use).
+/// at a semaphore one may not use). Its owner is not checked: for looking
+/// at it and removing it; a handle that is to use it opens it with
+/// [`open_trusted`].
 pub(super) fn open(name: &str, path: &str, writable: bool) -> Result<MappedFile> {
+    open_checked(name, path, writable, None)
+}
+
+/// Opens the existing file at `path` for use, read-write: as [`open`], and
+/// before it is mapped, its owner and mode must pass `trust`
+/// ([`Trust::check`]) and, unless `trust` is [`Trust::anyone`], its mode
+/// must not let anybody read it who may not write it, nor keep its owner
+/// from reading and writing it ([`mode_problem`]): [`Error::Untrusted`].
+pub(super) fn open_trusted(name: &str, path: &str, trust: &Trust) -> Result<MappedFile> {
+    open_checked(name, path, true, Some(trust))
+}
+
+fn open_checked(
+    name: &str,
+    path: &str,
+    writable: bool,
+    trust: Option<&Trust>,
+) -> Result<MappedFile> {
     // O_NOFOLLOW: a symlink at the name is refused (ELOOP -> Corrupt);
     // O_NONBLOCK: a FIFO planted at the name cannot block the open.
     let file = OpenOptions::new()
@@ -250,6 +321,23 @@ pub(super) fn open(name: &str, path: &str, writable: bool) -> Result<MappedFile>
     let file_type = FileType::of(&meta);
     if file_type != FileType::Regular {
         return Err(not_regular(name, file_type));
+    }
+    let owner = Owner {
+        uid: meta.uid(),
+        gid: meta.gid(),
+        mode: meta.mode() & 0o7777,
+    };
+    if let Some(trust) = trust {
+        let name = paths::canonical(name);
+        trust.check(KIND, &name, owner)?;
+        if let Some(reason) = mode_problem(owner.mode).filter(|_| !trust.is_anyone()) {
+            return Err(Error::Untrusted {
+                kind: KIND,
+                name,
+                owner,
+                reason: reason.to_owned(),
+            });
+        }
     }
     let len = meta.len();
     let max = layout::file_len(MAX_SLOTS, MAX_RECORDS) as u64;
@@ -289,6 +377,7 @@ pub(super) fn open(name: &str, path: &str, writable: bool) -> Result<MappedFile>
         slots,
         records,
         identity: Identity::of(&meta),
+        owner,
     })
 }
 
@@ -344,7 +433,11 @@ mod tests {
         let new = NewFile {
             slots: 1,
             records: 2,
-            mode: 0o600,
+            object: NewObject {
+                mode: 0o600,
+                group: None,
+                apply_umask: false,
+            },
             persistent: true,
         };
         let first = create(&name, &path, &new).unwrap();

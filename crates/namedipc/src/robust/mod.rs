@@ -52,6 +52,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, ObjectKind, Result};
 use crate::existence::Existence;
+use crate::ownership::Owner;
 use crate::sys::monotonic_now;
 
 use attachment::{Attachment, WaitState};
@@ -109,14 +110,17 @@ pub struct RobustSemaphore {
     attachment: Arc<Attachment>,
     open: AtomicBool,
     created: bool,
+    /// The file's owner and mode, from the fstat at this handle's open.
+    owner: Owner,
 }
 
 impl RobustSemaphore {
-    fn new(attachment: Arc<Attachment>, created: bool) -> Self {
+    fn new(attachment: Arc<Attachment>, created: bool, owner: Owner) -> Self {
         Self {
             attachment,
             open: AtomicBool::new(true),
             created,
+            owner,
         }
     }
 
@@ -386,6 +390,23 @@ impl RobustSemaphore {
         self.created
     }
 
+    /// Who owns the semaphore's file and its mode (`st_mode & 0o7777`), as
+    /// fstat reported them when this handle opened or created it.
+    ///
+    /// ```
+    /// use namedipc::robust::RobustSemaphore;
+    ///
+    /// # let name = format!("/namedipc-doc-robust-owner-{}", std::process::id());
+    /// let sem = RobustSemaphore::options().mode(0o600).open(&name)?;
+    /// let owner = sem.owner();
+    /// assert_eq!((owner.uid, owner.mode), (namedipc::ownership::current_uid(), 0o600));
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    #[must_use]
+    pub fn owner(&self) -> Owner {
+        self.owner
+    }
+
     /// Removes the name if it still refers to this handle's file, even while
     /// other processes use it (their next acquire fails with
     /// [`Error::NotFound`]); a new semaphore may then be created under the
@@ -443,11 +464,17 @@ impl RobustSemaphore {
         !self.open.load(Ordering::SeqCst)
     }
 
-    /// A new descriptor, without close-on-exec, of the open file description
-    /// that carries this process's liveness lock. A child process that keeps
-    /// it open (also across `exec`) keeps this process's registration alive:
-    /// if this process dies first, its slots stay held until the child ends
-    /// too. Used by `namedipc run` so that the command keeps its slot even if
+    /// A new descriptor, without close-on-exec, that keeps this process's
+    /// registration alive: a new read-only open file description of the
+    /// semaphore's file (the same inode, reopened through `/proc/self/fd`)
+    /// holding a read (shared) lock on this process's liveness byte. A
+    /// child process that keeps it open (also across `exec`) keeps this
+    /// process's slots held if this process dies first, until the child
+    /// ends too. The child cannot release them or corrupt the file through
+    /// it: it may not write or truncate a read-only description, and
+    /// unlocking or closing it drops only its own lock, while this
+    /// process's lock (now a read lock as well) keeps the slots. Used by
+    /// `namedipc run` so that the command keeps its slot even if
     /// `namedipc` itself is killed. Close it in the parent after spawning.
     ///
     /// ```
@@ -477,6 +504,7 @@ impl Clone for RobustSemaphore {
             attachment: Arc::clone(&self.attachment),
             open: AtomicBool::new(!self.is_closed()),
             created: false,
+            owner: self.owner,
         }
     }
 }

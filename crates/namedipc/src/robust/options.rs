@@ -4,11 +4,12 @@
 //! between.
 
 use super::attachment::attach;
-use super::file::{self, checked_path, NewFile};
+use super::file::{self, check_new_mode, checked_path, NewFile};
 use super::protocol::RegisterError;
 use super::{RobustSemaphore, KIND, MAX_RECORDS, MAX_SLOTS};
 use crate::error::{Error, Result};
 use crate::existence::{self, Existence, Object};
+use crate::ownership::{NewObject, Trust};
 
 /// How many times an open starts again because the name was removed (by a
 /// last process detaching) between opening the file and registering in it.
@@ -28,6 +29,7 @@ const STALE_RETRIES: usize = 100;
 ///     .records(16)
 ///     .mode(0o600)
 ///     .persistent(false)
+///     .trust(namedipc::Trust::new())
 ///     .open(&name)?;
 /// # Ok::<(), namedipc::Error>(())
 /// ```
@@ -37,6 +39,9 @@ pub struct RobustSemaphoreOptions {
     initial_value: u32,
     records: u32,
     mode: u32,
+    group: Option<u32>,
+    apply_umask: bool,
+    trust: Trust,
     persistent: bool,
 }
 
@@ -47,6 +52,9 @@ impl Default for RobustSemaphoreOptions {
             initial_value: 1,
             records: 128,
             mode: 0o600,
+            group: None,
+            apply_umask: false,
+            trust: Trust::new(),
             persistent: false,
         }
     }
@@ -96,7 +104,14 @@ impl RobustSemaphoreOptions {
     }
 
     /// Permission bits of a new semaphore's file (default 0o600: the owner
-    /// only; the umask applies). Ignored when an existing one is opened.
+    /// only), exactly: the umask does not narrow them unless
+    /// [`Self::apply_umask`] says so; they are set before the file appears
+    /// at the name. The owner needs read and write, and the group and
+    /// others each get read and write or nothing (0o600, 0o660, 0o666...):
+    /// a user who may read the file without writing it could fake live
+    /// processes in it, so [`Self::open`] refuses such a mode
+    /// ([`Error::InvalidArgument`]) — and such a file at the name
+    /// ([`Error::Untrusted`]). An existing semaphore keeps its own mode.
     ///
     /// ```
     /// let options = namedipc::robust::RobustSemaphore::options().mode(0o660);
@@ -104,6 +119,55 @@ impl RobustSemaphoreOptions {
     #[must_use]
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
+        self
+    }
+
+    /// Lets the kernel's umask narrow [`Self::mode`] (default `false`); a
+    /// mode the umask narrows into one a robust semaphore may not have
+    /// (0o660 under umask 0o022 is 0o640) is refused at creation
+    /// ([`Error::InvalidArgument`]), before the file appears at the name.
+    ///
+    /// ```
+    /// let options = namedipc::robust::RobustSemaphore::options().apply_umask(true);
+    /// ```
+    #[must_use]
+    pub fn apply_umask(mut self, apply: bool) -> Self {
+        self.apply_umask = apply;
+        self
+    }
+
+    /// Gives a new semaphore's file the group `gid` (before it appears at
+    /// the name), and trusts existing ones of that group ([`Trust::group`]):
+    /// with mode 0o660, the members of the group share it. This process
+    /// must be a member of the group, or root.
+    ///
+    /// ```
+    /// let gid = namedipc::ownership::gid_of("root")?;
+    /// let options = namedipc::robust::RobustSemaphore::options().mode(0o660).group(gid);
+    /// # Ok::<(), namedipc::Error>(())
+    /// ```
+    #[must_use]
+    pub fn group(mut self, gid: u32) -> Self {
+        self.group = Some(gid);
+        self
+    }
+
+    /// Whom an existing semaphore may belong to (default [`Trust::new`]:
+    /// this user or root, and not writable by others). Checked on every
+    /// file the handle opens (not on one it creates), before anything in
+    /// it is used: [`Error::Untrusted`] otherwise. Whatever the trust
+    /// (unless [`Trust::anyone`]), a file that users who may not write it
+    /// may read is refused too, as is one its owner may not read and write.
+    ///
+    /// ```
+    /// use namedipc::Trust;
+    ///
+    /// let alice = 1001; // e.g. namedipc::ownership::uid_of("alice")?
+    /// let options = namedipc::robust::RobustSemaphore::options().trust(Trust::new().owner(alice));
+    /// ```
+    #[must_use]
+    pub fn trust(mut self, trust: Trust) -> Self {
+        self.trust = trust;
         self
     }
 
@@ -122,10 +186,13 @@ impl RobustSemaphoreOptions {
 
     /// Opens or creates the semaphore `name` and attaches this process to it.
     ///
-    /// Fails with [`Error::Corrupt`] if the file at the name is not a valid
-    /// robust semaphore of this version (its size and header are checked
-    /// before any offset in it is used), and with [`Error::Busy`] if all its
-    /// process records are in use.
+    /// Fails with [`Error::Untrusted`] if an existing file's owner or mode
+    /// fails [`Self::trust`] (see there), with [`Error::Corrupt`] if the
+    /// file at the name is not a valid robust semaphore of this version
+    /// (its size and header are checked before any offset in it is used),
+    /// with [`Error::Busy`] if all its process records are in use, and with
+    /// [`Error::InvalidArgument`] for a mode a robust semaphore may not
+    /// have ([`Self::mode`]) or a group this process may not give a file.
     ///
     /// ```
     /// use namedipc::robust::RobustSemaphore;
@@ -149,23 +216,37 @@ impl RobustSemaphoreOptions {
             )));
         }
         existence::check_mode(self.mode)?;
+        if !self.apply_umask {
+            check_new_mode(name, self.mode, "mode")?;
+        }
+        let object = NewObject {
+            mode: self.mode,
+            group: self.group,
+            apply_umask: self.apply_umask,
+        };
+        object.check_group()?;
         let new = NewFile {
             slots: self.initial_value,
             records: self.records,
-            mode: self.mode,
+            object,
             persistent: self.persistent,
+        };
+        let trust = match self.group {
+            Some(gid) => self.trust.clone().group(gid),
+            None => self.trust.clone(),
         };
         for _ in 0..STALE_RETRIES {
             let (opened, created) = Object {
                 kind: KIND,
                 name,
                 create: || file::create(name, &path, &new),
-                open: || file::open(name, &path, true),
+                open: || file::open_trusted(name, &path, &trust),
                 unlink: || file::remove(name, &path),
             }
             .open(self.existence)?;
+            let owner = opened.owner;
             match attach(opened) {
-                Ok(attachment) => return Ok(RobustSemaphore::new(attachment, created)),
+                Ok(attachment) => return Ok(RobustSemaphore::new(attachment, created, owner)),
                 // Removed by its last user between our open and our
                 // registration: the name is free again, start over.
                 Err(RegisterError::Stale) => {}

@@ -71,6 +71,72 @@ impl From<Error> for RegisterError {
     }
 }
 
+/// A set of process records (at most [`layout::MAX_RECORDS`]: 8 KiB), so
+/// that a pass over the slots learns each record once, whatever the slots
+/// say: every scan over the file stays linear in its size. Allocates on the
+/// first insert only.
+#[derive(Debug)]
+pub(super) struct RecordSet {
+    records: u32,
+    words: Vec<u64>,
+    len: u32,
+}
+
+impl RecordSet {
+    pub(super) fn new(records: u32) -> Self {
+        Self {
+            records,
+            words: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// Adds record `r` (below the file's number of records).
+    pub(super) fn insert(&mut self, r: u32) {
+        debug_assert!(r < self.records);
+        if self.words.is_empty() {
+            self.words = vec![0; self.records.div_ceil(64) as usize];
+        }
+        let (word, bit) = (r as usize / 64, r % 64);
+        if self.words[word] & (1 << bit) == 0 {
+            self.words[word] |= 1 << bit;
+            self.len += 1;
+        }
+    }
+
+    pub(super) fn contains(&self, r: u32) -> bool {
+        self.words
+            .get(r as usize / 64)
+            .is_some_and(|word| word & (1 << (r % 64)) != 0)
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The records in the set, in increasing order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.words.iter().enumerate().flat_map(|(w, &word)| {
+            let base = u32::try_from(w * 64).unwrap_or(u32::MAX);
+            (0..64u32)
+                .filter(move |bit| word & (1 << bit) != 0)
+                .map(move |bit| base + bit)
+        })
+    }
+
+    /// The runs of neighbouring records in the set: (first, how many).
+    pub(super) fn runs(&self) -> Vec<(u32, u32)> {
+        let mut runs: Vec<(u32, u32)> = Vec::new();
+        for r in self.iter() {
+            match runs.last_mut() {
+                Some((first, count)) if *first + *count == r => *count += 1,
+                _ => runs.push((r, 1)),
+            }
+        }
+        runs
+    }
+}
+
 /// The coarse wall clock in ns since the Unix epoch: no syscall.
 #[inline]
 pub(super) fn wall_clock_ns() -> u64 {
@@ -243,18 +309,14 @@ impl MappedFile {
         freed
     }
 
+    /// Frees slot `i` if it still holds `token`, a token of no live
+    /// registration; the caller counts and wakes. Returns how many (0 or 1).
     fn free_orphan(&self, i: u32, token: u64) -> u32 {
-        if self
-            .owner(i)
-            .compare_exchange(token, 0, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
-            self.map.u64_at(H_RECLAIMED).fetch_add(1, Ordering::Relaxed);
-            self.wake();
-            1
-        } else {
-            0
-        }
+        u32::from(
+            self.owner(i)
+                .compare_exchange(token, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok(),
+        )
     }
 
     /// **Reclaim**: gives back the slots of dead holders: of registrations
@@ -262,42 +324,104 @@ impl MappedFile {
     /// detach), and of records whose owner died (their lock byte can be
     /// taken). Looks only at records that hold a slot, never at `mine`.
     /// Returns how many slots it freed.
+    ///
+    /// Linear in the file's size, whatever the file holds: one pass over
+    /// the slots finds the records that hold one (a set of records), one
+    /// lock attempt per such record finds the dead ones, and one more pass
+    /// frees their slots while this description holds all their locks.
     pub(super) fn reclaim(&self, mine: Registration) -> u32 {
-        let mut total = 0;
+        let mut freed = 0;
+        let mut holding = RecordSet::new(self.records);
         for i in 0..self.slots {
             let token = self.owner(i).load(Ordering::Acquire);
             if token == 0 || token == mine.token {
                 continue;
             }
-            let (r, generation) = layout::split_token(token);
-            let Some(r) = u32::try_from(r).ok().filter(|&r| r < self.records) else {
-                // A token naming no record: nobody can ever release it.
-                total += self.free_orphan(i, token);
-                continue;
-            };
-            if self.state(r).load(Ordering::Acquire) != (generation << 1 | 1) {
-                // That registration has ended: the slot is an orphan.
-                total += self.free_orphan(i, token);
-                continue;
+            match self.registration_of(token) {
+                // A token naming no record, or of a registration that has
+                // ended: nobody can ever release it.
+                None => freed += self.free_orphan(i, token),
+                Some(r) if r == mine.record => {}
+                Some(r) => holding.insert(r),
             }
-            if r == mine.record {
-                continue;
-            }
+        }
+        // Of those, the dead: whose lock byte this description can take.
+        // Their locks stay taken until their slots are freed and their
+        // records ended, so that no registrant reuses one meanwhile.
+        let mut dead = RecordSet::new(self.records);
+        for r in holding.iter() {
             // An error is treated like a live owner: never reclaim on doubt.
             if !self.lock_byte(r, Lock::Exclusive).unwrap_or(false) {
                 continue;
             }
             crash::crash_point!("reclaim.locked");
-            let state = self.state(r).load(Ordering::Acquire);
-            if state & 1 == 1 {
-                total += self.free_owner(r, state >> 1);
-                crash::crash_point!("reclaim.freed");
-                self.state(r)
-                    .store((((state >> 1) + 1) & GEN_MASK) << 1, Ordering::Release);
+            if self.state(r).load(Ordering::Acquire) & 1 == 1 {
+                dead.insert(r);
+            } else {
+                let _ = self.lock_byte(r, Lock::Unlock);
             }
-            let _ = self.lock_byte(r, Lock::Unlock);
         }
-        total
+        if !dead.is_empty() {
+            freed += self.free_dead(&dead);
+        }
+        if freed > 0 {
+            self.map
+                .u64_at(H_RECLAIMED)
+                .fetch_add(u64::from(freed), Ordering::Relaxed);
+            self.wake();
+        }
+        freed
+    }
+
+    /// The record whose current registration a slot's `token` names (as
+    /// the file says), or `None` for a token of no record or of an ended
+    /// registration: an orphan.
+    fn registration_of(&self, token: u64) -> Option<u32> {
+        let (r, generation) = layout::split_token(token);
+        let r = u32::try_from(r).ok().filter(|&r| r < self.records)?;
+        (self.state(r).load(Ordering::Acquire) == (generation << 1 | 1)).then_some(r)
+    }
+
+    /// Frees every slot of the registrations of `dead`, records whose
+    /// lock bytes this description holds and whose owners died, in one
+    /// pass over the slots; then ends those registrations (free, a new
+    /// generation) and drops their locks. Returns how many slots it freed.
+    fn free_dead(&self, dead: &RecordSet) -> u32 {
+        let mut freed = 0;
+        for i in 0..self.slots {
+            let owner = self.owner(i);
+            let token = owner.load(Ordering::Acquire);
+            if token == 0 {
+                continue;
+            }
+            let Some(r) = self.registration_of(token) else {
+                continue;
+            };
+            if dead.contains(r)
+                && owner
+                    .compare_exchange(token, 0, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+            {
+                freed += 1;
+            }
+        }
+        crash::crash_point!("reclaim.freed");
+        for r in dead.iter() {
+            let state = self.state(r).load(Ordering::Acquire);
+            self.state(r)
+                .store((((state >> 1) + 1) & GEN_MASK) << 1, Ordering::Release);
+        }
+        // One unlock per run of neighbouring records (this description's
+        // locks on neighbouring bytes are one range in the kernel).
+        for (first, count) in dead.runs() {
+            let _ = os::ofd_lock_range(
+                self.file.as_fd(),
+                LOCK_BASE + u64::from(first),
+                u64::from(count),
+                Lock::Unlock,
+            );
+        }
+        freed
     }
 
     /// **Acquire**: takes a free slot with one CAS, if there is one,
@@ -367,6 +491,7 @@ impl MappedFile {
     /// slot, each once.
     pub(super) fn held_by(&self, mine: Registration) -> Vec<HeldBy> {
         let mut held: Vec<HeldBy> = Vec::new();
+        let mut seen = RecordSet::new(self.records);
         for i in 0..self.slots {
             let token = self.owner(i).load(Ordering::Acquire);
             if token == 0 || token == mine.token {
@@ -380,9 +505,10 @@ impl MappedFile {
                 continue;
             };
             let state = self.state(r).load(Ordering::Acquire);
-            if state != (generation << 1 | 1) || held.iter().any(|h| h.record == r) {
+            if state != (generation << 1 | 1) || seen.contains(r) {
                 continue;
             }
+            seen.insert(r);
             let rec = layout::record(r);
             held.push(HeldBy {
                 record: r,
@@ -494,6 +620,18 @@ impl MappedFile {
     /// as alive without a look at its lock, which this description holds.
     pub(super) fn holders(&self, mine: Option<Registration>) -> Vec<Holder> {
         let mut holders = Vec::new();
+        // Each record's lock is looked at once, however many slots it holds.
+        let (mut looked_at, mut locked) =
+            (RecordSet::new(self.records), RecordSet::new(self.records));
+        let mut locked_by_other = |r: u32| {
+            if !looked_at.contains(r) {
+                looked_at.insert(r);
+                if self.record_locked_by_other(r) {
+                    locked.insert(r);
+                }
+            }
+            locked.contains(r)
+        };
         for i in 0..self.slots {
             let slot = layout::slot(self.records, i);
             let token = self.map.load_u64(slot + S_OWNER, Ordering::Acquire);
@@ -519,10 +657,26 @@ impl MappedFile {
                 pid: self.map.load_u32(rec + R_PID, Ordering::Relaxed),
                 uid: self.map.load_u32(rec + R_UID, Ordering::Relaxed),
                 since,
-                alive: registered
-                    && (mine.is_some_and(|m| m.token == token) || self.record_locked_by_other(r)),
+                alive: registered && (mine.is_some_and(|m| m.token == token) || locked_by_other(r)),
             });
         }
         holders
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RecordSet;
+
+    #[test]
+    fn a_record_set_holds_each_record_once_and_finds_its_runs() {
+        let mut set = RecordSet::new(200);
+        assert!(set.is_empty() && !set.contains(0) && set.runs().is_empty());
+        for r in [5, 3, 4, 63, 64, 65, 199, 4] {
+            set.insert(r);
+        }
+        assert!(!set.is_empty() && set.contains(64) && !set.contains(6));
+        assert_eq!(set.iter().collect::<Vec<_>>(), [3, 4, 5, 63, 64, 65, 199]);
+        assert_eq!(set.runs(), [(3, 3), (63, 3), (199, 1)]);
     }
 }

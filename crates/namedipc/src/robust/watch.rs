@@ -10,6 +10,7 @@
 //! its process ended and the lock lives on) are looked at again on a short
 //! back-off, and every held slot at least every [`BACKSTOP`].
 
+use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -133,16 +134,24 @@ impl Watch {
     fn look(&mut self, attachment: &Attachment, mine: Registration, fired: &[bool], now: Duration) {
         let file = attachment.file();
         file.reclaim(mine);
-        let mut before: Vec<(Watched, bool)> = std::mem::take(&mut self.watched)
+        // By record (held_by names each once): a look is linear in the
+        // number of holders, however many there are.
+        let mut before: HashMap<u32, (Watched, bool)> = std::mem::take(&mut self.watched)
             .into_iter()
             .enumerate()
-            .map(|(i, w)| (w, fired.get(i).copied() == Some(true)))
+            .map(|(i, w)| (w.held.record, (w, fired.get(i).copied() == Some(true))))
+            .collect();
+        let mut suspected: HashMap<u32, Suspect> = std::mem::take(&mut self.suspects)
+            .into_iter()
+            .map(|s| (s.held.record, s))
             .collect();
         let mut watched = Vec::new();
         let mut suspects = Vec::new();
         for held in file.held_by(mine) {
-            if let Some(i) = before.iter().position(|(w, _)| w.held == held) {
-                let (known, fired) = before.swap_remove(i);
+            if let Some((known, fired)) = before
+                .remove(&held.record)
+                .filter(|(known, _)| known.held == held)
+            {
                 if !fired {
                     watched.push(known);
                     continue;
@@ -157,8 +166,10 @@ impl Watch {
                 });
                 continue;
             }
-            if let Some(i) = self.suspects.iter().position(|s| s.held == held) {
-                let mut suspect = self.suspects.swap_remove(i);
+            if let Some(mut suspect) = suspected
+                .remove(&held.record)
+                .filter(|suspect| suspect.held == held)
+            {
                 if suspect.next <= now {
                     suspect.backoff = (suspect.backoff * 2).min(SUSPECT_MAX);
                     suspect.next = now + suspect.backoff;

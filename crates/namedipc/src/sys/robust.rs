@@ -201,6 +201,10 @@ impl Drop for SharedMap {
 pub(crate) enum Lock {
     /// Take a write (exclusive) lock.
     Exclusive,
+    /// Take a read (shared) lock: granted while other descriptions hold
+    /// read locks on the byte, never while one holds a write lock; a
+    /// description's own write lock becomes a read lock, atomically.
+    Shared,
     /// Drop the lock.
     Unlock,
 }
@@ -241,6 +245,7 @@ pub(crate) fn ofd_lock_range(
 ) -> io::Result<bool> {
     let kind = match op {
         Lock::Exclusive => libc::F_WRLCK,
+        Lock::Shared => libc::F_RDLCK,
         Lock::Unlock => libc::F_UNLCK,
     };
     let fl = flock_at(offset, len, kind)?;
@@ -257,7 +262,9 @@ pub(crate) fn ofd_lock_range(
 }
 
 /// Whether some other open file description holds a lock on the byte at
-/// `offset` (F_OFD_GETLK; a lock of `fd`'s own description does not count).
+/// `offset`, a write lock or a read lock (F_OFD_GETLK asked about a write
+/// lock, which any lock conflicts with; a lock of `fd`'s own description
+/// does not count).
 pub(crate) fn ofd_locked_by_other(fd: BorrowedFd<'_>, offset: u64) -> io::Result<bool> {
     let mut fl = flock_at(offset, 1, libc::F_WRLCK)?;
     retry_on_interrupt(|| {
@@ -396,6 +403,21 @@ pub(crate) fn reopen(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
+/// A new, read-only open file description of the file behind `fd`, through
+/// `/proc/self/fd` (so the same inode, even if its name was removed),
+/// *without* close-on-exec: what a child process may keep across `exec`
+/// that lets it neither write nor truncate the file.
+pub(crate) fn reopen_read_only_inheritable(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let path = std::ffi::CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let new = retry_on_interrupt(|| {
+        // SAFETY: `path` is a valid NUL-terminated string for the call.
+        check(unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK) })
+    })?;
+    // SAFETY: `new` was just opened and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
 /// Makes the descriptor number of `target` refer to the open file
 /// description of `source` (`dup3` with close-on-exec). The number stays
 /// owned by whoever owned `target`; `source` is left to its owner.
@@ -407,17 +429,6 @@ pub(crate) fn replace_fd(target: BorrowedFd<'_>, source: BorrowedFd<'_>) -> io::
         check(unsafe { libc::dup3(source.as_raw_fd(), target.as_raw_fd(), libc::O_CLOEXEC) })
     })
     .map(drop)
-}
-
-/// A new descriptor for the open file description of `fd`, *without*
-/// close-on-exec, so that a child process keeps the description (and the
-/// locks it carries) across `exec`.
-pub(crate) fn dup_inheritable(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    // SAFETY: `fd` is open for the duration of the call; F_DUPFD returns a
-    // new descriptor (without FD_CLOEXEC) that we own from here on.
-    let new = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD, 0) })?;
-    // SAFETY: `new` was just returned by F_DUPFD and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
 /// Sends SIGKILL to this process: a test hook that simulates a crash at an
