@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -110,6 +111,10 @@ def test_a_file_others_may_write_is_refused_unless_the_mode_asked_for_lets_them(
         RobustSemaphore(robust_name)
     with RobustSemaphore(robust_name, mode=0o666) as sem:
         assert (sem.created, sem.mode) == (False, 0o666)
+        # An unpickled copy (a worker's) trusts what the original accepted.
+        copy = pickle.loads(pickle.dumps(sem))
+        assert (copy.created, copy.file_mode) == (False, 0o666)
+        copy.close()
     done = cli("run", robust_name, "--", "true")
     assert done.returncode == 125 and OTHERS_WRITE in done.stderr and "--mode 0666" in done.stderr
     ran(cli("run", robust_name, "--mode", "0666", "--", "true"))

@@ -378,17 +378,29 @@ impl PyRobustSemaphore {
     }
 
     /// Pickles by name: unpickling opens the same semaphore in the other
-    /// process (which holds none of this process's slots).
+    /// process (which holds none of this process's slots), trusting what
+    /// this handle accepted: the owner it found, and others' writes if the
+    /// mode it found grants them.
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
-        pickling::reduce(slf, "_reopen_robust_semaphore", (slf.get().sem()?.name(),))
+        let sem = slf.get().sem()?;
+        let owner = sem.owner();
+        pickling::reduce(
+            slf,
+            "_reopen_robust_semaphore",
+            (sem.name(), owner.uid, owner.mode & 0o002 != 0),
+        )
     }
 }
 
-/// Unpickling helper: a `cls` instance attached to the existing semaphore `name`.
+/// Unpickling helper: a `cls` instance attached to the existing semaphore
+/// `name`, trusting also `owner` and, if `world_writable`, others' writes.
 #[pyfunction]
+#[pyo3(signature = (cls, name, owner = None, world_writable = false))]
 pub(crate) fn _reopen_robust_semaphore<'py>(
     cls: &Bound<'py, PyType>,
     name: &str,
+    owner: Option<u32>,
+    world_writable: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     pickling::reopen(cls, |obj| {
         obj.cast::<PyRobustSemaphore>()?.get().open(
@@ -399,7 +411,11 @@ pub(crate) fn _reopen_robust_semaphore<'py>(
                 records: 1,
                 mode: 0o600,
                 persistent: false,
-                sharing: Sharing::default(),
+                sharing: Sharing {
+                    group: None,
+                    owners: owner.into_iter().collect(),
+                    world_writable,
+                },
             },
         )?;
         exit::close_at_exit(obj)
