@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::path::PathBuf;
-use super::file::{self, checked_path};
+use super::file::checked_path;
 use super::snapshot::FileImage;
 use super::{Holder, KIND};
 use crate::error::{Error, Result};
@@ -90,7 +90,16 @@ pub fn inspect(name: &str) -> Result<Snapshot> {
 /// # Errors
 /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`].
 pub fn unlink(name: &str) -> Result<()> {
-    file::remove(name, &checked_path(name)?)
+    // As file::remove does it (the name first, then the mark on whatever
+    // was there), but with the file read and marked through pread/pwrite:
+    // `namedipc rm NAME` maps nothing either.
+    let path = checked_path(name)?;
+    let image = FileImage::read(name, &path, true).ok();
+    fs::remove_file(&path).map_err(|e| Error::from_os("unlink", KIND, name, e))?;
+    if let Some(image) = &image {
+        image.mark_removed();
+    }
+    Ok(())
 }
 
 /// Removes the semaphore `name` only if no live process is attached to it;

@@ -216,7 +216,7 @@ impl FileImage {
 
     /// Sets the header's removed flag in the file (best effort: handles
     /// attached to it would notice its removal by their inode check anyway).
-    fn mark_removed(&self) {
+    pub(super) fn mark_removed(&self) {
         let expected = layout::file_len(self.slots, self.records) as u64;
         if self.file.metadata().map(|m| m.len()).ok() != Some(expected) {
             return;
