@@ -158,11 +158,20 @@ cmd_test_rust() {
     cargo test -q --workspace "$@"
 }
 
+# The multi-user tests make throwaway users (tests/support/users.py) and
+# remove them at their end; this removes those of a run killed before that.
+remove_stale_test_users() {
+    "$1" -c 'import sys; sys.path.insert(0, "tests"); from support.users import main_remove_stale; main_remove_stale()'
+}
+
 cmd_test_python() {
     setup
     build_dev
     log "pytest (the development build)${*:+: $*}"
-    python -m pytest --basetemp="$TARGET/pytest" "$@"
+    local status=0
+    python -m pytest --basetemp="$TARGET/pytest" "$@" || status=$?
+    remove_stale_test_users python
+    return "$status"
 }
 
 # The same tests against what users install: the release wheel, in a new
@@ -195,7 +204,10 @@ EOF
     log "mypy.stubtest (the stubs in the wheel)"
     "$wheel_venv/bin/python" -m mypy.stubtest namedipc
     log "pytest (the installed wheel)${*:+: $*}"
-    "$wheel_venv/bin/python" -m pytest --basetemp="$TARGET/pytest-wheel" "$@"
+    local status=0
+    "$wheel_venv/bin/python" -m pytest --basetemp="$TARGET/pytest-wheel" "$@" || status=$?
+    remove_stale_test_users "$wheel_venv/bin/python"
+    return "$status"
 }
 
 cmd_test() {

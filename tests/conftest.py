@@ -10,6 +10,7 @@ import pytest
 
 from support.names import Names, remove_queue, remove_robust, remove_segment, remove_semaphore
 from support.processes import Helper, Peer, tracking
+from support.users import users  # noqa: F401 - the session fixture of the multi-user tests
 
 
 @pytest.fixture
