@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -102,9 +101,7 @@ def test_hostile_names_are_escaped_by_ls_and_info_and_exact_in_json(
         shm.close_fd()
 
 
-def test_rm_escapes_names_in_what_it_prints_and_in_its_errors_and_notes(
-    names: Names, robust_names: Names
-) -> None:
+def test_rm_escapes_names_in_what_it_prints_and_in_its_errors_and_notes(names: Names, robust_names: Names) -> None:
     sem_name = names.track(names("rm") + HOSTILE)
     namedipc.Semaphore(sem_name, namedipc.O_CREX).close()
     removed = cli("rm", sem_name)

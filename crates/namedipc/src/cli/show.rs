@@ -206,11 +206,17 @@ mod tests {
         assert_eq!(escaped("/a\nsem /b root 0600"), "/a\\nsem /b root 0600");
         assert_eq!(escaped("\t\r\0\x7f"), "\\t\\r\\x00\\x7f");
         assert_eq!(escaped("\u{9b}2J\u{85}"), "\\x9b2J\\x85");
-        assert_eq!(escaped("a\u{202e}b\u{2028}c\u{feff}"), "a\\u202eb\\u2028c\\ufeff");
+        assert_eq!(
+            escaped("a\u{202e}b\u{2028}c\u{feff}"),
+            "a\\u202eb\\u2028c\\ufeff"
+        );
         assert_eq!(escaped("back\\slash"), "back\\\\slash");
         // Nothing a terminal acts on is left, whatever the input.
         let every: String = (0..=0x3000u32).filter_map(char::from_u32).collect();
         let shown = escaped(&every);
-        assert!(!shown.chars().any(|c| c != '\\' && needs_escape(c)), "{shown}");
+        assert!(
+            !shown.chars().any(|c| c != '\\' && needs_escape(c)),
+            "{shown}"
+        );
     }
 }

@@ -204,7 +204,10 @@ fn list_of(only: Option<ObjectKind>) -> Result<Listing> {
         }
     }
     let mqueue_dir = mqueue_dir();
-    if let Some(mq_dir) = mqueue_dir.as_ref().filter(|_| wanted(ObjectKind::MessageQueue)) {
+    if let Some(mq_dir) = mqueue_dir
+        .as_ref()
+        .filter(|_| wanted(ObjectKind::MessageQueue))
+    {
         let entries = fs::read_dir(mq_dir)
             .map_err(|e| dir_error("opendir", ObjectKind::MessageQueue, mq_dir, e))?;
         for entry in entries {

@@ -4,13 +4,13 @@
 //! read the file with `pread` (snapshot.rs), never through a mapping, so
 //! that whatever another process does to the file cannot make them fault.
 
-use std::fs;
-use std::path::PathBuf;
 use super::file::checked_path;
 use super::snapshot::FileImage;
 use super::{Holder, KIND};
 use crate::error::{Error, Result};
 use crate::paths;
+use std::fs;
+use std::path::PathBuf;
 
 /// What [`inspect`] found in a semaphore's file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,9 +15,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use super::file::marked_removed_reason;
 use super::layout::{
-    self, FLAG_PERSISTENT, FLAG_REMOVED, HEADER_LEN, H_FLAGS, H_HEADER_LEN, H_MAGIC,
-    H_RECLAIMED, H_RECORDS, H_SLOTS, H_VERSION, LOCK_BASE, MAX_RECORDS, MAX_SLOTS, R_PID,
-    R_STATE, R_UID, S_OWNER, S_SINCE,
+    self, FLAG_PERSISTENT, FLAG_REMOVED, HEADER_LEN, H_FLAGS, H_HEADER_LEN, H_MAGIC, H_RECLAIMED,
+    H_RECORDS, H_SLOTS, H_VERSION, LOCK_BASE, MAX_RECORDS, MAX_SLOTS, R_PID, R_STATE, R_UID,
+    S_OWNER, S_SINCE,
 };
 use super::{Holder, KIND};
 use crate::error::{Error, Result};
@@ -62,7 +62,12 @@ impl FileImage {
         loop {
             attempts += 1;
             match read_checked(name, &file)? {
-                Some((identity, slots, records, bytes)) => {
+                Some(Checked {
+                    identity,
+                    slots,
+                    records,
+                    bytes,
+                }) => {
                     return Ok(Self {
                         name: paths::canonical(name),
                         path: path.to_owned(),
@@ -229,9 +234,17 @@ impl FileImage {
     }
 }
 
+/// What one read of the whole file found.
+struct Checked {
+    identity: Identity,
+    slots: u32,
+    records: u32,
+    bytes: Vec<u8>,
+}
+
 /// One read of the whole file: its identity, checked header and bytes;
 /// `None` if it changed size while being read (try again).
-fn read_checked(name: &str, file: &File) -> Result<Option<(Identity, u32, u32, Vec<u8>)>> {
+fn read_checked(name: &str, file: &File) -> Result<Option<Checked>> {
     let meta = file.metadata().map_err(|e| os_error(name, "fstat", e))?;
     let file_type = FileType::of(&meta);
     if file_type != FileType::Regular {
@@ -258,7 +271,11 @@ fn read_checked(name: &str, file: &File) -> Result<Option<(Identity, u32, u32, V
         Err(e) => return Err(os_error(name, "pread", e)),
     }
     // One byte more than fstat said: the file grew meanwhile.
-    if file.read_at(&mut [0u8; 1], len).map_err(|e| os_error(name, "pread", e))? != 0 {
+    if file
+        .read_at(&mut [0u8; 1], len)
+        .map_err(|e| os_error(name, "pread", e))?
+        != 0
+    {
         return Ok(None);
     }
     let word32 = |offset: usize| {
@@ -277,7 +294,12 @@ fn read_checked(name: &str, file: &File) -> Result<Option<(Identity, u32, u32, V
         word32(H_RECORDS),
     )
     .map_err(|reason| corrupt(name, reason))?;
-    Ok(Some((Identity::of(&meta), slots, records, bytes)))
+    Ok(Some(Checked {
+        identity: Identity::of(&meta),
+        slots,
+        records,
+        bytes,
+    }))
 }
 
 fn os_error(name: &str, operation: &'static str, e: io::Error) -> Error {
@@ -361,10 +383,7 @@ mod tests {
         assert!(Identity::at(&path).unwrap().is_none());
         // The mark, written with pwrite.
         let mut word = [0u8; 4];
-        image
-            .file
-            .read_exact_at(&mut word, H_FLAGS as u64)
-            .unwrap();
+        image.file.read_exact_at(&mut word, H_FLAGS as u64).unwrap();
         assert_ne!(u32::from_ne_bytes(word) & FLAG_REMOVED, 0);
     }
 
