@@ -246,10 +246,12 @@ fn listing_one_kind_reads_only_that_kind() {
         .objects
         .iter()
         .all(|o| o.kind == ObjectKind::MessageQueue));
-    assert!(inventory::find_kind(name.as_str(), ObjectKind::MessageQueue)
-        .unwrap()
-        .objects
-        .is_empty());
+    assert!(
+        inventory::find_kind(name.as_str(), ObjectKind::MessageQueue)
+            .unwrap()
+            .objects
+            .is_empty()
+    );
 }
 
 /// Another process (here a thread, through a descriptor of its own)
