@@ -8,9 +8,11 @@ they read it with pread and never map it."""
 from __future__ import annotations
 
 import ctypes
+import errno
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -152,27 +154,38 @@ def test_a_name_that_is_not_utf8_is_left_out_of_the_listing(shm_names: Names) ->
         os.unlink(path)
 
 
-# inotify(7), through libc: the kernel's own record of who opened a file.
-IN_ACCESS = 0x001
-IN_OPEN = 0x020
+# fanotify(7), through libc: the kernel's own record of which process
+# opened a file (other processes on the machine may list /dev/shm meanwhile).
+FAN_CLOEXEC = 0x1
+FAN_NONBLOCK = 0x2
+FAN_MARK_ADD = 0x1
+FAN_OPEN = 0x20
+AT_FDCWD = -100
+EVENT = struct.Struct("=IBBHQii")  # struct fanotify_event_metadata
 
 
 class Opens:
-    """Counts the opens and reads of files, as the kernel reports them."""
+    """Which of some files a process opened, as the kernel reports it."""
 
     def __init__(self, paths: list[Path]) -> None:
         self.libc = ctypes.CDLL(None, use_errno=True)
-        self.fd = self.libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        assert self.fd >= 0, os.strerror(ctypes.get_errno())
-        self.watches: dict[int, Path] = {}
+        self.libc.fanotify_mark.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint64, ctypes.c_int, ctypes.c_char_p]
+        self.fd = self.libc.fanotify_init(FAN_CLOEXEC | FAN_NONBLOCK, os.O_RDONLY | os.O_CLOEXEC)
+        if self.fd < 0:
+            error = ctypes.get_errno()
+            if error == errno.EPERM:
+                pytest.skip("fanotify, which names the process that opened a file, needs CAP_SYS_ADMIN (root)")
+            raise OSError(error, os.strerror(error))
         for path in paths:
-            wd = self.libc.inotify_add_watch(self.fd, os.fsencode(path), IN_OPEN | IN_ACCESS)
-            assert wd >= 0, os.strerror(ctypes.get_errno())
-            self.watches[wd] = path
+            if self.libc.fanotify_mark(self.fd, FAN_MARK_ADD, FAN_OPEN, AT_FDCWD, os.fsencode(path)) != 0:
+                error = ctypes.get_errno()
+                os.close(self.fd)
+                raise OSError(error, os.strerror(error), str(path))
 
-    def take(self) -> list[Path]:
-        """The files opened or read since the last call (each event once)."""
-        seen: list[Path] = []
+    def take(self, pid: int) -> set[Path]:
+        """The files `pid` opened since the last call (the events of other
+        processes are dropped)."""
+        seen: set[Path] = set()
         while True:
             try:
                 chunk = os.read(self.fd, 65536)
@@ -180,15 +193,25 @@ class Opens:
                 return seen
             offset = 0
             while offset < len(chunk):
-                wd, _mask, _cookie, length = (
-                    int.from_bytes(chunk[offset : offset + 4], sys.byteorder, signed=True),
-                    *(int.from_bytes(chunk[offset + i : offset + i + 4], sys.byteorder) for i in (4, 8, 12)),
-                )
-                seen.append(self.watches[wd])
-                offset += 16 + length
+                length, _version, _, _, _mask, fd, opener = EVENT.unpack_from(chunk, offset)
+                if fd >= 0:
+                    try:
+                        if opener == pid:
+                            seen.add(Path(os.readlink(f"/proc/self/fd/{fd}")))
+                    finally:
+                        os.close(fd)
+                offset += length
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+def cli_with_pid(*args: str) -> tuple[subprocess.CompletedProcess[bytes], int]:
+    """Runs `namedipc ARGS` (the script, which runs the command in its own
+    process) to completion; returns the result and the process's pid."""
+    with subprocess.Popen([str(SCRIPT), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        out, err = proc.communicate(timeout=WAIT)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), proc.pid
 
 
 def test_type_filters_before_any_file_of_another_kind_is_opened(
@@ -203,20 +226,19 @@ def test_type_filters_before_any_file_of_another_kind_is_opened(
     files = {"sem": semaphore_file(base), "shm": segment_file(base), "robust": robust_file(base)}
     opens = Opens(list(files.values()))
     try:
-        assert opens.take() == []
-        # The control: without --type, `ls` and `info` read the semaphore's
+        # The control: without --type, `ls` and `info` open the semaphore's
         # file and the robust semaphore's (a segment's size is fstat's).
         for args in (["ls"], ["info", base]):
-            assert cli(*args).returncode == 0
-            assert set(opens.take()) == {files["sem"], files["robust"]}, args
+            done, pid = cli_with_pid(*args)
+            assert done.returncode == 0, done.stderr
+            assert opens.take(pid) == {files["sem"], files["robust"]}, args
         for kind in ("sem", "shm", "mq", "robust"):
             for args in (["ls", "--type", kind], ["info", "--type", kind, base], ["ls", "--type", kind, "--json"]):
-                done = cli(*args)
+                done, pid = cli_with_pid(*args)
                 assert done.returncode in (0, 1), done.stderr
-                opened = set(opens.take())
-                assert opened <= {files[kind]} if kind in files else opened == set(), (args, opened)
-        assert cli("ls", "--type", "robust").returncode == 0
-        assert set(opens.take()) == {files["robust"]}
+                opened = opens.take(pid)
+                allowed = {files[kind]} if kind in ("sem", "robust") else set()
+                assert opened == allowed, (args, opened)
     finally:
         opens.close()
         robust.close()
@@ -228,9 +250,10 @@ def test_type_filters_before_any_file_of_another_kind_is_opened(
 # semaphore's file from a template (a real file's bytes, with one process
 # record registered and one slot held; it writes its own pid and uid into
 # the record) and holds the record's liveness lock, as a process attached
-# to it does. Told to go on, it truncates the file to nothing and writes its bytes
-# back, round after round, as fast as it can, printing how many rounds it
-# has done every hundred, until SIGUSR1 comes; then it prints the total.
+# to it does. Told to go on, it truncates the file to nothing and writes
+# its bytes back, round after round, as fast as it can, printing how many
+# rounds it has done every hundred, until SIGUSR1 comes; then it prints the
+# total.
 TRUNCATOR = r"""
 import os, signal, struct, sys, fcntl
 path, template = sys.argv[1], bytearray(bytes.fromhex(sys.argv[2]))
