@@ -137,6 +137,20 @@ def test_rm_escapes_names_in_what_it_prints_and_in_its_errors_and_notes(names: N
     assert robust_file(kept_name).exists()
 
 
+def test_runs_messages_escape_the_name(robust_names: Names) -> None:
+    name = robust_names.track(robust_names("run") + HOSTILE)
+    held = namedipc.RobustSemaphore(name, 1)
+    try:
+        assert held.acquire(timeout=WAIT)
+        done = cli("run", name, "--timeout", "0", "--", sys.executable, "-c", "pass")
+        assert done.returncode == 75, done.stderr
+        assert_no_raw_controls(done.stdout + done.stderr)
+        message = done.stderr.decode()
+        assert escaped(name) in message and message.count("\n") == 1, message
+    finally:
+        held.close()
+
+
 def test_a_name_that_is_not_utf8_is_left_out_of_the_listing(shm_names: Names) -> None:
     name = shm_names("bytes")
     path = os.fsencode(segment_file(name)) + b"-\xff\x1b[2J"
