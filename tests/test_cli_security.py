@@ -24,8 +24,11 @@ import namedipc
 from support.build import cargo_build
 from support.lines import reader_for
 from support.names import Names, robust_file, segment_file, semaphore_file
+from support.redis_server import RedisServer
 from support.users import Users, popen_as
 from support.waiting import WAIT
+
+pytest_plugins = ["support.redis_fixtures"]
 
 SCRIPT = Path(sys.executable).parent / "namedipc"
 
@@ -149,6 +152,27 @@ def test_runs_messages_escape_the_name(robust_names: Names) -> None:
         assert escaped(name) in message and message.count("\n") == 1, message
     finally:
         held.close()
+
+
+def test_redis_semaphores_names_are_escaped_too(redis_server: RedisServer) -> None:
+    url = redis_server.url()
+    name = f"/cli-{os.getpid()}-{os.urandom(4).hex()}{HOSTILE}"
+    sem = namedipc.RedisSemaphore(name, 2, url=url)
+    try:
+        assert sem.acquire(timeout=WAIT)
+        for args in (["ls", "--redis", url], ["info", "--redis", url, name]):
+            done = cli(*args)
+            assert done.returncode == 0, done.stderr
+            assert_no_raw_controls(done.stdout + done.stderr)
+            assert escaped(name) in done.stdout.decode(), args
+            document = json.loads(cli(*args, "--json").stdout)
+            assert [o["name"] for o in document["objects"]] == [name]
+        sem.release()
+        removed = cli("rm", "--redis", url, name)
+        assert removed.returncode == 0, removed.stderr
+        assert removed.stdout.decode() == f"removed redis semaphore {escaped(name)}\n"
+    finally:
+        sem.close()
 
 
 def test_a_name_that_is_not_utf8_is_left_out_of_the_listing(shm_names: Names) -> None:
