@@ -388,6 +388,43 @@ mod tests {
     }
 
     #[test]
+    fn dead_holders_and_orphans_read_the_same_as_through_the_mapping() {
+        let name = unique("dead");
+        let path = checked_path(&name).unwrap();
+        let _planted = Planted(path.clone());
+        let copy_name = unique("dead-copy");
+        let copy_path = checked_path(&copy_name).unwrap();
+        let _copy = Planted(copy_path.clone());
+        let sem = RobustSemaphore::options()
+            .initial_value(4)
+            .open(&name)
+            .unwrap();
+        sem.acquire().unwrap();
+        sem.acquire().unwrap();
+        // A copy of the file: its record says registered, but nobody holds
+        // the copy's lock bytes (the holder died). One slot gets a token of
+        // no record, one a token of an ended generation (an orphan).
+        let mut bytes = fs::read(&path).unwrap();
+        let records = FileImage::read(&name, &path, false).unwrap().records;
+        let state = u64::from_ne_bytes(bytes[layout::record(0)..][..8].try_into().unwrap());
+        let stale = layout::token(0, (state >> 1).wrapping_sub(1));
+        let nowhere = layout::token(records + 7, 1);
+        bytes[layout::slot(records, 2)..][..8].copy_from_slice(&stale.to_ne_bytes());
+        bytes[layout::slot(records, 3)..][..8].copy_from_slice(&nowhere.to_ne_bytes());
+        fs::write(&copy_path, &bytes).unwrap();
+        let image = FileImage::read(&copy_name, &copy_path, false).unwrap();
+        let mapped = file::open(&copy_name, &copy_path, false).unwrap();
+        let holders = image.holders();
+        assert_eq!(holders, mapped.holders(None));
+        assert_eq!(holders.len(), 4);
+        assert!(holders.iter().all(|h| !h.alive), "{holders:?}");
+        assert_eq!(holders[3].pid, 0);
+        assert_eq!(holders[0].pid, std::process::id());
+        assert_eq!((image.attached(), mapped.attached()), (0, 0));
+        sem.release_many(2).unwrap();
+    }
+
+    #[test]
     fn a_short_or_garbled_file_is_corrupt_never_a_fault() {
         let name = unique("short");
         let path = checked_path(&name).unwrap();
