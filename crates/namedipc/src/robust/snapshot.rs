@@ -407,9 +407,9 @@ mod tests {
         let mut bytes = fs::read(&path).unwrap();
         let records = FileImage::read(&name, &path, false).unwrap().records;
         let state = u64::from_ne_bytes(bytes[layout::record(0)..][..8].try_into().unwrap());
-        let stale = layout::token(0, (state >> 1).wrapping_sub(1));
+        let ended = layout::token(0, (state >> 1).wrapping_sub(1));
         let nowhere = layout::token(records + 7, 1);
-        bytes[layout::slot(records, 2)..][..8].copy_from_slice(&stale.to_ne_bytes());
+        bytes[layout::slot(records, 2)..][..8].copy_from_slice(&ended.to_ne_bytes());
         bytes[layout::slot(records, 3)..][..8].copy_from_slice(&nowhere.to_ne_bytes());
         fs::write(&copy_path, &bytes).unwrap();
         let image = FileImage::read(&copy_name, &copy_path, false).unwrap();
