@@ -222,3 +222,100 @@ fn a_corrupt_robust_semaphore_is_listed_with_its_problem() {
     inventory::remove(ObjectKind::RobustSemaphore, name.as_str()).unwrap();
     assert!(!std::path::Path::new(&file).exists());
 }
+
+#[test]
+fn listing_one_kind_reads_only_that_kind() {
+    let name = Name::new("one-kind");
+    let _sem = Semaphore::create(name.as_str(), 1).unwrap();
+    let _segment = SharedMemory::create(name.as_str(), 1).unwrap();
+    let _robust = RobustSemaphore::options().open(name.as_str()).unwrap();
+    for kind in [
+        ObjectKind::Semaphore,
+        ObjectKind::SharedMemory,
+        ObjectKind::RobustSemaphore,
+    ] {
+        let listed = inventory::list_kind(kind).unwrap();
+        assert!(listed.objects.iter().all(|o| o.kind == kind));
+        assert!(listed.objects.iter().any(|o| o.name == name.as_str()));
+        let found = inventory::find_kind(name.as_str(), kind).unwrap().objects;
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].kind, kind);
+    }
+    let queues = inventory::list_kind(ObjectKind::MessageQueue).unwrap();
+    assert!(queues
+        .objects
+        .iter()
+        .all(|o| o.kind == ObjectKind::MessageQueue));
+    assert!(
+        inventory::find_kind(name.as_str(), ObjectKind::MessageQueue)
+            .unwrap()
+            .objects
+            .is_empty()
+    );
+}
+
+/// Another process (here a thread, through a descriptor of its own)
+/// truncating a robust semaphore's file and writing it back: looking at
+/// it, listing it and removing it if unused give an answer or an error,
+/// never a fault (which would kill this test process), because nothing of
+/// it is mapped.
+#[test]
+fn a_robust_semaphore_truncated_under_the_reader_gives_errors_never_a_fault() {
+    use std::os::unix::fs::FileExt;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    let name = Name::new("truncated");
+    let sem = RobustSemaphore::options()
+        .initial_value(2)
+        .open(name.as_str())
+        .unwrap();
+    sem.acquire().unwrap();
+    let path = format!(
+        "/dev/shm/namedipc-robust.{}",
+        name.as_str().trim_start_matches('/')
+    );
+    let bytes = fs::read(&path).unwrap();
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let stop = AtomicBool::new(false);
+    let rounds = AtomicU64::new(0);
+    let mut answers = [0u32; 3];
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                file.set_len(0).unwrap();
+                file.write_all_at(&bytes, 0).unwrap();
+                rounds.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let mut calls = 0;
+        while calls < 3000 || rounds.load(Ordering::Relaxed) < 1000 {
+            calls += 1;
+            match robust::inspect(name.as_str()) {
+                Ok(seen) => {
+                    assert_eq!((seen.slots, seen.attached, seen.free), (2, 1, 1));
+                    answers[0] += 1;
+                }
+                Err(Error::Corrupt { .. } | Error::Contended { .. }) => answers[1] += 1,
+                Err(other) => panic!("{other}"),
+            }
+            match robust::remove_if_unused(name.as_str()) {
+                Ok(false) | Err(Error::Corrupt { .. } | Error::Contended { .. }) => {}
+                other => panic!("{other:?}: removed while in use, or failed"),
+            }
+            let found = inventory::find_kind(name.as_str(), ObjectKind::RobustSemaphore)
+                .unwrap()
+                .objects;
+            assert_eq!(found.len(), 1);
+            answers[2] += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert!(rounds.load(Ordering::Relaxed) >= 1000);
+    assert!(answers[0] > 0, "never read whole: {answers:?}");
+    assert!(std::path::Path::new(&path).exists());
+    sem.release().unwrap();
+}

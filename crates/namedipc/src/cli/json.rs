@@ -128,7 +128,10 @@ fn write_string(out: &mut impl Write, s: &str) -> fmt::Result {
             '\n' => out.write_str("\\n")?,
             '\r' => out.write_str("\\r")?,
             '\t' => out.write_str("\\t")?,
-            c if u32::from(c) < 0x20 => write!(out, "\\u{:04x}", u32::from(c))?,
+            // The other controls (DEL and C1 too) and the invisible
+            // characters a terminal would act on: `\u` escapes, which every
+            // JSON reader turns back into the same characters.
+            c if super::show::needs_escape(c) => write!(out, "\\u{:04x}", u32::from(c))?,
             c => out.write_char(c)?,
         }
     }
@@ -138,6 +141,15 @@ fn write_string(out: &mut impl Write, s: &str) -> fmt::Result {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_control_character_is_written_raw() {
+        let doc = Json::from("/a\x1b[2J\x7f\u{9b}\u{202e}\u{2028}é");
+        assert_eq!(
+            doc.to_string(),
+            "\"/a\\u001b[2J\\u007f\\u009b\\u202e\\u2028é\""
+        );
+    }
 
     #[test]
     fn values_are_written_as_json() {

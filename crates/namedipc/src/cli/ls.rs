@@ -38,7 +38,12 @@ fn of_kind(objects: &[Object], kind: Option<Kind>) -> Vec<&Object> {
 }
 
 pub(super) fn ls(kind: Option<Kind>, json: bool) -> io::Result<i32> {
-    let listing = match inventory::list() {
+    // Filtered before anything is read: `--type sem` opens no other file.
+    let listed = match kind {
+        Some(kind) => inventory::list_kind(kind.object_kind()),
+        None => inventory::list(),
+    };
+    let listing = match listed {
         Ok(listing) => listing,
         Err(e) => {
             error(&format!("cannot list the objects: {e}"));
@@ -64,7 +69,11 @@ pub(super) fn ls(kind: Option<Kind>, json: bool) -> io::Result<i32> {
 }
 
 pub(super) fn info(name: &str, kind: Option<Kind>, json: bool) -> io::Result<i32> {
-    let listing = match inventory::find(name) {
+    let found = match kind {
+        Some(kind) => inventory::find_kind(name, kind.object_kind()),
+        None => inventory::find(name),
+    };
+    let listing = match found {
         Ok(listing) => listing,
         Err(e) => {
             error(&e.to_string());
@@ -275,18 +284,20 @@ fn write_table(out: &mut impl Write, objects: &[&Object], users: &Users) -> io::
         return writeln!(out, "no objects");
     }
     let header = ["TYPE", "NAME", "OWNER", "MODE", "AGE", "STATE"];
+    // Every cell escaped (show::escaped): a name with a line break or an
+    // escape sequence cannot forge a row or reach the terminal raw.
     let rows: Vec<[String; 6]> = objects
         .iter()
         .map(|o| {
             [
                 type_label(o.kind).to_owned(),
-                o.name.clone(),
-                users.display(o.uid),
+                show::escaped(&o.name).into_owned(),
+                show::escaped(&users.display(o.uid)).into_owned(),
                 show::mode(o.mode),
                 o.created
                     .and_then(show::age)
                     .map_or_else(|| "?".to_owned(), show::duration),
-                state(o),
+                show::escaped(&state(o)).into_owned(),
             ]
         })
         .collect();
@@ -313,7 +324,7 @@ fn write_table(out: &mut impl Write, objects: &[&Object], users: &Users) -> io::
         if let Details::RobustSemaphore(Some(s)) = &object.details {
             let indent = widths[0] + 2;
             for holder in holder_lines(s, users) {
-                writeln!(out, "{:indent$}- {holder}", "")?;
+                writeln!(out, "{:indent$}- {}", "", show::escaped(&holder))?;
             }
         }
     }
@@ -416,10 +427,10 @@ fn describe(out: &mut impl Write, object: &Object, users: &Users) -> io::Result<
     if let Some(problem) = &object.problem {
         facts.push(("problem", problem.clone()));
     }
-    writeln!(out, "{} {}", object.kind, object.name)?;
+    writeln!(out, "{} {}", object.kind, show::escaped(&object.name))?;
     let width = facts.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (key, value) in facts {
-        writeln!(out, "  {key:<width$}  {value}")?;
+        writeln!(out, "  {key:<width$}  {}", show::escaped(&value))?;
     }
     Ok(())
 }

@@ -399,14 +399,15 @@ fn dispatch(cli: Cli) -> i32 {
     }
 }
 
-/// Prints a one-line message on stderr.
+/// Prints a one-line message on stderr, escaped (show::escaped): the names
+/// and reasons in it come from files other users make.
 fn error(message: &str) {
-    let _ = writeln!(io::stderr(), "namedipc: {message}");
+    let _ = writeln!(io::stderr(), "namedipc: {}", show::escaped(message));
 }
 
-/// Prints a one-line note on stderr.
+/// Prints a one-line note on stderr, escaped as [`error`] is.
 fn note(message: &str) {
-    let _ = writeln!(io::stderr(), "namedipc: note: {message}");
+    let _ = writeln!(io::stderr(), "namedipc: note: {}", show::escaped(message));
 }
 
 #[cfg(test)]

@@ -75,7 +75,7 @@ pub(super) fn rm(url: &str, names: &[String]) -> io::Result<i32> {
         let holders = redis::info(url, &name, CONNECT_TIMEOUT).map_or(0, |i| i.holders.len());
         match redis::unlink(url, &name, CONNECT_TIMEOUT) {
             Ok(()) => {
-                writeln!(out, "removed redis semaphore {name}")?;
+                writeln!(out, "removed redis semaphore {}", show::escaped(&name))?;
                 if holders > 0 {
                     note(&format!(
                         "{} still held a slot of redis semaphore '{name}': their leases are lost (they learn it at their next renewal), and a process that opens the name now creates a new one",
@@ -181,7 +181,13 @@ fn write_table(
     let header = ["TYPE", "NAME", "STATE"];
     let rows: Vec<[String; 3]> = semaphores
         .iter()
-        .map(|s| [TYPE.to_owned(), s.name.clone(), state(s)])
+        .map(|s| {
+            [
+                TYPE.to_owned(),
+                show::escaped(&s.name).into_owned(),
+                state(s),
+            ]
+        })
         .collect();
     let mut widths = header.map(str::len);
     for row in &rows {
@@ -204,7 +210,12 @@ fn write_table(
         writeln!(out, "{}", line(row.each_ref().map(String::as_str)))?;
         let indent = widths[0] + 2;
         for lease in &semaphore.holders {
-            writeln!(out, "{:indent$}- {}", "", lease_line(lease, held_for))?;
+            writeln!(
+                out,
+                "{:indent$}- {}",
+                "",
+                show::escaped(&lease_line(lease, held_for))
+            )?;
         }
     }
     Ok(())
@@ -227,10 +238,10 @@ fn describe(out: &mut impl Write, url: &str, semaphore: &RedisSemaphoreInfo) -> 
             lease_line(lease, held_since),
         ));
     }
-    writeln!(out, "redis semaphore {}", semaphore.name)?;
+    writeln!(out, "redis semaphore {}", show::escaped(&semaphore.name))?;
     let width = facts.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (key, value) in facts {
-        writeln!(out, "  {key:<width$}  {value}")?;
+        writeln!(out, "  {key:<width$}  {}", show::escaped(&value))?;
     }
     Ok(())
 }

@@ -22,7 +22,7 @@ pub(super) fn rm(args: &RmArgs) -> io::Result<i32> {
     let mut code = SUCCESS;
     for name in &args.names {
         match remove_one(name, args.kind.map(super::Kind::object_kind)) {
-            Ok(done) => writeln!(out, "{done}")?,
+            Ok(done) => writeln!(out, "{}", show::escaped(&done))?,
             Err(message) => {
                 error(&message);
                 code = FAILURE;
@@ -122,7 +122,8 @@ fn stale(names: &[String]) -> io::Result<i32> {
         match robust::remove_if_unused(name) {
             Ok(true) => writeln!(
                 out,
-                "removed robust semaphore {name} (no live process was attached)"
+                "removed robust semaphore {} (no live process was attached)",
+                show::escaped(name)
             )?,
             Ok(false) if explicit => note(&format!(
                 "kept robust semaphore '{name}': a live process is attached to it"
@@ -142,7 +143,7 @@ fn stale(names: &[String]) -> io::Result<i32> {
                     writeln!(
                         out,
                         "removed {} (left by a robust semaphore's creation that did not finish)",
-                        path.display()
+                        show::escaped(&path.display().to_string())
                     )?;
                 }
             }

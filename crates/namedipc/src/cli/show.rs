@@ -1,7 +1,10 @@
 //! How values look to people: owners by user name, permission bits in
-//! octal, ages and sizes rounded to one unit, times in UTC.
+//! octal, ages and sizes rounded to one unit, times in UTC, and text from
+//! elsewhere (names, reasons) with what a terminal would act on escaped.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// User names by uid, from /etc/passwd (users known only to other name
@@ -38,6 +41,58 @@ impl Users {
                 .map_or_else(|| uid.to_string(), str::to_owned),
         }
     }
+}
+
+/// Whether `c` must not reach a terminal as it is: the C0 controls, DEL and
+/// the C1 controls (Unicode's category Cc: escape sequences, line breaks,
+/// a carriage return that overwrites a line), and the invisible characters
+/// that reorder, join or break text (bidirectional controls, zero-width
+/// characters, line and paragraph separators), which can make one name
+/// look like another or a row like two. The backslash too, so that an
+/// escaped text reads back unambiguously.
+pub(super) fn needs_escape(c: char) -> bool {
+    c == '\\'
+        || c.is_control()
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206f}'
+                | '\u{feff}'
+                | '\u{fff9}'..='\u{fffb}'
+        )
+}
+
+/// `text` as it may be printed on a terminal: every character
+/// [`needs_escape`] names is written as Python's `repr` writes it — `\n`,
+/// `\r`, `\t`, `\\` for the backslash, `\xNN` for the other characters
+/// up to U+00FF (ESC is `\x1b`, DEL `\x7f`, the C1 CSI `\x9b`), `\uNNNN`
+/// above — and everything else as it is (docs/cli.md, "Names on a
+/// terminal"). Every name and message `ls`, `info` and `rm` print as text
+/// goes through this; `--json` is exact instead (JSON's own escapes).
+pub(super) fn escaped(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if needs_escape(c) && u32::from(c) <= 0xff => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if needs_escape(c) => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Permission bits as four octal digits, e.g. "0600".
@@ -142,5 +197,26 @@ mod tests {
         assert_eq!(size(64 << 20), "64.0 MiB");
         assert_eq!(mode(Some(0o600)), "0600");
         assert_eq!(count(1, "slot", "slots"), "1 slot");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_as_python_repr_does() {
+        assert!(matches!(escaped("/jobs-1 é ü 日本"), Cow::Borrowed(_)));
+        assert_eq!(escaped("/a\x1b[31mred"), "/a\\x1b[31mred");
+        assert_eq!(escaped("/a\nsem /b root 0600"), "/a\\nsem /b root 0600");
+        assert_eq!(escaped("\t\r\0\x7f"), "\\t\\r\\x00\\x7f");
+        assert_eq!(escaped("\u{9b}2J\u{85}"), "\\x9b2J\\x85");
+        assert_eq!(
+            escaped("a\u{202e}b\u{2028}c\u{feff}"),
+            "a\\u202eb\\u2028c\\ufeff"
+        );
+        assert_eq!(escaped("back\\slash"), "back\\\\slash");
+        // Nothing a terminal acts on is left, whatever the input.
+        let every: String = (0..=0x3000u32).filter_map(char::from_u32).collect();
+        let shown = escaped(&every);
+        assert!(
+            !shown.chars().any(|c| c != '\\' && needs_escape(c)),
+            "{shown}"
+        );
     }
 }

@@ -157,6 +157,31 @@ fn dir_error(operation: &'static str, kind: ObjectKind, dir: &Path, e: io::Error
 /// # Errors
 /// [`Error::Os`] if [`paths::SHM_DIR`] or the mqueue directory cannot be read.
 pub fn list() -> Result<Listing> {
+    list_of(None)
+}
+
+/// The objects of `kind` that [`list`] would list. Files of other kinds are
+/// told apart by their names alone: none of them is opened or read (so a
+/// file of another kind that cannot be read, or changes under the reader,
+/// cannot slow down or disturb the listing).
+///
+/// ```
+/// use namedipc::{inventory, ObjectKind};
+///
+/// let listing = inventory::list_kind(ObjectKind::Semaphore)?;
+/// assert!(listing.objects.iter().all(|o| o.kind == ObjectKind::Semaphore));
+/// # Ok::<(), namedipc::Error>(())
+/// ```
+///
+/// # Errors
+/// As [`list`].
+pub fn list_kind(kind: ObjectKind) -> Result<Listing> {
+    list_of(Some(kind))
+}
+
+/// [`list`] with only the objects of `only` (every kind for `None`).
+fn list_of(only: Option<ObjectKind>) -> Result<Listing> {
+    let wanted = |kind: ObjectKind| only.is_none_or(|k| k == kind);
     let mut objects = Vec::new();
     let dir = paths::shm_dir();
     let dir = dir.as_path();
@@ -171,12 +196,18 @@ pub fn list() -> Result<Listing> {
         let Some(ShmFile::Named(kind, name)) = classify(&file_name) else {
             continue;
         };
+        if !wanted(kind) {
+            continue;
+        }
         if let Some(object) = describe_shm_file(kind, &name, &entry.path()) {
             objects.push(object);
         }
     }
     let mqueue_dir = mqueue_dir();
-    if let Some(mq_dir) = &mqueue_dir {
+    if let Some(mq_dir) = mqueue_dir
+        .as_ref()
+        .filter(|_| wanted(ObjectKind::MessageQueue))
+    {
         let entries = fs::read_dir(mq_dir)
             .map_err(|e| dir_error("opendir", ObjectKind::MessageQueue, mq_dir, e))?;
         for entry in entries {
@@ -211,7 +242,30 @@ pub fn list() -> Result<Listing> {
 /// # Errors
 /// [`Error::InvalidArgument`] if `name` is not a valid name.
 pub fn find(name: &str) -> Result<Listing> {
+    find_of(name, None)
+}
+
+/// The object `name` of `kind`, if there is one, as [`find`] finds it; the
+/// files of other kinds at the name are not opened.
+///
+/// ```
+/// use namedipc::{inventory, ObjectKind};
+///
+/// let found = inventory::find_kind("/jobs", ObjectKind::RobustSemaphore)?;
+/// assert!(found.objects.len() <= 1);
+/// # Ok::<(), namedipc::Error>(())
+/// ```
+///
+/// # Errors
+/// As [`find`].
+pub fn find_kind(name: &str, kind: ObjectKind) -> Result<Listing> {
+    find_of(name, Some(kind))
+}
+
+/// [`find`] with only the objects of `only` (every kind for `None`).
+fn find_of(name: &str, only: Option<ObjectKind>) -> Result<Listing> {
     check_name(name)?;
+    let wanted = |kind: ObjectKind| only.is_none_or(|k| k == kind);
     let name = paths::canonical(name);
     let mut objects = Vec::new();
     for kind in [
@@ -219,6 +273,9 @@ pub fn find(name: &str) -> Result<Listing> {
         ObjectKind::SharedMemory,
         ObjectKind::RobustSemaphore,
     ] {
+        if !wanted(kind) {
+            continue;
+        }
         let Some((path, meaning)) = shm_file(kind, &name) else {
             continue;
         };
@@ -231,8 +288,10 @@ pub fn find(name: &str) -> Result<Listing> {
         }
     }
     let mqueue_dir = mqueue_dir();
-    if let Some(object) = describe_queue(&name, mqueue_dir.as_deref()) {
-        objects.push(object);
+    if wanted(ObjectKind::MessageQueue) {
+        if let Some(object) = describe_queue(&name, mqueue_dir.as_deref()) {
+            objects.push(object);
+        }
     }
     sort(&mut objects);
     Ok(Listing {

@@ -1,16 +1,16 @@
 //! What can be done with a robust semaphore by its name alone, without
 //! attaching to it: look at it ([`inspect`], [`names`]) and remove it
-//! ([`unlink`], [`remove_if_unused`]).
+//! ([`unlink`], [`remove_if_unused`]). Looking and removing if unused
+//! read the file with `pread` (snapshot.rs), never through a mapping, so
+//! that whatever another process does to the file cannot make them fault.
 
-use std::fs;
-use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-
-use super::file::{self, checked_path, AtName};
-use super::layout::{FLAG_PERSISTENT, H_RECLAIMED};
+use super::file::checked_path;
+use super::snapshot::FileImage;
 use super::{Holder, KIND};
 use crate::error::{Error, Result};
 use crate::paths;
+use std::fs;
+use std::path::PathBuf;
 
 /// What [`inspect`] found in a semaphore's file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,13 +36,16 @@ pub struct Snapshot {
     pub reclaimed: u64,
 }
 
-/// Looks at the semaphore `name` without attaching to it (read-only if this
-/// user may not write it).
+/// Looks at the semaphore `name` without attaching to it: its file is read
+/// (read-only, with `pread`; nothing is mapped) and the liveness locks are
+/// queried, so a file that another process truncates or rewrites meanwhile
+/// gives an error, never a fault.
 ///
 /// # Errors
 /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`],
 /// [`Error::Corrupt`] (not a valid robust semaphore, or a file at the name
-/// that is marked removed: a leftover to remove).
+/// that is marked removed: a leftover to remove), [`Error::Contended`] (the
+/// file kept changing size while it was read).
 ///
 /// ```
 /// use namedipc::robust::{self, RobustSemaphore};
@@ -55,24 +58,19 @@ pub struct Snapshot {
 /// ```
 pub fn inspect(name: &str) -> Result<Snapshot> {
     let path = checked_path(name)?;
-    let opened = match file::open(name, &path, true) {
-        Err(Error::PermissionDenied { .. }) => file::open(name, &path, false)?,
-        other => other?,
-    };
-    if opened.at_name()? == AtName::MarkedRemoved {
-        return Err(opened.marked_removed());
-    }
-    let holders = opened.holders(None);
+    let image = FileImage::read(name, &path, false)?;
+    image.check_not_marked_removed()?;
+    let holders = image.holders();
     Ok(Snapshot {
-        free: opened.slots - u32::try_from(holders.len()).unwrap_or(opened.slots),
-        attached: opened.attached(),
+        free: image.slots - u32::try_from(holders.len()).unwrap_or(image.slots),
+        attached: image.attached(),
         holders,
-        persistent: opened.flags() & FLAG_PERSISTENT != 0,
-        reclaimed: opened.map.load_u64(H_RECLAIMED, Ordering::Relaxed),
-        slots: opened.slots,
-        records: opened.records,
-        path: PathBuf::from(opened.path),
-        name: opened.name,
+        persistent: image.persistent(),
+        reclaimed: image.reclaimed(),
+        slots: image.slots,
+        records: image.records,
+        path: PathBuf::from(image.path),
+        name: image.name,
     })
 }
 
@@ -92,7 +90,16 @@ pub fn inspect(name: &str) -> Result<Snapshot> {
 /// # Errors
 /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`].
 pub fn unlink(name: &str) -> Result<()> {
-    file::remove(name, &checked_path(name)?)
+    // As file::remove does it (the name first, then the mark on whatever
+    // was there), but with the file read and marked through pread/pwrite:
+    // `namedipc rm NAME` maps nothing either.
+    let path = checked_path(name)?;
+    let image = FileImage::read(name, &path, true).ok();
+    fs::remove_file(&path).map_err(|e| Error::from_os("unlink", KIND, name, e))?;
+    if let Some(image) = &image {
+        image.mark_removed();
+    }
+    Ok(())
 }
 
 /// Removes the semaphore `name` only if no live process is attached to it;
@@ -112,7 +119,7 @@ pub fn unlink(name: &str) -> Result<()> {
 /// ```
 pub fn remove_if_unused(name: &str) -> Result<bool> {
     let path = checked_path(name)?;
-    file::open(name, &path, true)?.remove_if_unused()
+    FileImage::read(name, &path, true)?.remove_if_unused()
 }
 
 /// The names (with a leading slash) of the robust semaphores in `/dev/shm`,

@@ -43,6 +43,7 @@ mod layout;
 mod options;
 mod protocol;
 mod registry;
+mod snapshot;
 mod watch;
 
 use std::os::fd::OwnedFd;
