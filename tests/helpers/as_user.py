@@ -19,11 +19,13 @@ import fcntl
 import json
 import mmap
 import os
+import select  # noqa: F401 - waits may need it after the drop
 import signal
 import struct
 import sys
+import threading  # noqa: F401 - so may helper threads
 import time
-import weakref  # noqa: F401  (RobustSemaphore closes its handles at exit through it)
+import weakref  # noqa: F401 - RobustSemaphore closes its handles at exit through it
 
 import namedipc
 from namedipc._namedipc import _cli_main
