@@ -200,11 +200,11 @@ pub(super) fn checked_path(name: &str) -> Result<String> {
     Ok(paths::file_path(KIND, name).expect("a robust semaphore always has a file"))
 }
 
-fn os_error(name: &str, operation: &'static str, e: io::Error) -> Error {
+pub(super) fn os_error(name: &str, operation: &'static str, e: io::Error) -> Error {
     Error::from_os(operation, KIND, name, e)
 }
 
-fn corrupt(name: &str, reason: impl Into<String>) -> Error {
+pub(super) fn corrupt(name: &str, reason: impl Into<String>) -> Error {
     Error::Corrupt {
         kind: KIND,
         name: name.to_owned(),
@@ -213,7 +213,7 @@ fn corrupt(name: &str, reason: impl Into<String>) -> Error {
 }
 
 /// The name is not a regular file, so not a robust semaphore.
-fn not_regular(name: &str, file_type: FileType) -> Error {
+pub(super) fn not_regular(name: &str, file_type: FileType) -> Error {
     corrupt(
         name,
         format!("the name is {}, not a regular file", file_type.describe()),

@@ -13,7 +13,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::file::marked_removed_reason;
+use super::file::{corrupt, marked_removed_reason, not_regular, os_error};
 use super::layout::{
     self, FLAG_PERSISTENT, FLAG_REMOVED, HEADER_LEN, H_FLAGS, H_HEADER_LEN, H_MAGIC, H_RECLAIMED,
     H_RECORDS, H_SLOTS, H_VERSION, LOCK_BASE, MAX_RECORDS, MAX_SLOTS, R_PID, R_STATE, R_UID,
@@ -300,25 +300,6 @@ fn read_checked(name: &str, file: &File) -> Result<Option<Checked>> {
         records,
         bytes,
     }))
-}
-
-fn os_error(name: &str, operation: &'static str, e: io::Error) -> Error {
-    Error::from_os(operation, KIND, name, e)
-}
-
-fn corrupt(name: &str, reason: impl Into<String>) -> Error {
-    Error::Corrupt {
-        kind: KIND,
-        name: name.to_owned(),
-        reason: reason.into(),
-    }
-}
-
-fn not_regular(name: &str, file_type: FileType) -> Error {
-    corrupt(
-        name,
-        format!("the name is {}, not a regular file", file_type.describe()),
-    )
 }
 
 #[cfg(test)]
