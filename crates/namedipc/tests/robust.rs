@@ -17,22 +17,8 @@ use namedipc::{BusyReason, Error, Existence};
 mod common;
 use common::WAIT;
 
-struct Robust;
-
-impl common::Kind for Robust {
-    const TAG: &'static str = "robust";
-
-    fn remove(name: &str) {
-        let _ = robust::unlink(name);
-        let _ = fs::remove_file(path(name));
-    }
-}
-
-type Name = common::Name<Robust>;
-
-fn path(name: &str) -> String {
-    format!("/dev/shm/namedipc-robust.{}", name.trim_start_matches('/'))
-}
+type Name = common::Name<common::RobustSemaphores>;
+use common::robust_path as path;
 
 const WORKER_ENV: &str = "NAMEDIPC_ROBUST_WORKER";
 /// Set for a worker that also starts a `sleep` holding its liveness lock.

@@ -11,7 +11,7 @@
 // one block says why it is sound.
 #![allow(unsafe_code)]
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
@@ -21,22 +21,8 @@ use namedipc::robust::{self, RobustSemaphore, MAX_RECORDS, MAX_SLOTS};
 
 mod common;
 
-struct Robust;
-
-impl common::Kind for Robust {
-    const TAG: &'static str = "linear";
-
-    fn remove(name: &str) {
-        let _ = robust::unlink(name);
-        let _ = fs::remove_file(path(name));
-    }
-}
-
-type Name = common::Name<Robust>;
-
-fn path(name: &str) -> String {
-    format!("/dev/shm/namedipc-robust.{}", name.trim_start_matches('/'))
-}
+type Name = common::Name<common::RobustSemaphores>;
+use common::robust_path as path;
 
 /// What only quadratic work would exceed, even on a loaded machine and in
 /// a debug build (the linear work takes a fraction of a second).

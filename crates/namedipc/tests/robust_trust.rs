@@ -14,22 +14,8 @@ use namedipc::{Error, Existence, Trust};
 
 mod common;
 
-struct Robust;
-
-impl common::Kind for Robust {
-    const TAG: &'static str = "trust";
-
-    fn remove(name: &str) {
-        let _ = robust::unlink(name);
-        let _ = fs::remove_file(path(name));
-    }
-}
-
-type Name = common::Name<Robust>;
-
-fn path(name: &str) -> String {
-    format!("/dev/shm/namedipc-robust.{}", name.trim_start_matches('/'))
-}
+type Name = common::Name<common::RobustSemaphores>;
+use common::robust_path as path;
 
 /// A persistent semaphore `name` whose file then gets `mode` (chmod: as its
 /// owner, or a squatter, could).

@@ -9,28 +9,14 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use namedipc::robust::{self, RobustSemaphore, Waiter};
+use namedipc::robust::{RobustSemaphore, Waiter};
 use namedipc::Error;
 
 mod common;
 use common::WAIT;
 
-struct Robust;
-
-impl common::Kind for Robust {
-    const TAG: &'static str = "robust-wait";
-
-    fn remove(name: &str) {
-        let _ = robust::unlink(name);
-        let _ = fs::remove_file(path(name));
-    }
-}
-
-type Name = common::Name<Robust>;
-
-fn path(name: &str) -> String {
-    format!("/dev/shm/namedipc-robust.{}", name.trim_start_matches('/'))
-}
+type Name = common::Name<common::RobustSemaphores>;
+use common::robust_path as path;
 
 /// The `waiters` word of the file's header: how many waits are under way.
 fn waiters(name: &str) -> u32 {

@@ -1,6 +1,6 @@
 //! What the integration tests share: unique names that a guard removes when
 //! the test ends, pass or fail, for each kind of object ([`Semaphores`],
-//! [`Segments`], [`Queues`]; the robust tests bring their own), and signals
+//! [`Segments`], [`Queues`], [`RobustSemaphores`]), and signals
 //! sent at a waiting thread.
 
 // Each test file is its own crate and uses only part of this module.
@@ -137,6 +137,25 @@ impl Kind for Segments {
 /// Where Linux keeps the segment `name`.
 pub fn segment_file(name: &str) -> PathBuf {
     PathBuf::from(format!("/dev/shm/{}", name.trim_start_matches('/')))
+}
+
+/// Robust semaphore names; the guard also removes whatever file a test
+/// planted there.
+pub struct RobustSemaphores;
+
+impl Kind for RobustSemaphores {
+    const TAG: &'static str = "robust";
+
+    fn remove(name: &str) {
+        let _ = namedipc::robust::unlink(name);
+        let _ = fs::remove_file(robust_path(name));
+    }
+}
+
+/// The file of the robust semaphore `name` (spelled here, not taken from
+/// the crate, so that the tests check where the crate looks).
+pub fn robust_path(name: &str) -> String {
+    format!("/dev/shm/namedipc-robust.{}", name.trim_start_matches('/'))
 }
 
 /// Message queue names.
