@@ -31,9 +31,14 @@ import namedipc
 from namedipc._namedipc import _cli_main
 
 # The classes the package makes on first use are made now, while the
-# package's files can still be read.
+# package's files can still be read; so is posix_ipc, the peer some tests
+# compare with.
 for _name in namedipc.__all__:
     getattr(namedipc, _name)
+try:
+    import posix_ipc  # noqa: F401
+except ImportError:
+    pass
 
 
 def drop(uid: int, gid: int, groups: list[int]) -> None:
