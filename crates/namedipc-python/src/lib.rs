@@ -19,6 +19,18 @@ mod semaphore;
 mod shared_memory;
 mod wait;
 
+// The unwinder is linked into the module (libgcc's libgcc_eh.a, what
+// `gcc -static-libgcc` does) instead of loaded from libgcc_s.so.1: that
+// library's constructor probes the CPU with a series of `cpuid`
+// instructions, each a trap to the hypervisor on a virtual machine, and
+// loading it took a quarter of `import namedipc`. Panics never leave the
+// module (PyO3 turns them into Python exceptions at every entry point), so
+// the module's own unwinder is all they meet; `prime_unwinder` below makes
+// it ready for the one unwind that comes from outside.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[link(name = "gcc_eh", kind = "static", modifiers = "-bundle")]
+extern "C" {}
+
 use pyo3::exceptions::{PyAttributeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -122,10 +134,27 @@ fn module_dir<'py>(m: &Bound<'py, PyModule>) -> PyResult<Bound<'py, PyList>> {
     Ok(names)
 }
 
+/// Makes the module's unwinder ready for an unwind that another one started.
+///
+/// A thread that the interpreter ends while it is inside the module (a
+/// daemon thread taking the interpreter lock back at exit, which CPython
+/// ends with `pthread_exit`) is unwound by glibc's libgcc_s, which calls the
+/// module's personality routine for the module's frames. That routine sets
+/// the landing pad's registers with the module's copy of `_Unwind_SetGR`,
+/// which reads a table of register sizes that the copy fills in the first
+/// time it starts an unwind of its own, and aborts the process while the
+/// table is empty. One unwind, caught here (no panic hook runs for it),
+/// fills it. tests/test_exit_cleanup.py and tests/test_import_cost.py end
+/// programs that way.
+fn prime_unwinder() {
+    let _ = std::panic::catch_unwind(|| std::panic::resume_unwind(Box::new(())));
+}
+
 #[pymodule]
 fn _namedipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     use namedipc::flags;
 
+    prime_unwinder();
     // setattr, not add_function: neither is an export (`__all__`).
     m.setattr("__getattr__", wrap_pyfunction!(module_getattr, m)?)?;
     m.setattr("__dir__", wrap_pyfunction!(module_dir, m)?)?;
