@@ -155,6 +155,12 @@ fn _namedipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     use namedipc::flags;
 
     prime_unwinder();
+    // `__all__` made first: the first `add` would otherwise look for it,
+    // fail, and take that AttributeError, which costs more than the rest of
+    // the module's setting up (PyO3 checks a taken error against its
+    // PanicException type, making that type then).
+    let all = PyList::empty(m.py());
+    m.setattr("__all__", &all)?;
     // setattr, not add_function: neither is an export (`__all__`).
     m.setattr("__getattr__", wrap_pyfunction!(module_getattr, m)?)?;
     m.setattr("__dir__", wrap_pyfunction!(module_dir, m)?)?;
@@ -189,7 +195,6 @@ fn _namedipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SEMAPHORE_VALUE_MAX", namedipc::semaphore::VALUE_MAX)?;
     m.add("VERSION", env!("CARGO_PKG_VERSION"))?;
     // Exported, though made on first use.
-    let all = m.getattr("__all__")?.cast_into::<PyList>()?;
     for name in lazy_names() {
         all.append(name)?;
     }
