@@ -165,16 +165,13 @@ def __dir__() -> list[str]:
     return sorted({*globals(), "Flags", "Lease", *_FROM_BINDINGS})
 
 
-class _FlagsAttribute:
-    """``NamedSemaphore.Flags`` and ``RobustSemaphore.Flags``: ``namedipc.Flags``, made on first use."""
+def _load_flags() -> object:
+    """``namedipc.Flags``, made on first use: the bindings' ``NamedSemaphore.Flags``
+    and ``RobustSemaphore.Flags`` (a descriptor of theirs) return what this returns."""
+    return _make("Flags")
 
-    def __get__(self, instance: object, owner: object = None) -> object:
-        return _make("Flags")
 
-
-# NamedSemaphore and RobustSemaphore get it as their class attribute
-# `Flags` when the bindings make them.
-_namedipc._install_flags_attribute(_FlagsAttribute())
+_namedipc._install_flags_attribute(_load_flags)
 
 __all__ = [
     "MESSAGE_QUEUES_SUPPORTED",

@@ -76,28 +76,54 @@ const LAZY_CLASSES: [&str; 5] = [
     "RedisSemaphore",
 ];
 
-/// What the package hands down as `NamedSemaphore.Flags` (a descriptor
-/// that makes `namedipc.Flags` on first use).
-static FLAGS_ATTRIBUTE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+/// What the package hands down to make `namedipc.Flags`: a callable that
+/// returns it (importing enum the first time).
+static FLAGS_LOADER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-/// `_install_flags_attribute(descriptor)`: the package's `Flags` attribute
-/// of NamedSemaphore and RobustSemaphore, which they get as their types are
-/// made (a class attribute), however that happens (through the module, or
-/// an unpickled handle).
+/// `_install_flags_attribute(loader)`: `loader()` returns `namedipc.Flags`,
+/// the `Flags` class attribute of NamedSemaphore and RobustSemaphore, which
+/// they get as their types are made, however that happens (through the
+/// module, or an unpickled handle). Called once, by `namedipc/__init__.py`.
 #[pyfunction]
-fn _install_flags_attribute(py: Python<'_>, descriptor: Py<PyAny>) -> PyResult<()> {
-    FLAGS_ATTRIBUTE
-        .set(py, descriptor)
+fn _install_flags_attribute(py: Python<'_>, loader: Py<PyAny>) -> PyResult<()> {
+    FLAGS_LOADER
+        .set(py, loader)
         .map_err(|_| PyTypeError::new_err("the Flags attribute is installed already"))
 }
 
+/// `NamedSemaphore.Flags` and `RobustSemaphore.Flags`: a descriptor that
+/// returns `namedipc.Flags`, asking the package's loader the first time it is
+/// read. It lives here rather than in the package so that `import namedipc`
+/// makes no class for it.
+#[pyclass(frozen, module = "namedipc._namedipc", name = "_FlagsAttribute")]
+struct FlagsAttribute;
+
+#[pymethods]
+impl FlagsAttribute {
+    fn __get__(
+        _slf: &Bound<'_, Self>,
+        py: Python<'_>,
+        _instance: Option<&Bound<'_, PyAny>>,
+        _owner: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        static FLAGS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        FLAGS
+            .get_or_try_init(py, || match FLAGS_LOADER.get(py) {
+                Some(loader) => loader.call0(py),
+                None => Ok(py.None()),
+            })
+            .map(|flags| flags.clone_ref(py))
+    }
+}
+
 /// What NamedSemaphore's and RobustSemaphore's `Flags` class attribute
-/// is: the package's descriptor (None where the bindings are used without
-/// the package).
+/// is: the descriptor above (None where the bindings are used without the
+/// package).
 pub(crate) fn flags_attribute(py: Python<'_>) -> Py<PyAny> {
-    FLAGS_ATTRIBUTE
-        .get(py)
-        .map_or_else(|| py.None(), |descriptor| descriptor.clone_ref(py))
+    if FLAGS_LOADER.get(py).is_none() {
+        return py.None();
+    }
+    Py::new(py, FlagsAttribute).map_or_else(|_| py.None(), Py::into_any)
 }
 
 /// The class `name` of `LAZY_CLASSES`, made the first time.
