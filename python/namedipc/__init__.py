@@ -17,7 +17,7 @@ Two faces over one Rust core:
 
 import atexit
 
-import namedipc._namedipc as _namedipc
+from namedipc import _namedipc as _namedipc
 from namedipc._namedipc import (
     MESSAGE_QUEUES_SUPPORTED,
     O_CREAT,
