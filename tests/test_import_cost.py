@@ -4,8 +4,11 @@ Importing the package loads only what a plain Semaphore user needs; Flags
 (enum), Holder (collections), the exception classes and the queue defaults
 (read from /proc) are made the first time they are asked for, and then
 behave exactly as names made at import would: the same object from every
-path, in `dir()` and `__all__`, picklable, caught by `except`. Speed itself
-is the benchmark's business (bench/), not the tests'.
+path, in `dir()` and `__all__`, picklable, caught by `except`. The import
+maps no shared library but the extension itself: the unwinder is linked
+into it rather than loaded from libgcc_s, and the tests below check that it
+still ends the threads the interpreter ends at exit. Speed itself is the
+benchmark's business (bench/), not the tests'.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import pytest
 
 import namedipc
 from namedipc import _namedipc
-from support.names import Names
+from support.names import Names, semaphore_file
+from support.processes import run_program
 
 # Made on first use, in the package and in the bindings alike.
 LAZY_IN_BINDINGS = [
@@ -206,3 +210,105 @@ def test_queue_defaults_are_the_systems() -> None:
     limits = Path("/proc/sys/fs/mqueue")
     assert namedipc.QUEUE_MESSAGES_MAX_DEFAULT == int((limits / "msg_default").read_text())
     assert namedipc.QUEUE_MESSAGE_SIZE_MAX_DEFAULT == int((limits / "msgsize_default").read_text())
+
+
+def test_import_maps_no_shared_library_but_the_extension() -> None:
+    # Not libgcc_s in particular: the unwinder is linked into the module.
+    got = fresh(
+        "import json, os\n"
+        "def libraries():\n"
+        "    with open('/proc/self/maps') as maps:\n"
+        "        fields = [line.split() for line in maps]\n"
+        "    return {os.path.realpath(f[5]) for f in fields if len(f) > 5 and '.so' in os.path.basename(f[5])}\n"
+        "before = libraries()\n"
+        "import namedipc\n"
+        "print(json.dumps([sorted(libraries() - before), os.path.realpath(namedipc._namedipc.__file__)]))\n"
+    )
+    assert isinstance(got, list)
+    mapped, extension = got
+    assert mapped == [extension]
+
+
+# A daemon thread blocked in a wait of the module when the program ends,
+# woken while the interpreter finalises (by the __del__ of an object that
+# the clearing of __main__ collects): the interpreter ends it as it takes
+# the interpreter lock back, with pthread_exit, whose unwind (glibc's,
+# through libgcc_s) runs through the module's frames and calls the module's
+# personality routine. The program waits until the thread is in the wait's
+# system call (a futex in the semaphore's mapping, or a poll of the queue),
+# and at the end until the unwind is over: the thread is gone, or PyO3 has
+# stopped it for good in a frame of its own (a futex wait without a
+# timeout, what CPython 3.14 does itself to such a thread).
+DAEMON_IN_A_WAIT = """
+import functools, os, sys, threading, time, namedipc
+kind, name, path = sys.argv[1:4]
+if kind == "Semaphore":
+    obj = namedipc.Semaphore(name, namedipc.O_CREX, 0o600, 0)
+    wait, wake = obj.acquire, obj.release
+else:
+    obj = namedipc.MessageQueue(name, namedipc.O_CREX)
+    wait, wake = obj.receive, functools.partial(obj.send, b"wake up")
+thread = threading.Thread(target=wait, daemon=True)
+thread.start()
+task = f"/proc/self/task/{thread.native_id}"
+
+def syscall(task=task, open=open):
+    # The thread's system call and its arguments; [] once the thread is gone.
+    try:
+        with open(f"{task}/syscall") as f:
+            return f.read().split()
+    except FileNotFoundError:
+        return []
+
+def in_the_wait():
+    fields = syscall()
+    if kind == "MessageQueue":
+        return fields[0] in {"7", "232", "243", "271", "281"}  # poll, epoll_wait, mq_timedreceive, ppoll, epoll_pwait
+    if fields[0] != "202":  # futex
+        return False
+    # The mapping that holds the futex word is one of the semaphore's file
+    # (its inode: the mapping may have been made under a temporary name).
+    address = int(fields[1], 16)
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            parts = line.split()
+            low, high = (int(bound, 16) for bound in parts[0].split("-"))
+            if low <= address < high:
+                return int(parts[4]) == os.stat(path).st_ino
+    return False
+
+def unwound(syscall=syscall, int=int):
+    fields = syscall()
+    # Gone, or in a process-private futex wait (FUTEX_PRIVATE_FLAG) with no timeout.
+    return not fields or (fields[0] == "202" and int(fields[2], 16) & 0x80 != 0 and int(fields[4], 16) == 0)
+
+deadline = time.monotonic() + 5
+while not in_the_wait():
+    if time.monotonic() > deadline:
+        sys.exit("the thread never got into the wait")
+    time.sleep(0.001)
+obj.unlink()
+
+class WakeAtFinalisation:
+    # Everything it uses is its own: the module's globals may be gone by then.
+    def __init__(self):
+        self.wake, self.unwound, self.sleep, self.now, self.write = wake, unwound, time.sleep, time.monotonic, os.write
+    def __del__(self):
+        self.wake()
+        deadline = self.now() + 5
+        while not self.unwound():
+            if self.now() > deadline:
+                self.write(2, b"the woken thread was not ended")
+                return
+            self.sleep(0.001)
+
+waker = WakeAtFinalisation()
+print("ending", flush=True)
+"""
+
+
+@pytest.mark.parametrize("kind", ["Semaphore", "MessageQueue"])
+def test_a_daemon_thread_woken_at_exit_is_ended_through_the_module(kind: str, names: Names, mq_names: Names) -> None:
+    name = mq_names() if kind == "MessageQueue" else names()
+    done = run_program(sys.executable, "-c", DAEMON_IN_A_WAIT, kind, name, str(semaphore_file(name)))
+    assert (done.returncode, done.stdout, done.stderr) == (0, "ending\n", "")

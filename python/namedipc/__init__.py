@@ -17,7 +17,7 @@ Two faces over one Rust core:
 
 import atexit
 
-from namedipc import _namedipc
+from namedipc import _namedipc as _namedipc
 from namedipc._namedipc import (
     MESSAGE_QUEUES_SUPPORTED,
     O_CREAT,
@@ -165,16 +165,13 @@ def __dir__() -> list[str]:
     return sorted({*globals(), "Flags", "Lease", *_FROM_BINDINGS})
 
 
-class _FlagsAttribute:
-    """``NamedSemaphore.Flags`` and ``RobustSemaphore.Flags``: ``namedipc.Flags``, made on first use."""
+def _load_flags() -> object:
+    """``namedipc.Flags``, made on first use: the bindings' ``NamedSemaphore.Flags``
+    and ``RobustSemaphore.Flags`` (a descriptor of theirs) return what this returns."""
+    return _make("Flags")
 
-    def __get__(self, instance: object, owner: object = None) -> object:
-        return _make("Flags")
 
-
-# NamedSemaphore and RobustSemaphore get it as their class attribute
-# `Flags` when the bindings make them.
-_namedipc._install_flags_attribute(_FlagsAttribute())
+_namedipc._install_flags_attribute(_load_flags)
 
 __all__ = [
     "MESSAGE_QUEUES_SUPPORTED",

@@ -19,6 +19,18 @@ mod semaphore;
 mod shared_memory;
 mod wait;
 
+// The unwinder is linked into the module (libgcc's libgcc_eh.a, what
+// `gcc -static-libgcc` does) instead of loaded from libgcc_s.so.1: that
+// library's constructor probes the CPU with a series of `cpuid`
+// instructions, each a trap to the hypervisor on a virtual machine, and
+// loading it took a quarter of `import namedipc`. Panics never leave the
+// module (PyO3 turns them into Python exceptions at every entry point), so
+// the module's own unwinder is all they meet; `prime_unwinder` below makes
+// it ready for the one unwind that comes from outside.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[link(name = "gcc_eh", kind = "static", modifiers = "-bundle")]
+extern "C" {}
+
 use pyo3::exceptions::{PyAttributeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -64,28 +76,54 @@ const LAZY_CLASSES: [&str; 5] = [
     "RedisSemaphore",
 ];
 
-/// What the package hands down as `NamedSemaphore.Flags` (a descriptor
-/// that makes `namedipc.Flags` on first use).
-static FLAGS_ATTRIBUTE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+/// What the package hands down to make `namedipc.Flags`: a callable that
+/// returns it (importing enum the first time).
+static FLAGS_LOADER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-/// `_install_flags_attribute(descriptor)`: the package's `Flags` attribute
-/// of NamedSemaphore and RobustSemaphore, which they get as their types are
-/// made (a class attribute), however that happens (through the module, or
-/// an unpickled handle).
+/// `_install_flags_attribute(loader)`: `loader()` returns `namedipc.Flags`,
+/// the `Flags` class attribute of NamedSemaphore and RobustSemaphore, which
+/// they get as their types are made, however that happens (through the
+/// module, or an unpickled handle). Called once, by `namedipc/__init__.py`.
 #[pyfunction]
-fn _install_flags_attribute(py: Python<'_>, descriptor: Py<PyAny>) -> PyResult<()> {
-    FLAGS_ATTRIBUTE
-        .set(py, descriptor)
+fn _install_flags_attribute(py: Python<'_>, loader: Py<PyAny>) -> PyResult<()> {
+    FLAGS_LOADER
+        .set(py, loader)
         .map_err(|_| PyTypeError::new_err("the Flags attribute is installed already"))
 }
 
+/// `NamedSemaphore.Flags` and `RobustSemaphore.Flags`: a descriptor that
+/// returns `namedipc.Flags`, asking the package's loader the first time it is
+/// read. It lives here rather than in the package so that `import namedipc`
+/// makes no class for it.
+#[pyclass(frozen, module = "namedipc._namedipc", name = "_FlagsAttribute")]
+struct FlagsAttribute;
+
+#[pymethods]
+impl FlagsAttribute {
+    fn __get__(
+        _slf: &Bound<'_, Self>,
+        py: Python<'_>,
+        _instance: Option<&Bound<'_, PyAny>>,
+        _owner: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        static FLAGS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        FLAGS
+            .get_or_try_init(py, || match FLAGS_LOADER.get(py) {
+                Some(loader) => loader.call0(py),
+                None => Ok(py.None()),
+            })
+            .map(|flags| flags.clone_ref(py))
+    }
+}
+
 /// What NamedSemaphore's and RobustSemaphore's `Flags` class attribute
-/// is: the package's descriptor (None where the bindings are used without
-/// the package).
+/// is: the descriptor above (None where the bindings are used without the
+/// package).
 pub(crate) fn flags_attribute(py: Python<'_>) -> Py<PyAny> {
-    FLAGS_ATTRIBUTE
-        .get(py)
-        .map_or_else(|| py.None(), |descriptor| descriptor.clone_ref(py))
+    if FLAGS_LOADER.get(py).is_none() {
+        return py.None();
+    }
+    Py::new(py, FlagsAttribute).map_or_else(|_| py.None(), Py::into_any)
 }
 
 /// The class `name` of `LAZY_CLASSES`, made the first time.
@@ -122,10 +160,33 @@ fn module_dir<'py>(m: &Bound<'py, PyModule>) -> PyResult<Bound<'py, PyList>> {
     Ok(names)
 }
 
+/// Makes the module's unwinder ready for an unwind that another one started.
+///
+/// A thread that the interpreter ends while it is inside the module (a
+/// daemon thread taking the interpreter lock back at exit, which CPython
+/// ends with `pthread_exit`) is unwound by glibc's libgcc_s, which calls the
+/// module's personality routine for the module's frames. That routine sets
+/// the landing pad's registers with the module's copy of `_Unwind_SetGR`,
+/// which reads a table of register sizes that the copy fills in the first
+/// time it starts an unwind of its own, and aborts the process while the
+/// table is empty. One unwind, caught here (no panic hook runs for it),
+/// fills it. tests/test_exit_cleanup.py and tests/test_import_cost.py end
+/// programs that way.
+fn prime_unwinder() {
+    let _ = std::panic::catch_unwind(|| std::panic::resume_unwind(Box::new(())));
+}
+
 #[pymodule]
 fn _namedipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     use namedipc::flags;
 
+    prime_unwinder();
+    // `__all__` made first: the first `add` would otherwise look for it,
+    // fail, and take that AttributeError, which costs more than the rest of
+    // the module's setting up (PyO3 checks a taken error against its
+    // PanicException type, making that type then).
+    let all = PyList::empty(m.py());
+    m.setattr("__all__", &all)?;
     // setattr, not add_function: neither is an export (`__all__`).
     m.setattr("__getattr__", wrap_pyfunction!(module_getattr, m)?)?;
     m.setattr("__dir__", wrap_pyfunction!(module_dir, m)?)?;
@@ -160,7 +221,6 @@ fn _namedipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SEMAPHORE_VALUE_MAX", namedipc::semaphore::VALUE_MAX)?;
     m.add("VERSION", env!("CARGO_PKG_VERSION"))?;
     // Exported, though made on first use.
-    let all = m.getattr("__all__")?.cast_into::<PyList>()?;
     for name in lazy_names() {
         all.append(name)?;
     }
