@@ -222,11 +222,11 @@ impl PySemaphore {
 #[pyfunction]
 pub(crate) fn _reopen_semaphore<'py>(
     cls: &Bound<'py, PyType>,
-    name: String,
+    name: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
     pickling::reopen(cls, |obj| {
         obj.cast::<PySemaphore>()?
             .get()
-            .open(Some(&name), 0, 0o600, 0)
+            .open(Some(name), 0, 0o600, 0)
     })
 }
