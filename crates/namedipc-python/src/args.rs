@@ -31,29 +31,65 @@ pub(crate) fn name(obj: &Bound<'_, PyAny>) -> PyResult<String> {
     Ok(name)
 }
 
-/// A name that may be None (posix_ipc's "pick a random name" with O_CREX).
-pub(crate) fn optional_name(obj: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+/// An object's name as [`name`] takes it, kept as a Python str: the
+/// caller's own str object (no copy), or one decoded from bytes.
+pub(crate) fn name_str<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyString>> {
+    let name = if let Ok(s) = obj.cast_exact::<PyString>() {
+        s.clone()
+    } else if let Ok(s) = obj.cast::<PyString>() {
+        // A str subclass is copied to a plain str, as the name reads back.
+        PyString::new(obj.py(), s.to_str()?)
+    } else if let Ok(b) = obj.cast::<PyBytes>() {
+        let text = std::str::from_utf8(b.as_bytes())
+            .map_err(|_| PyValueError::new_err("a bytes name must be valid UTF-8"))?;
+        PyString::new(obj.py(), text)
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "name must be a str such as '/jobs', not {}",
+            type_name(obj)
+        )));
+    };
+    let text = name.to_str()?;
+    if text.as_bytes().contains(&0) {
+        return Err(PyValueError::new_err(format!(
+            "name must not contain NUL characters: {text:?}"
+        )));
+    }
+    Ok(name)
+}
+
+/// A name that may be None (posix_ipc's "pick a random name" with O_CREX),
+/// as [`name_str`] takes it.
+pub(crate) fn optional_name<'py>(
+    obj: &Bound<'py, PyAny>,
+) -> PyResult<Option<Bound<'py, PyString>>> {
     if obj.is_none() {
         Ok(None)
     } else {
-        name(obj).map(Some)
+        name_str(obj).map(Some)
     }
+}
+
+/// The text of a name [`name_str`] accepted (its UTF-8 is cached in the
+/// str, so this copies nothing).
+pub(crate) fn text<'a>(name: &'a Bound<'_, PyString>) -> PyResult<&'a str> {
+    name.to_str()
 }
 
 /// Prefix of the names picked for `name=None, flags=O_CREX`.
 pub(crate) const RANDOM_PREFIX: &str = "/namedipc-";
 
 /// What posix_ipc's `name` and `flags` ask to open.
-pub(crate) enum Target {
+pub(crate) enum Target<N> {
     /// A new object under a random name starting with [`RANDOM_PREFIX`].
     Random,
     /// The object with this name, created or not as the flags say.
-    Named(String, Existence),
+    Named(N, Existence),
 }
 
 /// Reads posix_ipc's `name` and `flags` (O_CREAT, O_EXCL); `kind`
 /// names what O_CREX without a name creates, for the message.
-pub(crate) fn target(name: Option<String>, flags: i64, kind: ObjectKind) -> PyResult<Target> {
+pub(crate) fn target<N>(name: Option<N>, flags: i64, kind: ObjectKind) -> PyResult<Target<N>> {
     let create = flags & i64::from(O_CREAT) != 0;
     let exclusive = flags & i64::from(O_EXCL) != 0;
     match name {

@@ -23,13 +23,7 @@ pub(crate) struct PySemaphore {
 }
 
 impl PySemaphore {
-    fn open(
-        &self,
-        name: Option<String>,
-        flags: i64,
-        mode: u32,
-        initial_value: u32,
-    ) -> PyResult<()> {
+    fn open(&self, name: Option<&str>, flags: i64, mode: u32, initial_value: u32) -> PyResult<()> {
         // posix_ipc refuses O_EXCL alone, as SharedMemory and MessageQueue do.
         args::require_creat_with_excl(flags, KIND)?;
         // posix_ipc's ways: any owner, and the umask narrows the mode.
@@ -40,7 +34,7 @@ impl PySemaphore {
             .initial_value(initial_value);
         let sem = match args::target(name, flags, KIND)? {
             Target::Random => options.create_random(RANDOM_PREFIX),
-            Target::Named(name, existence) => options.existence(existence).open(&name),
+            Target::Named(name, existence) => options.existence(existence).open(name),
         }
         .map_err(to_py_err)?;
         self.slot.install(sem, mode)
@@ -106,6 +100,8 @@ impl PySemaphore {
         let flags = args::flags(flags)?;
         let mode = args::mode(mode)?;
         let initial_value = args::initial_value(initial_value, 0)?;
+        // The caller's str, read in place: the semaphore keeps its own copy.
+        let name = name.as_ref().map(args::text).transpose()?;
         self.open(name, flags, mode, initial_value)
     }
 
@@ -226,7 +222,7 @@ impl PySemaphore {
 #[pyfunction]
 pub(crate) fn _reopen_semaphore<'py>(
     cls: &Bound<'py, PyType>,
-    name: String,
+    name: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
     pickling::reopen(cls, |obj| {
         obj.cast::<PySemaphore>()?

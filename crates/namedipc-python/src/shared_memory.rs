@@ -11,7 +11,7 @@ use namedipc::{ObjectKind, Owner, Trust};
 use pyo3::exceptions::PyBufferError;
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyTuple, PyType};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyString, PyTuple, PyType};
 
 use crate::args::{self, Target, RANDOM_PREFIX};
 use crate::errors::{self, to_py_err};
@@ -22,7 +22,9 @@ const KIND: ObjectKind = ObjectKind::SharedMemory;
 
 /// What `__init__` settled, readable for the life of the object.
 struct Opened {
-    name: String,
+    /// The name as given: the caller's own str (kept, not copied), or the
+    /// random name made for it.
+    name: Py<PyString>,
     mode: u32,
     /// The segment's owner and mode at open.
     owner: Owner,
@@ -57,7 +59,7 @@ impl PySharedMemory {
     fn open(
         &self,
         py: Python<'_>,
-        name: Option<String>,
+        name: Option<Bound<'_, PyString>>,
         flags: i64,
         mode: u32,
         size: u64,
@@ -77,22 +79,23 @@ impl PySharedMemory {
         if size > 0 {
             options = options.size(size);
         }
-        // The name given is the one the segment keeps, so it is moved into
-        // `Opened` rather than copied from the segment.
+        // The name given is the one the segment keeps, so the caller's str
+        // is kept in `Opened` rather than a copy made from the segment.
         let (shm, name) = match args::target(name, flags, KIND)? {
             Target::Random => {
                 let shm = options.create_random(RANDOM_PREFIX).map_err(to_py_err)?;
-                let name = shm.name().to_owned();
+                let name = PyString::new(py, shm.name());
                 (shm, name)
             }
             Target::Named(name, existence) => {
                 let shm = options
                     .existence(existence)
-                    .open(&name)
+                    .open(args::text(&name)?)
                     .map_err(to_py_err)?;
                 (shm, name)
             }
         };
+        let name = name.unbind();
         self.opened.set(Opened {
             name,
             mode,
@@ -106,6 +109,11 @@ impl PySharedMemory {
 
     fn opened(&self) -> PyResult<&Opened> {
         self.opened.get()
+    }
+
+    /// The name, as text.
+    fn name_text<'a>(&'a self, py: Python<'a>) -> PyResult<&'a str> {
+        self.opened()?.name.bind(py).to_str()
     }
 
     /// The state, locked without ever blocking while attached to the
@@ -129,8 +137,13 @@ impl PySharedMemory {
         let state = self.lock(py);
         match &state.shm {
             Some(shm) => Ok(f(shm)),
-            None if state.closed => Err(errors::closed(KIND, &opened.name)),
-            None => Err(errors::fd_closed(py, KIND, &opened.name, consequence)),
+            None if state.closed => Err(errors::closed(KIND, opened.name.bind(py).to_str()?)),
+            None => Err(errors::fd_closed(
+                py,
+                KIND,
+                opened.name.bind(py).to_str()?,
+                consequence,
+            )),
         }
     }
 }
@@ -202,8 +215,8 @@ impl PySharedMemory {
     }
 
     #[getter]
-    fn name(&self) -> PyResult<&str> {
-        Ok(&self.opened()?.name)
+    fn name(&self, py: Python<'_>) -> PyResult<Py<PyString>> {
+        Ok(self.opened()?.name.clone_ref(py))
     }
 
     /// The mode given to the constructor (as posix_ipc reports it).
@@ -272,13 +285,13 @@ impl PySharedMemory {
             return PyMemoryView::from(mapping.bind(py));
         }
         if state.closed {
-            return Err(errors::closed(KIND, &opened.name));
+            return Err(errors::closed(KIND, opened.name.bind(py).to_str()?));
         }
         let Some(shm) = &state.shm else {
             return Err(errors::fd_closed(
                 py,
                 KIND,
-                &opened.name,
+                opened.name.bind(py).to_str()?,
                 ".buf cannot map it (read .buf before close_fd() to keep a mapping)",
             ));
         };
@@ -323,7 +336,12 @@ impl PySharedMemory {
         if let Some(mapping) = &state.mapping {
             if let Err(err) = mapping.bind(py).call_method0("close") {
                 if err.is_instance_of::<PyBufferError>(py) {
-                    return Err(errors::views_alive(py, KIND, &opened.name, err));
+                    return Err(errors::views_alive(
+                        py,
+                        KIND,
+                        opened.name.bind(py).to_str()?,
+                        err,
+                    ));
                 }
                 return Err(err);
             }
@@ -335,8 +353,8 @@ impl PySharedMemory {
     }
 
     /// Removes the segment's name; handles and mappings that exist keep working.
-    fn unlink(&self) -> PyResult<()> {
-        namedipc::shm::unlink(&self.opened()?.name).map_err(to_py_err)
+    fn unlink(&self, py: Python<'_>) -> PyResult<()> {
+        namedipc::shm::unlink(self.name_text(py)?).map_err(to_py_err)
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -348,8 +366,8 @@ impl PySharedMemory {
         self.close(py)
     }
 
-    fn __str__(&self) -> PyResult<&str> {
-        self.name()
+    fn __str__(&self, py: Python<'_>) -> PyResult<Py<PyString>> {
+        self.name(py)
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
@@ -357,7 +375,7 @@ impl PySharedMemory {
         Ok(format!(
             "{}({:?}, mode={:04o})",
             qualified_name(&slf.get_type())?,
-            opened.name,
+            opened.name.bind(slf.py()).to_str()?,
             opened.mode
         ))
     }
@@ -368,7 +386,11 @@ impl PySharedMemory {
         pickling::reduce(
             slf,
             "_reopen_shared_memory",
-            (opened.name.as_str(), opened.mode, opened.read_only),
+            (
+                opened.name.clone_ref(slf.py()),
+                opened.mode,
+                opened.read_only,
+            ),
         )
     }
 }
@@ -393,10 +415,11 @@ impl Drop for PySharedMemory {
 #[pyfunction]
 fn _reopen_shared_memory<'py>(
     cls: &Bound<'py, PyType>,
-    name: String,
+    name: &Bound<'py, PyAny>,
     mode: &Bound<'py, PyAny>,
     read_only: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let name = args::name_str(name)?;
     // A pickle is data from outside: its mode gets the constructor's checks
     // (ValueError or TypeError, never OverflowError).
     let mode = args::mode(Some(mode))?;

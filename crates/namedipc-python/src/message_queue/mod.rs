@@ -51,7 +51,9 @@ fn defaults() -> &'static Limits {
 
 /// What `__init__` settled, kept after `close()` for `name`, `repr` and the like.
 struct Opened {
-    name: String,
+    /// The name, with exactly one leading slash: the caller's own str when
+    /// it has that form (kept, not copied), else one made from the queue's.
+    name: Py<PyString>,
     mode: u32,
     /// The queue's owner and mode at open.
     owner: Owner,
@@ -115,7 +117,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl PyMessageQueue {
     fn open(
         &self,
-        name: Option<String>,
+        py: Python<'_>,
+        name: Option<Bound<'_, PyString>>,
         flags: i64,
         mode: u32,
         max_messages: usize,
@@ -143,17 +146,19 @@ impl PyMessageQueue {
             .blocking(flags & i64::from(O_NONBLOCK) == 0);
         let (queue, given) = match args::target(name, flags, KIND)? {
             Target::Random => (options.create_random(RANDOM_PREFIX), None),
-            Target::Named(name, existence) => {
-                (options.existence(existence).open(&name), Some(name))
-            }
+            Target::Named(name, existence) => (
+                options.existence(existence).open(args::text(&name)?),
+                Some(name),
+            ),
         };
         let queue = queue.map_err(to_py_err)?;
         // The queue shows its name with exactly one leading slash: the name
         // given is kept, not copied, when it already has that form.
         let name = match given {
-            Some(given) if given == queue.name() => given,
-            _ => queue.name().to_owned(),
-        };
+            Some(given) if given.to_str()? == queue.name() => given,
+            _ => PyString::new(py, queue.name()),
+        }
+        .unbind();
         let opened = Opened {
             name,
             mode,
@@ -173,12 +178,23 @@ impl PyMessageQueue {
         self.opened.get()
     }
 
+    /// The name, as text.
+    fn name_text<'a>(&'a self, py: Python<'a>) -> PyResult<&'a str> {
+        self.opened()?.name.bind(py).to_str()
+    }
+
+    /// ExistentialError: the handle is closed.
+    fn closed_error(&self) -> PyErr {
+        Python::attach(|py| match self.name_text(py) {
+            Ok(name) => errors::closed(KIND, name),
+            Err(err) => err,
+        })
+    }
+
     /// The open queue, or ExistentialError after `close()`.
     fn queue(&self) -> PyResult<Arc<MessageQueue>> {
-        let opened = self.opened()?;
-        lock(&self.queue)
-            .clone()
-            .ok_or_else(|| errors::closed(KIND, &opened.name))
+        self.opened()?;
+        lock(&self.queue).clone().ok_or_else(|| self.closed_error())
     }
 
     fn is_open(&self) -> bool {
@@ -196,7 +212,11 @@ impl PyMessageQueue {
         if allowed {
             Ok(queue)
         } else {
-            Err(errors::queue_not_open_for(py, &opened.name, direction))
+            Err(errors::queue_not_open_for(
+                py,
+                opened.name.bind(py).to_str()?,
+                direction,
+            ))
         }
     }
 
@@ -209,7 +229,7 @@ impl PyMessageQueue {
         direction: Direction,
         attempt: impl FnMut(Attempt) -> namedipc::Result<Option<T>> + Send,
     ) -> PyResult<T> {
-        let name = &self.opened()?.name;
+        let name = self.name_text(py)?;
         let moved = Wait {
             kind: KIND,
             name,
@@ -285,6 +305,7 @@ impl PyMessageQueue {
     #[allow(clippy::too_many_arguments)] // posix_ipc's constructor
     fn __init__(
         &self,
+        py: Python<'_>,
         name: &Bound<'_, PyAny>,
         flags: Option<&Bound<'_, PyAny>>,
         mode: Option<&Bound<'_, PyAny>>,
@@ -316,6 +337,7 @@ impl PyMessageQueue {
         let write = write.map_or(Ok(true), PyAnyMethods::is_truthy)?;
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // ranges checked above
         self.open(
+            py,
             name,
             flags,
             mode,
@@ -391,7 +413,11 @@ impl PyMessageQueue {
         let opened = self.opened()?;
         // Checked before a message is taken from the queue, so that a buffer
         // that cannot hold it never costs one.
-        let view = writable_view(buffer, opened.max_message_size, &opened.name)?;
+        let view = writable_view(
+            buffer,
+            opened.max_message_size,
+            opened.name.bind(py).to_str()?,
+        )?;
         self.receive_with(py, timeout, |message, priority| {
             let stop = isize::try_from(message.len()).unwrap_or(isize::MAX);
             let part = view.get_item(PySlice::new(py, 0, stop, 1))?;
@@ -471,9 +497,9 @@ impl PyMessageQueue {
     /// this process's notification request on the queue, as closing any
     /// descriptor of it does.
     fn close(&self) -> PyResult<()> {
-        let opened = self.opened()?;
+        self.opened()?;
         let Some(queue) = lock(&self.queue).take() else {
-            return Err(errors::closed(KIND, &opened.name));
+            return Err(self.closed_error());
         };
         // Threads waiting on this handle return at once, sending or taking
         // nothing, and raise ExistentialError (`is_open` is false now).
@@ -494,8 +520,8 @@ impl PyMessageQueue {
     }
 
     /// Removes the queue's name; handles already open keep working.
-    fn unlink(&self) -> PyResult<()> {
-        mqueue::unlink(&self.opened()?.name).map_err(to_py_err)
+    fn unlink(&self, py: Python<'_>) -> PyResult<()> {
+        mqueue::unlink(self.name_text(py)?).map_err(to_py_err)
     }
 
     /// The queue descriptor, for select/poll; -1 once closed (as posix_ipc).
@@ -516,8 +542,8 @@ impl PyMessageQueue {
     }
 
     #[getter]
-    fn name(&self) -> PyResult<&str> {
-        Ok(&self.opened()?.name)
+    fn name(&self, py: Python<'_>) -> PyResult<Py<PyString>> {
+        Ok(self.opened()?.name.clone_ref(py))
     }
 
     /// Whether this handle created the queue (not in posix_ipc).
@@ -585,8 +611,8 @@ impl PyMessageQueue {
         self.queue()?.set_blocking(block).map_err(to_py_err)
     }
 
-    fn __str__(&self) -> PyResult<&str> {
-        self.name()
+    fn __str__(&self, py: Python<'_>) -> PyResult<Py<PyString>> {
+        self.name(py)
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
@@ -595,7 +621,7 @@ impl PyMessageQueue {
         Ok(format!(
             "{}({:?}, mode={:04o}, max_message_size={}, max_messages={}, read={}, write={})",
             qualified_name(&slf.get_type())?,
-            opened.name,
+            opened.name.bind(slf.py()).to_str()?,
             opened.mode,
             opened.max_message_size,
             opened.max_messages,
@@ -611,7 +637,7 @@ impl PyMessageQueue {
         pickling::reduce(
             slf,
             "_reopen_message_queue",
-            (opened.name.as_str(), opened.read, opened.write),
+            (opened.name.clone_ref(slf.py()), opened.read, opened.write),
         )
     }
 }
@@ -621,13 +647,15 @@ impl PyMessageQueue {
 #[pyfunction]
 pub(crate) fn _reopen_message_queue<'py>(
     cls: &Bound<'py, PyType>,
-    name: String,
+    name: &Bound<'py, PyAny>,
     read: bool,
     write: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let name = args::name_str(name)?;
     let defaults = defaults();
     pickling::reopen(cls, |obj| {
         obj.cast::<PyMessageQueue>()?.get().open(
+            obj.py(),
             Some(name),
             0,
             0o600,

@@ -1,6 +1,7 @@
 //! Opening and creating a message queue: the options, their checks, and
 //! the limits a new queue asks the OS for.
 
+use std::borrow::Cow;
 use std::ffi::CStr;
 
 use super::limits::{system_limits, LIMITS_DIR};
@@ -158,9 +159,10 @@ impl MessageQueueOptions {
     pub fn open(&self, name: &str) -> Result<MessageQueue> {
         paths::with_c_name(KIND, name, |c_name| {
             self.check_arguments()?;
+            // Borrowed unless a group widens it: most opens copy nothing.
             let trust = match self.group {
-                Some(gid) => self.trust.clone().group(gid),
-                None => self.trust.clone(),
+                Some(gid) => Cow::Owned(self.trust.clone().group(gid)),
+                None => Cow::Borrowed(&self.trust),
             };
             // LinkOrCreate too goes through the shared loop, so that `created`
             // is known for certain: an existing queue costs one mq_open, a new

@@ -2,6 +2,7 @@
 //! unrelated processes find by name, compatible with C programs that call
 //! `sem_open` on the same name.
 
+use std::borrow::Cow;
 use std::ffi::{CStr, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -165,10 +166,11 @@ impl SemaphoreOptions {
     }
 
     /// The trust asked for, widened by the group asked for.
-    fn effective_trust(&self) -> Trust {
+    /// The trust, borrowed unless a group widens it: most opens copy nothing.
+    fn effective_trust(&self) -> Cow<'_, Trust> {
         match self.group {
-            Some(gid) => self.trust.clone().group(gid),
-            None => self.trust.clone(),
+            Some(gid) => Cow::Owned(self.trust.clone().group(gid)),
+            None => Cow::Borrowed(&self.trust),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Opening and creating a segment: the options, their checks, and what is
 //! checked of the file that was opened.
 
+use std::borrow::Cow;
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -144,9 +145,10 @@ impl SharedMemoryOptions {
     pub fn open(&self, name: &str) -> Result<SharedMemory> {
         paths::with_c_name(KIND, name, |c_name| {
             self.check_arguments(name)?;
+            // Borrowed unless a group widens it: most opens copy nothing.
             let trust = match self.group {
-                Some(gid) => self.trust.clone().group(gid),
-                None => self.trust.clone(),
+                Some(gid) => Cow::Owned(self.trust.clone().group(gid)),
+                None => Cow::Borrowed(&self.trust),
             };
             let as_creat = self.existence == Existence::LinkOrCreate;
             let ((fd, owner), created) = Object {
