@@ -209,9 +209,7 @@ where
             // No deadline (or one beyond what the clock holds): sleep in one piece.
             let slice = limit.map(|at| {
                 let left = at.saturating_duration_since(Instant::now());
-                slices
-                    .as_ref()
-                    .map_or(left, |slices| left.min(slices.next()))
+                slices.as_ref().map_or(left, |slices| left.min(slices.next()))
             });
             match py.detach(|| attempt(Attempt::Wait(slice))) {
                 Ok(Some(taken)) => return self.taken(py, taken, true),
