@@ -11,8 +11,7 @@ use pyo3::prelude::*;
 use crate::args::Timeout;
 use crate::errors;
 
-/// A wait with a deadline (but one of posix_ipc's, which ends at a signal
-/// as posix_ipc's does) sleeps in slices, then checks, with the
+/// A wait with a deadline sleeps in slices, then checks, with the
 /// interpreter attached, whether its handle was closed or a signal arrived
 /// unnoticed. A signal delivered to the waiting thread ends its sleep at
 /// once (CPython installs its handlers without `SA_RESTART`, so the kernel
@@ -196,20 +195,12 @@ where
     where
         G: FnOnce(T) -> namedipc::Result<()>,
     {
-        // posix_ipc's waits (a signal raises SignalError) sleep in one piece,
-        // as posix_ipc's do: between two slices a signal would run its
-        // handler without ending the sleep, and the wait would go on where
-        // posix_ipc's raises. Others slice a wait with a deadline (see
-        // WAIT_SLICE).
-        let slices = match self.on_signal {
-            OnSignal::Raise => None,
-            OnSignal::Resume => limit.map(|_| Slices::begin(py)),
-        };
+        let slices = limit.map(|_| Slices::begin(py));
         loop {
             // No deadline (or one beyond what the clock holds): sleep in one piece.
-            let slice = limit.map(|at| {
-                let left = at.saturating_duration_since(Instant::now());
-                slices.as_ref().map_or(left, |slices| left.min(slices.next()))
+            let slice = limit.zip(slices.as_ref()).map(|(at, slices)| {
+                at.saturating_duration_since(Instant::now())
+                    .min(slices.next())
             });
             match py.detach(|| attempt(Attempt::Wait(slice))) {
                 Ok(Some(taken)) => return self.taken(py, taken, true),
