@@ -200,6 +200,26 @@ pub(super) fn checked_path(name: &str) -> Result<String> {
     Ok(paths::file_path(KIND, name).expect("a robust semaphore always has a file"))
 }
 
+/// The length of a file that may be a robust semaphore's, as a `usize`: at
+/// least a header, and no more than the largest file the layout allows.
+/// Nothing is read from a file before this passes.
+pub(super) fn checked_len(name: &str, len: u64) -> Result<usize> {
+    let max = layout::file_len(MAX_SLOTS, MAX_RECORDS) as u64;
+    if len < HEADER_LEN as u64 {
+        return Err(corrupt(
+            name,
+            format!("the file has {len} bytes, fewer than the {HEADER_LEN}-byte header"),
+        ));
+    }
+    if len > max {
+        return Err(corrupt(
+            name,
+            format!("the file has {len} bytes, more than any robust semaphore"),
+        ));
+    }
+    usize::try_from(len).map_err(|_| corrupt(name, "the file is too large"))
+}
+
 pub(super) fn os_error(name: &str, operation: &'static str, e: io::Error) -> Error {
     Error::from_os(operation, KIND, name, e)
 }
@@ -340,20 +360,7 @@ fn open_checked(
         }
     }
     let len = meta.len();
-    let max = layout::file_len(MAX_SLOTS, MAX_RECORDS) as u64;
-    if len < HEADER_LEN as u64 {
-        return Err(corrupt(
-            name,
-            format!("the file has {len} bytes, fewer than the {HEADER_LEN}-byte header"),
-        ));
-    }
-    if len > max {
-        return Err(corrupt(
-            name,
-            format!("the file has {len} bytes, more than any robust semaphore"),
-        ));
-    }
-    let map_len = usize::try_from(len).map_err(|_| corrupt(name, "the file is too large"))?;
+    let map_len = checked_len(name, len)?;
     let map = if writable {
         SharedMap::new(file.as_fd(), map_len)
     } else {

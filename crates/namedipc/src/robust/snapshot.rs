@@ -13,11 +13,10 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::file::{corrupt, marked_removed_reason, not_regular, os_error};
+use super::file::{checked_len, corrupt, marked_removed_reason, not_regular, os_error};
 use super::layout::{
-    self, FLAG_PERSISTENT, FLAG_REMOVED, HEADER_LEN, H_FLAGS, H_HEADER_LEN, H_MAGIC, H_RECLAIMED,
-    H_RECORDS, H_SLOTS, H_VERSION, LOCK_BASE, MAX_RECORDS, MAX_SLOTS, R_PID, R_STATE, R_UID,
-    S_OWNER, S_SINCE,
+    self, FLAG_PERSISTENT, FLAG_REMOVED, H_FLAGS, H_HEADER_LEN, H_MAGIC, H_RECLAIMED, H_RECORDS,
+    H_SLOTS, H_VERSION, LOCK_BASE, R_PID, R_STATE, R_UID, S_OWNER, S_SINCE,
 };
 use super::{Holder, KIND};
 use crate::error::{Error, Result};
@@ -251,20 +250,7 @@ fn read_checked(name: &str, file: &File) -> Result<Option<Checked>> {
         return Err(not_regular(name, file_type));
     }
     let len = meta.len();
-    let max = layout::file_len(MAX_SLOTS, MAX_RECORDS) as u64;
-    if len < HEADER_LEN as u64 {
-        return Err(corrupt(
-            name,
-            format!("the file has {len} bytes, fewer than the {HEADER_LEN}-byte header"),
-        ));
-    }
-    if len > max {
-        return Err(corrupt(
-            name,
-            format!("the file has {len} bytes, more than any robust semaphore"),
-        ));
-    }
-    let mut bytes = vec![0u8; usize::try_from(len).map_err(|_| corrupt(name, "too large"))?];
+    let mut bytes = vec![0u8; checked_len(name, len)?];
     match file.read_exact_at(&mut bytes, 0) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
