@@ -27,6 +27,7 @@ import namedipc
 from namedipc import RobustSemaphore
 from support.names import Names, robust_file
 from support.processes import Peer
+from support.tamper import TAMPER
 from support.users import User, Users, as_user, cli_as, popen_as
 from support.waiting import WAIT
 
@@ -304,38 +305,6 @@ def test_run_makes_the_file_with_its_mode_and_group_exactly_under_umask_022(user
     code = code.replace(users.group.name, str(users.outsider.gid))
     refused = as_user(users.victim, code)
     assert refused.returncode == 125 and "not a member of that group" in refused.stderr, refused.stderr
-
-
-# CMD, after changing user: every descriptor it inherited of the semaphore's
-# file (argv[1]; matched by inode) is reported, then truncated, written,
-# unlocked over every byte and closed as far as the kernel lets it; then it
-# says so and holds on until it reads a line.
-TAMPER = """
-import errno, fcntl, json, os, struct, sys
-target = os.stat(sys.argv[1])
-report = {"uid": os.getuid(), "fds": [], "read_only": [], "truncate": [], "write": []}
-for entry in os.listdir("/proc/self/fd"):
-    fd = int(entry)
-    try:
-        st = os.fstat(fd)
-    except OSError:
-        continue
-    if (st.st_dev, st.st_ino) != (target.st_dev, target.st_ino):
-        continue
-    report["fds"].append(fd)
-    report["read_only"].append(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY)
-    for what, attempt in (("truncate", lambda: os.ftruncate(fd, 0)), ("write", lambda: os.pwrite(fd, b"x", 0))):
-        try:
-            attempt()
-            report[what].append("done")
-        except OSError as e:
-            report[what].append(errno.errorcode[e.errno])
-    fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi4x", fcntl.F_UNLCK, os.SEEK_SET, 0, 0, 0))
-    os.close(fd)
-print(json.dumps(report), flush=True)
-sys.stdin.readline()
-print("released", flush=True)
-"""
 
 
 def as_other_user(user: User) -> list[str]:
