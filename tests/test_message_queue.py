@@ -650,12 +650,13 @@ def test_sigint_raises_keyboard_interrupt_within_50_ms(mq_name: str, peer: type[
     assert 0 <= latency < 0.05, f"KeyboardInterrupt took {latency * 1000:.1f} ms"
 
 
+@pytest.mark.parametrize("timeout", ["none", "30"])
 @pytest.mark.parametrize("action", ["receive", "send"])
-def test_a_handled_signal_raises_signal_error(mq_name: str, peer: type[MqPeer], action: str) -> None:
+def test_a_handled_signal_raises_signal_error(mq_name: str, peer: type[MqPeer], action: str, timeout: str) -> None:
     mq = MessageQueue(mq_name, O_CREX, max_messages=1)
     if action == "send":
         mq.send(b"fill")
-    waiter, _ = start_waiter(action, mq_name, "none", peer)
+    waiter, _ = start_waiter(action, mq_name, timeout, peer)
     os.kill(waiter.proc.pid, signal.SIGUSR1)
     # posix_ipc's behaviour: the Python handler runs, then SignalError.
     assert waiter.expect("SignalError") == "SignalError handled=1"

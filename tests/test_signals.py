@@ -93,6 +93,44 @@ def test_other_signal_raises_signal_error_for_semaphore(sem_name: str) -> None:
     assert words[:2] == ["SignalError", "handled=1"], words
 
 
+# A child that waits on the semaphore again and again, each wait with a
+# deadline far away, and says how each ended.
+ROUNDS = """
+import signal, sys, namedipc
+signal.signal(signal.SIGUSR1, lambda *_: None)
+sem = namedipc.Semaphore(sys.argv[1])
+for _ in range(int(sys.argv[2])):
+    try:
+        sem.acquire(30)
+        print("acquired", flush=True)
+    except namedipc.SignalError:
+        print("SignalError", flush=True)
+"""
+
+
+def test_a_signal_at_any_moment_of_a_timed_wait_raises_signal_error(sem_name: str) -> None:
+    """posix_ipc's one sem_timedwait ends with SignalError whenever the
+    signal comes. The signals here come from 0 to 40 ms into the wait, over
+    the moments at which a sliced wait's 10, 20 and 40 ms slices would time
+    out: a signal handled just as a slice timed out was taken for a timeout,
+    and that wait went on (this test then fails on its deadline)."""
+    keep = namedipc.NamedSemaphore(sem_name, 0)  # noqa: F841 - the creating handle keeps the name alive
+    rounds = 41
+    child = subprocess.Popen([sys.executable, "-c", ROUNDS, sem_name, str(rounds)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        lines = reader_for(child.stdout)
+        for delay_ms in range(rounds):
+            wait_until_blocked(sem_name)
+            time.sleep(delay_ms / 1000)  # where in the wait the signal lands, not a synchronisation
+            os.kill(child.pid, signal.SIGUSR1)
+            assert lines.readline() == "SignalError\n", f"signal {delay_ms} ms into the wait"
+        assert child.wait(timeout=WAIT) == 0
+    finally:
+        child.kill()
+        child.communicate(timeout=WAIT)
+
+
 def test_other_signal_resumes_the_wait_for_named_semaphore(sem_name: str) -> None:
     sem = namedipc.NamedSemaphore(sem_name, 0)
     child = start_child(sem_name, "NamedSemaphore", 30)

@@ -29,6 +29,16 @@ use crate::errors;
 /// (each wake-up costs some 50-150 µs of CPU on a VM, most of it the
 /// wake-up itself, so fewer is what keeps an idle wait cheap). Other
 /// threads run no handlers: they sleep 500 ms slices from the start.
+///
+/// Except a wait that raises on a signal ([`OnSignal::Raise`], posix_ipc's
+/// classes) on the main thread: it sleeps until its deadline in one piece,
+/// as posix_ipc's single `sem_timedwait` does. A signal that lands as a
+/// slice times out is handled on the way out of that sleep, which then
+/// reports the timeout: the wait could not tell it from a signal that came
+/// between two slices, and would go on where posix_ipc raises SignalError.
+/// Such a wait shares posix_ipc's race (a signal just before the sleep is
+/// handled at its end), and notices a `close()` from another thread when
+/// it is next woken, as a wait without a deadline does.
 pub(crate) const WAIT_SLICE: Duration = Duration::from_millis(500);
 
 /// The first slice of a wait; see [`WAIT_SLICE`].
@@ -44,19 +54,32 @@ pub(crate) struct Slices {
 impl Slices {
     /// The slices of a wait that begins now on the calling thread.
     pub(crate) fn begin(py: Python<'_>) -> Self {
+        Self::on_thread(is_main_thread(py))
+    }
+
+    /// The slices of a wait that begins now on the main thread or another.
+    fn on_thread(main: bool) -> Self {
         Self {
             started: Instant::now(),
-            grow: is_main_thread(py),
+            grow: main,
+        }
+    }
+
+    /// The slices of a wait with a deadline that begins now on the calling
+    /// thread and does `on_signal`; `None` when it sleeps in one piece (see
+    /// [`WAIT_SLICE`]).
+    fn for_wait(py: Python<'_>, on_signal: OnSignal) -> Option<Self> {
+        let main = is_main_thread(py);
+        match on_signal {
+            OnSignal::Raise if main => None,
+            OnSignal::Raise | OnSignal::Resume => Some(Self::on_thread(main)),
         }
     }
 
     /// Slices that do not grow, for a thread that cannot ask whether it is
     /// the main thread.
     pub(crate) fn fixed() -> Self {
-        Self {
-            started: Instant::now(),
-            grow: false,
-        }
+        Self::on_thread(false)
     }
 
     /// The longest the wait sleeps next.
@@ -195,12 +218,15 @@ where
     where
         G: FnOnce(T) -> namedipc::Result<()>,
     {
-        let slices = limit.map(|_| Slices::begin(py));
+        let slices = limit.and_then(|_| Slices::for_wait(py, self.on_signal));
         loop {
-            // No deadline (or one beyond what the clock holds): sleep in one piece.
-            let slice = limit.zip(slices.as_ref()).map(|(at, slices)| {
-                at.saturating_duration_since(Instant::now())
-                    .min(slices.next())
+            // No deadline (or one beyond what the clock holds): sleep in one
+            // piece; with one, until it or the end of the slice.
+            let slice = limit.map(|at| {
+                let left = at.saturating_duration_since(Instant::now());
+                slices
+                    .as_ref()
+                    .map_or(left, |slices| left.min(slices.next()))
             });
             match py.detach(|| attempt(Attempt::Wait(slice))) {
                 Ok(Some(taken)) => return self.taken(py, taken, true),
