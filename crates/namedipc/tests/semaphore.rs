@@ -469,3 +469,70 @@ fn errors_display_their_name() {
         "{text}"
     );
 }
+
+// ------------------------------------------------------- kept mappings
+
+/// How many mappings of the semaphore `name`'s file this process has.
+fn mappings_of(name: &str) -> usize {
+    let file = semaphore_file(name);
+    let file = file.to_str().unwrap();
+    fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter(|line| line.ends_with(file) || line.ends_with(&format!("{file} (deleted)")))
+        .count()
+}
+
+#[test]
+fn a_reopen_uses_the_mapping_a_dropped_handle_left_and_shares_the_count() {
+    let name = Name::new("kept");
+    let creator = Semaphore::create(name.as_str(), 0).unwrap();
+    drop(Semaphore::open(name.as_str()).unwrap());
+    // The dropped opener's mapping, kept for reuse. (The creator's mapping
+    // is of the file before it had the name: /proc shows it as `#inode`.)
+    assert_eq!(mappings_of(name.as_str()), 1);
+    let again = Semaphore::open(name.as_str()).unwrap();
+    assert_eq!(
+        mappings_of(name.as_str()),
+        1,
+        "the kept mapping was not reused"
+    );
+    again.release().unwrap();
+    assert_eq!(creator.value().unwrap(), 1);
+    // A second handle open at the same time gets a mapping of its own.
+    let beside = Semaphore::open(name.as_str()).unwrap();
+    assert_eq!(mappings_of(name.as_str()), 2);
+    assert!(beside.try_acquire().unwrap());
+    assert_eq!(again.value().unwrap(), 0);
+}
+
+#[test]
+fn a_new_semaphore_at_the_name_is_not_served_by_a_mapping_of_the_old() {
+    let name = Name::new("kept-new");
+    let old = Semaphore::create(name.as_str(), 5).unwrap();
+    drop(Semaphore::open(name.as_str()).unwrap());
+    old.unlink().unwrap();
+    let new = Semaphore::create(name.as_str(), 0).unwrap();
+    let opened = Semaphore::open(name.as_str()).unwrap();
+    assert_eq!(opened.value().unwrap(), 0);
+    opened.release().unwrap();
+    assert_eq!(new.value().unwrap(), 1);
+    assert_eq!(old.value().unwrap(), 5);
+}
+
+#[test]
+fn at_most_eight_dropped_mappings_are_kept() {
+    let names: Vec<Name> = (0..20).map(|i| Name::new(&format!("kept-{i}"))).collect();
+    let creators: Vec<Semaphore> = names
+        .iter()
+        .map(|name| Semaphore::create(name.as_str(), 0).unwrap())
+        .collect();
+    for name in &names {
+        drop(Semaphore::open(name.as_str()).unwrap());
+    }
+    // At most eight of the dropped ones are still mapped (fewer if other
+    // tests' drops pushed some out).
+    let mapped: usize = names.iter().map(|name| mappings_of(name.as_str())).sum();
+    assert!(mapped <= 8, "{mapped} mappings of 20 dropped handles");
+    drop(creators);
+}

@@ -32,8 +32,10 @@ pub(super) fn identity(name: &str) -> Option<Identity> {
 
 /// Opens the existing semaphore whose file is `path`: one open, one read,
 /// one fstat and one mmap of the same descriptor, as many calls as sem_open
-/// makes plus the fstat (the read shows the length, the fstat the owner,
-/// which `trust` must accept before the file is mapped).
+/// makes plus the read (the read shows the length and the words, the fstat
+/// the owner, which `trust` must accept before the file is mapped). The
+/// mmap is spared where this process kept an idle mapping of that very
+/// file ([`RawSemaphore::map_file`]).
 pub(super) fn open(name: &str, path: &CStr, trust: &Trust) -> Result<(RawSemaphore, Owner)> {
     let fd = sys::sem::open_file(path).map_err(|e| open_error(name, path, e))?;
     let start = match sys::sem::read_file(fd.as_fd()) {
@@ -59,7 +61,7 @@ pub(super) fn open(name: &str, path: &CStr, trust: &Trust) -> Result<(RawSemapho
     let file = sys::fstat(fd.as_fd()).map_err(|e| Error::from_os("fstat", KIND, name, e))?;
     let owner = Owner::of_stat(&file);
     trust.check(KIND, name, owner)?;
-    let sem = sys::sem::RawSemaphore::map(fd.as_fd())
+    let sem = sys::sem::RawSemaphore::map_file(fd.as_fd(), file.dev, file.ino)
         .map_err(|e| Error::from_os("mmap", KIND, name, e))?;
     Ok((sem, owner))
 }

@@ -8,6 +8,7 @@ use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use super::{check, retry_on_interrupt, to_timespec};
@@ -42,6 +43,59 @@ pub(crate) struct RawSemaphore {
     /// Whether `sem` is our own mapping of the file ([`RawSemaphore::map`]),
     /// rather than sem_open's.
     mapped: bool,
+    /// For a mapping made by [`RawSemaphore::map_file`]: the file it maps,
+    /// under which it is kept idle for reuse when dropped.
+    file: Option<FileId>,
+}
+
+/// A file's identity, as fstat gives it: its device and inode.
+type FileId = (u64, u64);
+
+/// How many mappings of semaphores that no handle in this process uses any
+/// more are kept for reuse (see [`RawSemaphore::map_file`]).
+const IDLE_LIMIT: usize = 8;
+
+/// A mapping that no handle uses, of the file `file`.
+struct IdleMapping {
+    file: FileId,
+    sem: NonNull<libc::sem_t>,
+}
+
+// SAFETY: an idle mapping is an address range that nothing in the process
+// uses until `take_idle` hands it to one new handle; moving that address
+// between threads is harmless.
+unsafe impl Send for IdleMapping {}
+
+/// The idle mappings, oldest first.
+static IDLE: Mutex<Vec<IdleMapping>> = Mutex::new(Vec::new());
+
+/// An idle mapping of the file `file`, taken out of [`IDLE`]; `None` if
+/// there is none, or if another thread holds the list (never blocking, so
+/// that a child forked while a thread held it cannot deadlock).
+fn take_idle(file: FileId) -> Option<NonNull<libc::sem_t>> {
+    let mut idle = IDLE.try_lock().ok()?;
+    let at = idle.iter().position(|mapping| mapping.file == file)?;
+    Some(idle.remove(at).sem)
+}
+
+/// Keeps `mapping` idle for reuse; returns what must be unmapped instead:
+/// the oldest idle mapping if the list was full, or `mapping` itself if
+/// another thread holds the list.
+fn keep_idle(mapping: IdleMapping) -> Option<NonNull<libc::sem_t>> {
+    let Ok(mut idle) = IDLE.try_lock() else {
+        return Some(mapping.sem);
+    };
+    let evicted = (idle.len() >= IDLE_LIMIT).then(|| idle.remove(0).sem);
+    idle.push(mapping);
+    evicted
+}
+
+/// Unmaps one `sem_t` that [`RawSemaphore::map`] mapped.
+fn unmap(sem: NonNull<libc::sem_t>) {
+    // SAFETY: the pointer and length are exactly what mmap returned in
+    // `RawSemaphore::map`, and the caller owns the mapping exclusively (a
+    // handle being dropped, or one taken out of IDLE), so nothing else uses it.
+    unsafe { libc::munmap(sem.as_ptr().cast(), SEM_LEN) };
 }
 
 // SAFETY: a POSIX semaphore is made for concurrent use by any number of
@@ -83,7 +137,11 @@ impl RawSemaphore {
             return Err(io::Error::last_os_error());
         }
         NonNull::new(sem)
-            .map(|sem| Self { sem, mapped: false })
+            .map(|sem| Self {
+                sem,
+                mapped: false,
+                file: None,
+            })
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
     }
 
@@ -108,8 +166,32 @@ impl RawSemaphore {
             return Err(io::Error::last_os_error());
         }
         NonNull::new(ptr.cast::<libc::sem_t>())
-            .map(|sem| Self { sem, mapped: true })
+            .map(|sem| Self {
+                sem,
+                mapped: true,
+                file: None,
+            })
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
+    }
+
+    /// [`RawSemaphore::map`] for the file `fd` that fstat said has the device
+    /// `dev` and inode `ino`, reusing a mapping of that very file that no
+    /// handle uses any more, if this process kept one: the same page of the
+    /// same file, without the `mmap` now and the `munmap` at the last drop.
+    /// Dropped, the mapping is kept idle (the oldest of [`IDLE_LIMIT`]
+    /// unmapped) rather than unmapped.
+    pub(crate) fn map_file(fd: BorrowedFd<'_>, dev: u64, ino: u64) -> io::Result<Self> {
+        let file = (dev, ino);
+        if let Some(sem) = take_idle(file) {
+            return Ok(Self {
+                sem,
+                mapped: true,
+                file: Some(file),
+            });
+        }
+        let mut mapped = Self::map(fd)?;
+        mapped.file = Some(file);
+        Ok(mapped)
     }
 
     /// Takes the semaphore if it is free; `Ok(false)` if it is not.
@@ -179,10 +261,18 @@ impl RawSemaphore {
 impl Drop for RawSemaphore {
     fn drop(&mut self) {
         if self.mapped {
-            // SAFETY: the pointer and length are exactly what mmap returned
-            // in `map`, and, as we own the value exclusively here, no other
-            // thread can be using the semaphore.
-            unsafe { libc::munmap(self.sem.as_ptr().cast(), SEM_LEN) };
+            // As we own the value exclusively here, no other thread can be
+            // using the mapping.
+            let unused = match self.file {
+                Some(file) => keep_idle(IdleMapping {
+                    file,
+                    sem: self.sem,
+                }),
+                None => Some(self.sem),
+            };
+            if let Some(sem) = unused {
+                unmap(sem);
+            }
         } else {
             // SAFETY: the pointer came from a successful sem_open and, as we
             // own it exclusively here, no other thread can be using it.
