@@ -61,7 +61,7 @@ pub(super) fn open(name: &str, path: &CStr, trust: &Trust) -> Result<(RawSemapho
     let file = sys::fstat(fd.as_fd()).map_err(|e| Error::from_os("fstat", KIND, name, e))?;
     let owner = Owner::of_stat(&file);
     trust.check(KIND, name, owner)?;
-    let sem = sys::sem::RawSemaphore::map_file(fd.as_fd(), file.dev, file.ino)
+    let sem = sys::sem::RawSemaphore::map_file(fd.as_fd(), &file)
         .map_err(|e| Error::from_os("mmap", KIND, name, e))?;
     Ok((sem, owner))
 }

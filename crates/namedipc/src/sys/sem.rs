@@ -11,7 +11,7 @@ use std::ptr::NonNull;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::{check, retry_on_interrupt, to_timespec};
+use super::{check, retry_on_interrupt, to_timespec, FileStat};
 
 /// The largest value a semaphore can hold: SEM_VALUE_MAX, which glibc and
 /// musl define as INT_MAX (the libc crate does not export it for Linux).
@@ -40,12 +40,19 @@ extern "C" {
 #[derive(Debug)]
 pub(crate) struct RawSemaphore {
     sem: NonNull<libc::sem_t>,
-    /// Whether `sem` is our own mapping of the file ([`RawSemaphore::map`]),
-    /// rather than sem_open's.
-    mapped: bool,
-    /// For a mapping made by [`RawSemaphore::map_file`]: the file it maps,
-    /// under which it is kept idle for reuse when dropped.
-    file: Option<FileId>,
+    /// Where `sem` came from, which says what dropping it does.
+    origin: Origin,
+}
+
+/// Where a [`RawSemaphore`]'s `sem_t` came from.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    /// sem_open: `sem_close`d on drop.
+    SemOpen,
+    /// Our own mapping of the file ([`RawSemaphore::map`]): unmapped on
+    /// drop, or, for one made by [`RawSemaphore::map_file`], kept idle for
+    /// reuse under the file it maps.
+    Mapping { file: Option<FileId> },
 }
 
 /// A file's identity, as fstat gives it: its device and inode.
@@ -139,8 +146,7 @@ impl RawSemaphore {
         NonNull::new(sem)
             .map(|sem| Self {
                 sem,
-                mapped: false,
-                file: None,
+                origin: Origin::SemOpen,
             })
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
     }
@@ -168,29 +174,25 @@ impl RawSemaphore {
         NonNull::new(ptr.cast::<libc::sem_t>())
             .map(|sem| Self {
                 sem,
-                mapped: true,
-                file: None,
+                origin: Origin::Mapping { file: None },
             })
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
     }
 
-    /// [`RawSemaphore::map`] for the file `fd` that fstat said has the device
-    /// `dev` and inode `ino`, reusing a mapping of that very file that no
+    /// [`RawSemaphore::map`] for the file `fd`, whose fstat is `stat`,
+    /// reusing a mapping of that very file (device and inode) that no
     /// handle uses any more, if this process kept one: the same page of the
     /// same file, without the `mmap` now and the `munmap` at the last drop.
     /// Dropped, the mapping is kept idle (the oldest of [`IDLE_LIMIT`]
     /// unmapped) rather than unmapped.
-    pub(crate) fn map_file(fd: BorrowedFd<'_>, dev: u64, ino: u64) -> io::Result<Self> {
-        let file = (dev, ino);
+    pub(crate) fn map_file(fd: BorrowedFd<'_>, stat: &FileStat) -> io::Result<Self> {
+        let file = (stat.dev, stat.ino);
+        let origin = Origin::Mapping { file: Some(file) };
         if let Some(sem) = take_idle(file) {
-            return Ok(Self {
-                sem,
-                mapped: true,
-                file: Some(file),
-            });
+            return Ok(Self { sem, origin });
         }
         let mut mapped = Self::map(fd)?;
-        mapped.file = Some(file);
+        mapped.origin = origin;
         Ok(mapped)
     }
 
@@ -260,10 +262,10 @@ impl RawSemaphore {
 
 impl Drop for RawSemaphore {
     fn drop(&mut self) {
-        if self.mapped {
+        if let Origin::Mapping { file } = self.origin {
             // As we own the value exclusively here, no other thread can be
             // using the mapping.
-            let unused = match self.file {
+            let unused = match file {
                 Some(file) => keep_idle(IdleMapping {
                     file,
                     sem: self.sem,
