@@ -110,10 +110,12 @@ for _ in range(int(sys.argv[2])):
 
 def test_a_signal_at_any_moment_of_a_timed_wait_raises_signal_error(sem_name: str) -> None:
     """posix_ipc's one sem_timedwait ends with SignalError whenever the
-    signal comes. The signals here come from 0 to 40 ms into the wait, over
-    the moments at which a sliced wait's 10, 20 and 40 ms slices would time
-    out: a signal handled just as a slice timed out was taken for a timeout,
-    and that wait went on (this test then fails on its deadline)."""
+    signal comes: here at 0 to 40 ms into each of 41 waits, across the
+    moments at which a sliced wait's 10, 20 and 40 ms slices timed out. (A
+    sliced wait took a signal handled just as a slice timed out for the
+    timeout and went on; test_other_signal_raises_signal_error_for_semaphore
+    is the one that caught that, on a loaded machine. A wait that misses a
+    signal here fails the test at its readline deadline.)"""
     keep = namedipc.NamedSemaphore(sem_name, 0)  # noqa: F841 - the creating handle keeps the name alive
     rounds = 41
     child = subprocess.Popen([sys.executable, "-c", ROUNDS, sem_name, str(rounds)], stdout=subprocess.PIPE, text=True)
