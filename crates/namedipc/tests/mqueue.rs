@@ -216,6 +216,36 @@ fn an_existing_queue_keeps_its_limits() {
     assert_eq!((other.max_messages(), other.max_message_size()), (3, 50));
 }
 
+/// The creator takes the limits it asked for as the queue's (mq_open gives
+/// exactly those or fails); a handle that opens the queue asks the kernel.
+/// Both must say the same, also where only one limit was given.
+#[test]
+fn the_creator_reports_the_limits_the_kernel_gave() {
+    let defaults = system_limits();
+    for (messages, size) in [(Some(3), Some(40)), (Some(2), None), (None, Some(24))] {
+        let name = Name::new("creator-limits");
+        let mut options = MessageQueue::options().existence(Existence::RaiseIfExists);
+        if let Some(messages) = messages {
+            options = options.max_messages(messages);
+        }
+        if let Some(size) = size {
+            options = options.max_message_size(size);
+        }
+        let creator = options.open(name.as_str()).unwrap();
+        assert!(creator.created());
+        let opened = MessageQueue::open(name.as_str()).unwrap();
+        let expected = (
+            messages.unwrap_or(defaults.default_max_messages),
+            size.unwrap_or(defaults.default_max_message_size),
+        );
+        assert_eq!(
+            (creator.max_messages(), creator.max_message_size()),
+            expected
+        );
+        assert_eq!((opened.max_messages(), opened.max_message_size()), expected);
+    }
+}
+
 #[test]
 fn impossible_limits_are_invalid_arguments() {
     let name = Name::new("impossible");

@@ -225,7 +225,8 @@ impl MessageQueueOptions {
 
     /// One mq_open: an exclusive create if `create`, else an open of the
     /// existing queue, whose owner `trust` must accept; then one fstat (the
-    /// owner; and where a new queue needs them, a fchown or fchmod).
+    /// owner; and where a new queue needs them, a fchown or fchmod), and
+    /// an mq_getattr unless the queue is new and its limits were given.
     fn open_raw(
         &self,
         name: &str,
@@ -252,17 +253,25 @@ impl MessageQueueOptions {
             }
         })?;
         let owner = self.owner_of(&raw, name, c_name, create, trust)?;
-        let attributes = raw
-            .attributes()
-            .map_err(|e| Error::from_os("mq_getattr", KIND, name, e))?;
+        // A queue this call created has exactly the limits it asked for
+        // (mq_open refuses any it cannot give): only a queue it found, or
+        // one made with the system's defaults, is asked for them.
+        let (max_messages, max_message_size) = if let Some(limits) = limits.filter(|_| create) {
+            limits
+        } else {
+            let attributes = raw
+                .attributes()
+                .map_err(|e| Error::from_os("mq_getattr", KIND, name, e))?;
+            (attributes.max_messages, attributes.max_message_size)
+        };
         Ok(MessageQueue {
             raw,
             // As C peers must spell it: mq_open wants exactly one leading slash.
             name: paths::canonical(name),
             read: self.read,
             write: self.write,
-            max_messages: usize::try_from(attributes.max_messages).unwrap_or(0),
-            max_message_size: usize::try_from(attributes.max_message_size).unwrap_or(0),
+            max_messages: usize::try_from(max_messages).unwrap_or(0),
+            max_message_size: usize::try_from(max_message_size).unwrap_or(0),
             created: create,
             owner,
             waits: Waits::default(),
