@@ -13,6 +13,13 @@
  *                                    send SIZE bytes on Q1, receive the echo
  *                                    from Q2 (the timed side)
  *   floor mq-pingpong-b Q1 Q2 CPU    receive from Q1, send it back on Q2
+ *   floor mq-pingpong-wait-a Q1 Q2 CPU SIZE, floor mq-pingpong-wait-b Q1 Q2 CPU
+ *                                    the same, making the calls namedipc's
+ *                                    MessageQueue makes: a send or receive
+ *                                    that does not wait, and where the queue
+ *                                    is full or empty, a ppoll on it and on
+ *                                    an eventfd (what lets close() end a
+ *                                    wait), then the send or receive again
  *   floor mq-create NAME MAXMSG MSGSIZE
  *                                    mq_open(O_CREAT|O_EXCL) with those limits
  *                                    + mq_close + mq_unlink
@@ -38,6 +45,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -106,9 +115,35 @@ static mqd_t open_mq(const char *name) {
     return mqd;
 }
 
+/* The eventfd of the mq-pingpong-wait modes (-1: the plain modes), which
+ * nothing ever makes readable: it is there because namedipc polls one. */
+static int waker = -1;
+static const struct timespec no_wait = {0, 0};
+
+/* namedipc's wait for a queue that was full or empty: ppoll on the eventfd
+ * and the queue, until the queue is ready. */
+static void poll_mq(mqd_t mqd, short events) {
+    struct pollfd fds[2] = {{waker, POLLIN, 0}, {(int)mqd, events, 0}};
+    while (ppoll(fds, 2, NULL, NULL) < 0) {
+        if (errno != EINTR) {
+            die("ppoll", "");
+        }
+    }
+}
+
 /* mq_receive into `message`; retried on EINTR as wait_sem is. */
 static ssize_t receive_mq(mqd_t mqd) {
     ssize_t got;
+    if (waker >= 0) {
+        while ((got = mq_timedreceive(mqd, message, message_capacity, NULL, &no_wait)) < 0) {
+            if (errno == ETIMEDOUT) {
+                poll_mq(mqd, POLLIN);
+            } else if (errno != EINTR) {
+                die("mq_timedreceive", "");
+            }
+        }
+        return got;
+    }
     while ((got = mq_receive(mqd, message, message_capacity, NULL)) < 0) {
         if (errno != EINTR) {
             die("mq_receive", "");
@@ -118,6 +153,16 @@ static ssize_t receive_mq(mqd_t mqd) {
 }
 
 static void send_mq(mqd_t mqd, size_t size) {
+    if (waker >= 0) {
+        while (mq_timedsend(mqd, message, size, 0, &no_wait) != 0) {
+            if (errno == ETIMEDOUT) {
+                poll_mq(mqd, POLLOUT);
+            } else if (errno != EINTR) {
+                die("mq_timedsend", "");
+            }
+        }
+        return;
+    }
     while (mq_send(mqd, message, size, 0) != 0) {
         if (errno != EINTR) {
             die("mq_send", "");
@@ -249,6 +294,7 @@ static int usage(void) {
     fputs("usage: floor uncontended SEM | floor pingpong-a|pingpong-b S1 S2 CPU\n"
           "     | floor shm-create NAME SIZE | floor shm-open NAME\n"
           "     | floor mq-pingpong-a Q1 Q2 CPU SIZE | floor mq-pingpong-b Q1 Q2 CPU\n"
+          "     | floor mq-pingpong-wait-a Q1 Q2 CPU SIZE | floor mq-pingpong-wait-b Q1 Q2 CPU\n"
           "     | floor mq-create NAME MAXMSG MSGSIZE | floor mq-open NAME\n"
           "     | floor sem-create NAME | floor sem-open NAME\n",
           stderr);
@@ -273,9 +319,17 @@ int main(int argc, char **argv) {
         } else {
             serve = pong;
         }
-    } else if ((argc == 6 && strcmp(argv[1], "mq-pingpong-a") == 0) ||
-               (argc == 5 && strcmp(argv[1], "mq-pingpong-b") == 0)) {
+    } else if ((argc == 6 && (strcmp(argv[1], "mq-pingpong-a") == 0 ||
+                              strcmp(argv[1], "mq-pingpong-wait-a") == 0)) ||
+               (argc == 5 && (strcmp(argv[1], "mq-pingpong-b") == 0 ||
+                              strcmp(argv[1], "mq-pingpong-wait-b") == 0))) {
         struct mq_attr attr;
+        if (strstr(argv[1], "-wait-") != NULL) {
+            waker = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+            if (waker < 0) {
+                die("eventfd", "");
+            }
+        }
         q1 = open_mq(argv[2]);
         q2 = open_mq(argv[3]);
         pin(argv[4]);

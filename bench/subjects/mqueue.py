@@ -1,6 +1,8 @@
 """Rows 7 and 8: a message queue ping-pong between two processes, by default
 on two CPUs, with a small and a large message; the sides are mq_partner.py
-for each library and floor.c for the C floor.
+for each library and floor.c for the C floor. floor.c also makes the calls
+namedipc makes (its "wait floor", timed in the same rounds and shown in the
+notes): a queue wait that close() can end costs something in C too.
 """
 
 from __future__ import annotations
@@ -10,10 +12,15 @@ import sys
 from harness.build import BENCH_DIR
 from harness.helper import round_trips
 from harness.measure import Context, Part, Subject
+from harness.report import ratio_text
 from harness.rows import Row, Target
 from harness.session import Session
 
 MQ_PARTNER = BENCH_DIR / "mq_partner.py"
+# The subject that runs floor.c making namedipc's calls: a send or receive
+# that does not wait and, where the queue is full or empty, a ppoll on it
+# and on an eventfd, then the send or receive again.
+WAIT_FLOOR = "wait floor"
 
 
 def size_text(size: int) -> str:
@@ -34,17 +41,18 @@ def mq_pingpong_subjects(
     # (800 KiB by default), which counts max_messages * max_message_size.
     limits = {"max_messages": 1, "max_message_size": context.plan.mq_max_message_size}
     subjects = []
-    for subject in ("namedipc", "posix_ipc", "floor"):
-        if subject == "floor" and floor_binary is None:
+    for subject in ("namedipc", "posix_ipc", "floor", WAIT_FLOOR):
+        if subject in ("floor", WAIT_FLOOR) and floor_binary is None:
             continue
         queues = []
         for tag in ("1", "2"):
             name = session.mq_name(f"mq-ping-{size}-{subject}-{tag}")
             posix_ipc.MessageQueue(name, posix_ipc.O_CREX, **limits).close()
             queues.append(name)
-        if subject == "floor":
-            argv_a = [str(floor_binary), "mq-pingpong-a", *queues, cpu_a, str(size)]
-            argv_b = [str(floor_binary), "mq-pingpong-b", *queues, cpu_b]
+        if subject in ("floor", WAIT_FLOOR):
+            mode = "mq-pingpong-wait" if subject == WAIT_FLOOR else "mq-pingpong"
+            argv_a = [str(floor_binary), f"{mode}-a", *queues, cpu_a, str(size)]
+            argv_b = [str(floor_binary), f"{mode}-b", *queues, cpu_b]
         else:
             partner = [sys.executable, str(MQ_PARTNER), subject]
             argv_a = [*partner, "a", *queues, cpu_a, str(size)]
@@ -92,4 +100,24 @@ def subjects(session: Session, context: Context) -> Part:
         mq_pingpong_subjects(session, context, row, size, mq_cpus)
         for row, size in zip(rows, plan.mq_message_sizes, strict=True)
     ]
-    return Part(rows=rows, groups=groups)
+
+    def notes() -> None:
+        # What the design costs (a wait that close() can end: ppoll on the
+        # queue and an eventfd, where posix_ipc blocks in mq_receive), apart
+        # from what the binding adds on top of it.
+        if not any(row.median(WAIT_FLOOR) for row in rows):
+            return
+        print("\nrows 7 and 8 against namedipc's calls in C (a receive that does not wait, then")
+        print("ppoll on the queue and an eventfd, then the receive; C's floor blocks in mq_receive):")
+        for row in rows:
+            wait_floor = row.median(WAIT_FLOOR)
+            if wait_floor is None:
+                continue
+            print(
+                f"  row {row.key}: {wait_floor:,.0f} ns, "
+                f"{ratio_text(row.ratios(WAIT_FLOOR, 'floor'))} the C floor; "
+                f"namedipc is {ratio_text(row.ratios('namedipc', WAIT_FLOOR))} of it, "
+                f"posix_ipc {ratio_text(row.ratios('posix_ipc', 'floor'))} of the C floor"
+            )
+
+    return Part(rows=rows, groups=groups, notes=notes)
