@@ -17,9 +17,10 @@
  *                                    the same, making the calls namedipc's
  *                                    MessageQueue makes: a send or receive
  *                                    that does not wait, and where the queue
- *                                    is full or empty, a ppoll on it and on
- *                                    an eventfd (what lets close() end a
- *                                    wait), then the send or receive again
+ *                                    is full or empty, a second such try,
+ *                                    then ppoll on it and on an eventfd
+ *                                    (what lets close() end a wait), then
+ *                                    the send or receive again
  *   floor mq-create NAME MAXMSG MSGSIZE
  *                                    mq_open(O_CREAT|O_EXCL) with those limits
  *                                    + mq_close + mq_unlink
@@ -135,9 +136,13 @@ static void poll_mq(mqd_t mqd, short events) {
 static ssize_t receive_mq(mqd_t mqd) {
     ssize_t got;
     if (waker >= 0) {
+        int tries = 0;
         while ((got = mq_timedreceive(mqd, message, message_capacity, NULL, &no_wait)) < 0) {
             if (errno == ETIMEDOUT) {
-                poll_mq(mqd, POLLIN);
+                /* The binding tries, and the core once more, before the first ppoll. */
+                if (++tries >= 2) {
+                    poll_mq(mqd, POLLIN);
+                }
             } else if (errno != EINTR) {
                 die("mq_timedreceive", "");
             }
@@ -154,9 +159,12 @@ static ssize_t receive_mq(mqd_t mqd) {
 
 static void send_mq(mqd_t mqd, size_t size) {
     if (waker >= 0) {
+        int tries = 0;
         while (mq_timedsend(mqd, message, size, 0, &no_wait) != 0) {
             if (errno == ETIMEDOUT) {
-                poll_mq(mqd, POLLOUT);
+                if (++tries >= 2) {
+                    poll_mq(mqd, POLLOUT);
+                }
             } else if (errno != EINTR) {
                 die("mq_timedsend", "");
             }

@@ -18,8 +18,9 @@ from harness.session import Session
 
 MQ_PARTNER = BENCH_DIR / "mq_partner.py"
 # The subject that runs floor.c making namedipc's calls: a send or receive
-# that does not wait and, where the queue is full or empty, a ppoll on it
-# and on an eventfd, then the send or receive again.
+# that does not wait and, where the queue is full or empty, a second such
+# try (the binding's, then the core's), a ppoll on the queue and on an
+# eventfd, then the send or receive again.
 WAIT_FLOOR = "wait floor"
 
 
@@ -107,7 +108,7 @@ def subjects(session: Session, context: Context) -> Part:
         # from what the binding adds on top of it.
         if not any(row.median(WAIT_FLOOR) for row in rows):
             return
-        print("\nrows 7 and 8 against namedipc's calls in C (a receive that does not wait, then")
+        print("\nrows 7 and 8 against namedipc's calls in C (two receives that do not wait, then")
         print("ppoll on the queue and an eventfd, then the receive; C's floor blocks in mq_receive):")
         for row in rows:
             wait_floor = row.median(WAIT_FLOOR)
