@@ -12,6 +12,7 @@
 use std::any::Any;
 use std::ffi::CString;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
@@ -22,9 +23,16 @@ use pyo3::types::{PyNone, PyString, PyTuple, PyType};
 use crate::errors;
 use crate::semaphore::PySemaphore;
 
+/// namedipc.Semaphore, as `install` found it: a call on an instance of
+/// exactly this type needs no subclass check (PyO3's cast asks for the
+/// type object each time; this is one load and one compare).
+static SEMAPHORE_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(std::ptr::null_mut());
+
 /// Puts this module's `acquire` and `release` in the place of PyO3's on
 /// `cls` (namedipc.Semaphore), with the same name, signature and docs.
 pub(crate) fn install(cls: &Bound<'_, PyType>) -> PyResult<()> {
+    // The module holds the type for the life of the process.
+    SEMAPHORE_TYPE.store(cls.as_type_ptr(), Ordering::Relaxed);
     let acquire = ffi::PyMethodDefPointer {
         PyCFunctionFastWithKeywords: acquire,
     };
@@ -88,7 +96,7 @@ unsafe extern "C" fn acquire(
         // SAFETY: `slf` is the call's borrowed, live reference to the
         // instance (the method descriptor checked it is a Semaphore).
         let slf = unsafe { Borrowed::from_ptr(py, slf) };
-        let Ok(this) = slf.cast::<PySemaphore>() else {
+        let Some(this) = semaphore(slf) else {
             return Python::attach(|_| {
                 Err(PyTypeError::new_err(
                     "Semaphore.acquire() needs a Semaphore",
@@ -156,6 +164,16 @@ unsafe extern "C" fn acquire(
             Ok(none(py))
         })
     })
+}
+
+/// `slf` as a Semaphore (or an instance of a subclass), if it is one.
+fn semaphore<'a, 'py>(slf: Borrowed<'a, 'py, PyAny>) -> Option<Borrowed<'a, 'py, PySemaphore>> {
+    // SAFETY: `slf` is a live object, whose type pointer may be read.
+    if unsafe { ffi::Py_TYPE(slf.as_ptr()) } == SEMAPHORE_TYPE.load(Ordering::Relaxed) {
+        // SAFETY: its type is exactly namedipc.Semaphore, PySemaphore's type.
+        return Some(unsafe { slf.cast_unchecked::<PySemaphore>() });
+    }
+    slf.cast::<PySemaphore>().ok()
 }
 
 /// The `timeout` that `acquire` was called with, checked as PyO3 checks a
@@ -275,7 +293,7 @@ unsafe extern "C" fn release(
     guarded(py, || {
         // SAFETY: as in `acquire`.
         let slf = unsafe { Borrowed::from_ptr(py, slf) };
-        let Ok(this) = slf.cast::<PySemaphore>() else {
+        let Some(this) = semaphore(slf) else {
             return Python::attach(|_| {
                 Err(PyTypeError::new_err(
                     "Semaphore.release() needs a Semaphore",
