@@ -23,7 +23,7 @@ pub(crate) fn name(obj: &Bound<'_, PyAny>) -> PyResult<String> {
             type_name(obj)
         )));
     };
-    if name.contains('\0') {
+    if memchr::memchr(0, name.as_bytes()).is_some() {
         return Err(PyValueError::new_err(format!(
             "name must not contain NUL characters: {name:?}"
         )));
@@ -50,7 +50,7 @@ pub(crate) fn name_str<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PySt
         )));
     };
     let text = name.to_str()?;
-    if text.as_bytes().contains(&0) {
+    if memchr::memchr(0, text.as_bytes()).is_some() {
         return Err(PyValueError::new_err(format!(
             "name must not contain NUL characters: {text:?}"
         )));

@@ -3,7 +3,7 @@
 //! `sem_open` on the same name.
 
 use std::borrow::Cow;
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -145,24 +145,28 @@ impl SemaphoreOptions {
     /// [`Error::Corrupt`] (the file at the name is not a semaphore), or
     /// [`Error::Os`].
     pub fn open(&self, name: &str) -> Result<Semaphore> {
-        let c_name = paths::to_c_name(KIND, name)?;
-        self.check_arguments()?;
-        // Where glibc keeps a file behind the name, the core opens and maps
-        // it itself (file.rs says why); elsewhere sem_open does.
-        let path = paths::file_path_c(KIND, name);
-        let trust = self.effective_trust();
-        let ((raw, owner, identity), created) = Object {
-            kind: KIND,
-            name,
-            create: || self.create_raw(name, &c_name, path.as_deref()),
-            open: || {
-                open_existing(name, &c_name, path.as_deref(), &trust)
-                    .map(|(raw, owner)| (raw, owner, None))
-            },
-            unlink: || unlink_c(name, &c_name),
-        }
-        .open(self.existence)?;
-        Ok(self.handle(raw, owner, identity, name, c_name, created))
+        // Both C strings are made on the stack: an open is common, and two
+        // heap copies of the name were a measurable part of it.
+        paths::with_c_name(KIND, name, |c_name| {
+            self.check_arguments()?;
+            // Where glibc keeps a file behind the name, the core opens and
+            // maps it itself (file.rs says why); elsewhere sem_open does.
+            paths::with_file_path_c(KIND, name, |path| {
+                let trust = self.effective_trust();
+                let ((raw, owner, identity), created) = Object {
+                    kind: KIND,
+                    name,
+                    create: || self.create_raw(name, c_name, path),
+                    open: || {
+                        open_existing(name, c_name, path, &trust)
+                            .map(|(raw, owner)| (raw, owner, None))
+                    },
+                    unlink: || unlink_c(name, c_name),
+                }
+                .open(self.existence)?;
+                Ok(self.handle(raw, owner, identity, name, created))
+            })
+        })
     }
 
     /// The trust asked for, widened by the group asked for.
@@ -190,10 +194,12 @@ impl SemaphoreOptions {
     pub fn create_random(&self, prefix: &str) -> Result<Semaphore> {
         self.check_arguments()?;
         existence::create_random(KIND, prefix, |name| {
-            let c_name = paths::to_c_name(KIND, name)?;
-            let path = paths::file_path_c(KIND, name);
-            let (raw, owner, identity) = self.create_raw(name, &c_name, path.as_deref())?;
-            Ok(self.handle(raw, owner, identity, name, c_name, true))
+            paths::with_c_name(KIND, name, |c_name| {
+                paths::with_file_path_c(KIND, name, |path| {
+                    let (raw, owner, identity) = self.create_raw(name, c_name, path)?;
+                    Ok(self.handle(raw, owner, identity, name, true))
+                })
+            })
         })
     }
 
@@ -214,7 +220,6 @@ impl SemaphoreOptions {
         owner: Owner,
         identity: Option<paths::Identity>,
         name: &str,
-        c_name: CString,
         created: bool,
     ) -> Semaphore {
         // The identity of the file this handle created, to recognise it at
@@ -228,7 +233,6 @@ impl SemaphoreOptions {
             raw,
             owner,
             name: name.to_owned(),
-            c_name,
             created,
             unlink_on_drop,
             name_released: AtomicBool::new(false),
@@ -238,7 +242,7 @@ impl SemaphoreOptions {
     fn create_raw(
         &self,
         name: &str,
-        c_name: &CString,
+        c_name: &CStr,
         path: Option<&CStr>,
     ) -> Result<(RawSemaphore, Owner, Option<paths::Identity>)> {
         if let Some(path) = path {
@@ -261,7 +265,7 @@ impl SemaphoreOptions {
 /// file shows the owner.
 fn open_existing(
     name: &str,
-    c_name: &CString,
+    c_name: &CStr,
     path: Option<&CStr>,
     trust: &Trust,
 ) -> Result<(RawSemaphore, Owner)> {
@@ -305,7 +309,6 @@ pub struct Semaphore {
     /// The owner and mode, from the fstat at open or create.
     owner: Owner,
     name: String,
-    c_name: CString,
     created: bool,
     /// The identity of the file this handle created, and the creating
     /// process, when dropping it should remove the name.
@@ -490,7 +493,9 @@ impl Semaphore {
     /// # Errors
     /// [`Error::NotFound`] if the name was already removed.
     pub fn unlink(&self) -> Result<()> {
-        unlink_c(&self.name, &self.c_name)
+        // The C name is made here, not kept from the open: an open is
+        // common, an unlink through the handle rare.
+        unlink(&self.name)
     }
 
     /// What dropping the handle does early: if this handle created the
@@ -510,7 +515,11 @@ impl Semaphore {
             return false;
         }
         // Someone else may have removed or replaced it: nothing to report then.
-        file::identity(&self.name) == Some(ours) && sys::sem::unlink(&self.c_name).is_ok()
+        file::identity(&self.name) == Some(ours)
+            && paths::with_c_name(KIND, &self.name, |c_name| {
+                sys::sem::unlink(c_name).map_err(|e| self.os("sem_unlink", e))
+            })
+            .is_ok()
     }
 
     fn overflow(&self) -> Error {
@@ -544,10 +553,9 @@ impl Drop for Semaphore {
 /// # Errors
 /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`].
 pub fn unlink(name: &str) -> Result<()> {
-    let c_name = paths::to_c_name(KIND, name)?;
-    unlink_c(name, &c_name)
+    paths::with_c_name(KIND, name, |c_name| unlink_c(name, c_name))
 }
 
-fn unlink_c(name: &str, c_name: &CString) -> Result<()> {
+fn unlink_c(name: &str, c_name: &CStr) -> Result<()> {
     sys::sem::unlink(c_name).map_err(|e| Error::from_os("sem_unlink", KIND, name, e))
 }
