@@ -30,7 +30,7 @@ import tempfile
 # object's name (a segment, a queue and a semaphore by that name exist),
 # `sem` an open semaphore of value 1.
 ROWS = {
-    "sem-open": ("row 5: Semaphore(existing name) + close()", "t = Sem(name); t.close()"),
+    "sem-open": ("row 6a: Semaphore(existing name) + close()", "t = Sem(name); t.close()"),
     "shm-open": (
         "row 6: SharedMemory(existing name) + close_fd()",
         "t = Shm(name); t.close_fd()",
@@ -89,9 +89,14 @@ def count(valgrind: str, module: str, body: str, loops: int, out_dir: str) -> in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("rows", nargs="*", choices=[[], *ROWS], metavar="ROW", help=", ".join(ROWS))
+    parser.add_argument("rows", nargs="*", metavar="ROW", help="any of: " + ", ".join(ROWS))
     parser.add_argument("--loops", type=int, default=5000, help="iterations per row (default 5000)")
     args = parser.parse_args()
+    unknown = [row for row in args.rows if row not in ROWS]
+    if unknown:
+        parser.error(f"unknown row {unknown[0]!r}; the rows are: {', '.join(ROWS)}")
+    if args.loops < 1:
+        parser.error(f"--loops must be at least 1, not {args.loops}")
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         sys.exit("instructions.py: valgrind is needed (apt-get install valgrind)")
