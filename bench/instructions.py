@@ -11,7 +11,8 @@ from the repository root, with a release build of namedipc in .venv (as
 one process running the row's loop N times less one running it 0 times,
 divided by N: the interpreter's start, the import and the set-up cancel out,
 and the loop's own bytecode stays in (the same for both libraries). ROW is
-one of the names below (default: all); about 10 s a row.
+one of the names below (default: all); about 10 s a row. Row 6 also counts
+bench/pyo3_floor's class, once `bench/pyo3_floor/compare.py` has built it.
 """
 
 from __future__ import annotations
@@ -40,30 +41,45 @@ ROWS = {
 }
 
 CHILD = """
-import os, sys
+import importlib.util, os, sys
 m = __import__(sys.argv[1])
 n = int(sys.argv[2])
+Shm = m.SharedMemory
+if len(sys.argv) > 3:
+    # The PyO3 floor's SharedMemory, on a segment made with namedipc.
+    spec = importlib.util.spec_from_file_location("pyo3_floor", sys.argv[3])
+    floor = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(floor)
+    Shm = floor.SharedMemory
 name = "/namedipc-bench-%d-instr" % os.getpid()
-sem = m.Semaphore(name, m.O_CREX, initial_value=1)
-shm = m.SharedMemory(name, m.O_CREX, size=4096)
-shm.close_fd()
-mq = m.MessageQueue(name, m.O_CREX)
+made = []
 def loop(Sem, Shm, Mq, name, sem, n):
     for _ in range(n):
         {body}
 try:
-    loop(m.Semaphore, m.SharedMemory, m.MessageQueue, name, sem, n)
+    sem = m.Semaphore(name, m.O_CREX, initial_value=1)
+    made.append(lambda: (sem.unlink(), sem.close()))
+    m.SharedMemory(name, m.O_CREX, size=4096).close_fd()
+    made.append(lambda: m.unlink_shared_memory(name))
+    mq = m.MessageQueue(name, m.O_CREX)
+    made.append(lambda: (mq.unlink(), mq.close()))
+    loop(m.Semaphore, Shm, m.MessageQueue, name, sem, n)
 finally:
-    sem.unlink(); sem.close()
-    m.unlink_shared_memory(name)
-    mq.unlink(); mq.close()
+    for remove in reversed(made):
+        remove()
 """
+
+# Rows that also count bench/pyo3_floor's class (the least a PyO3 class can
+# do for them), when compare.py has built it.
+FLOOR_ROWS = {"shm-open"}
+FLOOR_MODULE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out", "pyo3_floor.abi3.so")
 
 REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
-def count(valgrind: str, module: str, body: str, loops: int, out_dir: str) -> int:
-    """The instructions of one process running `body` `loops` times."""
+def count(valgrind: str, module: str, body: str, loops: int, out_dir: str, floor: str | None = None) -> int:
+    """The instructions of one process running `body` `loops` times (with
+    `floor`, the PyO3 floor module at that path, as `Shm`)."""
     out = os.path.join(out_dir, "callgrind.out")
     done = subprocess.run(
         [
@@ -75,6 +91,7 @@ def count(valgrind: str, module: str, body: str, loops: int, out_dir: str) -> in
             CHILD.replace("{body}", body),
             module,
             str(loops),
+            *([floor] if floor else []),
         ],
         capture_output=True,
         text=True,
@@ -87,6 +104,13 @@ def count(valgrind: str, module: str, body: str, loops: int, out_dir: str) -> in
     return int(found.group(1).replace(",", ""))
 
 
+def per_op(valgrind: str, module: str, body: str, loops: int, out_dir: str, floor: str | None = None) -> float:
+    """`body`'s instructions per iteration: `loops` iterations less none."""
+    none = count(valgrind, module, body, 0, out_dir, floor)
+    some = count(valgrind, module, body, loops, out_dir, floor)
+    return (some - none) / loops
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("rows", nargs="*", metavar="ROW", help="any of: " + ", ".join(ROWS))
@@ -97,21 +121,23 @@ def main() -> None:
         parser.error(f"unknown row {unknown[0]!r}; the rows are: {', '.join(ROWS)}")
     if args.loops < 1:
         parser.error(f"--loops must be at least 1, not {args.loops}")
+    loops: int = args.loops
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         sys.exit("instructions.py: valgrind is needed (apt-get install valgrind)")
-    print(f"instructions per operation (callgrind, {args.loops} loops less 0, the loop included)")
-    print(f"{'row':50} {'namedipc':>9} {'posix_ipc':>9} {'ratio':>6}")
+    print(f"instructions per operation (callgrind, {loops} loops less 0, the loop included)")
+    floor = FLOOR_MODULE if os.path.exists(FLOOR_MODULE) else None
+    print(f"{'row':50} {'namedipc':>9} {'posix_ipc':>9} {'ratio':>6} {'PyO3 floor':>10}")
     with tempfile.TemporaryDirectory(prefix="namedipc-instr-") as out_dir:
         for key in args.rows or ROWS:
             label, body = ROWS[key]
-            per_op = {}
-            for module in ("namedipc", "posix_ipc"):
-                none = count(valgrind, module, body, 0, out_dir)
-                some = count(valgrind, module, body, args.loops, out_dir)
-                per_op[module] = (some - none) / args.loops
-            ratio = per_op["namedipc"] / per_op["posix_ipc"]
-            print(f"{label:50} {per_op['namedipc']:9.0f} {per_op['posix_ipc']:9.0f} {ratio:5.2f}x")
+            ours, theirs = (per_op(valgrind, module, body, loops, out_dir) for module in ("namedipc", "posix_ipc"))
+            floor_text = ""
+            if floor and key in FLOOR_ROWS:
+                floor_text = f"{per_op(valgrind, 'namedipc', body, loops, out_dir, floor):10.0f}"
+            print(f"{label:50} {ours:9.0f} {theirs:9.0f} {ours / theirs:5.2f}x {floor_text}")
+    if floor is None:
+        print("(the PyO3 floor column needs bench/out/pyo3_floor.abi3.so: run bench/pyo3_floor/compare.py once)")
 
 
 if __name__ == "__main__":
