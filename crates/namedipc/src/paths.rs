@@ -299,6 +299,23 @@ pub(crate) fn with_c_name<R>(
     f(c_name)
 }
 
+/// Checks the segment name `name` and runs `f` with what `sys::shm` opens
+/// and removes it by, made on the stack: its file path where segments are
+/// files in [`SHM_DIR`] (Linux: glibc's `shm_open` opens that very path,
+/// and building it here spares glibc's copy of the name), else its C name.
+pub(crate) fn with_segment_c_name<R>(name: &str, f: impl FnOnce(&CStr) -> Result<R>) -> Result<R> {
+    let kind = ObjectKind::SharedMemory;
+    if !sys::shm::OPENS_BY_PATH {
+        return with_c_name(kind, name, f);
+    }
+    check_name(kind, name)?;
+    with_file_path_c(kind, name, |path| match path {
+        Some(path) => f(path),
+        // Not on a platform that opens by path: segments have a file there.
+        None => with_c_name(kind, name, f),
+    })
+}
+
 /// Checks `name` as [`to_c_name`] does, without making the C string.
 pub(crate) fn check_name(kind: ObjectKind, name: &str) -> Result<()> {
     let body = body(name);
@@ -418,6 +435,27 @@ mod tests {
                 let c_name = with_c_name(kind, name, |c| Ok(c.to_owned())).unwrap();
                 assert_eq!(c_name.to_str().unwrap(), canonical(name));
             }
+        }
+    }
+
+    #[test]
+    fn a_segment_is_opened_by_its_file_path_where_it_has_one() {
+        let kind = ObjectKind::SharedMemory;
+        let longest = format!("//{}", "x".repeat(name_max(kind)));
+        for name in ["/j", "jobs", &longest] {
+            let by = with_segment_c_name(name, |c| Ok(c.to_str().unwrap().to_owned())).unwrap();
+            let want = if sys::shm::OPENS_BY_PATH {
+                file_path(kind, name).unwrap()
+            } else {
+                canonical(name)
+            };
+            assert_eq!(by, want, "{name:?}");
+        }
+        // The name is checked first, as by with_c_name.
+        let too_long = format!("/{}", "x".repeat(name_max(kind) + 1));
+        for bad in ["", "/", "/a/b", "/a\0b", too_long.as_str()] {
+            let refused = with_segment_c_name(bad, |_| Ok(()));
+            assert!(matches!(refused, Err(Error::InvalidName { .. })), "{bad:?}");
         }
     }
 

@@ -211,7 +211,7 @@ impl From<SharedMemory> for OwnedFd {
 /// # Errors
 /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`].
 pub fn unlink(name: &str) -> Result<()> {
-    paths::with_c_name(KIND, name, |c_name| unlink_c(name, c_name))
+    paths::with_segment_c_name(name, |c_name| unlink_c(name, c_name))
 }
 
 fn unlink_c(name: &str, c_name: &CStr) -> Result<()> {

@@ -143,7 +143,7 @@ impl SharedMemoryOptions {
     /// [`Self::trust`] refuses), [`Error::Corrupt`] (a directory, symbolic
     /// link or other non-regular file at the name), or [`Error::Os`].
     pub fn open(&self, name: &str) -> Result<SharedMemory> {
-        paths::with_c_name(KIND, name, |c_name| {
+        paths::with_segment_c_name(name, |c_name| {
             self.check_arguments(name)?;
             // Borrowed unless a group widens it: most opens copy nothing.
             let trust = match self.group {
@@ -170,7 +170,7 @@ impl SharedMemoryOptions {
     /// As [`Self::open`].
     pub fn create_random(&self, prefix: &str) -> Result<SharedMemory> {
         existence::create_random(KIND, prefix, |name| {
-            paths::with_c_name(KIND, name, |c_name| {
+            paths::with_segment_c_name(name, |c_name| {
                 self.check_arguments(name)?;
                 let (fd, owner) = self.create(name, c_name)?;
                 self.finish(fd, owner, name, c_name, true)
@@ -318,12 +318,13 @@ impl SharedMemoryOptions {
 }
 
 fn open_error(name: &str, e: io::Error) -> Error {
-    // The name is valid by now, so glibc's EINVAL means a directory there
-    // (glibc turns EISDIR into EINVAL), and ENXIO a socket (or a device
-    // without its driver): neither says anything useful on its own. What is
-    // at the name now tells which, unless it was replaced meanwhile.
+    // The name is valid by now, so EISDIR (or glibc's shm_open's EINVAL,
+    // which it turns EISDIR into) means a directory there, and ENXIO a
+    // socket (or a device without its driver): neither says anything useful
+    // on its own. What is at the name now tells which, unless it was
+    // replaced meanwhile.
     let guess = match e.raw_os_error() {
-        Some(libc::EINVAL) => FileType::Directory,
+        Some(libc::EISDIR | libc::EINVAL) => FileType::Directory,
         Some(libc::ENXIO) => FileType::Socket,
         _ => return Error::from_os("shm_open", KIND, name, e),
     };

@@ -22,7 +22,11 @@ pub(crate) enum Open {
     CreateIfMissing,
 }
 
-/// Opens the segment `name` as `how` says.
+/// Opens the segment `name` as `how` says. `name` is what
+/// `paths::with_segment_c_name` made: on Linux the segment's file path
+/// (glibc's `shm_open` is an `open` of that very path with `O_NOFOLLOW` and
+/// `O_CLOEXEC`, after copying the name into it: this skips the copy),
+/// elsewhere the name for `shm_open`.
 pub(crate) fn open(name: &CStr, how: Open, read_only: bool, truncate: bool) -> io::Result<OwnedFd> {
     let mut oflag = if read_only {
         libc::O_RDONLY
@@ -49,17 +53,49 @@ pub(crate) fn open(name: &CStr, how: Open, read_only: bool, truncate: bool) -> i
         Open::Existing => 0,
     };
     retry_on_interrupt(|| {
-        // SAFETY: `name` is a valid NUL-terminated string; the libc crate
-        // declares shm_open with a fixed mode_t argument, which is what we pass
-        // (it is read only with O_CREAT). glibc adds O_NOFOLLOW and O_CLOEXEC.
-        let fd = check(unsafe { libc::shm_open(name.as_ptr(), oflag, mode as libc::mode_t) })?;
-        // SAFETY: shm_open just returned this descriptor, so nothing else owns it.
+        let fd = if OPENS_BY_PATH {
+            // SAFETY: `name` is a valid NUL-terminated path; open reads its
+            // variadic mode (an unsigned int, which `mode` is) only with
+            // O_CREAT.
+            check(unsafe {
+                libc::open(
+                    name.as_ptr(),
+                    oflag | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                    mode,
+                )
+            })?
+        } else {
+            // SAFETY: `name` is a valid NUL-terminated string; the libc crate
+            // declares shm_open with a fixed mode_t argument, which is what we
+            // pass (it is read only with O_CREAT). glibc adds O_NOFOLLOW and
+            // O_CLOEXEC.
+            check(unsafe { libc::shm_open(name.as_ptr(), oflag, mode as libc::mode_t) })?
+        };
+        // SAFETY: open or shm_open just returned this descriptor, so nothing
+        // else owns it.
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     })
 }
 
-/// Removes the name `name`.
+/// Whether [`open`] and [`unlink`] take the segment's file path (Linux,
+/// where every segment is a file in `/dev/shm`) rather than its name.
+pub(crate) const OPENS_BY_PATH: bool = cfg!(target_os = "linux");
+
+/// Removes the segment `name` (a path or a name, as for [`open`]).
 pub(crate) fn unlink(name: &CStr) -> io::Result<()> {
+    if OPENS_BY_PATH {
+        // SAFETY: `name` is a valid NUL-terminated path.
+        return check(unsafe { libc::unlink(name.as_ptr()) })
+            .map(drop)
+            .map_err(|e| {
+                // As glibc's shm_unlink reports a sticky directory's refusal.
+                if e.raw_os_error() == Some(libc::EPERM) {
+                    io::Error::from_raw_os_error(libc::EACCES)
+                } else {
+                    e
+                }
+            });
+    }
     // SAFETY: `name` is a valid NUL-terminated string.
     check(unsafe { libc::shm_unlink(name.as_ptr()) }).map(drop)
 }
