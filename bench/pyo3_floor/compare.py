@@ -1,8 +1,9 @@
 """Row 6 (an existing segment opened and closed) for posix_ipc, for the
 least a PyO3 class can do the same with (this directory's crate: posix_ipc's
 calls to the kernel and nothing else, through the same kind of PyO3 slots
-as namedipc's class), and for namedipc, side by side in interleaved rounds:
-what of namedipc's gap is PyO3's, and what is namedipc's own work.
+as namedipc's class), for that class with the one fstat namedipc's open
+adds, and for namedipc, side by side in interleaved rounds: what of
+namedipc's gap is PyO3's, what the fstat's, and what namedipc's own work.
 
     .venv/bin/python bench/pyo3_floor/compare.py [--rounds N] [--loops N]
 
@@ -30,22 +31,27 @@ HERE = Path(__file__).resolve().parent
 OUT = HERE.parent / "out"
 TARGET = OUT / "pyo3_floor-target"
 MODULE = OUT / "pyo3_floor.abi3.so"
+# The same class built with the feature `fstat`: plus namedipc's one fstat.
+MODULE_FSTAT = OUT / "pyo3_floor_fstat.abi3.so"
 
 
-def build() -> Path:
+def build(module: Path = MODULE, features: tuple[str, ...] = ()) -> Path:
     """The compiled module, built when the sources are newer than it."""
     sources = [HERE / "Cargo.toml", *(HERE / "src").glob("*.rs")]
-    if MODULE.exists() and all(MODULE.stat().st_mtime >= s.stat().st_mtime for s in sources):
-        return MODULE
+    if module.exists() and all(module.stat().st_mtime >= s.stat().st_mtime for s in sources):
+        return module
     cargo = shutil.which("cargo")
     if cargo is None:
         sys.exit("compare.py: cargo is needed to build the PyO3 floor")
-    env = {**os.environ, "CARGO_TARGET_DIR": str(TARGET), "PYO3_PYTHON": sys.executable}
-    subprocess.run([cargo, "build", "--release", "--quiet"], cwd=HERE, env=env, check=True)
-    partial = MODULE.with_suffix(f".{os.getpid()}.tmp")
-    shutil.copy(TARGET / "release" / "libpyo3_floor.so", partial)
-    os.replace(partial, MODULE)
-    return MODULE
+    # A target directory per build, so that each keeps its own artefacts.
+    target = TARGET.with_name(TARGET.name + "".join(f"-{f}" for f in features))
+    env = {**os.environ, "CARGO_TARGET_DIR": str(target), "PYO3_PYTHON": sys.executable}
+    command = [cargo, "build", "--release", "--quiet", *(["--features", ",".join(features)] if features else [])]
+    subprocess.run(command, cwd=HERE, env=env, check=True)
+    partial = module.with_suffix(f".{os.getpid()}.tmp")
+    shutil.copy(target / "release" / "libpyo3_floor.so", partial)
+    os.replace(partial, module)
+    return module
 
 
 def load(path: Path) -> Any:
@@ -71,6 +77,13 @@ def floor_loop(cls: Any, name: str, n: int) -> int:
     return time.perf_counter_ns() - start
 
 
+def floor_fstat_loop(cls: Any, name: str, n: int) -> int:
+    start = time.perf_counter_ns()
+    for _ in range(n):
+        cls(name).close_fd()
+    return time.perf_counter_ns() - start
+
+
 def namedipc_loop(cls: Any, name: str, n: int) -> int:
     start = time.perf_counter_ns()
     for _ in range(n):
@@ -89,11 +102,13 @@ def main() -> int:
     import namedipc
 
     floor = load(build())
+    floor_fstat = load(build(MODULE_FSTAT, ("fstat",)))
     name = f"/namedipc-bench-pyo3floor-{os.getpid()}"
     segment = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, 0o600, 4096)
     subjects: list[tuple[str, Callable[[], int]]] = [
         ("posix_ipc", lambda: posix_ipc_loop(posix_ipc.SharedMemory, name, args.loops)),
         ("PyO3 floor", lambda: floor_loop(floor.SharedMemory, name, args.loops)),
+        ("floor+fstat", lambda: floor_fstat_loop(floor_fstat.SharedMemory, name, args.loops)),
         ("namedipc", lambda: namedipc_loop(namedipc.SharedMemory, name, args.loops)),
     ]
     samples: dict[str, list[float]] = {label: [] for label, _ in subjects}

@@ -5,6 +5,11 @@
 //! references), and the same calls to the kernel as posix_ipc's open (one
 //! `openat` of `/dev/shm/NAME`, as glibc's `shm_open` makes it, and the
 //! `close`). No checks, no owner, no errors but the OS's.
+//!
+//! Built with the feature `fstat`, the class also makes the one `fstat` of
+//! the descriptor that namedipc's open makes where it reads the owner: the
+//! least a PyO3 class can do for that open. A feature rather than a second
+//! class, so that each build's one class is compiled (and inlined) alike.
 
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
@@ -54,6 +59,8 @@ impl SharedMemory {
             .write(true)
             .custom_flags(O_NOFOLLOW)
             .open(OsStr::from_bytes(&path[..len]))?;
+        #[cfg(feature = "fstat")]
+        fstat(&file)?;
         *self.file.lock().unwrap() = Some(file);
         Ok(())
     }
@@ -61,6 +68,19 @@ impl SharedMemory {
     fn close_fd(&self) {
         self.file.lock().unwrap().take();
     }
+}
+
+/// One fstat of `file`, as namedipc's open makes it (the owner it reads is
+/// not kept: only the call's cost matters here).
+#[cfg(feature = "fstat")]
+fn fstat(file: &File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `file` is open and `st` is writable memory for one `struct stat`.
+    if unsafe { libc::fstat(file.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Linux's O_NOFOLLOW (what glibc's shm_open adds), spelled here so that
