@@ -111,6 +111,52 @@ def test_every_handle_reports_its_objects_owner_also_after_close(names: Names, s
         assert (handle.uid, handle.gid) == me
 
 
+@pytest.mark.parametrize("kind", ["shm", "mq"])
+def test_the_posix_ipc_segment_and_queue_read_their_owner_when_first_asked(
+    kind: str, shm_name: str, mq_name: str
+) -> None:
+    # Their open makes posix_ipc's calls only: .uid, .gid and .file_mode come
+    # from the descriptor at the first ask, and are kept from then on.
+    cls: type[SharedMemory] | type[MessageQueue]
+    if kind == "shm":
+        name, cls = shm_name, SharedMemory
+        SharedMemory(name, namedipc.O_CREX, mode=0o600, size=16).close_fd()
+    else:
+        name, cls = mq_name, MessageQueue
+        MessageQueue(name, namedipc.O_CREX, mode=0o600).close()
+    try:
+        handle = cls(name)
+        namedipc_chmod(handle, 0o640)
+        assert (handle.uid, handle.file_mode) == (os.geteuid(), 0o640)  # read now, not at open
+        namedipc_chmod(handle, 0o604)
+        assert handle.file_mode == 0o640  # kept
+        handle.close()
+        assert (handle.uid, handle.gid, handle.file_mode) == (os.geteuid(), os.getegid(), 0o640)
+
+        never_asked = cls(name)
+        never_asked.close()
+        for attribute in ("uid", "gid", "file_mode"):
+            with pytest.raises(namedipc.ExistentialError, match=r"read one of them before close\(\) to keep them"):
+                getattr(never_asked, attribute)
+        if kind == "shm":
+            fd_closed = SharedMemory(name)
+            fd_closed.close_fd()
+            with pytest.raises(namedipc.ExistentialError, match=r"cannot be read after close_fd\(\)"):
+                getattr(fd_closed, "uid")  # noqa: B009 (a property read for its error)
+            fd_closed.close()
+    finally:
+        if kind == "shm":
+            namedipc.unlink_shared_memory(name)
+        else:
+            namedipc.unlink_message_queue(name)
+
+
+def namedipc_chmod(handle: SharedMemory | MessageQueue, mode: int) -> None:
+    """Changes the mode of the object open at `handle`, through its descriptor."""
+    fd = handle.fd if isinstance(handle, SharedMemory) else handle.mqd
+    os.fchmod(fd, mode)
+
+
 UMASK_CHILD = """
 import json, os, sys
 import namedipc, posix_ipc

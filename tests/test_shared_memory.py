@@ -471,8 +471,17 @@ def test_name_without_a_slash_is_kept_as_given(shm_names: Names) -> None:
 @pytest.mark.parametrize("read_only", [False, True])
 def test_directory_at_the_name(shm_name: str, flags: int, read_only: bool) -> None:
     shm_path(shm_name).mkdir()
-    with pytest.raises(namedipc.CorruptError, match="the name is a directory, not a regular file; remove it"):
-        SharedMemory(shm_name, flags, read_only=read_only)
+    directory = "the name is a directory, not a regular file; remove it"
+    if flags == 0 and read_only:
+        # The one open of a directory the kernel allows. As posix_ipc's, the
+        # open reads nothing of the file; the first use that needs it says.
+        with SharedMemory(shm_name, flags, read_only=read_only) as shm:
+            for use in ("size", "buf", "uid", "gid", "file_mode"):
+                with pytest.raises(namedipc.CorruptError, match=directory):
+                    getattr(shm, use)
+    else:
+        with pytest.raises(namedipc.CorruptError, match=directory):
+            SharedMemory(shm_name, flags, read_only=read_only)
     with pytest.raises(namedipc.ExistsError):
         SharedMemory(shm_name, O_CREX)
 
@@ -491,17 +500,25 @@ def test_fifo_at_the_name_does_not_block(shm_name: str) -> None:
     os.mkfifo(shm_path(shm_name))
     # Opening a FIFO for reading waits for a writer, in the kernel, where
     # no test timeout reaches: try it in a process that can be killed.
+    # O_CREAT reads the file at open (to do no better than the kernel's
+    # O_CREAT would); a plain open reads nothing, as posix_ipc's, and the
+    # first use that needs the file says what it is.
     code = (
         "import namedipc\n"
-        "from namedipc._namedipc import SharedMemory\n"
-        "try:\n"
-        f"    SharedMemory({shm_name!r}, read_only=True)\n"
-        "except namedipc.CorruptError as e:\n"
-        "    print(e)\n"
+        "from namedipc._namedipc import O_CREAT, SharedMemory\n"
+        "for flags, read_only, use in [(O_CREAT, True, None), (O_CREAT, False, None),\n"
+        "                              (0, True, 'size'), (0, False, 'buf'), (0, False, 'uid')]:\n"
+        "    try:\n"
+        "        shm = SharedMemory(" + repr(shm_name) + ", flags, read_only=read_only)\n"
+        "        getattr(shm, use)\n"
+        "    except namedipc.CorruptError as e:\n"
+        "        print(use, e)\n"
     )
     done = run_python(code)
     assert done.returncode == 0, done.stderr
-    assert "the name is a FIFO, not a regular file" in done.stdout, done.stdout
+    said = done.stdout.splitlines()
+    assert [line.split(" ", 1)[0] for line in said] == ["None", "None", "size", "buf", "uid"], done.stdout
+    assert all("the name is a FIFO, not a regular file" in line for line in said), done.stdout
 
 
 # ---------------------------------------------------------------- subclasses and pickling

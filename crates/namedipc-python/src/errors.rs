@@ -325,6 +325,28 @@ pub(crate) fn fd_closed(py: Python<'_>, kind: ObjectKind, name: &str, consequenc
     )
 }
 
+/// The error for `.uid`, `.gid` or `.file_mode` of a posix_ipc-style
+/// segment or queue after `closed_by` (`close()`, `close_fd()`), when they
+/// were not read before: they are read from the descriptor when first asked.
+pub(crate) fn owner_not_read(
+    py: Python<'_>,
+    kind: ObjectKind,
+    name: &str,
+    closed_by: &str,
+) -> PyErr {
+    new_error(
+        py,
+        Class::Existential,
+        &format!(
+            "the owner of {kind} '{name}' cannot be read after {closed_by}: .uid, .gid and \
+             .file_mode are read from the open descriptor when first asked (as posix_ipc's open, \
+             this one reads nothing it does not need); read one of them before {closed_by} to \
+             keep them"
+        ),
+        None,
+    )
+}
+
 /// The error for `close()` on a shared memory segment whose `.buf` is still
 /// exported; `cause` is the BufferError that mmap raised.
 pub(crate) fn views_alive(py: Python<'_>, kind: ObjectKind, name: &str, cause: PyErr) -> PyErr {

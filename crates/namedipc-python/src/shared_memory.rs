@@ -3,7 +3,7 @@
 //! export count refuses to unmap while a view is alive), `close()` and `with`.
 
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 use namedipc::flags::O_TRUNC;
 use namedipc::shm::SharedMemory;
@@ -26,8 +26,9 @@ struct Opened {
     /// random name made for it.
     name: Py<PyString>,
     mode: u32,
-    /// The segment's owner and mode at open.
-    owner: Owner,
+    /// The segment's owner and mode, read from the descriptor when first
+    /// asked (posix_ipc's open reads nothing) and kept for after `close()`.
+    owner: OnceLock<Owner>,
     read_only: bool,
     created: bool,
 }
@@ -99,7 +100,7 @@ impl PySharedMemory {
         self.opened.set(Opened {
             name,
             mode,
-            owner: shm.owner(),
+            owner: OnceLock::new(),
             read_only,
             created: shm.created(),
         })?;
@@ -114,6 +115,33 @@ impl PySharedMemory {
     /// The name, as text.
     fn name_text<'a>(&'a self, py: Python<'a>) -> PyResult<&'a str> {
         self.opened()?.name.bind(py).to_str()
+    }
+
+    /// The segment's owner and mode: kept, or read now from the open
+    /// descriptor (the first time, which also checks the file type).
+    fn owner(&self, py: Python<'_>) -> PyResult<Owner> {
+        let opened = self.opened()?;
+        if let Some(owner) = opened.owner.get() {
+            return Ok(*owner);
+        }
+        let owner = {
+            let state = self.lock(py);
+            let Some(shm) = &state.shm else {
+                let closed_by = if state.closed {
+                    "close()"
+                } else {
+                    "close_fd()"
+                };
+                return Err(errors::owner_not_read(
+                    py,
+                    KIND,
+                    opened.name.bind(py).to_str()?,
+                    closed_by,
+                ));
+            };
+            shm.owner().map_err(to_py_err)?
+        };
+        Ok(*opened.owner.get_or_init(|| owner))
     }
 
     /// The state, locked without ever blocking while attached to the
@@ -225,23 +253,23 @@ impl PySharedMemory {
         Ok(self.opened()?.mode)
     }
 
-    /// The owner's uid, when this handle opened the segment (not in posix_ipc).
+    /// The owner's uid, read when first asked and kept (not in posix_ipc).
     #[getter]
-    fn uid(&self) -> PyResult<u32> {
-        Ok(self.opened()?.owner.uid)
+    fn uid(&self, py: Python<'_>) -> PyResult<u32> {
+        Ok(self.owner(py)?.uid)
     }
 
-    /// The segment's gid, when this handle opened it (not in posix_ipc).
+    /// The segment's gid, read when first asked and kept (not in posix_ipc).
     #[getter]
-    fn gid(&self) -> PyResult<u32> {
-        Ok(self.opened()?.owner.gid)
+    fn gid(&self, py: Python<'_>) -> PyResult<u32> {
+        Ok(self.owner(py)?.gid)
     }
 
-    /// The segment's permission bits, when this handle opened it, after the
-    /// umask (not in posix_ipc; mode is the one asked for).
+    /// The segment's permission bits, after the umask, read when first
+    /// asked and kept (not in posix_ipc; mode is the one asked for).
     #[getter]
-    fn file_mode(&self) -> PyResult<u32> {
-        Ok(self.opened()?.owner.mode)
+    fn file_mode(&self, py: Python<'_>) -> PyResult<u32> {
+        Ok(self.owner(py)?.mode)
     }
 
     /// Whether this handle created the segment (not in posix_ipc).

@@ -66,6 +66,12 @@ impl NewObject {
         )))
     }
 
+    /// Whether [`Self::settle`] has anything to do beyond reading the
+    /// owner: a group to give, or a mode the umask must not narrow.
+    pub(crate) fn needs_settling(&self) -> bool {
+        self.group.is_some() || !self.apply_umask
+    }
+
     /// Gives the new object open at `fd` its group and exact mode, where
     /// fstat shows they differ from what was asked for: one fstat, and a
     /// fchown or fchmod only when needed. Returns its owner afterwards, and

@@ -73,10 +73,10 @@ fn a_new_object_reports_this_process_as_owner_and_the_mode_asked_for() {
     assert_eq!(sem.owner(), me);
     assert_eq!(file_owner(&semaphore_file(sem_name.as_str())), me);
     let shm = SharedMemory::create(shm_name.as_str(), 16).unwrap();
-    assert_eq!(shm.owner(), me);
+    assert_eq!(shm.owner().unwrap(), me);
     assert_eq!(file_owner(&segment_file(shm_name.as_str())), me);
     let mq = MessageQueue::create(mq_name.as_str()).unwrap();
-    assert_eq!(mq.owner(), me);
+    assert_eq!(mq.owner().unwrap(), me);
 }
 
 #[test]
@@ -100,7 +100,7 @@ fn an_opened_object_reports_its_real_mode_not_the_one_asked_for() {
         .trust(Trust::anyone())
         .open(shm_name.as_str())
         .unwrap();
-    assert_eq!(opened.owner().mode, 0o604);
+    assert_eq!(opened.owner().unwrap().mode, 0o604);
 }
 
 /// What the child below does, for each kind: create with 0o660 exactly,
@@ -148,6 +148,7 @@ fn umask_child() {
             .open(shm_exact)
             .unwrap()
             .owner()
+            .unwrap()
             .mode,
         SharedMemory::options()
             .existence(create)
@@ -156,6 +157,7 @@ fn umask_child() {
             .open(shm_umask)
             .unwrap()
             .owner()
+            .unwrap()
             .mode,
         MessageQueue::options()
             .existence(create)
@@ -163,6 +165,7 @@ fn umask_child() {
             .open(mq_exact)
             .unwrap()
             .owner()
+            .unwrap()
             .mode,
         MessageQueue::options()
             .existence(create)
@@ -171,6 +174,7 @@ fn umask_child() {
             .open(mq_umask)
             .unwrap()
             .owner()
+            .unwrap()
             .mode,
     ];
     println!("modes {}", modes.map(|m| format!("{m:o}")).join(" "));
@@ -228,6 +232,7 @@ fn modes_are_exact_under_a_umask() {
             .open(name)
             .unwrap()
             .owner()
+            .unwrap()
             .mode
     };
     assert_eq!(
@@ -378,14 +383,14 @@ fn group_gives_a_new_object_its_group_and_refuses_a_foreign_one_first() {
         .mode(0o660)
         .open(shm_name.as_str())
         .unwrap();
-    assert_eq!(shm.owner(), want);
+    assert_eq!(shm.owner().unwrap(), want);
     assert_eq!(file_owner(&segment_file(shm_name.as_str())), want);
     let mq = MessageQueue::options()
         .group(STRANGER_GROUP)
         .mode(0o660)
         .open(mq_name.as_str())
         .unwrap();
-    assert_eq!(mq.owner(), want);
+    assert_eq!(mq.owner().unwrap(), want);
 }
 
 #[test]
@@ -477,7 +482,7 @@ fn as_root_another_owner_is_refused_unless_trusted_by_owner_or_group() {
         .open(mq_name.as_str())
         .unwrap();
     assert_eq!(
-        (opened.owner().uid, opened.owner().gid),
+        (opened.owner().unwrap().uid, opened.owner().unwrap().gid),
         (STRANGER, STRANGER_GROUP)
     );
 }

@@ -372,3 +372,53 @@ fn a_fifo_at_the_name_is_reported_without_blocking() {
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains("a FIFO"), "{err}");
 }
+
+#[test]
+fn an_open_that_trusts_anyone_finds_a_fifo_or_directory_at_first_use() {
+    // Such an open (posix_ipc's) reads nothing of the file; the first call
+    // that needs it checks what it is, and says so, every time.
+    let fifo = Name::new("fifo-anyone");
+    let status = Command::new("mkfifo").arg(fifo.path()).status().unwrap();
+    assert!(status.success());
+    let dir = Name::new("dir-anyone");
+    fs::create_dir(dir.path()).unwrap();
+    for (name, what) in [(&fifo, "a FIFO"), (&dir, "a directory")] {
+        let shm = opts(Existence::RaiseIfNotExists)
+            .trust(namedipc::Trust::anyone())
+            .read_only(true)
+            .open(name.as_str())
+            .unwrap();
+        for _ in 0..2 {
+            for err in [
+                shm.size().unwrap_err(),
+                shm.owner().unwrap_err(),
+                shm.map().unwrap_err(),
+            ] {
+                assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+                assert!(err.to_string().contains(what), "{err}");
+            }
+        }
+    }
+}
+
+#[test]
+fn an_open_that_trusts_anyone_reads_the_owner_when_first_asked() {
+    let name = Name::new("lazy-owner");
+    let made = SharedMemory::create(name.as_str(), 16).unwrap();
+    let opened = opts(Existence::RaiseIfNotExists)
+        .trust(namedipc::Trust::anyone())
+        .open(name.as_str())
+        .unwrap();
+    // Changed after the open and before the first ask: the ask sees it.
+    fs::set_permissions(name.path(), fs::Permissions::from_mode(0o640)).unwrap();
+    assert_eq!(opened.owner().unwrap().mode, 0o640);
+    fs::set_permissions(name.path(), fs::Permissions::from_mode(0o604)).unwrap();
+    assert_eq!(
+        opened.owner().unwrap().mode,
+        0o640,
+        "kept from the first ask"
+    );
+    // An open with a trust check read it at open.
+    assert_eq!(made.owner().unwrap().mode, 0o600);
+    assert_eq!(opened.size().unwrap(), 16);
+}

@@ -55,8 +55,9 @@ struct Opened {
     /// it has that form (kept, not copied), else one made from the queue's.
     name: Py<PyString>,
     mode: u32,
-    /// The queue's owner and mode at open.
-    owner: Owner,
+    /// The queue's owner and mode, read from the descriptor when first
+    /// asked (posix_ipc's open reads nothing) and kept for after `close()`.
+    owner: OnceLock<Owner>,
     read: bool,
     write: bool,
     max_messages: usize,
@@ -162,7 +163,7 @@ impl PyMessageQueue {
         let opened = Opened {
             name,
             mode,
-            owner: queue.owner(),
+            owner: OnceLock::new(),
             read,
             write,
             max_messages: queue.max_messages(),
@@ -176,6 +177,24 @@ impl PyMessageQueue {
 
     fn opened(&self) -> PyResult<&Opened> {
         self.opened.get()
+    }
+
+    /// The queue's owner and mode: kept, or read now from the open descriptor.
+    fn owner(&self, py: Python<'_>) -> PyResult<Owner> {
+        let opened = self.opened()?;
+        if let Some(owner) = opened.owner.get() {
+            return Ok(*owner);
+        }
+        let Some(queue) = lock(&self.queue).clone() else {
+            return Err(errors::owner_not_read(
+                py,
+                KIND,
+                opened.name.bind(py).to_str()?,
+                "close()",
+            ));
+        };
+        let owner = queue.owner().map_err(to_py_err)?;
+        Ok(*opened.owner.get_or_init(|| owner))
     }
 
     /// The name, as text.
@@ -564,23 +583,23 @@ impl PyMessageQueue {
         Ok(self.opened()?.mode)
     }
 
-    /// The owner's uid, when this handle opened the queue (not in posix_ipc).
+    /// The owner's uid, read when first asked and kept (not in posix_ipc).
     #[getter]
-    fn uid(&self) -> PyResult<u32> {
-        Ok(self.opened()?.owner.uid)
+    fn uid(&self, py: Python<'_>) -> PyResult<u32> {
+        Ok(self.owner(py)?.uid)
     }
 
-    /// The queue's gid, when this handle opened it (not in posix_ipc).
+    /// The queue's gid, read when first asked and kept (not in posix_ipc).
     #[getter]
-    fn gid(&self) -> PyResult<u32> {
-        Ok(self.opened()?.owner.gid)
+    fn gid(&self, py: Python<'_>) -> PyResult<u32> {
+        Ok(self.owner(py)?.gid)
     }
 
-    /// The queue's permission bits, when this handle opened it, after the
-    /// umask (not in posix_ipc; mode is the one asked for).
+    /// The queue's permission bits, after the umask, read when first asked
+    /// and kept (not in posix_ipc; mode is the one asked for).
     #[getter]
-    fn file_mode(&self) -> PyResult<u32> {
-        Ok(self.opened()?.owner.mode)
+    fn file_mode(&self, py: Python<'_>) -> PyResult<u32> {
+        Ok(self.owner(py)?.mode)
     }
 
     #[getter]

@@ -23,6 +23,7 @@
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, RawFd};
+use std::sync::OnceLock;
 
 use crate::error::{BusyReason, Error, ObjectKind, Result};
 use crate::existence::Existence;
@@ -77,8 +78,10 @@ pub struct MessageQueue {
     max_messages: usize,
     max_message_size: usize,
     created: bool,
-    /// The owner and mode, from the fstat at open or create.
-    owner: Owner,
+    /// The owner and mode: from the fstat at open or create, or, where the
+    /// open had nothing to check them against, from the first
+    /// [`Self::owner`].
+    owner: OnceLock<Owner>,
     /// What ends the `*_interruptible` waits early: [`Self::end_waits`].
     waits: waits::Waits,
 }
@@ -123,10 +126,21 @@ impl MessageQueue {
     }
 
     /// Who owns the queue and its mode, as they were when this handle
-    /// opened or created it.
-    #[must_use]
-    pub fn owner(&self) -> Owner {
-        self.owner
+    /// first read them. That is at open or create, unless nothing there
+    /// needed them, as in posix_ipc's open, which reads neither: an existing
+    /// queue opened with [`Trust::anyone`](crate::Trust::anyone), or a new
+    /// one made with the umask's mode and no group. Then this call reads
+    /// them, with one fstat, the first time.
+    ///
+    /// # Errors
+    /// Only where that first read happens here: [`Error::Os`] if the OS
+    /// fails unexpectedly.
+    pub fn owner(&self) -> Result<Owner> {
+        if let Some(owner) = self.owner.get() {
+            return Ok(*owner);
+        }
+        let stat = sys::fstat(self.raw.as_fd()).map_err(|e| self.os("fstat", e))?;
+        Ok(*self.owner.get_or_init(|| Owner::of_stat(&stat)))
     }
 
     /// How many messages the queue holds at most.

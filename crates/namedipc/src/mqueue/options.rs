@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::ffi::CStr;
+use std::sync::OnceLock;
 
 use super::limits::{system_limits, LIMITS_DIR};
 use super::waits::Waits;
@@ -225,8 +226,9 @@ impl MessageQueueOptions {
 
     /// One mq_open: an exclusive create if `create`, else an open of the
     /// existing queue, whose owner `trust` must accept; then one fstat (the
-    /// owner; and where a new queue needs them, a fchown or fchmod), and
-    /// an mq_getattr unless the queue is new and its limits were given.
+    /// owner; and where a new queue needs them, a fchown or fchmod) unless
+    /// nothing needs the owner yet, and an mq_getattr unless the queue is
+    /// new and its limits were given.
     fn open_raw(
         &self,
         name: &str,
@@ -273,14 +275,16 @@ impl MessageQueueOptions {
             max_messages: usize::try_from(max_messages).unwrap_or(0),
             max_message_size: usize::try_from(max_message_size).unwrap_or(0),
             created: create,
-            owner,
+            owner: owner.map_or_else(OnceLock::new, OnceLock::from),
             waits: Waits::default(),
         })
     }
 
     /// The owner of the queue just opened: checked against `trust` if it
     /// existed, given its group and exact mode if it is new (and removed
-    /// again if it cannot get them).
+    /// again if it cannot get them). `None` where nothing needs it yet: an
+    /// existing queue any owner may have, a new one with the umask's mode
+    /// and no group; [`MessageQueue::owner`] reads it when asked.
     fn owner_of(
         &self,
         raw: &RawQueue,
@@ -288,20 +292,26 @@ impl MessageQueueOptions {
         c_name: &CStr,
         created: bool,
         trust: &Trust,
-    ) -> Result<Owner> {
+    ) -> Result<Option<Owner>> {
         if created {
-            return self
-                .new_object()
+            let new = self.new_object();
+            if !new.needs_settling() {
+                return Ok(None);
+            }
+            return new
                 .settle(raw.as_fd(), KIND, name)
-                .map(|(owner, _)| owner)
+                .map(|(owner, _)| Some(owner))
                 .inspect_err(|_| {
                     let _ = sys::mq::unlink(c_name);
                 });
         }
+        if trust.is_anyone() {
+            return Ok(None);
+        }
         let stat = sys::fstat(raw.as_fd()).map_err(|e| Error::from_os("fstat", KIND, name, e))?;
         let owner = Owner::of_stat(&stat);
         trust.check(KIND, name, owner)?;
-        Ok(owner)
+        Ok(Some(owner))
     }
 
     /// The limits to pass to mq_open: none when neither was set (the kernel

@@ -8,11 +8,12 @@
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::OnceLock;
 
 use crate::error::{Error, ObjectKind, Result};
 use crate::existence::Existence;
 use crate::ownership::Owner;
-use crate::paths;
+use crate::paths::{self, FileType};
 use crate::sys;
 
 mod mapping;
@@ -61,8 +62,10 @@ fn read_only_resize(name: &str, len: u64) -> Error {
 #[derive(Debug)]
 pub struct SharedMemory {
     fd: OwnedFd,
-    /// The owner and mode, from the fstat at open or create.
-    owner: Owner,
+    /// The owner and mode: from the fstat at open or create, or, where the
+    /// open had nothing to check them against ([`Trust::anyone`](crate::Trust::anyone)),
+    /// from the first fstat a call makes, which also checks the file type.
+    owner: OnceLock<Owner>,
     name: String,
     read_only: bool,
     created: bool,
@@ -109,10 +112,24 @@ impl SharedMemory {
     }
 
     /// Who owns the segment and its mode, as they were when this handle
-    /// opened or created it.
-    #[must_use]
-    pub fn owner(&self) -> Owner {
-        self.owner
+    /// first read them. That is at open or create, unless nothing there
+    /// needed them, as in posix_ipc's open, which reads neither: an existing
+    /// segment opened with [`Trust::anyone`](crate::Trust::anyone) (and
+    /// without [`Existence::LinkOrCreate`] or a truncation), or a new one
+    /// made with the umask's mode and no group. Then the first call that
+    /// needs the file (this one, [`Self::size`], a mapping) reads them with
+    /// one fstat, and checks that the segment is a regular file.
+    ///
+    /// # Errors
+    /// Only where that first read happens here: [`Error::Corrupt`] if the
+    /// segment is a FIFO or device, not a regular file; [`Error::Os`] if
+    /// the OS fails unexpectedly.
+    pub fn owner(&self) -> Result<Owner> {
+        if let Some(owner) = self.owner.get() {
+            return Ok(*owner);
+        }
+        let stat = self.stat()?;
+        Ok(*self.owner.get_or_init(|| Owner::of_stat(&stat)))
     }
 
     /// Whether the handle was opened for reading only.
@@ -168,8 +185,19 @@ impl SharedMemory {
         unlink(&self.name)
     }
 
+    /// The fstat of the segment. The first one of a handle whose open read
+    /// nothing also checks that it is a regular file (a FIFO or device
+    /// cannot be mapped) and keeps its owner.
     fn stat(&self) -> Result<sys::FileStat> {
-        sys::fstat(self.fd.as_fd()).map_err(|e| self.os("fstat", e))
+        let stat = sys::fstat(self.fd.as_fd()).map_err(|e| self.os("fstat", e))?;
+        if self.owner.get().is_none() {
+            let file_type = FileType::from_mode(stat.mode);
+            if file_type != FileType::Regular {
+                return Err(options::not_regular(&self.name, file_type));
+            }
+            let _ = self.owner.set(Owner::of_stat(&stat));
+        }
+        Ok(stat)
     }
 
     fn os(&self, operation: &'static str, e: io::Error) -> Error {

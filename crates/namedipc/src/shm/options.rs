@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::OnceLock;
 
 use super::{check_size, read_only_resize, unlink_c, SharedMemory, KIND};
 use crate::error::{Error, Result};
@@ -141,7 +142,10 @@ impl SharedMemoryOptions {
     /// user's segment under the kernel's `fs.protected_regular`),
     /// [`Error::Untrusted`] (an existing segment whose owner or mode
     /// [`Self::trust`] refuses), [`Error::Corrupt`] (a directory, symbolic
-    /// link or other non-regular file at the name), or [`Error::Os`].
+    /// link or other non-regular file at the name; where the open reads
+    /// nothing of the file, see [`SharedMemory::owner`], a FIFO or device
+    /// is found by the first call that needs the file instead), or
+    /// [`Error::Os`].
     pub fn open(&self, name: &str) -> Result<SharedMemory> {
         paths::with_segment_c_name(name, |c_name| {
             self.check_arguments(name)?;
@@ -199,7 +203,9 @@ impl SharedMemoryOptions {
     }
 
     /// Opens the existing segment, and checks what it is (a regular file)
-    /// and whom it belongs to, with the one fstat of the open.
+    /// and whom it belongs to, with the one fstat of the open; its owner,
+    /// or `None` where nothing needs it yet: a handle that trusts anyone
+    /// makes posix_ipc's calls only (its first use checks the file).
     /// `as_creat`: the open stands for posix_ipc's `O_CREAT` open, which
     /// the kernel refuses on another user's segment under
     /// `fs.protected_regular`; namedipc must not do better than that.
@@ -209,7 +215,7 @@ impl SharedMemoryOptions {
         c_name: &CStr,
         trust: &Trust,
         as_creat: bool,
-    ) -> Result<(OwnedFd, Owner)> {
+    ) -> Result<(OwnedFd, Option<Owner>)> {
         // A segment is truncated only once its type and owner are checked,
         // so that a refused one is left as it was (a read-only handle
         // cannot ftruncate: it keeps O_TRUNC).
@@ -221,6 +227,9 @@ impl SharedMemoryOptions {
             self.truncate && !truncate_later,
         )
         .map_err(|e| open_error(name, e))?;
+        if trust.is_anyone() && !as_creat && !truncate_later {
+            return Ok((fd, None));
+        }
         let stat = sys::fstat(fd.as_fd()).map_err(|e| Error::from_os("fstat", KIND, name, e))?;
         let file_type = FileType::from_mode(stat.mode);
         if file_type != FileType::Regular {
@@ -240,7 +249,7 @@ impl SharedMemoryOptions {
             sys::shm::truncate(fd.as_fd(), 0)
                 .map_err(|e| Error::from_os("ftruncate", KIND, name, e))?;
         }
-        Ok((fd, owner))
+        Ok((fd, Some(owner)))
     }
 
     /// Opens the segment `name` once more with `O_CREAT` (no `O_EXCL`), as
@@ -269,8 +278,10 @@ impl SharedMemoryOptions {
     }
 
     /// Creates the segment exclusively and gives it the group and exact
-    /// mode asked for; a segment that cannot get them is removed again.
-    fn create(&self, name: &str, c_name: &CStr) -> Result<(OwnedFd, Owner)> {
+    /// mode asked for; a segment that cannot get them is removed again. Its
+    /// owner, or `None` where nothing is to be settled (the umask's mode, no
+    /// group): the first use reads it then.
+    fn create(&self, name: &str, c_name: &CStr) -> Result<(OwnedFd, Option<Owner>)> {
         let fd = sys::shm::open(
             c_name,
             Open::CreateExclusive(self.mode),
@@ -278,8 +289,12 @@ impl SharedMemoryOptions {
             self.truncate,
         )
         .map_err(|e| open_error(name, e))?;
-        match self.new_object().settle(fd.as_fd(), KIND, name) {
-            Ok((owner, _)) => Ok((fd, owner)),
+        let new = self.new_object();
+        if !new.needs_settling() {
+            return Ok((fd, None));
+        }
+        match new.settle(fd.as_fd(), KIND, name) {
+            Ok((owner, _)) => Ok((fd, Some(owner))),
             Err(e) => {
                 remove_if_ours(&fd, name, c_name);
                 Err(e)
@@ -291,7 +306,7 @@ impl SharedMemoryOptions {
     fn finish(
         &self,
         fd: OwnedFd,
-        owner: Owner,
+        owner: Option<Owner>,
         name: &str,
         c_name: &CStr,
         created: bool,
@@ -309,7 +324,7 @@ impl SharedMemoryOptions {
         }
         Ok(SharedMemory {
             fd,
-            owner,
+            owner: owner.map_or_else(OnceLock::new, OnceLock::from),
             name: name.to_owned(),
             read_only: self.read_only,
             created,
@@ -335,7 +350,7 @@ fn open_error(name: &str, e: io::Error) -> Error {
     )
 }
 
-fn not_regular(name: &str, file_type: FileType) -> Error {
+pub(super) fn not_regular(name: &str, file_type: FileType) -> Error {
     Error::Corrupt {
         kind: KIND,
         name: name.to_owned(),
