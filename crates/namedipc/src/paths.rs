@@ -311,7 +311,8 @@ pub(crate) fn with_segment_c_name<R>(name: &str, f: impl FnOnce(&CStr) -> Result
     check_name(kind, name)?;
     with_file_path_c(kind, name, |path| match path {
         Some(path) => f(path),
-        // Not on a platform that opens by path: segments have a file there.
+        // Not met where segments open by path (each has its file there);
+        // the C name is what shm_open would take.
         None => with_c_name(kind, name, f),
     })
 }

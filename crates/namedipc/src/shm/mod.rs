@@ -62,9 +62,9 @@ fn read_only_resize(name: &str, len: u64) -> Error {
 #[derive(Debug)]
 pub struct SharedMemory {
     fd: OwnedFd,
-    /// The owner and mode: from the fstat at open or create, or, where the
-    /// open had nothing to check them against ([`Trust::anyone`](crate::Trust::anyone)),
-    /// from the first fstat a call makes, which also checks the file type.
+    /// The owner and mode: from the fstat at open or create, or, where
+    /// neither had a use for them (see [`Self::owner`]), from the first
+    /// fstat a call makes, which also checks the file type.
     owner: OnceLock<Owner>,
     name: String,
     read_only: bool,
