@@ -184,7 +184,8 @@ fn file_prefix(kind: ObjectKind) -> Option<&'static str> {
         ObjectKind::Semaphore if cfg!(all(target_os = "linux", target_env = "gnu")) => {
             Some(SEMAPHORE_FILE_PREFIX)
         }
-        ObjectKind::SharedMemory if cfg!(target_os = "linux") => Some(""),
+        // Where segments are files there, sys::shm opens them by that path.
+        ObjectKind::SharedMemory if sys::shm::OPENS_BY_PATH => Some(""),
         ObjectKind::RobustSemaphore => Some(ROBUST_FILE_PREFIX),
         _ => None,
     }
@@ -301,18 +302,14 @@ pub(crate) fn with_c_name<R>(
 
 /// Checks the segment name `name` and runs `f` with what `sys::shm` opens
 /// and removes it by, made on the stack: its file path where segments are
-/// files in [`SHM_DIR`] (Linux: glibc's `shm_open` opens that very path,
-/// and building it here spares glibc's copy of the name), else its C name.
+/// files in [`SHM_DIR`] (`sys::shm::OPENS_BY_PATH`, Linux: glibc's
+/// `shm_open` opens that very path, and building it here spares glibc's
+/// copy of the name), else its C name.
 pub(crate) fn with_segment_c_name<R>(name: &str, f: impl FnOnce(&CStr) -> Result<R>) -> Result<R> {
     let kind = ObjectKind::SharedMemory;
-    if !sys::shm::OPENS_BY_PATH {
-        return with_c_name(kind, name, f);
-    }
     check_name(kind, name)?;
     with_file_path_c(kind, name, |path| match path {
         Some(path) => f(path),
-        // Not met where segments open by path (each has its file there);
-        // the C name is what shm_open would take.
         None => with_c_name(kind, name, f),
     })
 }
