@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use crate::error::{Error, ObjectKind, Result};
 use crate::existence::Existence;
 use crate::ownership::Owner;
-use crate::paths::{self, FileType};
+use crate::paths;
 use crate::sys;
 
 mod mapping;
@@ -191,10 +191,7 @@ impl SharedMemory {
     fn stat(&self) -> Result<sys::FileStat> {
         let stat = sys::fstat(self.fd.as_fd()).map_err(|e| self.os("fstat", e))?;
         if self.owner.get().is_none() {
-            let file_type = FileType::from_mode(stat.mode);
-            if file_type != FileType::Regular {
-                return Err(options::not_regular(&self.name, file_type));
-            }
+            options::check_regular(&self.name, &stat)?;
             let _ = self.owner.set(Owner::of_stat(&stat));
         }
         Ok(stat)

@@ -231,12 +231,9 @@ impl SharedMemoryOptions {
             return Ok((fd, None));
         }
         let stat = sys::fstat(fd.as_fd()).map_err(|e| Error::from_os("fstat", KIND, name, e))?;
-        let file_type = FileType::from_mode(stat.mode);
-        if file_type != FileType::Regular {
-            // Only a read-only open gets this far with a directory; a FIFO,
-            // socket or device gets here either way.
-            return Err(not_regular(name, file_type));
-        }
+        // Only a read-only open gets this far with a directory; a FIFO,
+        // socket or device gets here either way.
+        check_regular(name, &stat)?;
         let owner = Owner::of_stat(&stat);
         trust.check(KIND, name, owner)?;
         // Root owns /dev/shm, so the kernel lets O_CREAT reach root's
@@ -350,7 +347,15 @@ fn open_error(name: &str, e: io::Error) -> Error {
     )
 }
 
-pub(super) fn not_regular(name: &str, file_type: FileType) -> Error {
+/// `Corrupt` unless `stat` (of the segment `name`) is a regular file's.
+pub(super) fn check_regular(name: &str, stat: &sys::FileStat) -> Result<()> {
+    match FileType::from_mode(stat.mode) {
+        FileType::Regular => Ok(()),
+        other => Err(not_regular(name, other)),
+    }
+}
+
+fn not_regular(name: &str, file_type: FileType) -> Error {
     Error::Corrupt {
         kind: KIND,
         name: name.to_owned(),
