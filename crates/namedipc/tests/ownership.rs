@@ -12,9 +12,8 @@ mod common;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::Command;
 
-use common::{segment_file, semaphore_file, Name, Queues, Segments, Semaphores};
+use common::{run_test_alone, segment_file, semaphore_file, Name, Queues, Segments, Semaphores};
 use namedipc::ownership::{self, current_uid};
 use namedipc::{Error, Existence, MessageQueue, ObjectKind, Owner, Semaphore, SharedMemory, Trust};
 
@@ -198,17 +197,7 @@ fn modes_are_exact_under_a_umask() {
         .chain(mqs.iter().map(|n| n.as_str().to_owned()))
         .collect::<Vec<_>>()
         .join(" ");
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "umask_child",
-            "--nocapture",
-            "--test-threads=1",
-            "-q",
-        ])
-        .env(UMASK_CHILD, spec)
-        .output()
-        .unwrap();
+    let out = run_test_alone("umask_child", UMASK_CHILD, &spec);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

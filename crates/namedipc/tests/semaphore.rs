@@ -5,14 +5,12 @@
 //! test ends, pass or fail.
 
 use std::fs;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use namedipc::semaphore::{unlink, VALUE_MAX};
 use namedipc::{Error, Existence, Semaphore, SemaphoreOptions};
 
 mod common;
-use common::{semaphore_file, WAIT};
+use common::{run_test_alone, semaphore_file};
 
 type Name = common::Name<common::Semaphores>;
 
@@ -497,29 +495,7 @@ fn a_reopen_uses_the_mapping_a_dropped_handle_left_and_shares_the_count() {
     // afresh, by design: it never waits) or push this one out. So the check
     // runs alone, in a child process of this test binary.
     let name = Name::new("kept");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "kept_mapping_child",
-            "--nocapture",
-            "--test-threads=1",
-            "-q",
-        ])
-        .env(KEPT_CHILD, name.as_str())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + WAIT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the child checking kept mappings did not end within {WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = run_test_alone("kept_mapping_child", KEPT_CHILD, name.as_str());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("kept mapping: reused, count shared"),

@@ -12,6 +12,7 @@ use std::fs;
 use std::io::Read;
 use std::marker::PhantomData;
 use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Once};
 use std::thread;
@@ -19,6 +20,34 @@ use std::time::Duration;
 
 /// Upper bound for every wait that only a bug could make long.
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Runs this test binary's test `test` alone, in a child process of its
+/// own with the variable `env` set to `value` (such a test does its work
+/// only when its variable is set), and returns what it printed. Panics,
+/// after killing it, if it has not ended within [`WAIT`].
+pub fn run_test_alone(test: &str, env: &str, value: &str) -> Output {
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1", "-q"])
+        .env(env, value)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    // Its pipes are read while it runs, so that no amount of output stalls it.
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    if let Ok(out) = rx.recv_timeout(WAIT) {
+        return out.unwrap();
+    }
+    // Still this test's child: the reading thread has not reaped it.
+    let _ = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+    panic!("the child test {test} did not end within {WAIT:?}");
+}
 
 /// Runs `open` in `threads` threads released together by a barrier, and
 /// returns how many of them said they created the object. `open` opens (or
