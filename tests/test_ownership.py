@@ -126,9 +126,9 @@ def test_the_posix_ipc_segment_and_queue_read_their_owner_when_first_asked(
         MessageQueue(name, namedipc.O_CREX, mode=0o600).close()
     try:
         handle = cls(name)
-        namedipc_chmod(handle, 0o640)
+        chmod_through_descriptor(handle, 0o640)
         assert (handle.uid, handle.file_mode) == (os.geteuid(), 0o640)  # read now, not at open
-        namedipc_chmod(handle, 0o604)
+        chmod_through_descriptor(handle, 0o604)
         assert handle.file_mode == 0o640  # kept
         handle.close()
         assert (handle.uid, handle.gid, handle.file_mode) == (os.geteuid(), os.getegid(), 0o640)
@@ -151,7 +151,7 @@ def test_the_posix_ipc_segment_and_queue_read_their_owner_when_first_asked(
             namedipc.unlink_message_queue(name)
 
 
-def namedipc_chmod(handle: SharedMemory | MessageQueue, mode: int) -> None:
+def chmod_through_descriptor(handle: SharedMemory | MessageQueue, mode: int) -> None:
     """Changes the mode of the object open at `handle`, through its descriptor."""
     fd = handle.fd if isinstance(handle, SharedMemory) else handle.mqd
     os.fchmod(fd, mode)
