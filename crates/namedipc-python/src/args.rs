@@ -49,12 +49,8 @@ pub(crate) fn name_str<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PySt
             type_name(obj)
         )));
     };
-    let text = name.to_str()?;
-    if memchr::memchr(0, text.as_bytes()).is_some() {
-        return Err(PyValueError::new_err(format!(
-            "name must not contain NUL characters: {text:?}"
-        )));
-    }
+    // No scan for NUL here: the core checks every name it is given, and
+    // errors::to_py_err words its refusal of one with a NUL as `name` does.
     Ok(name)
 }
 

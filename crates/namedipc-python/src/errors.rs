@@ -230,6 +230,12 @@ pub(crate) fn to_py_err(err: Error) -> PyErr {
             Error::Unavailable { .. } => Class::Unavailable,
             // A release without a slot held, as threading.BoundedSemaphore's.
             Error::NotHeld { .. } => return PyValueError::new_err(message),
+            // As args::name words it, for the names the core alone checks.
+            Error::InvalidName { name, .. } if name.contains('\0') => {
+                return PyValueError::new_err(format!(
+                    "name must not contain NUL characters: {name:?}"
+                ));
+            }
             Error::InvalidName { .. } | Error::InvalidArgument(_) => {
                 return PyValueError::new_err(message);
             }
