@@ -197,38 +197,35 @@ pub(crate) fn file_path_c(kind: ObjectKind, name: &str) -> Option<CString> {
     file_path(kind, name).and_then(|path| CString::new(path).ok())
 }
 
-/// Room for [`SHM_DIR`], its slash, and a file name of at most NAME_MAX
-/// bytes (a checked name's prefix and body together never exceed it), and
-/// the NUL.
-const FILE_PATH_CAPACITY: usize = SHM_DIR.len() + 1 + NAME_MAX + 1;
+// The longest file path (the directory, its slash, and a file name of at
+// most NAME_MAX bytes) fits where `with_file_path_c` builds it.
+const _: () = assert!(SHM_DIR.len() + 1 + NAME_MAX < sys::c_str::CAPACITY);
 
-/// Runs `f` with [`file_path`] as a C string made on the stack (`None`
-/// where the kind has no file on this platform), as [`with_c_name`] does
-/// for the name: every semaphore open needs both. `name` must have passed
-/// [`check_name`].
+/// What precedes the body in [`file_path`], as one C string: [`SHM_DIR`],
+/// its slash and [`file_prefix`] (one copy for the paths built on the stack).
+fn file_head_c(kind: ObjectKind) -> Option<&'static CStr> {
+    Some(match file_prefix(kind)? {
+        SEMAPHORE_FILE_PREFIX => c"/dev/shm/sem.",
+        ROBUST_FILE_PREFIX => c"/dev/shm/namedipc-robust.",
+        _ => c"/dev/shm/",
+    })
+}
+
+/// Checks `name` and runs `f` with [`file_path`] as a C string made on the
+/// stack (`None` where the kind has no file on this platform), as
+/// [`with_c_name`] does for the name: every semaphore open needs both.
 pub(crate) fn with_file_path_c<R>(
     kind: ObjectKind,
     name: &str,
     f: impl FnOnce(Option<&CStr>) -> Result<R>,
 ) -> Result<R> {
-    let Some(prefix) = file_prefix(kind) else {
+    let body = checked_body(kind, name)?;
+    let Some(head) = file_head_c(kind) else {
         return f(None);
     };
-    let body = body(name).as_bytes();
-    let mut buf = [0u8; FILE_PATH_CAPACITY];
-    let parts = [SHM_DIR.as_bytes(), b"/", prefix.as_bytes(), body];
-    let len: usize = parts.iter().map(|part| part.len()).sum();
-    // Always room: check_name keeps prefix and body within NAME_MAX bytes.
-    if len >= buf.len() {
-        return Err(invalid_name(kind, name));
-    }
-    let mut at = 0;
-    for part in parts {
-        buf[at..at + part.len()].copy_from_slice(part);
-        at += part.len();
-    }
-    let path = CStr::from_bytes_with_nul(&buf[..=len]).map_err(|_| invalid_name(kind, name))?;
-    f(Some(path))
+    // Always room: the name rules keep prefix and body within NAME_MAX bytes.
+    sys::c_str::with_joined(head, body, |path| f(Some(path)))
+        .unwrap_or_else(|| Err(invalid_name(kind, name)))
 }
 
 /// A fresh temporary path for a new semaphore's file, in [`SHM_DIR`] with
@@ -272,9 +269,6 @@ pub(crate) fn to_c_name(kind: ObjectKind, name: &str) -> Result<CString> {
     CString::new(name).map_err(|_| invalid_name(kind, name))
 }
 
-/// Room for a slash, the longest body any kind allows and the NUL.
-const C_NAME_CAPACITY: usize = NAME_MAX + 2;
-
 /// Checks `name` and runs `f` with it as a C string with exactly one
 /// leading slash (the form mq_open wants; shm_open skips leading slashes, so
 /// it opens the same segment), made on the stack: every open makes one, and
@@ -285,19 +279,9 @@ pub(crate) fn with_c_name<R>(
     name: &str,
     f: impl FnOnce(&CStr) -> Result<R>,
 ) -> Result<R> {
-    check_name(kind, name)?;
-    let body = body(name).as_bytes();
-    let mut buf = [0u8; C_NAME_CAPACITY];
-    // Always there: check_name keeps every body within NAME_MAX bytes.
-    let Some(room) = buf.get_mut(1..=body.len()) else {
-        return Err(invalid_name(kind, name));
-    };
-    room.copy_from_slice(body);
-    buf[0] = b'/';
-    // The byte after the body is still 0, and the body holds no NUL.
-    let c_name =
-        CStr::from_bytes_with_nul(&buf[..body.len() + 2]).map_err(|_| invalid_name(kind, name))?;
-    f(c_name)
+    let body = checked_body(kind, name)?;
+    // Always room: the name rules keep every body within NAME_MAX bytes.
+    sys::c_str::with_joined(c"/", body, f).unwrap_or_else(|| Err(invalid_name(kind, name)))
 }
 
 /// Checks the segment name `name` and runs `f` with what `sys::shm` opens
@@ -306,27 +290,27 @@ pub(crate) fn with_c_name<R>(
 /// `shm_open` opens that very path, and building it here spares glibc's
 /// copy of the name), else its C name.
 pub(crate) fn with_segment_c_name<R>(name: &str, f: impl FnOnce(&CStr) -> Result<R>) -> Result<R> {
-    let kind = ObjectKind::SharedMemory;
-    check_name(kind, name)?;
-    with_file_path_c(kind, name, |path| match path {
+    with_file_path_c(ObjectKind::SharedMemory, name, |path| match path {
         Some(path) => f(path),
-        None => with_c_name(kind, name, f),
+        None => with_c_name(ObjectKind::SharedMemory, name, f),
     })
 }
 
 /// Checks `name` as [`to_c_name`] does, without making the C string.
 pub(crate) fn check_name(kind: ObjectKind, name: &str) -> Result<()> {
+    checked_body(kind, name).map(|_| ())
+}
+
+/// `name`'s body, checked: 1 to the kind's maximum of bytes, none of them
+/// `/` or NUL. What precedes the body is slashes only, so the body is all
+/// that can hold a NUL; one pass looks for both bytes, and the C strings
+/// built from its result need no second one.
+fn checked_body(kind: ObjectKind, name: &str) -> Result<sys::c_str::NulFree<'_>> {
     let body = body(name);
-    // What precedes the body is slashes only, so the body is all that can
-    // hold a NUL; one pass looks for both bytes (memchr2 takes 16 or 32 at
-    // a time, where a byte loop took about 5 instructions a byte).
-    if body.is_empty()
-        || body.len() > name_max(kind)
-        || memchr::memchr2(b'/', b'\0', body.as_bytes()).is_some()
-    {
+    if body.is_empty() || body.len() > name_max(kind) {
         return Err(invalid_name(kind, name));
     }
-    Ok(())
+    sys::c_str::NulFree::check(body.as_bytes(), b'/').ok_or_else(|| invalid_name(kind, name))
 }
 
 fn name_max(kind: ObjectKind) -> usize {

@@ -3,6 +3,7 @@
 //! `io::Result`, leaving the meaning of an errno to the caller.
 #![allow(unsafe_code)]
 
+pub(crate) mod c_str;
 pub(crate) mod mq;
 pub(crate) mod pidfd;
 #[cfg(feature = "cli")]

@@ -1,0 +1,93 @@
+//! C strings built on the stack from checked parts, for the names and paths
+//! every open passes to the OS: the buffer is not zeroed first and the
+//! result is not scanned again for a NUL, since the one scan that checks a
+//! name (`paths::check_name`) has already proved there is none.
+
+use std::ffi::CStr;
+use std::mem::MaybeUninit;
+use std::ptr;
+
+/// Room for the longest C string built here, with its NUL: a directory's
+/// path of up to 16 bytes and a file name of up to NAME_MAX (255) bytes
+/// (`paths` checks at compile time that its longest path fits).
+pub(crate) const CAPACITY: usize = 16 + 255 + 1;
+
+/// Bytes with no NUL among them, nor the one other byte their check
+/// refused: made only by [`NulFree::check`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NulFree<'a>(&'a [u8]);
+
+impl<'a> NulFree<'a> {
+    /// `bytes`, if they hold neither a NUL nor `also`: one pass for both
+    /// (memchr2 takes 16 or 32 bytes at a time).
+    pub(crate) fn check(bytes: &'a [u8], also: u8) -> Option<Self> {
+        memchr::memchr2(0, also, bytes)
+            .is_none()
+            .then_some(Self(bytes))
+    }
+}
+
+/// Runs `f` with `head` and then `body` joined into one C string on the
+/// stack; `None` if they do not fit in [`CAPACITY`] bytes with their NUL.
+pub(crate) fn with_joined<R>(
+    head: &CStr,
+    body: NulFree<'_>,
+    f: impl FnOnce(&CStr) -> R,
+) -> Option<R> {
+    let (head, body) = (head.to_bytes(), body.0);
+    let len = head.len() + body.len();
+    // Leaves at least one byte for the NUL.
+    if len >= CAPACITY {
+        return None;
+    }
+    let mut buf = MaybeUninit::<[u8; CAPACITY]>::uninit();
+    let start = buf.as_mut_ptr().cast::<u8>();
+    // SAFETY: `head.len() + body.len() < CAPACITY`, so both copies and the
+    // NUL stay within `buf`, which is this function's own and overlaps
+    // neither part.
+    unsafe {
+        ptr::copy_nonoverlapping(head.as_ptr(), start, head.len());
+        ptr::copy_nonoverlapping(body.as_ptr(), start.add(head.len()), body.len());
+        start.add(len).write(0);
+    }
+    // SAFETY: the copies and the write above initialised bytes 0..=len of
+    // `buf`, which outlives the borrow (`f` runs before it ends).
+    let bytes = unsafe { std::slice::from_raw_parts(start, len + 1) };
+    // SAFETY: the last byte is the NUL written above, and there is no other:
+    // `head` is a C string (no NUL before its end, which `to_bytes` leaves
+    // out) and `body` is `NulFree`.
+    let c_str = unsafe { CStr::from_bytes_with_nul_unchecked(bytes) };
+    Some(f(c_str))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_the_parts_and_refuses_what_does_not_fit() {
+        let body = NulFree::check(b"jobs", b'/').unwrap();
+        let joined = with_joined(c"/run/x/sem.", body, CStr::to_owned).unwrap();
+        assert_eq!(joined.to_bytes(), b"/run/x/sem.jobs");
+        assert_eq!(
+            with_joined(c"", body, CStr::to_owned).unwrap().to_bytes(),
+            b"jobs"
+        );
+        let fits = vec![b'x'; CAPACITY - 1];
+        let fits = NulFree::check(&fits, b'/').unwrap();
+        assert_eq!(
+            with_joined(c"", fits, |c| c.to_bytes().len()),
+            Some(CAPACITY - 1)
+        );
+        let too_long = vec![b'x'; CAPACITY];
+        assert!(with_joined(c"", NulFree::check(&too_long, b'/').unwrap(), |_| ()).is_none());
+        assert!(with_joined(c"/", fits, |_| ()).is_none());
+    }
+
+    #[test]
+    fn a_nul_or_the_other_byte_is_refused() {
+        assert!(NulFree::check(b"a\0b", b'/').is_none());
+        assert!(NulFree::check(b"a/b", b'/').is_none());
+        assert!(NulFree::check(b"", b'/').is_some());
+    }
+}
