@@ -145,21 +145,26 @@ impl PyMessageQueue {
             .read(read)
             .write(write)
             .blocking(flags & i64::from(O_NONBLOCK) == 0);
-        let (queue, given) = match args::target(name, flags, KIND)? {
-            Target::Random => (options.create_random(RANDOM_PREFIX), None),
-            Target::Named(name, existence) => (
-                options.existence(existence).open(args::text(&name)?),
-                Some(name),
-            ),
-        };
-        let queue = queue.map_err(to_py_err)?;
         // The queue shows its name with exactly one leading slash: the name
         // given is kept, not copied, when it already has that form.
-        let name = match given {
-            Some(given) if given.to_str()? == queue.name() => given,
-            _ => PyString::new(py, queue.name()),
-        }
-        .unbind();
+        let (queue, name) = match args::target(name, flags, KIND)? {
+            Target::Random => {
+                let queue = options.create_random(RANDOM_PREFIX).map_err(to_py_err)?;
+                let name = PyString::new(py, queue.name());
+                (queue, name)
+            }
+            Target::Named(given, existence) => {
+                let text = args::text(&given)?;
+                let queue = options.existence(existence).open(text).map_err(to_py_err)?;
+                let name = if text == queue.name() {
+                    given
+                } else {
+                    PyString::new(py, queue.name())
+                };
+                (queue, name)
+            }
+        };
+        let name = name.unbind();
         let opened = Opened {
             name,
             mode,
