@@ -29,7 +29,10 @@ import tempfile
 # `Mq` are the library's classes (locals, as in bench.py: a module attribute
 # lookup would add the same 300 instructions to both), `name` an existing
 # object's name (a segment, a queue and a semaphore by that name exist),
-# `sem` an open semaphore of value 1.
+# `sem` an open semaphore of value 1; for the create rows, `fresh` a name
+# nothing has, `O_CREX` the library's, and `shm_close` the method that
+# closes a segment's handle (as bench.py's rows 5 and 9: namedipc's
+# close(), posix_ipc's close_fd(), looked up once).
 ROWS = {
     "sem-open": ("row 6a: Semaphore(existing name) + close()", "t = Sem(name); t.close()"),
     "shm-open": (
@@ -37,6 +40,14 @@ ROWS = {
         "t = Shm(name); t.close_fd()",
     ),
     "mq-open": ("row 10: MessageQueue(existing name) + close()", "t = Mq(name); t.close()"),
+    "shm-create": (
+        "row 5: SharedMemory(O_CREX, 4096) + close + unlink()",
+        "t = Shm(fresh, O_CREX, 0o600, 4096); shm_close(t); t.unlink()",
+    ),
+    "mq-create": (
+        "row 9: MessageQueue(O_CREX, 10, 8192) + close + unlink",
+        "t = Mq(fresh, O_CREX, 0o600, 10, 8192); t.close(); t.unlink()",
+    ),
     "acquire": ("row 1: acquire() + release(), uncontended", "sem.acquire(); sem.release()"),
 }
 
@@ -53,7 +64,7 @@ if len(sys.argv) > 3:
     Shm = floor.SharedMemory
 name = "/namedipc-bench-%d-instr" % os.getpid()
 made = []
-def loop(Sem, Shm, Mq, name, sem, n):
+def loop(Sem, Shm, Mq, name, sem, fresh, O_CREX, shm_close, n):
     for _ in range(n):
         {body}
 try:
@@ -63,7 +74,18 @@ try:
     made.append(lambda: m.unlink_shared_memory(name))
     mq = m.MessageQueue(name, m.O_CREX)
     made.append(lambda: (mq.unlink(), mq.close()))
-    loop(m.Semaphore, Shm, m.MessageQueue, name, sem, n)
+    # namedipc's close() (the PyO3 floor's class has close_fd() alone).
+    shm_close = getattr(Shm, "close", Shm.close_fd) if m.__name__ == "namedipc" else Shm.close_fd
+    fresh = name + "-new"
+    def remove_fresh():
+        # What a create row that failed halfway may have left.
+        for unlink in (m.unlink_shared_memory, m.unlink_message_queue):
+            try:
+                unlink(fresh)
+            except m.ExistentialError:
+                pass
+    made.append(remove_fresh)
+    loop(m.Semaphore, Shm, m.MessageQueue, name, sem, fresh, m.O_CREX, shm_close, n)
 finally:
     for remove in reversed(made):
         remove()
