@@ -1,9 +1,12 @@
 """Row 6 (an existing segment opened and closed) for posix_ipc, for the
 least a PyO3 class can do the same with (this directory's crate: posix_ipc's
 calls to the kernel and nothing else, through the same kind of PyO3 slots
-as namedipc's class), for that class with the one fstat namedipc's open
-adds, and for namedipc, side by side in interleaved rounds: what of
-namedipc's gap is PyO3's, what the fstat's, and what namedipc's own work.
+as namedipc's class), for that class with the one fstat an open that reads
+the owner adds, for it with the least a trustworthy handle must check and
+keep (the feature `handle`: argument types, the name's rule, the name kept,
+a second `__init__` refused), and for namedipc, side by side in
+interleaved rounds: what of namedipc's gap is PyO3's, what a handle's
+duties', and what namedipc's own work.
 
     .venv/bin/python bench/pyo3_floor/compare.py [--rounds N] [--loops N]
 
@@ -33,6 +36,8 @@ TARGET = OUT / "pyo3_floor-target"
 MODULE = OUT / "pyo3_floor.abi3.so"
 # The same class built with the feature `fstat`: plus namedipc's one fstat.
 MODULE_FSTAT = OUT / "pyo3_floor_fstat.abi3.so"
+# Built with the feature `handle`: plus what a handle must check and keep.
+MODULE_HANDLE = OUT / "pyo3_floor_handle.abi3.so"
 
 
 def build(module: Path = MODULE, features: tuple[str, ...] = ()) -> Path:
@@ -84,6 +89,13 @@ def floor_fstat_loop(cls: Any, name: str, n: int) -> int:
     return time.perf_counter_ns() - start
 
 
+def floor_handle_loop(cls: Any, name: str, n: int) -> int:
+    start = time.perf_counter_ns()
+    for _ in range(n):
+        cls(name).close_fd()
+    return time.perf_counter_ns() - start
+
+
 def namedipc_loop(cls: Any, name: str, n: int) -> int:
     start = time.perf_counter_ns()
     for _ in range(n):
@@ -103,12 +115,14 @@ def main() -> int:
 
     floor = load(build())
     floor_fstat = load(build(MODULE_FSTAT, ("fstat",)))
+    floor_handle = load(build(MODULE_HANDLE, ("handle",)))
     name = f"/namedipc-bench-pyo3floor-{os.getpid()}"
     segment = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, 0o600, 4096)
     subjects: list[tuple[str, Callable[[], int]]] = [
         ("posix_ipc", lambda: posix_ipc_loop(posix_ipc.SharedMemory, name, args.loops)),
         ("PyO3 floor", lambda: floor_loop(floor.SharedMemory, name, args.loops)),
         ("floor+fstat", lambda: floor_fstat_loop(floor_fstat.SharedMemory, name, args.loops)),
+        ("floor+handle", lambda: floor_handle_loop(floor_handle.SharedMemory, name, args.loops)),
         ("namedipc", lambda: namedipc_loop(namedipc.SharedMemory, name, args.loops)),
     ]
     samples: dict[str, list[float]] = {label: [] for label, _ in subjects}
@@ -126,7 +140,7 @@ def main() -> int:
     print(f"SharedMemory(name) + close, {args.rounds} rounds of {args.loops:,}; ratio = median of per-round ratios")
     for label, values in samples.items():
         ratio = statistics.median(v / b for v, b in zip(values, base, strict=True))
-        print(f"  {label:<11} {statistics.median(values):7,.0f} ns   {ratio:.2f}x posix_ipc")
+        print(f"  {label:<12} {statistics.median(values):7,.0f} ns   {ratio:.2f}x posix_ipc")
     return 0
 
 

@@ -10,6 +10,13 @@
 //! the descriptor that namedipc's open makes where it reads the owner: the
 //! least a PyO3 class can do for that open. A feature rather than a second
 //! class, so that each build's one class is compiled (and inlined) alike.
+//!
+//! Built with the feature `handle`, the class does instead the least a
+//! handle that a careful user can trust must do: it checks its arguments'
+//! types and the name (1 to 255 bytes after the leading slashes, no `/` or
+//! NUL among them), keeps the name (the caller's str), and refuses a second
+//! `__init__`, all under the one mutex a handle shared between threads
+//! needs anyway (no set-once cell of its own).
 
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
@@ -22,7 +29,18 @@ use pyo3::types::{PyDict, PyString, PyTuple};
 
 #[pyclass(frozen, subclass, weakref)]
 struct SharedMemory {
+    #[cfg(not(feature = "handle"))]
     file: Mutex<Option<File>>,
+    #[cfg(feature = "handle")]
+    state: Mutex<Option<Opened>>,
+}
+
+/// What the `handle` build's `__init__` opened and keeps.
+#[cfg(feature = "handle")]
+struct Opened {
+    file: Option<File>,
+    #[allow(dead_code)] // kept, as a handle's name is; never read here
+    name: Py<PyString>,
 }
 
 #[pymethods]
@@ -31,7 +49,10 @@ impl SharedMemory {
     #[pyo3(signature = (*_args, **_kwargs))]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
         Self {
+            #[cfg(not(feature = "handle"))]
             file: Mutex::new(None),
+            #[cfg(feature = "handle")]
+            state: Mutex::new(None),
         }
     }
 
@@ -44,8 +65,33 @@ impl SharedMemory {
         size: Option<&Bound<'_, PyAny>>,
         read_only: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
+        #[cfg(feature = "handle")]
+        for arg in [flags, mode, size, read_only].into_iter().flatten() {
+            if !arg.is_instance_of::<pyo3::types::PyInt>() {
+                return Err(pyo3::exceptions::PyTypeError::new_err(
+                    "flags, mode, size and read_only are ints",
+                ));
+            }
+        }
+        #[cfg(not(feature = "handle"))]
         let _ = (flags, mode, size, read_only);
+        #[cfg(feature = "handle")]
+        let given = name;
         let name = name.to_str()?.trim_start_matches('/').as_bytes();
+        #[cfg(feature = "handle")]
+        if name.is_empty() || name.len() > 255 || memchr::memchr2(b'/', 0, name).is_some() {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "a name is '/' and 1 to 255 bytes, no '/' or NUL",
+            ));
+        }
+        #[cfg(feature = "handle")]
+        let mut state = self.state.lock().unwrap();
+        #[cfg(feature = "handle")]
+        if state.is_some() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "__init__ ran already",
+            ));
+        }
         // The path on the stack, as glibc builds it: no allocation.
         let mut path = [0u8; 9 + 255];
         let len = 9 + name.len();
@@ -61,12 +107,27 @@ impl SharedMemory {
             .open(OsStr::from_bytes(&path[..len]))?;
         #[cfg(feature = "fstat")]
         fstat(&file)?;
-        *self.file.lock().unwrap() = Some(file);
+        #[cfg(not(feature = "handle"))]
+        {
+            *self.file.lock().unwrap() = Some(file);
+        }
+        #[cfg(feature = "handle")]
+        {
+            *state = Some(Opened {
+                file: Some(file),
+                name: given.clone().unbind(),
+            });
+        }
         Ok(())
     }
 
     fn close_fd(&self) {
+        #[cfg(not(feature = "handle"))]
         self.file.lock().unwrap().take();
+        #[cfg(feature = "handle")]
+        if let Some(opened) = self.state.lock().unwrap().as_mut() {
+            opened.file.take();
+        }
     }
 }
 
