@@ -12,7 +12,8 @@ one process running the row's loop N times less one running it 0 times,
 divided by N: the interpreter's start, the import and the set-up cancel out,
 and the loop's own bytecode stays in (the same for both libraries). ROW is
 one of the names below (default: all); about 10 s a row. Row 6 also counts
-bench/pyo3_floor's class, once `bench/pyo3_floor/compare.py` has built it.
+bench/pyo3_floor's class, plain and built with its feature `handle`, once
+`bench/pyo3_floor/compare.py` has built them.
 """
 
 from __future__ import annotations
@@ -95,6 +96,9 @@ finally:
 # do for them), when compare.py has built it.
 FLOOR_ROWS = {"shm-open"}
 FLOOR_MODULE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out", "pyo3_floor.abi3.so")
+# The floor built with its feature `handle`: plus what a trustworthy handle
+# must check and keep (bench/pyo3_floor/src/lib.rs).
+HANDLE_MODULE = os.path.join(os.path.dirname(FLOOR_MODULE), "pyo3_floor_handle.abi3.so")
 
 REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
@@ -149,17 +153,22 @@ def main() -> None:
         sys.exit("instructions.py: valgrind is needed (apt-get install valgrind)")
     print(f"instructions per operation (callgrind, {loops} loops less 0, the loop included)")
     floor = FLOOR_MODULE if os.path.exists(FLOOR_MODULE) else None
-    print(f"{'row':50} {'namedipc':>9} {'posix_ipc':>9} {'ratio':>6} {'PyO3 floor':>10}")
+    handle = HANDLE_MODULE if os.path.exists(HANDLE_MODULE) else None
+    print(f"{'row':50} {'namedipc':>9} {'posix_ipc':>9} {'ratio':>6} {'PyO3 floor':>10} {'floor+handle':>12}")
     with tempfile.TemporaryDirectory(prefix="namedipc-instr-") as out_dir:
         for key in args.rows or ROWS:
             label, body = ROWS[key]
             ours, theirs = (per_op(valgrind, module, body, loops, out_dir) for module in ("namedipc", "posix_ipc"))
             floor_text = ""
-            if floor and key in FLOOR_ROWS:
-                floor_text = f"{per_op(valgrind, 'namedipc', body, loops, out_dir, floor):10.0f}"
+            if key in FLOOR_ROWS:
+                for module, width in ((floor, 10), (handle, 12)):
+                    if module:
+                        floor_text += f"{per_op(valgrind, 'namedipc', body, loops, out_dir, module):{width}.0f} "
+                    else:
+                        floor_text += " " * width + " "
             print(f"{label:50} {ours:9.0f} {theirs:9.0f} {ours / theirs:5.2f}x {floor_text}")
-    if floor is None:
-        print("(the PyO3 floor column needs bench/out/pyo3_floor.abi3.so: run bench/pyo3_floor/compare.py once)")
+    if floor is None or handle is None:
+        print("(the PyO3 floor columns need bench/out/pyo3_floor*.abi3.so: run bench/pyo3_floor/compare.py once)")
 
 
 if __name__ == "__main__":
