@@ -10,6 +10,8 @@ use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyString};
 
+use crate::errors;
+
 /// An object's name: a str, or bytes that are UTF-8.
 pub(crate) fn name(obj: &Bound<'_, PyAny>) -> PyResult<String> {
     let name = if let Ok(s) = obj.cast::<PyString>() {
@@ -24,9 +26,7 @@ pub(crate) fn name(obj: &Bound<'_, PyAny>) -> PyResult<String> {
         )));
     };
     if memchr::memchr(0, name.as_bytes()).is_some() {
-        return Err(PyValueError::new_err(format!(
-            "name must not contain NUL characters: {name:?}"
-        )));
+        return Err(errors::nul_in_name(&name));
     }
     Ok(name)
 }
@@ -50,7 +50,8 @@ pub(crate) fn name_str<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PySt
         )));
     };
     // No scan for NUL here: the core checks every name it is given, and
-    // errors::to_py_err words its refusal of one with a NUL as `name` does.
+    // errors::to_py_err words its refusal of one with a NUL as `name` does
+    // (errors::nul_in_name).
     Ok(name)
 }
 

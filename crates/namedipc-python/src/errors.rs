@@ -230,12 +230,8 @@ pub(crate) fn to_py_err(err: Error) -> PyErr {
             Error::Unavailable { .. } => Class::Unavailable,
             // A release without a slot held, as threading.BoundedSemaphore's.
             Error::NotHeld { .. } => return PyValueError::new_err(message),
-            // As args::name words it, for the names the core alone checks.
-            Error::InvalidName { name, .. } if name.contains('\0') => {
-                return PyValueError::new_err(format!(
-                    "name must not contain NUL characters: {name:?}"
-                ));
-            }
+            // Worded as args::name words it, for the names the core alone checks.
+            Error::InvalidName { name, .. } if name.contains('\0') => return nul_in_name(name),
             Error::InvalidName { .. } | Error::InvalidArgument(_) => {
                 return PyValueError::new_err(message);
             }
@@ -245,6 +241,12 @@ pub(crate) fn to_py_err(err: Error) -> PyErr {
         };
         new_error(py, class, &message, errno)
     })
+}
+
+/// The error for a name with a NUL in it, whether the binding or the core
+/// found it.
+pub(crate) fn nul_in_name(name: &str) -> PyErr {
+    PyValueError::new_err(format!("name must not contain NUL characters: {name:?}"))
 }
 
 /// The error for any use of a handle after `close()`: the core's message.
