@@ -1,7 +1,8 @@
 //! C strings built on the stack from checked parts, for the names and paths
 //! every open passes to the OS: the buffer is not zeroed first and the
 //! result is not scanned again for a NUL, since the one scan that checks a
-//! name (`paths::check_name`) has already proved there is none.
+//! name (`paths::checked_body`, through [`NulFree::check`]) has already
+//! proved there is none.
 
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
