@@ -75,8 +75,8 @@ try:
     made.append(lambda: m.unlink_shared_memory(name))
     mq = m.MessageQueue(name, m.O_CREX)
     made.append(lambda: (mq.unlink(), mq.close()))
-    # namedipc's close() (the PyO3 floor's class has close_fd() alone).
-    shm_close = getattr(Shm, "close", Shm.close_fd) if m.__name__ == "namedipc" else Shm.close_fd
+    # namedipc's close(); posix_ipc's class, and the PyO3 floor's, have close_fd() alone.
+    shm_close = getattr(Shm, "close", Shm.close_fd)
     fresh = name + "-new"
     def remove_fresh():
         # What a create row that failed halfway may have left.
