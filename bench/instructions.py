@@ -10,7 +10,8 @@ from the repository root, with a release build of namedipc in .venv (as
 `./dev.sh bench` leaves it), posix_ipc 1.3.2 and valgrind. Each figure is
 one process running the row's loop N times less one running it 0 times,
 divided by N: the interpreter's start, the import and the set-up cancel out,
-and the loop's own bytecode stays in (the same for both libraries). ROW is
+and the loop's own bytecode stays in (the same for both libraries). Every process
+runs with PYTHONHASHSEED=0, so that a count repeats exactly. ROW is
 one of the names below (default: all); about 10 s a row. Row 6 also counts
 bench/pyo3_floor's class, plain and built with its feature `handle`, once
 `bench/pyo3_floor/compare.py` has built them.
@@ -123,6 +124,10 @@ def count(valgrind: str, module: str, body: str, loops: int, out_dir: str, floor
         text=True,
         timeout=600,
         check=False,
+        # One hash seed for every process: with a random one, the same build
+        # counts up to about 100 instructions more or less from run to run
+        # (dict and set lookups take other paths), as much as a change measured.
+        env={**os.environ, "PYTHONHASHSEED": "0"},
     )
     found = REFS.search(done.stderr)
     if done.returncode != 0 or found is None:
