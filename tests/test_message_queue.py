@@ -701,6 +701,43 @@ def test_subclass_and_pickling(mq_names: Names, monkeypatch: pytest.MonkeyPatch)
         mq.__init__("again")  # type: ignore[misc]
 
 
+def test_racing_inits_open_one_queue_and_create_nothing_else(mq_names: Names) -> None:
+    # Eight threads call __init__ on one new object at once, each with its
+    # own O_CREX name: one opens, the others are refused before they create.
+    names = [mq_names(f"race{i}") for i in range(8)]
+    mq = MessageQueue.__new__(MessageQueue)
+    start = threading.Barrier(len(names), timeout=WAIT)
+    outcomes: list[str] = []
+
+    def init(name: str) -> None:
+        start.wait()
+        try:
+            mq.__init__(name, O_CREX, max_messages=2)  # type: ignore[misc]
+        except TypeError as e:
+            outcomes.append("refused" if "already initialised" in str(e) else repr(e))
+        else:
+            outcomes.append("opened")
+
+    threads = [threading.Thread(target=init, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    assert not any(thread.is_alive() for thread in threads)
+    assert sorted(outcomes) == ["opened"] + ["refused"] * (len(names) - 1)
+
+    def exists(name: str) -> bool:
+        try:
+            MessageQueue(name).close()
+        except namedipc.ExistentialError:
+            return False
+        return True
+
+    assert [name for name in names if exists(name)] == [mq.name]
+    assert mq.max_messages == 2 and mq.created
+    mq.close()
+
+
 # ---------------------------------------------------------------- C
 
 

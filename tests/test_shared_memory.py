@@ -565,6 +565,35 @@ def test_init_twice_is_refused_and_creates_nothing(shm_names: Names) -> None:
     assert not shm_path(second).exists() and shm.name == first
 
 
+def test_racing_inits_open_one_segment_and_create_nothing_else(shm_names: Names) -> None:
+    # Eight threads call __init__ on one new object at once, each with its
+    # own O_CREX name: one opens, the others are refused before they create.
+    names = [shm_names(f"race{i}") for i in range(8)]
+    shm = SharedMemory.__new__(SharedMemory)
+    start = threading.Barrier(len(names), timeout=WAIT)
+    outcomes: list[str] = []
+
+    def init(name: str) -> None:
+        start.wait()
+        try:
+            shm.__init__(name, O_CREX, size=16)  # type: ignore[misc]
+        except TypeError as e:
+            outcomes.append("refused" if "already initialised" in str(e) else repr(e))
+        else:
+            outcomes.append("opened")
+
+    threads = [threading.Thread(target=init, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    assert not any(thread.is_alive() for thread in threads)
+    assert sorted(outcomes) == ["opened"] + ["refused"] * (len(names) - 1)
+    assert [name for name in names if shm_path(name).exists()] == [shm.name]
+    assert shm.size == 16 and shm.created
+    shm.close()
+
+
 @pytest.mark.usefixtures("exported")
 def test_pickle_reopens_by_name_with_size_untouched(shm_name: str) -> None:
     shm = SharedMemory(shm_name, O_CREX, size=10)

@@ -3,7 +3,7 @@
 //! export count refuses to unmap while a view is alive), `close()` and `with`.
 
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use namedipc::flags::O_TRUNC;
 use namedipc::shm::SharedMemory;
@@ -15,27 +15,25 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyString, PyTuple,
 
 use crate::args::{self, Target, RANDOM_PREFIX};
 use crate::errors::{self, to_py_err};
-use crate::init::InitOnce;
 use crate::pickling::{self, qualified_name};
 
 const KIND: ObjectKind = ObjectKind::SharedMemory;
 
-/// What `__init__` settled, readable for the life of the object.
+/// What `__init__` opened, and what `close_fd()` and `close()` take away.
+/// The whole of it lives under the handle's one mutex: a second `__init__`
+/// is refused under that lock before it opens anything, and nothing else
+/// (no set-once cell beside it) is paid for on every open.
+#[allow(clippy::struct_excessive_bools)] // four independent facts of one handle
 struct Opened {
     /// The name as given: the caller's own str (kept, not copied), or the
     /// random name made for it.
     name: Py<PyString>,
     mode: u32,
-    /// The segment's owner and mode, read from the descriptor when first
-    /// asked (posix_ipc's open reads nothing) and kept for after `close()`.
-    owner: OnceLock<Owner>,
     read_only: bool,
     created: bool,
-}
-
-/// What `close_fd()` and `close()` take away.
-#[derive(Default)]
-struct State {
+    /// The segment's owner and mode, read from the descriptor when first
+    /// asked (posix_ipc's open reads nothing) and kept for after `close()`.
+    owner: Option<Owner>,
     /// The open segment; `None` after `close_fd()` or `close()`.
     shm: Option<SharedMemory>,
     /// The `mmap.mmap` behind `.buf`, made by the first `.buf` that found
@@ -48,12 +46,34 @@ struct State {
     exposed: bool,
 }
 
+impl Opened {
+    /// The name, as text.
+    fn name_text<'a>(&'a self, py: Python<'a>) -> PyResult<&'a str> {
+        self.name.bind(py).to_str()
+    }
+
+    /// The open segment; ExistentialError after `close()` or `close_fd()`
+    /// (`consequence` says what the latter leaves impossible).
+    fn segment(&self, py: Python<'_>, consequence: &str) -> PyResult<&SharedMemory> {
+        match &self.shm {
+            Some(shm) => Ok(shm),
+            None if self.closed => Err(errors::closed(KIND, self.name_text(py)?)),
+            None => Err(errors::fd_closed(
+                py,
+                KIND,
+                self.name_text(py)?,
+                consequence,
+            )),
+        }
+    }
+}
+
 /// A POSIX shared memory segment with posix_ipc 1.3's API, plus `buf` (a
 /// memoryview of the whole segment), `close()` and `with`.
 #[pyclass(module = "namedipc", name = "SharedMemory", frozen, subclass, weakref)]
 pub(crate) struct PySharedMemory {
-    opened: InitOnce<Opened>,
-    state: Mutex<State>,
+    /// `None` until `__init__` has run.
+    state: Mutex<Option<Opened>>,
 }
 
 impl PySharedMemory {
@@ -66,9 +86,15 @@ impl PySharedMemory {
         size: u64,
         read_only: bool,
     ) -> PyResult<()> {
-        // Checked before opening, so a second __init__ creates nothing.
-        self.opened.ensure_unset()?;
         args::require_creat_with_excl(flags, KIND)?;
+        // The given name's text is read before the lock is taken: no Python
+        // code, and nothing that could start the garbage collector (whose
+        // finalizers might call this very handle), runs under the lock.
+        let target = args::target(name, flags, KIND)?;
+        let text = match &target {
+            Target::Random => "",
+            Target::Named(name, _) => args::text(name)?,
+        };
         // posix_ipc's ways: any owner, and the umask narrows the mode.
         let mut options = SharedMemory::options()
             .trust(Trust::anyone())
@@ -80,54 +106,81 @@ impl PySharedMemory {
         if size > 0 {
             options = options.size(size);
         }
-        // The name given is the one the segment keeps, so the caller's str
-        // is kept in `Opened` rather than a copy made from the segment.
-        let (shm, name) = match args::target(name, flags, KIND)? {
-            Target::Random => {
-                let shm = options.create_random(RANDOM_PREFIX).map_err(to_py_err)?;
-                let name = PyString::new(py, shm.name());
-                (shm, name)
+        // Held while the segment is opened, so that of two racing __init__
+        // calls the second opens (or creates) nothing; its errors become
+        // Python's after it.
+        let failed = {
+            let mut state = self.lock(py);
+            if state.is_some() {
+                drop(state);
+                return Err(errors::already_initialised(KIND));
             }
-            Target::Named(name, existence) => {
-                let shm = options
-                    .existence(existence)
-                    .open(args::text(&name)?)
-                    .map_err(to_py_err)?;
-                (shm, name)
+            let opened = match &target {
+                // A str is no container: making one cannot start a collection.
+                Target::Random => options
+                    .create_random(RANDOM_PREFIX)
+                    .map(|shm| (PyString::new(py, shm.name()), shm)),
+                // The name given is the one the segment keeps, so the
+                // caller's str is kept rather than a copy made from it.
+                Target::Named(name, existence) => options
+                    .existence(*existence)
+                    .open(text)
+                    .map(|shm| (name.clone(), shm)),
+            };
+            match opened {
+                Ok((name, shm)) => {
+                    *state = Some(Opened {
+                        name: name.unbind(),
+                        mode,
+                        read_only,
+                        created: shm.created(),
+                        owner: None,
+                        shm: Some(shm),
+                        mapping: None,
+                        closed: false,
+                        exposed: false,
+                    });
+                    return Ok(());
+                }
+                Err(e) => e,
             }
         };
-        let name = name.unbind();
-        self.opened.set(Opened {
-            name,
-            mode,
-            owner: OnceLock::new(),
-            read_only,
-            created: shm.created(),
-        })?;
-        self.lock(py).shm = Some(shm);
-        Ok(())
+        Err(to_py_err(failed))
     }
 
-    fn opened(&self) -> PyResult<&Opened> {
-        self.opened.get()
+    /// The state, locked without ever blocking while attached to the
+    /// interpreter: a thread holding the lock may be inside mmap with the
+    /// GIL released. A panic cannot leave the state half-changed, so a
+    /// poisoned lock is still good.
+    fn lock(&self, py: Python<'_>) -> MutexGuard<'_, Option<Opened>> {
+        self.state
+            .lock_py_attached(py)
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The name, as text.
-    fn name_text<'a>(&'a self, py: Python<'a>) -> PyResult<&'a str> {
-        self.opened()?.name.bind(py).to_str()
+    /// Runs `f` on what `__init__` opened, under the lock; TypeError if
+    /// `__init__` never ran.
+    fn with<R>(&self, py: Python<'_>, f: impl FnOnce(&mut Opened) -> PyResult<R>) -> PyResult<R> {
+        match self.lock(py).as_mut() {
+            Some(opened) => f(opened),
+            None => Err(errors::uninitialised(KIND)),
+        }
+    }
+
+    /// The name (the str kept), or TypeError if `__init__` never ran.
+    fn name_str(&self, py: Python<'_>) -> PyResult<Py<PyString>> {
+        self.with(py, |opened| Ok(opened.name.clone_ref(py)))
     }
 
     /// The segment's owner and mode: kept, or read now from the open
     /// descriptor (the first time, which also checks the file type).
     fn owner(&self, py: Python<'_>) -> PyResult<Owner> {
-        let opened = self.opened()?;
-        if let Some(owner) = opened.owner.get() {
-            return Ok(*owner);
-        }
-        let owner = {
-            let state = self.lock(py);
-            let Some(shm) = &state.shm else {
-                let closed_by = if state.closed {
+        self.with(py, |opened| {
+            if let Some(owner) = opened.owner {
+                return Ok(owner);
+            }
+            let Some(shm) = &opened.shm else {
+                let closed_by = if opened.closed {
                     "close()"
                 } else {
                     "close_fd()"
@@ -135,44 +188,14 @@ impl PySharedMemory {
                 return Err(errors::owner_not_read(
                     py,
                     KIND,
-                    opened.name.bind(py).to_str()?,
+                    opened.name_text(py)?,
                     closed_by,
                 ));
             };
-            shm.owner().map_err(to_py_err)?
-        };
-        Ok(*opened.owner.get_or_init(|| owner))
-    }
-
-    /// The state, locked without ever blocking while attached to the
-    /// interpreter: a thread holding the lock may be inside mmap with the
-    /// GIL released. A panic cannot leave the state half-changed, so a
-    /// poisoned lock is still good.
-    fn lock(&self, py: Python<'_>) -> MutexGuard<'_, State> {
-        self.state
-            .lock_py_attached(py)
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Runs `f` on the open segment; ExistentialError after `close()` or `close_fd()`.
-    fn with_segment<R>(
-        &self,
-        py: Python<'_>,
-        consequence: &str,
-        f: impl FnOnce(&SharedMemory) -> R,
-    ) -> PyResult<R> {
-        let opened = self.opened()?;
-        let state = self.lock(py);
-        match &state.shm {
-            Some(shm) => Ok(f(shm)),
-            None if state.closed => Err(errors::closed(KIND, opened.name.bind(py).to_str()?)),
-            None => Err(errors::fd_closed(
-                py,
-                KIND,
-                opened.name.bind(py).to_str()?,
-                consequence,
-            )),
-        }
+            let owner = shm.owner().map_err(to_py_err)?;
+            opened.owner = Some(owner);
+            Ok(owner)
+        })
     }
 }
 
@@ -218,8 +241,7 @@ impl PySharedMemory {
     #[pyo3(signature = (*_args, **_kwargs), text_signature = "(name, flags=0, mode=0o600, size=0, read_only=False)")]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
         Self {
-            opened: InitOnce::new(KIND),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(None),
         }
     }
 
@@ -244,13 +266,13 @@ impl PySharedMemory {
 
     #[getter]
     fn name(&self, py: Python<'_>) -> PyResult<Py<PyString>> {
-        Ok(self.opened()?.name.clone_ref(py))
+        self.name_str(py)
     }
 
     /// The mode given to the constructor (as posix_ipc reports it).
     #[getter]
-    fn mode(&self) -> PyResult<u32> {
-        Ok(self.opened()?.mode)
+    fn mode(&self, py: Python<'_>) -> PyResult<u32> {
+        self.with(py, |opened| Ok(opened.mode))
     }
 
     /// The owner's uid, read when first asked and kept (not in posix_ipc).
@@ -274,32 +296,35 @@ impl PySharedMemory {
 
     /// Whether this handle created the segment (not in posix_ipc).
     #[getter]
-    fn created(&self) -> PyResult<bool> {
-        Ok(self.opened()?.created)
+    fn created(&self, py: Python<'_>) -> PyResult<bool> {
+        self.with(py, |opened| Ok(opened.created))
     }
 
     /// Whether close() was called (not in posix_ipc).
     #[getter]
     fn closed(&self, py: Python<'_>) -> PyResult<bool> {
-        self.opened()?;
-        Ok(self.lock(py).closed)
+        self.with(py, |opened| Ok(opened.closed))
     }
 
     /// The file descriptor; -1 after close_fd() or close().
     #[getter]
     fn fd(&self, py: Python<'_>) -> PyResult<i32> {
-        self.opened()?;
-        let mut state = self.lock(py);
-        let fd = state.shm.as_ref().map_or(-1, AsRawFd::as_raw_fd);
-        state.exposed |= fd >= 0;
-        Ok(fd)
+        self.with(py, |opened| {
+            let fd = opened.shm.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+            opened.exposed |= fd >= 0;
+            Ok(fd)
+        })
     }
 
     /// The segment's size now, in bytes (any process may change it).
     #[getter]
     fn size(&self, py: Python<'_>) -> PyResult<u64> {
-        self.with_segment(py, "its size cannot be read", SharedMemory::size)?
-            .map_err(to_py_err)
+        self.with(py, |opened| {
+            opened
+                .segment(py, "its size cannot be read")?
+                .size()
+                .map_err(to_py_err)
+        })
     }
 
     /// A memoryview of the whole segment (read-only if the handle is),
@@ -307,36 +332,29 @@ impl PySharedMemory {
     /// found it non-empty.
     #[getter]
     fn buf<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyMemoryView>> {
-        let opened = self.opened()?;
-        let mut state = self.lock(py);
-        if let Some(mapping) = &state.mapping {
-            return PyMemoryView::from(mapping.bind(py));
-        }
-        if state.closed {
-            return Err(errors::closed(KIND, opened.name.bind(py).to_str()?));
-        }
-        let Some(shm) = &state.shm else {
-            return Err(errors::fd_closed(
+        self.with(py, |opened| {
+            if let Some(mapping) = &opened.mapping {
+                return PyMemoryView::from(mapping.bind(py));
+            }
+            let shm = opened.segment(
                 py,
-                KIND,
-                opened.name.bind(py).to_str()?,
                 ".buf cannot map it (read .buf before close_fd() to keep a mapping)",
-            ));
-        };
-        let len = shm.size().map_err(to_py_err)?;
-        if len == 0 {
-            // mmap cannot map 0 bytes. Nothing is cached, so that a later
-            // access maps the segment once someone has given it a size.
-            return if opened.read_only {
-                PyMemoryView::from(PyBytes::new(py, b"").as_any())
-            } else {
-                PyMemoryView::from(PyByteArray::new(py, b"").as_any())
-            };
-        }
-        let mapping = map(py, shm, len)?;
-        let view = PyMemoryView::from(mapping.bind(py));
-        state.mapping = Some(mapping);
-        view
+            )?;
+            let len = shm.size().map_err(to_py_err)?;
+            if len == 0 {
+                // mmap cannot map 0 bytes. Nothing is cached, so that a later
+                // access maps the segment once someone has given it a size.
+                return if opened.read_only {
+                    PyMemoryView::from(PyBytes::new(py, b"").as_any())
+                } else {
+                    PyMemoryView::from(PyByteArray::new(py, b"").as_any())
+                };
+            }
+            let mapping = map(py, shm, len)?;
+            let view = PyMemoryView::from(mapping.bind(py));
+            opened.mapping = Some(mapping);
+            view
+        })
     }
 
     /// Returns the file descriptor (same as the fd property).
@@ -347,8 +365,9 @@ impl PySharedMemory {
     /// Closes the file descriptor; .buf, if already read, stays usable.
     /// Closing it twice is harmless, as in posix_ipc.
     fn close_fd(&self, py: Python<'_>) -> PyResult<()> {
-        self.opened()?;
-        self.lock(py).shm = None;
+        // Taken out under the lock, closed after it.
+        let shm = self.with(py, |opened| Ok(opened.shm.take()))?;
+        drop(shm);
         Ok(())
     }
 
@@ -356,33 +375,30 @@ impl PySharedMemory {
     /// on until unlinked. BufferError while memoryviews of .buf exist.
     /// Closing twice is harmless.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let opened = self.opened()?;
-        let mut state = self.lock(py);
-        if state.closed {
-            return Ok(());
-        }
-        if let Some(mapping) = &state.mapping {
-            if let Err(err) = mapping.bind(py).call_method0("close") {
-                if err.is_instance_of::<PyBufferError>(py) {
-                    return Err(errors::views_alive(
-                        py,
-                        KIND,
-                        opened.name.bind(py).to_str()?,
-                        err,
-                    ));
-                }
-                return Err(err);
+        self.with(py, |opened| {
+            if opened.closed {
+                return Ok(());
             }
-        }
-        state.mapping = None;
-        state.shm = None;
-        state.closed = true;
-        Ok(())
+            if let Some(mapping) = &opened.mapping {
+                if let Err(err) = mapping.bind(py).call_method0("close") {
+                    if err.is_instance_of::<PyBufferError>(py) {
+                        return Err(errors::views_alive(py, KIND, opened.name_text(py)?, err));
+                    }
+                    return Err(err);
+                }
+            }
+            opened.mapping = None;
+            opened.shm = None;
+            opened.closed = true;
+            Ok(())
+        })
     }
 
     /// Removes the segment's name; handles and mappings that exist keep working.
     fn unlink(&self, py: Python<'_>) -> PyResult<()> {
-        namedipc::shm::unlink(self.name_text(py)?).map_err(to_py_err)
+        self.with(py, |opened| {
+            namedipc::shm::unlink(opened.name_text(py)?).map_err(to_py_err)
+        })
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -399,27 +415,25 @@ impl PySharedMemory {
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
-        let opened = slf.get().opened()?;
+        let py = slf.py();
+        let (name, mode) = slf
+            .get()
+            .with(py, |opened| Ok((opened.name.clone_ref(py), opened.mode)))?;
         Ok(format!(
             "{}({:?}, mode={:04o})",
             qualified_name(&slf.get_type())?,
-            opened.name.bind(slf.py()).to_str()?,
-            opened.mode
+            name.bind(py).to_str()?,
+            mode
         ))
     }
 
     /// Pickles by name: unpickling opens the same segment, size untouched.
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
-        let opened = slf.get().opened()?;
-        pickling::reduce(
-            slf,
-            "_reopen_shared_memory",
-            (
-                opened.name.clone_ref(slf.py()),
-                opened.mode,
-                opened.read_only,
-            ),
-        )
+        let py = slf.py();
+        let args = slf.get().with(py, |opened| {
+            Ok((opened.name.clone_ref(py), opened.mode, opened.read_only))
+        })?;
+        pickling::reduce(slf, "_reopen_shared_memory", args)
     }
 }
 
@@ -430,8 +444,8 @@ impl Drop for PySharedMemory {
     /// never handed out is closed with the handle.
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        if state.exposed {
-            if let Some(shm) = state.shm.take() {
+        if let Some(opened) = state.as_mut().filter(|opened| opened.exposed) {
+            if let Some(shm) = opened.shm.take() {
                 let _left_open = OwnedFd::from(shm).into_raw_fd();
             }
         }

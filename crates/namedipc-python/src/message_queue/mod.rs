@@ -25,7 +25,6 @@ use pyo3::types::{PyBytes, PyDict, PyInt, PySlice, PyString, PyTuple, PyType};
 use crate::aio;
 use crate::args::{self, Negative, Target, Timeout, RANDOM_PREFIX};
 use crate::errors::{self, to_py_err, Direction, GaveUp};
-use crate::init::InitOnce;
 use crate::pickling::{self, qualified_name};
 use crate::wait::{Attempt, OnSignal, Undo, Wait};
 
@@ -49,7 +48,11 @@ fn defaults() -> &'static Limits {
     DEFAULTS.get_or_init(mqueue::system_limits)
 }
 
-/// What `__init__` settled, kept after `close()` for `name`, `repr` and the like.
+/// What `__init__` opened: the queue until `close()`, the rest kept after
+/// it for `name`, `repr` and the like. The whole of it lives under the
+/// handle's one mutex (no set-once cell beside it, paid for on every open);
+/// what a call needs is copied out under the lock, which is never held
+/// while Python code runs or a thread waits.
 struct Opened {
     /// The name, with exactly one leading slash: the caller's own str when
     /// it has that form (kept, not copied), else one made from the queue's.
@@ -57,21 +60,22 @@ struct Opened {
     mode: u32,
     /// The queue's owner and mode, read from the descriptor when first
     /// asked (posix_ipc's open reads nothing) and kept for after `close()`.
-    owner: OnceLock<Owner>,
+    owner: Option<Owner>,
     read: bool,
     write: bool,
     max_messages: usize,
     max_message_size: usize,
     created: bool,
+    /// `None` once closed. Each call works on its own clone, so `close()`
+    /// closes the descriptor only when the last call using it has returned:
+    /// a descriptor number is never reused under a thread still waiting on it.
+    queue: Option<Arc<MessageQueue>>,
 }
 
 #[pyclass(module = "namedipc", name = "MessageQueue", frozen, subclass, weakref)]
 pub(crate) struct PyMessageQueue {
-    opened: InitOnce<Opened>,
-    /// `None` once closed. Each call works on its own clone, so `close()`
-    /// closes the descriptor only when the last call using it has returned:
-    /// a descriptor number is never reused under a thread still waiting on it.
-    queue: Mutex<Option<Arc<MessageQueue>>>,
+    /// `None` until `__init__` has run.
+    state: Mutex<Option<Opened>>,
     /// A max_message_size buffer reused by receives; the bytes returned are
     /// copied out at their exact length.
     scratch: Mutex<Vec<u8>>,
@@ -97,10 +101,11 @@ impl Drop for PyMessageQueue {
             return;
         }
         let queue = self
-            .queue
+            .state
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner)
-            .take();
+            .as_mut()
+            .and_then(|opened| opened.queue.take());
         // A pending callback notification may hold the other reference; then
         // the descriptor closes with it, when the callback has run.
         if let Some(queue) = queue.and_then(|queue| Arc::try_unwrap(queue).ok()) {
@@ -127,14 +132,18 @@ impl PyMessageQueue {
         read: bool,
         write: bool,
     ) -> PyResult<()> {
-        // Checked before opening too, so that a second __init__ never creates a queue.
-        self.opened.ensure_unset()?;
         args::require_creat_with_excl(flags, KIND)?;
         if !read && !write {
             return Err(PyValueError::new_err(
                 "at least one of read or write must be True",
             ));
         }
+        // The given name's text is read before the lock is taken (see below).
+        let target = args::target(name, flags, KIND)?;
+        let text = match &target {
+            Target::Random => "",
+            Target::Named(given, _) => args::text(given)?,
+        };
         // posix_ipc's ways: any owner, and the umask narrows the mode.
         let options = MessageQueue::options()
             .trust(Trust::anyone())
@@ -145,102 +154,122 @@ impl PyMessageQueue {
             .read(read)
             .write(write)
             .blocking(flags & i64::from(O_NONBLOCK) == 0);
-        // The queue shows its name with exactly one leading slash: the name
-        // given is kept, not copied, when it already has that form.
-        let (queue, name) = match args::target(name, flags, KIND)? {
-            Target::Random => {
-                let queue = options.create_random(RANDOM_PREFIX).map_err(to_py_err)?;
-                let name = PyString::new(py, queue.name());
-                (queue, name)
+        // Held while the queue is opened, so that of two racing __init__
+        // calls the second opens (or creates) nothing. No Python code runs
+        // under it, nor anything that could start the garbage collector
+        // (whose finalizers might call this very handle): the open makes
+        // system calls, a str is no container, and the core's error becomes
+        // Python's after the lock.
+        let failed = {
+            let mut state = lock(&self.state);
+            if state.is_some() {
+                drop(state);
+                return Err(errors::already_initialised(KIND));
             }
-            Target::Named(given, existence) => {
-                let text = args::text(&given)?;
-                let queue = options.existence(existence).open(text).map_err(to_py_err)?;
-                let name = if text == queue.name() {
-                    given
-                } else {
-                    PyString::new(py, queue.name())
-                };
-                (queue, name)
+            let opened = match &target {
+                Target::Random => options.create_random(RANDOM_PREFIX),
+                Target::Named(_, existence) => options.existence(*existence).open(text),
+            };
+            match opened {
+                Ok(queue) => {
+                    // The queue shows its name with exactly one leading
+                    // slash: the name given is kept, not copied, when it
+                    // already has that form.
+                    let name = match &target {
+                        Target::Named(given, _) if text == queue.name() => given.clone(),
+                        _ => PyString::new(py, queue.name()),
+                    };
+                    *state = Some(Opened {
+                        name: name.unbind(),
+                        mode,
+                        owner: None,
+                        read,
+                        write,
+                        max_messages: queue.max_messages(),
+                        max_message_size: queue.max_message_size(),
+                        created: queue.created(),
+                        queue: Some(Arc::new(queue)),
+                    });
+                    return Ok(());
+                }
+                Err(e) => e,
             }
         };
-        let name = name.unbind();
-        let opened = Opened {
-            name,
-            mode,
-            owner: OnceLock::new(),
-            read,
-            write,
-            max_messages: queue.max_messages(),
-            max_message_size: queue.max_message_size(),
-            created: queue.created(),
-        };
-        self.opened.set(opened)?;
-        *lock(&self.queue) = Some(Arc::new(queue));
-        Ok(())
+        Err(to_py_err(failed))
     }
 
-    fn opened(&self) -> PyResult<&Opened> {
-        self.opened.get()
+    /// `f` of what `__init__` opened, under the lock; TypeError if
+    /// `__init__` never ran. `f` only reads, copies or clones.
+    fn with<R>(&self, f: impl FnOnce(&mut Opened) -> R) -> PyResult<R> {
+        match lock(&self.state).as_mut() {
+            Some(opened) => Ok(f(opened)),
+            None => Err(errors::uninitialised(KIND)),
+        }
+    }
+
+    /// The name (the str kept).
+    fn name_str<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
+        self.with(|opened| opened.name.clone_ref(py).into_bound(py))
     }
 
     /// The queue's owner and mode: kept, or read now from the open descriptor.
     fn owner(&self, py: Python<'_>) -> PyResult<Owner> {
-        let opened = self.opened()?;
-        if let Some(owner) = opened.owner.get() {
-            return Ok(*owner);
+        let (owner, queue) = self.with(|opened| (opened.owner, opened.queue.clone()))?;
+        if let Some(owner) = owner {
+            return Ok(owner);
         }
-        let Some(queue) = lock(&self.queue).clone() else {
-            return Err(errors::owner_not_read(
-                py,
-                KIND,
-                opened.name.bind(py).to_str()?,
-                "close()",
-            ));
+        let Some(queue) = queue else {
+            let name = self.name_str(py)?;
+            return Err(errors::owner_not_read(py, KIND, name.to_str()?, "close()"));
         };
         let owner = queue.owner().map_err(to_py_err)?;
-        Ok(*opened.owner.get_or_init(|| owner))
-    }
-
-    /// The name, as text.
-    fn name_text<'a>(&'a self, py: Python<'a>) -> PyResult<&'a str> {
-        self.opened()?.name.bind(py).to_str()
+        self.with(|opened| *opened.owner.get_or_insert(owner))
     }
 
     /// ExistentialError: the handle is closed.
     fn closed_error(&self) -> PyErr {
-        Python::attach(|py| match self.name_text(py) {
-            Ok(name) => errors::closed(KIND, name),
-            Err(err) => err,
+        Python::attach(|py| {
+            let name = match self.name_str(py) {
+                Ok(name) => name,
+                Err(err) => return err,
+            };
+            match name.to_str() {
+                Ok(name) => errors::closed(KIND, name),
+                Err(err) => err,
+            }
         })
     }
 
     /// The open queue, or ExistentialError after `close()`.
     fn queue(&self) -> PyResult<Arc<MessageQueue>> {
-        self.opened()?;
-        lock(&self.queue).clone().ok_or_else(|| self.closed_error())
+        self.with(|opened| opened.queue.clone())?
+            .ok_or_else(|| self.closed_error())
     }
 
     fn is_open(&self) -> bool {
-        lock(&self.queue).is_some()
+        lock(&self.state)
+            .as_ref()
+            .is_some_and(|opened| opened.queue.is_some())
     }
 
-    /// The open queue, if this handle may `direction` on it.
-    fn queue_for(&self, py: Python<'_>, direction: Direction) -> PyResult<Arc<MessageQueue>> {
-        let queue = self.queue()?;
-        let opened = self.opened()?;
-        let allowed = match direction {
-            Direction::Send => opened.write,
-            Direction::Receive => opened.read,
-        };
-        if allowed {
-            Ok(queue)
-        } else {
-            Err(errors::queue_not_open_for(
-                py,
-                opened.name.bind(py).to_str()?,
-                direction,
-            ))
+    /// The open queue and its name, if this handle may `direction` on it.
+    fn queue_for<'py>(
+        &self,
+        py: Python<'py>,
+        direction: Direction,
+    ) -> PyResult<(Arc<MessageQueue>, Bound<'py, PyString>)> {
+        let (queue, name, allowed) = self.with(|opened| {
+            let allowed = match direction {
+                Direction::Send => opened.write,
+                Direction::Receive => opened.read,
+            };
+            (opened.queue.clone(), opened.name.clone_ref(py), allowed)
+        })?;
+        let name = name.into_bound(py);
+        match queue {
+            None => Err(self.closed_error()),
+            Some(queue) if allowed => Ok((queue, name)),
+            Some(_) => Err(errors::queue_not_open_for(py, name.to_str()?, direction)),
         }
     }
 
@@ -249,11 +278,12 @@ impl PyMessageQueue {
     fn transfer<T: Send>(
         &self,
         py: Python<'_>,
+        name: &Bound<'_, PyString>,
         timeout: Timeout,
         direction: Direction,
         attempt: impl FnMut(Attempt) -> namedipc::Result<Option<T>> + Send,
     ) -> PyResult<T> {
-        let name = self.name_text(py)?;
+        let name = name.to_str()?;
         let moved = Wait {
             kind: KIND,
             name,
@@ -286,16 +316,22 @@ impl PyMessageQueue {
         deliver: impl FnOnce(&[u8], u32) -> PyResult<R>,
     ) -> PyResult<R> {
         let timeout = args::timeout(timeout, Negative::Reject)?;
-        let queue = self.queue_for(py, Direction::Receive)?;
+        let (queue, name) = self.queue_for(py, Direction::Receive)?;
         let mut buf = std::mem::take(&mut *lock(&self.scratch));
         if buf.len() < queue.max_message_size() {
             // The first receive, or another thread is using the cached buffer.
             buf = queue.new_buffer();
         }
-        let received = self.transfer(py, timeout, Direction::Receive, |attempt| match attempt {
-            Attempt::Now => queue.try_receive(&mut buf),
-            Attempt::Wait(limit) => queue.receive_interruptible(&mut buf, limit),
-        });
+        let received = self.transfer(
+            py,
+            &name,
+            timeout,
+            Direction::Receive,
+            |attempt| match attempt {
+                Attempt::Now => queue.try_receive(&mut buf),
+                Attempt::Wait(limit) => queue.receive_interruptible(&mut buf, limit),
+            },
+        );
         let result = received.and_then(|got| deliver(&buf[..got.len], got.priority));
         let mut scratch = lock(&self.scratch);
         if scratch.is_empty() && self.is_open() {
@@ -314,8 +350,7 @@ impl PyMessageQueue {
     )]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
         Self {
-            opened: InitOnce::new(KIND),
-            queue: Mutex::new(None),
+            state: Mutex::new(None),
             scratch: Mutex::new(Vec::new()),
             exposed: AtomicBool::new(false),
             pinned: OnceLock::new(),
@@ -401,8 +436,8 @@ impl PyMessageQueue {
         let priority = args::int_or(priority, 0, "priority", 0, i64::from(PRIORITY_MAX))?;
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // range checked above
         let priority = priority as u32;
-        let queue = self.queue_for(py, Direction::Send)?;
-        self.transfer(py, timeout, Direction::Send, |attempt| {
+        let (queue, name) = self.queue_for(py, Direction::Send)?;
+        self.transfer(py, &name, timeout, Direction::Send, |attempt| {
             let sent = match attempt {
                 Attempt::Now => queue.try_send(bytes, priority),
                 Attempt::Wait(limit) => queue.send_interruptible(bytes, priority, limit),
@@ -434,14 +469,11 @@ impl PyMessageQueue {
         buffer: &Bound<'_, PyAny>,
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<(usize, u32)> {
-        let opened = self.opened()?;
+        let (max_message_size, name) =
+            self.with(|opened| (opened.max_message_size, opened.name.clone_ref(py)))?;
         // Checked before a message is taken from the queue, so that a buffer
         // that cannot hold it never costs one.
-        let view = writable_view(
-            buffer,
-            opened.max_message_size,
-            opened.name.bind(py).to_str()?,
-        )?;
+        let view = writable_view(buffer, max_message_size, name.bind(py).to_str()?)?;
         self.receive_with(py, timeout, |message, priority| {
             let stop = isize::try_from(message.len()).unwrap_or(isize::MAX);
             let part = view.get_item(PySlice::new(py, 0, stop, 1))?;
@@ -521,8 +553,7 @@ impl PyMessageQueue {
     /// this process's notification request on the queue, as closing any
     /// descriptor of it does.
     fn close(&self) -> PyResult<()> {
-        self.opened()?;
-        let Some(queue) = lock(&self.queue).take() else {
+        let Some(queue) = self.with(|opened| opened.queue.take())? else {
             return Err(self.closed_error());
         };
         // Threads waiting on this handle return at once, sending or taking
@@ -545,7 +576,7 @@ impl PyMessageQueue {
 
     /// Removes the queue's name; handles already open keep working.
     fn unlink(&self, py: Python<'_>) -> PyResult<()> {
-        mqueue::unlink(self.name_text(py)?).map_err(to_py_err)
+        mqueue::unlink(self.name_str(py)?.to_str()?).map_err(to_py_err)
     }
 
     /// The queue descriptor, for select/poll; -1 once closed (as posix_ipc).
@@ -555,10 +586,12 @@ impl PyMessageQueue {
 
     #[getter]
     fn mqd(&self) -> PyResult<i32> {
-        self.opened()?;
-        let fd = lock(&self.queue)
-            .as_ref()
-            .map_or(-1, |q| AsRawFd::as_raw_fd(&**q));
+        let fd = self.with(|opened| {
+            opened
+                .queue
+                .as_ref()
+                .map_or(-1, |q| AsRawFd::as_raw_fd(&**q))
+        })?;
         if fd >= 0 {
             self.exposed.store(true, Ordering::Relaxed);
         }
@@ -567,25 +600,24 @@ impl PyMessageQueue {
 
     #[getter]
     fn name(&self, py: Python<'_>) -> PyResult<Py<PyString>> {
-        Ok(self.opened()?.name.clone_ref(py))
+        Ok(self.name_str(py)?.unbind())
     }
 
     /// Whether this handle created the queue (not in posix_ipc).
     #[getter]
     fn created(&self) -> PyResult<bool> {
-        Ok(self.opened()?.created)
+        self.with(|opened| opened.created)
     }
 
     /// Whether close() was called (not in posix_ipc).
     #[getter]
     fn closed(&self) -> PyResult<bool> {
-        self.opened()?;
-        Ok(lock(&self.queue).is_none())
+        self.with(|opened| opened.queue.is_none())
     }
 
     #[getter]
     fn mode(&self) -> PyResult<u32> {
-        Ok(self.opened()?.mode)
+        self.with(|opened| opened.mode)
     }
 
     /// The owner's uid, read when first asked and kept (not in posix_ipc).
@@ -609,12 +641,12 @@ impl PyMessageQueue {
 
     #[getter]
     fn max_messages(&self) -> PyResult<usize> {
-        Ok(self.opened()?.max_messages)
+        self.with(|opened| opened.max_messages)
     }
 
     #[getter]
     fn max_message_size(&self) -> PyResult<usize> {
-        Ok(self.opened()?.max_message_size)
+        self.with(|opened| opened.max_message_size)
     }
 
     #[getter]
@@ -640,29 +672,36 @@ impl PyMessageQueue {
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
-        let opened = slf.get().opened()?;
+        let py = slf.py();
+        let (name, mode, max_message_size, max_messages, read, write) =
+            slf.get().with(|opened| {
+                (
+                    opened.name.clone_ref(py),
+                    opened.mode,
+                    opened.max_message_size,
+                    opened.max_messages,
+                    opened.read,
+                    opened.write,
+                )
+            })?;
         let python_bool = |b: bool| if b { "True" } else { "False" };
         Ok(format!(
-            "{}({:?}, mode={:04o}, max_message_size={}, max_messages={}, read={}, write={})",
+            "{}({:?}, mode={mode:04o}, max_message_size={max_message_size}, max_messages={max_messages}, read={}, write={})",
             qualified_name(&slf.get_type())?,
-            opened.name.bind(slf.py()).to_str()?,
-            opened.mode,
-            opened.max_message_size,
-            opened.max_messages,
-            python_bool(opened.read),
-            python_bool(opened.write),
+            name.bind(py).to_str()?,
+            python_bool(read),
+            python_bool(write),
         ))
     }
 
     /// Pickles by name: unpickling opens the same queue, with the same
     /// read/write access.
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
-        let opened = slf.get().opened()?;
-        pickling::reduce(
-            slf,
-            "_reopen_message_queue",
-            (opened.name.clone_ref(slf.py()), opened.read, opened.write),
-        )
+        let py = slf.py();
+        let args = slf
+            .get()
+            .with(|opened| (opened.name.clone_ref(py), opened.read, opened.write))?;
+        pickling::reduce(slf, "_reopen_message_queue", args)
     }
 }
 
