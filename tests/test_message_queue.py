@@ -18,6 +18,7 @@ import time
 import tracemalloc
 import weakref
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ from namedipc._namedipc import (
 from support.build import compile_c
 from support.names import Names
 from support.processes import HELPERS, Background, Peer, program_ok, run_program, tracking
-from support.waiting import WAIT, poll_until
+from support.waiting import WAIT, assert_one_returned, poll_until, race
 
 MQ_PROC = Path("/proc/sys/fs/mqueue")
 
@@ -706,25 +707,8 @@ def test_racing_inits_open_one_queue_and_create_nothing_else(mq_names: Names) ->
     # own O_CREX name: one opens, the others are refused before they create.
     names = [mq_names(f"race{i}") for i in range(8)]
     mq = MessageQueue.__new__(MessageQueue)
-    start = threading.Barrier(len(names), timeout=WAIT)
-    outcomes: list[str] = []
-
-    def init(name: str) -> None:
-        start.wait()
-        try:
-            mq.__init__(name, O_CREX, max_messages=2)  # type: ignore[misc]
-        except TypeError as e:
-            outcomes.append("refused" if "already initialised" in str(e) else repr(e))
-        else:
-            outcomes.append("opened")
-
-    threads = [threading.Thread(target=init, args=(name,)) for name in names]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(WAIT)
-    assert not any(thread.is_alive() for thread in threads)
-    assert sorted(outcomes) == ["opened"] + ["refused"] * (len(names) - 1)
+    outcomes = race([partial(MessageQueue.__init__, mq, name, O_CREX, max_messages=2) for name in names])
+    assert_one_returned(outcomes, TypeError, "already initialised")
 
     def exists(name: str) -> bool:
         try:

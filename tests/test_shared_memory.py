@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from namedipc._namedipc import O_CREAT, O_CREX, O_EXCL, O_TRUNC, SharedMemory, u
 from support.build import compile_c
 from support.names import Names
 from support.processes import HELPERS, Peer, run_as_other_user, run_program, tracking
-from support.waiting import WAIT
+from support.waiting import WAIT, assert_one_returned, race
 
 SHM = Path("/dev/shm")
 C_SOURCE = HELPERS / "shm_c_peer.c"
@@ -570,25 +571,8 @@ def test_racing_inits_open_one_segment_and_create_nothing_else(shm_names: Names)
     # own O_CREX name: one opens, the others are refused before they create.
     names = [shm_names(f"race{i}") for i in range(8)]
     shm = SharedMemory.__new__(SharedMemory)
-    start = threading.Barrier(len(names), timeout=WAIT)
-    outcomes: list[str] = []
-
-    def init(name: str) -> None:
-        start.wait()
-        try:
-            shm.__init__(name, O_CREX, size=16)  # type: ignore[misc]
-        except TypeError as e:
-            outcomes.append("refused" if "already initialised" in str(e) else repr(e))
-        else:
-            outcomes.append("opened")
-
-    threads = [threading.Thread(target=init, args=(name,)) for name in names]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(WAIT)
-    assert not any(thread.is_alive() for thread in threads)
-    assert sorted(outcomes) == ["opened"] + ["refused"] * (len(names) - 1)
+    outcomes = race([partial(SharedMemory.__init__, shm, name, O_CREX, size=16) for name in names])
+    assert_one_returned(outcomes, TypeError, "already initialised")
     assert [name for name in names if shm_path(name).exists()] == [shm.name]
     assert shm.size == 16 and shm.created
     shm.close()

@@ -5,8 +5,9 @@ samples once a state that is still on its way."""
 from __future__ import annotations
 
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -80,3 +81,34 @@ def process_gone(pid: int) -> bool:
     """True once process `pid` has ended: no longer in /proc, or a zombie
     (dead, its exit status not yet collected by its parent)."""
     return process_state(pid) in (None, "Z", "X")
+
+
+def race(calls: Sequence[Callable[[], object]]) -> list[BaseException | None]:
+    """Runs each of `calls` in a thread of its own, all released at once by
+    one barrier, and returns what each raised (None: it returned), in order.
+    Every thread is joined within WAIT seconds, or the test fails."""
+    start = threading.Barrier(len(calls), timeout=WAIT)
+    outcomes: list[BaseException | None] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        start.wait()
+        try:
+            calls[i]()
+        except BaseException as e:  # noqa: BLE001 - handed to the test, which asserts on it
+            outcomes[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    assert not any(thread.is_alive() for thread in threads), "a racing call did not return"
+    return outcomes
+
+
+def assert_one_returned(outcomes: Sequence[BaseException | None], error: type[BaseException], match: str) -> None:
+    """That exactly one of `race`'s calls returned, and every other raised
+    `error` with `match` in its message."""
+    assert sum(e is None for e in outcomes) == 1, outcomes
+    losers = [e for e in outcomes if e is not None]
+    assert all(isinstance(e, error) and match in str(e) for e in losers), losers
