@@ -125,8 +125,8 @@ def count(valgrind: str, module: str, body: str, loops: int, out_dir: str, floor
         timeout=600,
         check=False,
         # One hash seed for every process: with a random one, the same build
-        # counts up to about 100 instructions more or less from run to run
-        # (dict and set lookups take other paths), as much as a change measured.
+        # counted up to 120 instructions apart from run to run (dict and set
+        # lookups take other paths), as much as a change measured.
         env={**os.environ, "PYTHONHASHSEED": "0"},
     )
     found = REFS.search(done.stderr)

@@ -89,7 +89,8 @@ impl PySharedMemory {
         args::require_creat_with_excl(flags, KIND)?;
         // The given name's text is read before the lock is taken: no Python
         // code, and nothing that could start the garbage collector (whose
-        // finalizers might call this very handle), runs under the lock.
+        // finalizers might call this very handle), runs under the lock
+        // during the open.
         let target = args::target(name, flags, KIND)?;
         let text = match &target {
             Target::Random => "",
