@@ -164,6 +164,64 @@ pub fn canonical(name: &str) -> String {
     canonical
 }
 
+/// How many bytes of a name a handle keeps inside itself; longer names go
+/// on the heap. Nearly every name fits, so that opening and closing a
+/// handle allocate nothing for its name.
+const INLINE_NAME: usize = 62;
+
+/// A handle's own copy of its name: inside the handle up to
+/// [`INLINE_NAME`] bytes, on the heap beyond. Reads as the `str` it was
+/// made from.
+#[derive(Clone)]
+pub(crate) enum KeptName {
+    Inline(arrayvec::ArrayString<INLINE_NAME>),
+    Heap(Box<str>),
+}
+
+impl KeptName {
+    /// `name`, as it is.
+    pub(crate) fn new(name: &str) -> Self {
+        Self::joined("", name)
+    }
+
+    /// `name` with exactly one leading slash, as [`canonical`] spells it.
+    pub(crate) fn canonical(name: &str) -> Self {
+        Self::joined("/", body(name))
+    }
+
+    fn joined(head: &str, tail: &str) -> Self {
+        let mut inline = arrayvec::ArrayString::new();
+        if inline.try_push_str(head).is_ok() && inline.try_push_str(tail).is_ok() {
+            Self::Inline(inline)
+        } else {
+            Self::Heap([head, tail].concat().into_boxed_str())
+        }
+    }
+}
+
+impl std::ops::Deref for KeptName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            Self::Inline(name) => name,
+            Self::Heap(name) => name,
+        }
+    }
+}
+
+impl std::fmt::Debug for KeptName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl std::fmt::Display for KeptName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
 /// The file in [`SHM_DIR`] behind the object `name` of `kind`, where there is
 /// one on this platform (a message queue has none: it lives in mqueue's own
 /// namespace). The name is not checked here.
@@ -394,6 +452,28 @@ mod tests {
         assert_eq!(file_path(ObjectKind::MessageQueue, "/jobs"), None);
         assert_eq!(canonical("///jobs"), "/jobs");
         assert_eq!(SHM_DIR_C.to_str(), Ok(SHM_DIR));
+    }
+
+    #[test]
+    fn kept_names_read_as_given_inline_or_on_the_heap() {
+        let longest = format!("/{}", "é".repeat(127)); // 255 bytes
+        let edge = "x".repeat(INLINE_NAME);
+        let past_edge = "x".repeat(INLINE_NAME + 1);
+        for name in ["/j", "jobs", "/ünï", edge.as_str(), past_edge.as_str(), &longest] {
+            let kept = KeptName::new(name);
+            assert_eq!(&*kept, name);
+            assert_eq!(kept.to_string(), name);
+            assert_eq!(format!("{kept:?}"), format!("{name:?}"));
+            let inline = matches!(kept, KeptName::Inline(_));
+            assert_eq!(inline, name.len() <= INLINE_NAME, "{name}");
+            assert_eq!(&*KeptName::canonical(name), canonical(name));
+            assert_eq!(&*kept.clone(), name);
+        }
+        assert_eq!(&*KeptName::canonical("///jobs"), "/jobs");
+        // One byte past the inline room once the slash is added.
+        let canonical_past = KeptName::canonical(&edge);
+        assert!(matches!(canonical_past, KeptName::Heap(_)));
+        assert_eq!(canonical_past.len(), INLINE_NAME + 1);
     }
 
     #[test]

@@ -72,7 +72,7 @@ const KIND: ObjectKind = ObjectKind::MessageQueue;
 #[derive(Debug)]
 pub struct MessageQueue {
     raw: RawQueue,
-    name: String,
+    name: paths::KeptName,
     read: bool,
     write: bool,
     max_messages: usize,
@@ -215,7 +215,7 @@ impl MessageQueue {
     fn busy(&self, reason: BusyReason) -> Error {
         Error::Busy {
             kind: KIND,
-            name: self.name.clone(),
+            name: self.name.to_string(),
             reason,
         }
     }

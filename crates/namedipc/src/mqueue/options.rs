@@ -269,7 +269,7 @@ impl MessageQueueOptions {
         Ok(MessageQueue {
             raw,
             // As C peers must spell it: mq_open wants exactly one leading slash.
-            name: paths::canonical(name),
+            name: paths::KeptName::canonical(name),
             read: self.read,
             write: self.write,
             max_messages: usize::try_from(max_messages).unwrap_or(0),

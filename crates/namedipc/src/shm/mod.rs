@@ -66,7 +66,7 @@ pub struct SharedMemory {
     /// neither had a use for them (see [`Self::owner`]), from the first
     /// fstat a call makes, which also checks the file type.
     owner: OnceLock<Owner>,
-    name: String,
+    name: paths::KeptName,
     read_only: bool,
     created: bool,
 }

@@ -322,7 +322,7 @@ impl SharedMemoryOptions {
         Ok(SharedMemory {
             fd,
             owner: owner.map_or_else(OnceLock::new, OnceLock::from),
-            name: name.to_owned(),
+            name: paths::KeptName::new(name),
             read_only: self.read_only,
             created,
         })
