@@ -30,9 +30,11 @@ use crate::wait::{Attempt, OnSignal, Undo, Wait};
 
 mod buffers;
 mod notify;
+mod slot;
 
 use buffers::{bytes_like, message_bytes, writable_view};
 use notify::{callback_and_param, run_callback};
+use slot::Slot;
 
 const KIND: ObjectKind = ObjectKind::MessageQueue;
 
@@ -66,10 +68,11 @@ struct Opened {
     max_messages: usize,
     max_message_size: usize,
     created: bool,
-    /// `None` once closed. Each call works on its own clone, so `close()`
-    /// closes the descriptor only when the last call using it has returned:
-    /// a descriptor number is never reused under a thread still waiting on it.
-    queue: Option<Arc<MessageQueue>>,
+    /// Closed by `close()`. Each call that uses the queue outside the lock
+    /// works on its own clone, so `close()` closes the descriptor only when
+    /// the last call using it has returned: a descriptor number is never
+    /// reused under a thread still waiting on it.
+    queue: Slot,
 }
 
 #[pyclass(module = "namedipc", name = "MessageQueue", frozen, subclass, weakref)]
@@ -100,15 +103,20 @@ impl Drop for PyMessageQueue {
         if !*self.exposed.get_mut() {
             return;
         }
-        let queue = self
+        let slot = self
             .state
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner)
             .as_mut()
-            .and_then(|opened| opened.queue.take());
+            .map_or(Slot::Closed, |opened| opened.queue.take());
         // A pending callback notification may hold the other reference; then
         // the descriptor closes with it, when the callback has run.
-        if let Some(queue) = queue.and_then(|queue| Arc::try_unwrap(queue).ok()) {
+        let queue = match slot {
+            Slot::Own(queue) => Some(queue),
+            Slot::Shared(queue) => Arc::try_unwrap(queue).ok(),
+            Slot::Closed => None,
+        };
+        if let Some(queue) = queue {
             let _left_open = queue.into_raw_fd();
         }
     }
@@ -188,7 +196,7 @@ impl PyMessageQueue {
                         max_messages: queue.max_messages(),
                         max_message_size: queue.max_message_size(),
                         created: queue.created(),
-                        queue: Some(Arc::new(queue)),
+                        queue: Slot::Own(queue),
                     });
                     return Ok(());
                 }
@@ -214,7 +222,7 @@ impl PyMessageQueue {
 
     /// The queue's owner and mode: kept, or read now from the open descriptor.
     fn owner(&self, py: Python<'_>) -> PyResult<Owner> {
-        let (owner, queue) = self.with(|opened| (opened.owner, opened.queue.clone()))?;
+        let (owner, queue) = self.with(|opened| (opened.owner, opened.queue.share()))?;
         if let Some(owner) = owner {
             return Ok(owner);
         }
@@ -242,14 +250,14 @@ impl PyMessageQueue {
 
     /// The open queue, or ExistentialError after `close()`.
     fn queue(&self) -> PyResult<Arc<MessageQueue>> {
-        self.with(|opened| opened.queue.clone())?
+        self.with(|opened| opened.queue.share())?
             .ok_or_else(|| self.closed_error())
     }
 
     fn is_open(&self) -> bool {
         lock(&self.state)
             .as_ref()
-            .is_some_and(|opened| opened.queue.is_some())
+            .is_some_and(|opened| opened.queue.is_open())
     }
 
     /// The open queue and its name, if this handle may `direction` on it.
@@ -263,7 +271,7 @@ impl PyMessageQueue {
                 Direction::Send => opened.write,
                 Direction::Receive => opened.read,
             };
-            (opened.queue.clone(), opened.name.clone_ref(py), allowed)
+            (opened.queue.share(), opened.name.clone_ref(py), allowed)
         })?;
         let name = name.into_bound(py);
         match queue {
@@ -553,8 +561,17 @@ impl PyMessageQueue {
     /// this process's notification request on the queue, as closing any
     /// descriptor of it does.
     fn close(&self) -> PyResult<()> {
-        let Some(queue) = self.with(|opened| opened.queue.take())? else {
-            return Err(self.closed_error());
+        let queue = match self.with(|opened| opened.queue.take())? {
+            Slot::Closed => return Err(self.closed_error()),
+            // No call ever used the queue outside the lock: nobody waits on
+            // it, no callback holds it, and no receive filled the scratch
+            // buffer. Closing the descriptor ends the process's request on
+            // the queue, in the kernel and in the core's registry alike.
+            Slot::Own(queue) => {
+                drop(queue);
+                return Ok(());
+            }
+            Slot::Shared(queue) => queue,
         };
         // Threads waiting on this handle return at once, sending or taking
         // nothing, and raise ExistentialError (`is_open` is false now).
@@ -589,8 +606,8 @@ impl PyMessageQueue {
         let fd = self.with(|opened| {
             opened
                 .queue
-                .as_ref()
-                .map_or(-1, |q| AsRawFd::as_raw_fd(&**q))
+                .get()
+                .map_or(-1, AsRawFd::as_raw_fd)
         })?;
         if fd >= 0 {
             self.exposed.store(true, Ordering::Relaxed);
@@ -612,7 +629,7 @@ impl PyMessageQueue {
     /// Whether close() was called (not in posix_ipc).
     #[getter]
     fn closed(&self) -> PyResult<bool> {
-        self.with(|opened| opened.queue.is_none())
+        self.with(|opened| !opened.queue.is_open())
     }
 
     #[getter]
