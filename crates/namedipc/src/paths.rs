@@ -459,7 +459,14 @@ mod tests {
         let longest = format!("/{}", "é".repeat(127)); // 255 bytes
         let edge = "x".repeat(INLINE_NAME);
         let past_edge = "x".repeat(INLINE_NAME + 1);
-        for name in ["/j", "jobs", "/ünï", edge.as_str(), past_edge.as_str(), &longest] {
+        for name in [
+            "/j",
+            "jobs",
+            "/ünï",
+            edge.as_str(),
+            past_edge.as_str(),
+            &longest,
+        ] {
             let kept = KeptName::new(name);
             assert_eq!(&*kept, name);
             assert_eq!(kept.to_string(), name);

@@ -603,12 +603,7 @@ impl PyMessageQueue {
 
     #[getter]
     fn mqd(&self) -> PyResult<i32> {
-        let fd = self.with(|opened| {
-            opened
-                .queue
-                .get()
-                .map_or(-1, AsRawFd::as_raw_fd)
-        })?;
+        let fd = self.with(|opened| opened.queue.get().map_or(-1, AsRawFd::as_raw_fd))?;
         if fd >= 0 {
             self.exposed.store(true, Ordering::Relaxed);
         }
