@@ -158,6 +158,14 @@ impl MessageQueueOptions {
     /// queue whose owner or mode [`Self::trust`] refuses), or [`Error::Os`]
     /// (e.g. EMFILE when the user's `RLIMIT_MSGQUEUE` bytes are used up).
     pub fn open(&self, name: &str) -> Result<MessageQueue> {
+        if self.is_plain_open() {
+            // posix_ipc's `MessageQueue(name)`, the commonest open: the one
+            // mq_open (and mq_getattr), without the existence loop.
+            return paths::with_c_name(KIND, name, |c_name| {
+                self.check_arguments()?;
+                self.open_raw(name, c_name, false, &self.trust)
+            });
+        }
         paths::with_c_name(KIND, name, |c_name| {
             self.check_arguments()?;
             // Borrowed unless a group widens it: most opens copy nothing.
@@ -192,6 +200,14 @@ impl MessageQueueOptions {
                 self.open_raw(name, c_name, true, &self.trust)
             })
         })
+    }
+
+    /// Whether these options open an existing queue and do nothing else:
+    /// no owner to check and no group (which would widen the trust).
+    fn is_plain_open(&self) -> bool {
+        self.existence == Existence::RaiseIfNotExists
+            && self.trust.is_anyone()
+            && self.group.is_none()
     }
 
     fn check_arguments(&self) -> Result<()> {

@@ -147,6 +147,9 @@ impl SharedMemoryOptions {
     /// is found by the first call that needs the file instead), or
     /// [`Error::Os`].
     pub fn open(&self, name: &str) -> Result<SharedMemory> {
+        if self.is_plain_open() {
+            return self.open_plain(name);
+        }
         paths::with_segment_c_name(name, |c_name| {
             self.check_arguments(name)?;
             // Borrowed unless a group widens it: most opens copy nothing.
@@ -178,6 +181,36 @@ impl SharedMemoryOptions {
                 self.check_arguments(name)?;
                 let (fd, owner) = self.create(name, c_name)?;
                 self.finish(fd, owner, name, c_name, true)
+            })
+        })
+    }
+
+    /// Whether these options open an existing segment and do nothing else:
+    /// no owner to check, no size to set, no truncation, no group (which
+    /// would widen the trust). posix_ipc's `SharedMemory(name)` is such an
+    /// open, and the commonest of all.
+    fn is_plain_open(&self) -> bool {
+        self.existence == Existence::RaiseIfNotExists
+            && self.trust.is_anyone()
+            && self.group.is_none()
+            && self.size.is_none()
+            && !self.truncate
+    }
+
+    /// [`Self::open`] of plain-open options: the one `shm_open`, without
+    /// the existence loop and the checks that only a create, a size or an
+    /// owner needs (the mode is still checked, as every open checks it).
+    fn open_plain(&self, name: &str) -> Result<SharedMemory> {
+        existence::check_mode(self.mode)?;
+        paths::with_segment_c_name(name, |c_name| {
+            let fd = sys::shm::open(c_name, Open::Existing, self.read_only, false)
+                .map_err(|e| open_error(name, e))?;
+            Ok(SharedMemory {
+                fd,
+                owner: OnceLock::new(),
+                name: paths::KeptName::new(name),
+                read_only: self.read_only,
+                created: false,
             })
         })
     }
