@@ -257,7 +257,8 @@ impl MessageQueueOptions {
             (true, false) => libc::O_RDONLY,
             _ => libc::O_WRONLY,
         };
-        let limits = self.limits();
+        // Only a new queue is given limits: an existing one keeps its own.
+        let limits = if create { self.limits() } else { None };
         let new = create.then_some(Create {
             mode: self.mode,
             limits,
@@ -274,7 +275,7 @@ impl MessageQueueOptions {
         // A queue this call created has exactly the limits it asked for
         // (mq_open refuses any it cannot give): only a queue it found, or
         // one made with the system's defaults, is asked for them.
-        let (max_messages, max_message_size) = if let Some(limits) = limits.filter(|_| create) {
+        let (max_messages, max_message_size) = if let Some(limits) = limits {
             limits
         } else {
             let attributes = raw
