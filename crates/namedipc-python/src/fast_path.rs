@@ -1,11 +1,15 @@
-//! `Semaphore.acquire()` and `release()` as the interpreter calls them,
-//! through `pyo3::ffi`: in an uncontended acquire+release pair, PyO3's own
-//! call path (its argument extraction, trampoline and thread-local attach
-//! count) cost as much as the two semaphore operations. Here the call that
-//! takes a free slot, or gives one back, goes straight to the core; every
-//! other call (arguments, a wait, an error, a closed handle) takes the same
-//! Rust code as before, with PyO3 attached as usual. The one module of the
-//! bindings with `unsafe`, each block saying why it holds
+//! The hottest methods of the posix_ipc classes as the interpreter calls
+//! them, through `pyo3::ffi`. `Semaphore.acquire()` and `release()`: in an
+//! uncontended acquire+release pair, PyO3's own call path (its argument
+//! extraction, trampoline and thread-local attach count) cost as much as
+//! the two semaphore operations. Here the call that takes a free slot, or
+//! gives one back, goes straight to the core; every other call (arguments,
+//! a wait, an error, a closed handle) takes the same Rust code as before,
+//! with PyO3 attached as usual. The no-argument `close()`, `close_fd()` and
+//! `unlink()` of Semaphore, SharedMemory and MessageQueue, which every
+//! open-and-close pays once: plain `METH_NOARGS` functions running the
+//! same bodies, attached through PyO3 only where a body needs it. The one
+//! module of the bindings with `unsafe`, each block saying why it holds
 //! (tests/test_layering.py checks both).
 #![allow(unsafe_code)]
 
@@ -19,20 +23,30 @@ use pyo3::ffi;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::types::{PyNone, PyString, PyTuple, PyType};
+use pyo3::PyTypeInfo;
 
 use crate::errors;
+use crate::message_queue::PyMessageQueue;
 use crate::semaphore::PySemaphore;
+use crate::shared_memory::PySharedMemory;
 
 /// namedipc.Semaphore, as `install` found it: a call on an instance of
 /// exactly this type needs no subclass check (PyO3's cast asks for the
 /// type object each time; this is one load and one compare).
 static SEMAPHORE_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(std::ptr::null_mut());
+/// namedipc.SharedMemory, as `install_shared_memory` found it.
+static SHARED_MEMORY_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(std::ptr::null_mut());
+/// namedipc.MessageQueue, as `install_message_queue` found it.
+static MESSAGE_QUEUE_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(std::ptr::null_mut());
 
-/// Puts this module's `acquire` and `release` in the place of PyO3's on
-/// `cls` (namedipc.Semaphore), with the same name, signature and docs.
+/// Puts this module's `acquire`, `release`, `close` and `unlink` in the
+/// place of PyO3's on `cls` (namedipc.Semaphore), with the same name,
+/// signature and docs.
 pub(crate) fn install(cls: &Bound<'_, PyType>) -> PyResult<()> {
     // The module holds the type for the life of the process.
     SEMAPHORE_TYPE.store(cls.as_type_ptr(), Ordering::Relaxed);
+    noargs(cls, "close", semaphore_close)?;
+    noargs(cls, "unlink", semaphore_unlink)?;
     let acquire = ffi::PyMethodDefPointer {
         PyCFunctionFastWithKeywords: acquire,
     };
@@ -46,6 +60,43 @@ pub(crate) fn install(cls: &Bound<'_, PyType>) -> PyResult<()> {
         ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
     )?;
     replace(cls, "release", release, ffi::METH_NOARGS)
+}
+
+/// Puts this module's `close_fd`, `close` and `unlink` in the place of
+/// PyO3's on `cls` (namedipc.SharedMemory), once.
+pub(crate) fn install_shared_memory(cls: &Bound<'_, PyType>) -> PyResult<()> {
+    if !first_time(&SHARED_MEMORY_TYPE, cls) {
+        return Ok(());
+    }
+    noargs(cls, "close_fd", shared_memory_close_fd)?;
+    noargs(cls, "close", shared_memory_close)?;
+    noargs(cls, "unlink", shared_memory_unlink)
+}
+
+/// Puts this module's `close` and `unlink` in the place of PyO3's on
+/// `cls` (namedipc.MessageQueue), once.
+pub(crate) fn install_message_queue(cls: &Bound<'_, PyType>) -> PyResult<()> {
+    if !first_time(&MESSAGE_QUEUE_TYPE, cls) {
+        return Ok(());
+    }
+    noargs(cls, "close", message_queue_close)?;
+    noargs(cls, "unlink", message_queue_unlink)
+}
+
+/// Records `cls` as the type of `exact`: false if it was recorded already
+/// (the module made the class again after `del`; its methods are ours).
+fn first_time(exact: &AtomicPtr<ffi::PyTypeObject>, cls: &Bound<'_, PyType>) -> bool {
+    exact.swap(cls.as_type_ptr(), Ordering::Relaxed).is_null()
+}
+
+/// Replaces the no-argument method `name` of `cls` with `meth`.
+fn noargs(
+    cls: &Bound<'_, PyType>,
+    name: &str,
+    meth: unsafe extern "C" fn(*mut ffi::PyObject, *mut ffi::PyObject) -> *mut ffi::PyObject,
+) -> PyResult<()> {
+    let meth = ffi::PyMethodDefPointer { PyCFunction: meth };
+    replace(cls, name, meth, ffi::METH_NOARGS)
 }
 
 /// Replaces the method `name` of `cls` with one that calls `meth`.
@@ -168,13 +219,108 @@ unsafe extern "C" fn acquire(
 
 /// `slf` as a Semaphore (or an instance of a subclass), if it is one.
 fn semaphore<'a, 'py>(slf: Borrowed<'a, 'py, PyAny>) -> Option<Borrowed<'a, 'py, PySemaphore>> {
-    // SAFETY: `slf` is a live object, whose type pointer may be read.
-    if unsafe { ffi::Py_TYPE(slf.as_ptr()) } == SEMAPHORE_TYPE.load(Ordering::Relaxed) {
-        // SAFETY: its type is exactly namedipc.Semaphore, PySemaphore's type.
-        return Some(unsafe { slf.cast_unchecked::<PySemaphore>() });
-    }
-    slf.cast::<PySemaphore>().ok()
+    instance(slf, &SEMAPHORE_TYPE)
 }
+
+/// `slf` as a `T` (or an instance of a subclass), if it is one; `exact`
+/// holds `T`'s type object, or NULL before it was recorded.
+fn instance<'a, 'py, T: PyTypeInfo>(
+    slf: Borrowed<'a, 'py, PyAny>,
+    exact: &AtomicPtr<ffi::PyTypeObject>,
+) -> Option<Borrowed<'a, 'py, T>> {
+    // SAFETY: `slf` is a live object, whose type pointer may be read.
+    if unsafe { ffi::Py_TYPE(slf.as_ptr()) } == exact.load(Ordering::Relaxed) {
+        // SAFETY: its type is exactly the one recorded for `T`, which is
+        // never NULL here (an object's type pointer is not).
+        return Some(unsafe { slf.cast_unchecked::<T>() });
+    }
+    slf.cast::<T>().ok()
+}
+
+/// A no-argument method (METH_NOARGS) of a class of the bindings: `$body`
+/// runs on `$this: &$class` with the thread attached, as the interpreter
+/// calls it; PyO3 attaches (`Python::attach`) only where the body asks,
+/// and any `Py<T>` the body drops must be dropped there.
+macro_rules! noargs_method {
+    ($(#[$doc:meta])* $fn:ident, $class:ty, $exact:ident, $what:literal,
+     |$py:ident, $this:ident| $body:expr) => {
+        $(#[$doc])*
+        unsafe extern "C" fn $fn(
+            slf: *mut ffi::PyObject,
+            _unused: *mut ffi::PyObject,
+        ) -> *mut ffi::PyObject {
+            // SAFETY: the interpreter calls a method with the thread attached.
+            let $py = unsafe { Python::assume_attached() };
+            guarded($py, || {
+                // SAFETY: `slf` is the call's borrowed, live reference to
+                // the instance (the method descriptor checked its type).
+                let slf = unsafe { Borrowed::from_ptr($py, slf) };
+                let Some($this) = instance::<$class>(slf, &$exact) else {
+                    return Python::attach(|_| {
+                        Err(PyTypeError::new_err(concat!($what, " needs an instance of its class")))
+                    });
+                };
+                let $this = $this.get();
+                let result: PyResult<()> = $body;
+                result.map(|()| none($py))
+            })
+        }
+    };
+}
+
+noargs_method!(
+    /// `Semaphore.close()`.
+    semaphore_close, PySemaphore, SEMAPHORE_TYPE, "Semaphore.close()",
+    |py, this| this.close()
+);
+
+noargs_method!(
+    /// `Semaphore.unlink()`.
+    semaphore_unlink, PySemaphore, SEMAPHORE_TYPE, "Semaphore.unlink()",
+    |py, this| this.unlink()
+);
+
+noargs_method!(
+    /// `SharedMemory.close_fd()`.
+    shared_memory_close_fd, PySharedMemory, SHARED_MEMORY_TYPE, "SharedMemory.close_fd()",
+    |py, this| this.close_fd(py)
+);
+
+noargs_method!(
+    /// `SharedMemory.close()`: at once if `.buf` was never made, else the
+    /// full path (closing the mapping calls into Python).
+    shared_memory_close, PySharedMemory, SHARED_MEMORY_TYPE, "SharedMemory.close()",
+    |py, this| match this.close_unmapped(py) {
+        Some(()) => Ok(()),
+        None => Python::attach(|py| this.close(py)),
+    }
+);
+
+noargs_method!(
+    /// `SharedMemory.unlink()`.
+    shared_memory_unlink, PySharedMemory, SHARED_MEMORY_TYPE, "SharedMemory.unlink()",
+    |py, this| this.unlink(py)
+);
+
+noargs_method!(
+    /// `MessageQueue.close()`: at once for a queue no call shared, else
+    /// attached (ending waits and callbacks drops Python objects).
+    message_queue_close, PyMessageQueue, MESSAGE_QUEUE_TYPE, "MessageQueue.close()",
+    |py, this| match this.take_queue() {
+        Ok(None) => Ok(()),
+        Ok(Some(queue)) => Python::attach(|_| {
+            this.close_shared(queue);
+            Ok(())
+        }),
+        Err(e) => Err(e),
+    }
+);
+
+noargs_method!(
+    /// `MessageQueue.unlink()`.
+    message_queue_unlink, PyMessageQueue, MESSAGE_QUEUE_TYPE, "MessageQueue.unlink()",
+    |py, this| this.unlink(py)
+);
 
 /// The `timeout` that `acquire` was called with, checked as PyO3 checks a
 /// `signature = (timeout = None)`: `None` if not given or given as None.

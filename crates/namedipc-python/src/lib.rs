@@ -51,7 +51,7 @@ fn module_getattr<'py>(m: &Bound<'py, PyModule>, name: &str) -> PyResult<Bound<'
     let py = m.py();
     let value = if name == "Holder" {
         robust_semaphore::holder_class(py)?.clone().into_any()
-    } else if let Some(class) = lazy_class(py, name) {
+    } else if let Some(class) = lazy_class(py, name)? {
         class.into_any()
     } else if let Some(class) = errors::class_named(py, name)? {
         class.into_any()
@@ -126,16 +126,25 @@ pub(crate) fn flags_attribute(py: Python<'_>) -> Py<PyAny> {
     Py::new(py, FlagsAttribute).map_or_else(|_| py.None(), Py::into_any)
 }
 
-/// The class `name` of `LAZY_CLASSES`, made the first time.
-fn lazy_class<'py>(py: Python<'py>, name: &str) -> Option<Bound<'py, PyType>> {
-    Some(match name {
+/// The class `name` of `LAZY_CLASSES`, made the first time (with the
+/// posix_ipc classes' no-argument methods from `fast_path`).
+fn lazy_class<'py>(py: Python<'py>, name: &str) -> PyResult<Option<Bound<'py, PyType>>> {
+    Ok(Some(match name {
         "NamedSemaphore" => py.get_type::<named_semaphore::PyNamedSemaphore>(),
-        "SharedMemory" => py.get_type::<shared_memory::PySharedMemory>(),
-        "MessageQueue" => py.get_type::<message_queue::PyMessageQueue>(),
+        "SharedMemory" => {
+            let class = py.get_type::<shared_memory::PySharedMemory>();
+            fast_path::install_shared_memory(&class)?;
+            class
+        }
+        "MessageQueue" => {
+            let class = py.get_type::<message_queue::PyMessageQueue>();
+            fast_path::install_message_queue(&class)?;
+            class
+        }
         "RobustSemaphore" => py.get_type::<robust_semaphore::PyRobustSemaphore>(),
         "RedisSemaphore" => py.get_type::<redis_semaphore::PyRedisSemaphore>(),
-        _ => return None,
-    })
+        _ => return Ok(None),
+    }))
 }
 
 /// Every name `module_getattr` makes.

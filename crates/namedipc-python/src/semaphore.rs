@@ -127,7 +127,7 @@ impl PySemaphore {
     }
 
     /// Closes this handle; the semaphore itself lives on until unlinked.
-    fn close(&self) -> PyResult<()> {
+    pub(crate) fn close(&self) -> PyResult<()> {
         if self.slot.close() {
             Ok(())
         } else {
@@ -136,7 +136,7 @@ impl PySemaphore {
     }
 
     /// Removes the semaphore's name; handles already open keep working.
-    fn unlink(&self) -> PyResult<()> {
+    pub(crate) fn unlink(&self) -> PyResult<()> {
         self.slot.unlink()
     }
 

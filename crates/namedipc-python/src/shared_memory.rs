@@ -168,6 +168,19 @@ impl PySharedMemory {
         }
     }
 
+    /// `close()` of a handle whose `.buf` was never made, for
+    /// `fast_path.rs`: `None` if it needs the full path (a mapping to
+    /// close, which calls into Python, or a handle `__init__` never ran).
+    pub(crate) fn close_unmapped(&self, py: Python<'_>) -> Option<()> {
+        let mut state = self.lock(py);
+        let opened = state.as_mut().filter(|opened| opened.mapping.is_none())?;
+        let shm = opened.shm.take();
+        opened.closed = true;
+        drop(state);
+        drop(shm);
+        Some(())
+    }
+
     /// The name (the str kept), or TypeError if `__init__` never ran.
     fn name_str(&self, py: Python<'_>) -> PyResult<Py<PyString>> {
         self.with(py, |opened| Ok(opened.name.clone_ref(py)))
@@ -365,7 +378,7 @@ impl PySharedMemory {
 
     /// Closes the file descriptor; .buf, if already read, stays usable.
     /// Closing it twice is harmless, as in posix_ipc.
-    fn close_fd(&self, py: Python<'_>) -> PyResult<()> {
+    pub(crate) fn close_fd(&self, py: Python<'_>) -> PyResult<()> {
         // Taken out under the lock, closed after it.
         let shm = self.with(py, |opened| Ok(opened.shm.take()))?;
         drop(shm);
@@ -375,7 +388,7 @@ impl PySharedMemory {
     /// Unmaps .buf and closes the file descriptor; the segment itself lives
     /// on until unlinked. BufferError while memoryviews of .buf exist.
     /// Closing twice is harmless.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
+    pub(crate) fn close(&self, py: Python<'_>) -> PyResult<()> {
         self.with(py, |opened| {
             if opened.closed {
                 return Ok(());
@@ -396,7 +409,7 @@ impl PySharedMemory {
     }
 
     /// Removes the segment's name; handles and mappings that exist keep working.
-    fn unlink(&self, py: Python<'_>) -> PyResult<()> {
+    pub(crate) fn unlink(&self, py: Python<'_>) -> PyResult<()> {
         self.with(py, |opened| {
             namedipc::shm::unlink(opened.name_text(py)?).map_err(to_py_err)
         })

@@ -234,6 +234,43 @@ impl PyMessageQueue {
         self.with(|opened| *opened.owner.get_or_insert(owner))
     }
 
+    /// The first step of `close()`: a queue no call ever used outside the
+    /// lock closes here, at once (nobody waits on it, no callback holds it,
+    /// no receive filled the scratch buffer), and closing the descriptor
+    /// ends the process's request on the queue, in the kernel and in the
+    /// core's registry alike; a shared one is returned for
+    /// [`Self::close_shared`]. ExistentialError if it is closed already.
+    /// Runs no Python code (`fast_path.rs` calls it without PyO3).
+    pub(crate) fn take_queue(&self) -> PyResult<Option<Arc<MessageQueue>>> {
+        match self.with(|opened| opened.queue.take())? {
+            Slot::Closed => Err(self.closed_error()),
+            Slot::Own(queue) => {
+                drop(queue);
+                Ok(None)
+            }
+            Slot::Shared(queue) => Ok(Some(queue)),
+        }
+    }
+
+    /// The rest of `close()` for a queue that calls may hold.
+    pub(crate) fn close_shared(&self, queue: Arc<MessageQueue>) {
+        // Threads waiting on this handle return at once, sending or taking
+        // nothing, and raise ExistentialError (`is_open` is false now).
+        queue.end_waits();
+        // A pending callback holds the queue open: cancel it first, so that
+        // the descriptor closes now (or when the last waiter returns).
+        queue.cancel_notification();
+        // Callbacks whose message already arrived still run, but no longer
+        // hold the descriptor open: it closes now (or when the last waiter
+        // returns), before anything the caller does after close().
+        if let Some(pinned) = self.pinned.get() {
+            let pinned = lock(pinned).take();
+            drop(pinned);
+        }
+        drop(queue);
+        *lock(&self.scratch) = Vec::new();
+    }
+
     /// ExistentialError: the handle is closed.
     fn closed_error(&self) -> PyErr {
         Python::attach(|py| {
@@ -561,38 +598,14 @@ impl PyMessageQueue {
     /// this process's notification request on the queue, as closing any
     /// descriptor of it does.
     fn close(&self) -> PyResult<()> {
-        let queue = match self.with(|opened| opened.queue.take())? {
-            Slot::Closed => return Err(self.closed_error()),
-            // No call ever used the queue outside the lock: nobody waits on
-            // it, no callback holds it, and no receive filled the scratch
-            // buffer. Closing the descriptor ends the process's request on
-            // the queue, in the kernel and in the core's registry alike.
-            Slot::Own(queue) => {
-                drop(queue);
-                return Ok(());
-            }
-            Slot::Shared(queue) => queue,
-        };
-        // Threads waiting on this handle return at once, sending or taking
-        // nothing, and raise ExistentialError (`is_open` is false now).
-        queue.end_waits();
-        // A pending callback holds the queue open: cancel it first, so that
-        // the descriptor closes now (or when the last waiter returns).
-        queue.cancel_notification();
-        // Callbacks whose message already arrived still run, but no longer
-        // hold the descriptor open: it closes now (or when the last waiter
-        // returns), before anything the caller does after close().
-        if let Some(pinned) = self.pinned.get() {
-            let pinned = lock(pinned).take();
-            drop(pinned);
+        if let Some(queue) = self.take_queue()? {
+            self.close_shared(queue);
         }
-        drop(queue);
-        *lock(&self.scratch) = Vec::new();
         Ok(())
     }
 
     /// Removes the queue's name; handles already open keep working.
-    fn unlink(&self, py: Python<'_>) -> PyResult<()> {
+    pub(crate) fn unlink(&self, py: Python<'_>) -> PyResult<()> {
         mqueue::unlink(self.name_str(py)?.to_str()?).map_err(to_py_err)
     }
 
