@@ -25,7 +25,7 @@ pub(crate) fn name(obj: &Bound<'_, PyAny>) -> PyResult<String> {
             type_name(obj)
         )));
     };
-    if memchr::memchr(0, name.as_bytes()).is_some() {
+    if name.as_bytes().contains(&0) {
         return Err(errors::nul_in_name(&name));
     }
     Ok(name)

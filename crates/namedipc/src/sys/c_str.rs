@@ -19,13 +19,38 @@ pub(crate) const CAPACITY: usize = 16 + 255 + 1;
 pub(crate) struct NulFree<'a>(&'a [u8]);
 
 impl<'a> NulFree<'a> {
-    /// `bytes`, if they hold neither a NUL nor `also`: one pass for both
-    /// (memchr2 takes 16 or 32 bytes at a time).
+    /// `bytes`, if they hold neither a NUL nor `also`: one pass for both.
     pub(crate) fn check(bytes: &'a [u8], also: u8) -> Option<Self> {
-        memchr::memchr2(0, also, bytes)
-            .is_none()
-            .then_some(Self(bytes))
+        (!holds_either(bytes, 0, also)).then_some(Self(bytes))
     }
+}
+
+/// Whether `bytes` hold `a` or `b`, read eight at a time as words. Names
+/// are short (the longest is 255 bytes, most under 32), where memchr2's
+/// setup cost more than its scan: about 90 instructions for a 20-byte name
+/// (callgrind), three words here.
+fn holds_either(bytes: &[u8], a: u8, b: u8) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Exact for "is any byte zero": a borrow can only mark bytes above a
+    // byte that is zero already.
+    let has_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS != 0;
+    let (splat_a, splat_b) = (ONES * u64::from(a), ONES * u64::from(b));
+    let holds = |word: [u8; 8]| {
+        let word = u64::from_ne_bytes(word);
+        has_zero(word ^ splat_a) || has_zero(word ^ splat_b)
+    };
+    let Some(last) = bytes.last_chunk::<8>() else {
+        return bytes.iter().any(|&byte| byte == a || byte == b);
+    };
+    let mut words = bytes.chunks_exact(8);
+    // The last word overlaps the one before it unless the length is a
+    // multiple of eight: the bytes left over are read with it. (Every
+    // chunk is eight bytes long, so the conversion's fallback never runs.)
+    words
+        .by_ref()
+        .any(|word| holds(word.try_into().unwrap_or(*last)))
+        || holds(*last)
 }
 
 /// Runs `f` with `head` and then `body` joined into one C string on the
@@ -90,5 +115,28 @@ mod tests {
         assert!(NulFree::check(b"a\0b", b'/').is_none());
         assert!(NulFree::check(b"a/b", b'/').is_none());
         assert!(NulFree::check(b"", b'/').is_some());
+    }
+
+    #[test]
+    fn every_position_of_every_length_is_checked() {
+        // Every length a name can have, each byte that must be refused at
+        // every position, and bytes near them (0x01, 0x80, 0xff, '.', '0')
+        // that must not be.
+        for len in 0..=300 {
+            let clean: Vec<u8> = (0..len)
+                .map(|i| [b'a', 0x01, 0x80, 0xff, b'.', b'0'][i % 6])
+                .collect();
+            assert!(NulFree::check(&clean, b'/').is_some(), "len {len}");
+            for position in 0..len {
+                for refused in [0, b'/'] {
+                    let mut bytes = clean.clone();
+                    bytes[position] = refused;
+                    assert!(
+                        NulFree::check(&bytes, b'/').is_none(),
+                        "len {len}, {refused:#x} at {position}"
+                    );
+                }
+            }
+        }
     }
 }
