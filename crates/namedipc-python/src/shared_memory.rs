@@ -174,10 +174,8 @@ impl PySharedMemory {
     pub(crate) fn close_unmapped(&self, py: Python<'_>) -> Option<()> {
         let mut state = self.lock(py);
         let opened = state.as_mut().filter(|opened| opened.mapping.is_none())?;
-        let shm = opened.shm.take();
+        opened.shm = None;
         opened.closed = true;
-        drop(state);
-        drop(shm);
         Some(())
     }
 
@@ -379,10 +377,13 @@ impl PySharedMemory {
     /// Closes the file descriptor; .buf, if already read, stays usable.
     /// Closing it twice is harmless, as in posix_ipc.
     pub(crate) fn close_fd(&self, py: Python<'_>) -> PyResult<()> {
-        // Taken out under the lock, closed after it.
-        let shm = self.with(py, |opened| Ok(opened.shm.take()))?;
-        drop(shm);
-        Ok(())
+        // Closed in place, under the lock, as close() does: a close(2) of
+        // the segment's descriptor does not block, and the handle (some
+        // hundred bytes) is not moved out to be dropped.
+        self.with(py, |opened| {
+            opened.shm = None;
+            Ok(())
+        })
     }
 
     /// Unmaps .buf and closes the file descriptor; the segment itself lives
