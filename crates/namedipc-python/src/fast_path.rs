@@ -306,13 +306,12 @@ noargs_method!(
     /// `MessageQueue.close()`: at once for a queue no call shared, else
     /// attached (ending waits and callbacks drops Python objects).
     message_queue_close, PyMessageQueue, MESSAGE_QUEUE_TYPE, "MessageQueue.close()",
-    |py, this| match this.take_queue() {
-        Ok(None) => Ok(()),
-        Ok(Some(queue)) => Python::attach(|_| {
+    |py, this| match this.take_queue()? {
+        None => Ok(()),
+        Some(queue) => Python::attach(|_| {
             this.close_shared(queue);
             Ok(())
         }),
-        Err(e) => Err(e),
     }
 );
 
