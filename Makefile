@@ -34,7 +34,7 @@ one-test: ## one pytest test, verbose, stopping at its failure: make one-test T=
 	@test -n "$(T)" || { echo 'make one-test T=tests/FILE.py::TEST (a pytest node id)' >&2; exit 2; }
 	./dev.sh test-python -v -x $(T) $(ARGS)
 
-wheel: ## the release abi3 wheel, installed into a new venv, checked by stubtest and pytest (ARGS: pytest's)
+wheel: ## the release wheel, installed into a new venv, checked by stubtest and pytest (ARGS: pytest's)
 	./dev.sh wheel $(ARGS)
 
 bench: ## namedipc vs posix_ipc vs a C floor (ARGS: bench.py options, e.g. --quick)

@@ -29,7 +29,7 @@ usage: ./dev.sh COMMAND [ARGS...]
   test-python [PYTEST...]
                          build the development extension (maturin develop), then
                          pytest; e.g. ./dev.sh test-python tests/test_pickle.py -x
-  wheel [PYTEST...]      build the release abi3 wheel, install it into a new
+  wheel [PYTEST...]      build the release wheel, install it into a new
                          virtualenv, check that namedipc comes from there, and
                          run mypy.stubtest and pytest against it
   bench [BENCH...]       namedipc vs posix_ipc vs a C floor (./dev.sh bench --help)
@@ -180,10 +180,14 @@ cmd_wheel() {
     setup
     local wheels="$TARGET/wheels-test" wheel_venv="$VENV-wheel" wheel
     rm -rf "$wheels" "$wheel_venv"
-    log "maturin build --release (the abi3 wheel)"
-    maturin build -q --release --out "$wheels"
-    wheel="$(echo "$wheels"/namedipc-*-cp311-abi3-*.whl)"
-    [ -f "$wheel" ] || die "expected one cp311-abi3 wheel in $wheels, found: $(ls "$wheels")"
+    # The wheel is the venv's interpreter's (namedipc is not built for the
+    # stable ABI): its tag is that interpreter's, cpXY-cpXY.
+    local tag
+    tag="$(python -c 'import sys; print("cp%d%d" % sys.version_info[:2])')"
+    log "maturin build --release (the $tag wheel)"
+    maturin build -q --release --interpreter python --out "$wheels"
+    wheel="$(echo "$wheels"/namedipc-*-"$tag-$tag"-*.whl)"
+    [ -f "$wheel" ] || die "expected one $tag-$tag wheel in $wheels, found: $(ls "$wheels")"
     log "installing $LOCK, then ${wheel##*/}, into a new $wheel_venv"
     python3 -m venv "$wheel_venv"
     pip_install_lock "$wheel_venv"
