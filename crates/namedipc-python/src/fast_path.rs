@@ -8,7 +8,11 @@
 //! with PyO3 attached as usual. The no-argument `close()`, `close_fd()` and
 //! `unlink()` of Semaphore, SharedMemory and MessageQueue, which every
 //! open-and-close pays once: plain `METH_NOARGS` functions running the
-//! same bodies, attached through PyO3 only where a body needs it. The one
+//! same bodies, attached through PyO3 only where a body needs it. And the
+//! three classes' constructors, `Semaphore(...)`, `SharedMemory(...)` and
+//! `MessageQueue(...)`, as the types' own vectorcalls, which make the
+//! object and run `__init__`'s body without PyO3's `__new__` and
+//! `__init__` slots in between (a subclass is made as before). The one
 //! module of the bindings with `unsafe`, each block saying why it holds
 //! (tests/test_layering.py checks both).
 #![allow(unsafe_code)]
@@ -16,13 +20,13 @@
 use std::any::Any;
 use std::ffi::CString;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
-use pyo3::types::{PyNone, PyString, PyTuple, PyType};
+use pyo3::types::{PyDict, PyNone, PyString, PyTuple, PyType};
 use pyo3::PyTypeInfo;
 
 use crate::errors;
@@ -45,6 +49,7 @@ static MESSAGE_QUEUE_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(std::pt
 pub(crate) fn install(cls: &Bound<'_, PyType>) -> PyResult<()> {
     // The module holds the type for the life of the process.
     SEMAPHORE_TYPE.store(cls.as_type_ptr(), Ordering::Relaxed);
+    constructor(cls, &SEMAPHORE_SLOTS, semaphore_new);
     noargs(cls, "close", semaphore_close)?;
     noargs(cls, "unlink", semaphore_unlink)?;
     let acquire = ffi::PyMethodDefPointer {
@@ -68,6 +73,7 @@ pub(crate) fn install_shared_memory(cls: &Bound<'_, PyType>) -> PyResult<()> {
     if !first_time(&SHARED_MEMORY_TYPE, cls) {
         return Ok(());
     }
+    constructor(cls, &SHARED_MEMORY_SLOTS, shared_memory_new);
     noargs(cls, "close_fd", shared_memory_close_fd)?;
     noargs(cls, "close", shared_memory_close)?;
     noargs(cls, "unlink", shared_memory_unlink)
@@ -79,6 +85,7 @@ pub(crate) fn install_message_queue(cls: &Bound<'_, PyType>) -> PyResult<()> {
     if !first_time(&MESSAGE_QUEUE_TYPE, cls) {
         return Ok(());
     }
+    constructor(cls, &MESSAGE_QUEUE_SLOTS, message_queue_new);
     noargs(cls, "close", message_queue_close)?;
     noargs(cls, "unlink", message_queue_unlink)
 }
@@ -491,3 +498,279 @@ fn panicked(payload: &(dyn Any + Send)) -> PyErr {
         .unwrap_or_else(|| "panic with a payload that is not a string".to_owned());
     PanicException::new_err(message)
 }
+
+/// A class's `__new__` and `__init__` slots as PyO3 made them, recorded
+/// when its constructor was installed: if either is replaced later (a
+/// `__new__` or `__init__` assigned to the class), a call takes the
+/// interpreter's path, which calls the new one.
+struct Slots {
+    new: AtomicUsize,
+    init: AtomicUsize,
+}
+
+impl Slots {
+    const fn new() -> Self {
+        Self {
+            new: AtomicUsize::new(0),
+            init: AtomicUsize::new(0),
+        }
+    }
+
+    /// The two slots of `tp`, as addresses (0 for none).
+    ///
+    /// # Safety
+    /// `tp` is a live type object.
+    unsafe fn of(tp: *mut ffi::PyTypeObject) -> (usize, usize) {
+        // SAFETY: as the caller promises; the two fields are plain reads.
+        unsafe {
+            (
+                (*tp).tp_new.map_or(0, |f| f as usize),
+                (*tp).tp_init.map_or(0, |f| f as usize),
+            )
+        }
+    }
+
+    /// Whether `tp` still has the slots recorded.
+    ///
+    /// # Safety
+    /// `tp` is a live type object.
+    unsafe fn unchanged(&self, tp: *mut ffi::PyTypeObject) -> bool {
+        // SAFETY: as the caller promises.
+        let (new, init) = unsafe { Self::of(tp) };
+        new == self.new.load(Ordering::Relaxed) && init == self.init.load(Ordering::Relaxed)
+    }
+}
+
+static SEMAPHORE_SLOTS: Slots = Slots::new();
+static SHARED_MEMORY_SLOTS: Slots = Slots::new();
+static MESSAGE_QUEUE_SLOTS: Slots = Slots::new();
+
+/// Makes `call` the way `cls(...)` itself is called (the type's
+/// vectorcall), and records `cls`'s slots in `slots`. A subclass does not
+/// inherit it (CPython never copies `tp_vectorcall` to a subclass): its
+/// instances are made as before, by `__new__` and `__init__`.
+fn constructor(cls: &Bound<'_, PyType>, slots: &Slots, call: ffi::vectorcallfunc) {
+    let tp = cls.as_type_ptr();
+    // SAFETY: `cls` is a live type object that this module just made, with
+    // the thread attached; `tp_vectorcall` is the field that says how a
+    // type is called, and writing it is how CPython's own types get theirs.
+    unsafe {
+        let (new, init) = Slots::of(tp);
+        slots.new.store(new, Ordering::Relaxed);
+        slots.init.store(init, Ordering::Relaxed);
+        (*tp).tp_vectorcall = Some(call);
+    }
+}
+
+/// The most parameters a constructor has (MessageQueue's seven).
+const MOST_PARAMETERS: usize = 7;
+
+/// A constructor call's values in the order of `parameters` (NULL where
+/// not given), if it is a call the fast path makes: `callable` is the
+/// class `exact` holds, with the slots `slots` recorded, and the
+/// arguments bind plainly (the first parameter given, no more positional
+/// values than parameters, each keyword one of the parameters and given
+/// once). Anything else is for the interpreter's path to judge and report.
+///
+/// # Safety
+/// The arguments are a vectorcall's: `callable` a live type object,
+/// `nargsf` positional values at `args`, followed by one per name in
+/// `kwnames` (a tuple of str, or NULL).
+unsafe fn fast_call(
+    callable: *mut ffi::PyObject,
+    exact: &AtomicPtr<ffi::PyTypeObject>,
+    slots: &Slots,
+    parameters: &[&str],
+    args: *const *mut ffi::PyObject,
+    nargsf: usize,
+    kwnames: *mut ffi::PyObject,
+) -> Option<[*mut ffi::PyObject; MOST_PARAMETERS]> {
+    let tp = callable.cast::<ffi::PyTypeObject>();
+    // SAFETY: `callable` is a live type object.
+    if tp != exact.load(Ordering::Relaxed) || !unsafe { slots.unchanged(tp) } {
+        return None;
+    }
+    // SAFETY: a vectorcall's count.
+    let nargs = usize::try_from(unsafe { ffi::PyVectorcall_NARGS(nargsf) }).ok()?;
+    if nargs > parameters.len() {
+        return None;
+    }
+    let mut given = [std::ptr::null_mut(); MOST_PARAMETERS];
+    for (index, value) in given.iter_mut().enumerate().take(nargs) {
+        // SAFETY: there are `nargs` positional values at `args`.
+        *value = unsafe { *args.add(index) };
+    }
+    if !kwnames.is_null() {
+        // SAFETY: a non-NULL kwnames is a live tuple of str.
+        let count = unsafe { ffi::PyTuple_GET_SIZE(kwnames) };
+        for (position, item) in (0..count).enumerate() {
+            // SAFETY: `item` is within the tuple; its items are str.
+            let keyword = unsafe { utf8(ffi::PyTuple_GET_ITEM(kwnames, item)) }?;
+            let index = parameters.iter().position(|p| p.as_bytes() == keyword)?;
+            if !given[index].is_null() {
+                return None;
+            }
+            // SAFETY: one value per keyword name follows the positional ones.
+            given[index] = unsafe { *args.add(nargs + position) };
+        }
+    }
+    (!given[0].is_null()).then_some(given)
+}
+
+/// The UTF-8 text of the str `text`, or None (and no exception) if it has
+/// none (a lone surrogate).
+///
+/// # Safety
+/// `text` is a live str, which outlives the bytes returned.
+unsafe fn utf8<'a>(text: *mut ffi::PyObject) -> Option<&'a [u8]> {
+    let mut len: ffi::Py_ssize_t = 0;
+    // SAFETY: `text` is a live str; the bytes live as long as it does.
+    unsafe {
+        let bytes = ffi::PyUnicode_AsUTF8AndSize(text, &raw mut len);
+        if bytes.is_null() {
+            ffi::PyErr_Clear();
+            return None;
+        }
+        Some(std::slice::from_raw_parts(
+            bytes.cast::<u8>(),
+            usize::try_from(len).ok()?,
+        ))
+    }
+}
+
+/// `callable(...)` as the interpreter calls a type without a vectorcall:
+/// its metaclass's `tp_call` (`type.__call__`: `__new__`, then
+/// `__init__`), given the arguments as a tuple and a dict.
+///
+/// # Safety
+/// As for `fast_call`.
+unsafe fn call_type(
+    callable: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: usize,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    Python::attach(|py| {
+        // SAFETY: a vectorcall's count.
+        let nargs = usize::try_from(unsafe { ffi::PyVectorcall_NARGS(nargsf) }).unwrap_or(0);
+        let keywords = if kwnames.is_null() {
+            None
+        } else {
+            // SAFETY: a non-NULL kwnames is a live tuple of str, borrowed
+            // for the call.
+            Some(unsafe { Borrowed::from_ptr(py, kwnames) }.cast::<PyTuple>()?)
+        };
+        let given = nargs + keywords.as_ref().map_or(0, |k| k.len());
+        // With no arguments, `args` may be NULL: it is not read then.
+        let values: &[*mut ffi::PyObject] = if given == 0 {
+            &[]
+        } else {
+            // SAFETY: `args` holds `nargs` positional values followed by
+            // one per keyword name, all borrowed for the call.
+            unsafe { std::slice::from_raw_parts(args, given) }
+        };
+        // SAFETY: each value is a live reference borrowed for the call.
+        let value = |value: *mut ffi::PyObject| unsafe { Borrowed::from_ptr(py, value) };
+        let positional = PyTuple::new(py, values[..nargs].iter().map(|&v| value(v)))?;
+        let kwargs = match keywords {
+            None => None,
+            Some(keywords) => {
+                let kwargs = PyDict::new(py);
+                for (keyword, &v) in keywords.iter().zip(&values[nargs..]) {
+                    kwargs.set_item(keyword, value(v))?;
+                }
+                Some(kwargs)
+            }
+        };
+        // SAFETY: `callable` is a live object, whose type is a live type.
+        let Some(call) = (unsafe { (*ffi::Py_TYPE(callable)).tp_call }) else {
+            return Err(PyTypeError::new_err("the class cannot be called"));
+        };
+        let kwargs = kwargs.as_ref().map_or(std::ptr::null_mut(), Bound::as_ptr);
+        // SAFETY: `call` is the metaclass's tp_call, given a live tuple and
+        // a dict or NULL; it returns a new reference or NULL with an
+        // exception set, which the caller passes on as it is.
+        Ok(unsafe { call(callable, positional.as_ptr(), kwargs) })
+    })
+}
+
+/// A class's constructor as its vectorcall: `Class(name, ...)` makes the
+/// object and runs `__init__`'s body on it (`$init`, with `$this` the new
+/// object, the first parameter a `&Bound<PyAny>` and each other an
+/// `Option<&Bound<PyAny>>`), without the tuple and dict that
+/// `type.__call__` builds for PyO3's `__new__` and `__init__`, their two
+/// trampolines and their argument extraction. A call the fast path does
+/// not take (see `fast_call`) goes the interpreter's way, which judges it
+/// and words every error as before.
+///
+/// `$init` runs as the interpreter called the type, attached, but without
+/// PyO3's own count of attachment raised (`Python::attach` would pay for
+/// `PyGILState_Ensure` and `PyGILState_Release`, some 100 instructions,
+/// here): a `Bound` it drops is released at once, a `Py` it drops at
+/// PyO3's next attachment. The bodies drop no `Py` on their way to
+/// success; an error is raised attached (`guarded`), which releases
+/// anything that making it dropped.
+macro_rules! constructor {
+    ($(#[$doc:meta])* $fn:ident, $class:ty, $exact:ident, $slots:ident,
+     |$py:ident, $this:ident, $name:ident $(, $param:ident)*| $init:expr) => {
+        $(#[$doc])*
+        unsafe extern "C" fn $fn(
+            callable: *mut ffi::PyObject,
+            args: *const *mut ffi::PyObject,
+            nargsf: usize,
+            kwnames: *mut ffi::PyObject,
+        ) -> *mut ffi::PyObject {
+            const PARAMETERS: &[&str] = &[stringify!($name) $(, stringify!($param))*];
+            const _: () = assert!(PARAMETERS.len() <= MOST_PARAMETERS);
+            // SAFETY: the interpreter calls a type with the thread attached.
+            let py = unsafe { Python::assume_attached() };
+            guarded(py, || {
+                // SAFETY: the arguments are as the vectorcall protocol has them.
+                let given = unsafe {
+                    fast_call(callable, &$exact, &$slots, PARAMETERS, args, nargsf, kwnames)
+                };
+                let Some(given) = given else {
+                    // SAFETY: as above.
+                    return unsafe { call_type(callable, args, nargsf, kwnames) };
+                };
+                let $py = py;
+                let mut values = given.into_iter().map(|value| {
+                    // SAFETY: each non-NULL value is a live reference
+                    // borrowed for the call.
+                    unsafe { Borrowed::from_ptr_or_opt($py, value) }
+                });
+                let Some($name) = values.next().flatten() else {
+                    // SAFETY: as above (`fast_call` never lets this happen).
+                    return unsafe { call_type(callable, args, nargsf, kwnames) };
+                };
+                $(let $param = values.next().flatten();)*
+                let object = Bound::new($py, <$class>::unopened())?;
+                {
+                    let $this = object.get();
+                    let $name = &*$name;
+                    $(let $param = $param.as_deref();)*
+                    $init?;
+                }
+                Ok(object.into_ptr())
+            })
+        }
+    };
+}
+
+constructor!(
+    /// `Semaphore(name, flags=0, mode=0o600, initial_value=0)`.
+    semaphore_new, PySemaphore, SEMAPHORE_TYPE, SEMAPHORE_SLOTS,
+    |py, this, name, flags, mode, initial_value| this.__init__(name, flags, mode, initial_value)
+);
+
+constructor!(
+    /// `SharedMemory(name, flags=0, mode=0o600, size=0, read_only=False)`.
+    shared_memory_new, PySharedMemory, SHARED_MEMORY_TYPE, SHARED_MEMORY_SLOTS,
+    |py, this, name, flags, mode, size, read_only| this.__init__(py, name, flags, mode, size, read_only)
+);
+
+constructor!(
+    /// `MessageQueue(name, flags=0, mode=0o600, max_messages, max_message_size, read=True, write=True)`.
+    message_queue_new, PyMessageQueue, MESSAGE_QUEUE_TYPE, MESSAGE_QUEUE_SLOTS,
+    |py, this, name, flags, mode, max_messages, max_message_size, read, write| this.__init__(py, name, flags, mode, max_messages, max_message_size, read, write)
+);

@@ -23,6 +23,14 @@ pub(crate) struct PySemaphore {
 }
 
 impl PySemaphore {
+    /// A handle `__init__` has not run on, as `__new__` makes it.
+    pub(crate) fn unopened() -> Self {
+        Self {
+            slot: SemSlot::new(KIND),
+            busy: PyOnceLock::new(),
+        }
+    }
+
     fn open(&self, name: Option<&str>, flags: i64, mode: u32, initial_value: u32) -> PyResult<()> {
         // posix_ipc refuses O_EXCL alone, as SharedMemory and MessageQueue do.
         args::require_creat_with_excl(flags, KIND)?;
@@ -79,16 +87,13 @@ impl PySemaphore {
     #[new]
     #[pyo3(signature = (*_args, **_kwargs), text_signature = "(name, flags=0, mode=0o600, initial_value=0)")]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
-        Self {
-            slot: SemSlot::new(KIND),
-            busy: PyOnceLock::new(),
-        }
+        Self::unopened()
     }
 
     #[pyo3(
         signature = (name, flags = None, mode = None, initial_value = None)
     )]
-    fn __init__(
+    pub(crate) fn __init__(
         &self,
         name: &Bound<'_, PyAny>,
         flags: Option<&Bound<'_, PyAny>>,

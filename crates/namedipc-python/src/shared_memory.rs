@@ -77,6 +77,13 @@ pub(crate) struct PySharedMemory {
 }
 
 impl PySharedMemory {
+    /// A handle `__init__` has not run on, as `__new__` makes it.
+    pub(crate) fn unopened() -> Self {
+        Self {
+            state: Mutex::new(None),
+        }
+    }
+
     fn open(
         &self,
         py: Python<'_>,
@@ -252,13 +259,11 @@ impl PySharedMemory {
     #[new]
     #[pyo3(signature = (*_args, **_kwargs), text_signature = "(name, flags=0, mode=0o600, size=0, read_only=False)")]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
-        Self {
-            state: Mutex::new(None),
-        }
+        Self::unopened()
     }
 
     #[pyo3(signature = (name, flags = None, mode = None, size = None, read_only = None))]
-    fn __init__(
+    pub(crate) fn __init__(
         &self,
         py: Python<'_>,
         name: &Bound<'_, PyAny>,

@@ -129,6 +129,16 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 #[allow(clippy::too_many_arguments)] // posix_ipc's constructor
 impl PyMessageQueue {
+    /// A handle `__init__` has not run on, as `__new__` makes it.
+    pub(crate) fn unopened() -> Self {
+        Self {
+            state: Mutex::new(None),
+            scratch: Mutex::new(Vec::new()),
+            exposed: AtomicBool::new(false),
+            pinned: OnceLock::new(),
+        }
+    }
+
     fn open(
         &self,
         py: Python<'_>,
@@ -394,12 +404,7 @@ impl PyMessageQueue {
         text_signature = "(name, flags=0, mode=0o600, max_messages=namedipc._namedipc.QUEUE_MESSAGES_MAX_DEFAULT, max_message_size=namedipc._namedipc.QUEUE_MESSAGE_SIZE_MAX_DEFAULT, read=True, write=True)"
     )]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
-        Self {
-            state: Mutex::new(None),
-            scratch: Mutex::new(Vec::new()),
-            exposed: AtomicBool::new(false),
-            pinned: OnceLock::new(),
-        }
+        Self::unopened()
     }
 
     #[pyo3(signature = (
@@ -407,7 +412,7 @@ impl PyMessageQueue {
         read = None, write = None
     ))]
     #[allow(clippy::too_many_arguments)] // posix_ipc's constructor
-    fn __init__(
+    pub(crate) fn __init__(
         &self,
         py: Python<'_>,
         name: &Bound<'_, PyAny>,
