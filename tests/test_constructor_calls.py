@@ -311,3 +311,53 @@ def test_a_new_assigned_to_the_class_is_called(cls: type[Any], name_for: dict[ty
 def test_the_signature_is_kept(cls: type[Any]) -> None:
     parameters = list(inspect.signature(cls).parameters)
     assert parameters == ["name"] + [key for key, _, _ in PARAMETERS[cls]]
+
+
+@pytest.mark.parametrize("how", ["exact class", "subclass"])
+def test_an_optional_argument_given_as_none_is_its_default(how: str, name_for: dict[type[Any], str]) -> None:
+    # PyO3 extracts an optional parameter given as None as one not given;
+    # the constructor's own path does the same (and the subclass, made by
+    # __new__ and __init__, shows what that is).
+    for cls in CLASSES:
+        made: type[Any] = cls if how == "exact class" else type("Sub", (cls,), {})
+        name = name_for[cls]
+        creator = made(name, namedipc.O_CREX, None, *[None] * (len(PARAMETERS[cls]) - 2))
+        try:
+            assert creator.created is True
+            assert creator.mode == 0o600
+            keywords = {key: None for key, _, _ in PARAMETERS[cls][1:]}
+            again = made(name, flags=None, **keywords)
+            assert again.created is False
+            if cls is MessageQueue:
+                # read=None and write=None: both, as when left out.
+                again.send(b"x")
+                assert again.receive()[0] == b"x"
+            again.close()
+        finally:
+            remove(creator)
+
+
+def test_the_call_takes_the_constructors_own_path(mq_name: str) -> None:
+    # Seen from inside the call (read= is asked for its truth, which runs
+    # Python code): through type.__call__ the positional arguments are held
+    # by a tuple made for __new__ and __init__, so the name has one
+    # reference more than when the type's own vectorcall binds them from
+    # the caller's stack.
+    seen: list[int] = []
+
+    class Probe:
+        def __bool__(self) -> bool:
+            seen.append(sys.getrefcount(mq_name))
+            return True
+
+    class Sub(MessageQueue):
+        pass
+
+    probe: Any = Probe()
+    for made in (MessageQueue, Sub):
+        handle = made(mq_name, namedipc.O_CREX, read=probe)
+        remove(handle)
+        # The handle keeps the name: gone before the next call counts.
+        del handle
+    exact, through_type_call = seen
+    assert through_type_call == exact + 1

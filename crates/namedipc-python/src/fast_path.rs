@@ -697,7 +697,8 @@ unsafe fn call_type(
 /// A class's constructor as its vectorcall: `Class(name, ...)` makes the
 /// object and runs `__init__`'s body on it (`$init`, with `$this` the new
 /// object, the first parameter a `&Bound<PyAny>` and each other an
-/// `Option<&Bound<PyAny>>`), without the tuple and dict that
+/// `Option<&Bound<PyAny>>`, `None` where not given or given as None, as
+/// PyO3's extraction makes it), without the tuple and dict that
 /// `type.__call__` builds for PyO3's `__new__` and `__init__`, their two
 /// trampolines and their argument extraction. A call the fast path does
 /// not take (see `fast_call`) goes the interpreter's way, which judges it
@@ -743,7 +744,9 @@ macro_rules! constructor {
                     // SAFETY: as above (`fast_call` never lets this happen).
                     return unsafe { call_type(callable, args, nargsf, kwnames) };
                 };
-                $(let $param = values.next().flatten();)*
+                // An optional parameter given as None is one not given, as
+                // PyO3 extracts an `Option` (the first is passed as it is).
+                $(let $param = values.next().flatten().filter(|value| !value.is_none());)*
                 let object = Bound::new($py, <$class>::unopened())?;
                 {
                     let $this = object.get();

@@ -185,7 +185,11 @@ fn prime_unwinder() {
     let _ = std::panic::catch_unwind(|| std::panic::resume_unwind(Box::new(())));
 }
 
-#[pymodule]
+// The module relies on the interpreter lock (fast_path.rs installs its
+// slots and reads its statics under it): a free-threaded interpreter,
+// which a build for the full API could now load it into, is told so and
+// keeps the lock on.
+#[pymodule(gil_used = true)]
 fn _namedipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     use namedipc::flags;
 
