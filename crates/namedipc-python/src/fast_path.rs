@@ -562,9 +562,6 @@ fn constructor(cls: &Bound<'_, PyType>, slots: &Slots, call: ffi::vectorcallfunc
     }
 }
 
-/// The most parameters a constructor has (MessageQueue's seven).
-const MOST_PARAMETERS: usize = 7;
-
 /// A constructor call's values in the order of `parameters` (NULL where
 /// not given), if it is a call the fast path makes: `callable` is the
 /// class `exact` holds, with the slots `slots` recorded, and the
@@ -576,15 +573,15 @@ const MOST_PARAMETERS: usize = 7;
 /// The arguments are a vectorcall's: `callable` a live type object,
 /// `nargsf` positional values at `args`, followed by one per name in
 /// `kwnames` (a tuple of str, or NULL).
-unsafe fn fast_call(
+unsafe fn fast_call<const N: usize>(
     callable: *mut ffi::PyObject,
     exact: &AtomicPtr<ffi::PyTypeObject>,
     slots: &Slots,
-    parameters: &[&str],
+    parameters: &[&str; N],
     args: *const *mut ffi::PyObject,
     nargsf: usize,
     kwnames: *mut ffi::PyObject,
-) -> Option<[*mut ffi::PyObject; MOST_PARAMETERS]> {
+) -> Option<[*mut ffi::PyObject; N]> {
     let tp = callable.cast::<ffi::PyTypeObject>();
     // SAFETY: `callable` is a live type object.
     if tp != exact.load(Ordering::Relaxed) || !unsafe { slots.unchanged(tp) } {
@@ -592,13 +589,18 @@ unsafe fn fast_call(
     }
     // SAFETY: a vectorcall's count.
     let nargs = usize::try_from(unsafe { ffi::PyVectorcall_NARGS(nargsf) }).ok()?;
-    if nargs > parameters.len() {
+    if nargs > N {
         return None;
     }
-    let mut given = [std::ptr::null_mut(); MOST_PARAMETERS];
-    for (index, value) in given.iter_mut().enumerate().take(nargs) {
-        // SAFETY: there are `nargs` positional values at `args`.
-        *value = unsafe { *args.add(index) };
+    let mut given = [std::ptr::null_mut(); N];
+    // One test per parameter, which the compiler unrolls (N is the class's
+    // count): a loop up to `nargs` became a call to `memcpy`, some ten
+    // times the cost for the common call's one or few values.
+    for (index, value) in given.iter_mut().enumerate() {
+        if index < nargs {
+            // SAFETY: there are `nargs` positional values at `args`.
+            *value = unsafe { *args.add(index) };
+        }
     }
     if !kwnames.is_null() {
         // SAFETY: a non-NULL kwnames is a live tuple of str.
@@ -721,8 +723,8 @@ macro_rules! constructor {
             nargsf: usize,
             kwnames: *mut ffi::PyObject,
         ) -> *mut ffi::PyObject {
-            const PARAMETERS: &[&str] = &[stringify!($name) $(, stringify!($param))*];
-            const _: () = assert!(PARAMETERS.len() <= MOST_PARAMETERS);
+            const PARAMETERS: &[&str; [stringify!($name) $(, stringify!($param))*].len()] =
+                &[stringify!($name) $(, stringify!($param))*];
             // SAFETY: the interpreter calls a type with the thread attached.
             let py = unsafe { Python::assume_attached() };
             guarded(py, || {
