@@ -201,22 +201,8 @@ unsafe extern "C" fn acquire(
         // full path, which checks and says everything.
         Python::attach(|py| {
             let len = usize::try_from(nargs).unwrap_or(0);
-            let keywords = if kwnames.is_null() {
-                None
-            } else {
-                // SAFETY: a non-NULL kwnames is a live tuple of strings,
-                // borrowed for the call (vectorcall protocol).
-                Some(unsafe { Borrowed::from_ptr(py, kwnames) }.cast::<PyTuple>()?)
-            };
-            let given = len + keywords.as_ref().map_or(0, |k| k.len());
-            // With no arguments, `args` may be NULL: it is not read then.
-            let values: &[*mut ffi::PyObject] = if given == 0 {
-                &[]
-            } else {
-                // SAFETY: `args` holds `nargs` positional arguments followed
-                // by one value per keyword name, all borrowed for the call.
-                unsafe { std::slice::from_raw_parts(args, given) }
-            };
+            // SAFETY: the arguments are as the vectorcall protocol has them.
+            let (values, keywords) = unsafe { call_values(py, args, len, kwnames) }?;
             let timeout = timeout_argument(py, values, len, keywords.as_ref())?;
             this.acquire(py, timeout.as_ref())?;
             Ok(none(py))
@@ -363,6 +349,38 @@ fn timeout_argument<'py>(
         // to_owned takes a reference of its own.
         .map(|value| unsafe { Borrowed::from_ptr(py, value) }.to_owned())
         .filter(|value| !value.is_none()))
+}
+
+/// A vectorcall's values (the positional ones, then one per keyword name)
+/// and its keyword names, if any.
+///
+/// # Safety
+/// `nargs` positional values at `args`, followed by one per name in
+/// `kwnames` (a tuple of str, or NULL), all borrowed for the call, which
+/// outlives `'a`.
+unsafe fn call_values<'a>(
+    py: Python<'_>,
+    args: *const *mut ffi::PyObject,
+    nargs: usize,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<(&'a [*mut ffi::PyObject], Option<Borrowed<'a, '_, PyTuple>>)> {
+    let keywords = if kwnames.is_null() {
+        None
+    } else {
+        // SAFETY: a non-NULL kwnames is a live tuple of str, borrowed for
+        // the call.
+        Some(unsafe { Borrowed::from_ptr(py, kwnames) }.cast::<PyTuple>()?)
+    };
+    let given = nargs + keywords.as_ref().map_or(0, |k| k.len());
+    // With no arguments, `args` may be NULL: it is not read then.
+    let values: &[*mut ffi::PyObject] = if given == 0 {
+        &[]
+    } else {
+        // SAFETY: `args` holds `nargs` positional values followed by one
+        // per keyword name, all borrowed for the call.
+        unsafe { std::slice::from_raw_parts(args, given) }
+    };
+    Ok((values, keywords))
 }
 
 /// After a slot was taken without waiting: runs any signal handler that
@@ -655,22 +673,8 @@ unsafe fn call_type(
     Python::attach(|py| {
         // SAFETY: a vectorcall's count.
         let nargs = usize::try_from(unsafe { ffi::PyVectorcall_NARGS(nargsf) }).unwrap_or(0);
-        let keywords = if kwnames.is_null() {
-            None
-        } else {
-            // SAFETY: a non-NULL kwnames is a live tuple of str, borrowed
-            // for the call.
-            Some(unsafe { Borrowed::from_ptr(py, kwnames) }.cast::<PyTuple>()?)
-        };
-        let given = nargs + keywords.as_ref().map_or(0, |k| k.len());
-        // With no arguments, `args` may be NULL: it is not read then.
-        let values: &[*mut ffi::PyObject] = if given == 0 {
-            &[]
-        } else {
-            // SAFETY: `args` holds `nargs` positional values followed by
-            // one per keyword name, all borrowed for the call.
-            unsafe { std::slice::from_raw_parts(args, given) }
-        };
+        // SAFETY: as the caller promises.
+        let (values, keywords) = unsafe { call_values(py, args, nargs, kwnames) }?;
         // SAFETY: each value is a live reference borrowed for the call.
         let value = |value: *mut ffi::PyObject| unsafe { Borrowed::from_ptr(py, value) };
         let positional = PyTuple::new(py, values[..nargs].iter().map(|&v| value(v)))?;
