@@ -5,6 +5,7 @@ besides fixtures is in the package tests/support (see its __init__)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -50,6 +51,16 @@ def mq_names() -> Iterator[Names]:
 def mq_name(mq_names: Names) -> str:
     """One unique message queue name, removed after the test."""
     return mq_names()
+
+
+@pytest.fixture
+def name_for(sem_name: str, shm_name: str, mq_name: str) -> dict[type[Any], str]:
+    """A unique name for each posix_ipc class, removed after the test."""
+    # Imported here: the conftest itself makes none of the classes that
+    # the package makes on first use.
+    from namedipc import MessageQueue, Semaphore, SharedMemory
+
+    return {Semaphore: sem_name, SharedMemory: shm_name, MessageQueue: mq_name}
 
 
 @pytest.fixture

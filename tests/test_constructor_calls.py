@@ -52,12 +52,6 @@ SHOWN = {
 }
 
 
-@pytest.fixture
-def name_for(sem_name: str, shm_name: str, mq_name: str) -> dict[type[Any], str]:
-    """A unique name per class, removed after the test."""
-    return {Semaphore: sem_name, SharedMemory: shm_name, MessageQueue: mq_name}
-
-
 def remove(handle: Any) -> None:
     handle.unlink()
     handle.close()

@@ -47,12 +47,6 @@ def still_open(handle: Any) -> bool:
     return bool(handle.mqd >= 0)
 
 
-@pytest.fixture
-def name_for(sem_name: str, shm_name: str, mq_name: str) -> dict[type[Any], str]:
-    """A unique name per class, removed after the test."""
-    return {Semaphore: sem_name, SharedMemory: shm_name, MessageQueue: mq_name}
-
-
 @pytest.mark.parametrize(("cls", "name", "doc"), METHODS, ids=IDS)
 def test_signature_and_docs_are_kept(cls: type[Any], name: str, doc: str) -> None:
     method = getattr(cls, name)
