@@ -282,8 +282,12 @@ pub(crate) fn with_file_path_c<R>(
         return f(None);
     };
     // Always room: the name rules keep prefix and body within NAME_MAX bytes.
-    sys::c_str::with_joined(head, body, |path| f(Some(path)))
-        .unwrap_or_else(|| Err(invalid_name(kind, name)))
+    sys::c_str::with_joined(
+        head,
+        body,
+        |path| f(Some(path)),
+        || Err(invalid_name(kind, name)),
+    )
 }
 
 /// A fresh temporary path for a new semaphore's file, in [`SHM_DIR`] with
@@ -339,7 +343,7 @@ pub(crate) fn with_c_name<R>(
 ) -> Result<R> {
     let body = checked_body(kind, name)?;
     // Always room: the name rules keep every body within NAME_MAX bytes.
-    sys::c_str::with_joined(c"/", body, f).unwrap_or_else(|| Err(invalid_name(kind, name)))
+    sys::c_str::with_joined(c"/", body, f, || Err(invalid_name(kind, name)))
 }
 
 /// Checks the segment name `name` and runs `f` with what `sys::shm` opens
