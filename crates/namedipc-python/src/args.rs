@@ -229,8 +229,16 @@ pub(crate) fn int_in_range(obj: &Bound<'_, PyAny>, what: &str, lo: i64, hi: i64)
 
 /// A bool argument: True/False, or an int as posix_ipc accepts; False when
 /// omitted.
+#[inline]
 pub(crate) fn flag(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<bool> {
-    let Some(obj) = obj else { return Ok(false) };
+    match obj {
+        None => Ok(false),
+        Some(obj) => flag_of(obj, what),
+    }
+}
+
+/// [`flag`] of a value given.
+fn flag_of(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<bool> {
     if let Ok(b) = obj.cast::<PyBool>() {
         return Ok(b.is_true());
     }
