@@ -137,7 +137,7 @@ impl PySharedMemory {
             };
             match opened {
                 Ok((name, shm)) => {
-                    *state = Some(Opened {
+                    let opened = Opened {
                         name: name.unbind(),
                         mode,
                         read_only,
@@ -147,7 +147,10 @@ impl PySharedMemory {
                         mapping: None,
                         closed: false,
                         exposed: false,
-                    });
+                    };
+                    // Empty, as checked above under this lock: forgetting
+                    // the old value spares the code that drops an `Opened`.
+                    std::mem::forget(state.replace(opened));
                     return Ok(());
                 }
                 Err(e) => e,

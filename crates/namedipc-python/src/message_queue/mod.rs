@@ -197,7 +197,7 @@ impl PyMessageQueue {
                         Target::Named(given, _) if text == queue.name() => given.clone(),
                         _ => PyString::new(py, queue.name()),
                     };
-                    *state = Some(Opened {
+                    let opened = Opened {
                         name: name.unbind(),
                         mode,
                         owner: None,
@@ -207,7 +207,10 @@ impl PyMessageQueue {
                         max_message_size: queue.max_message_size(),
                         created: queue.created(),
                         queue: Slot::Own(queue),
-                    });
+                    };
+                    // Empty, as checked above under this lock: forgetting
+                    // the old value spares the code that drops an `Opened`.
+                    std::mem::forget(state.replace(opened));
                     return Ok(());
                 }
                 Err(e) => e,
