@@ -700,11 +700,13 @@ unsafe fn call_type(
     })
 }
 
-/// A class's constructor as its vectorcall: `Class(name, ...)` makes the
-/// object and runs `__init__`'s body on it (`$init`, with `$this` the new
-/// object, the first parameter a `&Bound<PyAny>` and each other an
-/// `Option<&Bound<PyAny>>`, `None` where not given or given as None, as
-/// PyO3's extraction makes it), without the tuple and dict that
+/// A class's constructor as its vectorcall: `Class(name, ...)` runs
+/// `__init__`'s body on a new handle and makes it the object (`$init`, with
+/// `$this` a `&mut` to the handle, not yet an object, the first parameter a
+/// `&Bound<PyAny>` and each other an `Option<&Bound<PyAny>>`, `None` where
+/// not given or given as None, as PyO3's extraction makes it; a body that
+/// gets `&mut` stores what it opened without taking the handle's lock,
+/// `init::Handle::New`), without the tuple and dict that
 /// `type.__call__` builds for PyO3's `__new__` and `__init__`, their two
 /// trampolines and their argument extraction. A call the fast path does
 /// not take (see `fast_call`) goes the interpreter's way, which judges it
@@ -756,14 +758,17 @@ macro_rules! constructor {
                 // An optional parameter given as None is one not given, as
                 // PyO3 extracts an `Option` (the first is passed as it is).
                 $(let $param = values.next().flatten().filter(|value| !value.is_none());)*
-                let object = Bound::new($py, <$class>::unopened())?;
+                // Opened before it becomes a Python object, so that no other
+                // thread can reach it yet (`init::Handle::New`), and moved
+                // into the object once, as the handle `__new__` makes is.
+                let mut value = <$class>::unopened();
                 {
-                    let $this = object.get();
+                    let $this = &mut value;
                     let $name = &*$name;
                     $(let $param = $param.as_deref();)*
                     $init?;
                 }
-                Ok(object.into_ptr())
+                Ok(Bound::new($py, value)?.into_ptr())
             })
         }
     };
@@ -778,11 +783,11 @@ constructor!(
 constructor!(
     /// `SharedMemory(name, flags=0, mode=0o600, size=0, read_only=False)`.
     shared_memory_new, PySharedMemory, SHARED_MEMORY_TYPE, SHARED_MEMORY_SLOTS,
-    |py, this, name, flags, mode, size, read_only| this.__init__(py, name, flags, mode, size, read_only)
+    |py, this, name, flags, mode, size, read_only| this.init_new(py, name, flags, mode, size, read_only)
 );
 
 constructor!(
     /// `MessageQueue(name, flags=0, mode=0o600, max_messages, max_message_size, read=True, write=True)`.
     message_queue_new, PyMessageQueue, MESSAGE_QUEUE_TYPE, MESSAGE_QUEUE_SLOTS,
-    |py, this, name, flags, mode, max_messages, max_message_size, read, write| this.__init__(py, name, flags, mode, max_messages, max_message_size, read, write)
+    |py, this, name, flags, mode, max_messages, max_message_size, read, write| this.init_new(py, name, flags, mode, max_messages, max_message_size, read, write)
 );

@@ -15,6 +15,7 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyString, PyTuple,
 
 use crate::args::{self, Target, RANDOM_PREFIX};
 use crate::errors::{self, to_py_err};
+use crate::init::Handle;
 use crate::pickling::{self, qualified_name};
 
 const KIND: ObjectKind = ObjectKind::SharedMemory;
@@ -96,8 +97,42 @@ impl PySharedMemory {
         }
     }
 
+    /// `__init__` of a handle no other thread can reach yet: the one the
+    /// constructor's fast path has just made (`fast_path.rs`), whose state
+    /// is stored without taking its lock.
+    pub(crate) fn init_new(
+        &mut self,
+        py: Python<'_>,
+        name: &Bound<'_, PyAny>,
+        flags: Option<&Bound<'_, PyAny>>,
+        mode: Option<&Bound<'_, PyAny>>,
+        size: Option<&Bound<'_, PyAny>>,
+        read_only: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        Self::init(Handle::New(self), py, name, flags, mode, size, read_only)
+    }
+
+    /// `__init__`'s body: the arguments checked, then the open.
+    fn init(
+        handle: Handle<'_, Self>,
+        py: Python<'_>,
+        name: &Bound<'_, PyAny>,
+        flags: Option<&Bound<'_, PyAny>>,
+        mode: Option<&Bound<'_, PyAny>>,
+        size: Option<&Bound<'_, PyAny>>,
+        read_only: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let name = args::optional_name(name)?;
+        let flags = args::flags(flags)?;
+        let mode = args::mode(mode)?;
+        let size = args::int_or(size, 0, "size", 0, i64::MAX)?;
+        let read_only = args::flag(read_only, "read_only")?;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // ranges checked above
+        Self::open(handle, py, name, flags, mode, size as u64, read_only)
+    }
+
     fn open(
-        &self,
+        handle: Handle<'_, Self>,
         py: Python<'_>,
         name: Option<Bound<'_, PyString>>,
         flags: i64,
@@ -126,13 +161,19 @@ impl PySharedMemory {
         if size > 0 {
             options = options.size(size);
         }
-        // Held while the segment is opened, so that of two racing __init__
-        // calls the second opens (or creates) nothing; its errors become
-        // Python's after it.
+        // The lock of a shared handle is held while the segment is opened,
+        // so that of two racing __init__ calls the second opens (or
+        // creates) nothing; its errors become Python's after it.
         let failed = {
-            let mut state = self.lock(py);
+            let mut guard;
+            let state = match handle {
+                Handle::Shared(this) => {
+                    guard = this.lock(py);
+                    &mut *guard
+                }
+                Handle::New(this) => this.state.get_mut().unwrap_or_else(PoisonError::into_inner),
+            };
             if state.is_some() {
-                drop(state);
                 return Err(errors::already_initialised(KIND));
             }
             let opened = match &target {
@@ -160,8 +201,8 @@ impl PySharedMemory {
                         closed: false,
                         exposed: false,
                     };
-                    // Empty, as checked above under this lock: forgetting
-                    // the old value spares the code that drops an `Opened`.
+                    // Empty, as checked above: forgetting the old value
+                    // spares the code that drops an `Opened`.
                     std::mem::forget(state.replace(opened));
                     return Ok(());
                 }
@@ -287,13 +328,7 @@ impl PySharedMemory {
         size: Option<&Bound<'_, PyAny>>,
         read_only: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let name = args::optional_name(name)?;
-        let flags = args::flags(flags)?;
-        let mode = args::mode(mode)?;
-        let size = args::int_or(size, 0, "size", 0, i64::MAX)?;
-        let read_only = args::flag(read_only, "read_only")?;
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // ranges checked above
-        self.open(py, name, flags, mode, size as u64, read_only)
+        Self::init(Handle::Shared(self), py, name, flags, mode, size, read_only)
     }
 
     #[getter]
@@ -501,9 +536,16 @@ fn _reopen_shared_memory<'py>(
     // (ValueError or TypeError, never OverflowError).
     let mode = args::mode(Some(mode))?;
     pickling::reopen(cls, |obj| {
-        obj.cast::<PySharedMemory>()?
-            .get()
-            .open(obj.py(), Some(name), 0, mode, 0, read_only)
+        let this = obj.cast::<PySharedMemory>()?.get();
+        PySharedMemory::open(
+            Handle::Shared(this),
+            obj.py(),
+            Some(name),
+            0,
+            mode,
+            0,
+            read_only,
+        )
     })
 }
 

@@ -25,6 +25,7 @@ use pyo3::types::{PyBytes, PyDict, PyInt, PySlice, PyString, PyTuple, PyType};
 use crate::aio;
 use crate::args::{self, Negative, Target, Timeout, RANDOM_PREFIX};
 use crate::errors::{self, to_py_err, Direction, GaveUp};
+use crate::init::Handle;
 use crate::pickling::{self, qualified_name};
 use crate::wait::{Attempt, OnSignal, Undo, Wait};
 
@@ -151,8 +152,82 @@ impl PyMessageQueue {
         }
     }
 
+    /// `__init__` of a handle no other thread can reach yet: the one the
+    /// constructor's fast path has just made (`fast_path.rs`), whose state
+    /// is stored without taking its lock.
+    pub(crate) fn init_new(
+        &mut self,
+        py: Python<'_>,
+        name: &Bound<'_, PyAny>,
+        flags: Option<&Bound<'_, PyAny>>,
+        mode: Option<&Bound<'_, PyAny>>,
+        max_messages: Option<&Bound<'_, PyAny>>,
+        max_message_size: Option<&Bound<'_, PyAny>>,
+        read: Option<&Bound<'_, PyAny>>,
+        write: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        Self::init(
+            Handle::New(self),
+            py,
+            name,
+            flags,
+            mode,
+            max_messages,
+            max_message_size,
+            read,
+            write,
+        )
+    }
+
+    /// `__init__`'s body: the arguments checked, then the open.
+    fn init(
+        handle: Handle<'_, Self>,
+        py: Python<'_>,
+        name: &Bound<'_, PyAny>,
+        flags: Option<&Bound<'_, PyAny>>,
+        mode: Option<&Bound<'_, PyAny>>,
+        max_messages: Option<&Bound<'_, PyAny>>,
+        max_message_size: Option<&Bound<'_, PyAny>>,
+        read: Option<&Bound<'_, PyAny>>,
+        write: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let name = args::optional_name(name)?;
+        let limit = i64::from(i32::MAX);
+        let flags = args::flags(flags)?;
+        let mode = args::mode(mode)?;
+        let defaults = defaults();
+        let max_messages = args::int_or(
+            max_messages,
+            i64::try_from(defaults.default_max_messages).unwrap_or(limit),
+            "max_messages",
+            1,
+            limit,
+        )?;
+        let max_message_size = args::int_or(
+            max_message_size,
+            i64::try_from(defaults.default_max_message_size).unwrap_or(limit),
+            "max_message_size",
+            1,
+            limit,
+        )?;
+        let read = read.map_or(Ok(true), PyAnyMethods::is_truthy)?;
+        let write = write.map_or(Ok(true), PyAnyMethods::is_truthy)?;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // ranges checked above
+        Self::open(
+            handle,
+            py,
+            name,
+            flags,
+            mode,
+            max_messages as usize,
+            max_message_size as usize,
+            read,
+            write,
+        )
+    }
+
     fn open(
-        &self,
+        handle: Handle<'_, Self>,
         py: Python<'_>,
         name: Option<Bound<'_, PyString>>,
         flags: i64,
@@ -184,16 +259,22 @@ impl PyMessageQueue {
             .read(read)
             .write(write)
             .blocking(flags & i64::from(O_NONBLOCK) == 0);
-        // Held while the queue is opened, so that of two racing __init__
-        // calls the second opens (or creates) nothing. No Python code runs
-        // under it, nor anything that could start the garbage collector
+        // A shared handle's lock is held while the queue is opened, so that
+        // of two racing __init__ calls the second opens (or creates)
+        // nothing. No Python code runs under it, nor anything that could start the garbage collector
         // (whose finalizers might call this very handle): the open makes
         // system calls, a str is no container, and the core's error becomes
         // Python's after the lock.
         let failed = {
-            let mut state = lock(&self.state);
+            let mut guard;
+            let state = match handle {
+                Handle::Shared(this) => {
+                    guard = lock(&this.state);
+                    &mut *guard
+                }
+                Handle::New(this) => this.state.get_mut().unwrap_or_else(PoisonError::into_inner),
+            };
             if state.is_some() {
-                drop(state);
                 return Err(errors::already_initialised(KIND));
             }
             let opened = match &target {
@@ -220,8 +301,8 @@ impl PyMessageQueue {
                         created: queue.created(),
                         queue: Slot::Own(queue),
                     };
-                    // Empty, as checked above under this lock: forgetting
-                    // the old value spares the code that drops an `Opened`.
+                    // Empty, as checked above: forgetting the old value
+                    // spares the code that drops an `Opened`.
                     std::mem::forget(state.replace(opened));
                     return Ok(());
                 }
@@ -438,35 +519,14 @@ impl PyMessageQueue {
         read: Option<&Bound<'_, PyAny>>,
         write: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let name = args::optional_name(name)?;
-        let limit = i64::from(i32::MAX);
-        let flags = args::flags(flags)?;
-        let mode = args::mode(mode)?;
-        let defaults = defaults();
-        let max_messages = args::int_or(
-            max_messages,
-            i64::try_from(defaults.default_max_messages).unwrap_or(limit),
-            "max_messages",
-            1,
-            limit,
-        )?;
-        let max_message_size = args::int_or(
-            max_message_size,
-            i64::try_from(defaults.default_max_message_size).unwrap_or(limit),
-            "max_message_size",
-            1,
-            limit,
-        )?;
-        let read = read.map_or(Ok(true), PyAnyMethods::is_truthy)?;
-        let write = write.map_or(Ok(true), PyAnyMethods::is_truthy)?;
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // ranges checked above
-        self.open(
+        Self::init(
+            Handle::Shared(self),
             py,
             name,
             flags,
             mode,
-            max_messages as usize,
-            max_message_size as usize,
+            max_messages,
+            max_message_size,
             read,
             write,
         )
@@ -762,7 +822,9 @@ pub(crate) fn _reopen_message_queue<'py>(
     let name = args::name_str(name)?;
     let defaults = defaults();
     pickling::reopen(cls, |obj| {
-        obj.cast::<PyMessageQueue>()?.get().open(
+        let this = obj.cast::<PyMessageQueue>()?.get();
+        PyMessageQueue::open(
+            Handle::Shared(this),
             obj.py(),
             Some(name),
             0,
