@@ -15,19 +15,7 @@ use crate::wait::OnSignal;
 
 const KIND: ObjectKind = ObjectKind::Semaphore;
 
-// `freelist`: the memory of up to seven collected handles is kept for the
-// next ones, which spares an allocation, its zeroing and its free in every
-// open and close (docs/design-notes.md, "Opening and creating"). PyO3 does
-// not track a handle made in kept memory for the cycle collector; nothing
-// is lost, as these classes visit no references for it (no `__traverse__`).
-#[pyclass(
-    module = "namedipc",
-    name = "Semaphore",
-    frozen,
-    subclass,
-    weakref,
-    freelist = 8
-)]
+#[pyclass(module = "namedipc", name = "Semaphore", frozen, subclass, weakref)]
 pub(crate) struct PySemaphore {
     slot: SemSlot,
     /// The message of this handle's BusyError, made the first time it is raised.

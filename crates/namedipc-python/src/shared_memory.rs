@@ -71,19 +71,7 @@ impl Opened {
 
 /// A POSIX shared memory segment with posix_ipc 1.3's API, plus `buf` (a
 /// memoryview of the whole segment), `close()` and `with`.
-// `freelist`: the memory of up to seven collected handles is kept for the
-// next ones, which spares an allocation, its zeroing and its free in every
-// open and close (docs/design-notes.md, "Opening and creating"). PyO3 does
-// not track a handle made in kept memory for the cycle collector; nothing
-// is lost, as these classes visit no references for it (no `__traverse__`).
-#[pyclass(
-    module = "namedipc",
-    name = "SharedMemory",
-    frozen,
-    subclass,
-    weakref,
-    freelist = 8
-)]
+#[pyclass(module = "namedipc", name = "SharedMemory", frozen, subclass, weakref)]
 pub(crate) struct PySharedMemory {
     /// `None` until `__init__` has run.
     state: Mutex<Option<Opened>>,

@@ -76,19 +76,7 @@ struct Opened {
     queue: Slot,
 }
 
-// `freelist`: the memory of up to seven collected handles is kept for the
-// next ones, which spares an allocation, its zeroing and its free in every
-// open and close (docs/design-notes.md, "Opening and creating"). PyO3 does
-// not track a handle made in kept memory for the cycle collector; nothing
-// is lost, as these classes visit no references for it (no `__traverse__`).
-#[pyclass(
-    module = "namedipc",
-    name = "MessageQueue",
-    frozen,
-    subclass,
-    weakref,
-    freelist = 8
-)]
+#[pyclass(module = "namedipc", name = "MessageQueue", frozen, subclass, weakref)]
 pub(crate) struct PyMessageQueue {
     /// `None` until `__init__` has run.
     state: Mutex<Option<Opened>>,
