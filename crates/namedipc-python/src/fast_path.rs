@@ -30,6 +30,7 @@ use pyo3::types::{PyDict, PyNone, PyString, PyTuple, PyType};
 use pyo3::PyTypeInfo;
 
 use crate::errors;
+use crate::init::Handle;
 use crate::message_queue::PyMessageQueue;
 use crate::semaphore::PySemaphore;
 use crate::shared_memory::PySharedMemory;
@@ -783,11 +784,11 @@ constructor!(
 constructor!(
     /// `SharedMemory(name, flags=0, mode=0o600, size=0, read_only=False)`.
     shared_memory_new, PySharedMemory, SHARED_MEMORY_TYPE, SHARED_MEMORY_SLOTS,
-    |py, this, name, flags, mode, size, read_only| this.init_new(py, name, flags, mode, size, read_only)
+    |py, this, name, flags, mode, size, read_only| PySharedMemory::init(Handle::New(this), py, name, flags, mode, size, read_only)
 );
 
 constructor!(
     /// `MessageQueue(name, flags=0, mode=0o600, max_messages, max_message_size, read=True, write=True)`.
     message_queue_new, PyMessageQueue, MESSAGE_QUEUE_TYPE, MESSAGE_QUEUE_SLOTS,
-    |py, this, name, flags, mode, max_messages, max_message_size, read, write| this.init_new(py, name, flags, mode, max_messages, max_message_size, read, write)
+    |py, this, name, flags, mode, max_messages, max_message_size, read, write| PyMessageQueue::init(Handle::New(this), py, name, flags, mode, max_messages, max_message_size, read, write)
 );

@@ -18,7 +18,8 @@
 //! atomic read-modify-writes, some 10 ns on the development machine, where
 //! posix_ipc's whole open and close of a segment take 700.
 
-use std::sync::OnceLock;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 use namedipc::ObjectKind;
 use pyo3::prelude::*;
@@ -31,6 +32,52 @@ pub(crate) enum Handle<'a, T> {
     Shared(&'a T),
     /// One only this thread holds, not yet a Python object.
     New(&'a mut T),
+}
+
+impl<'a, T> Handle<'a, T> {
+    /// The handle's state, the `Mutex` that `field` picks out of it:
+    /// taken with `lock` if other threads may reach the handle, else
+    /// reached through `&mut`, without its lock.
+    pub(crate) fn state<S>(
+        self,
+        lock: impl FnOnce(&'a T) -> MutexGuard<'a, S>,
+        field: impl FnOnce(&'a mut T) -> &'a mut Mutex<S>,
+    ) -> State<'a, S> {
+        match self {
+            Self::Shared(this) => State::Locked(lock(this)),
+            Self::New(this) => State::Unshared(
+                field(this)
+                    .get_mut()
+                    .unwrap_or_else(PoisonError::into_inner),
+            ),
+        }
+    }
+}
+
+/// A handle's state as [`Handle::state`] reaches it.
+pub(crate) enum State<'a, S> {
+    Locked(MutexGuard<'a, S>),
+    Unshared(&'a mut S),
+}
+
+impl<S> Deref for State<'_, S> {
+    type Target = S;
+
+    fn deref(&self) -> &S {
+        match self {
+            Self::Locked(guard) => guard,
+            Self::Unshared(state) => state,
+        }
+    }
+}
+
+impl<S> DerefMut for State<'_, S> {
+    fn deref_mut(&mut self) -> &mut S {
+        match self {
+            Self::Locked(guard) => guard,
+            Self::Unshared(state) => state,
+        }
+    }
 }
 
 /// A value `__init__` sets once; `kind` names the handle in messages.

@@ -85,23 +85,10 @@ impl PySharedMemory {
         }
     }
 
-    /// `__init__` of a handle no other thread can reach yet: the one the
-    /// constructor's fast path has just made (`fast_path.rs`), whose state
-    /// is stored without taking its lock.
-    pub(crate) fn init_new(
-        &mut self,
-        py: Python<'_>,
-        name: &Bound<'_, PyAny>,
-        flags: Option<&Bound<'_, PyAny>>,
-        mode: Option<&Bound<'_, PyAny>>,
-        size: Option<&Bound<'_, PyAny>>,
-        read_only: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<()> {
-        Self::init(Handle::New(self), py, name, flags, mode, size, read_only)
-    }
-
-    /// `__init__`'s body: the arguments checked, then the open.
-    fn init(
+    /// `__init__`'s body: the arguments checked, then the open. The
+    /// constructor's fast path (`fast_path.rs`) calls it with the handle it
+    /// has just made, `Handle::New`, whose state is stored without its lock.
+    pub(crate) fn init(
         handle: Handle<'_, Self>,
         py: Python<'_>,
         name: &Bound<'_, PyAny>,
@@ -153,15 +140,9 @@ impl PySharedMemory {
         // so that of two racing __init__ calls the second opens (or
         // creates) nothing; its errors become Python's after it.
         let failed = {
-            let mut guard;
-            let state = match handle {
-                Handle::Shared(this) => {
-                    guard = this.lock(py);
-                    &mut *guard
-                }
-                Handle::New(this) => this.state.get_mut().unwrap_or_else(PoisonError::into_inner),
-            };
+            let mut state = handle.state(|this| this.lock(py), |this| &mut this.state);
             if state.is_some() {
+                drop(state);
                 return Err(errors::already_initialised(KIND));
             }
             let opened = match &target {

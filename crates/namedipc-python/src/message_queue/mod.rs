@@ -140,35 +140,10 @@ impl PyMessageQueue {
         }
     }
 
-    /// `__init__` of a handle no other thread can reach yet: the one the
-    /// constructor's fast path has just made (`fast_path.rs`), whose state
-    /// is stored without taking its lock.
-    pub(crate) fn init_new(
-        &mut self,
-        py: Python<'_>,
-        name: &Bound<'_, PyAny>,
-        flags: Option<&Bound<'_, PyAny>>,
-        mode: Option<&Bound<'_, PyAny>>,
-        max_messages: Option<&Bound<'_, PyAny>>,
-        max_message_size: Option<&Bound<'_, PyAny>>,
-        read: Option<&Bound<'_, PyAny>>,
-        write: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<()> {
-        Self::init(
-            Handle::New(self),
-            py,
-            name,
-            flags,
-            mode,
-            max_messages,
-            max_message_size,
-            read,
-            write,
-        )
-    }
-
-    /// `__init__`'s body: the arguments checked, then the open.
-    fn init(
+    /// `__init__`'s body: the arguments checked, then the open. The
+    /// constructor's fast path (`fast_path.rs`) calls it with the handle it
+    /// has just made, `Handle::New`, whose state is stored without its lock.
+    pub(crate) fn init(
         handle: Handle<'_, Self>,
         py: Python<'_>,
         name: &Bound<'_, PyAny>,
@@ -254,15 +229,9 @@ impl PyMessageQueue {
         // system calls, a str is no container, and the core's error becomes
         // Python's after the lock.
         let failed = {
-            let mut guard;
-            let state = match handle {
-                Handle::Shared(this) => {
-                    guard = lock(&this.state);
-                    &mut *guard
-                }
-                Handle::New(this) => this.state.get_mut().unwrap_or_else(PoisonError::into_inner),
-            };
+            let mut state = handle.state(|this| lock(&this.state), |this| &mut this.state);
             if state.is_some() {
+                drop(state);
                 return Err(errors::already_initialised(KIND));
             }
             let opened = match &target {
