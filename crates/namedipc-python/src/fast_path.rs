@@ -762,6 +762,9 @@ macro_rules! constructor {
                 // Opened before it becomes a Python object, so that no other
                 // thread can reach it yet (`init::Handle::New`), and moved
                 // into the object once, as the handle `__new__` makes is.
+                // If making the object fails (MemoryError), the handle is
+                // dropped as any unreferenced one is: its descriptor closes,
+                // and what it created stays at its name.
                 let mut value = <$class>::unopened();
                 {
                     let $this = &mut value;
