@@ -224,10 +224,10 @@ impl PyMessageQueue {
             .blocking(flags & i64::from(O_NONBLOCK) == 0);
         // A shared handle's lock is held while the queue is opened, so that
         // of two racing __init__ calls the second opens (or creates)
-        // nothing. No Python code runs under it, nor anything that could start the garbage collector
-        // (whose finalizers might call this very handle): the open makes
-        // system calls, a str is no container, and the core's error becomes
-        // Python's after the lock.
+        // nothing. No Python code runs under it, nor anything that could
+        // start the garbage collector (whose finalizers might call this very
+        // handle): the open makes system calls, a str is no container, and
+        // the core's error becomes Python's after the lock.
         let failed = {
             let mut state = handle.state(|this| lock(&this.state), |this| &mut this.state);
             if state.is_some() {
