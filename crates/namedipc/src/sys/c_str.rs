@@ -169,6 +169,28 @@ mod tests {
     }
 
     #[test]
+    fn both_scans_agree_at_every_position_of_every_length() {
+        // The word-at-a-time scan is the whole check off x86_64, and on it
+        // only below sixteen bytes: it is held to the same answers here.
+        for len in 0..=300 {
+            let clean: Vec<u8> = (0..len)
+                .map(|i| [b'a', 0x01, 0x80, 0xff, b'.', b'0'][i % 6])
+                .collect();
+            assert!(!holds_either_in_words(&clean, 0, b'/'), "len {len}");
+            for position in 0..len {
+                for refused in [0, b'/'] {
+                    let mut bytes = clean.clone();
+                    bytes[position] = refused;
+                    assert!(
+                        holds_either_in_words(&bytes, 0, b'/') && holds_either(&bytes, 0, b'/'),
+                        "len {len}, {refused:#x} at {position}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn every_position_of_every_length_is_checked() {
         // Every length a name can have, each byte that must be refused at
         // every position, and bytes near them (0x01, 0x80, 0xff, '.', '0')
