@@ -188,12 +188,16 @@ unsafe extern "C" fn acquire(
                     // The first BusyError of this handle: the full path makes it.
                 }
                 // No slot free and no timeout: wait, without the second
-                // try at once that the full path would make first.
+                // try at once that the full path would make first. It runs
+                // as the interpreter called the method, without PyO3's
+                // count of attachment raised, as a constructor's body does
+                // (see `constructor!`: `Python::attach` would pay for
+                // `PyGILState_Ensure` and `PyGILState_Release` on every
+                // acquire that sleeps). The wait drops no `Py` on its way
+                // to the slot; an error is raised attached (`guarded`).
                 Ok(false) => {
-                    return Python::attach(|py| {
-                        this.acquire_forever_after_try(py)?;
-                        Ok(none(py))
-                    });
+                    this.acquire_forever_after_try(py)?;
+                    return Ok(none(py));
                 }
                 Err(e) => return Python::attach(|_| Err(errors::to_py_err(e))),
             }
