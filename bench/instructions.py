@@ -12,7 +12,7 @@ one process running the row's loop N times less one running it 0 times,
 divided by N: the interpreter's start, the import and the set-up cancel out,
 and the loop's own bytecode stays in (the same for both libraries). Every process
 runs with PYTHONHASHSEED=0, so that a count repeats exactly. ROW is
-one of the names below (default: all); about 10 s a row. Row 6 also counts
+one of the names below (default: all); about 10 s a row (`pingpong` 30 s). Row 6 also counts
 bench/pyo3_floor's class, plain and built with its feature `handle`, once
 `bench/pyo3_floor/compare.py` has built them.
 """
@@ -58,7 +58,30 @@ ROWS = {
         "t = Mq(fresh, O_CREX, 0o600, 10, 8192); t.close(); t.unlink()",
     ),
     "acquire": ("row 1: acquire() + release(), uncontended", "sem.acquire(); sem.release()"),
+    "pingpong": (
+        "row 3: release() + an acquire() that sleeps",
+        "ping_release(); pong_acquire()",
+    ),
 }
+
+# Rows whose loop needs PARTNER: a second process, not counted, that takes
+# each `ping` and posts `pong` some milliseconds later, so that every
+# acquire of `pong` finds no slot and sleeps, as in bench.py's row 3 (there
+# the partner is as quick as the timed side, here the counted process runs
+# under callgrind, some fifty times slower, and would find `pong` posted).
+PARTNER_ROWS = {"pingpong"}
+
+PARTNER = """
+import sys, time
+import posix_ipc
+ping, pong = posix_ipc.Semaphore(sys.argv[1]), posix_ipc.Semaphore(sys.argv[2])
+for _ in range(int(sys.argv[3])):
+    ping.acquire(10)
+    until = time.monotonic() + 0.001
+    while time.monotonic() < until:
+        pass
+    pong.release()
+"""
 
 CHILD = """
 import importlib.util, os, sys
@@ -73,9 +96,10 @@ if len(sys.argv) > 3:
     Shm = floor.SharedMemory
 name = "/namedipc-bench-%d-instr" % os.getpid()
 made = []
-def loop(Sem, Shm, Mq, name, sem, fresh, O_CREX, shm_close, mq_close, open_args, n):
+def loop(Sem, Shm, Mq, name, sem, fresh, O_CREX, shm_close, mq_close, open_args, ping_release, pong_acquire, n):
     for _ in range(n):
         {body}
+partner = None
 try:
     sem = m.Semaphore(name, m.O_CREX, initial_value=1)
     made.append(lambda: (sem.unlink(), sem.close()))
@@ -94,8 +118,21 @@ try:
             except m.ExistentialError:
                 pass
     made.append(remove_fresh)
-    loop(m.Semaphore, Shm, m.MessageQueue, name, sem, fresh, m.O_CREX, shm_close, m.MessageQueue.close, (name,), n)
+    ping = m.Semaphore(name + "-ping", m.O_CREX)
+    made.append(lambda: (ping.unlink(), ping.close()))
+    pong = m.Semaphore(name + "-pong", m.O_CREX)
+    made.append(lambda: (pong.unlink(), pong.close()))
+    if {partner}:
+        import subprocess
+        partner = subprocess.Popen([sys.executable, "-c", {partner_script}, ping.name, pong.name, str(n)])
+    loop(
+        m.Semaphore, Shm, m.MessageQueue, name, sem, fresh, m.O_CREX, shm_close, m.MessageQueue.close, (name,),
+        ping.release, pong.acquire, n,
+    )
 finally:
+    if partner is not None:
+        partner.kill()
+        partner.wait()
     for remove in reversed(made):
         remove()
 """
@@ -111,9 +148,14 @@ HANDLE_MODULE = os.path.join(os.path.dirname(FLOOR_MODULE), "pyo3_floor_handle.a
 REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
-def count(valgrind: str, module: str, body: str, loops: int, out_dir: str, floor: str | None = None) -> int:
+def count(
+    valgrind: str, module: str, body: str, loops: int, out_dir: str, floor: str | None = None, partner: bool = False
+) -> int:
     """The instructions of one process running `body` `loops` times (with
-    `floor`, the PyO3 floor module at that path, as `Shm`)."""
+    `floor`, the PyO3 floor module at that path, as `Shm`; with `partner`,
+    PARTNER beside it)."""
+    child = CHILD.replace("{body}", body).replace("{partner_script}", repr(PARTNER))
+    child = child.replace("{partner}", repr(partner))
     out = os.path.join(out_dir, "callgrind.out")
     done = subprocess.run(
         [
@@ -122,7 +164,7 @@ def count(valgrind: str, module: str, body: str, loops: int, out_dir: str, floor
             f"--callgrind-out-file={out}",
             sys.executable,
             "-c",
-            CHILD.replace("{body}", body),
+            child,
             module,
             str(loops),
             *([floor] if floor else []),
@@ -142,10 +184,12 @@ def count(valgrind: str, module: str, body: str, loops: int, out_dir: str, floor
     return int(found.group(1).replace(",", ""))
 
 
-def per_op(valgrind: str, module: str, body: str, loops: int, out_dir: str, floor: str | None = None) -> float:
+def per_op(
+    valgrind: str, module: str, body: str, loops: int, out_dir: str, floor: str | None = None, partner: bool = False
+) -> float:
     """`body`'s instructions per iteration: `loops` iterations less none."""
-    none = count(valgrind, module, body, 0, out_dir, floor)
-    some = count(valgrind, module, body, loops, out_dir, floor)
+    none = count(valgrind, module, body, 0, out_dir, floor, partner)
+    some = count(valgrind, module, body, loops, out_dir, floor, partner)
     return (some - none) / loops
 
 
@@ -170,7 +214,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="namedipc-instr-") as out_dir:
         for key in args.rows or ROWS:
             label, body = ROWS[key]
-            ours, theirs = (per_op(valgrind, module, body, loops, out_dir) for module in ("namedipc", "posix_ipc"))
+            partner = key in PARTNER_ROWS
+            ours, theirs = (
+                per_op(valgrind, module, body, loops, out_dir, partner=partner) for module in ("namedipc", "posix_ipc")
+            )
             floor_text = ""
             if key in FLOOR_ROWS:
                 for module, width in ((floor, 10), (handle, 12)):
