@@ -65,10 +65,11 @@ ROWS = {
 }
 
 # Rows whose loop needs PARTNER: a second process, not counted, that takes
-# each `ping` and posts `pong` some milliseconds later, so that every
-# acquire of `pong` finds no slot and sleeps, as in bench.py's row 3 (there
-# the partner is as quick as the timed side, here the counted process runs
-# under callgrind, some fifty times slower, and would find `pong` posted).
+# each `ping` and posts `pong` a millisecond later, so that every acquire
+# of `pong` finds no slot and sleeps, as it mostly does in bench.py's row 3
+# (there the partner is as quick as the timed side; here the counted
+# process runs under callgrind, tens of times slower, and would find `pong`
+# posted). Its acquire gives up after 10 s, should the counted process die.
 PARTNER_ROWS = {"pingpong"}
 
 PARTNER = """
