@@ -58,6 +58,7 @@ ROWS = {
         "t = Mq(fresh, O_CREX, 0o600, 10, 8192); t.close(); t.unlink()",
     ),
     "acquire": ("row 1: acquire() + release(), uncontended", "sem.acquire(); sem.release()"),
+    "acquire-timeout": ("row 1 with acquire(1.0), uncontended", "sem.acquire(1.0); sem.release()"),
     "pingpong": (
         "row 3: release() + an acquire() that sleeps",
         "ping_release(); pong_acquire()",

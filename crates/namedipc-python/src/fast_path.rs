@@ -202,16 +202,17 @@ unsafe extern "C" fn acquire(
                 Err(e) => return Python::attach(|_| Err(errors::to_py_err(e))),
             }
         }
-        // Other arguments, a wait, a closed or uninitialised handle: the
-        // full path, which checks and says everything.
-        Python::attach(|py| {
-            let len = usize::try_from(nargs).unwrap_or(0);
-            // SAFETY: the arguments are as the vectorcall protocol has them.
-            let (values, keywords) = unsafe { call_values(py, args, len, kwnames) }?;
-            let timeout = timeout_argument(py, values, len, keywords.as_ref())?;
-            this.acquire(py, timeout.as_ref())?;
-            Ok(none(py))
-        })
+        // Other arguments (a timeout, most often), a closed or
+        // uninitialised handle: the full path, which checks and says
+        // everything. It too runs without PyO3's count of attachment
+        // raised, as the wait above does: it drops no `Py` on its way to
+        // success, and an error is raised attached (`guarded`).
+        let len = usize::try_from(nargs).unwrap_or(0);
+        // SAFETY: the arguments are as the vectorcall protocol has them.
+        let (values, keywords) = unsafe { call_values(py, args, len, kwnames) }?;
+        let timeout = timeout_argument(py, values, len, keywords.as_ref())?;
+        this.acquire(py, timeout.as_ref())?;
+        Ok(none(py))
     })
 }
 
