@@ -12,7 +12,7 @@ one process running the row's loop N times less one running it 0 times,
 divided by N: the interpreter's start, the import and the set-up cancel out,
 and the loop's own bytecode stays in (the same for both libraries). Every process
 runs with PYTHONHASHSEED=0, so that a count repeats exactly. ROW is
-one of the names below (default: all); about 10 s a row (`pingpong` 30 s). Row 6 also counts
+one of the names below (default: all); about 10 s a row (`pingpong` 20 s). Row 6 also counts
 bench/pyo3_floor's class, plain and built with its feature `handle`, once
 `bench/pyo3_floor/compare.py` has built them.
 """
