@@ -205,8 +205,11 @@ unsafe extern "C" fn acquire(
         // Other arguments (a timeout, most often), a closed or
         // uninitialised handle: the full path, which checks and says
         // everything. It too runs without PyO3's count of attachment
-        // raised, as the wait above does: it drops no `Py` on its way to
-        // success, and an error is raised attached (`guarded`).
+        // raised, as the wait above does, and an error is raised attached
+        // (`guarded`). On its way to success it drops no `Py` but, in a
+        // timed wait, the error of a failed lookup of the main thread
+        // (`wait::is_main_thread`), which PyO3 then releases when the
+        // wait's `detach` ends, a moment later.
         let len = usize::try_from(nargs).unwrap_or(0);
         // SAFETY: the arguments are as the vectorcall protocol has them.
         let (values, keywords) = unsafe { call_values(py, args, len, kwnames) }?;
